@@ -1,0 +1,36 @@
+# The two set-up commands (README): `make repro` and `make test`. Each creates .venv
+# when missing and installs vaelab with the pinned constraints first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.vaelab-installed
+
+# Keep DVC and MLflow offline and quiet (see DESIGN.md).
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install repro test bench clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --upgrade -c constraints.txt pip
+	$(BIN)/python -m pip install -c constraints.txt -e '.[test]'
+	touch $@
+
+repro: install
+	$(BIN)/dvc repro
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/prepare.py
+
+clean:
+	rm -rf data/prepared data/raw

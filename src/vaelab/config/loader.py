@@ -1,0 +1,73 @@
+"""Load params.yaml into :class:`Params`, turning every problem into one clear UserError."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from vaelab.config.params import Params
+from vaelab.errors import UserError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate ``path``; raise :class:`UserError` naming every bad key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: file not found; run from the repository root or pass --params PATH"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {err}") from None
+    return params_from_dict(raw if raw is not None else {}, source=str(path))
+
+
+def params_from_dict(raw: Any, source: str = "params") -> Params:
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        problems = [_describe(error) for error in err.errors()]
+        if len(problems) == 1:
+            raise UserError(f"{source}: {problems[0]}") from None
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise UserError(f"{source}: {len(problems)} problems:\n{listing}") from None
+
+
+def _describe(error: Any) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    key = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = ""
+        close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.5)
+        if close:
+            hint = f" Did you mean '{'.'.join((*loc[:-1], close[0]))}'?"
+        return f"{key}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
+    value = error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error":
+        # Raised by a cross-field check; the message already names the keys.
+        return f"{key}: {message}"
+    return f"{key}: {value!r} is not allowed: {message}."
+
+
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    model: type[BaseModel] = Params
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

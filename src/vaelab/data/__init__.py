@@ -1,0 +1,1 @@
+"""Data sets: download, extract and prepare the images the models train on."""

@@ -1,0 +1,28 @@
+"""MANIFEST.json: every file of a raw data set with its size and md5."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from vaelab.data.datasets.base import DownloadReport
+from vaelab.data.fetch import md5sum
+from vaelab.io.atomic import write_json
+
+MANIFEST = "MANIFEST.json"
+
+
+def write_manifest(folder: Path, dataset: str, report: DownloadReport) -> dict:
+    files = [
+        {"file": path.relative_to(folder).as_posix(), "bytes": path.stat().st_size, "md5": md5sum(path)}
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    ]
+    manifest = {
+        "dataset": dataset,
+        **asdict(report),
+        "count": len(files),
+        "bytes": sum(f["bytes"] for f in files),
+        "files": files,
+    }
+    write_json(folder / MANIFEST, manifest)
+    return manifest

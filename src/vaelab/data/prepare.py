@@ -1,0 +1,112 @@
+"""The ``prepare`` stage: decode, crop, resize and split into one uint8 array and an index."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from vaelab.config import Params
+from vaelab.data.datasets import DATASETS
+from vaelab.data.datasets.base import Catalog
+from vaelab.data.imaging import ImageSpec
+from vaelab.data.pool import process_all
+from vaelab.data.split import OOD, SPLITS, assign_splits
+from vaelab.errors import UserError
+from vaelab.io.atomic import atomic_directory, write_json
+
+log = logging.getLogger("vaelab.prepare")
+
+PREPARED_DIR = Path("data/prepared")
+DATA_METRICS = Path("metrics/data.json")
+IMAGES_FILE = "images.npy"
+INDEX_FILE = "index.csv"
+# A skip reason that is a choice (detect.on_miss: skip), not a broken file.
+NO_FACE = "no face detected"
+
+
+def run_prepare(
+    params: Params,
+    raw_root: Path = Path("data/raw"),
+    out_dir: Path = PREPARED_DIR,
+    metrics_path: Path = DATA_METRICS,
+    progress: bool = True,
+) -> dict:
+    """Write ``out_dir/images.npy`` (N×H×W×C uint8), ``out_dir/index.csv`` and the data metrics."""
+    cfg = params.data
+    raw = raw_root / cfg.dataset
+    if not raw.is_dir():
+        raise UserError(f"{raw}: no raw data for data.dataset '{cfg.dataset}'; run `dvc repro download` first")
+    catalog = DATASETS[cfg.dataset].catalog(raw, cfg)
+    if cfg.limit is not None:
+        catalog = Catalog(
+            index=catalog.index.iloc[: cfg.limit].reset_index(drop=True),
+            sources=catalog.sources[: cfg.limit],
+            landmarks=None if catalog.landmarks is None else catalog.landmarks[: cfg.limit],
+        )
+    total = len(catalog.sources)
+    if total == 0:
+        raise UserError(f"{raw}: the data set holds no images")
+
+    spec = ImageSpec(size=cfg.image_size, channels=cfg.channels, crop=cfg.crop)
+    landmarks = catalog.landmarks if catalog.landmarks is not None else [None] * total
+    tasks = list(zip(catalog.sources, landmarks))
+    workers = min(cfg.workers or os.cpu_count() or 1, total)
+    started = time.perf_counter()
+    result = process_all(tasks, spec, workers=workers, progress=progress)
+    seconds = time.perf_counter() - started
+
+    skipped = [
+        {"image_id": str(catalog.index["image_id"].iloc[i]), "reason": reason}
+        for i, reason in sorted(result.skipped.items())
+    ]
+    bad = [s for s in skipped if s["reason"] != NO_FACE]
+    bad_fraction = len(bad) / total
+    if bad_fraction > cfg.max_bad_fraction:
+        examples = "; ".join(f"{s['image_id']}: {s['reason']}" for s in bad[:5])
+        raise UserError(
+            f"{len(bad)} of {total} images ({bad_fraction:.1%}) could not be read, above "
+            f"data.max_bad_fraction {cfg.max_bad_fraction:g} (e.g. {examples}). Re-download the data "
+            f"(delete {raw} and run `dvc repro download`) or raise data.max_bad_fraction."
+        )
+
+    index = catalog.index.loc[result.kept].reset_index(drop=True)
+    index.insert(1, "split", assign_splits(index, cfg.split, params.seed))
+    index = index.drop(columns=["partition"], errors="ignore")
+
+    with atomic_directory(out_dir) as staging:
+        np.save(staging / IMAGES_FILE, result.pixels, allow_pickle=False)
+        index.to_csv(staging / INDEX_FILE, index=False, lineterminator="\n")
+
+    counts = Counter(index["split"])
+    metrics = {
+        "dataset": cfg.dataset,
+        "images": int(len(index)),
+        "image_shape": list(result.pixels.shape[1:]),
+        "splits": {name: int(counts.get(name, 0)) for name in (*SPLITS, OOD)},
+        "skipped": {
+            "count": len(skipped),
+            "by_reason": dict(Counter(s["reason"].split(":")[0] for s in skipped)),
+            "files": skipped,
+        },
+        "detect_fallbacks": int(result.fell_back),
+        "workers": workers,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(total / seconds, 1) if seconds > 0 else None,
+    }
+    write_json(metrics_path, metrics)
+    log.info(
+        "prepared %d images %s in %.2fs (%.0f images/s); splits %s; skipped %d",
+        len(index),
+        tuple(result.pixels.shape[1:]),
+        seconds,
+        total / max(seconds, 1e-9),
+        metrics["splits"],
+        len(skipped),
+    )
+    return metrics
+

@@ -1,0 +1,1 @@
+"""Filesystem helpers shared by every stage."""

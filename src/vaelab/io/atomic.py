@@ -1,0 +1,61 @@
+"""Write outputs under a temporary name and rename, so a killed stage leaves no half output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_directory(dest: Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``dest``; on success it replaces ``dest``.
+
+    On any exception the staging folder is removed and ``dest`` is left as it was.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if dest.exists():
+        # Move the old output aside first so the swap itself is a single rename.
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+        os.replace(staging, dest)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, dest)
+
+
+@contextmanager
+def atomic_file(dest: Path, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary file beside ``dest``; on success rename it to ``dest``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(dest: Path, payload: Any) -> None:
+    """Write ``payload`` as indented, key-sorted JSON, atomically."""
+    with atomic_file(dest) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.write("\n")

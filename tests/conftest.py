@@ -1,0 +1,51 @@
+"""One tiny config that every test starts from and overrides (1 worker, few images, tmp paths)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vaelab.config import Params, params_from_dict
+
+TINY: dict[str, Any] = {
+    "seed": 0,
+    "data": {
+        "dataset": "lfw",
+        "image_size": 16,
+        "channels": 1,
+        "workers": 1,
+        "split": {"method": "random", "val": 0.1, "test": 0.1},
+        "crop": {"method": "center", "size": None},
+        "download": {"retries": 1, "backoff": 0.0, "timeout": 5.0},
+    },
+}
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture
+def tiny_params_dict(tmp_path: Path) -> dict[str, Any]:
+    """The tiny config as a plain dict, with the download cache under tmp_path."""
+    return deep_merge(TINY, {"data": {"download": {"cache_dir": str(tmp_path / "downloads")}}})
+
+
+@pytest.fixture
+def make_params(tiny_params_dict: dict[str, Any]) -> Callable[..., Params]:
+    """``make_params({"data": {...}})`` → validated Params: the tiny config plus overrides."""
+
+    def make(overrides: dict[str, Any] | None = None) -> Params:
+        return params_from_dict(deep_merge(tiny_params_dict, overrides or {}))
+
+    return make

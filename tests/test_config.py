@@ -1,0 +1,92 @@
+"""params.yaml validation: every bad key or value is one clear message, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vaelab.config import load_params, params_from_dict
+from vaelab.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_repository_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.dataset == "lfw"
+    assert params.data.crop.box.top == 40
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"data": {"crop": {"sise": 148}}}, ["data.crop.sise", "unknown key", "Did you mean 'data.crop.size'?"]),
+        ({"data": {"image_size": -3}}, ["data.image_size", "-3", "greater than or equal to 4"]),
+        ({"data": {"split": {"val": 1.5}}}, ["data.split.val", "1.5", "less than 1"]),
+        ({"data": {"dataset": "imagenet"}}, ["data.dataset", "'imagenet'", "'lfw', 'celeba', 'mnist' or 'cifar10'"]),
+        ({"data": {"split": {"val": 0.5, "test": 0.6}}}, ["data.split", "val + test must be below 1"]),
+        ({"data": {"crop": {"method": "center", "size": 148}}}, ["crop.size 148", "lfw images (25x25)"]),
+        ({"data": {"crop": {"method": "landmarks"}}}, ["landmarks", "lfw has none"]),
+        ({"data": {"split": {"method": "official"}}}, ["official", "lfw has none"]),
+        ({"dta": {}}, ["dta", "Did you mean 'data'?"]),
+    ],
+)
+def test_bad_params_are_one_clear_message(tiny_params_dict, overrides, expected):
+    from tests.conftest import deep_merge
+
+    with pytest.raises(UserError) as info:
+        params_from_dict(deep_merge(tiny_params_dict, overrides))
+    for fragment in expected:
+        assert fragment in str(info.value)
+
+
+def test_several_problems_are_listed_together(tiny_params_dict):
+    from tests.conftest import deep_merge
+
+    with pytest.raises(UserError) as info:
+        params_from_dict(deep_merge(tiny_params_dict, {"data": {"image_size": 0, "channels": 2}}))
+    message = str(info.value)
+    assert "2 problems" in message and "data.image_size" in message and "data.channels" in message
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_params(bad)
+
+
+BAD_CASES = {
+    "typo": {"data": {"crop": {"sise": 148}}},
+    "negative_size": {"data": {"image_size": -3}},
+    "val_fraction": {"data": {"split": {"val": 1.5}}},
+    "dataset": {"data": {"dataset": "imagenet"}},
+}
+
+
+@pytest.mark.parametrize("stage", ["download", "prepare"])
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_stage_exits_2_without_traceback_or_outputs(tmp_path, tiny_params_dict, stage, case):
+    from tests.conftest import deep_merge
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(deep_merge(tiny_params_dict, BAD_CASES[case])))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "stages" / f"{stage}.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("vaelab: error: params.yaml: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -1,0 +1,82 @@
+"""`dvc repro` end to end in a temporary git repository, on the embedded lfw default."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", "stages", "src")
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(cwd / "src"),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    for name in PIPELINE_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, tmp_path / name)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["data"]["image_size"] = 16
+    params["data"]["workers"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], tmp_path)
+    _run([sys.executable, "-m", "dvc", "init", "-q"], tmp_path)
+    _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], tmp_path)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_dvc_repro_prepare_then_nothing_to_do(repo: Path):
+    first = _run([sys.executable, "-m", "dvc", "repro", "prepare"], repo)
+    assert "Running stage 'download'" in first.stdout and "Running stage 'prepare'" in first.stdout
+
+    images = np.load(repo / "data" / "prepared" / "images.npy")
+    assert images.shape == (200, 16, 16, 1) and images.dtype == np.uint8
+    index = pd.read_csv(repo / "data" / "prepared" / "index.csv")
+    assert index["split"].value_counts().to_dict() == {"ood": 100, "train": 80, "val": 10, "test": 10}
+    assert (index["face"] == 0).sum() == 100
+    metrics = json.loads((repo / "metrics" / "data.json").read_text())
+    assert metrics["splits"] == {"train": 80, "val": 10, "test": 10, "ood": 100}
+    manifest = json.loads((repo / "data" / "raw" / "lfw" / "MANIFEST.json").read_text())
+    assert [f["file"] for f in manifest["files"]] == ["lfw_subset.npy"]
+
+    second = _run([sys.executable, "-m", "dvc", "repro", "prepare"], repo)
+    assert "Running stage" not in second.stdout
+    status = _run([sys.executable, "-m", "dvc", "status"], repo)
+    assert "up to date" in status.stdout
+
+    # A params edit that prepare reads reruns prepare only, not download.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["image_size"] = 8
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = _run([sys.executable, "-m", "dvc", "repro", "prepare"], repo)
+    assert "Running stage 'prepare'" in third.stdout and "Running stage 'download'" not in third.stdout
+    assert np.load(repo / "data" / "prepared" / "images.npy").shape == (200, 8, 8, 1)

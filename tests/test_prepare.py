@@ -1,0 +1,171 @@
+"""The prepare stage on the embedded lfw data and on tiny MNIST / CIFAR-10 archives."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.support.http import serve_directory
+from vaelab.data.datasets import cifar10, mnist
+from vaelab.data.download import run_download
+from vaelab.data.prepare import run_prepare
+from vaelab.errors import UserError
+
+
+def _prepare(params, tmp_path: Path, **kwargs):
+    return run_prepare(
+        params,
+        raw_root=tmp_path / "raw",
+        out_dir=tmp_path / "prepared",
+        metrics_path=tmp_path / "metrics" / "data.json",
+        progress=False,
+        **kwargs,
+    )
+
+
+def test_lfw_shapes_splits_and_ood(tmp_path, make_params):
+    params = make_params({"data": {"image_size": 20, "channels": 3}})
+    run_download(params, raw_root=tmp_path / "raw")
+    metrics = _prepare(params, tmp_path)
+    images = np.load(tmp_path / "prepared" / "images.npy")
+    index = pd.read_csv(tmp_path / "prepared" / "index.csv")
+    assert images.shape == (200, 20, 20, 3) and images.dtype == np.uint8
+    assert list(index.columns) == ["image_id", "split", "face"]
+    assert metrics["splits"] == {"train": 80, "val": 10, "test": 10, "ood": 100}
+    assert (index.loc[index["face"] == 0, "split"] == "ood").all()
+    # Grey source, RGB requested: the three channels are equal.
+    assert (images[..., 0] == images[..., 2]).all()
+
+
+def test_same_inputs_give_byte_identical_outputs(tmp_path, make_params):
+    params = make_params()
+    run_download(params, raw_root=tmp_path / "raw")
+    _prepare(params, tmp_path)
+    first = (tmp_path / "prepared" / "images.npy").read_bytes(), (tmp_path / "prepared" / "index.csv").read_bytes()
+    _prepare(make_params({"data": {"workers": 2}}), tmp_path)
+    second = (tmp_path / "prepared" / "images.npy").read_bytes(), (tmp_path / "prepared" / "index.csv").read_bytes()
+    assert hashlib.md5(first[0]).digest() == hashlib.md5(second[0]).digest()
+    assert first[1] == second[1]
+
+
+def test_seed_changes_the_random_split_only(tmp_path, make_params):
+    run_download(make_params(), raw_root=tmp_path / "raw")
+    _prepare(make_params(), tmp_path)
+    a = pd.read_csv(tmp_path / "prepared" / "index.csv")
+    _prepare(make_params({"seed": 1}), tmp_path)
+    b = pd.read_csv(tmp_path / "prepared" / "index.csv")
+    assert (a["image_id"] == b["image_id"]).all()
+    assert (a["split"] != b["split"]).any()
+
+
+def test_limit_and_dropping_nonfaces(tmp_path, make_params):
+    run_download(make_params(), raw_root=tmp_path / "raw")
+    metrics = _prepare(make_params({"data": {"lfw": {"nonfaces": False}, "limit": 50}}), tmp_path)
+    assert metrics["images"] == 50
+    assert metrics["splits"] == {"train": 40, "val": 5, "test": 5, "ood": 0}
+
+
+def test_an_empty_split_says_which_and_how_to_fix(tmp_path, make_params):
+    run_download(make_params(), raw_root=tmp_path / "raw")
+    with pytest.raises(UserError) as info:
+        _prepare(make_params({"data": {"limit": 4}}), tmp_path)
+    assert "split 'val' is empty" in str(info.value) and "data.limit" in str(info.value)
+    assert not (tmp_path / "prepared").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_prepare_without_download_is_a_user_error(tmp_path, make_params):
+    with pytest.raises(UserError, match="run `dvc repro download` first"):
+        _prepare(make_params(), tmp_path)
+
+
+def test_too_many_bad_images_fails_and_writes_nothing(tmp_path, make_params):
+    from tests.support.celeba import make_celeba, write_official
+
+    tiny = make_celeba(10)
+    broken = {name: b"" for name in tiny.names[:3]}
+    write_official(tmp_path / "src", tiny, corrupt=broken)
+    params = make_params(
+        {
+            "data": {
+                "dataset": "celeba",
+                "crop": {"method": "center", "size": 148},
+                "celeba": {"source": str(tmp_path / "src"), "verify_md5": False},
+                "max_bad_fraction": 0.2,
+            }
+        }
+    )
+    run_download(params, raw_root=tmp_path / "raw")
+    with pytest.raises(UserError) as info:
+        _prepare(params, tmp_path)
+    assert "3 of 10 images" in str(info.value) and "data.max_bad_fraction" in str(info.value)
+    assert not (tmp_path / "prepared").exists() and not (tmp_path / "metrics").exists()
+
+
+def _idx_gz(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
+
+
+def test_mnist_from_a_url_base_with_official_split(tmp_path, make_params, monkeypatch):
+    rng = np.random.default_rng(0)
+    served = tmp_path / "served"
+    served.mkdir()
+    counts = {"train": 30, "t10k": 8}
+    payloads = {}
+    for prefix, n in counts.items():
+        payloads[f"{prefix}-images-idx3-ubyte.gz"] = _idx_gz(rng.integers(0, 256, (n, 28, 28)))
+        payloads[f"{prefix}-labels-idx1-ubyte.gz"] = _idx_gz(rng.integers(0, 10, n))
+    for name, payload in payloads.items():
+        (served / name).write_bytes(payload)
+    monkeypatch.setattr(mnist, "FILES", {k: hashlib.md5(v).hexdigest() for k, v in payloads.items()})
+    with serve_directory(served) as server:
+        params = make_params(
+            {"data": {"dataset": "mnist", "mnist": {"source": server.url}, "split": {"method": "official", "val": 0.2}}}
+        )
+        run_download(params, raw_root=tmp_path / "raw")
+    metrics = _prepare(params, tmp_path)
+    assert metrics["splits"] == {"train": 24, "val": 6, "test": 8, "ood": 0}
+    index = pd.read_csv(tmp_path / "prepared" / "index.csv")
+    assert list(index.columns) == ["image_id", "split", "label"]
+    assert (index.loc[index["image_id"].str.startswith("test_"), "split"] == "test").all()
+
+
+def test_cifar10_from_a_local_archive(tmp_path, make_params, monkeypatch):
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+            records = rng.integers(0, 256, (4, cifar10.RECORD_BYTES)).astype(np.uint8)
+            records[:, 0] %= 10
+            payload = records.tobytes()
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    archive = tmp_path / "src" / cifar10.ARCHIVE
+    archive.parent.mkdir()
+    archive.write_bytes(buffer.getvalue())
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", hashlib.md5(buffer.getvalue()).hexdigest())
+    params = make_params(
+        {"data": {"dataset": "cifar10", "channels": 3, "cifar10": {"source": str(archive.parent)}, "split": {"method": "official", "val": 0.25}}}
+    )
+    run_download(params, raw_root=tmp_path / "raw")
+    metrics = _prepare(params, tmp_path)
+    assert metrics["splits"] == {"train": 15, "val": 5, "test": 4, "ood": 0}
+    images, labels = cifar10.read_batch(tmp_path / "raw" / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin")
+    assert images.shape == (4, 32, 32, 3) and labels.max() < 10
+
+
+def test_cifar10_md5_mismatch_is_refused(tmp_path, make_params):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / cifar10.ARCHIVE).write_bytes(b"not the archive")
+    params = make_params({"data": {"dataset": "cifar10", "cifar10": {"source": str(tmp_path / "src")}}})
+    with pytest.raises(UserError, match=cifar10.ARCHIVE_MD5):
+        run_download(params, raw_root=tmp_path / "raw")
+    assert not (tmp_path / "raw" / "cifar10").exists()
