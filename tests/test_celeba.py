@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,6 +70,15 @@ def _assert_raw(raw: Path, tiny, *, identities=True):
     assert (raw / "identity_CelebA.txt").is_file() == identities
 
 
+def _write_extracted_official(folder: Path, tiny) -> None:
+    """The official layout with the image zip already extracted."""
+    write_official(folder, tiny, skip=("img_align_celeba.zip",))
+    images = folder / "img_align_celeba"
+    images.mkdir()
+    for name, jpeg in zip(tiny.names, tiny.jpegs):
+        (images / name).write_bytes(jpeg)
+
+
 def test_official_folder(tmp_path, make_params, tiny, official_sums):
     write_official(tmp_path / "src", tiny)
     raw = run_download(_params(make_params, tmp_path / "src"), raw_root=tmp_path / "raw")
@@ -78,21 +86,13 @@ def test_official_folder(tmp_path, make_params, tiny, official_sums):
 
 
 def test_official_folder_with_extracted_images(tmp_path, make_params, tiny, official_sums):
-    write_official(tmp_path / "src", tiny, skip=("img_align_celeba.zip",))
-    images = tmp_path / "src" / "img_align_celeba"
-    images.mkdir()
-    for name, jpeg in zip(tiny.names, tiny.jpegs):
-        (images / name).write_bytes(jpeg)
+    _write_extracted_official(tmp_path / "src", tiny)
     raw = run_download(_params(make_params, tmp_path / "src"), raw_root=tmp_path / "raw")
     _assert_raw(raw, tiny)
 
 
 def test_zip_of_the_official_folder(tmp_path, make_params, tiny, official_sums):
-    write_official(tmp_path / "src", tiny, skip=("img_align_celeba.zip",))
-    images = tmp_path / "src" / "img_align_celeba"
-    images.mkdir()
-    for name, jpeg in zip(tiny.names, tiny.jpegs):
-        (images / name).write_bytes(jpeg)
+    _write_extracted_official(tmp_path / "src", tiny)
     archive = zip_tree(tmp_path / "src", tmp_path / "celeba.zip")
     raw = run_download(_params(make_params, archive), raw_root=tmp_path / "raw")
     _assert_raw(raw, tiny)

@@ -27,6 +27,7 @@ ATTRIBUTES = (
 LANDMARK_NAMES = "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y".split()
 BBOX_NAMES = "x_1 y_1 width height".split()
 WIDTH, HEIGHT = 178, 218
+FIXED_TIME = (2015, 1, 1, 0, 0, 0)
 
 
 @dataclass
@@ -91,10 +92,11 @@ def official_texts(data: TinyCelebA) -> dict[str, bytes]:
 
 def image_zip_bytes(data: TinyCelebA, corrupt: dict[str, bytes] | None = None) -> bytes:
     buffer = io.BytesIO()
+    # Fixed timestamps: the same data must give the same bytes (and md5) every time.
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr("img_align_celeba/", b"")
+        zf.writestr(zipfile.ZipInfo("img_align_celeba/", FIXED_TIME), b"")
         for name, jpeg in zip(data.names, data.jpegs):
-            zf.writestr(f"img_align_celeba/{name}", (corrupt or {}).get(name, jpeg))
+            zf.writestr(zipfile.ZipInfo(f"img_align_celeba/{name}", FIXED_TIME), (corrupt or {}).get(name, jpeg))
     return buffer.getvalue()
 
 

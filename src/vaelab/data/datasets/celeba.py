@@ -390,47 +390,47 @@ def _require(path: Path, needed_by: str, reader):
     return reader(path)
 
 
-def _data_lines(path: Path) -> list[str]:
-    text = path.read_text(encoding="ascii", errors="replace")
-    return [line for line in text.splitlines() if line.strip()]
+def _read_counted_table(path: Path, what: str, dtype: type) -> pd.DataFrame:
+    """Official files with a count line and a header of column names (attributes, landmarks, boxes)."""
+    with open(path, encoding="ascii", errors="replace") as handle:
+        count, header = handle.readline().strip(), handle.readline()
+    if not count.isdigit():
+        raise UserError(f"{path}: not a CelebA {what} file (first line should be the image count)")
+    names = [n for n in header.split() if n != "image_id"]
+    try:
+        table = pd.read_csv(path, sep=r"\s+", skiprows=2, header=None, names=["image_id", *names], index_col=0)
+    except (pd.errors.ParserError, ValueError) as err:
+        raise UserError(f"{path}: rows do not match the {len(names)} columns of its header ({err})") from err
+    if len(table) != int(count):
+        raise UserError(f"{path}: the first line says {count} images but {len(table)} rows follow")
+    if table.isna().any(axis=None):
+        row = int(np.flatnonzero(table.isna().any(axis=1).to_numpy())[0]) + 1
+        raise UserError(f"{path}: data row {row} has fewer than {len(names) + 1} fields")
+    return table.astype(dtype)
 
 
 def read_attributes(path: Path) -> pd.DataFrame:
     """``list_attr_celeba.txt`` → DataFrame indexed by image_id, 40 int8 columns of 0/1."""
-    lines = _data_lines(path)
-    if len(lines) < 2 or not lines[0].strip().isdigit():
-        raise UserError(f"{path}: not a CelebA attribute file (first line should be the image count)")
-    names = lines[1].split()
-    rows = [line.split() for line in lines[2:]]
-    _check_rows(path, rows, int(lines[0]), len(names) + 1)
-    values = np.array([row[1:] for row in rows], dtype=np.int8)
-    if not np.isin(values, (-1, 1)).all():
+    table = _read_counted_table(path, "attribute", np.int8)
+    if not np.isin(table.to_numpy(), (-1, 1)).all():
         raise UserError(f"{path}: attribute values must be -1 or 1")
-    table = pd.DataFrame((values > 0).astype(np.int8), columns=names)
-    table.index = pd.Index([row[0] for row in rows], name="image_id")
-    return table
+    return (table > 0).astype(np.int8)
 
 
 def read_landmarks(path: Path) -> pd.DataFrame:
     """``list_landmarks_align_celeba.txt`` → DataFrame of 10 coordinates per image."""
-    lines = _data_lines(path)
-    if len(lines) < 2 or not lines[0].strip().isdigit():
-        raise UserError(f"{path}: not a CelebA landmarks file (first line should be the image count)")
-    names = lines[1].split()
-    rows = [line.split() for line in lines[2:]]
-    _check_rows(path, rows, int(lines[0]), len(names) + 1)
-    table = pd.DataFrame(np.array([row[1:] for row in rows], dtype=np.float64), columns=names)
-    table.index = pd.Index([row[0] for row in rows], name="image_id")
-    return table
+    return _read_counted_table(path, "landmarks", np.float64)
 
 
 def read_two_column(path: Path, column: str) -> pd.DataFrame:
     """Header-less ``name value`` files (identities, partitions)."""
-    rows = [line.split() for line in _data_lines(path)]
-    _check_rows(path, rows, None, 2)
-    table = pd.DataFrame({column: np.array([row[1] for row in rows], dtype=np.int64)})
-    table.index = pd.Index([row[0] for row in rows], name="image_id")
-    return table
+    try:
+        table = pd.read_csv(path, sep=r"\s+", header=None, names=["image_id", column], index_col=0)
+    except (pd.errors.ParserError, ValueError) as err:
+        raise UserError(f"{path}: expected two columns, image name and {column} ({err})") from err
+    if table[column].isna().any() or not pd.api.types.is_integer_dtype(table[column]):
+        raise UserError(f"{path}: every row needs an integer {column}")
+    return table.astype(np.int64)
 
 
 def read_partition(path: Path) -> pd.DataFrame:
@@ -440,11 +440,3 @@ def read_partition(path: Path) -> pd.DataFrame:
         raise UserError(f"{path}: partition values must be 0, 1 or 2, found {sorted(unknown)}")
     table["partition"] = table["partition"].map(PARTITION_NAMES)
     return table
-
-
-def _check_rows(path: Path, rows: list[list[str]], expected_count: int | None, width: int) -> None:
-    if expected_count is not None and len(rows) != expected_count:
-        raise UserError(f"{path}: the first line says {expected_count} images but {len(rows)} rows follow")
-    for number, row in enumerate(rows, start=1):
-        if len(row) != width:
-            raise UserError(f"{path}: data row {number} has {len(row)} fields, expected {width}")
