@@ -6,11 +6,13 @@ import gzip
 import hashlib
 import io
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from tests.support.http import serve_directory
 from vaelab.data.datasets import cifar10, mnist
@@ -169,3 +171,34 @@ def test_cifar10_md5_mismatch_is_refused(tmp_path, make_params):
     with pytest.raises(UserError, match=cifar10.ARCHIVE_MD5):
         run_download(params, raw_root=tmp_path / "raw")
     assert not (tmp_path / "raw" / "cifar10").exists()
+
+
+@pytest.mark.parametrize("on_miss", ["center", "skip"])
+def test_detect_without_faces_is_counted_not_failed(tmp_path, make_params, on_miss):
+    from tests.support.celeba import make_celeba, write_official
+
+    flat = io.BytesIO()
+    Image.new("RGB", (178, 218), (120, 110, 100)).save(flat, format="JPEG")
+    tiny = replace(make_celeba(10), jpegs=[flat.getvalue()] * 10)  # flat grey: no face to find
+    write_official(tmp_path / "src", tiny)
+    params = make_params(
+        {
+            "data": {
+                "dataset": "celeba",
+                "celeba": {"source": str(tmp_path / "src"), "verify_md5": False},
+                "crop": {"method": "detect", "detect": {"on_miss": on_miss}},
+                "max_bad_fraction": 0.0,
+                "split": {"val": 0.2, "test": 0.2},
+                "limit": 10,
+            }
+        }
+    )
+    run_download(params, raw_root=tmp_path / "raw")
+    if on_miss == "center":
+        metrics = _prepare(params, tmp_path)
+        assert metrics["detect_fallbacks"] == 10 and metrics["images"] == 10
+    else:
+        # Every image skipped for want of a face: not counted as broken (max_bad_fraction
+        # is 0), but no data is left to split.
+        with pytest.raises(UserError, match="split 'train' is empty"):
+            _prepare(params, tmp_path)
