@@ -1,0 +1,23 @@
+"""The ``train:`` section of params.yaml: shared by every variant."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from vaelab.config.base import Section
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(1e-3, gt=0.0)
+    # auto: cuda, then mps, then cpu.
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    # auto: bf16 autocast on a GPU that supports it, fp32 elsewhere.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
+    # Save a resumable checkpoint every N optimizer steps (and at each epoch end).
+    checkpoint_every: int = Field(200, gt=0)
+    checkpoint_dir: str = "checkpoints"

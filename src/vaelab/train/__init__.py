@@ -1,0 +1,1 @@
+"""Training: device choice, on-device batches, checkpoints and the loop."""

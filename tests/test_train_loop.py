@@ -1,0 +1,104 @@
+"""The training loop on a tiny model: resume equality, NaN guard, history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vaelab.config.train import TrainConfig
+from vaelab.train.batches import Batches
+from vaelab.train.checkpoint import config_hash
+from vaelab.train.device import select_runtime
+from vaelab.train.loop import NonFiniteLoss, train_model
+
+
+class TinyVAE(torch.nn.Module):
+    """Just enough of the Autoencoder interface for the loop: noise makes RNG state matter."""
+
+    def __init__(self, pixels: int, z: int = 3, scale: float = 1.0) -> None:
+        super().__init__()
+        self.enc = torch.nn.Linear(pixels, 2 * z)
+        self.dec = torch.nn.Linear(z, pixels)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.enc(x.flatten(1)).chunk(2, dim=1)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return {"recon": torch.sigmoid(self.dec(z)).view_as(x) * self.scale, "mu": mu, "logvar": logvar}
+
+    def loss(self, x, out, *, epoch: int = 0) -> dict[str, torch.Tensor]:
+        recon = ((out["recon"] - x) ** 2).flatten(1).sum(1).mean()
+        kl = (-0.5 * (1 + out["logvar"] - out["mu"] ** 2 - out["logvar"].exp()).sum(1)).mean()
+        return {"recon": recon, "kl": kl, "loss": recon + kl}
+
+
+def _setup(tmp_path, *, epochs=3, checkpoint_every=2, scale=1.0):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
+    runtime = select_runtime("cpu", "auto")
+    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=0.01, checkpoint_every=checkpoint_every)
+    train = Batches(images[:32], batch_size=8, device=runtime.device, seed=0)
+    val = Batches(images[32:], batch_size=8, device=runtime.device, seed=0, shuffle=False)
+    torch.manual_seed(0)
+    model = TinyVAE(16, scale=scale)
+    return model, train, val, cfg, runtime
+
+
+def _train(tmp_path, model, train, val, cfg, runtime):
+    return train_model(
+        model, train, val, cfg, runtime,
+        checkpoint_path=tmp_path / "ckpt.pt", config_hash=config_hash({"x": 1}), progress=False,
+    )
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_identical_weights(tmp_path):
+    model, train, val, cfg, runtime = _setup(tmp_path / "a")
+    full = _train(tmp_path / "a", model, train, val, cfg, runtime)
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model, train, val, cfg, runtime = _setup(tmp_path / "b")
+    real_epoch = train.epoch
+
+    def dying_epoch(epoch, start_batch=0):
+        for i, batch in enumerate(real_epoch(epoch, start_batch)):
+            if epoch == 1 and start_batch + i == 3:  # mid-epoch, after the step-6 checkpoint
+                raise Interrupt
+            yield batch
+
+    train.epoch = dying_epoch
+    with pytest.raises(Interrupt):
+        _train(tmp_path / "b", model, train, val, cfg, runtime)
+    train.epoch = real_epoch
+    torch.manual_seed(123)  # the resumed run must not depend on the fresh process's RNG
+    model2, _, _, _, _ = _setup(tmp_path / "b")
+    resumed = _train(tmp_path / "b", model2, train, val, cfg, runtime)
+
+    assert resumed.resumed_from == {"epoch": 1, "batch": 2, "step": 6}
+    for name, tensor in model2.state_dict().items():
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0)
+    assert [round(r["train_loss"], 10) for r in resumed.history] == [round(r["train_loss"], 10) for r in full.history]
+    assert len(full.history) == 3 and full.steps == 12
+
+
+def test_non_finite_loss_names_epoch_step_and_terms(tmp_path):
+    model, train, val, cfg, runtime = _setup(tmp_path, scale=float("nan"))
+    with pytest.raises(NonFiniteLoss) as info:
+        _train(tmp_path, model, train, val, cfg, runtime)
+    message = str(info.value)
+    assert "epoch 1, step 1" in message and "recon=nan" in message and "train.lr" in message
+
+
+def test_a_checkpoint_of_another_config_is_ignored(tmp_path):
+    model, train, val, cfg, runtime = _setup(tmp_path, epochs=1)
+    _train(tmp_path, model, train, val, cfg, runtime)
+    model, train, val, cfg, runtime = _setup(tmp_path, epochs=1)
+    result = train_model(
+        model, train, val, cfg, runtime,
+        checkpoint_path=tmp_path / "ckpt.pt", config_hash=config_hash({"x": 2}), progress=False,
+    )
+    assert result.resumed_from is None and result.steps == 4
