@@ -28,6 +28,34 @@ def _prepare(args: argparse.Namespace) -> None:
     run_prepare(load_params(args.params))
 
 
+def _summary(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from vaelab.config.models import parse_model_config
+    from vaelab.errors import UserError
+    from vaelab.models import build_model, summarize
+    from vaelab.models.vae import VAE_CONV_PRESETS
+
+    if args.preset:
+        if args.preset not in VAE_CONV_PRESETS:
+            raise UserError(f"--preset {args.preset}: unknown; choose one of {', '.join(VAE_CONV_PRESETS)}")
+        raw = VAE_CONV_PRESETS[args.preset].model_dump()
+    else:
+        raw = {"arch": args.arch}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item}: expected KEY=VALUE, e.g. --set z_dim=128")
+        raw[key] = yaml.safe_load(value)
+    try:
+        config = parse_model_config(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arch'}: {e['msg']}" for e in err.errors())
+        raise UserError(f"model options {raw}: {problems}") from None
+    model = build_model(config, image_size=args.image_size, channels=args.channels)
+    print(summarize(model))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaelab", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -37,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("download", help="run the download stage outside DVC").set_defaults(func=_download)
     commands.add_parser("prepare", help="run the prepare stage outside DVC").set_defaults(func=_prepare)
+    summary = commands.add_parser(
+        "summary", help="print an architecture's layers, output shapes and parameter counts (like Keras)"
+    )
+    summary.add_argument("arch", nargs="?", default="vae_conv", help="architecture name (see params.yaml models:)")
+    summary.add_argument("--image-size", type=int, default=64)
+    summary.add_argument("--channels", type=int, choices=(1, 3), default=3)
+    summary.add_argument("--preset", help="a vae_conv preset: seed001_vae_v1 or seed003_celeba")
+    summary.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a model option, repeatable")
+    summary.set_defaults(func=_summary)
     return parser
 
 

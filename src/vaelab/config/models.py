@@ -1,0 +1,158 @@
+"""One entry of the ``models:`` mapping in params.yaml: which architecture, and its knobs.
+
+Each entry is a discriminated union on ``arch``::
+
+    models:
+      ae_pool:   {arch: ae_pool}
+      ae_conv:   {arch: ae_conv}
+      accordion: {arch: accordion, folds: 2}
+      vae:       {arch: vae_conv, filters: [32, 64, 128, 256], z_dim: 256, recon_loss: bce, kl_weight: 5.0}
+      mnist_vae: {arch: vae_mlp, hidden: [512, 256], z_dim: 2}
+      small:     {arch: vae_small, z_dim: 8}
+
+Image size and channel count are not model knobs: they come from ``data:`` and are
+passed to :func:`vaelab.models.build_model`, so one entry fits every data set.
+Plain autoencoders accept only the reconstruction-loss keys; a KL key on them is an
+unknown-key error rather than a setting that silently does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveInt, TypeAdapter, field_validator, model_validator
+
+from vaelab.config.base import Section
+
+ReconLoss = Literal["bce", "mse"]
+BatchNormPlacement = Literal["none", "last", "all"]
+DecoderUpsample = Literal["transpose", "resize"]
+
+
+class ReconLossFields(Section):
+    """Reconstruction term shared by every architecture."""
+
+    # bce: binary cross-entropy on the decoder logits, pixels in [0, 1] as soft targets.
+    # mse: squared error of the sigmoid output. Both are summed over the pixels of an
+    # image and averaged over the batch.
+    recon_loss: ReconLoss = "bce"
+    # Seed 002 multiplied a per-pixel *mean* BCE by 6000 to stop the KL term from
+    # drowning the reconstruction on MNIST; with the per-image sum used here that is
+    # about 6000 / 784 ≈ 7.7.
+    recon_weight: float = Field(1.0, gt=0.0)
+
+
+class KlFields(ReconLossFields):
+    """The KL term of a VAE, plus the two usual remedies for posterior collapse."""
+
+    # Seed 003's ``fact``: the KL term's weight relative to the reconstruction (beta).
+    kl_weight: float = Field(1.0, ge=0.0)
+    # The KL weight ramps linearly from 0 to kl_weight over this many epochs (0 = off).
+    kl_warmup_epochs: int = Field(0, ge=0)
+    # Each latent dimension's KL (averaged over the batch) counts as at least this many
+    # nats, so the optimiser gains nothing by collapsing it below the floor (0 = off).
+    free_bits: float = Field(0.0, ge=0.0)
+
+
+class AePoolConfig(ReconLossFields):
+    """Seed 000 "Version 1": strided convs with max pooling, upsampling in the decoder."""
+
+    arch: Literal["ae_pool"] = "ae_pool"
+
+
+class AeConvConfig(ReconLossFields):
+    """Seed 000 "Version 2": three strided convs, batch norm, three transposed convs."""
+
+    arch: Literal["ae_conv"] = "ae_conv"
+
+
+class AccordionConfig(ReconLossFields):
+    """Seed 001: ``folds`` copies of ae_conv in sequence, trained end to end."""
+
+    arch: Literal["accordion"] = "accordion"
+    folds: int = Field(2, ge=1, le=16)
+
+
+class VaeConvConfig(KlFields):
+    """Convolutional VAE: strided 'same' convs, dense mu/logvar heads, mirrored decoder."""
+
+    arch: Literal["vae_conv"] = "vae_conv"
+    # Encoder maps per stride-2 conv; the decoder mirrors them in reverse order.
+    filters: tuple[PositiveInt, ...] = Field((32, 64, 128, 256), min_length=1)
+    kernel: PositiveInt = 3
+    z_dim: PositiveInt = 256
+    # none | last (after the last encoder conv, as in seed 001) | all (after every
+    # hidden conv of encoder and decoder).
+    batch_norm: BatchNormPlacement = "none"
+    # transpose: stride-2 transposed convs; resize: nearest-neighbour ×2 then a
+    # stride-1 conv, which avoids the checkerboard artefacts seed 003 mentions.
+    decoder_upsample: DecoderUpsample = "transpose"
+
+    @field_validator("kernel")
+    @classmethod
+    def _kernel_is_odd(cls, kernel: int) -> int:
+        # Only odd kernels let a stride-2 transposed conv hit both 2n-1 and 2n outputs,
+        # which the decoder needs to undo ceil(n/2) for odd and even sizes alike.
+        if kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd (3, 5, ...), got {kernel}")
+        return kernel
+
+
+class VaeMlpConfig(KlFields):
+    """Seed 002: fully connected VAE on flattened images (MNIST with z of 2, 4 or 10)."""
+
+    arch: Literal["vae_mlp"] = "vae_mlp"
+    # Encoder hidden widths; the decoder uses them in reverse. Empty = linear maps.
+    hidden: tuple[PositiveInt, ...] = (512, 256)
+    z_dim: PositiveInt = 2
+
+
+class VaeSmallConfig(KlFields):
+    """Seed 004: three stride-1 unpadded convs, dense heads, transposed-conv decoder."""
+
+    arch: Literal["vae_small"] = "vae_small"
+    # Seed 004 used a mean squared error scaled to a per-image sum.
+    recon_loss: ReconLoss = "mse"
+    z_dim: PositiveInt = 8
+    # With the default kernels a 28×28 image shrinks to 18×18; 16 maps flatten to the
+    # 5184 features the seed reports.
+    filters: tuple[PositiveInt, ...] = Field((32, 32, 16), min_length=1)
+    kernels: tuple[PositiveInt, ...] = Field((5, 5, 3), min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kernel_per_filter(self) -> VaeSmallConfig:
+        if len(self.filters) != len(self.kernels):
+            raise ValueError(
+                f"filters and kernels need one entry per conv layer "
+                f"(got {len(self.filters)} filters and {len(self.kernels)} kernels)"
+            )
+        return self
+
+
+AnyModelConfig = (
+    AePoolConfig | AeConvConfig | AccordionConfig | VaeConvConfig | VaeMlpConfig | VaeSmallConfig
+)
+
+# Use as a field type, e.g. ``models: dict[str, ModelConfig]``: pydantic picks the
+# class from ``arch`` and reports errors against that class only.
+ModelConfig = Annotated[AnyModelConfig, Field(discriminator="arch")]
+
+_ADAPTER: TypeAdapter[AnyModelConfig] = TypeAdapter(ModelConfig)
+
+
+def parse_model_config(raw: object) -> AnyModelConfig:
+    """Validate one ``models:`` entry (a mapping) into its config class."""
+    return _ADAPTER.validate_python(raw)
+
+
+__all__ = [
+    "AccordionConfig",
+    "AeConvConfig",
+    "AePoolConfig",
+    "AnyModelConfig",
+    "ModelConfig",
+    "VaeConvConfig",
+    "VaeMlpConfig",
+    "VaeSmallConfig",
+    "parse_model_config",
+]

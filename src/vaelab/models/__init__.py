@@ -1,0 +1,23 @@
+"""The model zoo: one :class:`Autoencoder` interface, an ``arch`` registry and summaries.
+
+Importing the package registers every architecture (``ae``, ``vae`` modules), so
+``build_model(config, image_size=..., channels=...)`` works for any ``models:`` entry.
+"""
+
+from vaelab.models.base import Autoencoder, VariationalAutoencoder
+from vaelab.models.registry import ARCHITECTURES, build_model, register
+
+# Imported for their @register side effect; keep after the registry import.
+from vaelab.models import ae, vae  # noqa: E402, F401  isort: skip
+from vaelab.models.summary import ParamCounts, count_params, summarize
+
+__all__ = [
+    "ARCHITECTURES",
+    "Autoencoder",
+    "ParamCounts",
+    "VariationalAutoencoder",
+    "build_model",
+    "count_params",
+    "register",
+    "summarize",
+]

@@ -1,0 +1,195 @@
+"""The one model interface every architecture implements (after PyTorch-VAE's ``BaseVAE``).
+
+Shapes: images ``x`` are ``(B, C, H, W)`` float in [0, 1] with ``H == W == image_size``;
+a latent batch ``z`` is ``(B, *latent_shape)`` — ``(B, z_dim)`` for VAEs, a feature map
+``(B, C', H', W')`` for the convolutional autoencoders.
+
+- ``encode(x)`` → ``{"z"}`` (AE) or ``{"mu", "logvar", "z"}`` (VAE, with ``z = mu``:
+  the deterministic code used for evaluation and latent arithmetic).
+- ``decode_logits(z)`` → pre-sigmoid images; ``decode(z)`` → images in [0, 1].
+- ``forward(x)`` → ``{"z", "logits", "recon"}`` plus ``{"mu", "logvar"}`` for VAEs;
+  VAEs sample ``z`` with the reparameterisation trick in training mode only.
+- ``loss(x, outputs, epoch=...)`` → named scalar terms, ``"loss"`` the one to minimise.
+- ``sample(n)`` → ``decode(z)`` with ``z ~ N(0, I)``; for a plain AE this shows why
+  its latent space is no generative model (seed 003).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from vaelab.models.layers import gaussian_sample
+from vaelab.models.losses import (
+    LossSettings,
+    as_tensor,
+    free_bits_kl,
+    kl_divergence,
+    kl_weight_at,
+    reconstruction_loss,
+)
+
+
+class Autoencoder(nn.Module, ABC):
+    """Base class: a deterministic autoencoder with a reconstruction loss."""
+
+    is_variational: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        channels: int,
+        latent_shape: tuple[int, ...],
+        loss_settings: LossSettings,
+    ) -> None:
+        super().__init__()
+        if image_size < 1 or channels < 1:
+            raise ValueError(f"image_size and channels must be positive, got {image_size} and {channels}")
+        self.image_size = image_size
+        self.channels = channels
+        self.latent_shape = tuple(latent_shape)
+        self.loss_settings = loss_settings
+
+    @property
+    def latent_dim(self) -> int:
+        """Number of latent values per image (``prod(latent_shape)``)."""
+        return math.prod(self.latent_shape)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images this model takes and returns."""
+        return (self.channels, self.image_size, self.image_size)
+
+    @abstractmethod
+    def encode(self, x: Tensor) -> dict[str, Tensor]:
+        """``(B, C, H, W)`` images → ``{"z": (B, *latent_shape)}`` (VAEs add ``mu``, ``logvar``)."""
+
+    @abstractmethod
+    def decode_logits(self, z: Tensor) -> Tensor:
+        """``(B, *latent_shape)`` → ``(B, C, H, W)`` logits (images before the sigmoid)."""
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``(B, *latent_shape)`` → ``(B, C, H, W)`` images in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """``(B, C, H, W)`` → ``{"z", "logits", "recon"}``; logits and recon are ``(B, C, H, W)``."""
+        codes = self.encode(x)
+        logits = self.decode_logits(codes["z"])
+        return {**codes, "logits": logits, "recon": torch.sigmoid(logits)}
+
+    def loss(self, x: Tensor, outputs: dict[str, Tensor], *, epoch: int = 0) -> dict[str, Tensor]:
+        """Named scalar terms for a batch ``x`` and its ``forward`` outputs.
+
+        ``recon``: per-image summed reconstruction error (batch mean);
+        ``loss``: ``recon_weight * recon``. ``epoch`` is unused here (VAEs use it).
+        """
+        recon = reconstruction_loss(outputs["logits"], outputs["recon"], x, self.loss_settings.recon_loss)
+        return {"recon": recon, "loss": self.loss_settings.recon_weight * recon}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Decode ``n`` latents drawn from N(0, I): ``(n, C, H, W)`` images in [0, 1], no gradients.
+
+        ``generator`` makes the draw reproducible; it may live on the CPU while the
+        model is on an accelerator. Batch-norm layers follow the model's train/eval mode.
+        """
+        reference = next(self.parameters())
+        noise_device = generator.device if generator is not None else reference.device
+        z = torch.randn((n, *self.latent_shape), generator=generator, device=noise_device)
+        return self.decode(z.to(device=reference.device, dtype=reference.dtype))
+
+
+class GaussianEncoder(nn.Module):
+    """Feature extractor plus two dense heads: ``(B, C, H, W) -> ((B, z_dim), (B, z_dim))``.
+
+    ``body`` must end in a flattened ``(B, features)`` tensor; ``mu`` and ``logvar`` are
+    separate linear maps of it (the two Dense layers of seed 001's encoder).
+    """
+
+    def __init__(self, body: nn.Module, features: int, z_dim: int) -> None:
+        super().__init__()
+        self.body = body
+        self.mu = nn.Linear(features, z_dim)
+        # Predicting log-variance keeps the variance positive without a constraint;
+        # seed 004's "0.5 * Linear" for log sigma is the same map scaled by 2.
+        self.logvar = nn.Linear(features, z_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.body(x)
+        return self.mu(features), self.logvar(features)
+
+
+class VariationalAutoencoder(Autoencoder):
+    """A VAE with a diagonal Gaussian posterior, a N(0, I) prior and a Bernoulli/Gaussian decoder.
+
+    Subclasses build ``self.encoder`` (a :class:`GaussianEncoder`) and ``self.decoder``
+    (``(B, z_dim) -> (B, C, H, W)`` logits); everything else lives here.
+    """
+
+    is_variational: ClassVar[bool] = True
+    encoder: GaussianEncoder
+    decoder: nn.Module
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        channels: int,
+        z_dim: int,
+        loss_settings: LossSettings,
+    ) -> None:
+        super().__init__(
+            image_size=image_size, channels=channels, latent_shape=(z_dim,), loss_settings=loss_settings
+        )
+        self.z_dim = z_dim
+
+    def encode(self, x: Tensor) -> dict[str, Tensor]:
+        """``(B, C, H, W)`` → ``{"mu", "logvar", "z"}``, each ``(B, z_dim)``, with ``z = mu``."""
+        mu, logvar = self.encoder(x)
+        return {"mu": mu, "logvar": logvar, "z": mu}
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """``(B, C, H, W)`` → ``{"mu", "logvar", "z", "logits", "recon"}``.
+
+        In training mode ``z`` is a reparameterised sample of q(z|x) so gradients reach
+        ``mu`` and ``logvar``; in eval mode ``z = mu`` so reconstructions are deterministic.
+        """
+        codes = self.encode(x)
+        if self.training:
+            codes["z"] = gaussian_sample(codes["mu"], codes["logvar"])
+        logits = self.decode_logits(codes["z"])
+        return {**codes, "logits": logits, "recon": torch.sigmoid(logits)}
+
+    def loss(self, x: Tensor, outputs: dict[str, Tensor], *, epoch: int = 0) -> dict[str, Tensor]:
+        """Named scalar terms of the (weighted) negative ELBO.
+
+        ``recon``: reconstruction error per image; ``kl``: KL(q(z|x) || N(0, I)) summed
+        over dimensions; ``kl_weight``: the KL weight after warm-up at ``epoch``;
+        ``kl_loss``: the KL with the free-bits floor applied (``kl`` when off);
+        ``elbo``: ``-(recon + kl)`` unweighted — the evidence lower bound in nats for
+        ``bce`` (Bernoulli decoder), up to a constant for ``mse``;
+        ``loss``: ``recon_weight * recon + kl_weight * kl_loss``. All batch means.
+        """
+        settings = self.loss_settings
+        mu, logvar = outputs["mu"], outputs["logvar"]
+        recon = reconstruction_loss(outputs["logits"], outputs["recon"], x, settings.recon_loss)
+        kl = kl_divergence(mu, logvar)
+        kl_loss = free_bits_kl(mu, logvar, settings.free_bits) if settings.free_bits > 0 else kl
+        weight = kl_weight_at(epoch, settings.kl_weight, settings.kl_warmup_epochs)
+        return {
+            "recon": recon,
+            "kl": kl,
+            "kl_weight": as_tensor(weight, recon),
+            "kl_loss": kl_loss,
+            "elbo": -(recon + kl),
+            "loss": settings.recon_weight * recon + weight * kl_loss,
+        }

@@ -1,0 +1,98 @@
+"""Loss terms shared by every model: reconstruction, KL to N(0, I), warm-up and free bits.
+
+Conventions: images are ``(B, C, H, W)`` in [0, 1]; a reconstruction term is summed
+over the pixels of each image and averaged over the batch (so its scale, and hence
+the balance against the KL term, does not change with the batch size); the KL term is
+summed over latent dimensions and averaged over the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ReconLoss = Literal["bce", "mse"]
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The loss knobs a model carries (mirrors the loss fields of its params entry)."""
+
+    recon_loss: ReconLoss = "bce"
+    recon_weight: float = 1.0
+    kl_weight: float = 1.0
+    kl_warmup_epochs: int = 0
+    free_bits: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.recon_loss not in ("bce", "mse"):
+            raise ValueError(f"recon_loss must be 'bce' or 'mse', got {self.recon_loss!r}")
+        if self.recon_weight <= 0 or self.kl_weight < 0 or self.free_bits < 0 or self.kl_warmup_epochs < 0:
+            raise ValueError(f"loss weights must be non-negative (recon_weight positive): {self}")
+
+
+def reconstruction_loss(logits: Tensor, recon: Tensor, target: Tensor, kind: ReconLoss) -> Tensor:
+    """Per-image summed reconstruction error, averaged over the batch: a scalar.
+
+    ``logits`` and ``recon = sigmoid(logits)`` are ``(B, C, H, W)``, ``target`` too.
+    BCE is computed from the logits because ``log(sigmoid(·))`` saturates to ``-inf``
+    in float32 once a pixel is confidently wrong; MSE is on the [0, 1] images.
+    """
+    # Under bf16/fp16 autocast the decoder's outputs arrive in half precision; sums over
+    # thousands of pixels are done in float32 so the loss keeps its digits.
+    logits, recon, target = logits.float(), recon.float(), target.float()
+    if kind == "bce":
+        per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    elif kind == "mse":
+        per_pixel = (recon - target).square()
+    else:
+        raise ValueError(f"unknown reconstruction loss {kind!r}; use 'bce' or 'mse'")
+    return per_pixel.flatten(1).sum(dim=1).mean()
+
+
+def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per sample and dimension, ``(B, D) -> (B, D)``, in nats.
+
+    Closed form: ``0.5 * (mu² + exp(logvar) - 1 - logvar)``, in float32 even under
+    autocast (``exp`` and a sum over hundreds of dimensions lose too much in bf16).
+    """
+    mu, logvar = mu.float(), logvar.float()
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL to N(0, I) summed over latent dimensions and averaged over the batch: a scalar."""
+    return kl_per_dim(mu, logvar).sum(dim=1).mean()
+
+
+def free_bits_kl(mu: Tensor, logvar: Tensor, free_bits: float) -> Tensor:
+    """KL with each dimension's batch-mean floored at ``free_bits`` nats, summed: a scalar.
+
+    Averaging over the batch *before* the floor (Kingma et al. 2016) lets single
+    samples go below the floor as long as the dimension carries information on
+    average; a dimension under the floor gets no gradient pushing it to collapse further.
+    """
+    per_dim = kl_per_dim(mu, logvar).mean(dim=0)
+    if free_bits > 0:
+        per_dim = per_dim.clamp(min=free_bits)
+    return per_dim.sum()
+
+
+def kl_weight_at(epoch: int, kl_weight: float, warmup_epochs: int) -> float:
+    """KL weight at ``epoch`` (0-based): ``kl_weight * min(1, epoch / warmup_epochs)``.
+
+    Starting at 0 lets the decoder learn to use ``z`` before the KL term pulls the
+    posterior onto the prior (the posterior-collapse remedy seed 002 was looking for).
+    """
+    if warmup_epochs <= 0:
+        return kl_weight
+    return kl_weight * min(1.0, max(epoch, 0) / warmup_epochs)
+
+
+def as_tensor(value: float, like: Tensor) -> Tensor:
+    """A 0-d tensor on the device and dtype of ``like``, so loss dicts hold tensors only."""
+    return torch.tensor(value, device=like.device, dtype=like.dtype)

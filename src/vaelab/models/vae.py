@@ -1,0 +1,216 @@
+"""Variational autoencoders from seeds 001-004: convolutional, MLP and the small 8-d one.
+
+All use ReLU between hidden layers (the seeds show no activations; ReLU is the usual
+Keras/Wolfram choice) and leave the output as logits for the sigmoid in ``decode``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from vaelab.config.models import BatchNormPlacement, DecoderUpsample, VaeConvConfig, VaeMlpConfig, VaeSmallConfig
+from vaelab.models.base import GaussianEncoder, VariationalAutoencoder
+from vaelab.models.layers import SameConv2d, resize_conv_to, same_sizes, transposed_conv_to
+from vaelab.models.losses import LossSettings
+from vaelab.models.registry import loss_settings_from, register
+
+
+class ConvVAE(VariationalAutoencoder):
+    """Strided-conv VAE: ``(B, C, n, n) -> mu, logvar (B, z_dim) -> (B, C, n, n)``.
+
+    Encoder: one 'same' stride-2 conv (+ ReLU) per entry of ``filters``, so the map
+    shrinks ``n -> ceil(n/2) -> ...``; flatten; dense ``mu`` and ``logvar`` heads.
+    Decoder: dense ``z_dim -> features`` (+ ReLU), reshape to the last encoder map,
+    then one ×2 upsampling layer per encoder conv, mirroring the filters in reverse and
+    ending in ``channels`` maps at exactly ``n × n`` (the encoder's recorded sizes are
+    the targets). With ``filters=(128, 64, 32, 16)``, ``z_dim=256``, ``batch_norm="last"``
+    at 80×80×3 this is seed 001's "VAE Version 1": 305,808 + 203,251 trainable parameters.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        channels: int,
+        filters: Sequence[int],
+        z_dim: int,
+        kernel: int = 3,
+        batch_norm: BatchNormPlacement = "none",
+        decoder_upsample: DecoderUpsample = "transpose",
+        loss_settings: LossSettings,
+    ) -> None:
+        super().__init__(image_size=image_size, channels=channels, z_dim=z_dim, loss_settings=loss_settings)
+        filters = list(filters)
+        if not filters:
+            raise ValueError("filters needs at least one entry")
+        # sizes[i] is the map size entering encoder conv i; sizes[-1] is the bottleneck.
+        sizes = same_sizes(image_size, [2] * len(filters))
+        bottleneck = (filters[-1], sizes[-1], sizes[-1])
+        features = filters[-1] * sizes[-1] * sizes[-1]
+
+        body: list[nn.Module] = []
+        in_maps = channels
+        for index, maps in enumerate(filters):
+            body += [SameConv2d(in_maps, maps, kernel, stride=2), nn.ReLU()]
+            is_last = index == len(filters) - 1
+            if batch_norm == "all" or (batch_norm == "last" and is_last):
+                body.append(nn.BatchNorm2d(maps))
+            in_maps = maps
+        body.append(nn.Flatten())
+        self.encoder = GaussianEncoder(nn.Sequential(*body), features, z_dim)
+
+        decoder: list[nn.Module] = [nn.Linear(z_dim, features), nn.ReLU(), nn.Unflatten(1, bottleneck)]
+        mirrored = filters[::-1]
+        targets = [*mirrored[1:], channels]
+        for index, (in_maps, out_maps) in enumerate(zip(mirrored, targets, strict=True)):
+            in_size, out_size = sizes[-1 - index], sizes[-2 - index]
+            if decoder_upsample == "transpose":
+                decoder.append(transposed_conv_to(in_maps, out_maps, kernel, 2, in_size=in_size, out_size=out_size))
+            else:
+                decoder.append(resize_conv_to(in_maps, out_maps, kernel, in_size=in_size, out_size=out_size))
+            if index < len(targets) - 1:
+                decoder.append(nn.ReLU())
+                if batch_norm == "all":
+                    decoder.append(nn.BatchNorm2d(out_maps))
+        self.decoder = nn.Sequential(*decoder)
+
+
+class MlpVAE(VariationalAutoencoder):
+    """Seed 002's fully connected VAE: ``(B, C, n, n) -> (B, z_dim) -> (B, C, n, n)``.
+
+    Encoder: flatten ``C·n·n`` → ``hidden[0]`` → ... (ReLU) → dense ``mu``/``logvar``.
+    Decoder: ``z_dim`` → ``hidden[-1]`` → ... → ``hidden[0]`` (ReLU) → ``C·n·n`` → reshape.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        channels: int,
+        hidden: Sequence[int],
+        z_dim: int,
+        loss_settings: LossSettings,
+    ) -> None:
+        super().__init__(image_size=image_size, channels=channels, z_dim=z_dim, loss_settings=loss_settings)
+        pixels = channels * image_size * image_size
+        body: list[nn.Module] = [nn.Flatten()]
+        width = pixels
+        for units in hidden:
+            body += [nn.Linear(width, units), nn.ReLU()]
+            width = units
+        self.encoder = GaussianEncoder(nn.Sequential(*body), width, z_dim)
+
+        decoder: list[nn.Module] = []
+        width = z_dim
+        for units in reversed(list(hidden)):
+            decoder += [nn.Linear(width, units), nn.ReLU()]
+            width = units
+        decoder += [nn.Linear(width, pixels), nn.Unflatten(1, self.image_shape)]
+        self.decoder = nn.Sequential(*decoder)
+
+
+class SmallConvVAE(VariationalAutoencoder):
+    """Seed 004's small conv VAE with an 8-d latent: ``(B, C, n, n) -> (B, 8) -> (B, C, n, n)``.
+
+    Reading of the seed (its layer specs are pictures; the text says "3 convolution
+    layers ... flatten ... output size of 5184" on 28×28×1 MNIST, z of 8, transposed
+    convs in the decoder): Wolfram's ``ConvolutionLayer`` defaults to stride 1 and no
+    padding, and three such convs with kernels 5, 5, 3 take 28 → 24 → 20 → 18, so 16
+    maps flatten to 16·18·18 = 5184. Hence 'valid' stride-1 convs here (the one
+    architecture without 'same' padding). The decoder mirrors them with stride-1
+    transposed convs, each growing the map by ``k - 1``, back to exactly ``n × n``.
+    The seed's ``sd`` head (``0.5 * Linear`` = log sigma) equals our logvar head.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        channels: int,
+        filters: Sequence[int],
+        kernels: Sequence[int],
+        z_dim: int,
+        loss_settings: LossSettings,
+    ) -> None:
+        super().__init__(image_size=image_size, channels=channels, z_dim=z_dim, loss_settings=loss_settings)
+        filters, kernels = list(filters), list(kernels)
+        if len(filters) != len(kernels) or not filters:
+            raise ValueError(f"need one kernel per filter, got filters={filters} kernels={kernels}")
+        final = image_size - sum(k - 1 for k in kernels)
+        if final < 1:
+            raise ValueError(
+                f"vae_small's unpadded convs shrink {image_size} px by {image_size - final} px; "
+                f"use an image_size above {sum(k - 1 for k in kernels)} or smaller kernels"
+            )
+        features = filters[-1] * final * final
+        self.flat_features = features
+
+        body: list[nn.Module] = []
+        in_maps = channels
+        for maps, kernel in zip(filters, kernels, strict=True):
+            body += [nn.Conv2d(in_maps, maps, kernel), nn.ReLU()]
+            in_maps = maps
+        body.append(nn.Flatten())
+        self.encoder = GaussianEncoder(nn.Sequential(*body), features, z_dim)
+
+        decoder: list[nn.Module] = [
+            nn.Linear(z_dim, features),
+            nn.ReLU(),
+            nn.Unflatten(1, (filters[-1], final, final)),
+        ]
+        mirrored = filters[::-1]
+        targets = [*mirrored[1:], channels]
+        for index, (in_maps, out_maps, kernel) in enumerate(zip(mirrored, targets, kernels[::-1], strict=True)):
+            decoder.append(nn.ConvTranspose2d(in_maps, out_maps, kernel))
+            if index < len(targets) - 1:
+                decoder.append(nn.ReLU())
+        self.decoder = nn.Sequential(*decoder)
+
+
+# Configurations that reproduce the seeds' networks (image size comes from the data).
+VAE_CONV_PRESETS: dict[str, VaeConvConfig] = {
+    # Seed 001 "VAE Version 1" (80×80×3 CelebA faces): encoder 305,808 and decoder
+    # 203,251 trainable parameters; batch norm after the last encoder conv only.
+    "seed001_vae_v1": VaeConvConfig(filters=(128, 64, 32, 16), z_dim=256, batch_norm="last"),
+    # Seed 003 (CelebA): filters (32, 64, 128, 256), 3×3 kernels, stride 2, BCE, fact=5.
+    "seed003_celeba": VaeConvConfig(filters=(32, 64, 128, 256), z_dim=256, recon_loss="bce", kl_weight=5.0),
+}
+
+
+@register("vae_conv")
+def build_vae_conv(config: VaeConvConfig, *, image_size: int, channels: int) -> ConvVAE:
+    return ConvVAE(
+        image_size=image_size,
+        channels=channels,
+        filters=config.filters,
+        kernel=config.kernel,
+        z_dim=config.z_dim,
+        batch_norm=config.batch_norm,
+        decoder_upsample=config.decoder_upsample,
+        loss_settings=loss_settings_from(config),
+    )
+
+
+@register("vae_mlp")
+def build_vae_mlp(config: VaeMlpConfig, *, image_size: int, channels: int) -> MlpVAE:
+    return MlpVAE(
+        image_size=image_size,
+        channels=channels,
+        hidden=config.hidden,
+        z_dim=config.z_dim,
+        loss_settings=loss_settings_from(config),
+    )
+
+
+@register("vae_small")
+def build_vae_small(config: VaeSmallConfig, *, image_size: int, channels: int) -> SmallConvVAE:
+    return SmallConvVAE(
+        image_size=image_size,
+        channels=channels,
+        filters=config.filters,
+        kernels=config.kernels,
+        z_dim=config.z_dim,
+        loss_settings=loss_settings_from(config),
+    )
