@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", "stages", "src")
+PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "src")
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -70,7 +70,7 @@ def test_dvc_repro_prepare_then_nothing_to_do(repo: Path):
 
     second = _run([sys.executable, "-m", "dvc", "repro", "prepare"], repo)
     assert "Running stage" not in second.stdout
-    status = _run([sys.executable, "-m", "dvc", "status"], repo)
+    status = _run([sys.executable, "-m", "dvc", "status", "prepare"], repo)
     assert "up to date" in status.stdout
 
     # A params edit that prepare reads reruns prepare only, not download.
@@ -80,3 +80,29 @@ def test_dvc_repro_prepare_then_nothing_to_do(repo: Path):
     third = _run([sys.executable, "-m", "dvc", "repro", "prepare"], repo)
     assert "Running stage 'prepare'" in third.stdout and "Running stage 'download'" not in third.stdout
     assert np.load(repo / "data" / "prepared" / "images.npy").shape == (200, 8, 8, 1)
+
+
+@pytest.mark.slow
+def test_dvc_repro_trains_variants_and_reruns_only_the_edited_one(repo: Path):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update({"epochs": 1, "batch_size": 32})
+    params["models"] = {
+        "small_ae": {"arch": "ae_pool"},
+        "small_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4},
+    }
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = _run([sys.executable, "-m", "dvc", "repro"], repo)
+    assert "Running stage 'train@small_ae'" in first.stdout and "Running stage 'train@small_vae'" in first.stdout
+    for variant in ("small_ae", "small_vae"):
+        assert (repo / "models" / variant / "model.pt").is_file()
+        metrics = json.loads((repo / "metrics" / "train" / f"{variant}.json").read_text())
+        assert metrics["epochs"] == 1 and metrics["device"] == "cpu"
+        history = pd.read_csv(repo / "metrics" / "history" / f"{variant}.csv")
+        assert list(history["epoch"]) == [1]
+
+    params["models"]["small_vae"]["z_dim"] = 6
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = _run([sys.executable, "-m", "dvc", "repro"], repo)
+    assert "Running stage 'train@small_vae'" in second.stdout
+    assert "Running stage 'train@small_ae'" not in second.stdout
+    assert "Running stage 'prepare'" not in second.stdout

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from vaelab.config.base import Section
 from vaelab.config.data import DataConfig
+from vaelab.config.models import AePoolConfig, ModelConfig
+from vaelab.config.train import TrainConfig
 
 
 class Params(Section):
     seed: int = Field(0, ge=0)
     data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    # Variant name -> architecture and knobs; `train@<variant>` runs once per entry.
+    models: dict[str, ModelConfig] = Field(default_factory=lambda: {"ae_pool": AePoolConfig()})
+
+    @field_validator("models")
+    @classmethod
+    def _variant_names_are_path_safe(cls, models: dict) -> dict:
+        for name in models:
+            if not name or not all(c.isalnum() or c in "_-" for c in name):
+                raise ValueError(
+                    f"variant name {name!r} must use letters, digits, '_' or '-' (it names folders and DVC stages)"
+                )
+        if not models:
+            raise ValueError("at least one variant is needed")
+        return models

@@ -1,0 +1,123 @@
+"""The ``train@<variant>`` stage: train one variant and write its model, metrics and history."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaelab.config import Params
+from vaelab.errors import UserError
+from vaelab.io.atomic import atomic_directory, atomic_file, write_json
+from vaelab.models import build_model, count_params
+from vaelab.train.batches import IMAGES_FILE, INDEX_FILE, Batches, load_split
+from vaelab.train.checkpoint import config_hash
+from vaelab.train.device import select_runtime
+from vaelab.train.loop import train_model
+
+log = logging.getLogger("vaelab.train")
+
+WEIGHTS_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+
+
+def data_fingerprint(prepared: Path) -> str:
+    """md5 of the prepared arrays and index: a checkpoint made on other data is not resumed."""
+    digest = hashlib.md5()
+    for name in (IMAGES_FILE, INDEX_FILE):
+        with open(prepared / name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_train(
+    params: Params,
+    variant: str,
+    *,
+    prepared: Path = Path("data/prepared"),
+    models_root: Path = Path("models"),
+    metrics_root: Path = Path("metrics"),
+    progress: bool = True,
+) -> dict[str, Any]:
+    if variant not in params.models:
+        raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
+    model_cfg, train_cfg = params.models[variant], params.train
+    runtime = select_runtime(train_cfg.device, train_cfg.precision)
+
+    train_images = load_split(prepared, "train")
+    val_images = load_split(prepared, "val")
+    image_size, channels = train_images.shape[1], train_images.shape[3]
+    if train_images.shape[1] != train_images.shape[2]:
+        raise UserError(f"{prepared}: images are {train_images.shape[1:3]}, not square; rerun prepare")
+
+    torch.manual_seed(params.seed)
+    model = build_model(model_cfg, image_size=image_size, channels=channels).to(runtime.device)
+    counts = count_params(model)
+    stepped = torch.compile(model) if train_cfg.compile else model
+    fingerprint = config_hash(
+        {
+            "model": model_cfg.model_dump(mode="json"),
+            "train": train_cfg.model_dump(mode="json"),
+            "seed": params.seed,
+            "data": data_fingerprint(prepared),
+        }
+    )
+    batches = dict(batch_size=train_cfg.batch_size, device=runtime.device, seed=params.seed)
+    result = train_model(
+        stepped,
+        Batches(train_images, **batches),
+        Batches(val_images, shuffle=False, **batches),
+        train_cfg,
+        runtime,
+        checkpoint_path=Path(train_cfg.checkpoint_dir) / f"{variant}.pt",
+        config_hash=fingerprint,
+        progress=progress,
+    )
+
+    final = result.history[-1]
+    config = {
+        "variant": variant,
+        "model": model_cfg.model_dump(mode="json"),
+        "image_size": image_size,
+        "channels": channels,
+        "seed": params.seed,
+        "train": train_cfg.model_dump(mode="json"),
+        "trainable_params": counts.trainable,
+    }
+    with atomic_directory(models_root / variant) as staging:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, staging / WEIGHTS_FILE)
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    metrics = {
+        "train": {k.removeprefix("train_"): v for k, v in final.items() if k.startswith("train_")},
+        "val": {k.removeprefix("val_"): v for k, v in final.items() if k.startswith("val_")},
+        "epochs": len(result.history),
+        "steps": result.steps,
+        "images_per_second": round(result.images_per_second, 1),
+        "seconds": round(result.seconds, 3),
+        "device": str(runtime.device),
+        "precision": runtime.precision,
+        "trainable_params": counts.trainable,
+    }
+    write_json(metrics_root / "train" / f"{variant}.json", metrics)
+    with atomic_file(metrics_root / "history" / f"{variant}.csv") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(result.history[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(result.history)
+    return metrics
+
+
+def load_trained(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a trained variant from ``models/<variant>/`` (weights loaded weights-only)."""
+    from vaelab.config.models import parse_model_config
+
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    model = build_model(parse_model_config(config["model"]), image_size=config["image_size"], channels=config["channels"])
+    model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return model.eval(), config
