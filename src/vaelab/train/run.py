@@ -15,6 +15,7 @@ from vaelab.config import Params
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory, atomic_file, write_json
 from vaelab.models import build_model, count_params
+from vaelab.tracking import EXPERIMENT, git_commit, mlflow_run, tracking_uri
 from vaelab.train.batches import IMAGES_FILE, INDEX_FILE, Batches, load_split
 from vaelab.train.checkpoint import config_hash
 from vaelab.train.device import select_runtime
@@ -24,6 +25,7 @@ log = logging.getLogger("vaelab.train")
 
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+MLFLOW_FILE = "mlflow.json"
 
 
 def data_fingerprint(prepared: Path) -> str:
@@ -60,25 +62,37 @@ def run_train(
     model = build_model(model_cfg, image_size=image_size, channels=channels).to(runtime.device)
     counts = count_params(model)
     stepped = torch.compile(model) if train_cfg.compile else model
+    data_md5 = data_fingerprint(prepared)
     fingerprint = config_hash(
         {
             "model": model_cfg.model_dump(mode="json"),
             "train": train_cfg.model_dump(mode="json"),
             "seed": params.seed,
-            "data": data_fingerprint(prepared),
+            "data": data_md5,
         }
     )
     batches = dict(batch_size=train_cfg.batch_size, device=runtime.device, seed=params.seed)
-    result = train_model(
-        stepped,
-        Batches(train_images, **batches),
-        Batches(val_images, shuffle=False, **batches),
-        train_cfg,
-        runtime,
-        checkpoint_path=Path(train_cfg.checkpoint_dir) / f"{variant}.pt",
-        config_hash=fingerprint,
-        progress=progress,
-    )
+    tags = {"variant": variant, "git_commit": git_commit(), "data_md5": data_md5, "arch": model_cfg.arch}
+    run_params = {"variant": variant, "seed": params.seed, "model": model_cfg.model_dump(mode="json"),
+                  "train": train_cfg.model_dump(mode="json"), "data": params.data.model_dump(mode="json")}
+    with mlflow_run(variant, run_params, tags) as run:
+        import mlflow
+
+        def log_epoch(row: dict[str, float]) -> None:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+
+        result = train_model(
+            stepped,
+            Batches(train_images, **batches),
+            Batches(val_images, shuffle=False, **batches),
+            train_cfg,
+            runtime,
+            checkpoint_path=Path(train_cfg.checkpoint_dir) / f"{variant}.pt",
+            config_hash=fingerprint,
+            progress=progress,
+            on_epoch=log_epoch,
+        )
+        run_id = run.info.run_id
 
     final = result.history[-1]
     config = {
@@ -93,6 +107,9 @@ def run_train(
     with atomic_directory(models_root / variant) as staging:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, staging / WEIGHTS_FILE)
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (staging / MLFLOW_FILE).write_text(
+            json.dumps({"run_id": run_id, "tracking_uri": tracking_uri(), "experiment": EXPERIMENT}, indent=2) + "\n"
+        )
 
     metrics = {
         "train": {k.removeprefix("train_"): v for k, v in final.items() if k.startswith("train_")},

@@ -1,0 +1,58 @@
+"""The train@<variant> runner: outputs, weights-only reload and the MLflow run."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from vaelab.data.download import run_download
+from vaelab.data.prepare import run_prepare
+from vaelab.errors import UserError
+from vaelab.train.run import load_trained, run_train
+
+
+@pytest.fixture
+def prepared(tmp_path, make_params):
+    params = make_params()
+    run_download(params, raw_root=tmp_path / "raw")
+    run_prepare(params, raw_root=tmp_path / "raw", out_dir=tmp_path / "prepared", metrics_path=tmp_path / "data.json", progress=False)
+    return tmp_path / "prepared"
+
+
+def test_train_writes_model_metrics_history_and_an_mlflow_run(tmp_path, make_params, prepared, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    params = make_params(
+        {
+            "train": {"epochs": 2, "batch_size": 32},
+            "models": {"tiny_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4, "kl_weight": 2.0}},
+        }
+    )
+    metrics = run_train(params, "tiny_vae", prepared=prepared, models_root=tmp_path / "models", metrics_root=tmp_path / "metrics", progress=False)
+    assert metrics["epochs"] == 2 and metrics["device"] == "cpu" and metrics["precision"] == "fp32"
+    assert set(metrics["train"]) >= {"loss", "recon", "kl"} and metrics["trainable_params"] > 0
+
+    history = pd.read_csv(tmp_path / "metrics" / "history" / "tiny_vae.csv")
+    assert list(history["epoch"]) == [1, 2] and "val_loss" in history.columns
+
+    model, config = load_trained(tmp_path / "models" / "tiny_vae")
+    assert config["image_size"] == 16 and config["channels"] == 1
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 16, 16))["recon"].shape == (2, 1, 16, 16)
+
+    from mlflow.tracking import MlflowClient
+
+    run_id = json.loads((tmp_path / "models" / "tiny_vae" / "mlflow.json").read_text())["run_id"]
+    run = MlflowClient().get_run(run_id)
+    assert run.data.params["model.z_dim"] == "4" and run.data.params["train.epochs"] == "2"
+    assert run.data.tags["variant"] == "tiny_vae" and len(run.data.tags["data_md5"]) == 32
+    losses = MlflowClient().get_metric_history(run_id, "train_loss")
+    assert [m.step for m in losses] == [1, 2]
+
+
+def test_an_unknown_variant_is_a_user_error(make_params, prepared):
+    with pytest.raises(UserError, match="not in params.yaml models"):
+        run_train(make_params(), "nope", prepared=prepared)
