@@ -95,6 +95,8 @@ def run_train(
         run_id = run.info.run_id
 
     final = result.history[-1]
+    seconds = sum(row["seconds"] for row in result.history)
+    images = sum(row["images_per_second"] * row["seconds"] for row in result.history)
     config = {
         "variant": variant,
         "model": model_cfg.model_dump(mode="json"),
@@ -116,8 +118,9 @@ def run_train(
         "val": {k.removeprefix("val_"): v for k, v in final.items() if k.startswith("val_")},
         "epochs": len(result.history),
         "steps": result.steps,
-        "images_per_second": round(result.images_per_second, 1),
-        "seconds": round(result.seconds, 3),
+        # From the history, so that a resumed run reports the whole training, not its tail.
+        "images_per_second": round(images / seconds, 1) if seconds > 0 else None,
+        "seconds": round(seconds, 3),
         "device": str(runtime.device),
         "precision": runtime.precision,
         "trainable_params": counts.trainable,
