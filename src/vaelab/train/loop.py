@@ -63,7 +63,9 @@ def train_model(
     ``model`` may be wrapped in DistributedDataParallel; its ``module`` then gives
     ``loss``. Only the writer (rank 0) saves checkpoints. Returns the per-epoch history.
     """
-    core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    core = getattr(model, "_orig_mod", model)  # under torch.compile
+    if isinstance(core, torch.nn.parallel.DistributedDataParallel):
+        core = core.module
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch, start_batch, step, history = 0, 0, 0, []
     partial: dict[str, float] = {}

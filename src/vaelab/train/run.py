@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -19,6 +20,7 @@ from vaelab.tracking import EXPERIMENT, git_commit, mlflow_run, tracking_uri
 from vaelab.train.batches import IMAGES_FILE, INDEX_FILE, Batches, load_split
 from vaelab.train.checkpoint import config_hash
 from vaelab.train.device import select_runtime
+from vaelab.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from vaelab.train.loop import train_model
 
 log = logging.getLogger("vaelab.train")
@@ -50,7 +52,24 @@ def run_train(
     if variant not in params.models:
         raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
     model_cfg, train_cfg = params.models[variant], params.train
-    runtime = select_runtime(train_cfg.device, train_cfg.precision)
+    dist_info = init_distributed()
+    try:
+        return _train_variant(params, variant, dist_info, prepared, models_root, metrics_root, progress)
+    finally:
+        shutdown_distributed()
+
+
+def _train_variant(
+    params: Params,
+    variant: str,
+    dist_info: DistInfo,
+    prepared: Path,
+    models_root: Path,
+    metrics_root: Path,
+    progress: bool,
+) -> dict[str, Any]:
+    model_cfg, train_cfg = params.models[variant], params.train
+    runtime = select_runtime(train_cfg.device, train_cfg.precision, local_rank=dist_info.local_rank)
 
     train_images = load_split(prepared, "train")
     val_images = load_split(prepared, "val")
@@ -61,7 +80,12 @@ def run_train(
     torch.manual_seed(params.seed)
     model = build_model(model_cfg, image_size=image_size, channels=channels).to(runtime.device)
     counts = count_params(model)
-    stepped = torch.compile(model) if train_cfg.compile else model
+    stepped: torch.nn.Module = model
+    if dist_info.world_size > 1:
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        stepped = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if train_cfg.compile:
+        stepped = torch.compile(stepped)
     data_md5 = data_fingerprint(prepared)
     fingerprint = config_hash(
         {
@@ -71,15 +95,19 @@ def run_train(
             "data": data_md5,
         }
     )
-    batches = dict(batch_size=train_cfg.batch_size, device=runtime.device, seed=params.seed)
+    batches = dict(batch_size=train_cfg.batch_size, device=runtime.device, seed=params.seed,
+                   rank=dist_info.rank, world_size=dist_info.world_size)
     tags = {"variant": variant, "git_commit": git_commit(), "data_md5": data_md5, "arch": model_cfg.arch}
     run_params = {"variant": variant, "seed": params.seed, "model": model_cfg.model_dump(mode="json"),
                   "train": train_cfg.model_dump(mode="json"), "data": params.data.model_dump(mode="json")}
-    with mlflow_run(variant, run_params, tags) as run:
-        import mlflow
+    tracking = mlflow_run(variant, run_params, tags) if dist_info.is_writer else contextlib.nullcontext()
+    with tracking as run:
 
         def log_epoch(row: dict[str, float]) -> None:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+            if dist_info.is_writer:
+                import mlflow
+
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
 
         result = train_model(
             stepped,
@@ -89,10 +117,13 @@ def run_train(
             runtime,
             checkpoint_path=Path(train_cfg.checkpoint_dir) / f"{variant}.pt",
             config_hash=fingerprint,
-            progress=progress,
+            is_writer=dist_info.is_writer,
+            progress=progress and dist_info.is_writer,
             on_epoch=log_epoch,
         )
-        run_id = run.info.run_id
+    if not dist_info.is_writer:
+        return {}
+    run_id = run.info.run_id
 
     final = result.history[-1]
     seconds = sum(row["seconds"] for row in result.history)
