@@ -34,6 +34,14 @@ def test_the_repository_params_are_valid():
         ({"data": {"crop": {"method": "landmarks"}}}, ["landmarks", "lfw has none"]),
         ({"data": {"split": {"method": "official"}}}, ["official", "lfw has none"]),
         ({"dta": {}}, ["dta", "Did you mean 'data'?"]),
+        (
+            {"models": {"vae": {"arch": "vae_conv", "z_dimm": 8}}},
+            ["models.vae.z_dimm", "Did you mean 'models.vae.z_dim'?"],
+        ),
+        ({"models": {"v": {"arch": "vae_conv", "z_dim": -1}}}, ["models.v.z_dim", "-1", "greater than 0"]),
+        ({"models": {"v": {"arch": "nope"}}}, ["models.v", "'ae_pool'", "'vae_conv'"]),
+        ({"models": {"bad/name": {"arch": "ae_pool"}}}, ["models", "letters, digits"]),
+        ({"train": {"epochs": 0}}, ["train.epochs", "greater than 0"]),
     ],
 )
 def test_bad_params_are_one_clear_message(tiny_params_dict, overrides, expected):

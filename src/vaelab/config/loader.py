@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+from types import UnionType
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -46,13 +47,13 @@ def params_from_dict(raw: Any, source: str = "params") -> Params:
 
 def _describe(error: Any) -> str:
     loc = tuple(str(part) for part in error["loc"])
-    key = ".".join(loc) or "(top level)"
+    shown, allowed = _walk(loc)
+    key = ".".join(shown) or "(top level)"
     if error["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
         hint = ""
-        close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.5)
+        close = difflib.get_close_matches(shown[-1], allowed, n=1, cutoff=0.5)
         if close:
-            hint = f" Did you mean '{'.'.join((*loc[:-1], close[0]))}'?"
+            hint = f" Did you mean '{'.'.join((*shown[:-1], close[0]))}'?"
         return f"{key}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
     value = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
@@ -62,12 +63,41 @@ def _describe(error: Any) -> str:
     return f"{key}: {value!r} is not allowed: {message}."
 
 
-def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
-    model: type[BaseModel] = Params
-    for part in loc:
-        field = model.model_fields.get(part)
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+def _walk(loc: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Follow ``loc`` through the params models: the key path as the user wrote it (without
+    pydantic's union tags) and the keys allowed beside the last part."""
+    annotation: Any = Params
+    shown: list[str] = []
+    parts = list(loc)
+    while parts:
+        annotation = _unwrap(annotation)
+        part = parts.pop(0)
+        if get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+            shown.append(part)
+        elif get_origin(annotation) in (Union, UnionType):
+            # A discriminated union: pydantic puts the chosen tag (the arch) in the loc.
+            members = {_tag(member): member for member in get_args(annotation)}
+            annotation = members.get(part)
+            if annotation is None:
+                shown.append(part)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            shown.append(part)
+            if not parts:
+                return shown, list(annotation.model_fields)
+            field = annotation.model_fields.get(part)
+            annotation = field.annotation if field else None
+        else:
+            shown.append(part)
+    return shown, []
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _tag(member: Any) -> str | None:
+    field = getattr(member, "model_fields", {}).get("arch")
+    return field.default if field is not None else None
