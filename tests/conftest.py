@@ -49,3 +49,15 @@ def make_params(tiny_params_dict: dict[str, Any]) -> Callable[..., Params]:
         return params_from_dict(deep_merge(tiny_params_dict, overrides or {}))
 
     return make
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` run only where torch sees a CUDA device (never in CI)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
