@@ -31,6 +31,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/prepare.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf data/prepared data/raw
