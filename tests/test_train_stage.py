@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -56,3 +57,14 @@ def test_train_writes_model_metrics_history_and_an_mlflow_run(tmp_path, make_par
 def test_an_unknown_variant_is_a_user_error(make_params, prepared):
     with pytest.raises(UserError, match="not in params.yaml models"):
         run_train(make_params(), "nope", prepared=prepared)
+
+
+def test_checkpoints_are_keyed_by_the_code_too(monkeypatch, tmp_path):
+    from vaelab.train import run
+
+    before = run.code_fingerprint()
+    assert before == run.code_fingerprint() and len(before) == 32
+    source = Path(run.__file__)
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: b"edited" if self == source else original(self))
+    assert run.code_fingerprint() != before

@@ -40,6 +40,20 @@ def data_fingerprint(prepared: Path) -> str:
     return digest.hexdigest()
 
 
+def code_fingerprint() -> str:
+    """md5 of the model and training sources: after a code change DVC reruns the stage, and
+    a checkpoint from the old code must then not be taken as already finished."""
+    import vaelab.models
+    import vaelab.train
+
+    digest = hashlib.md5()
+    for package in (vaelab.models, vaelab.train):
+        for path in sorted(Path(package.__file__).parent.glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_train(
     params: Params,
     variant: str,
@@ -93,6 +107,7 @@ def _train_variant(
             "train": train_cfg.model_dump(mode="json"),
             "seed": params.seed,
             "data": data_md5,
+            "code": code_fingerprint(),
         }
     )
     batches = dict(batch_size=train_cfg.batch_size, device=runtime.device, seed=params.seed,
