@@ -182,7 +182,7 @@ def _from_folder(cfg: DataConfig, dest: Path, folder: Path) -> DownloadReport:
     report = DownloadReport(source=str(folder))
     kaggle_images = folder / IMAGE_DIR / IMAGE_DIR
     if kaggle_images.is_dir() or any((folder / name).is_file() for name in KAGGLE_CSV):
-        return _from_kaggle_folder(cfg, dest, folder, report)
+        return _from_kaggle_folder(dest, folder, report)
     for file in ANNOTATION_FILES:
         path = folder / file.name
         if not path.is_file():
@@ -212,7 +212,7 @@ def _from_folder(cfg: DataConfig, dest: Path, folder: Path) -> DownloadReport:
     return report
 
 
-def _from_kaggle_folder(cfg: DataConfig, dest: Path, folder: Path, report: DownloadReport) -> DownloadReport:
+def _from_kaggle_folder(dest: Path, folder: Path, report: DownloadReport) -> DownloadReport:
     report.notes.append("Kaggle layout: CSV annotations rewritten in the official text format; no official md5 applies")
     for csv_name, official in KAGGLE_CSV.items():
         path = folder / csv_name
