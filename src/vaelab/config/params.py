@@ -6,7 +6,9 @@ from pydantic import Field, field_validator
 
 from vaelab.config.base import Section
 from vaelab.config.data import DataConfig
+from vaelab.config.evaluate import EvaluateConfig
 from vaelab.config.models import AePoolConfig, ModelConfig
+from vaelab.config.registry import RegistryConfig
 from vaelab.config.train import TrainConfig
 
 
@@ -16,6 +18,8 @@ class Params(Section):
     train: TrainConfig = TrainConfig()
     # Variant name -> architecture and knobs; `train@<variant>` runs once per entry.
     models: dict[str, ModelConfig] = Field(default_factory=lambda: {"ae_pool": AePoolConfig()})
+    evaluate: EvaluateConfig = EvaluateConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     @field_validator("models")
     @classmethod

@@ -151,6 +151,8 @@ def _train_variant(
         "seed": params.seed,
         "train": train_cfg.model_dump(mode="json"),
         "trainable_params": counts.trainable,
+        # How the images were made, so that new images can be cropped and resized the same way.
+        "data": params.data.model_dump(mode="json"),
     }
     with atomic_directory(models_root / variant) as staging:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, staging / WEIGHTS_FILE)

@@ -1,0 +1,127 @@
+"""The ``evaluate:`` section of params.yaml: what ``evaluate@<variant>``, ``chain`` and
+``compare`` measure and draw."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from vaelab.config.base import Section
+
+_TERM = re.compile(r"\s*([+-]?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+
+
+def parse_expression(expression: str) -> list[tuple[int, str]]:
+    """``"a - b + c"`` → ``[(1, "a"), (-1, "b"), (1, "c")]``; a ValueError names what is wrong."""
+    terms: list[tuple[int, str]] = []
+    position = 0
+    while position < len(expression):
+        match = _TERM.match(expression, position)
+        if match is None or (terms and not match.group(1)):
+            raise ValueError(
+                f"cannot read {expression!r} at character {position + 1}: "
+                "write group names joined by + and -, e.g. 'smiling_woman - neutral_woman + neutral_man'"
+            )
+        terms.append((-1 if match.group(1) == "-" else 1, match.group(2)))
+        position = match.end()
+    if not terms:
+        raise ValueError("empty expression: write group names joined by + and -")
+    return terms
+
+
+# Seed 003's r_limit values: rows of samples with z uniform in [-r, r].
+SEED003_RADII = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 5.0, 8.0]
+
+
+class InterpolationConfig(Section):
+    """Walks in latent space between pairs of test images."""
+
+    pairs: int = Field(4, ge=1)
+    steps: int = Field(8, ge=2)  # images per walk, both ends included
+    # linear: (1-t) z0 + t z1; spherical: slerp, which keeps the norm of Gaussian codes.
+    method: Literal["linear", "spherical"] = "linear"
+
+
+class ArithmeticConfig(Section):
+    """Latent arithmetic from attribute groups of the index (seed 001).
+
+    A group is the images whose index columns equal the given 0/1 values; its code is the
+    mean latent of (up to ``images_per_group`` of) them. An expression adds and subtracts
+    group names; ``expect`` names the group its result should look like, and the metrics
+    record how close the decoded result is to that group's decoded mean.
+    """
+
+    groups: dict[str, dict[str, Literal[0, 1]]] = Field(
+        default_factory=lambda: {
+            "smiling_woman": {"Smiling": 1, "Male": 0},
+            "neutral_woman": {"Smiling": 0, "Male": 0},
+            "neutral_man": {"Smiling": 0, "Male": 1},
+            "smiling_man": {"Smiling": 1, "Male": 1},
+        }
+    )
+    expressions: dict[str, str] = Field(
+        default_factory=lambda: {"smiling_man": "smiling_woman - neutral_woman + neutral_man"}
+    )
+    images_per_group: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _expressions_use_known_groups(self) -> ArithmeticConfig:
+        for name, expression in self.expressions.items():
+            for _sign, group in parse_expression(expression):
+                if group not in self.groups:
+                    raise ValueError(
+                        f"expression {name!r} uses group {group!r}, which is not in groups "
+                        f"({', '.join(self.groups) or 'none'})"
+                    )
+        return self
+
+
+class SharpenConfig(Section):
+    """Sharpening as post-processing (seed 003): PIL's Sharpness and an unsharp mask."""
+
+    factors: list[float] = Field(default_factory=lambda: [0.0, 3.0, 6.0, 7.0])
+    unsharp_radius: float = Field(1.0, gt=0.0)
+    unsharp_amount: float = Field(1.0, gt=0.0)
+
+    @field_validator("factors")
+    @classmethod
+    def _factors_non_negative(cls, factors: list[float]) -> list[float]:
+        if not factors or any(f < 0 for f in factors):
+            raise ValueError("factors must be a non-empty list of numbers >= 0 (1 leaves an image unchanged)")
+        return factors
+
+
+class ChainConfig(Section):
+    """Seed 000: a VAE's reconstructions fed through an AE ``passes`` times."""
+
+    vae: str = "vae"
+    ae: str = "ae_conv"
+    passes: int = Field(5, ge=1)
+
+
+class EvaluateConfig(Section):
+    batch_size: int = Field(256, gt=0)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    show: int = Field(8, ge=1)  # test images in the reconstruction figures
+    samples: int = Field(64, ge=2)  # draws from N(0, I) for the sample metrics and figures
+    radii: list[float] = Field(default_factory=lambda: list(SEED003_RADII))
+    radius_samples: int = Field(8, ge=1)  # images per radius row
+    interpolation: InterpolationConfig = InterpolationConfig()
+    arithmetic: ArithmeticConfig = ArithmeticConfig()
+    histogram_dims: int = Field(3, ge=1)  # single latent dimensions drawn beside the pooled histogram
+    sharpen: SharpenConfig = SharpenConfig()
+    # A latent dimension is active when the variance of its encoder mean over the test set exceeds this.
+    active_threshold: float = Field(0.01, gt=0.0)
+    # The decoder is said to ignore z when reconstructions of different images vary less
+    # than this fraction of how much the images themselves vary (seed 002's symptom).
+    collapse_ratio: float = Field(0.1, gt=0.0, lt=1.0)
+    chain: ChainConfig = ChainConfig()
+
+    @field_validator("radii")
+    @classmethod
+    def _radii_positive(cls, radii: list[float]) -> list[float]:
+        if not radii or any(r <= 0 for r in radii):
+            raise ValueError("radii must be a non-empty list of numbers > 0")
+        return radii

@@ -1,0 +1,21 @@
+"""The ``registry:`` section of params.yaml: how ``register`` names and ranks model versions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from vaelab.config.base import Section
+
+
+class RegistryConfig(Section):
+    # Registered model names are "<prefix>-<variant>", e.g. vaelab-vae.
+    prefix: str = Field("vaelab", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # The evaluation metric (a dotted key of metrics/eval/<variant>.json) that decides the champion.
+    metric: str = "recon.mse"
+    mode: Literal["min", "max"] = "min"
+    # Attempts to reach the tracking server before the stage gives up, and the first wait between them.
+    retries: int = Field(3, ge=1)
+    backoff: float = Field(1.0, ge=0.0)
+    timeout: float = Field(10.0, gt=0.0)  # seconds per HTTP request to a remote server
