@@ -1,23 +1,9 @@
 """DVC stage `download`: fetch data.dataset into data/raw/<dataset>/ with a MANIFEST.json."""
 
-from __future__ import annotations
-
-import argparse
-
-from vaelab.config import load_params
 from vaelab.data.download import run_download
-from vaelab.errors import exit_on_user_error
-from vaelab.logs import setup_logging
+from vaelab.stage import stage_main
 
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    args = parser.parse_args(argv)
-    setup_logging()
-    run_download(load_params(args.params))
-
+main = stage_main(__doc__, run_download)
 
 if __name__ == "__main__":
     main()

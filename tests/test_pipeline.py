@@ -50,6 +50,7 @@ def repo(tmp_path: Path) -> Path:
     _run(["git", "init", "-q"], tmp_path)
     _run([sys.executable, "-m", "dvc", "init", "-q"], tmp_path)
     _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], tmp_path)
+    shutil.copytree(REPO / ".dvc" / "plots", tmp_path / ".dvc" / "plots")  # the custom plot templates
     return tmp_path
 
 
@@ -90,9 +91,23 @@ def test_dvc_repro_trains_variants_and_reruns_only_the_edited_one(repo: Path):
         "small_ae": {"arch": "ae_pool"},
         "small_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4},
     }
+    params["evaluate"].update({"batch_size": 8, "samples": 4, "show": 4, "radii": [1.0, 4.0], "radius_samples": 2,
+                               "interpolation": {"pairs": 1, "steps": 3, "method": "spherical"},
+                               "chain": {"vae": "small_vae", "ae": "small_ae", "passes": 2}})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     first = _run([sys.executable, "-m", "dvc", "repro"], repo)
     assert "Running stage 'train@small_ae'" in first.stdout and "Running stage 'train@small_vae'" in first.stdout
+    for stage in ("evaluate@small_ae", "evaluate@small_vae", "chain", "compare"):
+        assert f"Running stage '{stage}'" in first.stdout
+    compare = json.loads((repo / "metrics" / "compare.json").read_text())
+    assert set(compare["variants"]) == {"small_ae", "small_vae"}
+    assert "| small_vae " in (repo / "reports" / "compare.md").read_text()
+    assert (repo / "reports" / "compare" / "reconstructions.png").is_file()
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo).stdout)
+    eval_metrics = shown[""]["data"]["metrics/eval/small_vae.json"]["data"]
+    assert {"recon", "blur", "latent", "elbo"} <= set(eval_metrics)
+    plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json", "val_recon"], repo).stdout
+    assert '"variant"' in plots and "small_vae" in plots
     for variant in ("small_ae", "small_vae"):
         assert (repo / "models" / variant / "model.pt").is_file()
         metrics = json.loads((repo / "metrics" / "train" / f"{variant}.json").read_text())
@@ -104,5 +119,7 @@ def test_dvc_repro_trains_variants_and_reruns_only_the_edited_one(repo: Path):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     second = _run([sys.executable, "-m", "dvc", "repro"], repo)
     assert "Running stage 'train@small_vae'" in second.stdout
+    assert "Running stage 'evaluate@small_vae'" in second.stdout and "Running stage 'compare'" in second.stdout
     assert "Running stage 'train@small_ae'" not in second.stdout
+    assert "Running stage 'evaluate@small_ae'" not in second.stdout
     assert "Running stage 'prepare'" not in second.stdout

@@ -9,6 +9,7 @@ import yaml
 from vaelab.config import load_params
 from vaelab.errors import exit_on_user_error
 from vaelab.logs import setup_logging
+from vaelab.report.commands import add_commands as add_report_commands
 
 
 def _params(args: argparse.Namespace) -> None:
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--preset", help="a vae_conv preset: seed001_vae_v1 or seed003_celeba")
     summary.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a model option, repeatable")
     summary.set_defaults(func=_summary)
+    add_report_commands(commands)
     return parser
 
 

@@ -84,6 +84,9 @@ class SharpenConfig(Section):
     factors: list[float] = Field(default_factory=lambda: [0.0, 3.0, 6.0, 7.0])
     unsharp_radius: float = Field(1.0, gt=0.0)
     unsharp_amount: float = Field(1.0, gt=0.0)
+    # Reconstructions sharpened and measured (the first N of the test split): blur_effect is a
+    # per-image loop, so a CelebA-sized test split would cost minutes for no extra insight.
+    images: int = Field(256, ge=1)
 
     @field_validator("factors")
     @classmethod

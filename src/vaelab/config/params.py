@@ -12,6 +12,10 @@ from vaelab.config.registry import RegistryConfig
 from vaelab.config.train import TrainConfig
 
 
+# reports/<variant>/ sits beside these stage outputs, so variants may not take their names.
+RESERVED_VARIANT_NAMES = frozenset({"compare", "chain", "pr"})
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     data: DataConfig = DataConfig()
@@ -31,4 +35,10 @@ class Params(Section):
                 )
         if not models:
             raise ValueError("at least one variant is needed")
+        reserved = RESERVED_VARIANT_NAMES.intersection(models)
+        if reserved:
+            raise ValueError(
+                f"variant name(s) {', '.join(sorted(reserved))} are taken by the pipeline's own "
+                "reports/<name> folders; pick another name"
+            )
         return models

@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
+def _default_mode(mode: int) -> int:
+    """``mode`` under the process umask: what ``open``/``mkdir`` would have given."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 @contextmanager
 def atomic_directory(dest: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside ``dest``; on success it replaces ``dest``.
@@ -21,6 +28,8 @@ def atomic_directory(dest: Path) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    # mkdtemp makes the folder owner-only; outputs get the usual permissions.
+    os.chmod(staging, _default_mode(0o777))
     try:
         yield staging
     except BaseException:
@@ -43,6 +52,7 @@ def atomic_file(dest: Path, mode: str = "w") -> Iterator[Any]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
     tmp = Path(tmp_name)
+    os.chmod(tmp, _default_mode(0o666))  # mkstemp's 0600 would make every output owner-only
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle

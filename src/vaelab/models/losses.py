@@ -36,7 +36,13 @@ class LossSettings:
 
 
 def reconstruction_loss(logits: Tensor, recon: Tensor, target: Tensor, kind: ReconLoss) -> Tensor:
-    """Per-image summed reconstruction error, averaged over the batch: a scalar.
+    """Per-image summed reconstruction error, averaged over the batch: a scalar."""
+    return reconstruction_error(logits, recon, target, kind).mean()
+
+
+def reconstruction_error(logits: Tensor, recon: Tensor, target: Tensor, kind: ReconLoss) -> Tensor:
+    """Reconstruction error summed over the pixels of each image: ``(B,)`` (the negative
+    log-likelihood in nats for ``bce``, the summed squared error for ``mse``).
 
     ``logits`` and ``recon = sigmoid(logits)`` are ``(B, C, H, W)``, ``target`` too.
     BCE is computed from the logits because ``log(sigmoid(·))`` saturates to ``-inf``
@@ -51,7 +57,7 @@ def reconstruction_loss(logits: Tensor, recon: Tensor, target: Tensor, kind: Rec
         per_pixel = (recon - target).square()
     else:
         raise ValueError(f"unknown reconstruction loss {kind!r}; use 'bce' or 'mse'")
-    return per_pixel.flatten(1).sum(dim=1).mean()
+    return per_pixel.flatten(1).sum(dim=1)
 
 
 def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:

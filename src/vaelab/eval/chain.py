@@ -1,0 +1,120 @@
+"""The ``chain`` stage (seed 000): feed a VAE's reconstructions through an AE ``passes``
+times and record, per pass, the blur metrics and how far the colours drifted.
+
+Writes ``metrics/chain.json`` (one entry per pass), ``metrics/chain.csv`` (the same as a
+DVC plot) and ``reports/chain/chain.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaelab.config import Params
+from vaelab.errors import UserError
+from vaelab.eval import figures
+from vaelab.eval.data import check_fits, load_prepared
+from vaelab.eval.inference import reconstruct, to_numpy, to_tensor
+from vaelab.eval.metrics import blur_metrics, colour_shift
+from vaelab.eval.run import load_variant
+from vaelab.io.atomic import atomic_directory, atomic_file, write_json
+
+log = logging.getLogger("vaelab.chain")
+
+
+@torch.no_grad()
+def run_chain(
+    params: Params,
+    *,
+    prepared: Path = Path("data/prepared"),
+    models_root: Path = Path("models"),
+    metrics_root: Path = Path("metrics"),
+    reports_root: Path = Path("reports"),
+) -> dict[str, Any]:
+    settings = params.evaluate.chain
+    for role, name in (("vae", settings.vae), ("ae", settings.ae)):
+        if name not in params.models:
+            raise UserError(
+                f"evaluate.chain.{role}: '{name}' is not a variant in params.yaml models: ({', '.join(params.models)})"
+            )
+    vae, vae_config = load_variant(params, settings.vae, models_root)
+    ae, ae_config = load_variant(params, settings.ae, models_root)
+    data = load_prepared(prepared)
+    check_fits(vae_config, data.images, f"models/{settings.vae}")
+    check_fits(ae_config, data.images, f"models/{settings.ae}")
+    test = data.split("test")
+    batch = params.evaluate.batch_size
+    device = next(ae.parameters()).device
+
+    inputs = to_tensor(test, device)
+    current = reconstruct(vae, test, batch).float()
+    stages = [("input", inputs), (settings.vae, current)]
+    for step in range(1, settings.passes + 1):
+        current = torch.cat([ae(current[i : i + batch])["recon"].float() for i in range(0, len(current), batch)])
+        stages.append((f"{settings.ae} x{step}", current))
+
+    rows = []
+    for step, (name, images) in enumerate(stages):
+        blur = blur_metrics(images)
+        rows.append({
+            "pass": step - 1,  # -1: the inputs, 0: the VAE's output, n: after n AE passes
+            "images": name,
+            "laplacian_var": float(blur["laplacian_var"].mean()),
+            "hf_energy": float(blur["hf_energy"].mean()),
+            "blur_effect": float(blur["blur_effect"].mean()),
+            "colour_shift_from_input": colour_shift(inputs, images),
+            "colour_shift_from_vae": colour_shift(stages[1][1], images),
+            "mse_to_input": float((images - inputs).square().mean()),
+        })
+    metrics = {
+        "vae": settings.vae,
+        "ae": settings.ae,
+        **{f"pass_{'input' if r['pass'] < 0 else r['pass']}": {k: v for k, v in r.items() if k not in ("pass", "images")}
+           for r in rows},
+    }
+
+    show = params.evaluate.show
+    with atomic_directory(reports_root / "chain") as staging:
+        figures.save(
+            figures.image_rows(
+                [to_numpy(images[:show]) for _name, images in stages],
+                title=f"seed 000: {settings.vae}'s reconstructions through {settings.ae}, pass by pass",
+                row_labels=[name for name, _images in stages],
+            ),
+            staging / "chain.png",
+        )
+        passes = [r["pass"] for r in rows[1:]]
+        figures.save(
+            figures.line_chart(
+                passes,
+                {"Laplacian variance": [r["laplacian_var"] for r in rows[1:]]},
+                title="Sharpness per pass (0 = VAE output)",
+                xlabel="AE passes",
+                ylabel="Laplacian variance",
+                references={"test images": rows[0]["laplacian_var"]},
+            ),
+            staging / "chain_sharpness.png",
+        )
+        figures.save(
+            figures.line_chart(
+                passes,
+                {"from the inputs": [r["colour_shift_from_input"] for r in rows[1:]],
+                 "from the VAE output": [r["colour_shift_from_vae"] for r in rows[1:]]},
+                title="Mean colour shift per pass",
+                xlabel="AE passes",
+                ylabel="colour shift (norm of mean-colour difference)",
+            ),
+            staging / "chain_colour.png",
+        )
+    write_json(metrics_root / "chain.json", metrics)
+    with atomic_file(metrics_root / "chain.csv") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    log.info("chain: Laplacian variance input %.5f, %s %.5f, after %d x %s %.5f", rows[0]["laplacian_var"],
+             settings.vae, rows[1]["laplacian_var"], settings.passes, settings.ae, rows[-1]["laplacian_var"])
+    return metrics

@@ -1,0 +1,46 @@
+"""The prepared images and index as the evaluation stages read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vaelab.errors import UserError
+from vaelab.train.batches import IMAGES_FILE, INDEX_FILE
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    images: np.ndarray  # (N, H, W, C) uint8, memory-mapped
+    index: pd.DataFrame  # one row per image: image_id, split, attributes...
+
+    def split(self, name: str) -> np.ndarray:
+        """The images of one split, in index order (empty when the split does not exist)."""
+        return np.ascontiguousarray(self.images[np.flatnonzero(self.index["split"].to_numpy() == name)])
+
+    def has_split(self, name: str) -> bool:
+        return bool((self.index["split"] == name).any())
+
+
+def load_prepared(prepared: Path) -> PreparedData:
+    images_path, index_path = prepared / IMAGES_FILE, prepared / INDEX_FILE
+    if not images_path.is_file() or not index_path.is_file():
+        raise UserError(f"{prepared}: no prepared data; run `dvc repro prepare` first")
+    images = np.load(images_path, mmap_mode="r", allow_pickle=False)
+    index = pd.read_csv(index_path)
+    if len(index) != len(images):
+        raise UserError(f"{prepared}: {len(images)} images but {len(index)} index rows; rerun `dvc repro prepare`")
+    return PreparedData(images, index)
+
+
+def check_fits(model_config: dict, images: np.ndarray, where: str) -> None:
+    """The model was trained on images of this size and channel count, or a UserError says to retrain."""
+    trained = (model_config["image_size"], model_config["image_size"], model_config["channels"])
+    if tuple(images.shape[1:]) != trained:
+        raise UserError(
+            f"{where}: trained on {trained[0]}x{trained[1]}x{trained[2]} images but the prepared data is "
+            f"{'x'.join(map(str, images.shape[1:]))}; retrain it (`dvc repro`)"
+        )

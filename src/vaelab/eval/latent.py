@@ -1,0 +1,86 @@
+"""What a VAE's latent code does: the ELBO and its terms, KL per dimension, active units,
+and whether the decoder ignores z (posterior collapse, seed 002's symptom)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vaelab.models import VariationalAutoencoder
+from vaelab.models.losses import kl_per_dim, reconstruction_error
+
+
+@torch.no_grad()
+def elbo_terms(model: VariationalAutoencoder, x: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+    """One-sample ELBO of each image of ``x`` ``(B, C, H, W)``.
+
+    Returns ``recon`` (B,) — the decoder's negative log-likelihood of ``x`` at one draw
+    z ~ q(z|x) (nats for a Bernoulli decoder), ``kl`` (B,) and ``kl_per_dim`` (B, z_dim)
+    — KL(q(z|x) || N(0, I)), and ``elbo`` (B,) = -(recon + kl). ``generator`` (CPU) fixes
+    the draw so reruns give the same numbers.
+    """
+    codes = model.encode(x)
+    mu, logvar = codes["mu"].float(), codes["logvar"].float()
+    noise = torch.randn(mu.shape, generator=generator).to(mu.device)
+    z = mu + (0.5 * logvar).exp() * noise
+    logits = model.decode_logits(z)
+    recon = reconstruction_error(logits, torch.sigmoid(logits), x, model.loss_settings.recon_loss)
+    per_dim = kl_per_dim(mu, logvar)
+    kl = per_dim.sum(dim=1)
+    return {"recon": recon, "kl": kl, "kl_per_dim": per_dim, "elbo": -(recon + kl)}
+
+
+class PixelSpread:
+    """How much a set of images differs from image to image, accumulated batch by batch.
+
+    ``spread()`` is the per-pixel standard deviation across the images, averaged over
+    pixels: 0 when every image is the same.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total: Tensor | None = None
+        self.squares: Tensor | None = None
+
+    def add(self, images: Tensor) -> None:
+        """Add ``(B, C, H, W)`` images."""
+        flat = images.detach().flatten(1).double()
+        if self.total is None:
+            self.total, self.squares = flat.sum(dim=0), flat.square().sum(dim=0)
+        else:
+            self.total += flat.sum(dim=0)
+            self.squares += flat.square().sum(dim=0)
+        self.count += len(flat)
+
+    def spread(self) -> float:
+        if self.total is None or self.squares is None or self.count < 2:
+            raise ValueError("the spread needs at least two images")
+        mean = self.total / self.count
+        variance = (self.squares / self.count - mean.square()).clamp(min=0.0)
+        return float(variance.sqrt().mean())
+
+
+def active_units(mu: Tensor, threshold: float) -> int:
+    """Dimensions whose encoder mean varies over the data (Var[mu_d] > threshold; Burda et al.)."""
+    return int((mu.double().var(dim=0, unbiased=False) > threshold).sum())
+
+
+def collapse_verdict(recon_ratio: float, sample_ratio: float, threshold: float) -> tuple[bool, str]:
+    """Say in words whether the decoder ignores z.
+
+    ``recon_ratio``: spread of the reconstructions of different test images over the
+    spread of the images; ``sample_ratio``: the same for decodings of different prior draws.
+    """
+    share = f"{recon_ratio:.0%} as much as the images do (prior draws: {sample_ratio:.0%})"
+    if recon_ratio < threshold and sample_ratio < threshold:
+        return True, (
+            f"posterior collapse: the decoder ignores z. Reconstructions of different test images "
+            f"vary {share}, below the {threshold:.0%} threshold: nearly the same output for every input "
+            "(seed 002's symptom)."
+        )
+    if recon_ratio < threshold:
+        return True, (
+            f"partial collapse: reconstructions of different test images vary only {share}; "
+            "the encoder's codes carry little of the input."
+        )
+    return False, f"the decoder uses z: reconstructions of different test images vary {share}."

@@ -1,0 +1,10 @@
+"""`vaelab report`: one Markdown page comparing the workspace with a git revision.
+
+It gathers what `dvc params diff` and `dvc metrics diff` show, the comparison
+figures of both sides and a sharper/blurrier verdict per variant, so that a pull
+request's effect can be read in one comment.
+"""
+
+from vaelab.report.build import build_report
+
+__all__ = ["build_report"]

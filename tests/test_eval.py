@@ -1,0 +1,299 @@
+"""evaluate@<variant>, chain and compare on tiny untrained variants, plus the pieces with known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import Tensor
+
+from vaelab.config.evaluate import ArithmeticConfig, parse_expression
+from vaelab.data.download import run_download
+from vaelab.data.prepare import run_prepare
+from vaelab.errors import UserError
+from vaelab.eval.arithmetic import run_arithmetic, skip_reason
+from vaelab.eval.chain import run_chain
+from vaelab.eval.compare import check_claims, run_compare
+from vaelab.eval.interpolate import interpolate
+from vaelab.eval.latent import PixelSpread, active_units, collapse_verdict, elbo_terms
+from vaelab.eval.run import run_evaluate
+from vaelab.models import Autoencoder, build_model
+from vaelab.models.losses import LossSettings
+
+VARIANTS = {
+    "tiny_ae": {"arch": "ae_pool"},
+    "tiny_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4},
+    "tiny_vae_z2": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 2},
+}
+EVALUATE = {
+    "batch_size": 4,
+    "samples": 6,
+    "show": 4,
+    "radii": [0.5, 3.0],
+    "radius_samples": 3,
+    "interpolation": {"pairs": 2, "steps": 4},
+    "sharpen": {"images": 5},
+    "chain": {"vae": "tiny_vae", "ae": "tiny_ae", "passes": 2},
+}
+FIGURES = {"reconstructions", "samples", "radius", "interpolation", "latent_histograms", "sharpening"}
+
+
+class IdentityCode(Autoencoder):
+    """A model whose latent is the image itself: z = x, decode(z) = z (for known-answer tests)."""
+
+    def __init__(self, image_size: int, channels: int) -> None:
+        super().__init__(image_size=image_size, channels=channels,
+                         latent_shape=(channels, image_size, image_size), loss_settings=LossSettings())
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # so that the model has a device
+
+    def encode(self, x: Tensor) -> dict[str, Tensor]:
+        return {"z": x}
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        return torch.logit(z.clamp(1e-6, 1 - 1e-6))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """Prepared lfw at 16 px and three untrained variants saved like train@<variant> saves them."""
+    from vaelab.config import params_from_dict
+    from tests.conftest import TINY, deep_merge
+
+    root = tmp_path_factory.mktemp("eval")
+    params = params_from_dict(deep_merge(TINY, {"data": {"download": {"cache_dir": str(root / "downloads")}},
+                                                "models": VARIANTS}))
+    run_download(params, raw_root=root / "raw")
+    run_prepare(params, raw_root=root / "raw", out_dir=root / "prepared", metrics_path=root / "data.json", progress=False)
+    torch.manual_seed(0)
+    for variant, config in params.models.items():
+        model = build_model(config, image_size=16, channels=1)
+        folder = root / "models" / variant
+        folder.mkdir(parents=True)
+        torch.save(model.state_dict(), folder / "model.pt")
+        (folder / "config.json").write_text(json.dumps({
+            "variant": variant, "model": config.model_dump(mode="json"), "image_size": 16, "channels": 1,
+            "seed": 0, "train": {}, "trainable_params": 1, "data": params.data.model_dump(mode="json"),
+        }))
+        (root / "metrics" / "train").mkdir(parents=True, exist_ok=True)
+        (root / "metrics" / "train" / f"{variant}.json").write_text(json.dumps({"trainable_params": 123, "seconds": 1.5}))
+        (root / "metrics" / "history").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"epoch": [1, 2], "train_loss": [3.0, 2.0], "val_loss": [3.5, 2.5], "train_recon": [3.0, 2.0],
+                      "val_recon": [3.5, 2.5]}).to_csv(root / "metrics" / "history" / f"{variant}.csv", index=False)
+    return root
+
+
+@pytest.fixture
+def params(make_params):
+    return make_params({"models": VARIANTS, "evaluate": EVALUATE})
+
+
+def _roots(root: Path) -> dict[str, Path]:
+    return {"prepared": root / "prepared", "models_root": root / "models", "metrics_root": root / "metrics",
+            "reports_root": root / "reports"}
+
+
+def _opens(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        return image.size
+
+
+@pytest.mark.parametrize("variant", ["tiny_ae", "tiny_vae"])
+def test_evaluate_writes_the_design_metrics_and_every_figure(workspace, params, variant):
+    metrics = run_evaluate(params, variant, progress=False, **_roots(workspace))
+    on_disk = json.loads((workspace / "metrics" / "eval" / f"{variant}.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert set(metrics["recon"]) == {"mse", "psnr", "ssim"} and 0 <= metrics["recon"]["mse"] <= 1
+    for name in ("laplacian_var", "hf_energy", "blur_effect"):
+        assert set(metrics["blur"][name]) == {"input", "recon", "sample"}
+        assert all(math.isfinite(v) for v in metrics["blur"][name].values())
+    assert set(metrics["radius"]["laplacian_var"]) == {"r0_5", "r3"}
+    assert set(metrics["sharpen"]) == {"none", "pil_0", "pil_3", "pil_6", "pil_7", "unsharp"}
+    assert metrics["ood"]["inliers"] == 10 and metrics["ood"]["outliers"] == 100
+    assert 0.0 <= metrics["ood"]["auroc_recon_error"] <= 1.0
+    # lfw has no attributes: arithmetic is skipped with its reason, not failed.
+    assert "no attribute column" in metrics["notes"]["arithmetic"]
+    written = {p.stem for p in (workspace / "reports" / variant).glob("*.png")}
+    if variant == "tiny_vae":
+        assert set(metrics["latent"]) == {"dims", "kl_per_dim", "kl_per_dim_max", "active_units"}
+        assert metrics["latent"]["dims"] == 4 and 0 <= metrics["latent"]["active_units"] <= 4
+        assert math.isfinite(metrics["elbo"]) and metrics["elbo"] < 0
+        assert metrics["elbo"] == pytest.approx(-(metrics["elbo_terms"]["recon"] + metrics["elbo_terms"]["kl"]))
+        assert "auroc_neg_elbo" in metrics["ood"] and metrics["collapse"]["collapsed"] in (0, 1)
+        assert metrics["notes"]["collapse"]
+        assert written == FIGURES | {"kl_per_dim"}
+    else:
+        assert "latent" not in metrics and "elbo" not in metrics
+        assert written == FIGURES
+    for path in (workspace / "reports" / variant).glob("*.png"):
+        width, height = _opens(path)
+        assert width > 100 and height > 100
+
+
+def test_chain_records_every_pass(workspace, params):
+    run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
+    metrics = run_chain(params, **_roots(workspace))
+    assert list(k for k in metrics if k.startswith("pass_")) == ["pass_input", "pass_0", "pass_1", "pass_2"]
+    assert metrics["pass_input"]["colour_shift_from_input"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["pass_0"]["colour_shift_from_vae"] == pytest.approx(0.0, abs=1e-9)
+    table = pd.read_csv(workspace / "metrics" / "chain.csv")
+    assert list(table["pass"]) == [-1, 0, 1, 2]
+    for name in ("chain", "chain_sharpness", "chain_colour"):
+        _opens(workspace / "reports" / "chain" / f"{name}.png")
+
+
+def test_chain_names_a_missing_variant(workspace, make_params):
+    params = make_params({"models": VARIANTS, "evaluate": {**EVALUATE, "chain": {"vae": "nope", "ae": "tiny_ae"}}})
+    with pytest.raises(UserError, match="evaluate.chain.vae: 'nope'"):
+        run_chain(params, **_roots(workspace))
+
+
+def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, params):
+    for variant in VARIANTS:
+        run_evaluate(params, variant, progress=False, **_roots(workspace))
+    result = run_compare(params, **_roots(workspace))
+    assert set(result["variants"]) == set(VARIANTS)
+    assert result["variants"]["tiny_vae"]["latent"] == 4 and result["variants"]["tiny_ae"]["params"] == 123
+    assert set(result["claims"]) == {"recon_and_samples_blurrier_than_inputs", "vaes_blurrier_than_aes",
+                                     "smaller_latent_blurrier", "sharpening_raises_laplacian_var"}
+    report = (workspace / "reports" / "compare.md").read_text()
+    assert "real images (test inputs)" in report and "## The seeds' claims, measured" in report
+    for variant in VARIANTS:
+        assert f"| {variant} " in report
+    for name in ("reconstructions", "samples", "sharpness_vs_error"):
+        _opens(workspace / "reports" / "compare" / f"{name}.png")
+    history = pd.read_csv(workspace / "metrics" / "compare" / "history.csv")
+    assert set(history["variant"]) == set(VARIANTS) and len(history) == 2 * len(VARIANTS)
+
+
+def test_compare_needs_every_evaluation(workspace, make_params):
+    params = make_params({"models": {**VARIANTS, "never_evaluated": {"arch": "ae_pool"}}, "evaluate": EVALUATE})
+    with pytest.raises(UserError, match="evaluate@never_evaluated"):
+        run_compare(params, **_roots(workspace))
+
+
+def _rows(**lap):
+    return pd.DataFrame([
+        {"variant": v, "kind": kind, "latent": latent, "laplacian_var.recon": recon, "laplacian_var.sample": sample}
+        for v, (kind, latent, recon, sample) in lap.items()
+    ]).set_index("variant")
+
+
+def _sharpen(before: float, after: float) -> dict:
+    return {"sharpen": {"none": {"laplacian_var": before}, "pil_3": {"laplacian_var": after - 1e-4},
+                        "pil_7": {"laplacian_var": after}}}
+
+
+def test_claims_hold_and_fail_on_the_numbers():
+    rows = _rows(ae=("AE", 512, 0.02, 0.001), big=("VAE", 64, 0.010, 0.005), small=("VAE", 8, 0.005, 0.004))
+    evaluations = {v: _sharpen(0.01, 0.03) for v in rows.index}
+    claims = {c.key: c for c in check_claims(rows, evaluations, {"laplacian_var": 0.03})}
+    assert all(c.holds for c in claims.values())
+
+    rows = _rows(ae=("AE", 512, 0.004, 0.001), big=("VAE", 64, 0.010, 0.005), small=("VAE", 8, 0.012, 0.004))
+    evaluations["ae"] = _sharpen(0.01, 0.009)
+    claims = {c.key: c for c in check_claims(rows, evaluations, {"laplacian_var": 0.011})}
+    assert not claims["recon_and_samples_blurrier_than_inputs"].holds
+    assert "not for small" in claims["recon_and_samples_blurrier_than_inputs"].detail
+    assert not claims["vaes_blurrier_than_aes"].holds
+    assert not claims["smaller_latent_blurrier"].holds
+    assert not claims["sharpening_raises_laplacian_var"].holds
+
+
+def test_interpolation_has_known_ends_and_midpoints():
+    z0, z1 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    linear = interpolate(z0, z1, 3, "linear")
+    assert torch.allclose(linear, torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]))
+    spherical = interpolate(z0, z1, 3, "spherical")
+    assert torch.allclose(spherical[1], torch.tensor([math.sqrt(0.5)] * 2), atol=1e-6)
+    assert torch.allclose(spherical.norm(dim=1), torch.ones(3), atol=1e-6)
+    maps = interpolate(torch.zeros(2, 3, 3), torch.ones(2, 3, 3), 5)
+    assert maps.shape == (5, 2, 3, 3) and torch.allclose(maps[2], torch.full((2, 3, 3), 0.5))
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        interpolate(z0, z1, 3, "cubic")
+
+
+def test_arithmetic_on_a_model_whose_latents_are_the_images():
+    # Four groups of 2x2 grey images with known means; z = x, so the arithmetic is on pixels.
+    values = {"smiling_woman": 0.8, "neutral_woman": 0.5, "neutral_man": 0.3, "smiling_man": 0.6}
+    attrs = {"smiling_woman": (1, 0), "neutral_woman": (0, 0), "neutral_man": (0, 1), "smiling_man": (1, 1)}
+    images, rows = [], []
+    for group, value in values.items():
+        for offset in (-0.05, 0.05):
+            images.append(np.full((2, 2, 1), round((value + offset) * 255), dtype=np.uint8))
+            rows.append({"split": "train", "Smiling": attrs[group][0], "Male": attrs[group][1]})
+    index = pd.DataFrame(rows)
+    config = ArithmeticConfig()
+    assert skip_reason(index, config) is None
+    [result] = run_arithmetic(IdentityCode(2, 1), np.stack(images), index, config, batch_size=3)
+    expected = 0.8 - 0.5 + 0.3
+    assert result.result.shape == (1, 2, 2)
+    assert torch.allclose(result.result, torch.full((1, 2, 2), expected), atol=0.01)
+    assert torch.allclose(result.expected, torch.full((1, 2, 2), 0.6), atol=0.01)
+    assert result.mse_to_expected == pytest.approx(0.0, abs=1e-3)
+    assert [g for _s, g in result.terms] == ["smiling_woman", "neutral_woman", "neutral_man"]
+
+
+def test_arithmetic_skip_reasons():
+    config = ArithmeticConfig()
+    assert "Male, Smiling" in skip_reason(pd.DataFrame({"split": ["train"], "face": [1]}), config)
+    no_men = pd.DataFrame({"split": ["train", "train"], "Smiling": [1, 0], "Male": [0, 0]})
+    assert "neutral_man" in skip_reason(no_men, config)
+
+
+def test_expressions_parse_or_say_why():
+    assert parse_expression("a - b + c") == [(1, "a"), (-1, "b"), (1, "c")]
+    assert parse_expression("-a") == [(-1, "a")]
+    for bad in ("a b", "a -- b", "", "a + 3"):
+        with pytest.raises(ValueError):
+            parse_expression(bad)
+
+
+def test_latent_statistics_with_known_answers():
+    mu = torch.tensor([[0.0, 1.0, 5.0], [0.0, -1.0, 5.01], [0.0, 1.0, 5.0], [0.0, -1.0, 5.01]])
+    assert active_units(mu, 0.01) == 1  # only the middle dimension varies (variance 1)
+
+    spread = PixelSpread()
+    spread.add(torch.zeros(2, 1, 2, 2))
+    spread.add(torch.ones(2, 1, 2, 2))
+    assert spread.spread() == pytest.approx(0.5)
+    same = PixelSpread()
+    same.add(torch.full((3, 1, 2, 2), 0.3))
+    assert same.spread() == pytest.approx(0.0, abs=1e-7)
+
+    collapsed, text = collapse_verdict(0.02, 0.03, 0.1)
+    assert collapsed and "ignores z" in text
+    used, text = collapse_verdict(0.8, 0.7, 0.1)
+    assert not used and "uses z" in text
+
+
+def test_elbo_terms_of_a_posterior_equal_to_the_prior():
+    model = build_model_vae()
+    with torch.no_grad():
+        for p in model.encoder.mu.parameters():
+            p.zero_()
+        for p in model.encoder.logvar.parameters():
+            p.zero_()
+    terms = elbo_terms(model.eval(), torch.rand(3, 1, 8, 8), torch.Generator().manual_seed(0))
+    assert torch.allclose(terms["kl"], torch.zeros(3), atol=1e-6)
+    assert terms["kl_per_dim"].shape == (3, 2)
+    assert torch.allclose(terms["elbo"], -terms["recon"])
+
+
+def build_model_vae():
+    from vaelab.config.models import parse_model_config
+
+    return build_model(parse_model_config({"arch": "vae_conv", "filters": [4], "z_dim": 2}), image_size=8, channels=1)
+
+
+def test_evaluate_names_an_untrained_variant(workspace, make_params):
+    params = make_params({"models": {**VARIANTS, "untrained": {"arch": "ae_pool"}}, "evaluate": EVALUATE})
+    with pytest.raises(UserError, match=r"train@untrained"):
+        run_evaluate(params, "untrained", progress=False, **_roots(workspace))

@@ -1,0 +1,353 @@
+"""Tests for vaelab.eval.metrics and vaelab.eval.sharpen: blur, reconstruction, AUROC, colour, sharpening."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from skimage import color, data, filters, metrics, transform
+
+from vaelab.eval.metrics import (
+    auroc,
+    blur_effect,
+    blur_metrics,
+    colour_shift,
+    hf_energy_fraction,
+    laplacian_variance,
+    reconstruction_metrics,
+    to_grey,
+)
+from vaelab.eval.sharpen import pil_sharpness, unsharp
+
+SIZE = 48
+
+
+def camera_batch(channels: int) -> torch.Tensor:
+    """(1, channels, SIZE, SIZE) float32 in [0, 1]: the camera man, small; colour from skimage's astronaut."""
+    if channels == 1:
+        image = transform.resize(data.camera(), (SIZE, SIZE), anti_aliasing=True)[None]
+    else:
+        image = np.moveaxis(transform.resize(data.astronaut(), (SIZE, SIZE), anti_aliasing=True), -1, 0)
+    return torch.from_numpy(np.ascontiguousarray(image)).float()[None]
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur each (C, H, W) image spatially only (channels kept apart)."""
+    blurred = [
+        np.stack([filters.gaussian(channel.double().numpy(), sigma=sigma) for channel in image]) for image in images
+    ]
+    return torch.from_numpy(np.stack(blurred)).to(images.dtype)
+
+
+def checkerboard(size: int) -> torch.Tensor:
+    rows, cols = np.indices((size, size))
+    return torch.from_numpy(((rows + cols) % 2).astype(np.float32))[None, None]
+
+
+def smooth_cosine(size: int, cycles: int = 1) -> torch.Tensor:
+    """One low-frequency cosine across the image (periodic, so the FFT sees no edge)."""
+    cols = np.arange(size)
+    row = 0.5 + 0.5 * np.cos(2 * np.pi * cycles * cols / size)
+    return torch.from_numpy(np.tile(row, (size, 1)).astype(np.float32))[None, None]
+
+
+# --- to_grey -------------------------------------------------------------------------------
+
+
+def test_to_grey_matches_skimage_rgb2gray() -> None:
+    images = torch.rand(3, 3, 10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    grey = to_grey(images)
+    assert grey.shape == (3, 1, 10, 12)
+    assert grey.dtype == torch.float64
+    for image, grey_image in zip(images, grey, strict=True):
+        expected = color.rgb2gray(np.moveaxis(image.numpy(), 0, -1))
+        np.testing.assert_allclose(grey_image[0].numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_to_grey_keeps_single_channel_and_dtype() -> None:
+    images = torch.rand(2, 1, 5, 5)
+    assert torch.equal(to_grey(images), images)
+    assert to_grey(torch.rand(2, 3, 5, 5)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 5, 5), (5, 5), (1, 4, 8, 8)])
+def test_to_grey_rejects_bad_shapes(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="shape|channels"):
+        to_grey(torch.rand(shape))
+
+
+# --- Laplacian variance --------------------------------------------------------------------
+
+
+def test_laplacian_variance_of_constant_image_is_zero() -> None:
+    variance = laplacian_variance(torch.full((2, 3, 9, 9), 0.37))
+    assert variance.dtype == torch.float64
+    assert variance.device.type == "cpu"
+    assert variance.shape == (2,)
+    assert torch.all(variance.abs() < 1e-20)
+
+
+def test_laplacian_variance_matches_hand_computation() -> None:
+    rng = np.random.default_rng(1)
+    images = rng.random((4, 1, 11, 13))
+    kernel = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
+    expected = []
+    for image in images[:, 0]:
+        # ndimage.convolve pads; the valid part is where the kernel fits, i.e. drop a 1 px border.
+        full = ndimage.convolve(image, kernel, mode="constant")
+        valid = full[1:-1, 1:-1]
+        by_slicing = image[:-2, 1:-1] + image[2:, 1:-1] + image[1:-1, :-2] + image[1:-1, 2:] - 4 * image[1:-1, 1:-1]
+        np.testing.assert_allclose(valid, by_slicing, atol=1e-12)
+        expected.append(valid.var())
+    got = laplacian_variance(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_laplacian_variance_of_colour_image_uses_grey() -> None:
+    images = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(laplacian_variance(images), laplacian_variance(to_grey(images)))
+
+
+def test_laplacian_variance_rejects_tiny_images() -> None:
+    with pytest.raises(ValueError, match="3x3"):
+        laplacian_variance(torch.rand(1, 1, 2, 5))
+
+
+# --- hf energy ---------------------------------------------------------------------------------
+
+
+def test_hf_energy_of_checkerboard_is_one() -> None:
+    assert hf_energy_fraction(checkerboard(16)).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_hf_energy_of_low_frequency_cosine_is_near_zero() -> None:
+    assert hf_energy_fraction(smooth_cosine(32)).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_hf_energy_of_smooth_ramps() -> None:
+    # A tent (0 -> 1 -> 0) is continuous when the FFT wraps it around: almost no high frequencies.
+    tent = 1 - torch.abs(torch.linspace(-1, 1, 33)[:32])
+    assert hf_energy_fraction(tent.expand(32, 32)[None, None]).item() < 0.01
+    # A one-way ramp jumps from 1 back to 0 at the wrap, and that edge carries a few percent.
+    ramp = torch.linspace(0, 1, 32).expand(32, 32)[None, None]
+    assert 0.01 < hf_energy_fraction(ramp).item() < 0.1
+
+
+def test_hf_energy_cutoff_moves_the_boundary() -> None:
+    # A cosine at 0.25 cycles/pixel sits exactly at half the Nyquist radius: not above it.
+    quarter = smooth_cosine(16, cycles=4)
+    assert hf_energy_fraction(quarter, cutoff=0.5).item() == pytest.approx(0.0, abs=1e-12)
+    assert hf_energy_fraction(quarter, cutoff=0.4).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_hf_energy_of_constant_image_is_zero_not_nan() -> None:
+    fraction = hf_energy_fraction(torch.full((2, 1, 8, 8), 0.5))
+    assert fraction.dtype == torch.float64
+    assert fraction.device.type == "cpu"
+    assert torch.equal(fraction, torch.zeros(2, dtype=torch.float64))
+
+
+# --- blur on a real image ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_blurring_lowers_sharpness_on_all_three_measures(channels: int) -> None:
+    original = camera_batch(channels)
+    blurred = gaussian_blur(original, sigma=1.5)
+    sharp, soft = blur_metrics(original), blur_metrics(blurred)
+    assert soft["laplacian_var"][0] < 0.5 * sharp["laplacian_var"][0]
+    assert soft["hf_energy"][0] < 0.5 * sharp["hf_energy"][0]
+    assert soft["blur_effect"][0] > sharp["blur_effect"][0]
+
+
+def test_blur_metrics_keys_types_and_batch_order() -> None:
+    batch = torch.cat([camera_batch(1), gaussian_blur(camera_batch(1), 2.0), torch.rand(1, 1, SIZE, SIZE)])
+    result = blur_metrics(batch)
+    assert set(result) == {"laplacian_var", "hf_energy", "blur_effect"}
+    for values in result.values():
+        assert isinstance(values, np.ndarray)
+        assert values.dtype == np.float64
+        assert values.shape == (3,)
+    # The random image is the sharpest, the blurred camera the blurriest.
+    assert np.argmax(result["laplacian_var"]) == 2
+    assert np.argmin(result["laplacian_var"]) == 1
+    assert np.argmax(result["blur_effect"]) == 1
+
+
+def test_blur_effect_is_in_unit_interval_and_one_for_constant() -> None:
+    values = blur_effect(torch.cat([torch.rand(2, 3, 16, 16), torch.full((1, 3, 16, 16), 0.2)]))
+    assert values.shape == (3,)
+    assert np.all((values >= 0) & (values <= 1))
+    assert values[2] == pytest.approx(1.0)
+
+
+# --- reconstruction metrics ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_identical_images_have_ssim_one_psnr_inf_mse_zero(channels: int) -> None:
+    images = torch.rand(2, channels, 16, 16)
+    result = reconstruction_metrics(images, images.clone())
+    assert set(result) == {"mse", "psnr", "ssim"}
+    np.testing.assert_array_equal(result["mse"], [0.0, 0.0])
+    assert np.all(np.isposinf(result["psnr"]))
+    np.testing.assert_allclose(result["ssim"], [1.0, 1.0])
+
+
+def test_psnr_of_constant_offset_is_twenty_db() -> None:
+    inputs = torch.full((1, 3, 8, 8), 0.3, dtype=torch.float64)
+    result = reconstruction_metrics(inputs, inputs + 0.1)
+    assert result["mse"][0] == pytest.approx(0.01)
+    assert result["psnr"][0] == pytest.approx(20.0)
+
+
+def test_psnr_and_ssim_match_skimage_per_image() -> None:
+    rng = torch.Generator().manual_seed(3)
+    inputs = torch.rand(3, 3, 12, 10, generator=rng, dtype=torch.float64)
+    recons = (inputs + 0.05 * torch.randn(3, 3, 12, 10, generator=rng, dtype=torch.float64)).clamp(0, 1)
+    result = reconstruction_metrics(inputs, recons)
+    for index in range(3):
+        original = np.moveaxis(inputs[index].numpy(), 0, -1)
+        recon = np.moveaxis(recons[index].numpy(), 0, -1)
+        mse = float(np.mean((original - recon) ** 2))
+        assert result["mse"][index] == pytest.approx(mse, rel=1e-12)
+        assert result["psnr"][index] == pytest.approx(10 * math.log10(1.0 / mse), rel=1e-12)
+        expected_ssim = metrics.structural_similarity(original, recon, data_range=1.0, channel_axis=-1)
+        assert result["ssim"][index] == pytest.approx(expected_ssim, rel=1e-12)
+    assert np.all(result["ssim"] < 1.0)
+
+
+@pytest.mark.parametrize(("side", "window"), [(6, 5), (5, 5), (4, 3), (3, 3)])
+def test_ssim_window_shrinks_for_small_images(side: int, window: int) -> None:
+    rng = torch.Generator().manual_seed(side)
+    inputs = torch.rand(1, 1, side, side + 4, generator=rng, dtype=torch.float64)
+    recons = (inputs * 0.8).clamp(0, 1)
+    result = reconstruction_metrics(inputs, recons)
+    expected = metrics.structural_similarity(inputs[0, 0].numpy(), recons[0, 0].numpy(), data_range=1.0, win_size=window)
+    assert result["ssim"][0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_ssim_refuses_images_smaller_than_three_pixels() -> None:
+    with pytest.raises(ValueError, match="3x3"):
+        reconstruction_metrics(torch.rand(1, 1, 2, 8), torch.rand(1, 1, 2, 8))
+
+
+def test_reconstruction_metrics_rejects_shape_mismatch() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        reconstruction_metrics(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 9))
+
+
+# --- auroc -------------------------------------------------------------------------------------
+
+
+def test_auroc_separable_reversed_and_identical() -> None:
+    assert auroc([0.1, 0.2, 0.3], [0.7, 0.8]) == 1.0
+    assert auroc([0.7, 0.8], [0.1, 0.2, 0.3]) == 0.0
+    assert auroc([0.5, 0.5, 0.5], [0.5, 0.5]) == 0.5
+    assert isinstance(auroc(np.array([0.0]), torch.tensor([1.0]).numpy()), float)
+
+
+def test_auroc_partial_overlap() -> None:
+    # Pairs (inlier, outlier): outlier above in 3 of 4, so 0.75.
+    assert auroc([0.0, 2.0], [1.0, 3.0]) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(("inliers", "outliers"), [([], [1.0]), ([1.0], []), ([], [])])
+def test_auroc_rejects_empty_side(inliers: list[float], outliers: list[float]) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        auroc(inliers, outliers)
+
+
+# --- colour shift ------------------------------------------------------------------------------
+
+
+def test_colour_shift_known_value() -> None:
+    reference = torch.zeros(2, 3, 4, 4)
+    images = reference.clone()
+    images[0, 0] += 0.3  # first image: red moved by 0.3, green by 0.4 -> distance 0.5
+    images[0, 1] += 0.4
+    # second image: a half-image change in blue moves its mean by 0.1 -> distance 0.1
+    images[1, 2, :2] = 0.2
+    assert colour_shift(reference, images) == pytest.approx((0.5 + 0.1) / 2)
+    assert colour_shift(images, images) == 0.0
+
+
+def test_colour_shift_single_channel_and_batch_mismatch() -> None:
+    assert colour_shift(torch.zeros(1, 1, 3, 3), torch.full((1, 1, 3, 3), 0.25)) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="batch size"):
+        colour_shift(torch.zeros(2, 3, 4, 4), torch.zeros(3, 3, 4, 4))
+
+
+# --- sharpening ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pil_sharpness_factor_one_is_uint8_identity(channels: int) -> None:
+    images = torch.rand(2, channels, 13, 17, dtype=torch.float64)
+    result = pil_sharpness(images, 1.0)
+    assert result.shape == images.shape
+    assert result.dtype == images.dtype
+    torch.testing.assert_close(result, torch.round(images * 255) / 255, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pil_sharpness_factor_three_sharpens_smooth_image(channels: int) -> None:
+    smooth = gaussian_blur(camera_batch(channels), sigma=1.0)
+    sharpened = pil_sharpness(smooth, 3.0)
+    assert sharpened.shape == smooth.shape
+    assert sharpened.dtype == torch.float32
+    assert 0.0 <= sharpened.min() and sharpened.max() <= 1.0
+    assert laplacian_variance(sharpened)[0] > 1.5 * laplacian_variance(smooth)[0]
+
+
+def test_pil_sharpness_factor_zero_smooths() -> None:
+    images = camera_batch(1)
+    assert laplacian_variance(pil_sharpness(images, 0.0))[0] < laplacian_variance(images)[0]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_unsharp_raises_laplacian_variance_and_stays_in_range(channels: int) -> None:
+    smooth = gaussian_blur(camera_batch(channels), sigma=1.0)
+    sharpened = unsharp(smooth, radius=1.0, amount=2.0)
+    assert sharpened.shape == smooth.shape
+    assert sharpened.dtype == smooth.dtype
+    assert 0.0 <= sharpened.min() and sharpened.max() <= 1.0
+    assert laplacian_variance(sharpened)[0] > 1.5 * laplacian_variance(smooth)[0]
+
+
+def test_unsharp_on_colour_filters_each_channel_alone() -> None:
+    images = gaussian_blur(camera_batch(3), sigma=1.0).double()
+    result = unsharp(images, radius=2.0, amount=1.0)
+    for channel in range(3):
+        expected = filters.unsharp_mask(images[0, channel].numpy(), radius=2.0, amount=1.0, preserve_range=True)
+        np.testing.assert_allclose(result[0, channel].numpy(), np.clip(expected, 0, 1), atol=1e-12)
+
+
+def test_unsharp_with_zero_amount_is_identity() -> None:
+    images = torch.rand(1, 3, 9, 9, dtype=torch.float64)
+    torch.testing.assert_close(unsharp(images, radius=1.0, amount=0.0), images)
+
+
+# --- devices, batch sizes --------------------------------------------------------------------------
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_batch_of_one_keeps_shapes_and_devices(device: str, channels: int) -> None:
+    images = camera_batch(channels).to(device)
+    assert to_grey(images).device == images.device
+    for values in blur_metrics(images).values():
+        assert values.shape == (1,)
+    for values in reconstruction_metrics(images, images * 0.9).values():
+        assert values.shape == (1,)
+    for sharpened in (pil_sharpness(images, 2.0), unsharp(images, 1.0, 1.0)):
+        assert sharpened.shape == images.shape
+        assert sharpened.device == images.device
+        assert sharpened.dtype == images.dtype
+    assert isinstance(colour_shift(images, images * 0.5), float)

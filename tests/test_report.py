@@ -1,0 +1,246 @@
+"""`vaelab report` against a throwaway git + DVC repo whose two commits differ in params, metrics and figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from vaelab.cli import main
+from vaelab.report import build_report
+from vaelab.report.diff import sharpness_changes
+from vaelab.report.markdown import sharpness_line
+
+DVC_YAML = {
+    "stages": {
+        "evaluate": {
+            "foreach": "${models}",
+            "do": {
+                "cmd": "python -c pass",
+                "params": ["train.lr", "models.${key}"],
+                "metrics": [{"metrics/eval/${key}.json": {"cache": False}}],
+            },
+        }
+    }
+}
+
+# blur.laplacian_var.recon per variant: a gets sharper (+20 %), b blurrier (-25 %), c is new,
+# d is removed, e stays put.
+OLD_SHARPNESS = {"a": 0.010, "b": 0.020, "d": 0.005, "e": 0.007}
+NEW_SHARPNESS = {"a": 0.012, "b": 0.015, "c": 0.030, "e": 0.007}
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def png_bytes(path: Path, value: int) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((4, 4), value, dtype=np.uint8)).save(path)
+    return path.read_bytes()
+
+
+def write_state(repo: Path, lr: float, sharpness: dict[str, float]) -> None:
+    """params.yaml, one eval JSON per variant (stale ones removed), as the pipeline would leave them."""
+    models = {variant: {"z_dim": 8} for variant in sharpness}
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"lr": lr, "epochs": 3}, "models": models}))
+    eval_dir = repo / "metrics" / "eval"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    for stale in eval_dir.glob("*.json"):
+        stale.unlink()
+    for variant, value in sharpness.items():
+        metrics = {
+            "recon": {"mse": round(0.5 * value, 6), "psnr": 20.0},
+            "blur": {"laplacian_var": {"input": 0.05, "recon": value, "sample": value / 2}},
+        }
+        (eval_dir / f"{variant}.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A repo at its second commit; the first is tagged ``base``. Returns the figure bytes per side."""
+    from dvc.repo import Repo
+
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    root = tmp_path / "project"
+    root.mkdir()
+    git(root, "init", "-q", "--initial-branch=main")
+    Repo.init(str(root)).close()
+    (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False))
+    figures = root / "reports" / "compare"
+
+    write_state(root, 0.001, OLD_SHARPNESS)
+    old = {
+        "recon.png": png_bytes(figures / "recon.png", 0),
+        "samples.png": png_bytes(figures / "samples.png", 128),
+        "gone.png": png_bytes(figures / "gone.png", 50),
+    }
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "base")
+    git(root, "tag", "base")
+
+    write_state(root, 0.002, NEW_SHARPNESS)
+    (figures / "gone.png").unlink()
+    new = {
+        "recon.png": png_bytes(figures / "recon.png", 255),
+        "samples.png": old["samples.png"],
+        "added.png": png_bytes(figures / "added.png", 200),
+    }
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "change lr, add c, drop d")
+    monkeypatch.chdir(root)
+    return {"root": root, "old": old, "new": new}
+
+
+def table_rows(markdown: str, section: str) -> dict[tuple[str, str], list[str]]:
+    """``{(first cell, second cell): all cells}`` of the table under ``## section``."""
+    body = markdown.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in body.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[(cells[0], cells[1])] = cells
+    return rows
+
+
+def test_report_tables_lines_and_figures(repo, capsys):
+    main(["report", "--rev", "HEAD~1"])
+    root = repo["root"]
+    report = (root / "reports" / "pr.md").read_text()
+
+    params = table_rows(report, "Params")
+    assert params[("Path", "Param")] == ["Path", "Param", "HEAD~1", "workspace", "Change", "%"]
+    assert params[("params.yaml", "train.lr")] == ["params.yaml", "train.lr", "0.001", "0.002", "+0.001", "+100.0%"]
+    assert ("params.yaml", "train.epochs") not in params  # unchanged keys stay out, as in dvc params diff
+
+    metrics = table_rows(report, "Metrics")
+    lap = "blur.laplacian_var.recon"
+    assert metrics[("metrics/eval/a.json", lap)][2:] == ["0.01", "0.012", "+0.002", "+20.0%"]
+    assert metrics[("metrics/eval/b.json", lap)][2:] == ["0.02", "0.015", "-0.005", "-25.0%"]
+    assert metrics[("metrics/eval/a.json", "recon.mse")][2:] == ["0.005", "0.006", "+0.001", "+20.0%"]
+    assert metrics[("metrics/eval/c.json", lap)][2:4] == ["—", "0.03"]
+    assert not any(path == "metrics/eval/e.json" for path, _ in metrics)
+
+    assert "- **a**: sharper, 0.01 → 0.012 (+20.0%)" in report
+    assert "- **b**: blurrier, 0.02 → 0.015 (-25.0%)" in report
+    assert "- **c**: new, 0.03 (not at HEAD~1)" in report
+    assert "- **d**: removed (was 0.005 at HEAD~1)" in report
+    assert "- **e**: unchanged (0.007)" in report
+
+    # Both sides' figures are copied beside the report and linked relative to it.
+    figures = table_rows(report, "Figures")
+    assets = root / "reports" / "pr"
+    for name, data in repo["old"].items():
+        assert (assets / "HEAD-1" / name).read_bytes() == data
+    for name, data in repo["new"].items():
+        assert (assets / "workspace" / name).read_bytes() == data
+    assert figures[("`recon.png`", "![recon.png at HEAD~1](pr/HEAD-1/recon.png)")][2] == (
+        "![recon.png in the workspace](pr/workspace/recon.png)"
+    )
+    assert figures[("`gone.png`", "![gone.png at HEAD~1](pr/HEAD-1/gone.png)")][2] == "*(absent)*"
+    assert ("`added.png`", "*(absent)*") in figures
+    assert ("`samples.png` (unchanged)", "![samples.png at HEAD~1](pr/HEAD-1/samples.png)") in figures
+    for link in [cell.split("](")[1].rstrip(")") for cells in figures.values() for cell in cells if "](" in cell]:
+        assert (root / "reports" / link).is_file(), link
+
+    out = capsys.readouterr().out
+    assert "a: sharper, 0.01 → 0.012 (+20.0%)" in out and "wrote reports/pr.md" in out
+
+
+def test_uncommitted_workspace_against_a_tag_with_a_custom_out(repo):
+    root = repo["root"]
+    write_state(root, 0.004, {**NEW_SHARPNESS, "a": 0.006})
+    report = build_report("base", out="review/base.md")
+
+    assert report.path == root / "review" / "base.md"
+    text = report.path.read_text()
+    assert table_rows(text, "Params")[("params.yaml", "train.lr")][2:] == ["0.001", "0.004", "+0.003", "+300.0%"]
+    assert "- **a**: blurrier, 0.01 → 0.006 (-40.0%)" in text
+    assert (root / "review" / "base" / "base" / "gone.png").read_bytes() == repo["old"]["gone.png"]
+    assert {change.variant: change.status for change in report.sharpness} == {
+        "a": "blurrier",
+        "b": "blurrier",
+        "c": "new",
+        "d": "removed",
+        "e": "unchanged",
+    }
+
+
+def test_same_revision_reports_no_change(repo):
+    text = build_report("HEAD").markdown
+    assert "No params changed." in text and "No metrics changed." in text
+    assert "- **a**: unchanged (0.012)" in text
+
+
+def test_unknown_revision_exits_2_and_writes_nothing(repo, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--rev", "no-such-branch"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaelab: error: --rev no-such-branch: no such commit") and "Traceback" not in err
+    assert not (repo["root"] / "reports" / "pr.md").exists()
+    assert not (repo["root"] / "reports" / "pr").exists()
+
+
+def test_refuses_to_replace_a_folder_it_did_not_write(repo, capsys):
+    root = repo["root"]
+    # --out reports.md would put its figures in reports/, where the pipeline's outputs live.
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--rev", "base", "--out", "reports.md"])
+    assert info.value.code == 2
+    assert "reports: would be replaced" in capsys.readouterr().err
+    assert (root / "reports" / "compare" / "recon.png").read_bytes() == repo["new"]["recon.png"]
+    assert not (root / "reports.md").exists()
+
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--rev", "base", "--out", "notes.md"])
+    assert info.value.code == 2
+    assert "notes: would be replaced" in capsys.readouterr().err
+    assert (root / "notes" / "todo.txt").read_text() == "mine"
+
+
+def test_rerun_replaces_the_previous_figures(repo):
+    build_report("HEAD~1")
+    build_report("HEAD")
+    assets = repo["root"] / "reports" / "pr"
+    assert sorted(path.name for path in assets.iterdir()) == [".vaelab-report", "HEAD", "workspace"]
+
+
+def test_outside_a_dvc_repo_is_a_user_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--rev", "main"])
+    assert info.value.code == 2
+    assert "not inside a DVC repository" in capsys.readouterr().err
+
+
+def test_sharpness_verdicts_that_cannot_be_a_percentage():
+    lap = {"blur": {"laplacian_var": {"recon": 0.0}}}
+    verdicts = sharpness_changes(
+        {"zero": lap, "old_format": {"recon": {"mse": 0.1}}},
+        {"zero": {"blur": {"laplacian_var": {"recon": 0.5}}}, "old_format": lap, "broken": {"blur": None}},
+        "main",
+    )
+    lines = [sharpness_line(verdict, "main") for verdict in verdicts]
+    assert lines == [
+        "- **broken**: cannot compare: no numeric blur.laplacian_var.recon in metrics/eval/broken.json "
+        "at the workspace",
+        "- **old_format**: cannot compare: no numeric blur.laplacian_var.recon in metrics/eval/old_format.json "
+        "at main",
+        "- **zero**: sharper, 0.0 → 0.5 (no % from 0)",
+    ]
