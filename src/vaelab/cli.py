@@ -9,6 +9,7 @@ import yaml
 from vaelab.config import load_params
 from vaelab.errors import exit_on_user_error
 from vaelab.logs import setup_logging
+from vaelab.registry.commands import add_commands as add_registry_commands
 from vaelab.report.commands import add_commands as add_report_commands
 
 
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a model option, repeatable")
     summary.set_defaults(func=_summary)
     add_report_commands(commands)
+    add_registry_commands(commands)
     return parser
 
 

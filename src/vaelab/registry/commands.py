@@ -1,0 +1,240 @@
+"""``vaelab generate`` and ``vaelab reconstruct``: a trained model, by URI or folder, to a PNG grid.
+
+``--model`` takes an MLflow model URI (``models:/vaelab-vae@champion``,
+``models:/vaelab-vae/3``, ``runs:/<id>/model``), resolved against
+``MLFLOW_TRACKING_URI`` or the local ``sqlite:///mlflow.db``, or a folder: a
+``models/<variant>/`` output of ``train`` or a saved MLflow model (with ``MLmodel``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from vaelab.errors import UserError
+
+if TYPE_CHECKING:
+    from vaelab.registry.pyfunc import VaelabPyfunc
+
+log = logging.getLogger("vaelab.registry")
+
+# Pixels of white between tiles and around the grid.
+TILE_GAP = 1
+GAP_VALUE = 1.0
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _is_uri(ref: str) -> bool:
+    # Two letters at least, so that a Windows drive ("C:\\...") reads as a path.
+    return len(urlsplit(ref).scheme) > 1
+
+
+def open_model(ref: str) -> VaelabPyfunc:
+    """Load a vaelab model from an MLflow URI or a folder; UserError naming ``ref`` if it can't."""
+    from vaelab.train.run import CONFIG_FILE, WEIGHTS_FILE
+
+    if not _is_uri(ref):
+        folder = Path(ref)
+        if (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+            from vaelab.registry.pyfunc import VaelabPyfunc
+
+            log.info("loading %s", folder)
+            return VaelabPyfunc.from_folder(folder)
+        if not (folder / "MLmodel").is_file():
+            what = "no such folder" if not folder.exists() else f"holds neither {WEIGHTS_FILE} + {CONFIG_FILE} nor MLmodel"
+            raise UserError(
+                f"--model {ref}: {what}; pass a models/<variant> folder or a URI such as models:/vaelab-vae@champion"
+            )
+    return _load_mlflow_model(ref)
+
+
+def _load_mlflow_model(ref: str) -> VaelabPyfunc:
+    from mlflow.exceptions import MlflowException
+
+    from vaelab.config.registry import RegistryConfig
+    from vaelab.registry.connect import bounded_mlflow_http, display_uri, quiet_mlflow_env
+    from vaelab.registry.pyfunc import VaelabPyfunc
+    from vaelab.tracking import tracking_uri
+
+    quiet_mlflow_env()
+    import mlflow
+
+    uri = tracking_uri()
+    if _is_uri(ref) and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        # MLflow would create an empty database here and then report the model as unknown.
+        raise UserError(
+            f"--model {ref}: there is no MLflow registry at {uri}; run from the repository root "
+            "(where `dvc repro` made mlflow.db) or set MLFLOW_TRACKING_URI"
+        )
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    log.info("loading %s from %s", ref, display_uri(uri))
+    try:
+        # The registry's default patience: a dead server fails in seconds, not minutes.
+        with bounded_mlflow_http(RegistryConfig()):
+            loaded = mlflow.pyfunc.load_model(ref)
+    except MlflowException as err:
+        raise UserError(
+            f"--model {ref}: cannot load it (MLflow tracking URI {display_uri(uri)}): {err.message} "
+            "(check the name and alias in the MLflow UI, and MLFLOW_TRACKING_URI)"
+        ) from err
+    try:
+        python_model = loaded.unwrap_python_model()
+    except MlflowException as err:  # another flavour's pyfunc (sklearn, say) has no python model
+        raise UserError(f"--model {ref}: an MLflow model, but not one vaelab registered ({err.message})") from err
+    if not isinstance(python_model, VaelabPyfunc):
+        raise UserError(f"--model {ref}: an MLflow model, but not one vaelab registered ({type(python_model).__name__})")
+    return python_model
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, cols) of the most nearly square grid with room for ``n`` tiles, cols >= rows."""
+    cols = max(1, int(np.ceil(np.sqrt(n))))
+    return (max(1, -(-n // cols)), cols)
+
+
+def montage(tiles: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """``(K, H, W, C)`` float tiles in [0, 1], K <= rows*cols, → one uint8 image, row-major,
+    ``TILE_GAP`` white pixels between and around tiles, unused cells white.
+
+    The result is ``(rows*(H+gap)+gap, cols*(W+gap)+gap)`` plus a channel axis for RGB.
+    """
+    from skimage.util import montage as skimage_montage
+
+    count, height, width, channels = tiles.shape
+    if count > rows * cols:
+        raise ValueError(f"{count} tiles do not fit a {rows}x{cols} grid")
+    blanks = np.full((rows * cols - count, height, width, channels), GAP_VALUE, dtype=np.float32)
+    grid = skimage_montage(
+        np.concatenate([tiles.astype(np.float32), blanks]),
+        grid_shape=(rows, cols),
+        padding_width=TILE_GAP,
+        fill=(GAP_VALUE,) * channels,  # one value per channel: a scalar fails for RGB
+        channel_axis=-1,
+    )
+    pixels = np.rint(np.clip(grid, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return pixels[..., 0] if channels == 1 else pixels
+
+
+def write_png(out: Path, pixels: np.ndarray) -> None:
+    """Write ``pixels`` (H, W) or (H, W, 3) uint8 as a PNG, atomically."""
+    from PIL import Image
+
+    from vaelab.io.atomic import atomic_file
+
+    with atomic_file(out, "wb") as handle:
+        Image.fromarray(pixels).save(handle, format="PNG")
+
+
+def _check_out(out: Path) -> None:
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {out}: the grid is written as PNG; give a name ending in .png")
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give a file name ending in .png")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def generate(model_ref: str, n: int, out: Path, *, seed: int = 0) -> tuple[int, int]:
+    """Decode ``n`` draws from N(0, I) and write them as one grid; returns (rows, cols)."""
+    if n < 1:
+        raise UserError(f"-n {n}: give the number of images to generate, at least 1")
+    _check_out(out)
+    model = open_model(model_ref)
+    samples = model.predict(None, None, {"mode": "generate", "n": n, "seed": seed})
+    rows, cols = grid_shape(n)
+    write_png(out, montage(samples, rows, cols))
+    log.info("wrote %s: %d samples (seed %d) in a %dx%d grid", out, n, seed, rows, cols)
+    return rows, cols
+
+
+def load_images(paths: list[Path], config: dict) -> np.ndarray:
+    """Crop and resize image files as ``prepare`` did for the model: ``(N, H, W, C)`` uint8.
+
+    ``config`` is the model's config.json (its ``data`` section, image size and channels).
+    """
+    from pydantic import ValidationError
+
+    from vaelab.config.data import CropConfig
+    from vaelab.data.imaging import ImageSpec, process_image
+
+    try:
+        crop = CropConfig.model_validate(config["data"]["crop"])
+    except (KeyError, ValidationError) as err:
+        raise UserError(f"the model's config.json has no usable data.crop section ({err}); retrain it") from None
+    if crop.method == "landmarks":
+        raise UserError(
+            "the model was prepared with data.crop.method landmarks, which needs CelebA's landmark "
+            "file; vaelab reconstruct cannot crop other images that way"
+        )
+    spec = ImageSpec(size=config["image_size"], channels=config["channels"], crop=crop)
+    images = []
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path}: no such image file")
+        result = process_image(path, spec)
+        if result.pixels is None:
+            raise UserError(f"{path}: cannot use this image: {result.skipped}")
+        images.append(result.pixels)
+    return np.stack(images)
+
+
+def reconstruct(model_ref: str, paths: list[Path], out: Path) -> tuple[int, int]:
+    """Write the images, cropped like ``prepare``, above their reconstructions; returns (rows, cols)."""
+    _check_out(out)
+    model = open_model(model_ref)
+    images = load_images(paths, model.config)
+    recons = model.predict(None, images, {"mode": "reconstruct"})
+    inputs = images.astype(np.float32) / 255.0
+    count = len(images)
+    _, cols = grid_shape(count)
+    pairs = -(-count // cols)
+    blank = np.full((cols * pairs - count, *inputs.shape[1:]), GAP_VALUE, dtype=np.float32)
+    inputs, recons = np.concatenate([inputs, blank]), np.concatenate([recons, blank])
+    # Row pairs: a row of inputs, then the same images' reconstructions right below.
+    tiles = np.concatenate(
+        [np.concatenate([inputs[i * cols : (i + 1) * cols], recons[i * cols : (i + 1) * cols]]) for i in range(pairs)]
+    )
+    write_png(out, montage(tiles, 2 * pairs, cols))
+    log.info("wrote %s: %d image(s) above their reconstructions", out, count)
+    return 2 * pairs, cols
+
+
+def _generate_command(args: argparse.Namespace) -> None:
+    generate(args.model, args.n, args.out, seed=args.seed)
+
+
+def _reconstruct_command(args: argparse.Namespace) -> None:
+    reconstruct(args.model, args.images, args.out)
+
+
+MODEL_HELP = "models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, or a models/<variant> folder"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``generate`` and ``reconstruct`` on the ``vaelab`` command."""
+    gen = subparsers.add_parser("generate", help="decode draws from N(0, I) into one PNG grid")
+    gen.add_argument("--model", required=True, help=MODEL_HELP)
+    gen.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+    gen.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG to write (default: samples.png)")
+    gen.set_defaults(func=_generate_command)
+
+    rec = subparsers.add_parser(
+        "reconstruct", help="crop and resize images as prepare did, and show them above their reconstructions"
+    )
+    rec.add_argument("--model", required=True, help=MODEL_HELP)
+    rec.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    rec.add_argument("--out", type=Path, default=Path("reconstructions.png"), help="PNG to write (default: reconstructions.png)")
+    rec.set_defaults(func=_reconstruct_command)

@@ -1,0 +1,145 @@
+"""Reach the MLflow tracking server and registry, with bounded retries.
+
+The default is the embedded ``sqlite:///mlflow.db``, which needs no network. For an
+``http(s)://`` tracking server, :func:`connect` first asks it for one experiment,
+``registry.retries`` times with exponential waits starting at ``registry.backoff``,
+and raises a :class:`UserError` naming the URI if it never answers. While connected,
+MLflow's own HTTP retries and timeout are bounded by the same settings: left alone it
+retries 7 times with a 120 s timeout, so a server that dies mid-stage could hang the
+stage for many minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+from vaelab.config.registry import RegistryConfig
+from vaelab.errors import UserError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger("vaelab.registry")
+
+REMOTE_SCHEMES = ("http", "https")
+
+# The names MLflow 3 reads in mlflow/environment_variables.py (all integers but the jitter).
+_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+_BACKOFF_FACTOR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+_BACKOFF_JITTER = "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"
+_TIMEOUT = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+# MLflow refuses more retries than this (its _MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT).
+_MLFLOW_RETRY_LIMIT = 10
+
+
+def is_remote(uri: str) -> bool:
+    return urlsplit(uri).scheme in REMOTE_SCHEMES
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` without a password, for messages and logs."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def quiet_mlflow_env() -> None:
+    """No telemetry, no artifact progress bars in stage logs; an explicit user setting wins."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@contextmanager
+def mlflow_http_limits(*, max_retries: int, backoff: float, timeout: float) -> Iterator[None]:
+    """Set MLflow's HTTP retry/timeout variables for the block, then restore them.
+
+    MLflow reads them on every request, so the change applies at once. It takes whole
+    seconds, so the timeout and backoff factor are rounded up.
+    """
+    settings = {
+        _MAX_RETRIES: str(min(max_retries, _MLFLOW_RETRY_LIMIT)),
+        _BACKOFF_FACTOR: str(math.ceil(backoff)),
+        _BACKOFF_JITTER: "0",
+        _TIMEOUT: str(max(1, math.ceil(timeout))),
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def bounded_mlflow_http(cfg: RegistryConfig) -> Iterator[None]:
+    """MLflow's own HTTP retries bounded by ``registry.retries / backoff / timeout``."""
+    with mlflow_http_limits(max_retries=cfg.retries - 1, backoff=cfg.backoff, timeout=cfg.timeout):
+        yield
+
+
+def wait_for_server(
+    client: MlflowClient, uri: str, cfg: RegistryConfig, *, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Ask the server for one experiment until it answers; UserError after ``cfg.retries`` tries."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    shown = display_uri(uri)
+    last_error = "no attempt made"
+    # Our loop does the retrying here, so MLflow must not retry underneath it.
+    with mlflow_http_limits(max_retries=0, backoff=0.0, timeout=cfg.timeout):
+        for attempt in range(1, cfg.retries + 1):
+            try:
+                client.search_experiments(max_results=1)
+                return
+            except RestException as err:
+                # The server answered with an MLflow error (permissions, say): retrying won't help.
+                raise UserError(f"MLflow tracking server {shown} refused the request: {err.message}") from err
+            except MlflowException as err:
+                last_error = err.message
+                if attempt < cfg.retries:
+                    wait = cfg.backoff * 2 ** (attempt - 1)
+                    log.warning(
+                        "MLflow tracking server %s not reachable (attempt %d of %d), retrying in %.1f s: %s",
+                        shown, attempt, cfg.retries, wait, last_error,
+                    )
+                    sleep(wait)
+    raise UserError(
+        f"cannot reach the MLflow tracking server at {shown} (MLFLOW_TRACKING_URI) after "
+        f"{cfg.retries} attempt(s), {cfg.timeout:g} s timeout each: {last_error}. Start the server, "
+        "or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db; "
+        "registry.retries, registry.backoff and registry.timeout in params.yaml set the patience"
+    )
+
+
+@contextmanager
+def connect(uri: str, cfg: RegistryConfig) -> Iterator[MlflowClient]:
+    """A client for ``uri`` as tracking and registry URI, with MLflow's HTTP retries bounded.
+
+    Also makes ``uri`` the process's URI for MLflow's fluent API (``start_run``,
+    ``log_model``), as a stage or command is one process. Raises UserError, before
+    anything is written, when a remote server does not answer.
+    """
+    quiet_mlflow_env()
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if is_remote(uri):
+        wait_for_server(client, uri, cfg)
+    with bounded_mlflow_http(cfg):
+        yield client

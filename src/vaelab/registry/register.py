@@ -1,0 +1,324 @@
+"""The ``register`` stage: every variant into the MLflow model registry, with aliases.
+
+For each variant of ``params.models``, the registered model ``<registry.prefix>-<variant>``
+gets a new version when ``models/<variant>/model.pt`` is new to it (matched on the
+``model_md5`` version tag), logged as the pyfunc of :mod:`.pyfunc` in a run of the
+``vaelab`` experiment. Aliases, not the deprecated stages: ``champion`` moves to a new
+version only when it beats the champion on ``registry.metric`` in the direction
+``registry.mode``; ``latest`` is MLflow's built-in alias for the newest version (the
+name is reserved: it resolves by itself and cannot be set). ``metrics/registry.json``
+records what happened and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import numbers
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vaelab.config import Params
+from vaelab.config.registry import RegistryConfig
+from vaelab.errors import UserError
+from vaelab.io.atomic import write_json
+from vaelab.registry.connect import connect, display_uri
+from vaelab.tracking import EXPERIMENT, flatten, git_commit, tracking_uri
+from vaelab.train.run import CONFIG_FILE, MLFLOW_FILE, WEIGHTS_FILE
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+log = logging.getLogger("vaelab.registry")
+
+CHAMPION = "champion"
+LATEST = "latest"  # MLflow's reserved alias for the newest version
+METRIC_TAG = "metric."  # version tag prefix: metric.recon.mse = "0.0123"
+REGISTRY_FILE = "registry.json"
+LOGGED_MODEL_NAME = "model"
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+# What the pyfunc imports when it loads (vaelab itself is not on PyPI: serve from an
+# environment where it is installed, i.e. `--env-manager local`).
+PYFUNC_DISTRIBUTIONS = ("mlflow", "torch", "numpy", "pydantic", "pyyaml")
+
+
+def pyfunc_requirements() -> list[str]:
+    """Pins of the installed versions, given explicitly so that log_model skips its slow inference."""
+    pins = []
+    for dist in PYFUNC_DISTRIBUTIONS:
+        try:
+            # A local label such as torch's "+cpu" names no version pip can fetch from PyPI.
+            pins.append(f"{dist}=={version(dist).split('+')[0]}")
+        except PackageNotFoundError:
+            pins.append(dist)
+    return pins
+
+
+def numeric_leaves(payload: dict[str, Any]) -> dict[str, float]:
+    """Nested metrics → ``{"recon.mse": 0.01, ...}``; strings, lists, booleans and nulls dropped."""
+    return {
+        key: float(value)
+        for key, value in flatten(payload).items()
+        if isinstance(value, numbers.Real) and not isinstance(value, bool)
+    }
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class VariantInputs:
+    """Everything registration needs from one variant's files, read before any write."""
+
+    variant: str
+    name: str  # the registered model name, <prefix>-<variant>
+    folder: Path
+    model_md5: str
+    dataset: str
+    train_run_id: str | None
+    metrics: dict[str, float]
+
+
+def _read_json(path: Path, stage: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err}); rerun `dvc repro {stage}`") from None
+
+
+def read_variant(variant: str, cfg: RegistryConfig, models_root: Path, metrics_root: Path) -> VariantInputs:
+    """Check and read ``models/<variant>/`` and ``metrics/eval/<variant>.json``; UserError if unusable."""
+    folder = models_root / variant
+    for needed in (WEIGHTS_FILE, CONFIG_FILE):
+        if not (folder / needed).is_file():
+            raise UserError(
+                f"{folder / needed}: not found; run `dvc repro train@{variant}` first "
+                f"(register needs every variant in params.yaml models: trained)"
+            )
+    eval_path = metrics_root / "eval" / f"{variant}.json"
+    if not eval_path.is_file():
+        raise UserError(f"{eval_path}: not found; run `dvc repro evaluate@{variant}` first")
+    payload = _read_json(eval_path, f"evaluate@{variant}")
+    if not isinstance(payload, dict):
+        raise UserError(f"{eval_path}: expected a JSON object of metrics; rerun `dvc repro evaluate@{variant}`")
+    metrics = numeric_leaves(payload)
+    config = _read_json(folder / CONFIG_FILE, f"train@{variant}")
+    if cfg.metric not in metrics:
+        raise UserError(
+            f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions by; "
+            f"set registry.metric in params.yaml to one of: {', '.join(sorted(metrics)) or '(none found)'}"
+        )
+    train_run_id = None
+    if (folder / MLFLOW_FILE).is_file():
+        train_run_id = _read_json(folder / MLFLOW_FILE, f"train@{variant}").get("run_id")
+    return VariantInputs(
+        variant=variant,
+        name=f"{cfg.prefix}-{variant}",
+        folder=folder,
+        model_md5=file_md5(folder / WEIGHTS_FILE),
+        dataset=str(config.get("data", {}).get("dataset", "unknown")),
+        train_run_id=train_run_id,
+        metrics=metrics,
+    )
+
+
+@dataclass(frozen=True)
+class ChampionDecision:
+    moves: bool
+    reason: str
+
+
+def decide_champion(
+    *,
+    metric: str,
+    mode: str,
+    candidate: int,
+    candidate_value: float,
+    champion: int | None,
+    champion_value: float | None,
+    is_new: bool,
+) -> ChampionDecision:
+    """Whether ``champion`` should point at version ``candidate`` now, and why, in words.
+
+    A new version takes over when there is no champion, when the champion has no value
+    for ``metric``, or when it is strictly better (lower for ``min``, higher for ``max``).
+    A reused version (model unchanged) takes over only when there is no champion at all.
+    """
+    shown = f"{metric} = {candidate_value:g}"
+    if champion is None:
+        return ChampionDecision(True, f"no champion yet: version {candidate} becomes champion ({shown})")
+    if champion == candidate:
+        return ChampionDecision(False, f"version {candidate} is already the champion ({shown})")
+    if not is_new:
+        return ChampionDecision(
+            False,
+            f"model unchanged since version {candidate} ({shown}): nothing new to compare, "
+            f"champion stays at version {champion}"
+            + ("" if champion_value is None else f" ({metric} = {champion_value:g})"),
+        )
+    if champion_value is None or math.isnan(champion_value):
+        return ChampionDecision(
+            True, f"champion version {champion} has no {metric}: version {candidate} takes over ({shown})"
+        )
+    better = candidate_value < champion_value if mode == "min" else candidate_value > champion_value
+    sign = ("<" if mode == "min" else ">") if better else (">=" if mode == "min" else "<=")
+    direction = "lower" if mode == "min" else "higher"
+    comparison = f"{metric} {candidate_value:g} {sign} {champion_value:g} ({direction} is better)"
+    if better:
+        return ChampionDecision(True, f"version {candidate} beats champion version {champion}: {comparison}")
+    return ChampionDecision(
+        False, f"version {candidate} does not beat champion version {champion}: {comparison}; champion stays"
+    )
+
+
+def _metric_tag(version: ModelVersion, metric: str) -> float | None:
+    raw = (version.tags or {}).get(METRIC_TAG + metric)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        log.warning("%s version %s: tag %s%s = %r is not a number; treated as missing",
+                    version.name, version.version, METRIC_TAG, metric, raw)
+        return None
+
+
+def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    # Names are "<prefix>-<variant>", both validated to [A-Za-z0-9_.-], so no quoting issues.
+    return list(client.search_model_versions(f"name='{name}'"))
+
+
+def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
+    from mlflow.exceptions import RestException
+
+    registered = client.search_registered_models(f"name='{name}'")
+    if not registered or CHAMPION not in (registered[0].aliases or {}):
+        return None
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except RestException as err:
+        # The alias can outlive its version on some stores; treat it as no champion, loudly.
+        log.warning("%s: alias %s points at no version (%s); treated as no champion", name, CHAMPION, err.message)
+        return None
+
+
+def _log_and_register(inputs: VariantInputs, commit: str) -> ModelVersion:
+    """One MLflow run that logs the pyfunc, then a registry version tagged for idempotence."""
+    import mlflow
+    import numpy as np
+
+    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, model_signature
+
+    config = json.loads((inputs.folder / CONFIG_FILE).read_text())
+    tags = {
+        "variant": inputs.variant,
+        "git_commit": commit,
+        "model_md5": inputs.model_md5,
+        "dataset": inputs.dataset,
+    }
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
+        mlflow.set_tags({**tags, "stage": "register", **({"train_run_id": inputs.train_run_id}
+                                                         if inputs.train_run_id else {})})
+        mlflow.log_params(flatten({"model": config["model"], "image_size": config["image_size"],
+                                   "channels": config["channels"]}))
+        mlflow.log_metrics(inputs.metrics)
+        size, channels = config["image_size"], config["channels"]
+        info = mlflow.pyfunc.log_model(
+            name=LOGGED_MODEL_NAME,
+            # Models-from-code: MLflow stores this file, not a pickle, and runs it to load.
+            python_model=str(MODEL_CODE),
+            artifacts={
+                WEIGHTS_ARTIFACT: str(inputs.folder / WEIGHTS_FILE),
+                CONFIG_ARTIFACT: str(inputs.folder / CONFIG_FILE),
+            },
+            # No code_paths: they only prepend a folder to sys.path at load time, so in a
+            # process that has already imported vaelab (the CLI, a notebook) the installed
+            # copy would win, while a fresh serving process would take the shipped one: two
+            # behaviours for one version. The installed vaelab is used everywhere instead;
+            # the weights load strictly, so a model that no longer fits the code fails loudly,
+            # and the git_commit tag says which code to check out.
+            pip_requirements=pyfunc_requirements(),
+            signature=model_signature(),
+            # One black image: documents the request format (serving_input_example.json)
+            # and makes MLflow load and call the logged model once before it is registered.
+            input_example=(np.zeros((1, size, size, channels), dtype=np.uint8), {"mode": "reconstruct"}),
+            metadata={"vaelab_variant": inputs.variant, "arch": config["model"]["arch"]},
+        )
+        log.info("%s: logged the pyfunc in run %s", inputs.name, run.info.run_id)
+    version_tags = {**tags, **{METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()}}
+    return mlflow.register_model(info.model_uri, inputs.name, tags=version_tags)
+
+
+def register_variant(client: MlflowClient, inputs: VariantInputs, cfg: RegistryConfig, commit: str) -> dict[str, Any]:
+    """Register (or reuse) one variant's version, move the aliases, and say what happened."""
+    same = [v for v in _versions(client, inputs.name) if (v.tags or {}).get("model_md5") == inputs.model_md5]
+    if same:
+        version = min(same, key=lambda v: int(v.version))
+        log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, version.version)
+    else:
+        version = _log_and_register(inputs, commit)
+        log.info("%s: registered version %s", inputs.name, version.version)
+    number = int(version.version)
+
+    champion = _champion(client, inputs.name)
+    decision = decide_champion(
+        metric=cfg.metric,
+        mode=cfg.mode,
+        candidate=number,
+        candidate_value=inputs.metrics[cfg.metric],
+        champion=None if champion is None else int(champion.version),
+        champion_value=None if champion is None else _metric_tag(champion, cfg.metric),
+        is_new=not same,
+    )
+    if decision.moves:
+        client.set_registered_model_alias(inputs.name, CHAMPION, str(number))
+    log.info("%s: %s", inputs.name, decision.reason)
+
+    aliases = {alias: int(v) for alias, v in (client.get_registered_model(inputs.name).aliases or {}).items()}
+    # MLflow reserves "latest": it cannot be set, and @latest always resolves to the newest version.
+    aliases[LATEST] = int(client.get_model_version_by_alias(inputs.name, LATEST).version)
+    return {
+        "name": inputs.name,
+        "version": number,
+        "registered": not same,
+        "model_md5": inputs.model_md5,
+        "metric": inputs.metrics[cfg.metric],
+        "aliases": dict(sorted(aliases.items())),
+        "champion": {
+            "version": aliases[CHAMPION],
+            "moved": decision.moves,
+            "reason": decision.reason,
+        },
+        "uri": f"models:/{inputs.name}@{CHAMPION}",
+    }
+
+
+def run_register(
+    params: Params,
+    *,
+    models_root: Path = Path("models"),
+    metrics_root: Path = Path("metrics"),
+) -> dict[str, Any]:
+    """Register every variant of ``params.models``; write and return ``metrics/registry.json``'s content."""
+    cfg = params.registry
+    # Every file is checked before MLflow is touched, so a missing one writes nothing.
+    variants = [read_variant(v, cfg, models_root, metrics_root) for v in params.models]
+    uri = tracking_uri()
+    commit = git_commit()
+    log.info("registering %d variant(s) in %s", len(variants), display_uri(uri))
+    with connect(uri, cfg) as client:
+        results = {inputs.variant: register_variant(client, inputs, cfg, commit) for inputs in variants}
+    report = {"metric": cfg.metric, "mode": cfg.mode, "prefix": cfg.prefix, "variants": results}
+    write_json(metrics_root / REGISTRY_FILE, report)
+    return report

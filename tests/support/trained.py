@@ -1,0 +1,214 @@
+"""Tiny trained-looking variants for registry, serving and CLI tests.
+
+``save_variant`` writes ``models/<variant>/`` exactly as ``train`` does (state dict,
+config.json, mlflow.json) from an untrained model, so no test has to train;
+``write_eval`` writes ``metrics/eval/<variant>.json`` in the evaluate stage's nested form.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from vaelab.config import params_from_dict
+from vaelab.models import build_model
+
+IMAGE_SIZE = 16
+CHANNELS = 1
+
+# The smallest models the architectures allow at 16x16 grey: building, saving and
+# loading them takes milliseconds.
+TINY_MODELS: dict[str, dict[str, Any]] = {
+    "vae": {"arch": "vae_conv", "filters": [4, 8], "z_dim": 4},
+    "ae_pool": {"arch": "ae_pool"},
+}
+
+TINY_DATA: dict[str, Any] = {
+    "dataset": "lfw",
+    "image_size": IMAGE_SIZE,
+    "channels": CHANNELS,
+    "crop": {"method": "center", "size": None},
+}
+
+
+def tiny_params(variants: tuple[str, ...] = ("vae",), registry: dict[str, Any] | None = None) -> Any:
+    """Validated Params with the given tiny variants and a registry section."""
+    return params_from_dict(
+        {
+            "data": TINY_DATA,
+            "models": {v: TINY_MODELS[v] for v in variants},
+            "registry": {"retries": 2, "backoff": 0.1, "timeout": 2.0, **(registry or {})},
+        }
+    )
+
+
+def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: int = CHANNELS) -> Path:
+    """Write ``models_root/<variant>/`` with weights from ``seed`` (a new seed = a new md5)."""
+    torch.manual_seed(seed)
+    params = params_from_dict({"data": {**TINY_DATA, "channels": channels}, "models": {variant: TINY_MODELS[variant]}})
+    model_cfg = params.models[variant]
+    model = build_model(model_cfg, image_size=IMAGE_SIZE, channels=channels)
+    folder = models_root / variant
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "model.pt")
+    config = {
+        "variant": variant,
+        "model": model_cfg.model_dump(mode="json"),
+        "image_size": IMAGE_SIZE,
+        "channels": channels,
+        "seed": seed,
+        "train": params.train.model_dump(mode="json"),
+        "trainable_params": sum(p.numel() for p in model.parameters()),
+        "data": params.data.model_dump(mode="json"),
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (folder / "mlflow.json").write_text(
+        json.dumps({"run_id": "0" * 32, "tracking_uri": "sqlite:///elsewhere.db", "experiment": "vaelab"}) + "\n"
+    )
+    return folder
+
+
+def write_eval(metrics_root: Path, variant: str, mse: float, *, psnr: float = 20.0, **extra: Any) -> Path:
+    """``metrics/eval/<variant>.json`` with ``recon.mse`` = ``mse`` and plausible other keys."""
+    payload = {
+        "recon": {"mse": mse, "psnr": psnr, "ssim": 0.5},
+        "blur": {"laplacian_var": {"input": 0.02, "recon": 0.01, "sample": 0.005}},
+        "split": "test",  # a non-numeric leaf, which registration ignores
+        **extra,
+    }
+    path = metrics_root / "eval" / f"{variant}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- MLflow workspace
+
+_TEMPLATE_DB: Path | None = None
+
+
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated MLflow sqlite database, made once per test session.
+
+    Creating one runs MLflow's migrations (seconds); copying the file takes milliseconds.
+    """
+    global _TEMPLATE_DB
+    if _TEMPLATE_DB is None:
+        from mlflow import MlflowClient
+
+        path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+        MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
+        _TEMPLATE_DB = path
+    return _TEMPLATE_DB
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A repository-like folder with its own registry: models/, metrics/, mlflow.db."""
+
+    root: Path
+    models: Path
+    metrics: Path
+    uri: str
+
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+
+def workspace_fixture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workspace]:
+    """Use as ``workspace = pytest.fixture(workspace_fixture)``: cwd = tmp_path, a private
+    sqlite registry through MLFLOW_TRACKING_URI, no telemetry, MLflow's globals reset after."""
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(template_db(tmp_path_factory), db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow writes these back into os.environ; deleting them here makes monkeypatch restore them.
+    for name in ("MLFLOW_REGISTRY_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"):
+        monkeypatch.delenv(name, raising=False)
+    yield Workspace(root=tmp_path, models=tmp_path / "models", metrics=tmp_path / "metrics", uri=uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This environment, with the venv's bin first on PATH: ``mlflow models serve`` runs
+    ``uvicorn`` by name, which only the venv provides."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def running_server(command: list[str], *, ready_url: str, log_path: Path, env: dict[str, str],
+                   deadline_s: float = 90.0) -> Iterator[subprocess.Popen]:
+    """Start ``command`` in its own process group, wait until ``ready_url`` answers 200,
+    and stop the whole group (server and workers) on the way out."""
+    import requests
+
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + deadline_s
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"{command[:3]} exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+                try:
+                    if requests.get(ready_url, timeout=1.0).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass  # not listening yet: that is what the loop waits for
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{ready_url} not up after {deadline_s:g} s:\n{log_path.read_text()[-4000:]}")
+                time.sleep(0.25)
+            yield process
+        finally:
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the group, then SIGKILL to whatever of it is left (uvicorn workers can
+    outlive their parent). A group that is already gone raises ProcessLookupError: fine."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)

@@ -1,0 +1,89 @@
+"""Serving: `mlflow models serve` answering /invocations, and a real `mlflow server` as registry."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import requests
+
+from tests.support.trained import (
+    free_port,
+    running_server,
+    save_variant,
+    subprocess_env,
+    template_db,
+    tiny_params,
+    workspace_fixture,
+    write_eval,
+)
+from vaelab.registry.register import run_register
+
+workspace = pytest.fixture(workspace_fixture)
+
+MLFLOW = [sys.executable, "-m", "mlflow"]
+
+
+def test_mlflow_models_serve_answers_invocations_for_the_champion(workspace):
+    save_variant(workspace.models, "vae")
+    write_eval(workspace.metrics, "vae", 0.05)
+    run_register(tiny_params(), models_root=workspace.models, metrics_root=workspace.metrics)
+
+    port = free_port()
+    command = [*MLFLOW, "models", "serve", "-m", "models:/vaelab-vae@champion", "--env-manager", "local",
+               "-p", str(port), "-h", "127.0.0.1"]
+    url = f"http://127.0.0.1:{port}"
+    with running_server(command, ready_url=f"{url}/ping", log_path=workspace.root / "serve.log",
+                        env=subprocess_env(MLFLOW_TRACKING_URI=workspace.uri)):
+        images = np.random.default_rng(0).integers(0, 256, size=(2, 16, 16, 1)).tolist()
+        answer = requests.post(f"{url}/invocations", json={"inputs": images, "params": {"mode": "reconstruct"}},
+                               timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert np.asarray(answer.json()["predictions"]).shape == (2, 16, 16, 1)
+
+        answer = requests.post(f"{url}/invocations", json={"inputs": [], "params": {"mode": "generate", "n": 3}},
+                               timeout=30)
+        assert answer.status_code == 200, answer.text
+        samples = np.asarray(answer.json()["predictions"])
+        assert samples.shape == (3, 16, 16, 1) and 0.0 <= samples.min() and samples.max() <= 1.0
+
+        answer = requests.post(f"{url}/invocations", json={"inputs": [], "params": {"mode": "sharpen"}}, timeout=30)
+        assert answer.status_code == 400 and "not one of" in answer.json()["message"]
+
+
+# About 11 s on two cores (20 s when they are busy): not marked slow, most of it is the
+# server starting with one worker on a pre-migrated database.
+def test_a_real_tracking_server_registers_moves_the_champion_and_serves_by_alias(workspace, tmp_path_factory,
+                                                                                 monkeypatch):
+    server_dir = workspace.root / "server"
+    server_dir.mkdir()
+    # A migrated empty database: the server then starts without running MLflow's migrations.
+    shutil.copyfile(template_db(tmp_path_factory), server_dir / "backend.db")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [*MLFLOW, "server", "--backend-store-uri", f"sqlite:///{server_dir / 'backend.db'}",
+               "--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with running_server(command, ready_url=f"{url}/health", log_path=server_dir / "server.log",
+                        env=subprocess_env()):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        outcomes = []
+        for seed, mse in ((0, 0.05), (1, 0.04)):
+            save_variant(workspace.models, "vae", seed=seed)
+            write_eval(workspace.metrics, "vae", mse)
+            report = run_register(tiny_params(), models_root=workspace.models, metrics_root=workspace.metrics)
+            outcomes.append(report["variants"]["vae"])
+        assert [o["version"] for o in outcomes] == [1, 2]
+        assert outcomes[1]["champion"]["moved"] is True and outcomes[1]["aliases"] == {"champion": 2, "latest": 2}
+
+        import mlflow
+
+        model = mlflow.pyfunc.load_model("models:/vaelab-vae@champion")
+        assert model.predict(np.zeros((1, 16, 16, 1), dtype=np.uint8)).shape == (1, 16, 16, 1)
+        assert model.unwrap_python_model().config["seed"] == 1  # the second weights
+
+    # The artifacts went to the server's store, not to a local ./mlruns.
+    assert list((server_dir / "artifacts").rglob("model.pt"))
+    assert not (workspace.root / "mlruns").exists()
