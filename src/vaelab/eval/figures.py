@@ -114,12 +114,8 @@ def line_chart(
     for label, value in (references or {}).items():
         ax.axhline(value, linestyle="--", color="gray", linewidth=1)
         ax.annotate(label, (x[0], value), textcoords="offset points", xytext=(2, 3), fontsize=7, color="gray")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _label(fig, ax, title, xlabel, ylabel)
 
 
 def scatter_chart(
@@ -139,6 +135,10 @@ def scatter_chart(
         ax.axhline(reference[1], linestyle="--", color="gray", linewidth=1)
         ax.annotate(reference[0], (ax.get_xlim()[0], reference[1]), textcoords="offset points",
                     xytext=(2, 3), fontsize=7, color="gray")
+    return _label(fig, ax, title, xlabel, ylabel)
+
+
+def _label(fig: Figure, ax: plt.Axes, title: str, xlabel: str, ylabel: str) -> Figure:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

@@ -11,15 +11,18 @@ from vaelab.models.losses import kl_per_dim, reconstruction_error
 
 
 @torch.no_grad()
-def elbo_terms(model: VariationalAutoencoder, x: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-    """One-sample ELBO of each image of ``x`` ``(B, C, H, W)``.
+def elbo_terms(
+    model: VariationalAutoencoder, x: Tensor, generator: torch.Generator, codes: dict[str, Tensor] | None = None
+) -> dict[str, Tensor]:
+    """One-sample ELBO of each image of ``x`` ``(B, C, H, W)``; ``codes`` (``mu``, ``logvar``
+    from a forward pass already made on ``x``) spares a second run of the encoder.
 
     Returns ``recon`` (B,) — the decoder's negative log-likelihood of ``x`` at one draw
     z ~ q(z|x) (nats for a Bernoulli decoder), ``kl`` (B,) and ``kl_per_dim`` (B, z_dim)
     — KL(q(z|x) || N(0, I)), and ``elbo`` (B,) = -(recon + kl). ``generator`` (CPU) fixes
     the draw so reruns give the same numbers.
     """
-    codes = model.encode(x)
+    codes = codes if codes is not None else model.encode(x)
     mu, logvar = codes["mu"].float(), codes["logvar"].float()
     noise = torch.randn(mu.shape, generator=generator).to(mu.device)
     z = mu + (0.5 * logvar).exp() * noise

@@ -133,7 +133,7 @@ def measure_test_split(
             spreads[source].add(images)
         codes.append(outputs["z"].flatten(1).float().cpu())
         if model.is_variational:
-            terms = elbo_terms(model, x, generator)
+            terms = elbo_terms(model, x, generator, codes=outputs)
             for name in ("elbo", "recon", "kl"):
                 per_image.setdefault(f"elbo.{name}", []).append(terms[name].cpu().double().numpy())
             kl_dims.append(terms["kl_per_dim"].cpu())
@@ -197,10 +197,10 @@ def measure_ood(
     elbos = []
     generator = torch.Generator().manual_seed(seed + 1)
     for x in batches(outliers, settings.batch_size, next(model.parameters()).device):
-        recon = model(x)["recon"].float()
-        errors.append((recon - x).square().flatten(1).mean(dim=1).cpu().double().numpy())
+        outputs = model(x)
+        errors.append((outputs["recon"].float() - x).square().flatten(1).mean(dim=1).cpu().double().numpy())
         if model.is_variational:
-            elbos.append(elbo_terms(model, x, generator)["elbo"].cpu().double().numpy())
+            elbos.append(elbo_terms(model, x, generator, codes=outputs)["elbo"].cpu().double().numpy())
     result = {
         "auroc_recon_error": auroc(per_image["recon.mse"], np.concatenate(errors)),
         "inliers": int(len(per_image["recon.mse"])),

@@ -29,6 +29,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ParamSchema, ParamSpec
 
+from vaelab.eval.inference import decode_all, to_numpy
+
 WEIGHTS_ARTIFACT = "weights"
 CONFIG_ARTIFACT = "config"
 MODES = ("reconstruct", "encode", "generate")
@@ -138,7 +140,7 @@ class VaelabPyfunc(PythonModel):
         batch = batch.to(self.device)
         if mode == "encode":
             return self.model.encode(batch)["z"].flatten(1).float().cpu().numpy()
-        return self._to_images(self.model(batch)["recon"])
+        return to_numpy(self.model(batch)["recon"])
 
     def _images_to_tensor(self, data: np.ndarray) -> torch.Tensor:
         """``(N, H, W, C)`` (or ``(N, H, W)`` for grey) uint8/int or [0, 1] float → ``(N, C, H, W)`` float32."""
@@ -166,10 +168,6 @@ class VaelabPyfunc(PythonModel):
             raise _bad_input(f"images must be numbers, got dtype {data.dtype}")
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
 
-    def _to_images(self, images: torch.Tensor) -> np.ndarray:
-        """``(N, C, H, W)`` → ``(N, H, W, C)`` float32 in [0, 1]."""
-        return images.float().clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
-
     def _generate(self, data: np.ndarray, n: int, seed: int) -> np.ndarray:
         latent_dim = self.model.latent_dim
         if data.size and n:
@@ -179,16 +177,13 @@ class VaelabPyfunc(PythonModel):
                 raise _bad_input(f"expected latents of shape (N, {latent_dim}) for this model, got {data.shape}")
             z = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
             z = z.reshape(len(z), *self.model.latent_shape)
-            return np.concatenate(
-                [self._to_images(self.model.decode(z[i : i + BATCH_SIZE].to(self.device)))
-                 for i in range(0, len(z), BATCH_SIZE)]
-            )
+            return to_numpy(decode_all(self.model, z, BATCH_SIZE))
         if n <= 0:
             raise _bad_input("generate needs latents (N, latent_dim) as input, or params.n > 0 with an empty input")
         # A CPU generator: the same seed gives the same draws on any device.
         generator = torch.Generator().manual_seed(seed)
         chunks = [
-            self._to_images(self.model.sample(min(BATCH_SIZE, n - start), generator=generator))
+            to_numpy(self.model.sample(min(BATCH_SIZE, n - start), generator=generator))
             for start in range(0, n, BATCH_SIZE)
         ]
         return np.concatenate(chunks)
