@@ -30,6 +30,7 @@ def test_the_repository_params_are_valid():
         ({"data": {"split": {"val": 1.5}}}, ["data.split.val", "1.5", "less than 1"]),
         ({"data": {"dataset": "imagenet"}}, ["data.dataset", "'imagenet'", "'lfw', 'celeba', 'mnist' or 'cifar10'"]),
         ({"data": {"split": {"val": 0.5, "test": 0.6}}}, ["data.split", "val + test must be below 1"]),
+        ({"data": {"resample": "nearest"}}, ["data.resample", "'nearest'", "'bicubic', 'bilinear' or 'lanczos'"]),
         ({"data": {"crop": {"method": "center", "size": 148}}}, ["crop.size 148", "lfw images (25x25)"]),
         ({"data": {"crop": {"method": "landmarks"}}}, ["landmarks", "lfw has none"]),
         ({"data": {"split": {"method": "official"}}}, ["official", "lfw has none"]),

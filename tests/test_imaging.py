@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +14,15 @@ from skimage import data as skdata
 
 from vaelab.config.data import CropConfig
 from vaelab.data import imaging, pool
-from vaelab.data.imaging import ImageResult, ImageSpec, crop_box, process_image
+from vaelab.data.imaging import (
+    ImageResult,
+    ImageSpec,
+    crop_box,
+    pixel_box,
+    process_image,
+    resize,
+    resize_batch,
+)
 from vaelab.data.pool import process_all
 from vaelab.errors import UserError
 
@@ -108,6 +118,116 @@ def test_crop_box_none_is_the_whole_image() -> None:
     assert crop_box(H, W, CropConfig(method="none")) == (0.0, 0.0, 178.0, 218.0)
 
 
+# --------------------------------------------------------------------------- pixel_box
+
+
+def test_pixel_box_rounds_a_half_scale_crop_to_whole_pixels() -> None:
+    # CelebA's centre 148 crop at half scale is (7.5, 17.5, 81.5, 91.5): halves round up,
+    # the size stays 74, the square stays square.
+    assert pixel_box((15.0, 35.0, 163.0, 183.0), 0.5, 109, 89) == (8, 18, 82, 92)
+    assert pixel_box((15.0, 35.0, 163.0, 183.0), 1.0, H, W) == (15, 35, 163, 183)
+    # A fractional (landmarks) box at full scale: origin and size to the nearest pixel.
+    assert pixel_box((20.4, 60.6, 160.2, 200.4), 1.0, H, W) == (20, 61, 160, 201)
+
+
+def test_pixel_box_stays_inside_the_decoded_image() -> None:
+    # 24 wide at scale 1/2 is 12 decoded pixels. The box (1, 0, 24, 23) becomes
+    # (0.5, 0, 12, 11.5): origin 1 and size 12 would end at 13, so it is shifted back in.
+    assert pixel_box((1.0, 0.0, 24.0, 23.0), 0.5, 12, 12) == (0, 0, 12, 12)
+    assert pixel_box((11.0, 0.0, 25.0, 14.0), 0.5, 13, 13) == (6, 0, 13, 7)
+    assert pixel_box((0.0, 0.0, 0.2, 0.2), 1.0, 10, 10) == (0, 0, 1, 1)  # never empty
+
+
+# --------------------------------------------------------------------------- resize
+
+
+def _pil_resize(pixels: np.ndarray, size: int, method: Image.Resampling) -> np.ndarray:
+    return np.asarray(Image.fromarray(pixels).resize((size, size), method))
+
+
+@pytest.mark.parametrize(
+    ("resample", "pil"),
+    [("bicubic", Image.Resampling.BICUBIC), ("bilinear", Image.Resampling.BILINEAR)],
+)
+@pytest.mark.parametrize("size", [20, 64, 300])  # down, down, up
+def test_torch_resize_is_pils_filter(resample: str, pil: Image.Resampling, size: int) -> None:
+    crop = face_like()[35:183, 15:163]
+    ours = resize(np.ascontiguousarray(crop), size, resample)  # type: ignore[arg-type]
+    theirs = _pil_resize(np.ascontiguousarray(crop), size, pil)
+    assert ours.shape == theirs.shape == (size, size, 3) and ours.dtype == np.uint8
+    # The same filter and the same rounding between the passes, but torch's integer
+    # weights are coarser than PIL's: under 1% of the values move, by a level or two.
+    diff = np.abs(ours.astype(np.int16) - theirs.astype(np.int16))
+    assert diff.max() <= 2 and (diff > 0).mean() < 0.01
+
+
+def test_lanczos_is_pils_lanczos_and_grey_works() -> None:
+    crop = face_like(60, 50)
+    np.testing.assert_array_equal(resize(crop, 32, "lanczos"), _pil_resize(crop, 32, Image.Resampling.LANCZOS))
+    grey = crop[:, :, :1]
+    for resample in ("bicubic", "bilinear", "lanczos"):
+        out = resize(grey, 16, resample)  # type: ignore[arg-type]
+        assert out.shape == (16, 16, 1) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("resample", ["bicubic", "bilinear", "lanczos"])
+def test_pixels_outside_the_crop_never_leak_in(resample: str) -> None:
+    # A flat grey square in a white frame: the filters reach past the crop's edge,
+    # but only into the crop's own pixels.
+    image = np.full((100, 100, 3), 255, np.uint8)
+    image[20:80, 20:80] = 100
+    spec = ImageSpec(16, 3, CropConfig(method="box", box={"top": 20, "bottom": 80, "left": 20, "right": 80}), resample)  # type: ignore[arg-type]
+    out = process_image(image, spec).pixels
+    assert out is not None and (out == 100).all()
+
+
+def test_same_size_passes_through() -> None:
+    crop = face_like(32, 32)
+    for resample in ("bicubic", "bilinear", "lanczos"):
+        np.testing.assert_array_equal(resize(crop, 32, resample), crop)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("resample", ["bicubic", "bilinear", "lanczos"])
+def test_resize_batch_is_resize_of_each(resample: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mixed shapes (one already at the output size), views of larger arrays, and a
+    # batch limit small enough that one shape is split over several torch calls.
+    monkeypatch.setattr(imaging, "_BATCH_BYTES", 2 * 40 * 30 * 3)
+    crops = [face_like(60, 50, seed=i)[5:45, 10:40] for i in range(5)]
+    crops += [face_like(24, 24, seed=9), face_like(37, 37, seed=8), face_like(60, 50, seed=7)[5:45, 10:40]]
+    out = resize_batch(crops, 24, resample)  # type: ignore[arg-type]
+    assert out.shape == (8, 24, 24, 3) and out.dtype == np.uint8
+    for crop, row in zip(crops, out, strict=True):
+        np.testing.assert_array_equal(row, resize(crop, 24, resample))  # type: ignore[arg-type]
+    np.testing.assert_array_equal(out[5], crops[5])
+    assert resize_batch([], 24, resample).shape == (0, 24, 24, 1)  # type: ignore[arg-type]
+
+
+def test_resized_bytes_do_not_depend_on_the_cpus_vector_units(tmp_path: Path) -> None:
+    # torch has a hand-vectorised uint8 kernel for AVX2 and a plain C++ one for the rest
+    # (ATEN_CPU_CAPABILITY picks: default, avx2, or unset = the best this CPU has). All
+    # must give the same bytes, or images.npy (and every md5 in dvc.lock after it) would
+    # differ between machines.
+    np.save(tmp_path / "crop.npy", face_like(91, 77))
+    script = (
+        "import sys, numpy as np; from vaelab.data.imaging import resize; "
+        "crop = np.load(sys.argv[1]); "
+        "sys.stdout.buffer.write(b''.join(resize(crop, s, m).tobytes() "
+        "for s in (16, 40, 120) for m in ('bicubic', 'bilinear')))"
+    )
+    outputs = []
+    for capability in ("default", "avx2", None):
+        env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+        if capability:
+            env["ATEN_CPU_CAPABILITY"] = capability
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "crop.npy")], env=env, capture_output=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        outputs.append(done.stdout)
+    assert len(outputs[0]) == 3 * (16 * 16 + 40 * 40 + 120 * 120) * 2
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -145,10 +265,12 @@ def test_reduced_decode_is_close_to_the_full_decode(
     # 148 / 2 = 74 >= 64 pixels per side, 148 / 4 = 37 is not: decode at half scale.
     assert decoded == [(H // 2, W // 2, channels)]
 
-    # The same pixels decoded in full, as an array: no reduction.
+    # The same pixels decoded in full, as an array (no reduction), cropped where the
+    # half-scale crop landed: (15, 35, 163, 183) / 2 rounds to (8, 18, 82, 92).
     with Image.open(jpeg) as img:
         full_image = img.convert("L" if channels == 1 else "RGB")
-    full = process_image(np.asarray(full_image), spec).pixels
+    landed = CropConfig(method="box", box={"left": 16, "top": 36, "right": 164, "bottom": 184})
+    full = process_image(np.asarray(full_image), ImageSpec(64, channels, landed)).pixels
     assert fast is not None and full is not None
     diff = np.abs(fast.astype(np.int16) - full.astype(np.int16))
     assert diff.mean() < 2.0

@@ -9,6 +9,9 @@ from pydantic import Field, model_validator
 from vaelab.config.base import Section
 
 DatasetName = Literal["lfw", "celeba", "mnist", "cifar10"]
+# The antialiased resampling filter of prepare: bicubic and bilinear run through torch's
+# uint8 kernels (PIL's algorithm, vectorised), lanczos through PIL.
+Resample = Literal["bicubic", "bilinear", "lanczos"]
 
 # Native (height, width) of each data set's images, used to check crop geometry
 # before any work is done.
@@ -119,6 +122,7 @@ class DataConfig(Section):
     dataset: DatasetName = "lfw"
     image_size: int = Field(32, ge=4, le=1024)
     channels: Literal[1, 3] = 1
+    resample: Resample = "bicubic"
     limit: int | None = Field(None, gt=0)
     max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
     workers: int | None = Field(None, gt=0, description="processes for prepare; null = all cores")

@@ -1,30 +1,39 @@
 """Turn one raw image (a file or an array) into one prepared ``uint8`` array.
 
 The single entry point is :func:`process_image`; :func:`crop_box` is the pure
-geometry behind it. Everything here works on one image so that
-:mod:`vaelab.data.pool` can fan it out over every core.
+geometry behind it and :func:`resize` the resampling. Everything here works on
+one image so that :mod:`vaelab.data.pool` can fan it out over every core.
 
-Speed: CelebA-sized JPEGs are decoded with libjpeg's DCT scaling (PIL's
-``Image.draft``) whenever the crop, at the reduced scale, still holds at least
-``spec.size`` pixels per side, and the crop and the antialiased resize happen in
-one ``Image.resize(..., box=...)`` call; colour JPEGs are decoded to YCbCr and
-converted after the resize. On 178x218 CelebA-like JPEGs cropped to 148 and
-resized to 64 that takes a third to a half off the obvious ``open / convert /
-crop / resize`` pipeline with the same LANCZOS filter (bench/prepare.py).
+Geometry: the crop box is rounded to whole pixels of the image as decoded, then
+cut out and resized on its own (pixels outside the crop never leak in). With a
+reduced-scale JPEG decode that moves the crop by less than half a decoded pixel,
+which is less than half an output pixel.
+
+Speed: CelebA-sized JPEGs are decoded by libjpeg-turbo (simplejpeg) with DCT
+scaling whenever the crop, at the reduced scale, still holds at least
+``spec.size`` pixels per side; bicubic and bilinear resizing run through torch's
+antialiased ``uint8`` kernels (PIL's algorithm with integer weights, vectorised:
+about a quarter of PIL's time here). bench/prepare.py measures the whole path
+against the obvious ``open / convert / crop / resize`` PIL pipeline with the
+same filter.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simplejpeg
+import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from vaelab.config.data import CropConfig
+from vaelab.config.data import CropConfig, Resample
 from vaelab.errors import UserError
 
 if TYPE_CHECKING:
@@ -33,10 +42,11 @@ if TYPE_CHECKING:
 Box = tuple[float, float, float, float]
 """(left, top, right, bottom) in pixels of the original image; right/bottom exclusive."""
 
+PixelBox = tuple[int, int, int, int]
+"""(left, top, right, bottom) in whole pixels of the decoded image; right/bottom exclusive."""
+
 # libjpeg's DCT scaling as PIL exposes it through Image.draft: 1/1, 1/2, 1/4, 1/8.
 _JPEG_REDUCTIONS = (8, 4, 2, 1)
-
-_RESAMPLE = Image.Resampling.LANCZOS
 
 
 @dataclass(frozen=True)
@@ -46,12 +56,15 @@ class ImageSpec:
     size: int
     channels: int
     crop: CropConfig
+    resample: Resample = "bicubic"
 
     def __post_init__(self) -> None:
         if self.size <= 0:
             raise ValueError(f"ImageSpec.size must be positive, got {self.size}")
         if self.channels not in (1, 3):
             raise ValueError(f"ImageSpec.channels must be 1 or 3, got {self.channels}")
+        if self.resample not in ("bicubic", "bilinear", "lanczos"):
+            raise ValueError(f"ImageSpec.resample must be bicubic, bilinear or lanczos, got {self.resample!r}")
 
     @property
     def mode(self) -> str:
@@ -63,7 +76,7 @@ class ImageSpec:
 class ImageResult:
     """The outcome for one image: pixels, or the reason it was skipped."""
 
-    pixels: np.ndarray | None  # (size, size, channels) uint8
+    pixels: np.ndarray | None  # (size, size, channels) uint8; load_crop: the crop
     skipped: str | None  # reason when pixels is None
     fell_back: bool = False  # detect found no face and used the centre crop
 
@@ -227,6 +240,81 @@ def _jpeg_reduction(box: Box, size: int) -> int:
     return 1
 
 
+def pixel_box(box: Box, scale: float, height: int, width: int) -> PixelBox:
+    """``box`` (original pixels) on the grid of a ``height`` x ``width`` image decoded
+    at ``scale``, rounded to whole pixels: each of origin and size to the nearest
+    (halves up), so a square stays square; shifted back inside if rounding pushed it out.
+    """
+
+    def nearest(value: float) -> int:
+        return math.floor(value * scale + 0.5)
+
+    w = min(max(1, nearest(box[2] - box[0])), width)
+    h = min(max(1, nearest(box[3] - box[1])), height)
+    left = min(max(nearest(box[0]), 0), width - w)
+    top = min(max(nearest(box[1]), 0), height - h)
+    return (left, top, left + w, top + h)
+
+
+def resize(pixels: np.ndarray, size: int, resample: Resample) -> np.ndarray:
+    """Antialiased resize of an (H, W, C) ``uint8`` array to (size, size, C).
+
+    bicubic (a = -0.5) and bilinear use torch's ``uint8`` kernels: PIL's filter
+    and its rounding between the two passes, with integer weights. Where the CPU
+    has AVX2 the kernel is hand-vectorised (bench/prepare.py); elsewhere it
+    is plain C++ doing the same integer arithmetic (slower than PIL's), so the
+    bytes do not depend on the machine. lanczos uses PIL. An array already of the
+    output size comes back unchanged.
+    """
+    return resize_batch([pixels], size, resample)[0]
+
+
+# Crops resized in one torch call at most: enough to amortise the call (a 74x74 -> 64x64
+# crop costs ~15 us in a batch and ~50 us alone), small enough to stay in cache.
+_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def resize_batch(crops: Sequence[np.ndarray], size: int, resample: Resample) -> np.ndarray:
+    """:func:`resize` for many (H, W, C) crops at once: an (N, size, size, C) array.
+
+    Crops of one shape are stacked and resized in one torch call; the bytes are the
+    same as resizing each alone (every image is computed on its own).
+    """
+    channels = crops[0].shape[2] if crops else 1
+    out = np.empty((len(crops), size, size, channels), dtype=np.uint8)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, crop in enumerate(crops):
+        groups.setdefault(crop.shape, []).append(i)
+    for shape, rows in groups.items():
+        if shape[:2] == (size, size):
+            out[rows] = [crops[i] for i in rows]
+        elif resample == "lanczos":
+            for i in rows:
+                out[i] = _pil_lanczos(crops[i], size)
+        else:
+            step = max(1, _BATCH_BYTES // math.prod(shape))
+            for first in range(0, len(rows), step):
+                block = rows[first : first + step]
+                stacked = torch.from_numpy(np.stack([crops[i] for i in block]))  # (B, H, W, C)
+                resized = F.interpolate(
+                    stacked.permute(0, 3, 1, 2), size=(size, size), mode=resample, antialias=True
+                )
+                out[block] = resized.permute(0, 2, 3, 1).numpy()
+    return out
+
+
+def _pil_lanczos(crop: np.ndarray, size: int) -> np.ndarray:
+    image = Image.fromarray(np.ascontiguousarray(crop[:, :, 0] if crop.shape[2] == 1 else crop))
+    out = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS))
+    return out[:, :, np.newaxis] if out.ndim == 2 else out
+
+
+def _cut(pixels: np.ndarray, box: Box, scale: float = 1.0) -> np.ndarray:
+    """The ``box`` (original pixels) of ``pixels`` (decoded at ``scale``), as a view."""
+    left, top, right, bottom = pixel_box(box, scale, pixels.shape[0], pixels.shape[1])
+    return pixels[top:bottom, left:right]
+
+
 def _array_to_image(array: np.ndarray) -> Image.Image:
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -242,37 +330,20 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a))
 
 
-def _finish(img: Image.Image, spec: ImageSpec, box: Box) -> np.ndarray:
-    """Convert to the spec's mode, crop ``box`` and resize, in as few passes as possible."""
-    mode = spec.mode
-    # Colour conversions from L and YCbCr are per-pixel affine maps, so they commute
-    # with the (linear) resize; doing them on the small output is cheaper.
-    convert_after = mode == "RGB" and img.mode in ("L", "YCbCr")
-    if img.mode != mode and not convert_after:
-        img = img.convert(mode)
-    out = img.resize((spec.size, spec.size), _RESAMPLE, box=box)
-    if convert_after:
-        out = out.convert(mode)
-    pixels = np.asarray(out)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, np.newaxis]
-    return pixels
+def _pixels(img: Image.Image, mode: str) -> np.ndarray:
+    """The image in PIL ``mode`` as a writable (H, W, C) ``uint8`` array."""
+    pixels = np.array(img if img.mode == mode else img.convert(mode))
+    return pixels[:, :, np.newaxis] if pixels.ndim == 2 else pixels
 
 
-def _draft_mode(spec: ImageSpec) -> str:
-    # Greyscale: the decoder hands over its Y plane and skips chroma altogether.
-    # Colour: take YCbCr and convert after the resize, on the small output; at a
-    # reduced DCT scale libjpeg's own YCbCr->RGB step costs 15-25% of the decode.
-    return "L" if spec.channels == 1 else "YCbCr"
-
-
-def _process_pil(img: Image.Image, spec: ImageSpec, landmarks: np.ndarray | None) -> ImageResult:
+def _crop_pil(img: Image.Image, spec: ImageSpec, landmarks: np.ndarray | None) -> ImageResult:
     crop = spec.crop
     width, height = img.size
     fell_back = False
+    scale = 1.0
     if crop.method == "detect":
         if img.format == "JPEG" and crop.detect.detector == "lbp":
-            img.draft(_draft_mode(spec), None)
+            img.draft(spec.mode, None)  # L: the decoder skips chroma
         img.load()
         box, fell_back = _detect_box(img, crop)
         if box is None:
@@ -281,15 +352,13 @@ def _process_pil(img: Image.Image, spec: ImageSpec, landmarks: np.ndarray | None
         box = crop_box(height, width, crop, landmarks)
         if img.format == "JPEG":
             reduction = _jpeg_reduction(box, spec.size)
-            drafted = img.draft(_draft_mode(spec), (width // reduction, height // reduction))
+            drafted = img.draft(spec.mode, (width // reduction, height // reduction))
             if drafted is not None:
                 # The decoder scales by exactly 1/reduction (its size is rounded up),
                 # so use the scale PIL reports rather than the ratio of the sizes.
                 scale = drafted[1][2] / width
-                if scale != 1.0:
-                    box = (box[0] * scale, box[1] * scale, box[2] * scale, box[3] * scale)
         img.load()  # decode everything now: a truncated file fails here, not later
-    return ImageResult(_finish(img, spec, box), None, fell_back)
+    return ImageResult(_cut(_pixels(img, spec.mode), box, scale), None, fell_back)
 
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -298,10 +367,10 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _FAST_COLORSPACES = ("Gray", "YCbCr")
 
 
-def _process_jpeg_bytes(data: bytes, spec: ImageSpec, landmarks: np.ndarray | None) -> ImageResult | None:
+def _crop_jpeg_bytes(data: bytes, spec: ImageSpec, landmarks: np.ndarray | None) -> ImageResult | None:
     """The fast path for JPEG files: libjpeg-turbo (simplejpeg) decodes straight to an
     array at the smallest DCT scale that keeps ``spec.size`` pixels across the crop,
-    then one antialiased PIL resize crops and scales. None means: use the PIL path.
+    and the crop is cut out. None means: use the PIL path.
     """
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
@@ -328,11 +397,7 @@ def _process_jpeg_bytes(data: bytes, spec: ImageSpec, landmarks: np.ndarray | No
         return ImageResult(None, f"{kind} JPEG: {err}")
     # libjpeg scales by M/8 and rounds the size up; recover M from the decoded width.
     scale = round(8 * pixels.shape[1] / width) / 8
-    if scale != 1.0:
-        box = (box[0] * scale, box[1] * scale, box[2] * scale, box[3] * scale)
-    img = Image.fromarray(pixels[:, :, 0] if spec.channels == 1 else pixels)
-    out = np.asarray(img.resize((spec.size, spec.size), _RESAMPLE, box=box))
-    return ImageResult(out[:, :, np.newaxis] if out.ndim == 2 else out, None)
+    return ImageResult(_cut(pixels, box, scale), None)
 
 
 def process_image(
@@ -348,8 +413,22 @@ def process_image(
     give an ImageResult with ``skipped`` set; so does ``detect`` with
     ``on_miss: skip`` when no face is found. Bad configuration raises UserError.
     """
+    result = load_crop(source, spec, landmarks)
+    if result.pixels is None:
+        return result
+    return replace(result, pixels=resize(result.pixels, spec.size, spec.resample))
+
+
+def load_crop(
+    source: str | os.PathLike[str] | np.ndarray,
+    spec: ImageSpec,
+    landmarks: np.ndarray | None = None,
+) -> ImageResult:
+    """:func:`process_image` up to the resize: ``pixels`` is the crop, (h, w, channels)
+    ``uint8`` on the decoded image's grid; :func:`resize_batch` finishes many at once.
+    """
     if isinstance(source, np.ndarray):
-        return _process_pil(_array_to_image(source), spec, landmarks)
+        return _crop_pil(_array_to_image(source), spec, landmarks)
 
     try:
         fh = open(source, "rb")  # closed by the `with fh` below
@@ -361,7 +440,7 @@ def process_image(
             return ImageResult(None, "empty file")
         if spec.crop.method != "detect" and fh.read(3) == _JPEG_MAGIC:
             fh.seek(0)
-            fast = _process_jpeg_bytes(fh.read(), spec, landmarks)
+            fast = _crop_jpeg_bytes(fh.read(), spec, landmarks)
             if fast is not None:
                 return fast
         fh.seek(0)
@@ -372,7 +451,7 @@ def process_image(
             try:
                 with Image.open(fh) as img:
                     fmt = img.format or fmt
-                    return _process_pil(img, spec, landmarks)
+                    return _crop_pil(img, spec, landmarks)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
                 return ImageResult(None, f"decompression bomb: {err}")
             except UnidentifiedImageError:

@@ -1,7 +1,10 @@
 """Prepare many images on every core, in task order, with byte-identical output.
 
-:func:`process_all` runs :func:`vaelab.data.imaging.process_image` over a list
-of tasks. With more than one worker it uses a process pool. The workers get the
+:func:`process_all` does what :func:`vaelab.data.imaging.process_image` does to
+each task, a range of tasks at a time: decode and crop each image
+(:func:`~vaelab.data.imaging.load_crop`), then resize the range's crops together
+(:func:`~vaelab.data.imaging.resize_batch`, one torch call per crop shape). With
+more than one worker it uses a process pool. The workers get the
 :class:`ImageSpec` and the task list once, through the pool initializer, and are
 then handed only ``(start, stop)`` ranges of task indices through ``imap``, which
 returns in order. Every image lands in the row of its own task index, so the
@@ -21,13 +24,15 @@ import mmap
 import multiprocessing
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from vaelab.data.imaging import ImageSpec, process_image
+from vaelab.data.imaging import ImageSpec, load_crop, resize_batch
 
 Source = str | os.PathLike[str] | np.ndarray
 Task = tuple[Source, np.ndarray | None]
@@ -62,6 +67,8 @@ _Statuses = list[str | None]
 
 def _init_worker(spec: ImageSpec, tasks: Sequence[Task], shared: mmap.mmap | None) -> None:
     global _spec, _tasks, _shared_out
+    # One process per core already: torch's resize must not start threads of its own.
+    torch.set_num_threads(1)
     _spec, _tasks = spec, tasks
     _shared_out = None if shared is None else _as_images(shared, len(tasks), spec)
 
@@ -71,28 +78,47 @@ def _as_images(buffer: mmap.mmap, n: int, spec: ImageSpec) -> np.ndarray:
     return np.frombuffer(buffer, dtype=np.uint8, count=math.prod(shape)).reshape(shape)
 
 
-def _run_range(bounds: tuple[int, int]) -> tuple[bytes | None, _Statuses, int]:
-    """Process tasks[start:stop]; write pixels to shared memory or return them packed."""
-    assert _spec is not None, "pool worker used without _init_worker"
-    start, stop = bounds
+def _prepare_range(
+    tasks: Sequence[Task], start: int, stop: int, spec: ImageSpec
+) -> tuple[list[int], np.ndarray, _Statuses, int]:
+    """Prepare tasks[start:stop]: (kept task indices, their pixels, statuses, fallbacks)."""
     statuses: _Statuses = []
-    packed: list[np.ndarray] = []
+    rows: list[int] = []
+    crops: list[np.ndarray] = []
     fell_back = 0
     for index in range(start, stop):
-        source, landmarks = _tasks[index]
-        result = process_image(source, _spec, landmarks)
+        source, landmarks = tasks[index]
+        result = load_crop(source, spec, landmarks)
         if result.pixels is None:
             statuses.append(result.skipped or "skipped")
             continue
         statuses.append(None)
         fell_back += result.fell_back
-        if _shared_out is not None:
-            _shared_out[index] = result.pixels
-        else:
-            packed.append(result.pixels)
+        rows.append(index)
+        crops.append(result.pixels)
+    pixels = resize_batch(crops, spec.size, spec.resample)
+    return rows, pixels.reshape(len(rows), spec.size, spec.size, spec.channels), statuses, fell_back
+
+
+def _run_range(bounds: tuple[int, int]) -> tuple[bytes | None, _Statuses, int]:
+    """Process tasks[start:stop]; write pixels to shared memory or return them packed."""
+    assert _spec is not None, "pool worker used without _init_worker"
+    rows, pixels, statuses, fell_back = _prepare_range(_tasks, *bounds, _spec)
     if _shared_out is not None:
+        _shared_out[rows] = pixels
         return None, statuses, fell_back
-    return b"".join(p.tobytes() for p in packed), statuses, fell_back
+    return pixels.tobytes(), statuses, fell_back
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread for the block, as in a pool worker; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _use_fork() -> bool:
@@ -134,16 +160,14 @@ def process_all(
 
     if workers == 1:
         pixels = np.empty(shape, dtype=np.uint8)
-        with tqdm(total=n, unit="img", desc=desc, disable=not progress) as bar:
-            for index, (source, landmarks) in enumerate(tasks):
-                result = process_image(source, spec, landmarks)
-                if result.pixels is None:
-                    skipped[index] = result.skipped or "skipped"
-                else:
-                    pixels[index] = result.pixels
-                    kept[index] = True
-                    fell_back += result.fell_back
-                bar.update(1)
+        with _one_thread(), tqdm(total=n, unit="img", desc=desc, disable=not progress) as bar:
+            for start in range(0, n, _MAX_RANGE):
+                stop = min(start + _MAX_RANGE, n)
+                rows, range_pixels, statuses, fell = _prepare_range(tasks, start, stop, spec)
+                pixels[rows] = range_pixels
+                record(start, statuses)
+                fell_back += fell
+                bar.update(stop - start)
     else:
         size = max(1, math.ceil(n / (workers * _RANGES_PER_WORKER)))
         size = min(_MAX_RANGE, size)

@@ -52,7 +52,7 @@ def run_prepare(
     if total == 0:
         raise UserError(f"{raw}: the data set holds no images")
 
-    spec = ImageSpec(size=cfg.image_size, channels=cfg.channels, crop=cfg.crop)
+    spec = ImageSpec(size=cfg.image_size, channels=cfg.channels, crop=cfg.crop, resample=cfg.resample)
     landmarks = catalog.landmarks if catalog.landmarks is not None else [None] * total
     tasks = list(zip(catalog.sources, landmarks))
     workers = min(cfg.workers or os.cpu_count() or 1, total)

@@ -178,7 +178,9 @@ def load_images(paths: list[Path], config: dict) -> np.ndarray:
             "the model was prepared with data.crop.method landmarks, which needs CelebA's landmark "
             "file; vaelab reconstruct cannot crop other images that way"
         )
-    spec = ImageSpec(size=config["image_size"], channels=config["channels"], crop=crop)
+    # Models trained before data.resample existed were prepared with PIL's Lanczos.
+    resample = config["data"].get("resample", "lanczos")
+    spec = ImageSpec(size=config["image_size"], channels=config["channels"], crop=crop, resample=resample)
     images = []
     for path in paths:
         if not path.is_file():
