@@ -15,6 +15,7 @@ from vaelab.data.datasets import DATASETS
 from vaelab.data.datasets.base import Catalog
 from vaelab.data.imaging import ImageSpec
 from vaelab.data.pool import process_all
+from vaelab.data.prepared import IMAGES_FILE, INDEX_FILE
 from vaelab.data.split import OOD, SPLITS, assign_splits
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory, write_json
@@ -23,8 +24,6 @@ log = logging.getLogger("vaelab.prepare")
 
 PREPARED_DIR = Path("data/prepared")
 DATA_METRICS = Path("metrics/data.json")
-IMAGES_FILE = "images.npy"
-INDEX_FILE = "index.csv"
 # A skip reason that is a choice (detect.on_miss: skip), not a broken file.
 NO_FACE = "no face detected"
 

@@ -10,33 +10,13 @@ the same batches as an uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from vaelab.errors import UserError
 
-IMAGES_FILE = "images.npy"
-INDEX_FILE = "index.csv"
 # Leave this much of the GPU free for activations when deciding whether the split fits.
 DEVICE_HEADROOM = 0.5
-
-
-def load_split(prepared: Path, split: str) -> np.ndarray:
-    """The (N, H, W, C) uint8 images of one split of ``prepared``."""
-    images_path, index_path = prepared / IMAGES_FILE, prepared / INDEX_FILE
-    if not images_path.is_file() or not index_path.is_file():
-        raise UserError(f"{prepared}: no prepared data; run `dvc repro prepare` first")
-    images = np.load(images_path, mmap_mode="r", allow_pickle=False)
-    index = pd.read_csv(index_path, usecols=["split"])
-    if len(index) != len(images):
-        raise UserError(f"{prepared}: {len(images)} images but {len(index)} index rows; rerun prepare")
-    rows = np.flatnonzero(index["split"].to_numpy() == split)
-    if rows.size == 0:
-        raise UserError(f"{prepared}: the '{split}' split is empty; see data.split in params.yaml")
-    return np.ascontiguousarray(images[rows])
 
 
 class Batches:

@@ -17,7 +17,8 @@ from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory, atomic_file, write_json
 from vaelab.models import build_model, count_params
 from vaelab.tracking import EXPERIMENT, git_commit, mlflow_run, tracking_uri
-from vaelab.train.batches import IMAGES_FILE, INDEX_FILE, Batches, load_split
+from vaelab.data.prepared import IMAGES_FILE, INDEX_FILE, load_split
+from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
 from vaelab.train.device import select_runtime
 from vaelab.train.distributed import DistInfo, init_distributed, shutdown_distributed
@@ -65,7 +66,6 @@ def run_train(
 ) -> dict[str, Any]:
     if variant not in params.models:
         raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
-    model_cfg, train_cfg = params.models[variant], params.train
     dist_info = init_distributed()
     try:
         return _train_variant(params, variant, dist_info, prepared, models_root, metrics_root, progress)

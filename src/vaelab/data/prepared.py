@@ -1,4 +1,4 @@
-"""The prepared images and index as the evaluation stages read them."""
+"""The prepare stage's output as the later stages read it: ``images.npy`` and ``index.csv``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from vaelab.errors import UserError
-from vaelab.train.batches import IMAGES_FILE, INDEX_FILE
+
+IMAGES_FILE = "images.npy"
+INDEX_FILE = "index.csv"
 
 
 @dataclass(frozen=True)
@@ -25,15 +27,24 @@ class PreparedData:
         return bool((self.index["split"] == name).any())
 
 
-def load_prepared(prepared: Path) -> PreparedData:
+def load_prepared(prepared: Path, columns: list[str] | None = None) -> PreparedData:
+    """The images (memory-mapped) and the index (only ``columns`` when given) of ``prepared``."""
     images_path, index_path = prepared / IMAGES_FILE, prepared / INDEX_FILE
     if not images_path.is_file() or not index_path.is_file():
         raise UserError(f"{prepared}: no prepared data; run `dvc repro prepare` first")
     images = np.load(images_path, mmap_mode="r", allow_pickle=False)
-    index = pd.read_csv(index_path)
+    index = pd.read_csv(index_path, usecols=columns)
     if len(index) != len(images):
         raise UserError(f"{prepared}: {len(images)} images but {len(index)} index rows; rerun `dvc repro prepare`")
     return PreparedData(images, index)
+
+
+def load_split(prepared: Path, split: str) -> np.ndarray:
+    """The (N, H, W, C) uint8 images of one split of ``prepared``, which must not be empty."""
+    images = load_prepared(prepared, columns=["split"]).split(split)
+    if len(images) == 0:
+        raise UserError(f"{prepared}: the '{split}' split is empty; see data.split in params.yaml")
+    return images
 
 
 def check_fits(model_config: dict, images: np.ndarray, where: str) -> None:
