@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from vaelab.config import Params
+from vaelab.data.prepared import check_fits, load_prepared
 from vaelab.errors import UserError
 from vaelab.eval import figures
-from vaelab.data.prepared import check_fits, load_prepared
 from vaelab.eval.inference import reconstruct, to_numpy, to_tensor
 from vaelab.eval.metrics import blur_metrics, colour_shift
 from vaelab.eval.run import load_variant

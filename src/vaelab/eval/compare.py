@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 
 from vaelab.config import Params
+from vaelab.data.prepared import check_fits, load_prepared
 from vaelab.errors import UserError
 from vaelab.eval import figures
-from vaelab.data.prepared import check_fits, load_prepared
 from vaelab.eval.inference import reconstruct, to_numpy
 from vaelab.eval.run import load_variant
 from vaelab.io.atomic import atomic_directory, atomic_file, write_json

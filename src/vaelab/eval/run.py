@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from vaelab.config import Params
 from vaelab.config.evaluate import EvaluateConfig
+from vaelab.data.prepared import PreparedData, check_fits, load_prepared
 from vaelab.errors import UserError
 from vaelab.eval import figures
 from vaelab.eval.arithmetic import run_arithmetic, skip_reason
-from vaelab.data.prepared import PreparedData, check_fits, load_prepared
 from vaelab.eval.inference import batches, decode_all, encode_all, prior_draws, reconstruct, to_numpy
 from vaelab.eval.interpolate import interpolate
 from vaelab.eval.latent import PixelSpread, active_units, collapse_verdict, elbo_terms

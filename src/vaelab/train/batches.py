@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-
 # Leave this much of the GPU free for activations when deciding whether the split fits.
 DEVICE_HEADROOM = 0.5
 

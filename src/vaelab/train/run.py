@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from vaelab.config import Params
+from vaelab.data.prepared import IMAGES_FILE, INDEX_FILE, load_split
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory, atomic_file, write_json
 from vaelab.models import build_model, count_params
 from vaelab.tracking import EXPERIMENT, git_commit, mlflow_run, tracking_uri
-from vaelab.data.prepared import IMAGES_FILE, INDEX_FILE, load_split
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
 from vaelab.train.device import select_runtime
