@@ -37,7 +37,7 @@ from vaelab.data.pool import process_all
 from vaelab.models import build_model
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
-from vaelab.train.device import select_runtime
+from vaelab.runtime import select_runtime
 from vaelab.train.loop import train_model
 
 HEIGHT, WIDTH, CROP, SIZE = 218, 178, 148, 64
@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     args = parser.parse_args()
 
-    runtime = select_runtime(args.device, args.precision)
+    runtime = select_runtime(args.device, args.precision, key="train")
     workers = os.cpu_count() or 1
     torch.backends.cudnn.benchmark = True
     with tempfile.TemporaryDirectory() as tmp:

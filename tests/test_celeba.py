@@ -28,6 +28,7 @@ from vaelab.data.download import run_download
 from vaelab.data.fetch import ChecksumError
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
+from vaelab.io.hashing import md5sum
 
 N = 12
 
@@ -61,7 +62,7 @@ def _assert_raw(raw: Path, tiny, *, identities=True):
     assert listed[f"img_align_celeba/{tiny.names[0]}"] == {
         "file": f"img_align_celeba/{tiny.names[0]}",
         "bytes": first.stat().st_size,
-        "md5": fetch.md5sum(first),
+        "md5": md5sum(first),
     }
     table = celeba.read_attributes(raw / "list_attr_celeba.txt")
     assert list(table.columns) == ATTRIBUTES
@@ -128,7 +129,7 @@ def test_url_source_resumes_after_a_cut_connection(tmp_path, make_params, tiny, 
     assert zip_requests[1].range == f"bytes={fetch._CHUNK}-"
     # The download cache keeps the verified zip, so a rerun makes no request for it.
     cached = tmp_path / "downloads" / "celeba" / "img_align_celeba.zip"
-    assert fetch.md5sum(cached) == official_sums["img_align_celeba.zip"]
+    assert md5sum(cached) == official_sums["img_align_celeba.zip"]
 
 
 def test_url_source_md5_mismatch_names_file_and_sums(tmp_path, make_params, tiny, official_sums, monkeypatch):
@@ -139,7 +140,7 @@ def test_url_source_md5_mismatch_names_file_and_sums(tmp_path, make_params, tiny
             run_download(_params(make_params, server.url), raw_root=tmp_path / "raw")
     message = str(info.value)
     assert "list_attr_celeba.txt" in message and official_sums["list_attr_celeba.txt"] in message
-    assert fetch.md5sum(tmp_path / "served" / "list_attr_celeba.txt") in message
+    assert md5sum(tmp_path / "served" / "list_attr_celeba.txt") in message
     assert not (tmp_path / "raw" / "celeba").exists()
 
 

@@ -25,6 +25,7 @@ from vaelab.eval.latent import PixelSpread, active_units, collapse_verdict, elbo
 from vaelab.eval.run import run_evaluate
 from vaelab.models import Autoencoder, build_model
 from vaelab.models.losses import LossSettings
+from vaelab.models.saved import SavedConfig, save_trained
 
 VARIANTS = {
     "tiny_ae": {"arch": "ae_pool"},
@@ -73,13 +74,10 @@ def workspace(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     for variant, config in params.models.items():
         model = build_model(config, image_size=16, channels=1)
-        folder = root / "models" / variant
-        folder.mkdir(parents=True)
-        torch.save(model.state_dict(), folder / "model.pt")
-        (folder / "config.json").write_text(json.dumps({
-            "variant": variant, "model": config.model_dump(mode="json"), "image_size": 16, "channels": 1,
-            "seed": 0, "train": {}, "trainable_params": 1, "data": params.data.model_dump(mode="json"),
-        }))
+        save_trained(root / "models" / variant, model, SavedConfig(
+            variant=variant, model=config, image_size=16, channels=1, seed=0, train=params.train,
+            trainable_params=1, data=params.data,
+        ))
         (root / "metrics" / "train").mkdir(parents=True, exist_ok=True)
         (root / "metrics" / "train" / f"{variant}.json").write_text(json.dumps({"trainable_params": 123, "seconds": 1.5}))
         (root / "metrics" / "history").mkdir(parents=True, exist_ok=True)

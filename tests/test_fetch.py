@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.http import RecordedRequest, serve_directory
 from vaelab.data import fetch
-from vaelab.data.fetch import ChecksumError, DownloadError, check_md5, fetch_url, md5sum
+from vaelab.data.fetch import ChecksumError, DownloadError, check_md5, fetch_url
+from vaelab.io.hashing import md5sum
 
 SIZE = 300_000
 

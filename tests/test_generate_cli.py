@@ -80,11 +80,15 @@ def test_reconstruct_crops_like_prepare_and_puts_inputs_above_reconstructions(wo
 @pytest.mark.parametrize(("data", "resample"), [({"resample": "bilinear"}, "bilinear"), ({}, "lanczos")])
 def test_images_are_resized_with_the_models_filter(tmp_path, data, resample):
     # A config.json from before data.resample existed means PIL's Lanczos, what prepare used then.
+    from vaelab.models.saved import SavedConfig
     from vaelab.registry.commands import load_images
 
     photo = tmp_path / "face.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, size=(30, 40), dtype=np.uint8)).save(photo)
-    config = {"image_size": 12, "channels": 1, "data": {"crop": {"method": "center"}, **data}}
+    config = SavedConfig.model_validate({
+        "variant": "v", "model": {"arch": "ae_pool"}, "image_size": 12, "channels": 1, "seed": 0, "train": {},
+        "trainable_params": 0, "data": {"crop": {"method": "center"}, **data},
+    })
     spec = ImageSpec(size=12, channels=1, crop=CropConfig(method="center"), resample=resample)
     np.testing.assert_array_equal(load_images([photo], config)[0], process_image(photo, spec).pixels)
     other = ImageSpec(size=12, channels=1, crop=CropConfig(method="center"), resample="bicubic")

@@ -11,13 +11,13 @@ from vaelab.config.train import TrainConfig
 from vaelab.models import build_model
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
-from vaelab.train.device import select_runtime
+from vaelab.runtime import select_runtime
 from vaelab.train.loop import train_model
 
 
 @pytest.mark.gpu
 def test_cuda_bf16_training_keeps_the_split_on_the_device(tmp_path):
-    runtime = select_runtime("auto", "auto")
+    runtime = select_runtime("auto", "auto", key="train")
     assert runtime.device.type == "cuda"
     images = np.random.default_rng(0).integers(0, 256, (512, 64, 64, 3), dtype=np.uint8)
     train = Batches(images, batch_size=128, device=runtime.device, seed=0)

@@ -10,11 +10,10 @@ import torch
 from pydantic import ValidationError
 
 from vaelab.config.base import Section
-from vaelab.config.models import ModelConfig, VaeConvConfig, parse_model_config
+from vaelab.config.models import AeConvConfig, ModelConfig, VaeConvConfig, parse_model_config
 from vaelab.models import ARCHITECTURES, Autoencoder, build_model, count_params, summarize
 from vaelab.models.layers import SameConv2d, same_size
 from vaelab.models.losses import (
-    LossSettings,
     free_bits_kl,
     kl_divergence,
     kl_weight_at,
@@ -296,11 +295,14 @@ def test_autoencoder_loss_is_the_weighted_reconstruction():
     assert terms["loss"].item() == pytest.approx(7.0 * expected.item())
 
 
-def test_loss_settings_reject_nonsense():
-    with pytest.raises(ValueError):
-        LossSettings(recon_loss="l1")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        LossSettings(kl_weight=-1.0)
+def test_loss_knobs_are_checked_where_params_load():
+    # LossSettings is built from a validated entry only; the entry's model holds the ranges.
+    with pytest.raises(ValidationError):
+        VaeConvConfig(recon_loss="l1")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        VaeConvConfig(kl_weight=-1.0)
+    with pytest.raises(ValidationError):
+        AeConvConfig(recon_weight=0.0)
 
 
 # --- configs --------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_a_real_tracking_server_registers_moves_the_champion_and_serves_by_alias
 
         model = mlflow.pyfunc.load_model("models:/vaelab-vae@champion")
         assert model.predict(np.zeros((1, 16, 16, 1), dtype=np.uint8)).shape == (1, 16, 16, 1)
-        assert model.unwrap_python_model().config["seed"] == 1  # the second weights
+        assert model.unwrap_python_model().config.seed == 1  # the second weights
 
     # The artifacts went to the server's store, not to a local ./mlruns.
     assert list((server_dir / "artifacts").rglob("model.pt"))

@@ -9,7 +9,7 @@ import torch
 from vaelab.config.train import TrainConfig
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
-from vaelab.train.device import select_runtime
+from vaelab.runtime import select_runtime
 from vaelab.train.loop import NonFiniteLoss, train_model
 
 
@@ -36,7 +36,7 @@ class TinyVAE(torch.nn.Module):
 def _setup(tmp_path, *, epochs=3, checkpoint_every=2, scale=1.0):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
-    runtime = select_runtime("cpu", "auto")
+    runtime = select_runtime("cpu", "auto", key="train")
     cfg = TrainConfig(epochs=epochs, batch_size=8, lr=0.01, checkpoint_every=checkpoint_every)
     train = Batches(images[:32], batch_size=8, device=runtime.device, seed=0)
     val = Batches(images[32:], batch_size=8, device=runtime.device, seed=0, shuffle=False)

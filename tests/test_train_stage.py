@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +11,8 @@ import torch
 from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
-from vaelab.train.run import load_trained, run_train
+from vaelab.models.saved import load_run, load_trained
+from vaelab.train.run import run_train
 
 
 @pytest.fixture
@@ -40,13 +40,13 @@ def test_train_writes_model_metrics_history_and_an_mlflow_run(tmp_path, make_par
     assert list(history["epoch"]) == [1, 2] and "val_loss" in history.columns
 
     model, config = load_trained(tmp_path / "models" / "tiny_vae")
-    assert config["image_size"] == 16 and config["channels"] == 1
+    assert config.image_size == 16 and config.channels == 1 and config.variant == "tiny_vae"
     with torch.no_grad():
         assert model(torch.rand(2, 1, 16, 16))["recon"].shape == (2, 1, 16, 16)
 
     from mlflow.tracking import MlflowClient
 
-    run_id = json.loads((tmp_path / "models" / "tiny_vae" / "mlflow.json").read_text())["run_id"]
+    run_id = load_run(tmp_path / "models" / "tiny_vae").run_id
     run = MlflowClient().get_run(run_id)
     assert run.data.params["model.z_dim"] == "4" and run.data.params["train.epochs"] == "2"
     assert run.data.tags["variant"] == "tiny_vae" and len(run.data.tags["data_md5"]) == 32

@@ -1,7 +1,7 @@
 """Tiny trained-looking variants for registry, serving and CLI tests.
 
-``save_variant`` writes ``models/<variant>/`` exactly as ``train`` does (state dict,
-config.json, mlflow.json) from an untrained model, so no test has to train;
+``save_variant`` writes ``models/<variant>/`` through the same ``save_trained`` as
+``train`` (state dict, config.json, mlflow.json) from an untrained model, so no test has to train;
 ``write_eval`` writes ``metrics/eval/<variant>.json`` in the evaluate stage's nested form.
 """
 
@@ -26,6 +26,7 @@ import torch
 
 from vaelab.config import params_from_dict
 from vaelab.models import build_model
+from vaelab.models.saved import RunInfo, SavedConfig, save_trained
 
 IMAGE_SIZE = 16
 CHANNELS = 1
@@ -63,22 +64,18 @@ def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: in
     model_cfg = params.models[variant]
     model = build_model(model_cfg, image_size=IMAGE_SIZE, channels=channels)
     folder = models_root / variant
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "model.pt")
-    config = {
-        "variant": variant,
-        "model": model_cfg.model_dump(mode="json"),
-        "image_size": IMAGE_SIZE,
-        "channels": channels,
-        "seed": seed,
-        "train": params.train.model_dump(mode="json"),
-        "trainable_params": sum(p.numel() for p in model.parameters()),
-        "data": params.data.model_dump(mode="json"),
-    }
-    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    (folder / "mlflow.json").write_text(
-        json.dumps({"run_id": "0" * 32, "tracking_uri": "sqlite:///elsewhere.db", "experiment": "vaelab"}) + "\n"
+    config = SavedConfig(
+        variant=variant,
+        model=model_cfg,
+        image_size=IMAGE_SIZE,
+        channels=channels,
+        seed=seed,
+        train=params.train,
+        trainable_params=sum(p.numel() for p in model.parameters()),
+        data=params.data,
     )
+    run = RunInfo(run_id="0" * 32, tracking_uri="sqlite:///elsewhere.db", experiment="vaelab")
+    save_trained(folder, model, config, run)
     return folder
 
 

@@ -7,7 +7,6 @@ left by an interrupted run is resumed with an HTTP ``Range`` request.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -21,6 +20,7 @@ import requests
 from tqdm import tqdm
 
 from vaelab.errors import UserError
+from vaelab.io.hashing import md5sum
 
 log = logging.getLogger("vaelab.fetch")
 
@@ -54,15 +54,6 @@ class ChecksumError(UserError):
 
 class _RetryableError(Exception):
     """One attempt failed in a way that another attempt may fix."""
-
-
-def md5sum(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Return the hex md5 of the file at ``path``, read in chunks of ``chunk_size``."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_md5(path: Path, expected: str | None, *, verify: bool, label: str) -> str:
@@ -367,5 +358,4 @@ __all__ = [
     "DownloadError",
     "check_md5",
     "fetch_url",
-    "md5sum",
 ]

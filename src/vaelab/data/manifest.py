@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vaelab.data.datasets.base import DownloadReport
-from vaelab.data.fetch import md5sum
+from vaelab.io.hashing import md5sum
 from vaelab.io.atomic import write_json
 
 MANIFEST = "MANIFEST.json"

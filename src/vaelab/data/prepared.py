@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from vaelab.errors import UserError
+
+if TYPE_CHECKING:
+    from vaelab.models.saved import SavedConfig
 
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.csv"
@@ -47,9 +51,9 @@ def load_split(prepared: Path, split: str) -> np.ndarray:
     return images
 
 
-def check_fits(model_config: dict, images: np.ndarray, where: str) -> None:
+def check_fits(config: SavedConfig, images: np.ndarray, where: str) -> None:
     """The model was trained on images of this size and channel count, or a UserError says to retrain."""
-    trained = (model_config["image_size"], model_config["image_size"], model_config["channels"])
+    trained = (config.image_size, config.image_size, config.channels)
     if tuple(images.shape[1:]) != trained:
         raise UserError(
             f"{where}: trained on {trained[0]}x{trained[1]}x{trained[2]} images but the prepared data is "

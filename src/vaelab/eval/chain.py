@@ -20,7 +20,7 @@ from vaelab.errors import UserError
 from vaelab.eval import figures
 from vaelab.eval.inference import reconstruct, to_numpy, to_tensor
 from vaelab.eval.metrics import blur_metrics, colour_shift
-from vaelab.eval.run import load_variant
+from vaelab.eval.variant import load_variant
 from vaelab.io.atomic import atomic_directory, atomic_file, write_json
 
 log = logging.getLogger("vaelab.chain")

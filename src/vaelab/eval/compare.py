@@ -23,7 +23,7 @@ from vaelab.data.prepared import check_fits, load_prepared
 from vaelab.errors import UserError
 from vaelab.eval import figures
 from vaelab.eval.inference import reconstruct, to_numpy
-from vaelab.eval.run import load_variant
+from vaelab.eval.variant import load_variant
 from vaelab.io.atomic import atomic_directory, atomic_file, write_json
 from vaelab.models import Autoencoder
 

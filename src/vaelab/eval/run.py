@@ -27,10 +27,9 @@ from vaelab.eval.interpolate import interpolate
 from vaelab.eval.latent import PixelSpread, active_units, collapse_verdict, elbo_terms
 from vaelab.eval.metrics import auroc, blur_metrics, reconstruction_metrics
 from vaelab.eval.sharpen import pil_sharpness, unsharp
+from vaelab.eval.variant import load_variant
 from vaelab.io.atomic import atomic_directory, write_json
 from vaelab.models import Autoencoder
-from vaelab.train.device import select_runtime
-from vaelab.train.run import load_trained
 
 log = logging.getLogger("vaelab.evaluate")
 
@@ -41,17 +40,6 @@ PSNR_CAP_DB = 100.0
 def label(value: float) -> str:
     """A number as a metric-key segment without dots: 0.5 → '0_5', 3.0 → '3'."""
     return f"{value:g}".replace(".", "_").replace("-", "m")
-
-
-def load_variant(params: Params, variant: str, models_root: Path) -> tuple[Autoencoder, dict[str, Any]]:
-    if variant not in params.models:
-        raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
-    folder = models_root / variant
-    if not (folder / "model.pt").is_file():
-        raise UserError(f"{folder}: no trained model; run `dvc repro train@{variant}` first")
-    model, config = load_trained(folder)
-    device = select_runtime(params.evaluate.device, "fp32").device
-    return model.to(device).eval(), config
 
 
 def run_evaluate(

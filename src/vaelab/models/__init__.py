@@ -1,13 +1,13 @@
-"""The model zoo: one :class:`Autoencoder` interface, an ``arch`` registry and summaries.
+"""The model zoo: one :class:`Autoencoder` interface, an ``arch`` → builder table (:mod:`.zoo`), summaries.
 
 Importing the package registers every architecture (``ae``, ``vae`` modules), so
 ``build_model(config, image_size=..., channels=...)`` works for any ``models:`` entry.
 """
 
 from vaelab.models.base import Autoencoder, VariationalAutoencoder
-from vaelab.models.registry import ARCHITECTURES, build_model, register
+from vaelab.models.zoo import ARCHITECTURES, build_model, register
 
-# Imported for their @register side effect; keep after the registry import.
+# Imported for their @register side effect; keep after the zoo import.
 from vaelab.models import ae, vae  # noqa: E402, F401  isort: skip
 from vaelab.models.summary import ParamCounts, count_params, summarize
 

@@ -14,7 +14,7 @@ from vaelab.config.models import AccordionConfig, AeConvConfig, AePoolConfig
 from vaelab.models.base import Autoencoder
 from vaelab.models.layers import SameConv2d, UpsampleTo, same_size, transposed_conv_to
 from vaelab.models.losses import LossSettings
-from vaelab.models.registry import loss_settings_from, register
+from vaelab.models.zoo import loss_settings_from, register
 
 
 class PoolingAutoencoder(Autoencoder):

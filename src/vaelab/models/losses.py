@@ -9,30 +9,24 @@ summed over latent dimensions and averaged over the batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ReconLoss = Literal["bce", "mse"]
+from vaelab.config.models import ReconLoss
 
 
 @dataclass(frozen=True)
 class LossSettings:
-    """The loss knobs a model carries (mirrors the loss fields of its params entry)."""
+    """The loss knobs a model carries: the loss fields of its params entry, whose pydantic
+    model has already checked their ranges."""
 
     recon_loss: ReconLoss = "bce"
     recon_weight: float = 1.0
     kl_weight: float = 1.0
     kl_warmup_epochs: int = 0
     free_bits: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.recon_loss not in ("bce", "mse"):
-            raise ValueError(f"recon_loss must be 'bce' or 'mse', got {self.recon_loss!r}")
-        if self.recon_weight <= 0 or self.kl_weight < 0 or self.free_bits < 0 or self.kl_warmup_epochs < 0:
-            raise ValueError(f"loss weights must be non-negative (recon_weight positive): {self}")
 
 
 def reconstruction_loss(logits: Tensor, recon: Tensor, target: Tensor, kind: ReconLoss) -> Tensor:

@@ -14,7 +14,7 @@ from vaelab.config.models import BatchNormPlacement, DecoderUpsample, VaeConvCon
 from vaelab.models.base import GaussianEncoder, VariationalAutoencoder
 from vaelab.models.layers import SameConv2d, resize_conv_to, same_sizes, transposed_conv_to
 from vaelab.models.losses import LossSettings
-from vaelab.models.registry import loss_settings_from, register
+from vaelab.models.zoo import loss_settings_from, register
 
 
 class ConvVAE(VariationalAutoencoder):

@@ -19,6 +19,7 @@ import numpy as np
 from vaelab.errors import UserError
 
 if TYPE_CHECKING:
+    from vaelab.models.saved import SavedConfig
     from vaelab.registry.pyfunc import VaelabPyfunc
 
 log = logging.getLogger("vaelab.registry")
@@ -38,17 +39,17 @@ def _is_uri(ref: str) -> bool:
 
 def open_model(ref: str) -> VaelabPyfunc:
     """Load a vaelab model from an MLflow URI or a folder; UserError naming ``ref`` if it can't."""
-    from vaelab.train.run import CONFIG_FILE, WEIGHTS_FILE
+    from vaelab.models.saved import is_saved
 
     if not _is_uri(ref):
         folder = Path(ref)
-        if (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+        if is_saved(folder):
             from vaelab.registry.pyfunc import VaelabPyfunc
 
             log.info("loading %s", folder)
             return VaelabPyfunc.from_folder(folder)
         if not (folder / "MLmodel").is_file():
-            what = "no such folder" if not folder.exists() else f"holds neither {WEIGHTS_FILE} + {CONFIG_FILE} nor MLmodel"
+            what = "no such folder" if not folder.exists() else "holds neither a trained vaelab model nor MLmodel"
             raise UserError(
                 f"--model {ref}: {what}; pass a models/<variant> folder or a URI such as models:/vaelab-vae@champion"
             )
@@ -159,28 +160,20 @@ def generate(model_ref: str, n: int, out: Path, *, seed: int = 0) -> tuple[int, 
     return rows, cols
 
 
-def load_images(paths: list[Path], config: dict) -> np.ndarray:
+def load_images(paths: list[Path], config: SavedConfig) -> np.ndarray:
     """Crop and resize image files as ``prepare`` did for the model: ``(N, H, W, C)`` uint8.
 
-    ``config`` is the model's config.json (its ``data`` section, image size and channels).
+    ``config`` is the model's saved config (its ``data`` section, image size and channels).
     """
-    from pydantic import ValidationError
-
-    from vaelab.config.data import CropConfig
     from vaelab.data.imaging import ImageSpec, process_image
 
-    try:
-        crop = CropConfig.model_validate(config["data"]["crop"])
-    except (KeyError, ValidationError) as err:
-        raise UserError(f"the model's config.json has no usable data.crop section ({err}); retrain it") from None
+    crop = config.data.crop
     if crop.method == "landmarks":
         raise UserError(
             "the model was prepared with data.crop.method landmarks, which needs CelebA's landmark "
             "file; vaelab reconstruct cannot crop other images that way"
         )
-    # Models trained before data.resample existed were prepared with PIL's Lanczos.
-    resample = config["data"].get("resample", "lanczos")
-    spec = ImageSpec(size=config["image_size"], channels=config["channels"], crop=crop, resample=resample)
+    spec = ImageSpec(size=config.image_size, channels=config.channels, crop=crop, resample=config.data.resample)
     images = []
     for path in paths:
         if not path.is_file():

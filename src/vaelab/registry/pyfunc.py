@@ -17,7 +17,6 @@ artifacts, so loading it never unpickles anything.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,9 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ParamSchema, ParamSpec
 
 from vaelab.eval.inference import decode_all, to_numpy
+from vaelab.models.base import Autoencoder
+from vaelab.models.saved import SavedConfig, config_file, load_files, weights_file
+from vaelab.runtime import select_runtime
 
 WEIGHTS_ARTIFACT = "weights"
 CONFIG_ARTIFACT = "config"
@@ -76,8 +78,8 @@ class VaelabPyfunc(PythonModel):
     """A trained vaelab variant as an MLflow pyfunc (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.model: torch.nn.Module | None = None
-        self.config: dict[str, Any] = {}
+        self.model: Autoencoder | None = None
+        self.config: SavedConfig | None = None
         self.device = torch.device("cpu")
 
     # ------------------------------------------------------------------ loading
@@ -86,27 +88,17 @@ class VaelabPyfunc(PythonModel):
         self.load_files(Path(context.artifacts[WEIGHTS_ARTIFACT]), Path(context.artifacts[CONFIG_ARTIFACT]))
 
     def load_files(self, weights: Path, config: Path) -> None:
-        """Rebuild the variant from its state dict and config.json (weights only, strict)."""
-        from vaelab.config.models import parse_model_config
-        from vaelab.models import build_model
-
-        self.config = json.loads(config.read_text())
-        model = build_model(
-            parse_model_config(self.config["model"]),
-            image_size=self.config["image_size"],
-            channels=self.config["channels"],
-        )
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        """Rebuild the variant from its state dict and config.json (weights only, strict),
+        on the GPU when there is one."""
+        model, self.config = load_files(weights, config)
+        self.device = select_runtime("auto", key="serving").device
         self.model = model.to(self.device).eval()
 
     @classmethod
     def from_folder(cls, folder: Path) -> VaelabPyfunc:
         """The same pyfunc straight from a ``models/<variant>/`` folder, without MLflow."""
-        from vaelab.train.run import CONFIG_FILE, WEIGHTS_FILE
-
         pyfunc = cls()
-        pyfunc.load_files(folder / WEIGHTS_FILE, folder / CONFIG_FILE)
+        pyfunc.load_files(weights_file(folder), config_file(folder))
         return pyfunc
 
     # ------------------------------------------------------------------ predict
@@ -133,7 +125,7 @@ class VaelabPyfunc(PythonModel):
 
     @property
     def _hwc(self) -> tuple[int, int, int]:
-        size, channels = self.config["image_size"], self.config["channels"]
+        size, channels = self.config.image_size, self.config.channels
         return (size, size, channels)
 
     def _run(self, mode: str, batch: torch.Tensor) -> np.ndarray:

@@ -12,7 +12,6 @@ records what happened and why.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -26,9 +25,9 @@ from vaelab.config import Params
 from vaelab.config.registry import RegistryConfig
 from vaelab.errors import UserError
 from vaelab.io.atomic import write_json
+from vaelab.models.saved import SavedConfig, config_file, load_config, load_run, require_saved, weights_file, weights_md5
 from vaelab.registry.connect import connect, display_uri
 from vaelab.tracking import EXPERIMENT, flatten, git_commit, tracking_uri
-from vaelab.train.run import CONFIG_FILE, MLFLOW_FILE, WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -68,14 +67,6 @@ def numeric_leaves(payload: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class VariantInputs:
     """Everything registration needs from one variant's files, read before any write."""
@@ -83,8 +74,8 @@ class VariantInputs:
     variant: str
     name: str  # the registered model name, <prefix>-<variant>
     folder: Path
+    config: SavedConfig
     model_md5: str
-    dataset: str
     train_run_id: str | None
     metrics: dict[str, float]
 
@@ -99,12 +90,10 @@ def _read_json(path: Path, stage: str) -> Any:
 def read_variant(variant: str, cfg: RegistryConfig, models_root: Path, metrics_root: Path) -> VariantInputs:
     """Check and read ``models/<variant>/`` and ``metrics/eval/<variant>.json``; UserError if unusable."""
     folder = models_root / variant
-    for needed in (WEIGHTS_FILE, CONFIG_FILE):
-        if not (folder / needed).is_file():
-            raise UserError(
-                f"{folder / needed}: not found; run `dvc repro train@{variant}` first "
-                f"(register needs every variant in params.yaml models: trained)"
-            )
+    try:
+        require_saved(folder, variant)
+    except UserError as err:
+        raise UserError(f"{err} (register needs every variant in params.yaml models: trained)") from None
     eval_path = metrics_root / "eval" / f"{variant}.json"
     if not eval_path.is_file():
         raise UserError(f"{eval_path}: not found; run `dvc repro evaluate@{variant}` first")
@@ -112,22 +101,19 @@ def read_variant(variant: str, cfg: RegistryConfig, models_root: Path, metrics_r
     if not isinstance(payload, dict):
         raise UserError(f"{eval_path}: expected a JSON object of metrics; rerun `dvc repro evaluate@{variant}`")
     metrics = numeric_leaves(payload)
-    config = _read_json(folder / CONFIG_FILE, f"train@{variant}")
     if cfg.metric not in metrics:
         raise UserError(
             f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions by; "
             f"set registry.metric in params.yaml to one of: {', '.join(sorted(metrics)) or '(none found)'}"
         )
-    train_run_id = None
-    if (folder / MLFLOW_FILE).is_file():
-        train_run_id = _read_json(folder / MLFLOW_FILE, f"train@{variant}").get("run_id")
+    run = load_run(folder)
     return VariantInputs(
         variant=variant,
         name=f"{cfg.prefix}-{variant}",
         folder=folder,
-        model_md5=file_md5(folder / WEIGHTS_FILE),
-        dataset=str(config.get("data", {}).get("dataset", "unknown")),
-        train_run_id=train_run_id,
+        config=load_config(config_file(folder)),
+        model_md5=weights_md5(folder),
+        train_run_id=run.run_id if run is not None else None,
         metrics=metrics,
     )
 
@@ -219,28 +205,28 @@ def _log_and_register(inputs: VariantInputs, commit: str) -> ModelVersion:
 
     from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, model_signature
 
-    config = json.loads((inputs.folder / CONFIG_FILE).read_text())
+    config = inputs.config
     tags = {
         "variant": inputs.variant,
         "git_commit": commit,
         "model_md5": inputs.model_md5,
-        "dataset": inputs.dataset,
+        "dataset": config.data.dataset,
     }
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
         mlflow.set_tags({**tags, "stage": "register", **({"train_run_id": inputs.train_run_id}
                                                          if inputs.train_run_id else {})})
-        mlflow.log_params(flatten({"model": config["model"], "image_size": config["image_size"],
-                                   "channels": config["channels"]}))
+        mlflow.log_params(flatten({"model": config.model.model_dump(mode="json"), "image_size": config.image_size,
+                                   "channels": config.channels}))
         mlflow.log_metrics(inputs.metrics)
-        size, channels = config["image_size"], config["channels"]
+        size, channels = config.image_size, config.channels
         info = mlflow.pyfunc.log_model(
             name=LOGGED_MODEL_NAME,
             # Models-from-code: MLflow stores this file, not a pickle, and runs it to load.
             python_model=str(MODEL_CODE),
             artifacts={
-                WEIGHTS_ARTIFACT: str(inputs.folder / WEIGHTS_FILE),
-                CONFIG_ARTIFACT: str(inputs.folder / CONFIG_FILE),
+                WEIGHTS_ARTIFACT: str(weights_file(inputs.folder)),
+                CONFIG_ARTIFACT: str(config_file(inputs.folder)),
             },
             # No code_paths: they only prepend a folder to sys.path at load time, so in a
             # process that has already imported vaelab (the CLI, a notebook) the installed
@@ -253,7 +239,7 @@ def _log_and_register(inputs: VariantInputs, commit: str) -> ModelVersion:
             # One black image: documents the request format (serving_input_example.json)
             # and makes MLflow load and call the logged model once before it is registered.
             input_example=(np.zeros((1, size, size, channels), dtype=np.uint8), {"mode": "reconstruct"}),
-            metadata={"vaelab_variant": inputs.variant, "arch": config["model"]["arch"]},
+            metadata={"vaelab_variant": inputs.variant, "arch": config.model.arch},
         )
         log.info("%s: logged the pyfunc in run %s", inputs.name, run.info.run_id)
     version_tags = {**tags, **{METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()}}

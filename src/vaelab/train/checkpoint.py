@@ -1,16 +1,19 @@
-"""Resumable checkpoints: a plain dict of state, written atomically, loaded weights-only."""
+"""The resumable state of a training run and its checkpoint: a plain dict of tensors and
+numbers, written atomically, loaded weights-only."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from vaelab.io.atomic import atomic_file
+from vaelab.train.meter import LossMeter
 
 log = logging.getLogger("vaelab.checkpoint")
 
@@ -19,6 +22,40 @@ def config_hash(payload: dict[str, Any]) -> str:
     """A stable hash of everything that must match for a checkpoint to be resumed."""
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed run needs to continue exactly where the last one stopped."""
+
+    model: torch.nn.Module  # the bare module (not its DDP or torch.compile wrapper)
+    optimizers: dict[str, torch.optim.Optimizer]  # by name: one per set of parameters stepped
+    epoch: int = 0  # the epoch in progress, from 0
+    batch: int = 0  # batches of that epoch already stepped
+    step: int = 0  # optimizer steps so far
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per finished epoch
+    meter: LossMeter = field(default_factory=LossMeter)  # loss sums of the epoch in progress
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "history": self.history,
+            "meter": self.meter.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.history = list(state["history"])
+        self.meter = LossMeter.from_state_dict(state["meter"])
+        set_rng_state(state["rng"])
 
 
 def rng_state() -> dict[str, Any]:
@@ -34,25 +71,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, state: TrainState, expected_hash: str) -> None:
     """Write ``state`` to ``path`` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        torch.save({**state.state_dict(), "config_hash": expected_hash}, handle)
 
 
-def load_checkpoint(path: Path, expected_hash: str) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` if it was made with the same config, else None."""
+def restore_checkpoint(path: Path, state: TrainState, expected_hash: str) -> bool:
+    """Load the checkpoint at ``path`` into ``state`` if it was made with the same config."""
     if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("config_hash") != expected_hash:
+        return False
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("config_hash") != expected_hash:
         log.info("%s was made with another config; starting afresh", path)
-        return None
-    return state
+        return False
+    state.load_state_dict(saved)
+    return True

@@ -17,15 +17,19 @@ from tqdm import tqdm
 
 from vaelab.config.train import TrainConfig
 from vaelab.errors import UserError
+from vaelab.runtime import Runtime
 from vaelab.train.batches import Batches
-from vaelab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from vaelab.train.device import Runtime
+from vaelab.train.checkpoint import TrainState, restore_checkpoint, save_checkpoint
+from vaelab.train.meter import LossMeter
 
 log = logging.getLogger("vaelab.train")
 
 # How often (in steps) losses are brought back from the device to be checked and shown.
 # Every step on a CPU costs nothing; on a GPU each sync stalls the queue.
 SYNC_EVERY = {"cpu": 1, "mps": 10, "cuda": 50}
+
+# Loss terms of one step, still on the device, with the batch's image count.
+Pending = list[tuple[int, dict[str, torch.Tensor]]]
 
 
 class NonFiniteLoss(UserError):
@@ -56,114 +60,91 @@ def train_model(
 ) -> TrainResult:
     """Train ``model`` for ``cfg.epochs``, resuming from ``checkpoint_path`` when it matches.
 
-    ``model`` may be wrapped in DistributedDataParallel; its ``module`` then gives
-    ``loss``. Only the writer (rank 0) saves checkpoints. Returns the per-epoch history.
+    ``model`` may be wrapped in DistributedDataParallel or torch.compile; the bare module
+    gives ``loss``. Only the writer (rank 0) saves checkpoints. Returns the per-epoch history.
     """
-    core = getattr(model, "_orig_mod", model)  # under torch.compile
-    if isinstance(core, torch.nn.parallel.DistributedDataParallel):
-        core = core.module
+    # The resumable state: the bare model, its optimiser, counters, history, RNG.
+    core = unwrap(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start_epoch, start_batch, step, history = 0, 0, 0, []
-    partial: dict[str, float] = {}
+    state = TrainState(model=core, optimizers={"model": optimizer})
     resumed_from = None
+    if restore_checkpoint(checkpoint_path, state, config_hash):
+        resumed_from = {"epoch": state.epoch, "batch": state.batch, "step": state.step}
+        log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, state.epoch + 1, state.batch)
 
-    state = load_checkpoint(checkpoint_path, config_hash)
-    if state is not None:
-        core.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
-        history, partial = list(state["history"]), dict(state["partial"])
-        set_rng_state(state["rng"])
-        resumed_from = {"epoch": start_epoch, "batch": start_batch, "step": step}
-        log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, start_epoch + 1, start_batch)
-
-    def checkpoint(epoch: int, batch: int, sums: dict[str, float]) -> None:
+    def checkpoint() -> None:
         if is_writer:
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "model": core.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "batch": batch,
-                    "step": step,
-                    "history": history,
-                    "partial": sums,
-                    "rng": rng_state(),
-                    "config_hash": config_hash,
-                },
-            )
+            save_checkpoint(checkpoint_path, state, config_hash)
 
     sync_every = SYNC_EVERY.get(runtime.device.type, 1)
-    autocast = (
-        torch.autocast(runtime.device.type, dtype=runtime.autocast_dtype)
-        if runtime.autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_context(runtime)
 
-    for epoch in range(start_epoch, cfg.epochs):
+    while state.epoch < cfg.epochs:
+        # One epoch of steps, from the batch a resumed run had reached.
         model.train()
-        # Sums of loss terms weighted by batch size; kept in the checkpoint mid-epoch.
-        sums = partial if epoch == start_epoch else {}
-        pending: list[tuple[int, dict[str, torch.Tensor]]] = []
-        bar = tqdm(
-            total=len(train_batches),
-            initial=start_batch if epoch == start_epoch else 0,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            disable=not progress,
-            leave=False,
-        )
-        epoch_started, epoch_images = time.perf_counter(), 0
-        first_batch = start_batch if epoch == start_epoch else 0
-        for batch_index, images in enumerate(train_batches.epoch(epoch, first_batch), start=first_batch):
+        started, images_seen, pending = time.perf_counter(), 0, []
+        bar = tqdm(total=len(train_batches), initial=state.batch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+                   unit="batch", disable=not progress, leave=False)
+        for images in train_batches.epoch(state.epoch, state.batch):
             with autocast:
-                outputs = model(images)
-                terms = core.loss(images, outputs, epoch=epoch)
+                terms = core.loss(images, model(images), epoch=state.epoch)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
-            step += 1
-            epoch_images += len(images)
+            state.step, state.batch, images_seen = state.step + 1, state.batch + 1, images_seen + len(images)
             pending.append((len(images), {k: v.detach().float() for k, v in terms.items()}))
 
-            at_checkpoint = step % cfg.checkpoint_every == 0
+            # Now and then: losses to the host (NaN check, progress bar), and a checkpoint.
+            at_checkpoint = state.step % cfg.checkpoint_every == 0
             if len(pending) >= sync_every or at_checkpoint:
-                _absorb(pending, sums, epoch, step)
-                pending.clear()
-                bar.set_postfix(loss=f"{sums['loss'] / sums['_n']:.4g}", img_s=f"{epoch_images / (time.perf_counter() - epoch_started):.0f}")
+                absorb(pending, state.meter, state.epoch, state.step)
+                bar.set_postfix(loss=f"{state.meter.mean('loss'):.4g}",
+                                img_s=f"{images_seen / (time.perf_counter() - started):.0f}")
             if at_checkpoint:
-                checkpoint(epoch, batch_index + 1, sums)
+                checkpoint()
             bar.update(1)
-        _absorb(pending, sums, epoch, step)
+        absorb(pending, state.meter, state.epoch, state.step)
         bar.close()
 
-        train_means = _reduce_means(sums)
-        val_means = evaluate_loss(model, core, val_batches, epoch, autocast)
-        seconds = time.perf_counter() - epoch_started
-        row = {"epoch": epoch + 1, "step": step, **{f"train_{k}": v for k, v in train_means.items()}}
+        # The epoch's row: train and validation means, throughput; then a checkpoint at the boundary.
+        train_means = state.meter.means()
+        val_means = evaluate_loss(model, core, val_batches, state.epoch, autocast)
+        seconds = time.perf_counter() - started
+        row = {"epoch": state.epoch + 1, "step": state.step, **{f"train_{k}": v for k, v in train_means.items()}}
         row |= {f"val_{k}": v for k, v in val_means.items()}
-        row["images_per_second"] = epoch_images * (dist.get_world_size() if dist.is_initialized() else 1) / seconds
+        row["images_per_second"] = images_seen * (dist.get_world_size() if dist.is_initialized() else 1) / seconds
         row["seconds"] = seconds
-        history.append(row)
-        partial = {}
-        checkpoint(epoch + 1, 0, {})
+        state.history.append(row)
+        state.epoch, state.batch, state.meter = state.epoch + 1, 0, LossMeter()
+        checkpoint()
+
+        # Report it.
         if on_epoch is not None:
             on_epoch(row)
-        log.info(
-            "epoch %d/%d: train loss %.5g, val loss %.5g, %.0f images/s",
-            epoch + 1,
-            cfg.epochs,
-            train_means["loss"],
-            val_means["loss"],
-            row["images_per_second"],
-        )
+        log.info("epoch %d/%d: train loss %.5g, val loss %.5g, %.0f images/s", state.epoch, cfg.epochs,
+                 train_means["loss"], val_means["loss"], row["images_per_second"])
 
-    return TrainResult(history=history, steps=step, resumed_from=resumed_from)
+    return TrainResult(history=state.history, steps=state.step, resumed_from=resumed_from)
 
 
-def _absorb(pending: list[tuple[int, dict[str, torch.Tensor]]], sums: dict[str, float], epoch: int, step: int) -> None:
-    """Bring pending loss terms to the host, stop on the first non-finite one, add to ``sums``."""
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare module under torch.compile and DistributedDataParallel wrappers."""
+    core = getattr(model, "_orig_mod", model)
+    if isinstance(core, torch.nn.parallel.DistributedDataParallel):
+        core = core.module
+    return core
+
+
+def autocast_context(runtime: Runtime) -> Any:
+    """bf16 autocast for forward and loss when the runtime asks for it, else nothing."""
+    if runtime.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(runtime.device.type, dtype=runtime.autocast_dtype)
+
+
+def absorb(pending: Pending, meter: LossMeter, epoch: int, step: int) -> None:
+    """Bring pending loss terms to the host, stop on the first non-finite one, add them to
+    ``meter``; ``pending`` is emptied. ``step`` is the step of its last entry."""
     first_step = step - len(pending) + 1
     for offset, (count, terms) in enumerate(pending):
         values = {name: float(value) for name, value in terms.items()}
@@ -174,19 +155,8 @@ def _absorb(pending: list[tuple[int, dict[str, torch.Tensor]]], sums: dict[str, 
                 f"No model was written. Try a lower train.lr, a smaller recon_weight or kl_weight, "
                 f"or precision: fp32."
             )
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + value * count
-        sums["_n"] = sums.get("_n", 0.0) + count
-
-
-def _reduce_means(sums: dict[str, float]) -> dict[str, float]:
-    """Batch-size-weighted means, averaged over every rank when distributed."""
-    names = sorted(k for k in sums if k != "_n")
-    totals = torch.tensor([sums[k] for k in names] + [sums.get("_n", 0.0)], dtype=torch.float64)
-    if dist.is_initialized():
-        dist.all_reduce(totals)
-    count = max(totals[-1].item(), 1.0)
-    return {name: totals[i].item() / count for i, name in enumerate(names)}
+        meter.add(values, count)
+    pending.clear()
 
 
 @torch.no_grad()
@@ -195,13 +165,10 @@ def evaluate_loss(
 ) -> dict[str, float]:
     """Mean loss terms over ``batches`` with the model in eval mode."""
     model.eval()
-    sums: dict[str, float] = {}
-    pending = []
+    meter, pending = LossMeter(), []
     for images in batches.epoch(epoch):
         with autocast:
-            outputs = model(images)
-            terms = core.loss(images, outputs, epoch=epoch)
+            terms = core.loss(images, model(images), epoch=epoch)
         pending.append((len(images), {k: v.detach().float() for k, v in terms.items()}))
-    if pending:
-        _absorb(pending, sums, epoch, 0)
-    return _reduce_means(sums)
+    absorb(pending, meter, epoch, 0)
+    return meter.means()

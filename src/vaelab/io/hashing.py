@@ -1,0 +1,25 @@
+"""md5 of files, read in chunks: downloads are checked with it, checkpoints and registry
+versions are keyed by it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def md5sum(path: Path, chunk_size: int = CHUNK) -> str:
+    """The hex md5 of the file at ``path``."""
+    return md5_of_files([path], chunk_size)
+
+
+def md5_of_files(paths: Iterable[Path], chunk_size: int = CHUNK) -> str:
+    """One hex md5 over the bytes of ``paths`` in order (their contents concatenated)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for path in paths:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(chunk_size):
+                digest.update(chunk)
+    return digest.hexdigest()
