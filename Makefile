@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vaelab-installed
 
-# Keep DVC and MLflow offline and quiet (see DESIGN.md).
+# Keep DVC and MLflow offline and quiet: no telemetry, no update checks.
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1

@@ -43,6 +43,14 @@ def test_the_repository_params_are_valid():
         ({"models": {"v": {"arch": "nope"}}}, ["models.v", "'ae_pool'", "'vae_conv'"]),
         ({"models": {"bad/name": {"arch": "ae_pool"}}}, ["models", "letters, digits"]),
         ({"train": {"epochs": 0}}, ["train.epochs", "greater than 0"]),
+        (
+            {"models": {"vae": {"arch": "vae_conv"}}, "evaluate": {"chain": {"vae": "vae", "ae": "ae_conv"}}},
+            ["evaluate.chain.ae: 'ae_conv' is not a variant of models: (allowed: vae)", "evaluate.chain: null"],
+        ),
+        (
+            {"models": {"ae": {"arch": "ae_pool"}}, "evaluate": {"chain": {"vae": "vea", "ae": "ae"}}},
+            ["evaluate.chain.vae: 'vea' is not a variant"],
+        ),
     ],
 )
 def test_bad_params_are_one_clear_message(tiny_params_dict, overrides, expected):
@@ -52,6 +60,29 @@ def test_bad_params_are_one_clear_message(tiny_params_dict, overrides, expected)
         params_from_dict(deep_merge(tiny_params_dict, overrides))
     for fragment in expected:
         assert fragment in str(info.value)
+
+
+def test_a_single_vae_without_a_chain_is_valid(make_params):
+    params = make_params({"models": {"vae": {"arch": "vae_conv"}}, "evaluate": {"chain": None}})
+    assert list(params.models) == ["vae"] and params.evaluate.chain is None
+    # No chain unless params ask for one: the default names no variant that may not exist.
+    assert make_params({"models": {"vae": {"arch": "vae_conv"}}}).evaluate.chain is None
+
+
+def test_the_chain_reference_error_is_exit_2_from_a_stage(tmp_path, tiny_params_dict):
+    from tests.conftest import deep_merge
+
+    raw = deep_merge(tiny_params_dict, {"models": {"vae": {"arch": "vae_conv"}},
+                                        "evaluate": {"chain": {"vae": "vae", "ae": "gone"}}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    done = subprocess.run([sys.executable, str(REPO / "stages" / "chain.py")], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "vaelab: error: params.yaml: evaluate.chain.ae: 'gone' is not a variant of models: (allowed: vae); "
+        "name one of them, or set evaluate.chain: null to skip the chain"
+    ]
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "reports").exists()
 
 
 def test_several_problems_are_listed_together(tiny_params_dict):

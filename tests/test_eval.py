@@ -148,9 +148,9 @@ def test_chain_records_every_pass(workspace, params):
 
 
 def test_chain_names_a_missing_variant(workspace, make_params):
-    params = make_params({"models": VARIANTS, "evaluate": {**EVALUATE, "chain": {"vae": "nope", "ae": "tiny_ae"}}})
-    with pytest.raises(UserError, match="evaluate.chain.vae: 'nope'"):
-        run_chain(params, **_roots(workspace))
+    # Caught when params load, before any stage runs.
+    with pytest.raises(UserError, match="evaluate.chain.vae: 'nope' is not a variant of models"):
+        make_params({"models": VARIANTS, "evaluate": {**EVALUATE, "chain": {"vae": "nope", "ae": "tiny_ae"}}})
 
 
 def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, params):

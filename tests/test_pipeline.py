@@ -123,3 +123,14 @@ def test_dvc_repro_trains_variants_and_reruns_only_the_edited_one(repo: Path):
     assert "Running stage 'train@small_ae'" not in second.stdout
     assert "Running stage 'evaluate@small_ae'" not in second.stdout
     assert "Running stage 'prepare'" not in second.stdout
+
+    # A single-VAE run is a supported configuration: with evaluate.chain: null the chain
+    # is skipped with its reason on record, and the rest of the pipeline runs.
+    del params["models"]["small_ae"]
+    params["evaluate"]["chain"] = None
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = _run([sys.executable, "-m", "dvc", "repro"], repo)
+    assert "Running stage 'chain'" in third.stdout and "Running stage 'train@small_vae'" not in third.stdout
+    assert json.loads((repo / "metrics" / "chain.json").read_text()) == {}
+    assert "evaluate.chain is null" in (repo / "reports" / "chain" / "README.md").read_text()
+    assert set(json.loads((repo / "metrics" / "compare.json").read_text())["variants"]) == {"small_vae"}

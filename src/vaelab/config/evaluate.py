@@ -97,10 +97,13 @@ class SharpenConfig(Section):
 
 
 class ChainConfig(Section):
-    """Seed 000: a VAE's reconstructions fed through an AE ``passes`` times."""
+    """Seed 000: a VAE's reconstructions fed through an AE ``passes`` times.
 
-    vae: str = "vae"
-    ae: str = "ae_conv"
+    ``vae`` and ``ae`` name variants of ``models:`` (checked when params load).
+    """
+
+    vae: str
+    ae: str
     passes: int = Field(5, ge=1)
 
 
@@ -120,7 +123,8 @@ class EvaluateConfig(Section):
     # The decoder is said to ignore z when reconstructions of different images vary less
     # than this fraction of how much the images themselves vary (seed 002's symptom).
     collapse_ratio: float = Field(0.1, gt=0.0, lt=1.0)
-    chain: ChainConfig = ChainConfig()
+    # null: no chain (e.g. a run with a single variant); the chain stage records why.
+    chain: ChainConfig | None = None
 
     @field_validator("radii")
     @classmethod

@@ -58,8 +58,9 @@ def _describe(error: Any) -> str:
     value = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "value_error":
-        # Raised by a cross-field check; the message already names the keys.
-        return f"{key}: {message}"
+        # Raised by a cross-field check; the message already names the keys (a check of the
+        # whole file has no key of its own to put first).
+        return f"{key}: {message}" if shown else message
     return f"{key}: {value!r} is not allowed: {message}."
 
 

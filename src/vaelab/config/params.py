@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vaelab.config.base import Section
 from vaelab.config.data import DataConfig
@@ -42,3 +42,19 @@ class Params(Section):
                 "reports/<name> folders; pick another name"
             )
         return models
+
+    @model_validator(mode="after")
+    def _references_name_variants(self) -> Params:
+        # Every params entry that names another one is checked here, when params load, so
+        # that a typo or a removed variant is one message, not a missing folder inside DVC.
+        chain = self.evaluate.chain
+        if chain is not None:
+            for role, name in (("vae", chain.vae), ("ae", chain.ae)):
+                if name not in self.models:
+                    raise ValueError(
+                        f"evaluate.chain.{role}: {name!r} is not a variant of models: "
+                        f"(allowed: {', '.join(self.models)}); name one of them, or set "
+                        "evaluate.chain: null to skip the chain"
+                    )
+        return self
+

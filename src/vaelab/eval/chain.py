@@ -16,14 +16,17 @@ import torch
 
 from vaelab.config import Params
 from vaelab.data.prepared import check_fits, load_prepared
-from vaelab.errors import UserError
 from vaelab.eval import figures
-from vaelab.eval.inference import reconstruct, to_numpy, to_tensor
+from vaelab.eval.inference import model_device, reconstruct, to_numpy, to_tensor
 from vaelab.eval.metrics import blur_metrics, colour_shift
 from vaelab.eval.variant import load_variant
 from vaelab.io.atomic import atomic_directory, atomic_file, write_json
 
 log = logging.getLogger("vaelab.chain")
+
+SKIPPED_REASON = "evaluate.chain is null in params.yaml: no VAE/AE pair to chain"
+CSV_COLUMNS = ["pass", "images", "laplacian_var", "hf_energy", "blur_effect", "colour_shift_from_input",
+               "colour_shift_from_vae", "mse_to_input"]
 
 
 @torch.no_grad()
@@ -36,11 +39,8 @@ def run_chain(
     reports_root: Path = Path("reports"),
 ) -> dict[str, Any]:
     settings = params.evaluate.chain
-    for role, name in (("vae", settings.vae), ("ae", settings.ae)):
-        if name not in params.models:
-            raise UserError(
-                f"evaluate.chain.{role}: '{name}' is not a variant in params.yaml models: ({', '.join(params.models)})"
-            )
+    if settings is None:
+        return write_skipped(SKIPPED_REASON, metrics_root, reports_root)
     vae, vae_config = load_variant(params, settings.vae, models_root)
     ae, ae_config = load_variant(params, settings.ae, models_root)
     data = load_prepared(prepared)
@@ -48,9 +48,7 @@ def run_chain(
     check_fits(ae_config, data.images, f"models/{settings.ae}")
     test = data.split("test")
     batch = params.evaluate.batch_size
-    device = next(ae.parameters()).device
-
-    inputs = to_tensor(test, device)
+    inputs = to_tensor(test, model_device(ae))
     current = reconstruct(vae, test, batch).float()
     stages = [("input", inputs), (settings.vae, current)]
     for step in range(1, settings.passes + 1):
@@ -111,10 +109,26 @@ def run_chain(
             staging / "chain_colour.png",
         )
     write_json(metrics_root / "chain.json", metrics)
-    with atomic_file(metrics_root / "chain.csv") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(metrics_root / "chain.csv", rows)
     log.info("chain: Laplacian variance input %.5f, %s %.5f, after %d x %s %.5f", rows[0]["laplacian_var"],
              settings.vae, rows[1]["laplacian_var"], settings.passes, settings.ae, rows[-1]["laplacian_var"])
     return metrics
+
+
+def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``metrics/chain.csv``: one row per pass (a DVC plot); only the header when there are none."""
+    with atomic_file(path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_skipped(reason: str, metrics_root: Path, reports_root: Path) -> dict[str, Any]:
+    """The chain's outputs when it does not run: no numbers, and the reason in words beside them."""
+    with atomic_directory(reports_root / "chain") as staging:
+        (staging / "README.md").write_text(f"# Chain not run\n\n{reason}.\n")
+    write_json(metrics_root / "chain.json", {})
+    write_table(metrics_root / "chain.csv", [])
+    log.info("chain skipped: %s", reason)
+    return {}
+

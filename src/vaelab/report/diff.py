@@ -19,7 +19,7 @@ from vaelab.errors import UserError
 if TYPE_CHECKING:
     from dvc.repo import Repo
 
-# Where the pipeline keeps what the report compares (DESIGN.md: `evaluate` and `compare`).
+# Where the pipeline keeps what the report compares (the outputs of `evaluate` and `compare`).
 EVAL_METRICS_DIR = "metrics/eval"
 FIGURES_DIR = "reports/compare"
 # Variance of the Laplacian of the reconstructions: higher means sharper.

@@ -49,7 +49,7 @@ class OfficialFile:
     required: bool
 
 
-# From torchvision's datasets/celeba.py and the files themselves (DESIGN.md).
+# From torchvision's datasets/celeba.py and the files themselves.
 FILES: tuple[OfficialFile, ...] = (
     OfficialFile(IMAGE_ZIP, "0B7EVK8r0v71pZjFTYXZWM3FlRnM", "00d2c5bc6d35e252742224ab0c1e8fcb", True),
     OfficialFile(ATTR_FILE, "0B7EVK8r0v71pblRyaVFSWGxPY0U", "75e246fa4810816ffd6ee81facbd244c", False),
