@@ -21,7 +21,7 @@ from vaelab.eval.arithmetic import run_arithmetic, skip_reason
 from vaelab.eval.chain import run_chain
 from vaelab.eval.compare import check_claims, run_compare
 from vaelab.eval.interpolate import interpolate
-from vaelab.eval.latent import PixelSpread, active_units, collapse_verdict, elbo_terms
+from vaelab.eval.latent import PixelSpread, active_dims, collapse_verdict, elbo_terms
 from vaelab.eval.run import run_evaluate
 from vaelab.models import Autoencoder, build_model
 from vaelab.models.layers import gaussian_sample
@@ -257,7 +257,8 @@ def test_expressions_parse_or_say_why():
 
 def test_latent_statistics_with_known_answers():
     mu = torch.tensor([[0.0, 1.0, 5.0], [0.0, -1.0, 5.01], [0.0, 1.0, 5.0], [0.0, -1.0, 5.01]])
-    assert active_units(mu, 0.01) == 1  # only the middle dimension varies (variance 1)
+    # only the middle dimension varies (variance 1)
+    assert active_dims(mu, 0.01).tolist() == [False, True, False]
 
     spread = PixelSpread()
     spread.add(torch.zeros(2, 1, 2, 2))

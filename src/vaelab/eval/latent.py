@@ -62,9 +62,10 @@ class PixelSpread:
         return float(variance.sqrt().mean())
 
 
-def active_units(mu: Tensor, threshold: float) -> int:
-    """Dimensions whose encoder mean varies over the data (Var[mu_d] > threshold; Burda et al.)."""
-    return int((mu.double().var(dim=0, unbiased=False) > threshold).sum())
+def active_dims(mu: Tensor, threshold: float) -> Tensor:
+    """Which dimensions of ``(N, D)`` encoder means vary over the data: ``(D,)`` bool,
+    Var[mu_d] > threshold (Burda et al.'s active units; their count is ``.sum()``)."""
+    return mu.double().var(dim=0, unbiased=False) > threshold
 
 
 def collapse_verdict(recon_ratio: float, sample_ratio: float, threshold: float) -> tuple[bool, str]:

@@ -24,7 +24,7 @@ from vaelab.eval import figures
 from vaelab.eval.arithmetic import run_arithmetic, skip_reason
 from vaelab.eval.inference import batches, decode_all, encode_all, prior_draws, reconstruct, to_numpy
 from vaelab.eval.interpolate import interpolate
-from vaelab.eval.latent import PixelSpread, active_units, collapse_verdict, elbo_terms
+from vaelab.eval.latent import PixelSpread, active_dims, collapse_verdict, elbo_terms
 from vaelab.eval.metrics import auroc, blur_metrics, reconstruction_metrics
 from vaelab.eval.sharpen import pil_sharpness, unsharp
 from vaelab.eval.variant import load_variant
@@ -152,12 +152,12 @@ def measure_test_split(
         kl = torch.cat(kl_dims).double().mean(dim=0)
         metrics["elbo"] = mean["elbo.elbo"]
         metrics["elbo_terms"] = {"recon": mean["elbo.recon"], "kl": mean["elbo.kl"]}
-        active = all_codes.double().var(dim=0, unbiased=False) > settings.active_threshold
+        active = active_dims(all_codes, settings.active_threshold)
         metrics["latent"] = {
             "dims": int(kl.numel()),
             "kl_per_dim": float(kl.mean()),
             "kl_per_dim_max": float(kl.max()),
-            "active_units": active_units(all_codes, settings.active_threshold),
+            "active_units": int(active.sum()),
         }
         arrays["kl_per_dim"] = kl.numpy()
         arrays["active"] = active.numpy()
