@@ -22,6 +22,9 @@ from vaelab.io.atomic import atomic_directory, write_json
 
 log = logging.getLogger("vaelab.evaluate")
 
+# Top-level keys of the metrics that run_evaluate writes whole; no experiment adds to them.
+STAGE_KEYS = frozenset({"images", "notes"})
+
 
 def run_evaluate(
     params: Params,
@@ -37,21 +40,29 @@ def run_evaluate(
     ctx = build_context(params, variant, prepared=prepared, models_root=models_root, progress=progress)
     # Every experiment seeds a generator of its own; this covers any library call that takes none.
     torch.manual_seed(params.seed)
-    metrics: dict[str, Any] = {"images": {"test": len(ctx.test), "samples": ctx.settings.samples}}
+    metrics: dict[str, Any] = {}
     notes: dict[str, str] = {}
     saved: dict[str, str] = {}  # figure file name -> the experiment that drew it
     with atomic_directory(reports_root / variant) as staging:
         for experiment in experiments.EXPERIMENTS:
             result = experiment(ctx)
             name = experiment.__name__
+            # Figures first: saving closes them, and on any error below the staging folder goes.
+            save_figures(result.figures, staging, saved, source=name)
+            taken = sorted(STAGE_KEYS & result.metrics.keys())
+            if taken:
+                raise ValueError(f"experiment {name!r} writes metric {taken[0]!r}, which run_evaluate writes itself")
             merge_into(metrics, result.metrics, kind="metric", source=name)
             merge_into(notes, result.notes, kind="note", source=name)
-            save_figures(result.figures, staging, saved, source=name)
-    merge_into(metrics, {"notes": notes}, kind="metric", source="run_evaluate")
+    metrics.update(images={"test": len(ctx.test), "samples": ctx.settings.samples}, notes=notes)
     write_json(metrics_root / "eval" / f"{variant}.json", metrics)
-    log.info("%s: recon mse %.5f, ssim %.3f, Laplacian variance input %.5f / recon %.5f / sample %.5f",
-             variant, metrics["recon"]["mse"], metrics["recon"]["ssim"], metrics["blur"]["laplacian_var"]["input"],
-             metrics["blur"]["laplacian_var"]["recon"], metrics["blur"]["laplacian_var"]["sample"])
+    log.info("%s: %d experiments, %d figures", variant, len(experiments.EXPERIMENTS), len(saved))
+    # The headline numbers, when the experiments that measure them are in the list.
+    if "recon" in metrics and "blur" in metrics:
+        sharpness = metrics["blur"]["laplacian_var"]
+        log.info("%s: recon mse %.5f, ssim %.3f, Laplacian variance input %.5f / recon %.5f / sample %.5f", variant,
+                 metrics["recon"]["mse"], metrics["recon"]["ssim"], sharpness["input"], sharpness["recon"],
+                 sharpness["sample"])
     return metrics
 
 
