@@ -2,7 +2,7 @@
 
 Everything per image that needs the model on the test images is computed here, batch by
 batch, so that a CelebA-sized split passes through the model once and is never held in
-memory as floats.
+memory as floats (only its first few reconstructions are kept, for sharpening and figures).
 """
 
 from __future__ import annotations
