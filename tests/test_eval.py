@@ -1,4 +1,5 @@
-"""evaluate@<variant>, chain and compare on tiny untrained variants, plus the pieces with known answers."""
+"""evaluate@<variant> (and its experiments), chain and compare on tiny untrained variants, plus the
+pieces with known answers."""
 
 from __future__ import annotations
 
@@ -11,19 +12,26 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from vaelab.config.evaluate import ArithmeticConfig, parse_expression
 from vaelab.data.download import run_download
+from vaelab.data.prepared import load_prepared
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
 from vaelab.eval.arithmetic import run_arithmetic, skip_reason
 from vaelab.eval.chain import run_chain
+from vaelab.eval import experiments
 from vaelab.eval.compare import check_claims, run_compare
+from vaelab.eval.context import Context, build_context
 from vaelab.eval.interpolate import interpolate
-from vaelab.eval.latent import PixelSpread, active_units, collapse_verdict, elbo_terms
+from vaelab.eval.latent import PixelSpread, active_dims, collapse_verdict, elbo_terms
+from vaelab.eval.result import Result, merge_into
 from vaelab.eval.run import run_evaluate
 from vaelab.models import Autoencoder, build_model
+from vaelab.models.layers import gaussian_sample
 from vaelab.models.losses import LossSettings
 from vaelab.models.saved import SavedConfig, save_trained
 
@@ -133,6 +141,155 @@ def test_evaluate_writes_the_design_metrics_and_every_figure(workspace, params, 
     for path in (workspace / "reports" / variant).glob("*.png"):
         width, height = _opens(path)
         assert width > 100 and height > 100
+
+
+def _context(workspace: Path, params, variant: str) -> Context:
+    return build_context(params, variant, prepared=workspace / "prepared", models_root=workspace / "models",
+                         progress=False)
+
+
+def _metric_leaves(tree: dict, path: str = "") -> dict[str, float]:
+    """The leaves of a metric tree by dotted path; fails on anything but str keys and int/float leaves."""
+    leaves = {}
+    for key, value in tree.items():
+        assert isinstance(key, str) and "." not in key, f"{path}{key!r}"
+        if isinstance(value, dict):
+            leaves.update(_metric_leaves(value, f"{path}{key}."))
+        else:
+            assert isinstance(value, int | float) and not isinstance(value, bool), f"{path}{key}: {value!r}"
+            leaves[f"{path}{key}"] = value
+    return leaves
+
+
+@pytest.mark.parametrize("variant", ["tiny_ae", "tiny_vae"])
+def test_every_experiment_returns_metrics_notes_and_figures(workspace, params, variant):
+    ctx = _context(workspace, params, variant)
+    silent, drawn = set(), set()
+    for experiment in experiments.EXPERIMENTS:
+        result = experiment(ctx)
+        try:
+            assert isinstance(result, Result), experiment.__name__
+            assert all(math.isfinite(v) for v in _metric_leaves(result.metrics).values()), experiment.__name__
+            assert all(isinstance(k, str) and isinstance(v, str) and v for k, v in result.notes.items())
+            assert all(isinstance(f, Figure) and n.endswith(".png") for n, f in result.figures.items())
+        finally:
+            for figure in result.figures.values():
+                plt.close(figure)
+        if not (result.metrics or result.notes or result.figures):
+            silent.add(experiment.__name__)
+        drawn |= {Path(name).stem for name in result.figures}
+    # Only the VAE experiments have nothing to say about a plain autoencoder.
+    assert silent == ({"collapse", "elbo", "latent_code"} if variant == "tiny_ae" else set())
+    assert drawn == (FIGURES if variant == "tiny_ae" else FIGURES | {"kl_per_dim"})
+
+
+def test_shared_quantities_are_computed_once(workspace, params, monkeypatch):
+    import vaelab.eval.context as context
+
+    calls = {"forward passes": 0, "prior draws": 0}
+    run_forward_pass, sample = context.run_forward_pass, Autoencoder.sample
+
+    def counted_pass(*args, **kwargs):
+        calls["forward passes"] += 1
+        return run_forward_pass(*args, **kwargs)
+
+    def counted_sample(*args, **kwargs):
+        calls["prior draws"] += 1
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(context, "run_forward_pass", counted_pass)
+    monkeypatch.setattr(Autoencoder, "sample", counted_sample)
+    run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
+    assert calls == {"forward passes": 1, "prior draws": 1}
+
+
+def test_the_radius_figure_labels_its_rows_with_the_reported_numbers(workspace, params):
+    result = experiments.radius(_context(workspace, params, "tiny_ae"))
+    figure = result.figures["radius.png"]
+    columns = params.evaluate.radius_samples
+    labels = [ax.get_ylabel() for ax in figure.axes[::columns]]
+    plt.close(figure)
+    reported = result.metrics["radius"]["laplacian_var"]
+    assert labels == [f"r = {r:g}\nLap var {reported[key]:.4f}" for r, key in zip([0.5, 3.0], ["r0_5", "r3"])]
+
+
+def test_merge_nests_and_refuses_a_key_written_twice():
+    tree: dict = {}
+    merge_into(tree, {"blur": {"lap": {"input": 1.0}}}, kind="metric", source="a")
+    merge_into(tree, {"blur": {"lap": {"sample": 2.0}}, "count": 3}, kind="metric", source="b")
+    assert tree == {"blur": {"lap": {"input": 1.0, "sample": 2.0}}, "count": 3}
+    for clash, path in (({"blur": {"lap": {"input": 9.0}}}, "blur.lap.input"),  # a number twice
+                        ({"blur": {"lap": 9.0}}, "blur.lap"),  # a number over a branch
+                        ({"count": {"more": 1}}, "count")):  # a branch over a number
+        with pytest.raises(ValueError, match=f"'c' writes metric '{path}'"):
+            merge_into(tree, clash, kind="metric", source="c")
+    assert tree["blur"]["lap"]["input"] == 1.0 and tree["count"] == 3
+
+
+def _figure() -> Figure:
+    figure, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    return figure
+
+
+@pytest.mark.parametrize("field, what", [
+    ("metrics", "metric 'shared.value'"),
+    ("notes", "note 'shared'"),
+    ("figures", "figure 'shared.png'"),
+])
+def test_evaluate_refuses_two_experiments_writing_one_name(workspace, params, monkeypatch, field, what):
+    def writes(experiment: str) -> dict:
+        """The clashing name, and a figure of the experiment's own unless the figure is the clash."""
+        if field == "figures":
+            return {"figures": {"shared.png": _figure()}}
+        shared = {"metrics": {"shared": {"value": 1.0}}, "notes": {"shared": "text"}}[field]
+        return {field: shared, "figures": {f"{experiment}.png": _figure()}}
+
+    def first(ctx: Context) -> Result:
+        return Result(**writes("first"))
+
+    def second(ctx: Context) -> Result:
+        return Result(**writes("second"))
+
+    monkeypatch.setattr(experiments, "EXPERIMENTS", [first])
+    run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
+    json_path, reports = workspace / "metrics" / "eval" / "tiny_ae.json", workspace / "reports" / "tiny_ae"
+    before = json_path.read_bytes(), sorted(p.name for p in reports.iterdir())
+    monkeypatch.setattr(experiments, "EXPERIMENTS", [first, second])
+    with pytest.raises(ValueError, match=f"'second' writes {what}"):
+        run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
+    # The outputs of the last good run stand; no figure is left open.
+    assert (json_path.read_bytes(), sorted(p.name for p in reports.iterdir())) == before
+    assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize("key", ["notes", "images"])
+def test_an_experiment_may_not_add_to_the_stages_own_keys(workspace, params, monkeypatch, key):
+    def intruder(ctx: Context) -> Result:
+        return Result(metrics={key: {"mine": 1}})
+
+    monkeypatch.setattr(experiments, "EXPERIMENTS", [intruder])
+    with pytest.raises(ValueError, match=f"'intruder' writes metric '{key}', which run_evaluate writes itself"):
+        run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
+
+
+def test_an_experiment_added_to_the_list_reaches_the_json_and_the_reports(workspace, params, monkeypatch):
+    def darkest(ctx: Context) -> Result:
+        value = int(ctx.test.min())
+        figure = _figure()
+        return Result(metrics={"darkest": {"pixel": value}}, notes={"darkest": f"darkest test pixel {value}"},
+                      figures={"darkest.png": figure})
+
+    monkeypatch.setattr(experiments, "EXPERIMENTS", [*experiments.EXPERIMENTS, darkest])
+    run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
+    on_disk = json.loads((workspace / "metrics" / "eval" / "tiny_ae.json").read_text())
+    darkest_pixel = int(load_prepared(workspace / "prepared").split("test").min())
+    assert on_disk["darkest"] == {"pixel": darkest_pixel}
+    assert on_disk["notes"]["darkest"] == f"darkest test pixel {darkest_pixel}"
+    assert set(on_disk["recon"]) == {"mse", "psnr", "ssim"}  # the others still ran
+    written = {p.stem for p in (workspace / "reports" / "tiny_ae").glob("*.png")}
+    assert written == FIGURES | {"darkest"}
+    _opens(workspace / "reports" / "tiny_ae" / "darkest.png")
 
 
 def test_chain_records_every_pass(workspace, params):
@@ -256,7 +413,8 @@ def test_expressions_parse_or_say_why():
 
 def test_latent_statistics_with_known_answers():
     mu = torch.tensor([[0.0, 1.0, 5.0], [0.0, -1.0, 5.01], [0.0, 1.0, 5.0], [0.0, -1.0, 5.01]])
-    assert active_units(mu, 0.01) == 1  # only the middle dimension varies (variance 1)
+    # only the middle dimension varies (variance 1)
+    assert active_dims(mu, 0.01).tolist() == [False, True, False]
 
     spread = PixelSpread()
     spread.add(torch.zeros(2, 1, 2, 2))
@@ -283,6 +441,24 @@ def test_elbo_terms_of_a_posterior_equal_to_the_prior():
     assert torch.allclose(terms["kl"], torch.zeros(3), atol=1e-6)
     assert terms["kl_per_dim"].shape == (3, 2)
     assert torch.allclose(terms["elbo"], -terms["recon"])
+
+
+def test_the_elbo_draw_is_the_generators_noise_on_the_models_device():
+    # gaussian_sample draws on the generator's device: a CPU generator gives the same
+    # numbers as drawing the noise by hand, so reruns of evaluate stay byte-identical.
+    mu, logvar = torch.randn(5, 3), torch.randn(5, 3)
+    noise = torch.randn(mu.shape, generator=torch.Generator().manual_seed(7))
+    drawn = gaussian_sample(mu, logvar, torch.Generator().manual_seed(7))
+    assert torch.equal(drawn, mu + torch.exp(0.5 * logvar) * noise)
+
+
+@pytest.mark.gpu
+def test_a_cpu_generator_draws_for_codes_on_the_gpu():
+    mu, logvar = torch.randn(5, 3), torch.randn(5, 3)
+    on_cpu = gaussian_sample(mu, logvar, torch.Generator().manual_seed(7))
+    on_gpu = gaussian_sample(mu.cuda(), logvar.cuda(), torch.Generator().manual_seed(7))
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-6)
 
 
 def build_model_vae():

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from vaelab.models import VariationalAutoencoder
+from vaelab.models.layers import gaussian_sample
 from vaelab.models.losses import kl_per_dim, reconstruction_error
 
 
@@ -19,14 +20,12 @@ def elbo_terms(
 
     Returns ``recon`` (B,) — the decoder's negative log-likelihood of ``x`` at one draw
     z ~ q(z|x) (nats for a Bernoulli decoder), ``kl`` (B,) and ``kl_per_dim`` (B, z_dim)
-    — KL(q(z|x) || N(0, I)), and ``elbo`` (B,) = -(recon + kl). ``generator`` (CPU) fixes
-    the draw so reruns give the same numbers.
+    — KL(q(z|x) || N(0, I)), and ``elbo`` (B,) = -(recon + kl). ``generator`` fixes
+    the draw so reruns give the same numbers; a CPU one serves a model on any device.
     """
     codes = codes if codes is not None else model.encode(x)
     mu, logvar = codes["mu"].float(), codes["logvar"].float()
-    noise = torch.randn(mu.shape, generator=generator).to(mu.device)
-    z = mu + (0.5 * logvar).exp() * noise
-    logits = model.decode_logits(z)
+    logits = model.decode_logits(gaussian_sample(mu, logvar, generator))
     recon = reconstruction_error(logits, torch.sigmoid(logits), x, model.loss_settings.recon_loss)
     per_dim = kl_per_dim(mu, logvar)
     kl = per_dim.sum(dim=1)
@@ -63,9 +62,10 @@ class PixelSpread:
         return float(variance.sqrt().mean())
 
 
-def active_units(mu: Tensor, threshold: float) -> int:
-    """Dimensions whose encoder mean varies over the data (Var[mu_d] > threshold; Burda et al.)."""
-    return int((mu.double().var(dim=0, unbiased=False) > threshold).sum())
+def active_dims(mu: Tensor, threshold: float) -> Tensor:
+    """Which dimensions of ``(N, D)`` encoder means vary over the data: ``(D,)`` bool,
+    Var[mu_d] > threshold (Burda et al.'s active units; their count is ``.sum()``)."""
+    return mu.double().var(dim=0, unbiased=False) > threshold
 
 
 def collapse_verdict(recon_ratio: float, sample_ratio: float, threshold: float) -> tuple[bool, str]:

@@ -123,6 +123,10 @@ def gaussian_sample(mu: Tensor, logvar: Tensor, generator: torch.Generator | Non
     """Reparameterisation trick: ``mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``, shape of ``mu``.
 
     Written this way the sample is a differentiable function of ``mu`` and ``logvar``.
+    ``generator`` makes the draw reproducible; it may live on the CPU while ``mu`` is on an
+    accelerator.
     """
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    # A generator can only draw on its own device, so draw there and move the noise.
+    noise_device = generator.device if generator is not None else mu.device
+    eps = torch.randn(mu.shape, generator=generator, device=noise_device, dtype=mu.dtype).to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps

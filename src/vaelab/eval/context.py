@@ -1,0 +1,88 @@
+"""What every evaluate experiment is given: the model, the test split, the settings, and the
+quantities several experiments share, each computed once on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab.config import Params
+from vaelab.config.evaluate import EvaluateConfig
+from vaelab.data.prepared import PreparedData, check_fits, load_prepared
+from vaelab.errors import UserError
+from vaelab.eval.forward import ForwardPass, run_forward_pass
+from vaelab.eval.latent import PixelSpread
+from vaelab.eval.variant import load_variant
+from vaelab.models import Autoencoder
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """One trained variant and the data it is evaluated on.
+
+    ``test``: the test split, ``(N, H, W, C)`` uint8; ``data``: every prepared image and the
+    index (for the out-of-distribution split and the attribute groups); ``seed``: params.seed,
+    from which every experiment seeds its own generator.
+    """
+
+    model: Autoencoder
+    variant: str
+    data: PreparedData
+    test: np.ndarray
+    settings: EvaluateConfig
+    seed: int
+    progress: bool = False
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size
+
+    @cached_property
+    def test_pass(self) -> ForwardPass:
+        """The one forward pass over the test split (ELBO draws seeded with ``seed``)."""
+        # The figures show the first `show` reconstructions; sharpening measures the first `sharpen.images`.
+        keep = max(self.settings.show, self.settings.sharpen.images)
+        return run_forward_pass(self.model, self.test, batch_size=self.batch_size, keep=keep, seed=self.seed,
+                                progress=self.progress)
+
+    @cached_property
+    def samples(self) -> Tensor:
+        """``(settings.samples, C, H, W)`` float32 decodings of z ~ N(0, I) on the model's device."""
+        return self.model.sample(self.settings.samples, generator=torch.Generator().manual_seed(self.seed)).float()
+
+    @cached_property
+    def spreads(self) -> dict[str, float]:
+        """PixelSpread.spread() of the test images, their reconstructions and the samples:
+        ``"input"``, ``"recon"``, ``"sample"``."""
+        samples = PixelSpread()
+        samples.add(self.samples)
+        return {**self.test_pass.spread, "sample": samples.spread()}
+
+    @property
+    def shown(self) -> np.ndarray:
+        """The test images the figures show: ``(show, H, W, C)`` uint8 (fewer if the split is smaller)."""
+        return self.test[: self.settings.show]
+
+    @property
+    def shown_recons(self) -> Tensor:
+        """Their reconstructions: ``(show, C, H, W)`` float32 on the model's device."""
+        return self.test_pass.first_recons[: self.settings.show]
+
+
+def build_context(params: Params, variant: str, *, prepared: Path, models_root: Path, progress: bool) -> Context:
+    """Load ``models_root/<variant>`` and the prepared data in ``prepared``, checked to fit each other."""
+    model, config = load_variant(params, variant, models_root)
+    data = load_prepared(prepared)
+    check_fits(config, data.images, f"models/{variant}")
+    test = data.split("test")
+    if len(test) < 2:
+        raise UserError(
+            f"{prepared}: the test split has {len(test)} image(s); evaluation needs at least 2 (data.split.test)"
+        )
+    return Context(model=model, variant=variant, data=data, test=test, settings=params.evaluate, seed=params.seed,
+                   progress=progress)

@@ -1,0 +1,45 @@
+"""What the latent code holds: the ELBO, KL per dimension, active units, and how normal the codes look."""
+
+from __future__ import annotations
+
+from vaelab.eval import figures
+from vaelab.eval.context import Context
+from vaelab.eval.latent import active_dims
+from vaelab.eval.result import Result
+
+
+def elbo(ctx: Context) -> Result:
+    """VAEs: ``elbo`` and ``elbo_terms`` (``recon``, ``kl``), means over the test split of
+    one-sample estimates. Nothing for a plain autoencoder."""
+    terms = ctx.test_pass.elbo
+    if terms is None:
+        return Result()
+    return Result(metrics={"elbo": float(terms["elbo"].mean()),
+                           "elbo_terms": {name: float(terms[name].mean()) for name in ("recon", "kl")}})
+
+
+def latent_code(ctx: Context) -> Result:
+    """VAEs: ``latent`` — dimensions, mean and largest KL per dimension, active units — and
+    the chart of KL per dimension. Nothing for a plain autoencoder."""
+    per_image = ctx.test_pass.kl_per_dim
+    if per_image is None:
+        return Result()
+    kl = per_image.double().mean(dim=0)  # (z_dim,)
+    active = active_dims(ctx.test_pass.codes, ctx.settings.active_threshold)
+    chart = figures.kl_per_dim_chart(kl.numpy(), active.numpy(),
+                                     title=f"{ctx.variant}: KL per latent dimension on the test split")
+    return Result(
+        metrics={"latent": {"dims": int(kl.numel()), "kl_per_dim": float(kl.mean()), "kl_per_dim_max": float(kl.max()),
+                            "active_units": int(active.sum())}},
+        figures={"kl_per_dim.png": chart},
+    )
+
+
+def latent_histograms(ctx: Context) -> Result:
+    """Histograms of the test split's codes (the first ``histogram_dims`` dimensions and all
+    pooled) against N(0, 1) (seed 001)."""
+    codes = ctx.test_pass.codes.numpy()
+    dims = list(range(min(ctx.settings.histogram_dims, codes.shape[1])))
+    what = "encoder means" if ctx.model.is_variational else "latent values"
+    figure = figures.latent_histograms(codes, dims, title=f"{ctx.variant}: {what} of the test split vs N(0, 1)")
+    return Result(figures={"latent_histograms.png": figure})

@@ -1,0 +1,39 @@
+"""Whether the model tells faces from non-faces (seed 004): AUROC of its anomaly scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vaelab.eval.context import Context
+from vaelab.eval.inference import batches, model_device
+from vaelab.eval.latent import elbo_terms
+from vaelab.eval.metrics import auroc
+from vaelab.eval.result import Result
+
+
+@torch.no_grad()
+def ood(ctx: Context) -> Result:
+    """``ood``: AUROC of test faces against the out-of-distribution split, scored by
+    reconstruction MSE (and, for VAEs, by the negative ELBO, drawn with ``seed + 1``).
+    A note instead when the data set has no such split."""
+    if not ctx.data.has_split("ood"):
+        return Result(notes={"ood": "no out-of-distribution split in this data set (lfw's non-faces are one); "
+                                    "AUROC not measured"})
+    model, outliers = ctx.model, ctx.data.split("ood")
+    errors, elbos = [], []
+    generator = torch.Generator().manual_seed(ctx.seed + 1)
+    for x in batches(outliers, ctx.batch_size, model_device(model)):
+        outputs = model(x)
+        errors.append((outputs["recon"].float() - x).square().flatten(1).mean(dim=1).cpu().double().numpy())
+        if model.is_variational:
+            elbos.append(elbo_terms(model, x, generator, codes=outputs)["elbo"].cpu().double().numpy())
+    faces = ctx.test_pass  # the inliers
+    result = {
+        "auroc_recon_error": auroc(faces.recon["mse"], np.concatenate(errors)),
+        "inliers": int(len(faces.recon["mse"])),
+        "outliers": int(len(outliers)),
+    }
+    if faces.elbo is not None:
+        result["auroc_neg_elbo"] = auroc(-faces.elbo["elbo"], -np.concatenate(elbos))
+    return Result(metrics={"ood": result})

@@ -1,0 +1,99 @@
+"""The one batched forward pass over the test split that most experiments read.
+
+Everything per image that needs the model on the test images is computed here, batch by
+batch, so that a CelebA-sized split passes through the model once and is never held in
+memory as floats (only its first few reconstructions are kept, for sharpening and figures).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from vaelab.eval.inference import batches, model_device
+from vaelab.eval.latent import PixelSpread, elbo_terms
+from vaelab.eval.metrics import blur_metrics, reconstruction_metrics
+from vaelab.models import Autoencoder
+
+# What the pass measures the blur and spread of: the test images and their reconstructions.
+SOURCES = ("input", "recon")
+
+
+@dataclass(frozen=True)
+class ForwardPass:
+    """What one pass of the model over the ``N`` test images leaves for the experiments."""
+
+    # "mse", "psnr", "ssim" -> (N,) float64 (reconstruction_metrics; psnr is inf for a perfect copy).
+    recon: dict[str, np.ndarray]
+    # "input" / "recon" -> blur metric name (blur_metrics) -> (N,) float64.
+    blur: dict[str, dict[str, np.ndarray]]
+    # "input" / "recon" -> PixelSpread.spread() over the N images.
+    spread: dict[str, float]
+    # (N, latent_dim) float32 on the CPU: the encoder's z, flattened (the mean for VAEs).
+    codes: Tensor
+    # (K, C, H, W) float32 on the model's device: the first K reconstructions.
+    first_recons: Tensor
+    # VAEs only (None for AEs): "elbo", "recon", "kl" -> (N,) float64, one draw of z per image.
+    elbo: dict[str, np.ndarray] | None
+    # VAEs only (None for AEs): (N, z_dim) float32 on the CPU, KL(q(z|x) || N(0, I)) per dimension.
+    kl_per_dim: Tensor | None
+
+
+@torch.no_grad()
+def run_forward_pass(
+    model: Autoencoder, test: np.ndarray, *, batch_size: int, keep: int, seed: int, progress: bool
+) -> ForwardPass:
+    """Run ``model`` (eval mode) over ``test`` ``(N, H, W, C)`` uint8 in batches of ``batch_size``.
+
+    ``keep``: how many reconstructions (the first) to hold on to; ``seed`` seeds the one
+    generator of the VAE's ELBO draws, used batch after batch in order.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    recon: dict[str, list[np.ndarray]] = {}
+    blur: dict[str, dict[str, list[np.ndarray]]] = {source: {} for source in SOURCES}
+    spreads = {source: PixelSpread() for source in SOURCES}
+    codes: list[Tensor] = []
+    kept: list[Tensor] = []
+    kept_count = 0
+    elbo: dict[str, list[np.ndarray]] = {}
+    kl_dims: list[Tensor] = []
+    total = math.ceil(len(test) / batch_size)
+    for x in tqdm(batches(test, batch_size, model_device(model)), total=total, desc="evaluate", unit="batch",
+                  disable=not progress):
+        outputs = model(x)
+        recons = outputs["recon"].float()
+        _append(recon, reconstruction_metrics(x, recons))
+        for source, images in zip(SOURCES, (x, recons), strict=True):
+            _append(blur[source], blur_metrics(images))
+            spreads[source].add(images)
+        codes.append(outputs["z"].flatten(1).float().cpu())
+        if kept_count < keep:
+            kept.append(recons[: keep - kept_count])
+            kept_count += len(kept[-1])
+        if model.is_variational:
+            terms = elbo_terms(model, x, generator, codes=outputs)
+            _append(elbo, {name: terms[name].cpu().double().numpy() for name in ("elbo", "recon", "kl")})
+            kl_dims.append(terms["kl_per_dim"].cpu())
+    return ForwardPass(
+        recon=_concatenate(recon),
+        blur={source: _concatenate(by_name) for source, by_name in blur.items()},
+        spread={source: spread.spread() for source, spread in spreads.items()},
+        codes=torch.cat(codes),
+        first_recons=torch.cat(kept),
+        elbo=_concatenate(elbo) if model.is_variational else None,
+        kl_per_dim=torch.cat(kl_dims) if model.is_variational else None,
+    )
+
+
+def _append(parts: dict[str, list[np.ndarray]], values: dict[str, np.ndarray]) -> None:
+    for name, value in values.items():
+        parts.setdefault(name, []).append(value)
+
+
+def _concatenate(parts: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate(values) for name, values in parts.items()}
