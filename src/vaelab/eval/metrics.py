@@ -3,7 +3,7 @@
 Every image batch is a float tensor of shape (B, C, H, W) with values in [0, 1] and C in {1, 3};
 it may live on any device. Torch-native metrics run on that device; the scikit-image ones move
 images to the CPU one at a time. Per-image results come back as (B,) float64 (a CPU tensor or a
-numpy array, as each function says); the keys of the dicts are the metric names of DESIGN.md.
+numpy array, as each function says); the keys of the dicts are the metric names the README lists.
 """
 
 from __future__ import annotations

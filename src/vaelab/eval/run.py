@@ -1,7 +1,7 @@
 """The ``evaluate@<variant>`` stage: every experiment of :mod:`vaelab.eval.experiments` on
 the test split of one trained variant.
 
-Writes ``metrics/eval/<variant>.json`` (keys in DESIGN.md) and ``reports/<variant>/*.png``.
+Writes ``metrics/eval/<variant>.json`` (its keys are listed in the README) and ``reports/<variant>/*.png``.
 """
 
 from __future__ import annotations
