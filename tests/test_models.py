@@ -364,3 +364,25 @@ def test_configs_are_frozen():
     config = parse_model_config({"arch": "accordion", "folds": 3})
     with pytest.raises(ValidationError):
         config.folds = 4  # type: ignore[misc]
+
+
+def test_variational_false_is_the_vaes_own_trunk_without_the_posterior():
+    vae_cfg = VaeConvConfig(filters=(8, 16), z_dim=6)
+    ae_cfg = VaeConvConfig(filters=(8, 16), z_dim=6, variational=False)
+    vae, ae = build_model(vae_cfg, image_size=12, channels=1), build_model(ae_cfg, image_size=12, channels=1)
+    assert vae.is_variational and not ae.is_variational
+    assert ae.latent_shape == vae.latent_shape == (6,)
+    # One dense head to z instead of mu and logvar: the VAE has exactly one more head.
+    logvar_head = sum(p.numel() for p in vae.encoder.logvar.parameters())
+    assert count_params(vae).trainable - count_params(ae).trainable == logvar_head
+    x = torch.rand(3, 1, 12, 12)
+    outputs = ae(x)
+    assert set(outputs) == {"z", "logits", "recon"} and set(ae.loss(x, outputs)) == {"recon", "loss"}
+
+
+def test_kl_knobs_are_refused_without_a_posterior():
+    with pytest.raises(ValidationError, match="kl_weight would do nothing with variational: false"):
+        VaeConvConfig(variational=False, kl_weight=5.0)
+    # Defaults written out in full (a saved config.json) are not a KL setting.
+    dumped = VaeConvConfig(variational=False).model_dump(mode="json")
+    assert parse_model_config(dumped).variational is False

@@ -87,6 +87,22 @@ class VaeConvConfig(KlFields):
     # transpose: stride-2 transposed convs; resize: nearest-neighbour ×2 then a
     # stride-1 conv, which avoids the checkerboard artefacts seed 003 mentions.
     decoder_upsample: DecoderUpsample = "transpose"
+    # false: the same encoder and decoder as a deterministic AE (one dense head to z, no
+    # KL term), to compare a VAE with an AE of the very same bottleneck.
+    variational: bool = True
+
+    @model_validator(mode="after")
+    def _no_kl_knobs_without_a_posterior(self) -> VaeConvConfig:
+        if not self.variational:
+            defaults = KlFields.model_fields
+            changed = [name for name in ("kl_weight", "kl_warmup_epochs", "free_bits")
+                       if getattr(self, name) != defaults[name].default]
+            if changed:
+                raise ValueError(
+                    f"{', '.join(changed)} would do nothing with variational: false (there is no KL term); "
+                    "remove them or set variational: true"
+                )
+        return self
 
     @field_validator("kernel")
     @classmethod

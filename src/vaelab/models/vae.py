@@ -6,12 +6,13 @@ Keras/Wolfram choice) and leave the output as logits for the sigmoid in ``decode
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 from vaelab.config.models import BatchNormPlacement, DecoderUpsample, VaeConvConfig, VaeMlpConfig, VaeSmallConfig
-from vaelab.models.base import GaussianEncoder, VariationalAutoencoder
+from vaelab.models.base import Autoencoder, GaussianEncoder, VariationalAutoencoder
 from vaelab.models.layers import SameConv2d, resize_conv_to, same_sizes, transposed_conv_to
 from vaelab.models.losses import LossSettings
 from vaelab.models.zoo import loss_settings_from, register
@@ -29,52 +30,86 @@ class ConvVAE(VariationalAutoencoder):
     at 80×80×3 this is seed 001's "VAE Version 1": 305,808 + 203,251 trainable parameters.
     """
 
+    def __init__(self, *, image_size: int, channels: int, trunk: ConvTrunk, loss_settings: LossSettings) -> None:
+        super().__init__(image_size=image_size, channels=channels, z_dim=trunk.z_dim, loss_settings=loss_settings)
+        body, features = trunk.encoder_body(image_size, channels)
+        self.encoder = GaussianEncoder(body, features, trunk.z_dim)
+        self.decoder = trunk.decoder(image_size, channels)
+
+
+class ConvAE(Autoencoder):
+    """The deterministic twin of :class:`ConvVAE` (``variational: false``): the same
+    convs and decoder, one dense head to ``z`` instead of ``mu`` and ``logvar``, and the
+    reconstruction loss alone. ``(B, C, n, n) -> z (B, z_dim) -> (B, C, n, n)``: the AE
+    that a VAE of the same bottleneck is compared with like for like."""
+
+    def __init__(self, *, image_size: int, channels: int, trunk: ConvTrunk, loss_settings: LossSettings) -> None:
+        super().__init__(image_size=image_size, channels=channels, latent_shape=(trunk.z_dim,),
+                         loss_settings=loss_settings)
+        body, features = trunk.encoder_body(image_size, channels)
+        self.encoder = nn.Sequential(body, nn.Linear(features, trunk.z_dim))
+        self.decoder = trunk.decoder(image_size, channels)
+
+    def encode(self, x: Tensor) -> dict[str, Tensor]:
+        return {"z": self.encoder(x)}
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+
+class ConvTrunk:
+    """The layers :class:`ConvVAE` and :class:`ConvAE` share, built from one ``vae_conv`` entry."""
+
     def __init__(
         self,
         *,
-        image_size: int,
-        channels: int,
         filters: Sequence[int],
         z_dim: int,
         kernel: int = 3,
         batch_norm: BatchNormPlacement = "none",
         decoder_upsample: DecoderUpsample = "transpose",
-        loss_settings: LossSettings,
     ) -> None:
-        super().__init__(image_size=image_size, channels=channels, z_dim=z_dim, loss_settings=loss_settings)
-        filters = list(filters)
-        if not filters:
+        self.filters = list(filters)
+        if not self.filters:
             raise ValueError("filters needs at least one entry")
-        # sizes[i] is the map size entering encoder conv i; sizes[-1] is the bottleneck.
-        sizes = same_sizes(image_size, [2] * len(filters))
-        bottleneck = (filters[-1], sizes[-1], sizes[-1])
-        features = filters[-1] * sizes[-1] * sizes[-1]
+        self.z_dim, self.kernel, self.batch_norm, self.decoder_upsample = z_dim, kernel, batch_norm, decoder_upsample
 
+    def _sizes(self, image_size: int) -> list[int]:
+        # sizes[i] is the map size entering encoder conv i; sizes[-1] is the bottleneck.
+        return same_sizes(image_size, [2] * len(self.filters))
+
+    def encoder_body(self, image_size: int, channels: int) -> tuple[nn.Module, int]:
+        """The strided convs and the flatten: ``(B, C, n, n) -> (B, features)``, and ``features``."""
+        size = self._sizes(image_size)[-1]
         body: list[nn.Module] = []
         in_maps = channels
-        for index, maps in enumerate(filters):
-            body += [SameConv2d(in_maps, maps, kernel, stride=2), nn.ReLU()]
-            is_last = index == len(filters) - 1
-            if batch_norm == "all" or (batch_norm == "last" and is_last):
+        for index, maps in enumerate(self.filters):
+            body += [SameConv2d(in_maps, maps, self.kernel, stride=2), nn.ReLU()]
+            is_last = index == len(self.filters) - 1
+            if self.batch_norm == "all" or (self.batch_norm == "last" and is_last):
                 body.append(nn.BatchNorm2d(maps))
             in_maps = maps
         body.append(nn.Flatten())
-        self.encoder = GaussianEncoder(nn.Sequential(*body), features, z_dim)
+        return nn.Sequential(*body), self.filters[-1] * size * size
 
-        decoder: list[nn.Module] = [nn.Linear(z_dim, features), nn.ReLU(), nn.Unflatten(1, bottleneck)]
-        mirrored = filters[::-1]
+    def decoder(self, image_size: int, channels: int) -> nn.Module:
+        """``(B, z_dim) -> (B, C, n, n)`` logits, mirroring the encoder's maps and sizes."""
+        sizes = self._sizes(image_size)
+        bottleneck = (self.filters[-1], sizes[-1], sizes[-1])
+        decoder: list[nn.Module] = [nn.Linear(self.z_dim, math.prod(bottleneck)), nn.ReLU(), nn.Unflatten(1, bottleneck)]
+        mirrored = self.filters[::-1]
         targets = [*mirrored[1:], channels]
         for index, (in_maps, out_maps) in enumerate(zip(mirrored, targets, strict=True)):
             in_size, out_size = sizes[-1 - index], sizes[-2 - index]
-            if decoder_upsample == "transpose":
-                decoder.append(transposed_conv_to(in_maps, out_maps, kernel, 2, in_size=in_size, out_size=out_size))
+            if self.decoder_upsample == "transpose":
+                decoder.append(transposed_conv_to(in_maps, out_maps, self.kernel, 2, in_size=in_size, out_size=out_size))
             else:
-                decoder.append(resize_conv_to(in_maps, out_maps, kernel, in_size=in_size, out_size=out_size))
+                decoder.append(resize_conv_to(in_maps, out_maps, self.kernel, in_size=in_size, out_size=out_size))
             if index < len(targets) - 1:
                 decoder.append(nn.ReLU())
-                if batch_norm == "all":
+                if self.batch_norm == "all":
                     decoder.append(nn.BatchNorm2d(out_maps))
-        self.decoder = nn.Sequential(*decoder)
+        return nn.Sequential(*decoder)
 
 
 class MlpVAE(VariationalAutoencoder):
@@ -180,17 +215,11 @@ VAE_CONV_PRESETS: dict[str, VaeConvConfig] = {
 
 
 @register("vae_conv")
-def build_vae_conv(config: VaeConvConfig, *, image_size: int, channels: int) -> ConvVAE:
-    return ConvVAE(
-        image_size=image_size,
-        channels=channels,
-        filters=config.filters,
-        kernel=config.kernel,
-        z_dim=config.z_dim,
-        batch_norm=config.batch_norm,
-        decoder_upsample=config.decoder_upsample,
-        loss_settings=loss_settings_from(config),
-    )
+def build_vae_conv(config: VaeConvConfig, *, image_size: int, channels: int) -> ConvVAE | ConvAE:
+    trunk = ConvTrunk(filters=config.filters, z_dim=config.z_dim, kernel=config.kernel,
+                      batch_norm=config.batch_norm, decoder_upsample=config.decoder_upsample)
+    model = ConvVAE if config.variational else ConvAE
+    return model(image_size=image_size, channels=channels, trunk=trunk, loss_settings=loss_settings_from(config))
 
 
 @register("vae_mlp")
