@@ -48,7 +48,7 @@ def test_torchrun_two_gloo_processes(tmp_path, tiny_params_dict, make_params):
     assert metrics["steps"] == 2 * 3 and metrics["epochs"] == 2
     history = pd.read_csv(tmp_path / "metrics" / "history" / "tiny.csv")
     assert history["train_loss"].notna().all() and (history["train_loss"] > 0).all()
-    assert (tmp_path / "models" / "tiny" / "model.pt").is_file()
+    assert (tmp_path / "models" / "tiny" / "seed0" / "model.pt").is_file()
     # Exactly one MLflow run: rank 1 wrote nothing.
     from mlflow.tracking import MlflowClient
 

@@ -60,7 +60,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(tmp_path, 
 
     # 80 faces / 16 = 5 steps per epoch; checkpoints every 3 steps land mid-epoch.
     victim = _train(tmp_path / "killed", killed_env)
-    checkpoint = tmp_path / "killed" / "checkpoints" / "vae.pt"
+    checkpoint = tmp_path / "killed" / "checkpoints" / "vae" / "seed0.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and time.monotonic() < deadline and victim.poll() is None:
         time.sleep(0.01)
@@ -75,8 +75,8 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(tmp_path, 
     assert rerun.returncode == 0, err
     assert "resuming from" in err
 
-    expected = torch.load(tmp_path / "reference" / "models" / "vae" / "model.pt", weights_only=True)
-    got = torch.load(tmp_path / "killed" / "models" / "vae" / "model.pt", weights_only=True)
+    expected = torch.load(tmp_path / "reference" / "models" / "vae" / "seed0" / "model.pt", weights_only=True)
+    got = torch.load(tmp_path / "killed" / "models" / "vae" / "seed0" / "model.pt", weights_only=True)
     assert expected.keys() == got.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)

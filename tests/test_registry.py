@@ -53,7 +53,7 @@ def test_register_tags_each_version_and_writes_registry_json(workspace):
 
     client = workspace.client()
     version = client.get_model_version_by_alias("vaelab-vae", "champion")
-    md5 = hashlib.md5((workspace.models / "vae" / "model.pt").read_bytes()).hexdigest()
+    md5 = hashlib.md5((workspace.models / "vae" / "seed0" / "model.pt").read_bytes()).hexdigest()
     assert version.tags["model_md5"] == md5 == vae["model_md5"]
     assert version.tags["git_commit"] == git_commit() and version.tags["dataset"] == "lfw"
     assert float(version.tags["metric.recon.mse"]) == 0.05
@@ -151,8 +151,8 @@ def test_missing_inputs_fail_before_anything_is_written(workspace, missing):
         save_variant(workspace.models, variant)
         write_eval(workspace.metrics, variant, 0.05)
     if missing == "model folder":
-        (workspace.models / "ae_pool" / "model.pt").unlink()
-        expected = "models/ae_pool/model.pt: not found"
+        (workspace.models / "ae_pool" / "seed0" / "model.pt").unlink()
+        expected = "models/ae_pool: no trained model; run `dvc repro train@ae_pool` first"
     elif missing == "eval file":
         (workspace.metrics / "eval" / "ae_pool.json").unlink()
         expected = "metrics/eval/ae_pool.json: not found"

@@ -102,3 +102,19 @@ def test_a_checkpoint_of_another_config_is_ignored(tmp_path):
         checkpoint_path=tmp_path / "ckpt.pt", config_hash=config_hash({"x": 2}), progress=False,
     )
     assert result.resumed_from is None and result.steps == 4
+
+
+def test_flips_depend_on_seed_and_epoch_only_and_leave_the_order_alone():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 3, 5, 1), dtype=np.uint8)
+    plain = Batches(images, batch_size=8, device=torch.device("cpu"), seed=1)
+    flipped = Batches(images, batch_size=8, device=torch.device("cpu"), seed=1, hflip=True)
+    assert torch.equal(plain.order(2), flipped.order(2))
+    mask = flipped.flips(2)
+    assert 10 <= int(mask.sum()) <= 30 and not torch.equal(mask, flipped.flips(3))
+    served = torch.cat(list(flipped.epoch(2)))
+    originals = torch.cat(list(plain.epoch(2)))
+    torch.testing.assert_close(served[mask], originals[mask].flip(3), rtol=0, atol=0)  # (B, C, H, W): width
+    torch.testing.assert_close(served[~mask], originals[~mask], rtol=0, atol=0)
+    # A resumed epoch serves the same flips from its start batch on.
+    torch.testing.assert_close(torch.cat(list(flipped.epoch(2, start_batch=2))), served[16:], rtol=0, atol=0)

@@ -39,14 +39,14 @@ def test_train_writes_model_metrics_history_and_an_mlflow_run(tmp_path, make_par
     history = pd.read_csv(tmp_path / "metrics" / "history" / "tiny_vae.csv")
     assert list(history["epoch"]) == [1, 2] and "val_loss" in history.columns
 
-    model, config = load_trained(tmp_path / "models" / "tiny_vae")
+    model, config = load_trained(tmp_path / "models" / "tiny_vae" / "seed0")
     assert config.image_size == 16 and config.channels == 1 and config.variant == "tiny_vae"
     with torch.no_grad():
         assert model(torch.rand(2, 1, 16, 16))["recon"].shape == (2, 1, 16, 16)
 
     from mlflow.tracking import MlflowClient
 
-    run_id = load_run(tmp_path / "models" / "tiny_vae").run_id
+    run_id = load_run(tmp_path / "models" / "tiny_vae" / "seed0").run_id
     run = MlflowClient().get_run(run_id)
     assert run.data.params["model.z_dim"] == "4" and run.data.params["train.epochs"] == "2"
     assert run.data.tags["variant"] == "tiny_vae" and len(run.data.tags["data_md5"]) == 32
@@ -68,3 +68,32 @@ def test_checkpoints_are_keyed_by_the_code_too(monkeypatch, tmp_path):
     original = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: b"edited" if self == source else original(self))
     assert run.code_fingerprint() != before
+
+
+def test_every_seed_is_a_replicate_and_the_history_is_their_mean(tmp_path, make_params, prepared, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from vaelab.models.saved import replicates
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    params = make_params({"seed": 4, "train": {"epochs": 2, "batch_size": 32, "seeds": 2, "hflip": True},
+                          "models": {"v": {"arch": "vae_conv", "filters": [8], "z_dim": 3}}})
+    metrics = run_train(params, "v", prepared=prepared, models_root=tmp_path / "models",
+                        metrics_root=tmp_path / "metrics", progress=False)
+    found = replicates(tmp_path / "models" / "v")
+    assert [seed for seed, _folder in found] == [4, 5] and metrics["seeds"] == 2
+    first, second = (load_trained(folder) for _seed, folder in found)
+    assert first[1].seed == 4 and second[1].seed == 5
+    assert not torch.equal(first[0].state_dict()["decoder.0.weight"], second[0].state_dict()["decoder.0.weight"])
+    assert (tmp_path / "checkpoints" / "v" / "seed4.pt").is_file() and (tmp_path / "checkpoints" / "v" / "seed5.pt").is_file()
+
+    runs = {run.data.tags["seed"]: run for run in MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("vaelab").experiment_id])}
+    assert set(runs) == {"4", "5"}
+    history = pd.read_csv(tmp_path / "metrics" / "history" / "v.csv")
+    per_seed = [MlflowClient().get_metric_history(runs[s].info.run_id, "val_loss") for s in ("4", "5")]
+    expected = [(a.value + b.value) / 2 for a, b in zip(*per_seed, strict=True)]
+    assert history["val_loss"].tolist() == pytest.approx(expected)
+    assert list(history["epoch"]) == [1, 2] and history["step"].dtype.kind == "i"
+    assert metrics["val"]["loss"] == pytest.approx(expected[-1])

@@ -1,7 +1,7 @@
 """Tiny trained-looking variants for registry, serving and CLI tests.
 
-``save_variant`` writes ``models/<variant>/`` through the same ``save_trained`` as
-``train`` (state dict, config.json, mlflow.json) from an untrained model, so no test has to train;
+``save_variant`` writes ``models/<variant>/`` through the same ``save_replicates`` as
+``train`` (one ``seed<k>/`` with state dict, config.json, mlflow.json) from an untrained model, so no test has to train;
 ``write_eval`` writes ``metrics/eval/<variant>.json`` in the evaluate stage's nested form.
 """
 
@@ -26,7 +26,7 @@ import torch
 
 from vaelab.config import params_from_dict
 from vaelab.models import build_model
-from vaelab.models.saved import RunInfo, SavedConfig, save_trained
+from vaelab.models.saved import RunInfo, SavedConfig, Trained, save_replicates
 
 IMAGE_SIZE = 16
 CHANNELS = 1
@@ -58,7 +58,8 @@ def tiny_params(variants: tuple[str, ...] = ("vae",), registry: dict[str, Any] |
 
 
 def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: int = CHANNELS) -> Path:
-    """Write ``models_root/<variant>/`` with weights from ``seed`` (a new seed = a new md5)."""
+    """Write ``models_root/<variant>/`` with one replicate, ``seed<seed>/``, whose weights
+    come from ``seed`` (a new seed = a new md5); returns the variant folder."""
     torch.manual_seed(seed)
     params = params_from_dict({"data": {**TINY_DATA, "channels": channels}, "models": {variant: TINY_MODELS[variant]}})
     model_cfg = params.models[variant]
@@ -75,7 +76,7 @@ def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: in
         data=params.data,
     )
     run = RunInfo(run_id="0" * 32, tracking_uri="sqlite:///elsewhere.db", experiment="vaelab")
-    save_trained(folder, model, config, run)
+    save_replicates(folder, [Trained(model, config, run)])
     return folder
 
 

@@ -43,6 +43,10 @@ class Params(Section):
             )
         return models
 
+    def replicate_seeds(self) -> list[int]:
+        """The training seeds of every variant's replicates: ``seed``, ``seed + 1``, …"""
+        return [self.seed + k for k in range(self.train.seeds)]
+
     @model_validator(mode="after")
     def _references_name_variants(self) -> Params:
         # Every params entry that names another one is checked here, when params load, so

@@ -10,6 +10,9 @@ from vaelab.config.base import Section
 
 
 class TrainConfig(Section):
+    # Replicate trainings of every variant, with seeds seed, seed + 1, ...: the findings'
+    # intervals come from their spread. 1 is fine for a big CelebA run.
+    seeds: int = Field(1, ge=1, le=100)
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0)
     lr: float = Field(1e-3, gt=0.0)
@@ -21,3 +24,5 @@ class TrainConfig(Section):
     # Save a resumable checkpoint every N optimizer steps (and at each epoch end).
     checkpoint_every: int = Field(200, gt=0)
     checkpoint_dir: str = "checkpoints"
+    # Flip a random half of every training batch left-right (faces; not for digits).
+    hflip: bool = False

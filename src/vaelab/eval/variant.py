@@ -1,22 +1,39 @@
-"""A trained variant of ``params.models`` on the device ``evaluate.device`` names."""
+"""A trained variant of ``params.models``, each replicate on the device ``evaluate.device`` names."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from vaelab.config import Params
 from vaelab.errors import UserError
 from vaelab.models import Autoencoder
-from vaelab.models.saved import SavedConfig, load_trained, require_saved
+from vaelab.models.saved import SavedConfig, load_trained, require_replicates
 from vaelab.runtime import select_runtime
 
 
-def load_variant(params: Params, variant: str, models_root: Path) -> tuple[Autoencoder, SavedConfig]:
-    """``models_root/<variant>/`` rebuilt, in eval mode on the evaluation device."""
+@dataclass(frozen=True)
+class Replicate:
+    """One trained seed of a variant, ready to evaluate."""
+
+    seed: int
+    model: Autoencoder  # in eval mode, on the evaluation device
+    config: SavedConfig
+
+
+def load_replicates(params: Params, variant: str, models_root: Path) -> list[Replicate]:
+    """Every replicate of ``models_root/<variant>/``, by seed (the first is ``params.seed``'s)."""
     if variant not in params.models:
         raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
-    folder = models_root / variant
-    require_saved(folder, variant)
-    model, config = load_trained(folder)
     device = select_runtime(params.evaluate.device, key="evaluate").device
-    return model.to(device).eval(), config
+    loaded = []
+    for seed, folder in require_replicates(models_root / variant, variant):
+        model, config = load_trained(folder)
+        loaded.append(Replicate(seed, model.to(device).eval(), config))
+    return loaded
+
+
+def load_variant(params: Params, variant: str, models_root: Path) -> tuple[Autoencoder, SavedConfig]:
+    """The variant's first replicate (the one trained with ``params.seed``), in eval mode."""
+    first = load_replicates(params, variant, models_root)[0]
+    return first.model, first.config

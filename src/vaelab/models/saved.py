@@ -1,14 +1,16 @@
 """A trained variant's folder, ``models/<variant>/``: the one module that knows its files.
 
-The folder holds:
+``models/<variant>/`` holds one replicate per training seed, ``seed<k>/`` (``train.seeds``
+of them, seeds ``seed``, ``seed + 1``, …), and each replicate folder holds:
 
 - ``model.pt``: the state dict, tensors only (loaded ``weights_only=True``: no pickled code);
 - ``config.json``: :class:`SavedConfig`, everything needed to rebuild the model and to
   prepare new images the way its training images were prepared;
 - ``mlflow.json``: :class:`RunInfo`, the MLflow run that trained it (optional).
 
-:func:`save_trained` writes all of it at once (a killed writer leaves the old folder);
-:func:`load_trained` rebuilds the model. Everything else (evaluate, the registry, the
+:func:`save_replicates` writes a variant's folder at once (a killed writer leaves the old
+one), :func:`save_trained` one model's folder; :func:`load_trained` rebuilds a model and
+:func:`resolve` finds the model a variant folder stands for (its first seed). Everything else (evaluate, the registry, the
 pyfunc, the CLI, the tests) goes through these functions; Pythae's ``save`` /
 ``load_from_folder`` and diffusers' ``save_pretrained`` / ``from_pretrained`` are the pattern.
 """
@@ -16,6 +18,7 @@ pyfunc, the CLI, the tests) goes through these functions; Pythae's ``save`` /
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,16 +76,47 @@ class RunInfo(Section):
     experiment: str
 
 
+REPLICATE_PREFIX = "seed"
+
+
+def replicate_folder(variant_folder: Path, seed: int) -> Path:
+    """``models/<variant>/seed<seed>/``: the model trained with ``seed``."""
+    return variant_folder / f"{REPLICATE_PREFIX}{seed}"
+
+
+def replicates(variant_folder: Path) -> list[tuple[int, Path]]:
+    """The ``(seed, folder)`` of every saved replicate in ``variant_folder``, by seed."""
+    found = []
+    if variant_folder.is_dir():
+        for child in variant_folder.iterdir():
+            number = child.name.removeprefix(REPLICATE_PREFIX)
+            if child.name.startswith(REPLICATE_PREFIX) and number.isdigit() and is_saved(child):
+                found.append((int(number), child))
+    return sorted(found)
+
+
+def resolve(folder: Path) -> Path:
+    """The model folder ``folder`` stands for: itself when it holds a model, else its
+    first-seed replicate. A UserError when it holds neither."""
+    if is_saved(folder):
+        return folder
+    found = replicates(folder)
+    if not found:
+        raise UserError(f"{folder}: holds no trained vaelab model (no {WEIGHTS_FILE} + {CONFIG_FILE}, no seed<k>/)")
+    return found[0][1]
+
+
 def is_saved(folder: Path) -> bool:
     """Whether ``folder`` holds a trained variant (weights and config)."""
     return (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file()
 
 
-def require_saved(folder: Path, variant: str) -> None:
-    """A UserError saying how to make ``folder`` unless it holds a trained variant."""
-    for needed in (WEIGHTS_FILE, CONFIG_FILE):
-        if not (folder / needed).is_file():
-            raise UserError(f"{folder / needed}: not found; run `dvc repro train@{variant}` first")
+def require_replicates(variant_folder: Path, variant: str) -> list[tuple[int, Path]]:
+    """The replicates of a variant, or a UserError saying how to make them."""
+    found = replicates(variant_folder)
+    if not found:
+        raise UserError(f"{variant_folder}: no trained model; run `dvc repro train@{variant}` first")
+    return found
 
 
 def weights_file(folder: Path) -> Path:
@@ -100,13 +134,35 @@ def weights_md5(folder: Path) -> str:
     return md5sum(weights_file(folder))
 
 
+@dataclass(frozen=True)
+class Trained:
+    """One trained model as it is saved: weights, config and (optionally) its MLflow run."""
+
+    model: torch.nn.Module
+    config: SavedConfig
+    run: RunInfo | None = None
+
+
 def save_trained(folder: Path, model: torch.nn.Module, config: SavedConfig, run: RunInfo | None = None) -> None:
-    """Write ``folder`` (weights on the CPU, config.json, mlflow.json) in one rename."""
+    """Write one model's ``folder`` (weights on the CPU, config.json, mlflow.json) in one rename."""
     with atomic_directory(folder) as staging:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, staging / WEIGHTS_FILE)
-        _write_json(staging / CONFIG_FILE, config.model_dump(mode="json"))
-        if run is not None:
-            _write_json(staging / RUN_FILE, run.model_dump(mode="json"))
+        _write_model(staging, Trained(model, config, run))
+
+
+def save_replicates(variant_folder: Path, trained: list[Trained]) -> None:
+    """Write ``models/<variant>/`` with one ``seed<k>/`` per model, replacing the old folder in one rename."""
+    with atomic_directory(variant_folder) as staging:
+        for item in trained:
+            folder = replicate_folder(staging, item.config.seed)
+            folder.mkdir()
+            _write_model(folder, item)
+
+
+def _write_model(folder: Path, item: Trained) -> None:
+    torch.save({k: v.detach().cpu() for k, v in item.model.state_dict().items()}, folder / WEIGHTS_FILE)
+    _write_json(folder / CONFIG_FILE, item.config.model_dump(mode="json"))
+    if item.run is not None:
+        _write_json(folder / RUN_FILE, item.run.model_dump(mode="json"))
 
 
 def load_config(config_path: Path) -> SavedConfig:
@@ -114,7 +170,7 @@ def load_config(config_path: Path) -> SavedConfig:
     try:
         return SavedConfig.model_validate(json.loads(config_path.read_text()))
     except (json.JSONDecodeError, ValidationError) as err:
-        raise UserError(f"{config_path}: not a usable vaelab model config ({err}); retrain the model") from None
+        raise UserError(f"{config_path}: not a usable vaelab model config ({_problems(err)}); retrain the model") from None
 
 
 def load_files(weights_path: Path, config_path: Path) -> tuple[Autoencoder, SavedConfig]:
@@ -138,7 +194,14 @@ def load_run(folder: Path) -> RunInfo | None:
     try:
         return RunInfo.model_validate(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValidationError) as err:
-        raise UserError(f"{path}: not a usable MLflow run record ({err}); retrain the model") from None
+        raise UserError(f"{path}: not a usable MLflow run record ({_problems(err)}); retrain the model") from None
+
+
+def _problems(err: json.JSONDecodeError | ValidationError) -> str:
+    """What is wrong, on one line."""
+    if isinstance(err, json.JSONDecodeError):
+        return f"not JSON: {err}"
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -39,11 +39,11 @@ def _is_uri(ref: str) -> bool:
 
 def open_model(ref: str) -> VaelabPyfunc:
     """Load a vaelab model from an MLflow URI or a folder; UserError naming ``ref`` if it can't."""
-    from vaelab.models.saved import is_saved
+    from vaelab.models.saved import is_saved, replicates
 
     if not _is_uri(ref):
         folder = Path(ref)
-        if is_saved(folder):
+        if is_saved(folder) or replicates(folder):
             from vaelab.registry.pyfunc import VaelabPyfunc
 
             log.info("loading %s", folder)

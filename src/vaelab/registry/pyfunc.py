@@ -30,7 +30,7 @@ from mlflow.types.schema import ParamSchema, ParamSpec
 
 from vaelab.eval.inference import decode_all, to_numpy
 from vaelab.models.base import Autoencoder
-from vaelab.models.saved import SavedConfig, config_file, load_files, weights_file
+from vaelab.models.saved import SavedConfig, config_file, load_files, resolve, weights_file
 from vaelab.runtime import select_runtime
 
 WEIGHTS_ARTIFACT = "weights"
@@ -96,7 +96,9 @@ class VaelabPyfunc(PythonModel):
 
     @classmethod
     def from_folder(cls, folder: Path) -> VaelabPyfunc:
-        """The same pyfunc straight from a ``models/<variant>/`` folder, without MLflow."""
+        """The same pyfunc straight from a ``models/<variant>/`` folder (its first seed) or
+        one replicate's ``seed<k>/`` folder, without MLflow."""
+        folder = resolve(folder)
         pyfunc = cls()
         pyfunc.load_files(weights_file(folder), config_file(folder))
         return pyfunc

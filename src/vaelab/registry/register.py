@@ -25,7 +25,7 @@ from vaelab.config import Params
 from vaelab.config.registry import RegistryConfig
 from vaelab.errors import UserError
 from vaelab.io.atomic import write_json
-from vaelab.models.saved import SavedConfig, config_file, load_config, load_run, require_saved, weights_file, weights_md5
+from vaelab.models.saved import SavedConfig, config_file, load_config, load_run, require_replicates, weights_file, weights_md5
 from vaelab.registry.connect import connect, display_uri
 from vaelab.tracking import EXPERIMENT, flatten, git_commit, tracking_uri
 
@@ -89,9 +89,9 @@ def _read_json(path: Path, stage: str) -> Any:
 
 def read_variant(variant: str, cfg: RegistryConfig, models_root: Path, metrics_root: Path) -> VariantInputs:
     """Check and read ``models/<variant>/`` and ``metrics/eval/<variant>.json``; UserError if unusable."""
-    folder = models_root / variant
     try:
-        require_saved(folder, variant)
+        # The replicate trained with params.seed stands for the variant in the registry.
+        folder = require_replicates(models_root / variant, variant)[0][1]
     except UserError as err:
         raise UserError(f"{err} (register needs every variant in params.yaml models: trained)") from None
     eval_path = metrics_root / "eval" / f"{variant}.json"

@@ -23,6 +23,8 @@ class Batches:
 
     With ``world_size`` > 1 each rank takes every ``world_size``-th item of the same
     permutation (and the last incomplete stride is dropped) so that ranks step together.
+    With ``hflip`` a random half of the images is mirrored left-right; which ones depends
+    only on (seed, epoch), like the order, so a resumed epoch flips the same images.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class Batches:
         device: torch.device,
         seed: int,
         shuffle: bool = True,
+        hflip: bool = False,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
@@ -42,6 +45,7 @@ class Batches:
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
+        self.hflip = hflip
         self.rank = rank
         self.world_size = world_size
         host = torch.from_numpy(np.ascontiguousarray(images))
@@ -62,23 +66,39 @@ class Batches:
         return -(-self.items_per_rank // self.batch_size)
 
     def order(self, epoch: int) -> torch.Tensor:
+        """This rank's item indices for ``epoch``, in the order they are served."""
+        return self._for_rank(self._permutation(epoch))
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
         if not self.shuffle:
-            order = torch.arange(self.count)
-        else:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = torch.randperm(self.count, generator=generator)
+            return torch.arange(self.count)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.count, generator=generator)
+
+    def _for_rank(self, items: torch.Tensor) -> torch.Tensor:
         usable = self.items_per_rank * self.world_size
-        return order[:usable][self.rank :: self.world_size]
+        return items[:usable][self.rank :: self.world_size]
+
+    def flips(self, epoch: int) -> torch.Tensor:
+        """Which served images of ``epoch`` are mirrored: a bool per entry of :meth:`order`."""
+        # Its own generator (not the shuffle's), so turning hflip on leaves the order as it was.
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 7_919)
+        return self._for_rank(torch.rand(self.count, generator=generator) < 0.5)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
         """The batches of ``epoch``, from ``start_batch`` on (for resuming mid-epoch)."""
         order = self.order(epoch)
+        flips = self.flips(epoch) if self.hflip else None
         if self.on_device:
             order = order.to(self.device)
         for first in range(start_batch * self.batch_size, len(order), self.batch_size):
             picked = self.store[order[first : first + self.batch_size]]
             if not self.on_device:
                 picked = picked.to(self.device, non_blocking=True)
+            if flips is not None:
+                mirror = flips[first : first + self.batch_size].to(picked.device)
+                # (B, H, W, C): axis 2 is the image's width.
+                picked = torch.where(mirror[:, None, None, None], picked.flip(2), picked)
             yield picked.permute(0, 3, 1, 2).float().div_(255.0)
 
 

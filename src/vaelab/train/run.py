@@ -1,13 +1,14 @@
-"""The ``train@<variant>`` stage: train one variant and write its model, metrics and history.
+"""The ``train@<variant>`` stage: train one variant's replicates (one per seed of
+``train.seeds``) and write its models, metrics and history.
 
-Three steps: :func:`build` (data, model, runtime, the checkpoint's key), :func:`fit` (the
-loop inside an MLflow run) and :func:`write` (the model folder, metrics and history).
+Per replicate, :func:`build` (model, runtime, the checkpoint's key) and :func:`fit` (the
+loop inside an MLflow run of its own); then :func:`write` (``models/<variant>/seed<k>/``,
+the metrics and history averaged over the replicates).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from vaelab.config import Params
@@ -23,7 +25,7 @@ from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_file, write_json
 from vaelab.io.hashing import md5_of_files
 from vaelab.models import build_model, count_params
-from vaelab.models.saved import RunInfo, SavedConfig, save_trained
+from vaelab.models.saved import REPLICATE_PREFIX, RunInfo, SavedConfig, Trained, save_replicates
 from vaelab.runtime import Runtime, select_runtime
 from vaelab.tracking import EXPERIMENT, git_commit, mlflow_run, tracking_uri
 from vaelab.train.batches import Batches
@@ -56,18 +58,34 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class Splits:
+    """The prepared training and validation images, loaded once for every replicate."""
+
+    train: np.ndarray  # (N, H, W, C) uint8
+    val: np.ndarray
+    md5: str  # of the prepared arrays and index
+
+
 @dataclass
 class Setup:
-    """What :func:`build` makes for one variant."""
+    """What :func:`build` makes for one replicate of a variant."""
 
     variant: str
+    seed: int
     model: torch.nn.Module  # the bare model
     stepped: torch.nn.Module  # what the loop calls: the model, or its DDP / compiled wrapper
     runtime: Runtime
-    train_images: np.ndarray  # (N, H, W, C) uint8
-    val_images: np.ndarray
-    data_md5: str
     checkpoint_key: str  # hash of model, training, seed, data and code: resume only on a match
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """One trained replicate: its setup, the loop's result and its MLflow run."""
+
+    setup: Setup
+    result: TrainResult
+    run_id: str | None
 
 
 def run_train(
@@ -83,26 +101,31 @@ def run_train(
         raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
     dist_info = init_distributed()
     try:
-        setup = build(params, variant, dist_info, prepared)
-        result, run_id = fit(params, setup, dist_info, progress)
+        splits = load_splits(prepared)
+        fitted = []
+        for seed in params.replicate_seeds():
+            setup = build(params, variant, seed, dist_info, splits)
+            fitted.append(fit(params, setup, splits, dist_info, progress))
         if not dist_info.is_writer:
             return {}
-        return write(params, setup, result, run_id, models_root, metrics_root)
+        return write(params, splits, fitted, models_root, metrics_root)
     finally:
         shutdown_distributed()
 
 
-def build(params: Params, variant: str, dist_info: DistInfo, prepared: Path) -> Setup:
-    """Load the splits, build the model on its device (wrapped for DDP / compile) and key its checkpoint."""
-    model_cfg, train_cfg = params.models[variant], params.train
-    runtime = select_runtime(train_cfg.device, train_cfg.precision, key="train", local_rank=dist_info.local_rank)
+def load_splits(prepared: Path) -> Splits:
     train_images = load_split(prepared, "train")
-    val_images = load_split(prepared, "val")
     if train_images.shape[1] != train_images.shape[2]:
         raise UserError(f"{prepared}: images are {train_images.shape[1:3]}, not square; rerun prepare")
+    return Splits(train_images, load_split(prepared, "val"), data_fingerprint(prepared))
 
-    torch.manual_seed(params.seed)
-    model = build_model(model_cfg, image_size=train_images.shape[1], channels=train_images.shape[3])
+
+def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: Splits) -> Setup:
+    """The replicate's model on its device (wrapped for DDP / compile) and its checkpoint's key."""
+    model_cfg, train_cfg = params.models[variant], params.train
+    runtime = select_runtime(train_cfg.device, train_cfg.precision, key="train", local_rank=dist_info.local_rank)
+    torch.manual_seed(seed)
+    model = build_model(model_cfg, image_size=splits.train.shape[1], channels=splits.train.shape[3])
     model = model.to(runtime.device)
     stepped: torch.nn.Module = model
     if dist_info.world_size > 1:
@@ -111,26 +134,28 @@ def build(params: Params, variant: str, dist_info: DistInfo, prepared: Path) -> 
     if train_cfg.compile:
         stepped = torch.compile(stepped)
 
-    data_md5 = data_fingerprint(prepared)
     key = config_hash({
         "model": model_cfg.model_dump(mode="json"),
-        "train": train_cfg.model_dump(mode="json"),
-        "seed": params.seed,
-        "data": data_md5,
+        # The number of replicates is not part of one replicate's training.
+        "train": train_cfg.model_dump(mode="json", exclude={"seeds"}),
+        "seed": seed,
+        "data": splits.md5,
         "code": code_fingerprint(),
     })
-    return Setup(variant, model, stepped, runtime, train_images, val_images, data_md5, key)
+    return Setup(variant, seed, model, stepped, runtime, key)
 
 
-def fit(params: Params, setup: Setup, dist_info: DistInfo, progress: bool) -> tuple[TrainResult, str | None]:
-    """Run the loop inside an MLflow run (rank 0 only); returns the result and the run id."""
+def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progress: bool) -> Fitted:
+    """Run the loop inside the replicate's MLflow run (rank 0 only)."""
     model_cfg, train_cfg, variant = params.models[setup.variant], params.train, setup.variant
-    batches = dict(batch_size=train_cfg.batch_size, device=setup.runtime.device, seed=params.seed,
+    batches = dict(batch_size=train_cfg.batch_size, device=setup.runtime.device, seed=setup.seed,
                    rank=dist_info.rank, world_size=dist_info.world_size)
-    tags = {"variant": variant, "git_commit": git_commit(), "data_md5": setup.data_md5, "arch": model_cfg.arch}
-    run_params = {"variant": variant, "seed": params.seed, "model": model_cfg.model_dump(mode="json"),
+    tags = {"variant": variant, "seed": str(setup.seed), "git_commit": git_commit(), "data_md5": splits.md5,
+            "arch": model_cfg.arch}
+    run_params = {"variant": variant, "seed": setup.seed, "model": model_cfg.model_dump(mode="json"),
                   "train": train_cfg.model_dump(mode="json"), "data": params.data.model_dump(mode="json")}
-    tracking = mlflow_run(variant, run_params, tags) if dist_info.is_writer else contextlib.nullcontext()
+    run_name = f"{variant}/{REPLICATE_PREFIX}{setup.seed}"
+    tracking = mlflow_run(run_name, run_params, tags) if dist_info.is_writer else contextlib.nullcontext()
 
     with tracking as run:
 
@@ -142,56 +167,62 @@ def fit(params: Params, setup: Setup, dist_info: DistInfo, progress: bool) -> tu
 
         result = train_model(
             setup.stepped,
-            Batches(setup.train_images, **batches),
-            Batches(setup.val_images, shuffle=False, **batches),
+            Batches(splits.train, hflip=train_cfg.hflip, **batches),
+            Batches(splits.val, shuffle=False, **batches),
             train_cfg,
             setup.runtime,
-            checkpoint_path=Path(train_cfg.checkpoint_dir) / f"{variant}.pt",
+            checkpoint_path=Path(train_cfg.checkpoint_dir) / variant / f"{REPLICATE_PREFIX}{setup.seed}.pt",
             config_hash=setup.checkpoint_key,
             is_writer=dist_info.is_writer,
             progress=progress and dist_info.is_writer,
             on_epoch=log_epoch,
         )
-    return result, (run.info.run_id if run is not None else None)
+    return Fitted(setup, result, run.info.run_id if run is not None else None)
 
 
-def write(
-    params: Params, setup: Setup, result: TrainResult, run_id: str | None, models_root: Path, metrics_root: Path
-) -> dict[str, Any]:
-    """``models/<variant>/``, ``metrics/train/<variant>.json`` and ``metrics/history/<variant>.csv``."""
-    variant = setup.variant
-    trainable = count_params(setup.model).trainable
-    config = SavedConfig(
-        variant=variant,
-        model=params.models[variant],
-        image_size=setup.train_images.shape[1],
-        channels=setup.train_images.shape[3],
-        seed=params.seed,
-        train=params.train,
-        trainable_params=trainable,
-        data=params.data,
-    )
-    run = RunInfo(run_id=run_id, tracking_uri=tracking_uri(), experiment=EXPERIMENT) if run_id else None
-    save_trained(models_root / variant, setup.model, config, run)
+def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Path, metrics_root: Path) -> dict[str, Any]:
+    """``models/<variant>/seed<k>/``, and ``metrics/train/<variant>.json`` and
+    ``metrics/history/<variant>.csv`` averaged over the replicates."""
+    variant = fitted[0].setup.variant
+    trainable = count_params(fitted[0].setup.model).trainable
+    trained = []
+    for item in fitted:
+        config = SavedConfig(
+            variant=variant,
+            model=params.models[variant],
+            image_size=splits.train.shape[1],
+            channels=splits.train.shape[3],
+            seed=item.setup.seed,
+            train=params.train,
+            trainable_params=trainable,
+            data=params.data,
+        )
+        run = RunInfo(run_id=item.run_id, tracking_uri=tracking_uri(), experiment=EXPERIMENT) if item.run_id else None
+        trained.append(Trained(item.setup.model, config, run))
+    save_replicates(models_root / variant, trained)
 
-    final = result.history[-1]
-    seconds = sum(row["seconds"] for row in result.history)
-    images = sum(row["images_per_second"] * row["seconds"] for row in result.history)
+    # Every replicate has one row per epoch; the history is their mean, epoch by epoch.
+    history = pd.DataFrame([row for item in fitted for row in item.result.history]).groupby("epoch", sort=True).mean()
+    history = history.reset_index()[list(fitted[0].result.history[0])]
+    history["step"] = history["step"].round().astype(int)  # the same for every replicate
+    final = history.iloc[-1]
+    seconds = sum(row["seconds"] for item in fitted for row in item.result.history)
+    images = sum(row["images_per_second"] * row["seconds"] for item in fitted for row in item.result.history)
+    runtime = fitted[0].setup.runtime
     metrics = {
-        "train": {k.removeprefix("train_"): v for k, v in final.items() if k.startswith("train_")},
-        "val": {k.removeprefix("val_"): v for k, v in final.items() if k.startswith("val_")},
-        "epochs": len(result.history),
-        "steps": result.steps,
-        # From the history, so that a resumed run reports the whole training, not its tail.
+        "train": {k.removeprefix("train_"): float(v) for k, v in final.items() if k.startswith("train_")},
+        "val": {k.removeprefix("val_"): float(v) for k, v in final.items() if k.startswith("val_")},
+        "seeds": len(fitted),
+        "epochs": len(history),
+        "steps": fitted[0].result.steps,
+        # From the histories, so that a resumed run reports the whole training, not its tail.
         "images_per_second": round(images / seconds, 1) if seconds > 0 else None,
         "seconds": round(seconds, 3),
-        "device": str(setup.runtime.device),
-        "precision": setup.runtime.precision,
+        "device": str(runtime.device),
+        "precision": runtime.precision,
         "trainable_params": trainable,
     }
     write_json(metrics_root / "train" / f"{variant}.json", metrics)
     with atomic_file(metrics_root / "history" / f"{variant}.csv") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(result.history[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(result.history)
+        history.to_csv(handle, index=False, lineterminator="\n")
     return metrics
