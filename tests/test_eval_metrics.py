@@ -17,6 +17,7 @@ from vaelab.eval.metrics import (
     colour_shift,
     hf_energy_fraction,
     laplacian_variance,
+    normalised_laplacian_variance,
     reconstruction_metrics,
     to_grey,
 )
@@ -166,7 +167,7 @@ def test_blurring_lowers_sharpness_on_all_three_measures(channels: int) -> None:
 def test_blur_metrics_keys_types_and_batch_order() -> None:
     batch = torch.cat([camera_batch(1), gaussian_blur(camera_batch(1), 2.0), torch.rand(1, 1, SIZE, SIZE)])
     result = blur_metrics(batch)
-    assert set(result) == {"laplacian_var", "hf_energy", "blur_effect"}
+    assert set(result) == {"laplacian_var", "laplacian_var_norm", "hf_energy", "blur_effect"}
     for values in result.values():
         assert isinstance(values, np.ndarray)
         assert values.dtype == np.float64
@@ -175,6 +176,16 @@ def test_blur_metrics_keys_types_and_batch_order() -> None:
     assert np.argmax(result["laplacian_var"]) == 2
     assert np.argmin(result["laplacian_var"]) == 1
     assert np.argmax(result["blur_effect"]) == 1
+
+
+def test_normalised_sharpness_ignores_contrast_and_brightness() -> None:
+    image = camera_batch(1)
+    scaled = 0.3 * image + 0.2  # less contrast, brighter: the same edges
+    raw, normalised = laplacian_variance, normalised_laplacian_variance
+    assert float(raw(scaled)[0]) == pytest.approx(0.09 * float(raw(image)[0]), rel=1e-5)  # float32 pixels
+    assert float(normalised(scaled)[0]) == pytest.approx(float(normalised(image)[0]), rel=1e-5)
+    assert float(normalised(gaussian_blur(image, 2.0))[0]) < 0.5 * float(normalised(image)[0])
+    assert float(normalised(torch.full((1, 1, 8, 8), 0.4))[0]) == 0.0  # flat: no edges, no contrast
 
 
 def test_blur_effect_is_in_unit_interval_and_one_for_constant() -> None:

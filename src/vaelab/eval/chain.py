@@ -2,7 +2,9 @@
 times and record, per pass, the blur metrics and how far the colours drifted.
 
 Writes ``metrics/chain.json`` (one entry per pass), ``metrics/chain.csv`` (the same as a
-DVC plot) and ``reports/chain/chain.png``.
+DVC plot) and ``reports/chain/``: the images pass by pass, sharpness and MSE to the inputs
+per pass, and (colour images only) the colour drift. The first replicate (params.seed) of
+each of the two variants is chained.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from vaelab.io.atomic import atomic_directory, atomic_file, write_json
 log = logging.getLogger("vaelab.chain")
 
 SKIPPED_REASON = "evaluate.chain is null in params.yaml: no VAE/AE pair to chain"
-CSV_COLUMNS = ["pass", "images", "laplacian_var", "hf_energy", "blur_effect", "colour_shift_from_input",
-               "colour_shift_from_vae", "mse_to_input"]
+CSV_COLUMNS = ["pass", "images", "laplacian_var", "laplacian_var_norm", "hf_energy", "blur_effect", "mse_to_input"]
+# Colour drift means something only for colour images.
+COLOUR_COLUMNS = ["colour_shift_from_input", "colour_shift_from_vae"]
 
 
 @torch.no_grad()
@@ -55,70 +58,75 @@ def run_chain(
         current = torch.cat([ae(current[i : i + batch])["recon"].float() for i in range(0, len(current), batch)])
         stages.append((f"{settings.ae} x{step}", current))
 
+    rgb = inputs.shape[1] == 3
     rows = []
     for step, (name, images) in enumerate(stages):
         blur = blur_metrics(images)
-        rows.append({
+        row = {
             "pass": step - 1,  # -1: the inputs, 0: the VAE's output, n: after n AE passes
             "images": name,
-            "laplacian_var": float(blur["laplacian_var"].mean()),
-            "hf_energy": float(blur["hf_energy"].mean()),
-            "blur_effect": float(blur["blur_effect"].mean()),
-            "colour_shift_from_input": colour_shift(inputs, images),
-            "colour_shift_from_vae": colour_shift(stages[1][1], images),
+            **{key: float(blur[key].mean()) for key in ("laplacian_var", "laplacian_var_norm", "hf_energy",
+                                                        "blur_effect")},
             "mse_to_input": float((images - inputs).square().mean()),
-        })
-    metrics = {
-        "vae": settings.vae,
-        "ae": settings.ae,
-        **{f"pass_{'input' if r['pass'] < 0 else r['pass']}": {k: v for k, v in r.items() if k not in ("pass", "images")}
-           for r in rows},
-    }
+        }
+        if rgb:
+            row |= {"colour_shift_from_input": colour_shift(inputs, images),
+                    "colour_shift_from_vae": colour_shift(stages[1][1], images)}
+        rows.append(row)
+    metrics = {f"pass_{'input' if r['pass'] < 0 else r['pass']}": {k: v for k, v in r.items() if k not in ("pass", "images")}
+               for r in rows}
 
     show = params.evaluate.show
     with atomic_directory(reports_root / "chain") as staging:
         figures.save(
             figures.image_rows(
                 [to_numpy(images[:show]) for _name, images in stages],
-                title=f"seed 000: {settings.vae}'s reconstructions through {settings.ae}, pass by pass",
+                title=f"seed 000: {settings.vae}'s reconstructions (from μ) through {settings.ae}, pass by pass; "
+                      f"the first {min(show, len(test))} test images",
                 row_labels=[name for name, _images in stages],
             ),
             staging / "chain.png",
         )
         passes = [r["pass"] for r in rows[1:]]
         figures.save(
-            figures.line_chart(
+            figures.line_panels(
                 passes,
-                {"Laplacian variance": [r["laplacian_var"] for r in rows[1:]]},
-                title="Sharpness per pass (0 = VAE output)",
+                [
+                    ("Laplacian variance\n(higher is sharper)", {"raw": [r["laplacian_var"] for r in rows[1:]]},
+                     {"test images": rows[0]["laplacian_var"]}),
+                    ("Laplacian variance /\nintensity variance", {"normalised": [r["laplacian_var_norm"] for r in rows[1:]]},
+                     {"test images": rows[0]["laplacian_var_norm"]}),
+                    ("MSE to the inputs\n(lower is closer)", {"MSE": [r["mse_to_input"] for r in rows[1:]]}, {}),
+                ],
+                title=f"seed 000: {settings.vae} (seed {params.seed}) through {settings.ae}, {len(test)} test images; "
+                      "pass 0 = the VAE's output",
                 xlabel="AE passes",
-                ylabel="Laplacian variance",
-                references={"test images": rows[0]["laplacian_var"]},
             ),
             staging / "chain_sharpness.png",
         )
-        figures.save(
-            figures.line_chart(
-                passes,
-                {"from the inputs": [r["colour_shift_from_input"] for r in rows[1:]],
-                 "from the VAE output": [r["colour_shift_from_vae"] for r in rows[1:]]},
-                title="Mean colour shift per pass",
-                xlabel="AE passes",
-                ylabel="colour shift (norm of mean-colour difference)",
-            ),
-            staging / "chain_colour.png",
-        )
+        if rgb:
+            figures.save(
+                figures.line_chart(
+                    passes,
+                    {"from the inputs": [r["colour_shift_from_input"] for r in rows[1:]],
+                     "from the VAE output": [r["colour_shift_from_vae"] for r in rows[1:]]},
+                    title="Mean colour shift per pass",
+                    xlabel="AE passes",
+                    ylabel="colour shift (norm of mean-colour difference)",
+                ),
+                staging / "chain_colour.png",
+            )
     write_json(metrics_root / "chain.json", metrics)
-    write_table(metrics_root / "chain.csv", rows)
+    write_table(metrics_root / "chain.csv", rows, rgb=rgb)
     log.info("chain: Laplacian variance input %.5f, %s %.5f, after %d x %s %.5f", rows[0]["laplacian_var"],
              settings.vae, rows[1]["laplacian_var"], settings.passes, settings.ae, rows[-1]["laplacian_var"])
     return metrics
 
 
-def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_table(path: Path, rows: list[dict[str, Any]], *, rgb: bool = False) -> None:
     """``metrics/chain.csv``: one row per pass (a DVC plot); only the header when there are none."""
     with atomic_file(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS + (COLOUR_COLUMNS if rgb else []), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 

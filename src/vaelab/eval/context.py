@@ -16,18 +16,20 @@ from vaelab.config.evaluate import EvaluateConfig
 from vaelab.data.prepared import PreparedData, check_fits, load_prepared
 from vaelab.errors import UserError
 from vaelab.eval.forward import ForwardPass, run_forward_pass
-from vaelab.eval.latent import PixelSpread
-from vaelab.eval.variant import load_variant
+from vaelab.eval.latent import PixelSpread, active_dims
+from vaelab.eval.variant import load_replicates
 from vaelab.models import Autoencoder
 
 
 @dataclass(frozen=True, eq=False)
 class Context:
-    """One trained variant and the data it is evaluated on.
+    """One trained replicate of a variant and the data it is evaluated on.
 
     ``test``: the test split, ``(N, H, W, C)`` uint8; ``data``: every prepared image and the
     index (for the out-of-distribution split and the attribute groups); ``seed``: params.seed,
-    from which every experiment seeds its own generator.
+    from which every experiment seeds its own generator (the same draws for every replicate,
+    so replicates are compared on equal terms); ``replicate``: the training seed of
+    ``model``; ``draw``: whether experiments draw their figures (the first replicate only).
     """
 
     model: Autoencoder
@@ -36,6 +38,8 @@ class Context:
     test: np.ndarray
     settings: EvaluateConfig
     seed: int
+    replicate: int = 0
+    draw: bool = True
     progress: bool = False
 
     @property
@@ -63,6 +67,11 @@ class Context:
         samples.add(self.samples)
         return {**self.test_pass.spread, "sample": samples.spread()}
 
+    @cached_property
+    def active(self) -> Tensor:
+        """VAEs: which latent dimensions are active on the test split, ``(z_dim,)`` bool."""
+        return active_dims(self.test_pass.codes, self.settings.active_threshold)
+
     @property
     def shown(self) -> np.ndarray:
         """The test images the figures show: ``(show, H, W, C)`` uint8 (fewer if the split is smaller)."""
@@ -74,15 +83,18 @@ class Context:
         return self.test_pass.first_recons[: self.settings.show]
 
 
-def build_context(params: Params, variant: str, *, prepared: Path, models_root: Path, progress: bool) -> Context:
-    """Load ``models_root/<variant>`` and the prepared data in ``prepared``, checked to fit each other."""
-    model, config = load_variant(params, variant, models_root)
+def build_contexts(params: Params, variant: str, *, prepared: Path, models_root: Path,
+                   progress: bool) -> list[Context]:
+    """One Context per replicate of ``models_root/<variant>`` (by seed), on the prepared data in
+    ``prepared``, checked to fit each other; only the first draws figures."""
+    loaded = load_replicates(params, variant, models_root)
     data = load_prepared(prepared)
-    check_fits(config, data.images, f"models/{variant}")
+    for replicate in loaded:
+        check_fits(replicate.config, data.images, f"models/{variant}/seed{replicate.seed}")
     test = data.split("test")
     if len(test) < 2:
         raise UserError(
             f"{prepared}: the test split has {len(test)} image(s); evaluation needs at least 2 (data.split.test)"
         )
-    return Context(model=model, variant=variant, data=data, test=test, settings=params.evaluate, seed=params.seed,
-                   progress=progress)
+    return [Context(model=r.model, variant=variant, data=data, test=test, settings=params.evaluate, seed=params.seed,
+                    replicate=r.seed, draw=index == 0, progress=progress) for index, r in enumerate(loaded)]

@@ -18,6 +18,12 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 TILE_INCHES = 0.85
+TILE_GAP = 2  # pixels between the tiles of an image grid
+# Every image grid is drawn on this scale (no per-image stretching), and says so.
+PIXEL_SCALE = "pixels on a fixed scale: 0 = black, 1 = white (no per-image contrast stretch)"
+# Histograms of latent values share these bins, so a collapsed dimension (all values near
+# 0) shows as one tall bar against the N(0, 1) curve instead of filling the panel.
+HISTOGRAM_BINS = np.linspace(-4.0, 4.0, 41)
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -34,33 +40,34 @@ def image_rows(
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
 ) -> Figure:
-    """A grid with one row per array of images (rows may differ in length)."""
+    """A grid with one row per array of images (rows may differ in length).
+
+    The tiles are pasted into one RGBA canvas drawn on one axes (one axes per thumbnail
+    made a figure of a few hundred images cost seconds); grey images become equal RGB
+    channels, so every tile keeps the fixed 0–1 scale. Labels are text beside the canvas.
+    """
+    height, width = next(np.asarray(row) for row in rows if len(row)).shape[1:3]
     columns = max(len(row) for row in rows)
-    fig, axes = plt.subplots(
-        len(rows),
-        columns,
-        figsize=(TILE_INCHES * columns + (1.6 if row_labels else 0.2), TILE_INCHES * len(rows) + 0.7),
-        squeeze=False,
-    )
+    step_y, step_x = height + TILE_GAP, width + TILE_GAP
+    canvas = np.zeros((len(rows) * step_y - TILE_GAP, columns * step_x - TILE_GAP, 4))  # transparent gaps
     for r, row in enumerate(rows):
-        for c in range(columns):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= len(row):
-                ax.axis("off")
-                continue
-            image = np.clip(row[c], 0.0, 1.0)
-            if image.shape[-1] == 1:
-                ax.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
-            else:
-                ax.imshow(image)
-            if c == 0 and row_labels:
-                ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
-            if r == 0 and col_labels and c < len(col_labels):
-                ax.set_title(col_labels[c], fontsize=8)
+        for c, image in enumerate(row):
+            tile = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+            if tile.shape[-1] == 1:
+                tile = np.repeat(tile, 3, axis=-1)
+            canvas[r * step_y : r * step_y + height, c * step_x : c * step_x + width] = np.dstack(
+                [tile, np.ones((height, width))])
+    fig, ax = plt.subplots(figsize=(TILE_INCHES * columns + (1.6 if row_labels else 0.2),
+                                    TILE_INCHES * len(rows) + 0.7))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    for r, label in enumerate(row_labels or []):
+        ax.text(-TILE_GAP, r * step_y + height / 2, label, ha="right", va="center", fontsize=8)
+    for c, label in enumerate(col_labels or []):
+        ax.text(c * step_x + width / 2, -TILE_GAP, label, ha="center", va="bottom", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(wspace=0.05, hspace=0.1)
+    fig.text(0.5, 0.0, PIXEL_SCALE, ha="center", va="top", fontsize=7, color="gray")
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.05)
     return fig
 
 
@@ -68,15 +75,18 @@ def latent_histograms(codes: np.ndarray, dims: Sequence[int], *, title: str) -> 
     """Histograms of a few latent dimensions and of all dimensions pooled, against N(0, 1).
 
     ``codes``: ``(N, D)`` encoder means (seed 001's check of how normal the latents look).
+    Fixed bins on [-4, 4] (values beyond are counted in the outer bins) and a density
+    axis, so a dimension the encoder does not use is a spike at 0.
     """
     panels = [(f"dimension {d}", codes[:, d]) for d in dims] + [(f"all {codes.shape[1]} dimensions", codes.ravel())]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.8), squeeze=False)
-    grid = np.linspace(-4, 4, 200)
-    normal = np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi)
+    normal = np.exp(-(HISTOGRAM_BINS**2) / 2) / np.sqrt(2 * np.pi)
     for ax, (label, values) in zip(axes[0], panels, strict=True):
-        ax.hist(values, bins=30, density=True, alpha=0.7, label="encoder mean")
-        ax.plot(grid, normal, color="black", linewidth=1, label="N(0, 1)")
-        ax.set_title(f"{label}\nmean {values.mean():.2f}, sd {values.std():.2f}", fontsize=8)
+        clipped = np.clip(values, HISTOGRAM_BINS[0], HISTOGRAM_BINS[-1])
+        ax.hist(clipped, bins=HISTOGRAM_BINS, density=True, alpha=0.7, label=f"codes (n = {len(values)})")
+        ax.plot(HISTOGRAM_BINS, normal, color="black", linewidth=1, label="N(0, 1)")
+        ax.set_xlim(HISTOGRAM_BINS[0], HISTOGRAM_BINS[-1])
+        ax.set_title(f"{label}\nmean {values.mean():.2f}, sd {values.std():.3f}", fontsize=8)
         ax.set_xlabel("value")
         ax.set_ylabel("density")
     axes[0][0].legend(fontsize=7)
@@ -85,13 +95,17 @@ def latent_histograms(codes: np.ndarray, dims: Sequence[int], *, title: str) -> 
     return fig
 
 
-def kl_per_dim_chart(kl: np.ndarray, threshold_active: np.ndarray, *, title: str) -> Figure:
-    """Bar chart of the mean KL of each latent dimension, sorted, active ones highlighted."""
+def kl_per_dim_chart(kl: np.ndarray, active: np.ndarray, *, threshold: float, title: str) -> Figure:
+    """Bar chart of the mean KL of each latent dimension, sorted, active ones in blue."""
+    from matplotlib.patches import Patch
+
     order = np.argsort(kl)[::-1]
     fig, ax = plt.subplots(figsize=(7, 2.8))
-    colours = np.where(threshold_active[order], "tab:blue", "tab:gray")
+    colours = np.where(active[order], "tab:blue", "tab:gray")
     ax.bar(np.arange(len(kl)), kl[order], color=colours, width=1.0)
-    ax.set_xlabel("latent dimension (sorted by KL; blue = active)")
+    ax.legend(handles=[Patch(color="tab:blue", label=f"active: Var[μ] > {threshold:g} ({int(active.sum())})"),
+                       Patch(color="tab:gray", label=f"inactive ({int((~active).sum())})")], fontsize=7)
+    ax.set_xlabel("latent dimension, sorted by KL")
     ax.set_ylabel("KL (nats)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -118,24 +132,69 @@ def line_chart(
     return _label(fig, ax, title, xlabel, ylabel)
 
 
+def line_panels(
+    x: Sequence[float],
+    panels: Sequence[tuple[str, dict[str, Sequence[float]], dict[str, float]]],
+    *,
+    title: str,
+    xlabel: str,
+) -> Figure:
+    """Side-by-side line charts over the same ``x``: one per ``(ylabel, series, references)``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.3), squeeze=False)
+    for ax, (ylabel, series, references) in zip(axes[0], panels, strict=True):
+        for label, values in series.items():
+            ax.plot(x, values, marker="o", label=label)
+        for label, value in references.items():
+            ax.axhline(value, linestyle="--", color="gray", linewidth=1)
+            ax.annotate(label, (x[0], value), textcoords="offset points", xytext=(2, 3), fontsize=7, color="gray")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def scatter_chart(
     points: dict[str, tuple[float, float]],
     *,
     title: str,
     xlabel: str,
     ylabel: str,
+    errors: dict[str, tuple[float, float]] | None = None,
     reference: tuple[str, float] | None = None,
 ) -> Figure:
-    """Labelled points (one per variant), optional horizontal reference line."""
+    """Labelled points (one per variant) with optional (x, y) error bars and a horizontal reference line."""
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     for label, (x, y) in points.items():
-        ax.scatter([x], [y], s=30)
+        xerr, yerr = (errors or {}).get(label, (0.0, 0.0))
+        ax.errorbar([x], [y], xerr=[xerr], yerr=[yerr], fmt="o", markersize=5, capsize=2)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     if reference is not None:
         ax.axhline(reference[1], linestyle="--", color="gray", linewidth=1)
         ax.annotate(reference[0], (ax.get_xlim()[0], reference[1]), textcoords="offset points",
                     xytext=(2, 3), fontsize=7, color="gray")
     return _label(fig, ax, title, xlabel, ylabel)
+
+
+def knob_chart(
+    values: Sequence[str],
+    panels: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    title: str,
+    xlabel: str,
+) -> Figure:
+    """One panel per ``(ylabel, means, sds)``: a metric against the knob's ``values`` (as
+    categories, in order), with error bars."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), squeeze=False)
+    positions = np.arange(len(values))
+    for ax, (ylabel, means, sds) in zip(axes[0], panels, strict=True):
+        ax.errorbar(positions, means, yerr=sds, fmt="o-", capsize=3)
+        ax.set_xticks(positions, values)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def _label(fig: Figure, ax: plt.Axes, title: str, xlabel: str, ylabel: str) -> Figure:

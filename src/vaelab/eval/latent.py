@@ -68,22 +68,27 @@ def active_dims(mu: Tensor, threshold: float) -> Tensor:
     return mu.double().var(dim=0, unbiased=False) > threshold
 
 
-def collapse_verdict(recon_ratio: float, sample_ratio: float, threshold: float) -> tuple[bool, str]:
+def collapse_verdict(recon_ratio: float, sample_ratio: float, threshold: float, *, active: int,
+                     dims: int) -> tuple[bool, str]:
     """Say in words whether the decoder ignores z.
 
     ``recon_ratio``: spread of the reconstructions of different test images over the
-    spread of the images; ``sample_ratio``: the same for decodings of different prior draws.
+    spread of the images; ``sample_ratio``: the same for decodings of different prior draws;
+    ``active``: latent dimensions whose encoder mean varies over the test split, of ``dims``.
+    No active dimension is collapse whatever the spread (the code carries nothing of the
+    input); so is a spread of reconstructions below ``threshold``.
     """
-    share = f"{recon_ratio:.0%} as much as the images do (prior draws: {sample_ratio:.0%})"
-    if recon_ratio < threshold and sample_ratio < threshold:
+    share = f"reconstructions of different test images vary {recon_ratio:.0%} as much as the images do " \
+            f"(prior draws: {sample_ratio:.0%})"
+    units = f"{active} of {dims} latent dimensions active"
+    if active == 0:
         return True, (
-            f"posterior collapse: the decoder ignores z. Reconstructions of different test images "
-            f"vary {share}, below the {threshold:.0%} threshold: nearly the same output for every input "
-            "(seed 002's symptom)."
+            f"posterior collapse: {units}, so the code carries nothing of the input and the decoder ignores z; "
+            f"{share} (seed 002's symptom)."
         )
     if recon_ratio < threshold:
         return True, (
-            f"partial collapse: reconstructions of different test images vary only {share}; "
-            "the encoder's codes carry little of the input."
+            f"posterior collapse: {units}, but {share}, below the {threshold:.0%} threshold: nearly the same "
+            "output for every input (seed 002's symptom)."
         )
-    return False, f"the decoder uses z: reconstructions of different test images vary {share}."
+    return False, f"the decoder uses z: {units}; {share}."

@@ -13,7 +13,6 @@ import torch
 from numpy.typing import ArrayLike
 from skimage.measure import blur_effect as _skimage_blur_effect
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from sklearn.metrics import roc_auc_score
 from torch import Tensor
 
 # scikit-image's rgb2gray (ITU-R BT.709 luma) weights, so that our grey matches skimage.color.rgb2gray.
@@ -76,6 +75,20 @@ def laplacian_variance(images: Tensor) -> Tensor:
     return laplacian.flatten(1).var(dim=1, correction=0).cpu()
 
 
+def normalised_laplacian_variance(images: Tensor) -> Tensor:
+    """(B, C, H, W) in [0, 1] -> (B,) float64 CPU tensor: Laplacian variance over intensity variance.
+
+    The Laplacian variance of the greyscale image divided by the variance of its pixels: a
+    sharpness that does not rise with plain contrast (scaling an image by ``a`` and shifting
+    it by ``b`` leaves it unchanged, since the Laplacian's weights sum to 0). A flat image has
+    neither edges nor contrast and gives 0.
+    """
+    grey = to_grey(images).to(torch.float64)
+    contrast = grey.flatten(1).var(dim=1, correction=0).cpu()
+    return torch.where(contrast > 0, laplacian_variance(images) / contrast.clamp_min(torch.finfo(torch.float64).tiny),
+                       0.0)
+
+
 def hf_energy_fraction(images: Tensor, cutoff: float = 0.5) -> Tensor:
     """(B, C, H, W) in [0, 1] -> (B,) float64 CPU tensor: share of FFT power above cutoff * Nyquist.
 
@@ -112,9 +125,11 @@ def blur_effect(images: Tensor) -> np.ndarray:
 
 
 def blur_metrics(images: Tensor) -> dict[str, np.ndarray]:
-    """(B, C, H, W) in [0, 1] -> {"laplacian_var", "hf_energy", "blur_effect"}, each (B,) float64 numpy."""
+    """(B, C, H, W) in [0, 1] -> {"laplacian_var", "laplacian_var_norm", "hf_energy", "blur_effect"},
+    each (B,) float64 numpy."""
     return {
         "laplacian_var": laplacian_variance(images).numpy(),
+        "laplacian_var_norm": normalised_laplacian_variance(images).numpy(),
         "hf_energy": hf_energy_fraction(images).numpy(),
         "blur_effect": blur_effect(images),
     }
@@ -167,6 +182,9 @@ def auroc(inlier_scores: ArrayLike, outlier_scores: ArrayLike) -> float:
     Scores are any 1-D array-likes (flattened); a higher score means more anomalous. 1.0 = every
     outlier scores above every inlier, 0.5 = chance, 0.0 = perfectly reversed.
     """
+    # Imported here: scikit-learn pulls in scipy.stats, a second of start-up for every stage.
+    from sklearn.metrics import roc_auc_score
+
     inliers = np.asarray(inlier_scores, dtype=np.float64).ravel()
     outliers = np.asarray(outlier_scores, dtype=np.float64).ravel()
     if inliers.size == 0 or outliers.size == 0:

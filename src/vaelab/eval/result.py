@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 
@@ -19,11 +20,15 @@ class Result:
     """One experiment's findings.
 
     ``metrics``: a nested dict with str keys and int or float leaves, merged into
-    ``metrics/eval/<variant>.json``; ``notes``: text by topic, under that file's ``notes``;
-    ``figures``: file name (``*.png``) -> Figure, saved into ``reports/<variant>/``.
+    ``metrics/eval/<variant>.json``; ``per_image``: for the metrics that are means over the
+    test images (or over the samples), the dotted key → the ``(N,)`` values averaged, from
+    which the stage draws the metric's interval over seeds and images; ``notes``: text by
+    topic, under that file's ``notes``; ``figures``: file name (``*.png``) -> Figure, saved
+    into ``reports/<variant>/`` (drawn for the first replicate only: ``Context.draw``).
     """
 
     metrics: dict[str, Any] = field(default_factory=dict)
+    per_image: dict[str, np.ndarray] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
 
@@ -59,3 +64,16 @@ def _clash(where: tuple[str, ...], kind: str, source: str) -> str:
 def key_segment(value: float) -> str:
     """A number as a metric-key segment without dots: 0.5 → '0_5', 3.0 → '3', -1 → 'm1'."""
     return f"{value:g}".replace(".", "_").replace("-", "m")
+
+
+def means(per_image: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``{"a.b": (N,) values}`` → ``{"a": {"b": mean}}``: the metrics a per-image dict stands for."""
+    tree: dict[str, Any] = {}
+    for key, values in per_image.items():
+        *branches, leaf = key.split(".")
+        node = tree
+        for branch in branches:
+            node = node.setdefault(branch, {})
+        node[leaf] = float(np.mean(values))
+    return tree
+

@@ -1,7 +1,10 @@
 """The ``evaluate@<variant>`` stage: every experiment of :mod:`vaelab.eval.experiments` on
-the test split of one trained variant.
+the test split, for each trained replicate (seed) of one variant.
 
-Writes ``metrics/eval/<variant>.json`` (its keys are listed in the README) and ``reports/<variant>/*.png``.
+Writes ``metrics/eval/<variant>.json`` (its keys are listed in the README): every metric's
+mean over seeds, its standard deviation over seeds under ``sd``, and for the per-image
+metrics their 95 % interval over seeds and test images under ``intervals``; and
+``reports/<variant>/*.png``, drawn from the first replicate.
 """
 
 from __future__ import annotations
@@ -10,20 +13,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from vaelab.config import Params
 from vaelab.eval import experiments, figures
-from vaelab.eval.context import build_context
+from vaelab.eval.aggregate import Replicate, combine, combine_notes
+from vaelab.eval.context import Context, build_contexts
 from vaelab.eval.result import merge_into
 from vaelab.io.atomic import atomic_directory, write_json
 
 log = logging.getLogger("vaelab.evaluate")
 
 # Top-level keys of the metrics that run_evaluate writes whole; no experiment adds to them.
-STAGE_KEYS = frozenset({"images", "notes"})
+STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals"})
 
 
 def run_evaluate(
@@ -36,27 +41,23 @@ def run_evaluate(
     reports_root: Path = Path("reports"),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the experiments in order; returns the metrics written to ``metrics/eval/<variant>.json``."""
-    ctx = build_context(params, variant, prepared=prepared, models_root=models_root, progress=progress)
-    # Every experiment seeds a generator of its own; this covers any library call that takes none.
-    torch.manual_seed(params.seed)
-    metrics: dict[str, Any] = {}
-    notes: dict[str, str] = {}
+    """Run the experiments in order on every replicate; returns what ``metrics/eval/<variant>.json`` holds."""
+    contexts = build_contexts(params, variant, prepared=prepared, models_root=models_root, progress=progress)
     saved: dict[str, str] = {}  # figure file name -> the experiment that drew it
+    replicates = []
     with atomic_directory(reports_root / variant) as staging:
-        for experiment in experiments.EXPERIMENTS:
-            result = experiment(ctx)
-            name = experiment.__name__
-            # Figures first: saving closes them, and on any error below the staging folder goes.
-            save_figures(result.figures, staging, saved, source=name)
-            taken = sorted(STAGE_KEYS & result.metrics.keys())
-            if taken:
-                raise ValueError(f"experiment {name!r} writes metric {taken[0]!r}, which run_evaluate writes itself")
-            merge_into(metrics, result.metrics, kind="metric", source=name)
-            merge_into(notes, result.notes, kind="note", source=name)
-    metrics.update(images={"test": len(ctx.test), "samples": ctx.settings.samples}, notes=notes)
+        for ctx in contexts:
+            replicates.append(run_experiments(ctx, staging, saved))
+    metrics, sd, intervals = combine(replicates, bootstrap_seed=params.seed)
+    metrics.update(
+        sd=sd,
+        intervals=intervals,
+        images={"test": len(contexts[0].test), "samples": contexts[0].settings.samples, "seeds": len(contexts)},
+        notes=combine_notes(replicates),
+    )
     write_json(metrics_root / "eval" / f"{variant}.json", metrics)
-    log.info("%s: %d experiments, %d figures", variant, len(experiments.EXPERIMENTS), len(saved))
+    log.info("%s: %d experiments on %d replicate(s), %d figures", variant, len(experiments.EXPERIMENTS),
+             len(contexts), len(saved))
     # The headline numbers, when the experiments that measure them are in the list.
     if "recon" in metrics and "blur" in metrics:
         sharpness = metrics["blur"]["laplacian_var"]
@@ -64,6 +65,27 @@ def run_evaluate(
                  metrics["recon"]["mse"], metrics["recon"]["ssim"], sharpness["input"], sharpness["recon"],
                  sharpness["sample"])
     return metrics
+
+
+def run_experiments(ctx: Context, staging: Path, saved: dict[str, str]) -> Replicate:
+    """Every experiment on one replicate; its figures (when ``ctx.draw``) go to ``staging``."""
+    # Every experiment seeds a generator of its own; this covers any library call that takes none.
+    torch.manual_seed(ctx.seed)
+    metrics: dict[str, Any] = {}
+    per_image: dict[str, np.ndarray] = {}
+    notes: dict[str, str] = {}
+    for experiment in experiments.EXPERIMENTS:
+        result = experiment(ctx)
+        name = experiment.__name__
+        # Figures first: saving closes them, and on any error below the staging folder goes.
+        save_figures(result.figures, staging, saved, source=name)
+        taken = sorted(STAGE_KEYS & result.metrics.keys())
+        if taken:
+            raise ValueError(f"experiment {name!r} writes metric {taken[0]!r}, which run_evaluate writes itself")
+        merge_into(metrics, result.metrics, kind="metric", source=name)
+        merge_into(per_image, result.per_image, kind="per-image metric", source=name)
+        merge_into(notes, result.notes, kind="note", source=name)
+    return Replicate(ctx.replicate, metrics, per_image, notes)
 
 
 def save_figures(drawn: dict[str, Figure], folder: Path, saved: dict[str, str], *, source: str) -> None:

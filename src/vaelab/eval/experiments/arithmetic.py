@@ -19,6 +19,8 @@ def arithmetic(ctx: Context) -> Result:
     reason = skip_reason(ctx.data.index, config)
     if reason is not None:
         return Result(notes={"arithmetic": reason})
+    if not ctx.draw:  # a figure and its note: the first replicate's
+        return Result()
     results = run_arithmetic(ctx.model, ctx.data.images, ctx.data.index, config, ctx.batch_size)
     rows = []
     for result in results:

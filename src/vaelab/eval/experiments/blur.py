@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from vaelab.eval.context import Context
 from vaelab.eval.metrics import blur_metrics
-from vaelab.eval.result import Result
+from vaelab.eval.result import Result, means
 
 
 def blur(ctx: Context) -> Result:
-    """``blur.<metric>.<source>``: each blur metric (blur_metrics's names) averaged over the
-    test images (``input``), their reconstructions (``recon``) and the samples (``sample``)."""
+    """``blur.<metric>.<source>``: each blur metric (blur_metrics's names) of the test images
+    (``input``), their reconstructions (``recon``) and the samples (``sample``), per image
+    and averaged."""
     per_source = {**ctx.test_pass.blur, "sample": blur_metrics(ctx.samples)}  # source -> metric -> (N,)
-    return Result(metrics={"blur": {
-        name: {source: float(by_name[name].mean()) for source, by_name in per_source.items()}
-        for name in per_source["sample"]
-    }})
+    per_image = {f"blur.{name}.{source}": values
+                 for source, by_name in per_source.items() for name, values in by_name.items()}
+    return Result(metrics=means(per_image), per_image=per_image)

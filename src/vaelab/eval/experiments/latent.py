@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from vaelab.eval import figures
 from vaelab.eval.context import Context
-from vaelab.eval.latent import active_dims
-from vaelab.eval.result import Result
+from vaelab.eval.result import Result, means
 
 
 def elbo(ctx: Context) -> Result:
@@ -14,8 +13,8 @@ def elbo(ctx: Context) -> Result:
     terms = ctx.test_pass.elbo
     if terms is None:
         return Result()
-    return Result(metrics={"elbo": float(terms["elbo"].mean()),
-                           "elbo_terms": {name: float(terms[name].mean()) for name in ("recon", "kl")}})
+    per_image = {"elbo": terms["elbo"], **{f"elbo_terms.{name}": terms[name] for name in ("recon", "kl")}}
+    return Result(metrics=means(per_image), per_image=per_image)
 
 
 def latent_code(ctx: Context) -> Result:
@@ -25,21 +24,29 @@ def latent_code(ctx: Context) -> Result:
     if per_image is None:
         return Result()
     kl = per_image.double().mean(dim=0)  # (z_dim,)
-    active = active_dims(ctx.test_pass.codes, ctx.settings.active_threshold)
-    chart = figures.kl_per_dim_chart(kl.numpy(), active.numpy(),
-                                     title=f"{ctx.variant}: KL per latent dimension on the test split")
+    active = ctx.active
+    drawn = {}
+    if ctx.draw:
+        drawn["kl_per_dim.png"] = figures.kl_per_dim_chart(
+            kl.numpy(), active.numpy(), threshold=ctx.settings.active_threshold,
+            title=f"{ctx.variant} (seed {ctx.replicate}): mean KL per latent dimension over the "
+                  f"{len(ctx.test)} test images",
+        )
     return Result(
         metrics={"latent": {"dims": int(kl.numel()), "kl_per_dim": float(kl.mean()), "kl_per_dim_max": float(kl.max()),
                             "active_units": int(active.sum())}},
-        figures={"kl_per_dim.png": chart},
+        figures=drawn,
     )
 
 
 def latent_histograms(ctx: Context) -> Result:
     """Histograms of the test split's codes (the first ``histogram_dims`` dimensions and all
     pooled) against N(0, 1) (seed 001)."""
+    if not ctx.draw:
+        return Result()
     codes = ctx.test_pass.codes.numpy()
     dims = list(range(min(ctx.settings.histogram_dims, codes.shape[1])))
-    what = "encoder means" if ctx.model.is_variational else "latent values"
-    figure = figures.latent_histograms(codes, dims, title=f"{ctx.variant}: {what} of the test split vs N(0, 1)")
+    what = "encoder means μ" if ctx.model.is_variational else "latent values"
+    figure = figures.latent_histograms(
+        codes, dims, title=f"{ctx.variant} (seed {ctx.replicate}): {what} of all {len(codes)} test images vs N(0, 1)")
     return Result(figures={"latent_histograms.png": figure})

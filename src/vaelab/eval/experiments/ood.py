@@ -16,7 +16,8 @@ from vaelab.eval.result import Result
 def ood(ctx: Context) -> Result:
     """``ood``: AUROC of test faces against the out-of-distribution split, scored by
     reconstruction MSE (and, for VAEs, by the negative ELBO, drawn with ``seed + 1``).
-    A note instead when the data set has no such split."""
+    A note instead when the data set has no such split, and one when the ELBO ranks the
+    outliers as more likely than the faces (AUROC below 0.5)."""
     if not ctx.data.has_split("ood"):
         return Result(notes={"ood": "no out-of-distribution split in this data set (lfw's non-faces are one); "
                                     "AUROC not measured"})
@@ -34,6 +35,13 @@ def ood(ctx: Context) -> Result:
         "inliers": int(len(faces.recon["mse"])),
         "outliers": int(len(outliers)),
     }
+    notes = {}
     if faces.elbo is not None:
         result["auroc_neg_elbo"] = auroc(-faces.elbo["elbo"], -np.concatenate(elbos))
-    return Result(metrics={"ood": result})
+        if result["auroc_neg_elbo"] < 0.5:
+            notes["ood"] = (
+                f"AUROC of the negative ELBO is {result['auroc_neg_elbo']:.3f}, below chance: the model gives the "
+                "out-of-distribution images the higher likelihood (the known likelihood paradox of deep "
+                "generative models, Nalisnick et al. 2019), so its likelihood is no anomaly score here."
+            )
+    return Result(metrics={"ood": result}, notes=notes)

@@ -7,22 +7,24 @@ import numpy as np
 from vaelab.eval import figures
 from vaelab.eval.context import Context
 from vaelab.eval.inference import to_numpy
-from vaelab.eval.result import Result
+from vaelab.eval.result import Result, means
 
 # PSNR of a perfect reconstruction is infinite; JSON has no infinity, so cap it.
 PSNR_CAP_DB = 100.0
 
 
 def reconstruction(ctx: Context) -> Result:
-    """``recon``: mean MSE, PSNR (capped) and SSIM over the test split; the first ``show``
-    test images above their reconstructions."""
-    per_image = {**ctx.test_pass.recon, "psnr": np.minimum(ctx.test_pass.recon["psnr"], PSNR_CAP_DB)}
-    figure = figures.image_rows(
-        [ctx.shown / 255.0, to_numpy(ctx.shown_recons)],
-        title=f"{ctx.variant}: test images (top) and reconstructions",
-        row_labels=["input", "reconstruction"],
-    )
-    return Result(
-        metrics={"recon": {name: float(values.mean()) for name, values in per_image.items()}},
-        figures={"reconstructions.png": figure},
-    )
+    """``recon``: MSE, PSNR (capped) and SSIM over the test split, per image and their means;
+    the first ``show`` test images above their reconstructions."""
+    per_image = {f"recon.{name}": values for name, values in ctx.test_pass.recon.items()}
+    per_image["recon.psnr"] = np.minimum(per_image["recon.psnr"], PSNR_CAP_DB)
+    drawn = {}
+    if ctx.draw:
+        decoded = "μ, the encoder's mean" if ctx.model.is_variational else "the encoder's code"
+        drawn["reconstructions.png"] = figures.image_rows(
+            [ctx.shown / 255.0, to_numpy(ctx.shown_recons)],
+            title=f"{ctx.variant} (seed {ctx.replicate}): the first {len(ctx.shown)} test images (top) and their "
+                  f"reconstructions, decoded from {decoded}",
+            row_labels=["input", "reconstruction"],
+        )
+    return Result(metrics=means(per_image), per_image=per_image, figures=drawn)

@@ -12,9 +12,12 @@ SHOWN, PER_ROW = 64, 8
 
 
 def samples(ctx: Context) -> Result:
-    """The first 64 decoded draws z ~ N(0, I), 8 to a row."""
+    """The first 64 decoded draws z ~ N(0, I), 8 to a row (their metrics: the blur experiment)."""
+    if not ctx.draw:
+        return Result()
     images = to_numpy(ctx.samples[:SHOWN])
     rows = [images[i : i + PER_ROW] for i in range(0, len(images), PER_ROW)]
-    figure = figures.image_rows(rows, title=f"{ctx.variant}: decoded z ~ N(0, I)")
+    figure = figures.image_rows(rows, title=f"{ctx.variant} (seed {ctx.replicate}): {len(images)} decoded draws "
+                                            "z ~ N(0, I)")
     return Result(figures={"samples.png": figure})
 

@@ -2,36 +2,45 @@
 
 from __future__ import annotations
 
+import numpy as np
 from torch import Tensor
 
 from vaelab.config.evaluate import SharpenConfig
 from vaelab.eval import figures
 from vaelab.eval.context import Context
-from vaelab.eval.inference import to_numpy
-from vaelab.eval.metrics import blur_metrics
-from vaelab.eval.result import Result, key_segment
+from vaelab.eval.experiments.reconstruction import PSNR_CAP_DB
+from vaelab.eval.inference import to_numpy, to_tensor
+from vaelab.eval.metrics import blur_metrics, reconstruction_metrics
+from vaelab.eval.result import Result, key_segment, means
 from vaelab.eval.sharpen import pil_sharpness, unsharp
 
 
 def sharpening(ctx: Context) -> Result:
-    """``sharpen.<version>.<metric>``: blur metrics of the first ``sharpen.images``
-    reconstructions as they are (``none``), through PIL's Sharpness at each factor
-    (``pil_<factor>``) and through an unsharp mask (``unsharp``); the first ``show`` of them
-    as a figure, a row per version labelled with its mean Laplacian variance."""
-    measured, shown = ctx.settings.sharpen.images, ctx.settings.show
-    versions = sharpen_variants(ctx.test_pass.first_recons, ctx.settings.sharpen)
-    per_image = {key: blur_metrics(images) for key, images in versions.items()}  # key -> metric -> (K,)
-    metrics = {
-        key: {name: float(values[:measured].mean()) for name, values in by_name.items()}
-        for key, by_name in per_image.items()
-    }
-    figure = figures.image_rows(
-        [to_numpy(images[:shown]) for images in versions.values()],
-        title=f"{ctx.variant}: reconstructions sharpened (seed 003)",
-        row_labels=[f"{key}\nLap var {float(by_name['laplacian_var'][:shown].mean()):.4f}"
-                    for key, by_name in per_image.items()],
-    )
-    return Result(metrics={"sharpen": metrics}, figures={"sharpening.png": figure})
+    """``sharpen.<version>.<metric>``: the first ``sharpen.images`` reconstructions as they
+    are (``none``), through PIL's Sharpness at each factor (``pil_<factor>``) and through an
+    unsharp mask (``unsharp``): their blur metrics, and their MSE, PSNR and SSIM against the
+    test images they reconstruct — sharper, but closer to the input or only noisier? The
+    first ``show`` of them as a figure, a row per version labelled with its numbers."""
+    recons = ctx.test_pass.first_recons[: ctx.settings.sharpen.images]
+    inputs = to_tensor(ctx.test[: len(recons)], recons.device)
+    versions = sharpen_variants(recons, ctx.settings.sharpen)
+    per_image = {}
+    for key, images in versions.items():
+        measured = {**blur_metrics(images), **reconstruction_metrics(inputs, images.float())}
+        measured["psnr"] = np.minimum(measured["psnr"], PSNR_CAP_DB)
+        per_image |= {f"sharpen.{key}.{name}": values for name, values in measured.items()}
+    drawn = {}
+    if ctx.draw:
+        shown = ctx.settings.show
+        drawn["sharpening.png"] = figures.image_rows(
+            [ctx.shown / 255.0, *[to_numpy(images[:shown]) for images in versions.values()]],
+            title=f"{ctx.variant} (seed {ctx.replicate}): the first {len(ctx.shown)} reconstructions (from μ or the "
+                  f"code) sharpened (seed 003); numbers over the first {len(recons)}",
+            row_labels=["input"] + [
+                f"{key}\nLap var {per_image[f'sharpen.{key}.laplacian_var'].mean():.4f}"
+                f"\nMSE {per_image[f'sharpen.{key}.mse'].mean():.4f}" for key in versions],
+        )
+    return Result(metrics=means(per_image), per_image=per_image, figures=drawn)
 
 
 def sharpen_variants(images: Tensor, settings: SharpenConfig) -> dict[str, Tensor]:

@@ -18,13 +18,15 @@ def spread(ctx: Context) -> Result:
 
 def collapse(ctx: Context) -> Result:
     """VAEs: ``collapse`` — the spread of reconstructions and of samples over that of the
-    images, and the verdict in words (a note). Nothing for a plain autoencoder."""
+    images, and the verdict in words (a note), which also weighs the active units. Nothing
+    for a plain autoencoder."""
     if not ctx.model.is_variational:
         return Result()
     spreads = ctx.spreads
     recon_ratio = spreads["recon"] / max(spreads["input"], _NO_SPREAD)
     sample_ratio = spreads["sample"] / max(spreads["input"], _NO_SPREAD)
-    collapsed, verdict = collapse_verdict(recon_ratio, sample_ratio, ctx.settings.collapse_ratio)
+    collapsed, verdict = collapse_verdict(recon_ratio, sample_ratio, ctx.settings.collapse_ratio,
+                                          active=int(ctx.active.sum()), dims=int(ctx.active.numel()))
     return Result(
         metrics={"collapse": {"recon_ratio": recon_ratio, "sample_ratio": sample_ratio, "collapsed": int(collapsed)}},
         notes={"collapse": verdict},
