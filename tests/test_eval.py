@@ -24,8 +24,12 @@ from vaelab.errors import UserError
 from vaelab.eval.arithmetic import run_arithmetic, skip_reason
 from vaelab.eval.chain import run_chain
 from vaelab.eval import experiments
-from vaelab.eval.compare import check_claims, run_compare
-from vaelab.eval.context import Context, build_context
+from vaelab.config.models import parse_model_config
+from vaelab.eval import claims
+from vaelab.eval.claims import Evaluated
+from vaelab.eval.compare import HEADLINE, run_compare
+from vaelab.findings.intervals import Estimate
+from vaelab.eval.context import Context, build_contexts
 from vaelab.eval.interpolate import interpolate
 from vaelab.eval.latent import PixelSpread, active_dims, collapse_verdict, elbo_terms
 from vaelab.eval.result import Result, merge_into
@@ -33,7 +37,7 @@ from vaelab.eval.run import run_evaluate
 from vaelab.models import Autoencoder, build_model
 from vaelab.models.layers import gaussian_sample
 from vaelab.models.losses import LossSettings
-from vaelab.models.saved import SavedConfig, save_trained
+from vaelab.models.saved import SavedConfig, Trained, save_replicates
 
 VARIANTS = {
     "tiny_ae": {"arch": "ae_pool"},
@@ -70,7 +74,8 @@ class IdentityCode(Autoencoder):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """Prepared lfw at 16 px and three untrained variants saved like train@<variant> saves them."""
+    """Prepared lfw at 16 px and three untrained variants saved like train@<variant> saves them
+    (tiny_vae with two replicates, seeds 0 and 1)."""
     from vaelab.config import params_from_dict
     from tests.conftest import TINY, deep_merge
 
@@ -81,11 +86,11 @@ def workspace(tmp_path_factory) -> Path:
     run_prepare(params, raw_root=root / "raw", out_dir=root / "prepared", metrics_path=root / "data.json", progress=False)
     torch.manual_seed(0)
     for variant, config in params.models.items():
-        model = build_model(config, image_size=16, channels=1)
-        save_trained(root / "models" / variant, model, SavedConfig(
-            variant=variant, model=config, image_size=16, channels=1, seed=0, train=params.train,
+        seeds = (0, 1) if variant == "tiny_vae" else (0,)
+        save_replicates(root / "models" / variant, [Trained(build_model(config, image_size=16, channels=1), SavedConfig(
+            variant=variant, model=config, image_size=16, channels=1, seed=seed, train=params.train,
             trainable_params=1, data=params.data,
-        ))
+        )) for seed in seeds])
         (root / "metrics" / "train").mkdir(parents=True, exist_ok=True)
         (root / "metrics" / "train" / f"{variant}.json").write_text(json.dumps({"trainable_params": 123, "seconds": 1.5}))
         (root / "metrics" / "history").mkdir(parents=True, exist_ok=True)
@@ -143,9 +148,30 @@ def test_evaluate_writes_the_design_metrics_and_every_figure(workspace, params, 
         assert width > 100 and height > 100
 
 
+def test_replicates_give_means_spreads_and_intervals(workspace, params):
+    metrics = run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
+    single = run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
+    assert metrics["images"] == {"test": 10, "samples": params.evaluate.samples, "seeds": 2}
+    assert single["images"]["seeds"] == 1
+    # Two different untrained models: their means differ, so the sd is positive and the mean between.
+    assert metrics["sd"]["recon"]["mse"] > 0 and set(metrics["sd"]) == set(metrics) - {"sd", "intervals", "images",
+                                                                                        "notes"}
+    interval = metrics["intervals"]["recon.mse"]
+    assert interval["seeds"] == 2 and interval["images"] == 10
+    assert metrics["recon"]["mse"] == pytest.approx(interval["mean"])
+    assert interval["low"] <= interval["mean"] <= interval["high"]
+    assert metrics["latent"]["dims"] == 4  # a count every replicate agrees on stays a count
+    for key in ("blur.laplacian_var.input", "blur.laplacian_var_norm.sample", "elbo", "sharpen.pil_7.mse",
+                "radius.laplacian_var.r3"):
+        assert key in metrics["intervals"], key
+    # The inputs are the same for every seed: their interval comes from the images alone.
+    assert metrics["sd"]["blur"]["laplacian_var"]["input"] == 0.0
+    assert all(value == 0.0 for value in _metric_leaves(single["sd"]).values())
+
+
 def _context(workspace: Path, params, variant: str) -> Context:
-    return build_context(params, variant, prepared=workspace / "prepared", models_root=workspace / "models",
-                         progress=False)
+    return build_contexts(params, variant, prepared=workspace / "prepared", models_root=workspace / "models",
+                          progress=False)[0]
 
 
 def _metric_leaves(tree: dict, path: str = "") -> dict[str, float]:
@@ -200,17 +226,18 @@ def test_shared_quantities_are_computed_once(workspace, params, monkeypatch):
     monkeypatch.setattr(context, "run_forward_pass", counted_pass)
     monkeypatch.setattr(Autoencoder, "sample", counted_sample)
     run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
-    assert calls == {"forward passes": 1, "prior draws": 1}
+    assert calls == {"forward passes": 2, "prior draws": 2}  # once per replicate: tiny_vae has two
 
 
 def test_the_radius_figure_labels_its_rows_with_the_reported_numbers(workspace, params):
     result = experiments.radius(_context(workspace, params, "tiny_ae"))
     figure = result.figures["radius.png"]
-    columns = params.evaluate.radius_samples
-    labels = [ax.get_ylabel() for ax in figure.axes[::columns]]
+    (ax,) = figure.axes  # one canvas; the row labels are its texts
+    labels = [text.get_text() for text in ax.texts]
     plt.close(figure)
-    reported = result.metrics["radius"]["laplacian_var"]
-    assert labels == [f"r = {r:g}\nLap var {reported[key]:.4f}" for r, key in zip([0.5, 3.0], ["r0_5", "r3"])]
+    raw, normalised = result.metrics["radius"]["laplacian_var"], result.metrics["radius"]["laplacian_var_norm"]
+    assert labels == [f"r = {r:g}\nLap var {raw[key]:.4f}\nnormalised {normalised[key]:.3f}"
+                      for r, key in zip([0.5, 3.0], ["r0_5", "r3"])]
 
 
 def test_merge_nests_and_refuses_a_key_written_twice():
@@ -295,13 +322,24 @@ def test_an_experiment_added_to_the_list_reaches_the_json_and_the_reports(worksp
 def test_chain_records_every_pass(workspace, params):
     run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
     metrics = run_chain(params, **_roots(workspace))
-    assert list(k for k in metrics if k.startswith("pass_")) == ["pass_input", "pass_0", "pass_1", "pass_2"]
-    assert metrics["pass_input"]["colour_shift_from_input"] == pytest.approx(0.0, abs=1e-9)
-    assert metrics["pass_0"]["colour_shift_from_vae"] == pytest.approx(0.0, abs=1e-9)
+    assert list(metrics) == ["pass_input", "pass_0", "pass_1", "pass_2"]  # numbers only
+    assert metrics["pass_input"]["mse_to_input"] == 0.0 and metrics["pass_2"]["mse_to_input"] > 0
+    # Grey images: no colour to drift, so no colour shift is reported or drawn.
+    assert all("colour_shift_from_input" not in entry for entry in metrics.values())
     table = pd.read_csv(workspace / "metrics" / "chain.csv")
-    assert list(table["pass"]) == [-1, 0, 1, 2]
-    for name in ("chain", "chain_sharpness", "chain_colour"):
+    assert list(table["pass"]) == [-1, 0, 1, 2] and "laplacian_var_norm" in table
+    assert {p.stem for p in (workspace / "reports" / "chain").glob("*.png")} == {"chain", "chain_sharpness"}
+    for name in ("chain", "chain_sharpness"):
         _opens(workspace / "reports" / "chain" / f"{name}.png")
+
+
+def test_the_chain_table_has_colour_columns_for_rgb_images_only(tmp_path):
+    from vaelab.eval.chain import write_table
+
+    write_table(tmp_path / "rgb.csv", [], rgb=True)
+    write_table(tmp_path / "grey.csv", [])
+    assert "colour_shift_from_vae" in (tmp_path / "rgb.csv").read_text()
+    assert "colour_shift" not in (tmp_path / "grey.csv").read_text()
 
 
 def test_chain_names_a_missing_variant(workspace, make_params):
@@ -315,14 +353,19 @@ def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, par
         run_evaluate(params, variant, progress=False, **_roots(workspace))
     result = run_compare(params, **_roots(workspace))
     assert set(result["variants"]) == set(VARIANTS)
-    assert result["variants"]["tiny_vae"]["latent"] == 4 and result["variants"]["tiny_ae"]["params"] == 123
-    assert set(result["claims"]) == {"recon_and_samples_blurrier_than_inputs", "vaes_blurrier_than_aes",
-                                     "smaller_latent_blurrier", "sharpening_raises_laplacian_var"}
+    assert set(result["variants"]["tiny_vae"]) == {key for key, _label in HEADLINE}
+    # Measured claims only (1 / 0 / -1); no same-bottleneck AE and no KL family here: absent, not 0.
+    assert set(result["claims"]) == {"recon_blurrier_than_inputs", "samples_blurrier_than_inputs",
+                                     "smaller_latent_blurrier", "sharpening_raises_sharpness",
+                                     "sharpening_brings_closer"}
+    assert set(result["claims"].values()) <= {-1, 0, 1}
     report = (workspace / "reports" / "compare.md").read_text()
-    assert "real images (test inputs)" in report and "## The seeds' claims, measured" in report
-    for variant in VARIANTS:
-        assert f"| {variant} " in report
-    for name in ("reconstructions", "samples", "sharpness_vs_error"):
+    assert report.index("## Summary") < report.index("## Variants") < report.index("## The seeds' claims, measured")
+    assert "1/2 training seed(s) per variant and 10 test images" in report
+    assert "- **not measured** (2):" in report and "needs a VAE and a vae_conv entry" in report
+    assert "test images (inputs)" in report and "| tiny_vae " in report and "± " in report  # tiny_vae has 2 seeds
+    assert "### z_dim" in report and "tiny_vae_z2 (z_dim 2) vs tiny_vae (z_dim 4)" in report
+    for name in ("reconstructions", "samples", "sharpness_vs_error", "family_z_dim_tiny_vae_z2_tiny_vae"):
         _opens(workspace / "reports" / "compare" / f"{name}.png")
     history = pd.read_csv(workspace / "metrics" / "compare" / "history.csv")
     assert set(history["variant"]) == set(VARIANTS) and len(history) == 2 * len(VARIANTS)
@@ -334,32 +377,53 @@ def test_compare_needs_every_evaluation(workspace, make_params):
         run_compare(params, **_roots(workspace))
 
 
-def _rows(**lap):
-    return pd.DataFrame([
-        {"variant": v, "kind": kind, "latent": latent, "laplacian_var.recon": recon, "laplacian_var.sample": sample}
-        for v, (kind, latent, recon, sample) in lap.items()
-    ]).set_index("variant")
+def _estimate(low: float, high: float) -> Estimate:
+    return Estimate(mean=(low + high) / 2, sd=0.0, low=low, high=high, seeds=3, images=25)
 
 
-def _sharpen(before: float, after: float) -> dict:
-    return {"sharpen": {"none": {"laplacian_var": before}, "pil_3": {"laplacian_var": after - 1e-4},
-                        "pil_7": {"laplacian_var": after}}}
+def _evaluated(name: str, config: dict, **blur: tuple[float, float]) -> Evaluated:
+    """A variant whose blur.<metric>.<source> intervals are given as ``metric__source=(low, high)``."""
+    parsed = parse_model_config(config)
+    estimates = {f"blur.{key.replace('__', '.')}": _estimate(*bounds) for key, bounds in blur.items()}
+    variational = getattr(parsed, "variational", parsed.arch.startswith("vae"))
+    return Evaluated(name, parsed, variational, getattr(parsed, "z_dim", 4096), estimates)
 
 
-def test_claims_hold_and_fail_on_the_numbers():
-    rows = _rows(ae=("AE", 512, 0.02, 0.001), big=("VAE", 64, 0.010, 0.005), small=("VAE", 8, 0.005, 0.004))
-    evaluations = {v: _sharpen(0.01, 0.03) for v in rows.index}
-    claims = {c.key: c for c in check_claims(rows, evaluations, {"laplacian_var": 0.03})}
-    assert all(c.holds for c in claims.values())
+def _sharpness(recon: tuple[float, float], norm: tuple[float, float] | None = None) -> dict:
+    return {"laplacian_var__recon": recon, "laplacian_var_norm__recon": norm or recon}
 
-    rows = _rows(ae=("AE", 512, 0.004, 0.001), big=("VAE", 64, 0.010, 0.005), small=("VAE", 8, 0.012, 0.004))
-    evaluations["ae"] = _sharpen(0.01, 0.009)
-    claims = {c.key: c for c in check_claims(rows, evaluations, {"laplacian_var": 0.011})}
-    assert not claims["recon_and_samples_blurrier_than_inputs"].holds
-    assert "not for small" in claims["recon_and_samples_blurrier_than_inputs"].detail
-    assert not claims["vaes_blurrier_than_aes"].holds
-    assert not claims["smaller_latent_blurrier"].holds
-    assert not claims["sharpening_raises_laplacian_var"].holds
+
+def test_like_for_like_claim_outcomes_on_intervals():
+    trunk = {"arch": "vae_conv", "filters": [8], "z_dim": 16}
+    ae = _evaluated("ae_z16", {**trunk, "variational": False}, **_sharpness((0.020, 0.030)))
+    blurry_vae = _evaluated("vae", {**trunk, "kl_weight": 2.0}, **_sharpness((0.005, 0.010)))
+    assert claims.vae_blurrier_than_its_ae([ae, blurry_vae]).outcome == "holds"
+    sharp_vae = _evaluated("vae", trunk, **_sharpness((0.040, 0.050)))
+    assert claims.vae_blurrier_than_its_ae([ae, sharp_vae]).outcome == "does not hold"
+    overlapping = _evaluated("vae", trunk, **_sharpness((0.015, 0.025)))
+    assert claims.vae_blurrier_than_its_ae([ae, overlapping]).outcome == "inconclusive"
+    # The raw measure says blurrier, the contrast-normalised one says sharper: inconclusive, and said so.
+    disagree = _evaluated("vae", trunk, **_sharpness((0.005, 0.010), norm=(0.040, 0.050)))
+    claim = claims.vae_blurrier_than_its_ae([ae, disagree])
+    assert claim.outcome == "inconclusive" and "The two measures disagree" in claim.detail
+    # An AE of another trunk (or arch) is no twin: not measured, with the reason.
+    other = _evaluated("ae_pool", {"arch": "ae_pool"}, **_sharpness((0.02, 0.03)))
+    wider = _evaluated("ae_z32", {**trunk, "z_dim": 32, "variational": False}, **_sharpness((0.02, 0.03)))
+    claim = claims.vae_blurrier_than_its_ae([other, wider, blurry_vae])
+    assert claim.outcome == "not measured" and claim.variants == () and "variational: false" in claim.detail
+
+
+def test_family_claims_compare_neighbours_along_the_knob():
+    base = {"arch": "vae_conv", "filters": [8], "kl_weight": 1.0}
+    z4 = _evaluated("z4", {**base, "z_dim": 4}, **_sharpness((0.001, 0.002)))
+    z16 = _evaluated("z16", {**base, "z_dim": 16}, **_sharpness((0.003, 0.004)))
+    z64 = _evaluated("z64", {**base, "z_dim": 64}, **_sharpness((0.0035, 0.005)))
+    claim = claims.smaller_latent_blurrier([z64, z4, z16])
+    assert claim.outcome == "inconclusive" and claim.variants == ("z4", "z16", "z64")  # z16 vs z64 overlap
+    assert claims.smaller_latent_blurrier([z4, z16]).outcome == "holds"
+    assert claims.larger_kl_weight_blurrier([z4, z16]).outcome == "not measured"
+    kl5 = _evaluated("kl5", {**base, "z_dim": 16, "kl_weight": 5.0}, **_sharpness((0.0001, 0.0002)))
+    assert claims.larger_kl_weight_blurrier([z16, kl5]).outcome == "holds"
 
 
 def test_interpolation_has_known_ends_and_midpoints():
@@ -424,10 +488,14 @@ def test_latent_statistics_with_known_answers():
     same.add(torch.full((3, 1, 2, 2), 0.3))
     assert same.spread() == pytest.approx(0.0, abs=1e-7)
 
-    collapsed, text = collapse_verdict(0.02, 0.03, 0.1)
-    assert collapsed and "ignores z" in text
-    used, text = collapse_verdict(0.8, 0.7, 0.1)
+    collapsed, text = collapse_verdict(0.02, 0.03, 0.1, active=3, dims=16)
+    assert collapsed and "posterior collapse" in text and "3 of 16" in text
+    used, text = collapse_verdict(0.8, 0.7, 0.1, active=12, dims=16)
     assert not used and "uses z" in text
+    # No active dimension is collapse, whatever the outputs' spread: the verdict says so.
+    collapsed, text = collapse_verdict(0.5, 0.4, 0.1, active=0, dims=256)
+    assert collapsed and text.startswith("posterior collapse: 0 of 256 latent dimensions active")
+    assert "partial" not in text
 
 
 def test_elbo_terms_of_a_posterior_equal_to_the_prior():

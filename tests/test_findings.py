@@ -78,6 +78,12 @@ def test_families_differ_in_exactly_one_knob():
     }
 
 
+def test_two_architectures_are_no_family():
+    from vaelab.config.models import AePoolConfig
+
+    assert find_families({"a": AeConvConfig(), "b": AePoolConfig()}) == []  # same knobs, other arch
+
+
 def test_variants_that_differ_in_no_knob_form_no_family():
     twins = {"a": VaeConvConfig(z_dim=8), "b": VaeConvConfig(z_dim=8, kernel=3)}  # kernel 3 is the default
     assert find_families(twins) == []

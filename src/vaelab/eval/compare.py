@@ -1,9 +1,10 @@
-"""The ``compare`` stage: one table of every variant, the seeds' claims checked against
-it, and side-by-side figures.
+"""The ``compare`` stage: every variant in one table, the seeds' claims decided on the
+intervals that evaluate measured, the one-knob sweeps, and side-by-side figures.
 
-Writes ``metrics/compare.json``, ``metrics/compare/history.csv`` (every variant's
-training curves in one long table, for one DVC plot), ``reports/compare.md`` and
-``reports/compare/*.png``.
+Writes ``metrics/compare.json`` (a few numbers per variant and each measured claim's
+outcome: 1 holds, 0 inconclusive, -1 does not hold; a claim not measured is absent),
+``metrics/compare/history.csv`` (every variant's training curves in one long table, for
+one DVC plot), ``reports/compare.md`` and ``reports/compare/*.png``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -22,8 +22,13 @@ from vaelab.config import Params
 from vaelab.data.prepared import check_fits, load_prepared
 from vaelab.errors import UserError
 from vaelab.eval import figures
+from vaelab.eval.claims import CLAIMS, Evaluated
+from vaelab.eval.compare_markdown import render_markdown
 from vaelab.eval.inference import reconstruct, to_numpy
 from vaelab.eval.variant import load_variant
+from vaelab.findings.claims import SCORE
+from vaelab.findings.families import Family, find_families
+from vaelab.findings.intervals import Estimate
 from vaelab.io.atomic import atomic_directory, atomic_file, write_json
 from vaelab.models import Autoencoder
 
@@ -32,19 +37,54 @@ log = logging.getLogger("vaelab.compare")
 # Training-curve columns every variant has (VAEs add their KL terms).
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_recon", "val_recon"]
 
-
-TABLE_COLUMNS = [
-    "variant", "kind", "latent", "recon.mse", "recon.psnr", "recon.ssim", "laplacian_var.recon",
-    "laplacian_var.sample", "sharpness_vs_input", "hf_energy.recon", "blur_effect.recon", "params", "train_seconds",
+# The numbers per variant in metrics/compare.json and the table: (dotted eval key, label).
+HEADLINE = [
+    ("recon.mse", "MSE"),
+    ("recon.psnr", "PSNR"),
+    ("recon.ssim", "SSIM"),
+    ("blur.laplacian_var.recon", "Lap var recon"),
+    ("blur.laplacian_var_norm.recon", "norm. sharpness recon"),
+    ("blur.laplacian_var.sample", "Lap var sample"),
+    ("blur.laplacian_var_norm.sample", "norm. sharpness sample"),
+]
+# What each one-knob family is drawn against: (dotted eval key, axis label); a key a variant
+# lacks (active units of an AE) is left out of its panel.
+FAMILY_METRICS = [
+    ("blur.laplacian_var.recon", "Laplacian variance of reconstructions"),
+    ("recon.mse", "reconstruction MSE"),
+    ("latent.active_units", "active units"),
+    ("blur.laplacian_var.sample", "Laplacian variance of samples"),
 ]
 
 
 @dataclass(frozen=True)
-class Claim:
-    key: str
-    text: str
-    holds: bool
-    detail: str
+class Variant:
+    """One variant's evaluation, training record and (first replicate's) model."""
+
+    evaluated: Evaluated
+    evaluation: dict[str, Any]
+    training: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.evaluated.name
+
+    def value(self, key: str) -> float | None:
+        """The mean over seeds of a dotted eval key, None when the variant has no such metric."""
+        node: Any = self.evaluation
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return float(node)
+
+    def sd(self, key: str) -> float | None:
+        node: Any = self.evaluation.get("sd", {})
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return float(node)
 
 
 def read_json(path: Path, how_to_fix: str) -> dict[str, Any]:
@@ -53,77 +93,21 @@ def read_json(path: Path, how_to_fix: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def variant_row(variant: str, model: Autoencoder, evaluation: dict, training: dict) -> dict[str, Any]:
-    blur = evaluation["blur"]
-    return {
-        "variant": variant,
-        "kind": "VAE" if model.is_variational else "AE",
-        "latent": model.latent_dim,
-        "recon.mse": evaluation["recon"]["mse"],
-        "recon.psnr": evaluation["recon"]["psnr"],
-        "recon.ssim": evaluation["recon"]["ssim"],
-        "laplacian_var.recon": blur["laplacian_var"]["recon"],
-        "laplacian_var.sample": blur["laplacian_var"]["sample"],
-        "hf_energy.recon": blur["hf_energy"]["recon"],
-        "blur_effect.recon": blur["blur_effect"]["recon"],
-        "sharpness_vs_input": blur["laplacian_var"]["recon"] / max(blur["laplacian_var"]["input"], 1e-12),
-        "params": training.get("trainable_params"),
-        "train_seconds": training.get("seconds"),
-    }
+def read_records(name: str, metrics_root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``metrics/eval/<name>.json`` and ``metrics/train/<name>.json``, or a UserError saying what to run."""
+    evaluation = read_json(metrics_root / "eval" / f"{name}.json", f"run `dvc repro evaluate@{name}` first")
+    training = read_json(metrics_root / "train" / f"{name}.json", f"run `dvc repro train@{name}` first")
+    if "intervals" not in evaluation:
+        raise UserError(f"{metrics_root / 'eval' / f'{name}.json'}: made by an older vaelab (no intervals); "
+                        f"rerun `dvc repro evaluate@{name}`")
+    return evaluation, training
 
 
-def check_claims(rows: pd.DataFrame, evaluations: dict[str, dict], reference: dict[str, float]) -> list[Claim]:
-    """The seeds' main claims, each measured on this run's numbers."""
-    claims = []
-    lap_in = reference["laplacian_var"]
-    blurrier = [(v, r) for v, r in rows.iterrows() if r["laplacian_var.recon"] < lap_in and r["laplacian_var.sample"] < lap_in]
-    not_blurrier = [v for v in rows.index if v not in dict(blurrier)]
-    claims.append(Claim(
-        "recon_and_samples_blurrier_than_inputs",
-        "Reconstructions and samples are blurrier than the inputs (lower Laplacian variance)",
-        not not_blurrier,
-        f"{len(blurrier)} of {len(rows)} variants; input Laplacian variance {lap_in:.5f}"
-        + (f"; not for {', '.join(not_blurrier)}" if not_blurrier else ""),
-    ))
-
-    vaes, aes = rows[rows["kind"] == "VAE"], rows[rows["kind"] == "AE"]
-    if len(vaes) and len(aes):
-        sharpest_vae, bluriest_ae = vaes["laplacian_var.recon"].idxmax(), aes["laplacian_var.recon"].idxmin()
-        holds = vaes["laplacian_var.recon"].max() < aes["laplacian_var.recon"].min()
-        claims.append(Claim(
-            "vaes_blurrier_than_aes",
-            "VAE reconstructions are blurrier than plain AE reconstructions",
-            bool(holds),
-            f"sharpest VAE {sharpest_vae} {vaes['laplacian_var.recon'].max():.5f} vs blurriest AE {bluriest_ae} "
-            f"{aes['laplacian_var.recon'].min():.5f}; mean VAE {vaes['laplacian_var.recon'].mean():.5f}, "
-            f"mean AE {aes['laplacian_var.recon'].mean():.5f}",
-        ))
-    else:
-        claims.append(Claim("vaes_blurrier_than_aes", "VAE reconstructions are blurrier than plain AE reconstructions",
-                            False, "not measurable: needs at least one VAE and one plain AE variant"))
-
-    if vaes["latent"].nunique() >= 2:
-        ordered = vaes.sort_values("latent")
-        values = ordered["laplacian_var.recon"].to_numpy()
-        holds = bool(np.all(np.diff(values) > 0))
-        pairs = ", ".join(f"{v} (z {int(r['latent'])}) {r['laplacian_var.recon']:.5f}" for v, r in ordered.iterrows())
-        claims.append(Claim("smaller_latent_blurrier", "A VAE with a smaller latent is blurrier than one with a larger",
-                            holds, f"Laplacian variance of reconstructions by latent size: {pairs}"))
-    else:
-        claims.append(Claim("smaller_latent_blurrier", "A VAE with a smaller latent is blurrier than one with a larger",
-                            False, "not measurable: needs VAE variants with different latent sizes"))
-
-    raised, details = [], []
-    for variant, evaluation in evaluations.items():
-        sharpen = evaluation["sharpen"]
-        base = sharpen["none"]["laplacian_var"]
-        strongest = max((k for k in sharpen if k.startswith("pil_")), key=lambda k: float(k[4:].replace("_", ".")))
-        after = sharpen[strongest]["laplacian_var"]
-        raised.append(after > base)
-        details.append(f"{variant} {base:.5f} → {after:.5f} ({strongest})")
-    claims.append(Claim("sharpening_raises_laplacian_var", "Sharpening (PIL Sharpness) raises the Laplacian variance",
-                        all(raised), "; ".join(details)))
-    return claims
+def as_variant(params: Params, name: str, model: Autoencoder, evaluation: dict[str, Any],
+               training: dict[str, Any]) -> Variant:
+    estimates = {key: Estimate(**entry) for key, entry in evaluation["intervals"].items()}
+    evaluated = Evaluated(name, params.models[name], model.is_variational, model.latent_dim, estimates)
+    return Variant(evaluated, evaluation, training)
 
 
 def run_compare(
@@ -135,109 +119,88 @@ def run_compare(
     reports_root: Path = Path("reports"),
 ) -> dict[str, Any]:
     data = load_prepared(prepared)
-    test = data.split("test")
-    shown = test[: params.evaluate.show]
-    evaluations, records, recon_rows, sample_rows, histories = {}, [], [], [], []
-    for variant in params.models:
-        evaluation = read_json(metrics_root / "eval" / f"{variant}.json", f"run `dvc repro evaluate@{variant}` first")
-        training = read_json(metrics_root / "train" / f"{variant}.json", f"run `dvc repro train@{variant}` first")
-        model, config = load_variant(params, variant, models_root)
-        check_fits(config, data.images, f"models/{variant}")
-        evaluations[variant] = evaluation
-        records.append(variant_row(variant, model, evaluation, training))
+    shown = data.split("test")[: params.evaluate.show]
+    variants, recon_rows, sample_rows, histories = [], [], [], []
+    for name in params.models:
+        evaluation, training = read_records(name, metrics_root)
+        model, config = load_variant(params, name, models_root)
+        check_fits(config, data.images, f"models/{name}")
+        variants.append(as_variant(params, name, model, evaluation, training))
         recon_rows.append(to_numpy(reconstruct(model, shown, params.evaluate.batch_size)))
         if model.is_variational:
             generator = torch.Generator().manual_seed(params.seed)
-            sample_rows.append((variant, to_numpy(model.sample(params.evaluate.show, generator=generator))))
-        history_path = metrics_root / "history" / f"{variant}.csv"
+            sample_rows.append((name, to_numpy(model.sample(params.evaluate.show, generator=generator))))
+        history_path = metrics_root / "history" / f"{name}.csv"
         if history_path.is_file():
             history = pd.read_csv(history_path)
-            histories.append(history[[c for c in HISTORY_COLUMNS if c in history]].assign(variant=variant))
+            histories.append(history[[c for c in HISTORY_COLUMNS if c in history]].assign(variant=name))
 
-    first = next(iter(evaluations.values()))
-    reference = {name: first["blur"][name]["input"] for name in ("laplacian_var", "hf_energy", "blur_effect")}
-    rows = pd.DataFrame(records).set_index("variant")
-    claims = check_claims(rows, evaluations, reference)
-
+    claims = [check([v.evaluated for v in variants]) for check in CLAIMS]
+    families = find_families(params.models)
+    reference = {key: variants[0].value(f"blur.{key}.input") for key in ("laplacian_var", "laplacian_var_norm")}
     result = {
         "reference": reference,
-        "variants": {v: {k: (None if pd.isna(x) else x) for k, x in r.items() if k != "kind"}
-                     for v, r in rows.to_dict(orient="index").items()},
-        "claims": {c.key: int(c.holds) for c in claims},
+        "variants": {v.name: {key: v.value(key) for key, _label in HEADLINE if v.value(key) is not None}
+                     for v in variants},
+        "claims": {c.key: SCORE[c.outcome] for c in claims if c.outcome in SCORE},
     }
+
     with atomic_directory(reports_root / "compare") as staging:
         figures.save(
-            figures.image_rows([shown / 255.0, *recon_rows], title="The same test images reconstructed by every variant",
+            figures.image_rows([shown / 255.0, *recon_rows],
+                               title=f"The first {len(shown)} test images reconstructed by every variant "
+                                     f"(seed {params.seed}, decoded from μ or the code)",
                                row_labels=["input", *params.models]),
             staging / "reconstructions.png",
         )
         if sample_rows:
             figures.save(
-                figures.image_rows([images for _v, images in sample_rows], title="Samples z ~ N(0, I) of every VAE",
+                figures.image_rows([images for _v, images in sample_rows],
+                                   title=f"{params.evaluate.show} samples z ~ N(0, I) of every VAE (seed {params.seed})",
                                    row_labels=[v for v, _images in sample_rows]),
                 staging / "samples.png",
             )
         figures.save(
             figures.scatter_chart(
-                {v: (r["recon.mse"], r["laplacian_var.recon"]) for v, r in rows.iterrows()},
-                title="Sharpness against reconstruction error",
+                {v.name: (v.value("recon.mse"), v.value("blur.laplacian_var.recon")) for v in variants},
+                errors={v.name: (v.sd("recon.mse") or 0.0, v.sd("blur.laplacian_var.recon") or 0.0) for v in variants},
+                title="Sharpness against reconstruction error (mean ± sd over seeds)",
                 xlabel="reconstruction MSE (test split, lower is better)",
                 ylabel="Laplacian variance of reconstructions\n(higher is sharper)",
                 reference=("test images", reference["laplacian_var"]),
             ),
             staging / "sharpness_vs_error.png",
         )
+        for family in families:
+            figures.save(family_figure(family, {v.name: v for v in variants}), staging / f"{family_file(family)}.png")
     write_json(metrics_root / "compare.json", result)
     if histories:
         with atomic_file(metrics_root / "compare" / "history.csv") as handle:
             pd.concat(histories, ignore_index=True).to_csv(handle, index=False, lineterminator="\n")
     with atomic_file(reports_root / "compare.md") as handle:
-        handle.write(render_markdown(rows, reference, claims, evaluations, sample_rows != []))
+        handle.write(render_markdown(params, variants, claims, families, has_samples=bool(sample_rows),
+                                     family_file=family_file))
     for claim in claims:
-        log.info("%s: %s (%s)", "holds" if claim.holds else "does NOT hold", claim.text, claim.detail)
+        log.info("%s: %s", claim.outcome, claim.text)
     return result
 
 
-def render_markdown(rows: pd.DataFrame, reference: dict[str, float], claims: list[Claim],
-                    evaluations: dict[str, dict], has_samples: bool) -> str:
-    table = rows.reset_index()
-    reference_row = {"variant": "real images (test inputs)", "kind": "-", "laplacian_var.recon": reference["laplacian_var"],
-                     "hf_energy.recon": reference["hf_energy"], "blur_effect.recon": reference["blur_effect"],
-                     "sharpness_vs_input": 1.0}
-    table = pd.concat([pd.DataFrame([reference_row]), table], ignore_index=True)
-    table["params"] = table["params"].map(lambda n: "" if pd.isna(n) else f"{int(n):,}")
-    table["latent"] = table["latent"].map(lambda n: "" if pd.isna(n) else f"{int(n)}")
-    table = table[[c for c in TABLE_COLUMNS if c in table]]
-    table = table.astype(object).where(table.notna(), None)  # blank cells, not "nan", in the reference row
-    lines = [
-        "# Variant comparison",
-        "",
-        "Test split. Reconstruction: MSE, PSNR (dB), SSIM on images in [0, 1]. Blur: Laplacian variance "
-        "(higher is sharper), FFT high-frequency energy fraction (higher is sharper), scikit-image blur_effect "
-        "(higher is blurrier). The first row is the real test images. `sharpness_vs_input` = Laplacian variance "
-        "of the reconstructions / that of the inputs. hf_energy and blur_effect are scale-free: on nearly flat "
-        "outputs (a collapsed VAE) they measure faint artefacts, so read them beside the Laplacian variance.",
-        "",
-        table.to_markdown(index=False, floatfmt=".4g", missingval=""),
-        "",
-        "## The seeds' claims, measured",
-        "",
-    ]
-    for claim in claims:
-        lines.append(f"- **{'holds' if claim.holds else 'does not hold'}**: {claim.text}. {claim.detail}.")
-    notes = {v: e.get("notes", {}) for v, e in evaluations.items()}
-    collapse = [f"- {v}: {n['collapse']}" for v, n in notes.items() if "collapse" in n]
-    if collapse:
-        lines += ["", "## Posterior collapse", "", *collapse]
-    ood = [(v, e["ood"]) for v, e in evaluations.items() if "ood" in e]
-    if ood:
-        lines += ["", "## Anomaly detection (seed 004): AUROC, test faces against non-faces", "",
-                  "| variant | reconstruction error | negative ELBO |", "|---|---|---|"]
-        lines += [f"| {v} | {o['auroc_recon_error']:.3f} | "
-                  f"{o['auroc_neg_elbo']:.3f} |" if "auroc_neg_elbo" in o else f"| {v} | {o['auroc_recon_error']:.3f} | |"
-                  for v, o in ood]
-    lines += ["", "## Figures", "", "![reconstructions](compare/reconstructions.png)", ""]
-    if has_samples:
-        lines += ["![samples](compare/samples.png)", ""]
-    lines += ["![sharpness against error](compare/sharpness_vs_error.png)", ""]
-    return "\n".join(lines)
+def family_file(family: Family) -> str:
+    """The figure's file name (without .png) for one family."""
+    return f"family_{family.knob}_{'_'.join(family.variants)}"
+
+
+def family_figure(family: Family, variants: dict[str, Variant]) -> Any:
+    """One panel per FAMILY_METRICS entry: the metric against the knob, error bars the seeds' sd."""
+    panels = []
+    for key, label in FAMILY_METRICS:
+        members = [variants[name] for name in family.variants]
+        values = [m.value(key) for m in members]
+        if any(v is None for v in values):
+            continue
+        panels.append((label, values, [m.sd(key) or 0.0 for m in members]))
+    return figures.knob_chart(
+        [str(v) for v in family.values], panels,
+        title=f"One-knob sweep: {family.knob} ({', '.join(family.variants)}), mean ± sd over seeds",
+        xlabel=family.knob,
+    )

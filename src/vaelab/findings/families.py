@@ -2,7 +2,8 @@
 from (latent size, KL weight, reconstruction weight, …).
 
 Two variants are in one family for knob ``k`` when their ``models:`` entries, every
-default filled in, are equal in every key but ``k`` and differ in ``k``. A variant can be
+default filled in, are equal in every key but ``k`` and differ in ``k``. ``arch`` is no
+knob: two architectures are two models, not two settings of one. A variant can be
 in several families (the default VAE is in the latent-size family and the KL one).
 """
 
@@ -32,7 +33,7 @@ def find_families(models: Mapping[str, BaseModel]) -> list[Family]:
     """Every family of two or more variants differing in exactly one knob, by knob then first member."""
     entries = {name: config.model_dump(mode="json") for name, config in models.items()}
     families = []
-    knobs = sorted({key for entry in entries.values() for key in entry})
+    knobs = sorted({key for entry in entries.values() for key in entry} - {"arch"})
     for knob in knobs:
         groups: dict[str, list[str]] = {}
         for name, entry in entries.items():

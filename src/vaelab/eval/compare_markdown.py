@@ -1,0 +1,145 @@
+"""``reports/compare.md``: the summary in words, the variant table, the claims with their
+numbers, the one-knob sweeps, collapse and anomaly-detection notes, and the figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from vaelab.config import Params
+from vaelab.eval.claims import summary
+from vaelab.findings.claims import Claim
+from vaelab.findings.families import Family
+
+if TYPE_CHECKING:
+    from vaelab.eval.compare import Variant
+
+TABLE = [
+    ("recon.mse", "MSE", ".4g"),
+    ("recon.psnr", "PSNR dB", ".3g"),
+    ("recon.ssim", "SSIM", ".3f"),
+    ("blur.laplacian_var.recon", "Lap var recon", ".4g"),
+    ("blur.laplacian_var_norm.recon", "norm. sharp. recon", ".3g"),
+    ("blur.laplacian_var.sample", "Lap var sample", ".4g"),
+    ("blur.laplacian_var_norm.sample", "norm. sharp. sample", ".3g"),
+    ("latent.active_units", "active units", ".3g"),
+]
+
+
+def _cell(variant: Variant, key: str, fmt: str) -> str:
+    value, sd = variant.value(key), variant.sd(key)
+    if value is None:
+        return ""
+    return f"{value:{fmt}}" if not sd else f"{value:{fmt}} ± {sd:.2g}"
+
+
+def _code(variant: Variant, pixels: int) -> str:
+    size = variant.evaluated.latent_dim
+    return f"{size:,} (> {pixels:,} pixels)" if size > pixels else f"{size:,}"
+
+
+def variant_table(variants: Sequence[Variant], pixels: int) -> str:
+    first = variants[0]
+    reference = {"variant": "test images (inputs)", "kind": "", "code size": "", "seeds": ""}
+    reference |= {label: "" for _key, label, _fmt in TABLE} | {"params": "", "train s": ""}
+    reference["Lap var recon"] = _cell(first, "blur.laplacian_var.input", ".4g")
+    reference["norm. sharp. recon"] = _cell(first, "blur.laplacian_var_norm.input", ".3g")
+    rows = [reference]
+    for v in variants:
+        row = {"variant": v.name, "kind": "VAE" if v.evaluated.variational else "AE",
+               "code size": _code(v, pixels), "seeds": str(v.evaluation["images"]["seeds"])}
+        row |= {label: _cell(v, key, fmt) for key, label, fmt in TABLE}
+        params = v.training.get("trainable_params")
+        row["params"] = f"{params:,}" if params is not None else ""
+        seconds = v.training.get("seconds")
+        row["train s"] = f"{seconds:.0f}" if seconds is not None else ""
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def family_table(family: Family, variants: dict[str, Variant]) -> str:
+    rows = []
+    for name, knob_value in zip(family.variants, family.values, strict=True):
+        v = variants[name]
+        row = {family.knob: str(knob_value), "variant": name}
+        row |= {label: _cell(v, key, fmt) for key, label, fmt in TABLE}
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def summary_lines(params: Params, variants: Sequence[Variant], claims: Sequence[Claim]) -> list[str]:
+    data = params.data
+    seeds = sorted({v.evaluation["images"]["seeds"] for v in variants})
+    tests = variants[0].evaluation["images"]["test"]
+    colour = "grey" if data.channels == 1 else "RGB"
+    lines = [
+        f"On {data.dataset} ({data.image_size}×{data.image_size} {colour}), {'/'.join(map(str, seeds))} training "
+        f"seed(s) per variant and {tests} test images: every number is a mean over seeds (± their standard "
+        "deviation), and each claim is decided on 95 % bootstrap intervals over seeds and test images (in "
+        "brackets) — it holds or does not when the intervals are apart, and is inconclusive when they overlap.",
+        "",
+    ]
+    for outcome, group in summary(claims).items():
+        if group:
+            lines.append(f"- **{outcome}** ({len(group)}): " + "; ".join(c.text for c in group) + ".")
+    return lines
+
+
+def collapse_line(variant: Variant) -> str:
+    seeds = variant.evaluation["images"]["seeds"]
+    collapsed = round(variant.value("collapse.collapsed") * seeds)
+    active, dims = variant.value("latent.active_units"), variant.value("latent.dims")
+    spread = variant.sd("latent.active_units")
+    units = f"{active:.3g}{f' ± {spread:.2g}' if spread else ''} of {dims:.0f} latent dimensions active"
+    if collapsed == 0:
+        return f"- {variant.name}: the decoder uses z in all {seeds} seed(s); {units}."
+    return f"- {variant.name}: **posterior collapse in {collapsed} of {seeds} seed(s)**; {units}."
+
+
+def render_markdown(params: Params, variants: Sequence[Variant], claims: Sequence[Claim], families: Sequence[Family],
+                    *, has_samples: bool, family_file: Callable[[Family], str]) -> str:
+    pixels = params.data.image_size ** 2 * params.data.channels
+    by_name = {v.name: v for v in variants}
+    lines = ["# Variant comparison", "", "## Summary", "", *summary_lines(params, variants, claims), "",
+             "## Variants", "",
+             "Test split, mean ± standard deviation over seeds. MSE, PSNR (dB) and SSIM on images in [0, 1]; "
+             "`Lap var`: variance of the 3×3 Laplacian of the grey image (higher is sharper); `norm. sharp.`: the "
+             "same divided by the image's intensity variance, so that plain contrast does not count as sharpness. "
+             "`code size`: latent values per image; an overcomplete code (more values than pixels) can copy its "
+             "input, so those AEs are no like-for-like match for a VAE.", "",
+             variant_table(variants, pixels), "", "## The seeds' claims, measured", ""]
+    for claim in claims:
+        named = f" Variants: {', '.join(claim.variants)}." if claim.variants else ""
+        lines.append(f"- **{claim.outcome}**: {claim.text}.{named} {claim.detail}")
+    if families:
+        lines += ["", "## One-knob sweeps", "",
+                  "Variants whose `models:` entries differ in exactly one knob, ordered by it.", ""]
+        for family in families:
+            lines += [f"### {family.knob}", "", family_table(family, by_name), "",
+                      f"![{family.knob}](compare/{family_file(family)}.png)", ""]
+    collapse = [collapse_line(v) for v in variants if v.value("collapse.collapsed") is not None]
+    if collapse:
+        lines += ["", "## Posterior collapse", "",
+                  "A seed's VAE is collapsed when no latent dimension is active or its reconstructions barely vary "
+                  "from image to image (the verdict per seed is `notes.collapse` in `metrics/eval/<variant>.json`).",
+                  "", *collapse]
+    ood = [v for v in variants if "ood" in v.evaluation]
+    if ood:
+        lines += ["", "## Anomaly detection (seed 004): AUROC, test faces against non-faces", "",
+                  "| variant | reconstruction error | negative ELBO |", "|---|---|---|"]
+        for v in ood:
+            elbo = v.value("ood.auroc_neg_elbo")
+            lines.append(f"| {v.name} | {v.value('ood.auroc_recon_error'):.3f} | "
+                         f"{'' if elbo is None else f'{elbo:.3f}'} |")
+        paradox = [v for v in ood if (v.value("ood.auroc_neg_elbo") or 0.5) < 0.5]
+        if paradox:
+            lines += ["", "Below 0.5 the model gives the non-faces the *higher* likelihood than the faces (the "
+                          "likelihood paradox of deep generative models, Nalisnick et al. 2019): its ELBO is no anomaly "
+                          f"score here, for {', '.join(v.name for v in paradox)}."]
+    lines += ["", "## Figures", "", "![reconstructions](compare/reconstructions.png)", ""]
+    if has_samples:
+        lines += ["![samples](compare/samples.png)", ""]
+    lines += ["![sharpness against error](compare/sharpness_vs_error.png)", ""]
+    return "\n".join(lines)
