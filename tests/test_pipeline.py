@@ -62,10 +62,10 @@ def test_dvc_repro_prepare_then_nothing_to_do(repo: Path):
     images = np.load(repo / "data" / "prepared" / "images.npy")
     assert images.shape == (200, 16, 16, 1) and images.dtype == np.uint8
     index = pd.read_csv(repo / "data" / "prepared" / "index.csv")
-    assert index["split"].value_counts().to_dict() == {"ood": 100, "train": 80, "val": 10, "test": 10}
+    assert index["split"].value_counts().to_dict() == {"ood": 100, "train": 65, "val": 10, "test": 25}
     assert (index["face"] == 0).sum() == 100
     metrics = json.loads((repo / "metrics" / "data.json").read_text())
-    assert metrics["splits"] == {"train": 80, "val": 10, "test": 10, "ood": 100}
+    assert metrics["splits"] == {"train": 65, "val": 10, "test": 25, "ood": 100}
     manifest = json.loads((repo / "data" / "raw" / "lfw" / "MANIFEST.json").read_text())
     assert [f["file"] for f in manifest["files"]] == ["lfw_subset.npy"]
 
@@ -109,7 +109,7 @@ def test_dvc_repro_trains_variants_and_reruns_only_the_edited_one(repo: Path):
     plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json", "val_recon"], repo).stdout
     assert '"variant"' in plots and "small_vae" in plots
     for variant in ("small_ae", "small_vae"):
-        assert (repo / "models" / variant / "model.pt").is_file()
+        assert (repo / "models" / variant / "seed0" / "model.pt").is_file()
         metrics = json.loads((repo / "metrics" / "train" / f"{variant}.json").read_text())
         assert metrics["epochs"] == 1 and metrics["device"] == "cpu"
         history = pd.read_csv(repo / "metrics" / "history" / f"{variant}.csv")
