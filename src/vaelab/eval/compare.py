@@ -59,7 +59,7 @@ FAMILY_METRICS = [
 
 @dataclass(frozen=True)
 class Variant:
-    """One variant's evaluation, training record and (first replicate's) model."""
+    """One variant as compare reads it: what evaluate measured and what training recorded."""
 
     evaluated: Evaluated
     evaluation: dict[str, Any]
@@ -71,20 +71,20 @@ class Variant:
 
     def value(self, key: str) -> float | None:
         """The mean over seeds of a dotted eval key, None when the variant has no such metric."""
-        node: Any = self.evaluation
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return float(node)
+        return _lookup(self.evaluation, key)
 
     def sd(self, key: str) -> float | None:
-        node: Any = self.evaluation.get("sd", {})
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return float(node)
+        """Its standard deviation over seeds, None likewise."""
+        return _lookup(self.evaluation.get("sd", {}), key)
+
+
+def _lookup(tree: dict[str, Any], key: str) -> float | None:
+    node: Any = tree
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node)
 
 
 def read_json(path: Path, how_to_fix: str) -> dict[str, Any]:
