@@ -97,3 +97,16 @@ def test_every_seed_is_a_replicate_and_the_history_is_their_mean(tmp_path, make_
     assert history["val_loss"].tolist() == pytest.approx(expected)
     assert list(history["epoch"]) == [1, 2] and history["step"].dtype.kind == "i"
     assert metrics["val"]["loss"] == pytest.approx(expected[-1])
+
+
+def test_a_variant_can_train_for_its_own_number_of_epochs(tmp_path, make_params, prepared, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    params = make_params({"train": {"epochs": 1, "batch_size": 32},
+                          "models": {"slow": {"arch": "vae_conv", "filters": [8], "z_dim": 3, "epochs": 3},
+                                     "quick": {"arch": "ae_pool"}}})
+    roots = {"prepared": prepared, "models_root": tmp_path / "models", "metrics_root": tmp_path / "metrics"}
+    assert run_train(params, "slow", progress=False, **roots)["epochs"] == 3
+    assert run_train(params, "quick", progress=False, **roots)["epochs"] == 1
+    _model, config = load_trained(tmp_path / "models" / "slow" / "seed0")
+    assert config.train.epochs == 3 and config.model.epochs == 3

@@ -40,6 +40,8 @@ class ReconLossFields(Section):
     # drowning the reconstruction on MNIST; with the per-image sum used here that is
     # about 6000 / 784 ≈ 7.7.
     recon_weight: float = Field(1.0, gt=0.0)
+    # Epochs for this variant; null = train.epochs. A small net may need more than a big one.
+    epochs: PositiveInt | None = None
 
 
 class KlFields(ReconLossFields):

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from vaelab.config import Params
+from vaelab.config.train import TrainConfig
 from vaelab.data.prepared import IMAGES_FILE, INDEX_FILE, load_split
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_file, write_json
@@ -113,6 +114,12 @@ def run_train(
         shutdown_distributed()
 
 
+def training_for(params: Params, variant: str) -> TrainConfig:
+    """``train:`` as this variant trains: its own ``epochs`` when its entry sets them."""
+    epochs = params.models[variant].epochs
+    return params.train if epochs is None else params.train.model_copy(update={"epochs": epochs})
+
+
 def load_splits(prepared: Path) -> Splits:
     train_images = load_split(prepared, "train")
     if train_images.shape[1] != train_images.shape[2]:
@@ -122,7 +129,7 @@ def load_splits(prepared: Path) -> Splits:
 
 def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: Splits) -> Setup:
     """The replicate's model on its device (wrapped for DDP / compile) and its checkpoint's key."""
-    model_cfg, train_cfg = params.models[variant], params.train
+    model_cfg, train_cfg = params.models[variant], training_for(params, variant)
     runtime = select_runtime(train_cfg.device, train_cfg.precision, key="train", local_rank=dist_info.local_rank)
     torch.manual_seed(seed)
     model = build_model(model_cfg, image_size=splits.train.shape[1], channels=splits.train.shape[3])
@@ -147,7 +154,7 @@ def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: 
 
 def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progress: bool) -> Fitted:
     """Run the loop inside the replicate's MLflow run (rank 0 only)."""
-    model_cfg, train_cfg, variant = params.models[setup.variant], params.train, setup.variant
+    model_cfg, train_cfg, variant = params.models[setup.variant], training_for(params, setup.variant), setup.variant
     batches = dict(batch_size=train_cfg.batch_size, device=setup.runtime.device, seed=setup.seed,
                    rank=dist_info.rank, world_size=dist_info.world_size)
     tags = {"variant": variant, "seed": str(setup.seed), "git_commit": git_commit(), "data_md5": splits.md5,
@@ -193,7 +200,7 @@ def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Pat
             image_size=splits.train.shape[1],
             channels=splits.train.shape[3],
             seed=item.setup.seed,
-            train=params.train,
+            train=training_for(params, variant),
             trainable_params=trainable,
             data=params.data,
         )
