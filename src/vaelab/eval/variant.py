@@ -21,13 +21,15 @@ class Replicate:
     config: SavedConfig
 
 
-def load_replicates(params: Params, variant: str, models_root: Path) -> list[Replicate]:
-    """Every replicate of ``models_root/<variant>/``, by seed (the first is ``params.seed``'s)."""
+def load_replicates(params: Params, variant: str, models_root: Path, *, first_only: bool = False) -> list[Replicate]:
+    """Every replicate of ``models_root/<variant>/``, by seed (the first is ``params.seed``'s),
+    or only the first with ``first_only``."""
     if variant not in params.models:
         raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
     device = select_runtime(params.evaluate.device, key="evaluate").device
+    found = require_replicates(models_root / variant, variant)
     loaded = []
-    for seed, folder in require_replicates(models_root / variant, variant):
+    for seed, folder in found[:1] if first_only else found:
         model, config = load_trained(folder)
         loaded.append(Replicate(seed, model.to(device).eval(), config))
     return loaded
@@ -35,5 +37,5 @@ def load_replicates(params: Params, variant: str, models_root: Path) -> list[Rep
 
 def load_variant(params: Params, variant: str, models_root: Path) -> tuple[Autoencoder, SavedConfig]:
     """The variant's first replicate (the one trained with ``params.seed``), in eval mode."""
-    first = load_replicates(params, variant, models_root)[0]
+    first = load_replicates(params, variant, models_root, first_only=True)[0]
     return first.model, first.config
