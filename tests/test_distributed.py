@@ -43,7 +43,7 @@ def test_torchrun_two_gloo_processes(tmp_path, tiny_params_dict, make_params):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics" / "train" / "tiny.json").read_text())
+    metrics = json.loads((tmp_path / "metrics" / "detail" / "train" / "tiny.json").read_text())
     # 80 training faces shared by 2 ranks: 40 each, batches of 16 → 3 steps per epoch.
     assert metrics["steps"] == 2 * 3 and metrics["epochs"] == 2
     history = pd.read_csv(tmp_path / "metrics" / "history" / "tiny.csv")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from torch import Tensor
 from vaelab.config.evaluate import ArithmeticConfig, parse_expression
 from vaelab.data.download import run_download
 from vaelab.data.prepared import load_prepared
+from vaelab.io.metric_files import metric_files
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
 from vaelab.eval.arithmetic import run_arithmetic, skip_reason
@@ -91,8 +93,8 @@ def workspace(tmp_path_factory) -> Path:
             variant=variant, model=config, image_size=16, channels=1, seed=seed, train=params.train,
             trainable_params=1, data=params.data,
         )) for seed in seeds])
-        (root / "metrics" / "train").mkdir(parents=True, exist_ok=True)
-        (root / "metrics" / "train" / f"{variant}.json").write_text(json.dumps({"trainable_params": 123, "seconds": 1.5}))
+        trained = metric_files(root / "metrics", f"train/{variant}.json")
+        trained.write({"val": {"loss": 2.5}}, {"trainable_params": 123}, {"seconds": 1.5})
         (root / "metrics" / "history").mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"epoch": [1, 2], "train_loss": [3.0, 2.0], "val_loss": [3.5, 2.5], "train_recon": [3.0, 2.0],
                       "val_recon": [3.5, 2.5]}).to_csv(root / "metrics" / "history" / f"{variant}.csv", index=False)
@@ -119,8 +121,17 @@ def _opens(path: Path) -> tuple[int, int]:
 @pytest.mark.parametrize("variant", ["tiny_ae", "tiny_vae"])
 def test_evaluate_writes_the_design_metrics_and_every_figure(workspace, params, variant):
     metrics = run_evaluate(params, variant, progress=False, **_roots(workspace))
-    on_disk = json.loads((workspace / "metrics" / "eval" / f"{variant}.json").read_text())
-    assert on_disk == json.loads(json.dumps(metrics))
+    files = metric_files(workspace / "metrics", f"eval/{variant}.json")
+    assert json.loads(files.detail.read_text()) == json.loads(json.dumps(metrics))
+    # The DVC metrics: the headline numbers only, each the detail's value; no text, no spreads.
+    headline = json.loads(files.headline.read_text())
+    expected = {"recon": metrics["recon"],
+                "sharpness": {"recon": metrics["blur"]["laplacian_var"]["recon"],
+                              "sample": metrics["blur"]["laplacian_var"]["sample"]}}
+    if variant == "tiny_vae":  # an AE has no ELBO, no KL per unit and no collapse verdict
+        expected |= {"elbo": metrics["elbo"], "active_units": metrics["latent"]["active_units"],
+                     "collapsed": metrics["collapse"]["collapsed"]}
+    assert headline == expected
     assert set(metrics["recon"]) == {"mse", "psnr", "ssim"} and 0 <= metrics["recon"]["mse"] <= 1
     for name in ("laplacian_var", "hf_energy", "blur_effect"):
         assert set(metrics["blur"][name]) == {"input", "recon", "sample"}
@@ -280,7 +291,7 @@ def test_evaluate_refuses_two_experiments_writing_one_name(workspace, params, mo
 
     monkeypatch.setattr(experiments, "EXPERIMENTS", [first])
     run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
-    json_path, reports = workspace / "metrics" / "eval" / "tiny_ae.json", workspace / "reports" / "tiny_ae"
+    json_path, reports = workspace / "metrics" / "detail" / "eval" / "tiny_ae.json", workspace / "reports" / "tiny_ae"
     before = json_path.read_bytes(), sorted(p.name for p in reports.iterdir())
     monkeypatch.setattr(experiments, "EXPERIMENTS", [first, second])
     with pytest.raises(ValueError, match=f"'second' writes {what}"):
@@ -309,7 +320,7 @@ def test_an_experiment_added_to_the_list_reaches_the_json_and_the_reports(worksp
 
     monkeypatch.setattr(experiments, "EXPERIMENTS", [*experiments.EXPERIMENTS, darkest])
     run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
-    on_disk = json.loads((workspace / "metrics" / "eval" / "tiny_ae.json").read_text())
+    on_disk = json.loads((workspace / "metrics" / "detail" / "eval" / "tiny_ae.json").read_text())
     darkest_pixel = int(load_prepared(workspace / "prepared").split("test").min())
     assert on_disk["darkest"] == {"pixel": darkest_pixel}
     assert on_disk["notes"]["darkest"] == f"darkest test pixel {darkest_pixel}"
@@ -326,6 +337,11 @@ def test_chain_records_every_pass(workspace, params):
     assert metrics["pass_input"]["mse_to_input"] == 0.0 and metrics["pass_2"]["mse_to_input"] > 0
     # Grey images: no colour to drift, so no colour shift is reported or drawn.
     assert all("colour_shift_from_input" not in entry for entry in metrics.values())
+    files = metric_files(workspace / "metrics", "chain.json")
+    assert json.loads(files.detail.read_text()) == metrics
+    assert json.loads(files.headline.read_text()) == {
+        "sharpness": {"vae": metrics["pass_0"]["laplacian_var"], "last": metrics["pass_2"]["laplacian_var"]},
+        "mse_to_input": {"last": metrics["pass_2"]["mse_to_input"]}}
     table = pd.read_csv(workspace / "metrics" / "chain.csv")
     assert list(table["pass"]) == [-1, 0, 1, 2] and "laplacian_var_norm" in table
     assert {p.stem for p in (workspace / "reports" / "chain").glob("*.png")} == {"chain", "chain_sharpness"}
@@ -359,11 +375,16 @@ def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, par
                                      "smaller_latent_blurrier", "sharpening_raises_sharpness",
                                      "sharpening_brings_closer"}
     assert set(result["claims"].values()) <= {-1, 0, 1}
+    files = metric_files(workspace / "metrics", "compare.json")
+    assert json.loads(files.detail.read_text()) == json.loads(json.dumps(result))
+    assert json.loads(files.headline.read_text()) == {"claims": result["claims"]}  # the verdicts only
     report = (workspace / "reports" / "compare.md").read_text()
     assert report.index("## Summary") < report.index("## Variants") < report.index("## The seeds' claims, measured")
     assert "1/2 training seed(s) per variant and 10 test images" in report
     assert "- **not measured** (2):" in report and "needs a VAE and a vae_conv entry" in report
     assert "test images (inputs)" in report and "| tiny_vae " in report and "± " in report  # tiny_vae has 2 seeds
+    # The parameter count comes from the training's detail, its seconds from the timing file.
+    assert re.search(r"\| tiny_vae .*\|\s+123 \|\s+2 \|$", report, re.MULTILINE)
     assert "### z_dim" in report and "tiny_vae_z2 (z_dim 2) vs tiny_vae (z_dim 4)" in report
     for name in ("reconstructions", "samples", "sharpness_vs_error", "family_z_dim_tiny_vae_z2_tiny_vae"):
         _opens(workspace / "reports" / "compare" / f"{name}.png")

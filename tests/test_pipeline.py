@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from vaelab.tracking import flatten
+
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "src")
 
@@ -99,19 +101,32 @@ def test_dvc_repro_trains_variants_and_reruns_only_the_edited_one(repo: Path):
     assert "Running stage 'train@small_ae'" in first.stdout and "Running stage 'train@small_vae'" in first.stdout
     for stage in ("evaluate@small_ae", "evaluate@small_vae", "chain", "compare"):
         assert f"Running stage '{stage}'" in first.stdout
-    compare = json.loads((repo / "metrics" / "compare.json").read_text())
+    compare = json.loads((repo / "metrics" / "detail" / "compare.json").read_text())
     assert set(compare["variants"]) == {"small_ae", "small_vae"}
     assert "| small_vae " in (repo / "reports" / "compare.md").read_text()
     assert (repo / "reports" / "compare" / "reconstructions.png").is_file()
     shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo).stdout)
     eval_metrics = shown[""]["data"]["metrics/eval/small_vae.json"]["data"]
-    assert {"recon", "blur", "latent", "elbo"} <= set(eval_metrics)
+    assert set(eval_metrics) == {"recon", "sharpness", "active_units", "elbo", "collapsed"}
+    # DVC's metrics are a few numbers per file: no text, no timings, no spreads or intervals.
+    for path, entry in shown[""]["data"].items():
+        leaves = flatten(entry["data"])
+        assert len(leaves) <= 12, path
+        assert all(isinstance(v, int | float) for v in leaves.values()), path
+        assert not any(k.split(".")[-1] in ("seconds", "images_per_second", "sd") for k in leaves), path
+    assert "metrics/registry.json" not in shown[""]["data"]
+    history_plot = json.loads(_run([sys.executable, "-m", "dvc", "plots", "show", "--json",
+                                    "metrics/history/small_vae.csv"], repo).stdout)
+    (rendered,) = history_plot["data"]["metrics/history/small_vae.csv"]
+    rendered["content"].pop("data")
+    assert '"y": {"field": "val_loss"' in json.dumps(rendered["content"])  # a loss curve, not seconds per epoch
     plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json", "val_recon"], repo).stdout
     assert '"variant"' in plots and "small_vae" in plots
     for variant in ("small_ae", "small_vae"):
         assert (repo / "models" / variant / "seed0" / "model.pt").is_file()
-        metrics = json.loads((repo / "metrics" / "train" / f"{variant}.json").read_text())
-        assert metrics["epochs"] == 1 and metrics["device"] == "cpu"
+        metrics = json.loads((repo / "metrics" / "detail" / "train" / f"{variant}.json").read_text())
+        assert metrics["epochs"] == 1
+        assert json.loads((repo / "metrics" / "timing" / "train" / f"{variant}.json").read_text())["device"] == "cpu"
         history = pd.read_csv(repo / "metrics" / "history" / f"{variant}.csv")
         assert list(history["epoch"]) == [1]
 
@@ -133,4 +148,4 @@ def test_dvc_repro_trains_variants_and_reruns_only_the_edited_one(repo: Path):
     assert "Running stage 'chain'" in third.stdout and "Running stage 'train@small_vae'" not in third.stdout
     assert json.loads((repo / "metrics" / "chain.json").read_text()) == {}
     assert "evaluate.chain is null" in (repo / "reports" / "chain" / "README.md").read_text()
-    assert set(json.loads((repo / "metrics" / "compare.json").read_text())["variants"]) == {"small_vae"}
+    assert set(json.loads((repo / "metrics" / "detail" / "compare.json").read_text())["variants"]) == {"small_vae"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,14 @@ def test_train_writes_model_metrics_history_and_an_mlflow_run(tmp_path, make_par
     metrics = run_train(params, "tiny_vae", prepared=prepared, models_root=tmp_path / "models", metrics_root=tmp_path / "metrics", progress=False)
     assert metrics["epochs"] == 2 and metrics["device"] == "cpu" and metrics["precision"] == "fp32"
     assert set(metrics["train"]) >= {"loss", "recon", "kl"} and metrics["trainable_params"] > 0
+    # DVC metrics: the last validation losses; the counts in the detail, the timings apart.
+    metrics_dir = tmp_path / "metrics"
+    assert json.loads((metrics_dir / "train" / "tiny_vae.json").read_text()) == {
+        "val": {key: metrics["val"][key] for key in ("loss", "recon", "kl")}}
+    detail = json.loads((metrics_dir / "detail" / "train" / "tiny_vae.json").read_text())
+    assert detail["epochs"] == 2 and "seconds" not in detail and "device" not in detail
+    timing = json.loads((metrics_dir / "timing" / "train" / "tiny_vae.json").read_text())
+    assert set(timing) == {"seconds", "images_per_second", "device", "precision"}
 
     history = pd.read_csv(tmp_path / "metrics" / "history" / "tiny_vae.csv")
     assert list(history["epoch"]) == [1, 2] and "val_loss" in history.columns

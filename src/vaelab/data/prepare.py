@@ -18,12 +18,17 @@ from vaelab.data.pool import process_all
 from vaelab.data.prepared import IMAGES_FILE, INDEX_FILE
 from vaelab.data.split import OOD, SPLITS, assign_splits
 from vaelab.errors import UserError
-from vaelab.io.atomic import atomic_directory, write_json
+from vaelab.io.atomic import atomic_directory
+from vaelab.io.metric_files import headline_of, metric_files
 
 log = logging.getLogger("vaelab.prepare")
 
 PREPARED_DIR = Path("data/prepared")
 DATA_METRICS = Path("metrics/data.json")
+# Its DVC metrics (headline key -> key of the detail, metrics/detail/data.json); the skipped
+# files, their reasons and the timings are in the detail and timing files beside it.
+DATA_HEADLINE = {"images": "images", "skipped": "skipped.count",
+                 **{f"splits.{name}": f"splits.{name}" for name in (*SPLITS, OOD)}}
 # A skip reason that is a choice (detect.on_miss: skip), not a broken file.
 NO_FACE = "no face detected"
 
@@ -35,7 +40,8 @@ def run_prepare(
     metrics_path: Path = DATA_METRICS,
     progress: bool = True,
 ) -> dict:
-    """Write ``out_dir/images.npy`` (N×H×W×C uint8), ``out_dir/index.csv`` and the data metrics."""
+    """Write ``out_dir/images.npy`` (N×H×W×C uint8), ``out_dir/index.csv`` and the data metrics (headline
+    ``metrics_path``; detail and timing files under ``metrics/detail/`` and ``metrics/timing/``)."""
     cfg = params.data
     raw = raw_root / cfg.dataset
     if not raw.is_dir():
@@ -93,11 +99,14 @@ def run_prepare(
             "files": skipped,
         },
         "detect_fallbacks": int(result.fell_back),
+    }
+    timing = {
         "workers": workers,
         "seconds": round(seconds, 3),
         "images_per_second": round(total / seconds, 1) if seconds > 0 else None,
     }
-    write_json(metrics_path, metrics)
+    files = metric_files(metrics_path.parent, metrics_path.name)
+    files.write(headline_of(metrics, DATA_HEADLINE), metrics, timing)
     log.info(
         "prepared %d images %s in %.2fs (%.0f images/s); splits %s; skipped %d",
         len(index),
@@ -107,5 +116,5 @@ def run_prepare(
         metrics["splits"],
         len(skipped),
     )
-    return metrics
+    return metrics | timing
 

@@ -1,8 +1,9 @@
 """The ``chain`` stage (seed 000): feed a VAE's reconstructions through an AE ``passes``
 times and record, per pass, the blur metrics and how far the colours drifted.
 
-Writes ``metrics/chain.json`` (one entry per pass), ``metrics/chain.csv`` (the same as a
-DVC plot) and ``reports/chain/``: the images pass by pass, sharpness and MSE to the inputs
+Writes ``metrics/detail/chain.json`` (one entry per pass), ``metrics/chain.json`` (its
+headline: the VAE's and the last pass's sharpness, the last pass's MSE to the inputs),
+``metrics/chain.csv`` (every pass, as a DVC plot) and ``reports/chain/``: the images pass by pass, sharpness and MSE to the inputs
 per pass, and (colour images only) the colour drift. The first replicate (params.seed) of
 each of the two variants is chained.
 """
@@ -22,7 +23,8 @@ from vaelab.eval import figures
 from vaelab.eval.inference import model_device, reconstruct, to_numpy, to_tensor
 from vaelab.eval.metrics import blur_metrics, colour_shift
 from vaelab.eval.variant import load_variant
-from vaelab.io.atomic import atomic_directory, atomic_file, write_json
+from vaelab.io.atomic import atomic_directory, atomic_file
+from vaelab.io.metric_files import headline_of, metric_files
 
 log = logging.getLogger("vaelab.chain")
 
@@ -116,7 +118,12 @@ def run_chain(
                 ),
                 staging / "chain_colour.png",
             )
-    write_json(metrics_root / "chain.json", metrics)
+    last = f"pass_{settings.passes}"
+    metric_files(metrics_root, "chain.json").write(
+        headline_of(metrics, {"sharpness.vae": "pass_0.laplacian_var", "sharpness.last": f"{last}.laplacian_var",
+                              "mse_to_input.last": f"{last}.mse_to_input"}),
+        metrics,
+    )
     write_table(metrics_root / "chain.csv", rows, rgb=rgb)
     log.info("chain: Laplacian variance input %.5f, %s %.5f, after %d x %s %.5f", rows[0]["laplacian_var"],
              settings.vae, rows[1]["laplacian_var"], settings.passes, settings.ae, rows[-1]["laplacian_var"])
@@ -135,7 +142,7 @@ def write_skipped(reason: str, metrics_root: Path, reports_root: Path) -> dict[s
     """The chain's outputs when it does not run: no numbers, and the reason in words beside them."""
     with atomic_directory(reports_root / "chain") as staging:
         (staging / "README.md").write_text(f"# Chain not run\n\n{reason}.\n")
-    write_json(metrics_root / "chain.json", {})
+    metric_files(metrics_root, "chain.json").write({}, {})
     write_table(metrics_root / "chain.csv", [])
     log.info("chain skipped: %s", reason)
     return {}

@@ -1,8 +1,9 @@
 """The ``compare`` stage: every variant in one table, the seeds' claims decided on the
 intervals that evaluate measured, the one-knob sweeps, and side-by-side figures.
 
-Writes ``metrics/compare.json`` (a few numbers per variant and each measured claim's
-outcome: 1 holds, 0 inconclusive, -1 does not hold; a claim not measured is absent),
+Writes ``metrics/compare.json`` (each measured claim's outcome: 1 holds, 0 inconclusive,
+-1 does not hold; a claim not measured is absent), ``metrics/detail/compare.json`` (the
+same with a few numbers per variant and the test images' sharpness),
 ``metrics/compare/history.csv`` (every variant's training curves in one long table, for
 one DVC plot), ``reports/compare.md`` and ``reports/compare/*.png``.
 """
@@ -29,7 +30,8 @@ from vaelab.eval.variant import load_variant
 from vaelab.findings.claims import SCORE
 from vaelab.findings.families import Family, find_families
 from vaelab.findings.intervals import Estimate
-from vaelab.io.atomic import atomic_directory, atomic_file, write_json
+from vaelab.io.atomic import atomic_directory, atomic_file
+from vaelab.io.metric_files import lookup, metric_files
 from vaelab.models import Autoencoder
 
 log = logging.getLogger("vaelab.compare")
@@ -79,12 +81,8 @@ class Variant:
 
 
 def _lookup(tree: dict[str, Any], key: str) -> float | None:
-    node: Any = tree
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return float(node)
+    value = lookup(tree, key)
+    return None if value is None else float(value)
 
 
 def read_json(path: Path, how_to_fix: str) -> dict[str, Any]:
@@ -94,12 +92,15 @@ def read_json(path: Path, how_to_fix: str) -> dict[str, Any]:
 
 
 def read_records(name: str, metrics_root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``metrics/eval/<name>.json`` and ``metrics/train/<name>.json``, or a UserError saying what to run."""
-    evaluation = read_json(metrics_root / "eval" / f"{name}.json", f"run `dvc repro evaluate@{name}` first")
-    training = read_json(metrics_root / "train" / f"{name}.json", f"run `dvc repro train@{name}` first")
+    """The detail of ``evaluate@<name>`` and of ``train@<name>`` (with its timing), or a UserError
+    saying what to run."""
+    evaluated, trained = metric_files(metrics_root, f"eval/{name}.json"), metric_files(metrics_root, f"train/{name}.json")
+    evaluation = read_json(evaluated.detail, f"run `dvc repro evaluate@{name}` first")
+    training = read_json(trained.detail, f"run `dvc repro train@{name}` first")
+    if trained.timing.is_file():
+        training |= json.loads(trained.timing.read_text())
     if "intervals" not in evaluation:
-        raise UserError(f"{metrics_root / 'eval' / f'{name}.json'}: made by an older vaelab (no intervals); "
-                        f"rerun `dvc repro evaluate@{name}`")
+        raise UserError(f"{evaluated.detail}: made by an older vaelab (no intervals); rerun `dvc repro evaluate@{name}`")
     return evaluation, training
 
 
@@ -173,7 +174,7 @@ def run_compare(
         )
         for family in families:
             figures.save(family_figure(family, {v.name: v for v in variants}), staging / f"{family_file(family)}.png")
-    write_json(metrics_root / "compare.json", result)
+    metric_files(metrics_root, "compare.json").write({"claims": result["claims"]}, result)
     if histories:
         with atomic_file(metrics_root / "compare" / "history.csv") as handle:
             pd.concat(histories, ignore_index=True).to_csv(handle, index=False, lineterminator="\n")

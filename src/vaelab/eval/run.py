@@ -1,10 +1,11 @@
 """The ``evaluate@<variant>`` stage: every experiment of :mod:`vaelab.eval.experiments` on
 the test split, for each trained replicate (seed) of one variant.
 
-Writes ``metrics/eval/<variant>.json`` (its keys are listed in the README): every metric's
-mean over seeds, its standard deviation over seeds under ``sd``, and for the per-image
-metrics their 95 % interval over seeds and test images under ``intervals``; and
-``reports/<variant>/*.png``, drawn from the first replicate.
+Writes ``metrics/detail/eval/<variant>.json`` (its keys are listed in the README): every
+metric's mean over seeds, its standard deviation over seeds under ``sd``, for the per-image
+metrics their 95 % interval over seeds and test images under ``intervals``, and the notes
+in words; ``metrics/eval/<variant>.json``, the :data:`HEADLINE` numbers of it (the DVC
+metrics); and ``reports/<variant>/*.png``, drawn from the first replicate.
 """
 
 from __future__ import annotations
@@ -23,12 +24,26 @@ from vaelab.eval import experiments, figures
 from vaelab.eval.aggregate import Replicate, combine, combine_notes
 from vaelab.eval.context import Context, build_contexts
 from vaelab.eval.result import merge_into
-from vaelab.io.atomic import atomic_directory, write_json
+from vaelab.io.atomic import atomic_directory
+from vaelab.io.metric_files import headline_of, metric_files
 
 log = logging.getLogger("vaelab.evaluate")
 
 # Top-level keys of the metrics that run_evaluate writes whole; no experiment adds to them.
 STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals"})
+
+# The DVC metrics of a variant, ``metrics/eval/<variant>.json``: headline key -> the key of the
+# detail it copies (means over seeds). A key the variant lacks (an AE's ELBO) is left out.
+HEADLINE = {
+    "recon.mse": "recon.mse",
+    "recon.psnr": "recon.psnr",
+    "recon.ssim": "recon.ssim",
+    "sharpness.recon": "blur.laplacian_var.recon",
+    "sharpness.sample": "blur.laplacian_var.sample",
+    "active_units": "latent.active_units",
+    "elbo": "elbo",
+    "collapsed": "collapse.collapsed",
+}
 
 
 def run_evaluate(
@@ -41,7 +56,7 @@ def run_evaluate(
     reports_root: Path = Path("reports"),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the experiments in order on every replicate; returns what ``metrics/eval/<variant>.json`` holds."""
+    """Run the experiments in order on every replicate; returns what ``metrics/detail/eval/<variant>.json`` holds."""
     contexts = build_contexts(params, variant, prepared=prepared, models_root=models_root, progress=progress)
     saved: dict[str, str] = {}  # figure file name -> the experiment that drew it
     replicates = []
@@ -55,7 +70,7 @@ def run_evaluate(
         images={"test": len(contexts[0].test), "samples": contexts[0].settings.samples, "seeds": len(contexts)},
         notes=combine_notes(replicates),
     )
-    write_json(metrics_root / "eval" / f"{variant}.json", metrics)
+    metric_files(metrics_root, f"eval/{variant}.json").write(headline_of(metrics, HEADLINE), metrics)
     log.info("%s: %d experiments on %d replicate(s), %d figures", variant, len(experiments.EXPERIMENTS),
              len(contexts), len(saved))
     # The headline numbers, when the experiments that measure them are in the list.

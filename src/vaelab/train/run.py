@@ -23,7 +23,8 @@ from vaelab.config import Params
 from vaelab.config.train import TrainConfig
 from vaelab.data.prepared import IMAGES_FILE, INDEX_FILE, load_split
 from vaelab.errors import UserError
-from vaelab.io.atomic import atomic_file, write_json
+from vaelab.io.atomic import atomic_file
+from vaelab.io.metric_files import headline_of, metric_files
 from vaelab.io.hashing import md5_of_files
 from vaelab.models import build_model, count_params
 from vaelab.models.saved import REPLICATE_PREFIX, RunInfo, SavedConfig, Trained, save_replicates
@@ -35,6 +36,12 @@ from vaelab.train.distributed import DistInfo, init_distributed, shutdown_distri
 from vaelab.train.loop import TrainResult, train_model
 
 log = logging.getLogger("vaelab.train")
+
+# The DVC metrics of a training, ``metrics/train/<variant>.json``: the last epoch's validation
+# losses (headline key -> key of the detail); the rest is in ``metrics/detail/train/``.
+TRAIN_HEADLINE = {"val.loss": "val.loss", "val.recon": "val.recon", "val.kl": "val.kl"}
+# Columns of the loop's history that time the machine, not the model (kept out of the history CSV).
+TIMING_COLUMNS = ["seconds", "images_per_second"]
 
 
 def data_fingerprint(prepared: Path) -> str:
@@ -188,8 +195,8 @@ def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progr
 
 
 def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Path, metrics_root: Path) -> dict[str, Any]:
-    """``models/<variant>/seed<k>/``, and ``metrics/train/<variant>.json`` and
-    ``metrics/history/<variant>.csv`` averaged over the replicates."""
+    """``models/<variant>/seed<k>/``; the metrics (``metrics/train/<variant>.json``, its detail
+    and timing files) and ``metrics/history/<variant>.csv``, averaged over the replicates."""
     variant = fitted[0].setup.variant
     trainable = count_params(fitted[0].setup.model).trainable
     trained = []
@@ -216,20 +223,23 @@ def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Pat
     seconds = sum(row["seconds"] for item in fitted for row in item.result.history)
     images = sum(row["images_per_second"] * row["seconds"] for item in fitted for row in item.result.history)
     runtime = fitted[0].setup.runtime
-    metrics = {
+    detail = {
         "train": {k.removeprefix("train_"): float(v) for k, v in final.items() if k.startswith("train_")},
         "val": {k.removeprefix("val_"): float(v) for k, v in final.items() if k.startswith("val_")},
         "seeds": len(fitted),
         "epochs": len(history),
         "steps": fitted[0].result.steps,
+        "trainable_params": trainable,
+    }
+    timing = {
         # From the histories, so that a resumed run reports the whole training, not its tail.
         "images_per_second": round(images / seconds, 1) if seconds > 0 else None,
         "seconds": round(seconds, 3),
         "device": str(runtime.device),
         "precision": runtime.precision,
-        "trainable_params": trainable,
     }
-    write_json(metrics_root / "train" / f"{variant}.json", metrics)
+    metric_files(metrics_root, f"train/{variant}.json").write(headline_of(detail, TRAIN_HEADLINE), detail, timing)
+    # The curves only: per-epoch timings would make the table differ on every run.
     with atomic_file(metrics_root / "history" / f"{variant}.csv") as handle:
-        history.to_csv(handle, index=False, lineterminator="\n")
-    return metrics
+        history.drop(columns=TIMING_COLUMNS).to_csv(handle, index=False, lineterminator="\n")
+    return detail | timing
