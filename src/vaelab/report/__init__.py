@@ -1,7 +1,8 @@
 """`vaelab report`: one Markdown page comparing the workspace with a git revision.
 
 It gathers what `dvc params diff` and `dvc metrics diff` show, the comparison
-figures of both sides and a sharper/blurrier verdict per variant, so that a pull
+figures of both sides and a sharper/blurrier verdict per variant that counts only a
+change larger than the measured noise (:mod:`vaelab.report.sharpness`), so that a pull
 request's effect can be read in one comment.
 """
 

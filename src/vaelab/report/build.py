@@ -5,21 +5,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory, atomic_file
-from vaelab.report.diff import (
-    FIGURES_DIR,
-    SharpnessChange,
-    Side,
-    dvc_diffs,
-    read_eval_metrics,
-    read_figures,
-    resolve_rev,
-    sharpness_changes,
-)
+from vaelab.report.diff import FIGURES_DIR, Side, dvc_diffs, read_figures, resolve_rev
 from vaelab.report.markdown import Figure, render_report
+from vaelab.report.sharpness import SharpnessChange, read_eval_records, sharpness_changes
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
 
 WORKSPACE = "workspace"
 MARKER = ".vaelab-report"
@@ -63,7 +59,21 @@ def _check_assets_folder(assets: Path, figures_dir: Path) -> None:
         )
 
 
-def build_report(rev: str, out: Path | str = Path("reports/pr.md"), root: Path | str | None = None) -> Report:
+def _open_repo(root: Path, what: str) -> Repo:
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        return Repo(str(root))
+    except NotDvcRepoError:
+        raise UserError(f"{root}: not inside a DVC repository; {what}") from None
+
+
+def build_report(
+    rev: str,
+    out: Path | str = Path("reports/pr.md"),
+    root: Path | str | None = None,
+) -> Report:
     """Compare the workspace of the DVC repo at ``root`` (default: the current folder) with ``rev``.
 
     Writes ``out`` and, beside it, a folder named like ``out`` without ``.md`` holding
@@ -72,29 +82,20 @@ def build_report(rev: str, out: Path | str = Path("reports/pr.md"), root: Path |
     folder, the compared files to the repo's root). Everything is read before anything
     is written, so a bad ``rev`` or an unreadable file leaves no output.
     """
-    from dvc.exceptions import NotDvcRepoError
-    from dvc.repo import Repo
-
     out = Path(out)
     if out.suffix.lower() != ".md":
         raise UserError(f"--out {out}: the report is Markdown; give a path ending in .md, e.g. reports/pr.md")
     root = Path.cwd() if root is None else Path(root)
-    try:
-        repo = Repo(str(root))
-    except NotDvcRepoError:
-        raise UserError(
-            f"{root}: not inside a DVC repository; run vaelab report in the project (where dvc.yaml is)"
-        ) from None
-    with repo:
+    with _open_repo(root, "run vaelab report in the project (where dvc.yaml is)") as repo:
         repo_root = Path(repo.root_dir)
         sha = resolve_rev(repo_root, rev)
         params, metrics = dvc_diffs(repo, sha, rev)
 
     with Side(repo_root, sha) as old_side:
-        old_metrics, old_figures = read_eval_metrics(old_side, rev), read_figures(old_side)
+        old_records, old_figures = read_eval_records(old_side, rev), read_figures(old_side)
     with Side(repo_root, None) as new_side:
-        new_metrics, new_figures = read_eval_metrics(new_side, "the workspace"), read_figures(new_side)
-    sharpness = sharpness_changes(old_metrics, new_metrics, rev)
+        new_records, new_figures = read_eval_records(new_side, "the workspace"), read_figures(new_side)
+    sharpness = sharpness_changes(old_records, new_records, rev)
 
     if not out.is_absolute():
         out = Path.cwd() / out

@@ -24,7 +24,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Compare the workspace of this DVC repo with REV: dvc params diff and dvc metrics diff as tables, "
             "reports/compare/*.png of both sides, and whether each variant's reconstructions got sharper or "
-            "blurrier (blur.laplacian_var.recon). Run it at the project root."
+            "blurrier (blur.laplacian_var.recon) by more than the measured noise. Run it at the project root."
         ),
     )
     report.add_argument(
