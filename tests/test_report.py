@@ -349,3 +349,52 @@ def test_the_detail_file_is_read_when_there_is_one(tmp_path):
     assert (changes["v"].status, changes["v"].rule) == ("sharper", "interval")
     assert (changes["h"].status, changes["h"].rule) == ("no significant change", "relative")
 
+
+@pytest.fixture
+def base_worktree(repo, tmp_path) -> Path:
+    """A git worktree of ``base`` in which a reproduction left other numbers than the committed ones."""
+    base = tmp_path / "base"
+    git(repo["root"], "worktree", "add", "-q", "--detach", str(base), "base")
+    write_state(base, 0.001, {**OLD_SHARPNESS, "a": 0.0115})
+    png_bytes(base / "reports" / "compare" / "recon.png", 77)
+    return base
+
+
+def test_base_dir_compares_with_the_base_checkouts_workspace(repo, base_worktree, capsys):
+    main(["report", "--rev", "base", "--base-dir", str(base_worktree)])
+    report = (repo["root"] / "reports" / "pr.md").read_text()
+    sha = git(repo["root"], "rev-parse", "base")
+    assert f"`base` (`{sha[:8]}`) is read from the workspace of `{base_worktree}`, a checkout of it" in report
+
+    assert table_rows(report, "Params")[("params.yaml", "train.lr")][2:] == ["0.001", "0.002", "+0.001", "+100.0%"]
+    metrics = table_rows(report, "Metrics")
+    lap = "blur.laplacian_var.recon"
+    # The worktree's reproduced 0.0115, not the 0.01 committed at base.
+    assert metrics[("metrics/eval/a.json", lap)][2:] == ["0.0115", "0.012", "+0.0005", "+4.3%"]
+    assert metrics[("metrics/eval/d.json", lap)][2:4] == ["0.005", "—"]
+    assert not any(path == "metrics/eval/e.json" for path, _ in metrics)
+    assert "- **a**: no significant change, 0.0115 → 0.012 (Δ +0.0005, +4.3%;" in report
+    assert (repo["root"] / "reports" / "pr" / "base" / "recon.png").read_bytes() == (
+        base_worktree / "reports" / "compare" / "recon.png"
+    ).read_bytes()
+    assert "wrote reports/pr.md" in capsys.readouterr().out
+
+
+def test_base_dir_at_another_commit_or_no_checkout_exits_2_and_writes_nothing(repo, base_worktree, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--rev", "HEAD", "--base-dir", str(base_worktree)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    base_sha = git(repo["root"], "rev-parse", "base")
+    assert f"--base-dir {base_worktree}: a checkout of {base_sha[:8]}, not of --rev HEAD" in err
+    assert "Traceback" not in err
+
+    (tmp_path / "plain").mkdir()
+    for folder in (tmp_path / "plain", tmp_path / "missing"):
+        with pytest.raises(SystemExit) as info:
+            main(["report", "--rev", "base", "--base-dir", str(folder)])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"--base-dir {folder}: " in err and "git worktree add --detach" in err
+    assert not (repo["root"] / "reports" / "pr.md").exists()
+    assert not (repo["root"] / "reports" / "pr").exists()

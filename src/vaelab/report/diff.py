@@ -54,6 +54,11 @@ class DiffResult:
     errors: list[str]
 
 
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``git -C root args...``, its output captured; the caller judges the exit status."""
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
+
+
 def resolve_rev(root: Path, rev: str) -> str:
     """The full commit SHA that ``rev`` names in the git repository at ``root``.
 
@@ -62,13 +67,7 @@ def resolve_rev(root: Path, rev: str) -> str:
     if not rev or rev.startswith("-"):
         # A leading dash would be read by git as an option.
         raise UserError(f"--rev {rev!r}: not a git revision; give a branch, tag or commit such as main or HEAD~1")
-    found = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    found = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if found.returncode != 0:
         raise UserError(
             f"--rev {rev}: no such commit in the git repository at {root}; "
