@@ -15,6 +15,8 @@ from vaelab.data.prepare import run_prepare
 from vaelab.runtime import deterministic
 from vaelab.train.run import run_train
 
+from tests.test_models import SMALL_CONFIGS, make
+
 
 @pytest.fixture
 def prepared(tmp_path, make_params):
@@ -79,3 +81,13 @@ def test_deterministic_pins_the_thread_count_and_the_algorithms(torch_globals, m
     assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert deterministic(1) == 1 and torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_CONFIGS))
+def test_every_architecture_trains_under_strict_determinism_on_cpu(name, torch_globals):
+    """warn_only is for GPUs: on the CPU no op of any architecture or loss lacks a deterministic kernel."""
+    torch.use_deterministic_algorithms(True)  # raise, not warn
+    model = make(SMALL_CONFIGS[name], 32, 3)
+    images = torch.rand(4, 3, 32, 32)
+    model.loss(images, model(images))["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
