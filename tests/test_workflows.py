@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -49,10 +50,10 @@ def test_pr_report_triggers_permissions_and_env():
     assert job["runs-on"].startswith("ubuntu")
 
 
-def test_pr_report_reproduces_reports_and_comments_in_order():
+def test_pr_report_reproduces_both_sides_reports_and_comments_in_order():
     all_steps = steps(load(PR_REPORT))
     checkout = index_of(all_steps, lambda s: uses(s, "actions/checkout"))
-    assert all_steps[checkout]["with"]["fetch-depth"] == 0
+    assert all_steps[checkout]["with"]["fetch-depth"] == 0  # origin/<base> must be there to check out
 
     python = index_of(all_steps, lambda s: uses(s, "actions/setup-python"))
     assert all_steps[python]["with"] == {
@@ -60,7 +61,26 @@ def test_pr_report_reproduces_reports_and_comments_in_order():
         "cache": "pip",
         "cache-dependency-path": "constraints.txt",
     }
+    install = index_of(all_steps, lambda s: s.get("run", "").strip() == "make install")
 
+    # The base revision as a worktree outside the head's folder, from the PR's base branch (through env).
+    worktree = index_of(all_steps, lambda s: "git worktree add" in s.get("run", ""))
+    command = all_steps[worktree]["run"]
+    match = re.search(r'git worktree add --detach "\$RUNNER_TEMP/base" "origin/\$\{(\w+)\}"', command)
+    assert match, command
+    assert all_steps[worktree]["env"][match.group(1)] == "${{ github.base_ref }}"
+
+    # Pull in both trees only when a remote is configured; a failed pull does not fail the job.
+    pull = index_of(all_steps, lambda s: "remote list" in s.get("run", ""))
+    script = all_steps[pull]["run"]
+    assert '"$GITHUB_WORKSPACE" "$RUNNER_TEMP/base"' in script and re.search(r'"\$dvc" pull\) \|\|', script)
+    assert not any(re.search(r"\bpush\b", step.get("run", "")) for step in all_steps)  # a PR pushes nothing
+
+    # The base reproduced with the head's install but its own code (PYTHONPATH), in its worktree.
+    base_repro = index_of(all_steps, lambda s: s.get("working-directory") == "${{ runner.temp }}/base")
+    base_command = all_steps[base_repro]["run"]
+    assert 'PATH="$GITHUB_WORKSPACE/.venv/bin:$PATH"' in base_command
+    assert 'PYTHONPATH="$PWD/src"' in base_command and base_command.rstrip().endswith("dvc repro")
     repro = index_of(all_steps, lambda s: s.get("run", "").strip() == "make repro")
 
     report = index_of(all_steps, lambda s: "vaelab report --rev" in s.get("run", ""))
@@ -70,6 +90,7 @@ def test_pr_report_reproduces_reports_and_comments_in_order():
     # The base branch comes through env (not spliced into the script) and is the PR's base.
     variable = rev.removeprefix("origin/").strip("${}")
     assert all_steps[report]["env"][variable] == "${{ github.base_ref }}"
+    assert re.search(r"--base-dir\s+(\S+)", command).group(1) == '"$RUNNER_TEMP/base"'
     out = re.search(r"--out\s+(\S+)", command).group(1)
 
     setup_cml = index_of(all_steps, lambda s: uses(s, "iterative/setup-cml"))
@@ -79,8 +100,42 @@ def test_pr_report_reproduces_reports_and_comments_in_order():
     assert comment_command.split()[-1] == out
     assert all_steps[comment]["env"]["REPO_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
 
-    assert checkout < python < repro < report < comment
+    assert checkout < python < install < worktree < pull < base_repro < repro < report < comment
     assert setup_cml < comment
+
+
+def test_pr_report_pull_step_pulls_only_where_a_remote_is_configured(tmp_path):
+    """The pull step's script, run by bash against two DVC repos: one with a remote, one without."""
+    from dvc.repo import Repo
+
+    (pull,) = [s for s in steps(load(PR_REPORT)) if "remote list" in s.get("run", "")]
+    workspace, runner_temp = tmp_path / "head", tmp_path / "runner"
+    for tree in (workspace, runner_temp / "base"):
+        tree.mkdir(parents=True)
+        subprocess.run(["git", "init", "-q"], cwd=tree, check=True)
+        Repo.init(str(tree)).close()
+    # A stand-in for the venv's dvc that records what it is asked to do in which tree.
+    log = tmp_path / "calls.log"
+    fake = workspace / ".venv" / "bin" / "dvc"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$PWD $*" >> {log}\n'
+        f'if [ "$1" = remote ]; then exec {sys.executable} -m dvc "$@"; fi\n'
+        "exit 1\n"  # every pull fails: the step must still succeed
+    )
+    fake.chmod(0o755)
+    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote")],
+                   cwd=workspace, check=True, capture_output=True)
+
+    # How GitHub runs a step's script on Linux.
+    env = {**os.environ, "GITHUB_WORKSPACE": str(workspace), "RUNNER_TEMP": str(runner_temp), "DVC_NO_ANALYTICS": "1"}
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", pull["run"]],
+                          env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = log.read_text().splitlines()
+    assert f"{workspace} pull" in calls and f"{runner_temp / 'base'} pull" not in calls
+    assert "dvc pull was partial" in done.stdout and "no DVC remote configured" in done.stdout
 
 
 def test_test_workflow_runs_make_test_on_push():

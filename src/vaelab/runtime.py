@@ -1,9 +1,11 @@
 """The one place that turns a ``device`` / ``precision`` setting into a torch device and
 an autocast dtype: ``train`` (``train.device``, ``train.precision``), ``evaluate``, ``chain``
-and ``compare`` (``evaluate.device``) and the served pyfunc all call :func:`select_runtime`."""
+and ``compare`` (``evaluate.device``) and the served pyfunc all call :func:`select_runtime`.
+Training also calls :func:`deterministic`, so that one machine trains the same bytes twice."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -49,3 +51,39 @@ def select_runtime(device: str, precision: str = "fp32", *, key: str, local_rank
         raise UserError(f"{key}.precision: bf16, but this GPU does not support bfloat16; use auto or fp32")
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_ok)
     return Runtime(device=chosen, autocast_dtype=torch.bfloat16 if use_bf16 else None)
+
+
+# cuBLAS needs a fixed workspace to be deterministic; read when CUDA creates its handles.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def deterministic(threads: int | None = None) -> int:
+    """Make this process's training reproducible bit for bit on a fixed machine; returns
+    the number of intra-op CPU threads it will use.
+
+    - ``torch.use_deterministic_algorithms(True, warn_only=True)``: every op with a
+      deterministic implementation uses it. None of the CPU ops our models and losses use
+      lacks one; on a GPU an op without one (none of ours in torch 2.x: convolutions,
+      nearest upsampling, max pooling) warns, naming itself, instead of stopping a run.
+    - cuDNN: no benchmark autotuning (it may pick another kernel on each run) and
+      deterministic kernels; cuBLAS gets a fixed workspace (``CUBLAS_WORKSPACE_CONFIG``,
+      unless already set).
+    - The thread count. A CPU reduction split over more threads adds in another order, so
+      the bytes depend on it (1 and 2 threads train different weights). ``threads`` (params
+      ``train.threads``) sets it; None keeps the count torch chose at start-up (one per
+      physical core, or ``OMP_NUM_THREADS``), which is fixed for a machine and environment.
+      ``torch.set_num_threads`` sets OpenMP's and MKL's counts too (``omp_set_num_threads``
+      and ``mkl_set_num_threads_local`` in ATen's ParallelOpenMP.cpp) and can be called at
+      any time, so no ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` has to be exported before
+      torch is imported. The inter-op pool is left alone: eager training does not use it,
+      and torch allows setting it only once per process.
+
+    Random numbers are not set here: the training seeds its own generators.
+    """
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()

@@ -24,5 +24,10 @@ class TrainConfig(Section):
     # Save a resumable checkpoint every N optimizer steps (and at each epoch end).
     checkpoint_every: int = Field(200, gt=0)
     checkpoint_dir: str = "checkpoints"
+    # Intra-op CPU threads (torch.set_num_threads, which sets OpenMP's and MKL's too). The
+    # trained bytes depend on it; null keeps torch's own count (one per physical core, or
+    # OMP_NUM_THREADS), fixed for a machine. Set a number to train the same bytes on
+    # machines of one CPU type with other core counts.
+    threads: int | None = Field(None, ge=1, le=1024)
     # Flip a random half of every training batch left-right (faces; not for digits).
     hflip: bool = False

@@ -5,21 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory, atomic_file
-from vaelab.report.diff import (
-    FIGURES_DIR,
-    SharpnessChange,
-    Side,
-    dvc_diffs,
-    read_eval_metrics,
-    read_figures,
-    resolve_rev,
-    sharpness_changes,
-)
+from vaelab.report.diff import FIGURES_DIR, Side, dvc_diffs, read_figures, resolve_rev
 from vaelab.report.markdown import Figure, render_report
+from vaelab.report.sharpness import SharpnessChange, read_eval_records, sharpness_changes
+from vaelab.report.worktree import check_base_dir, workspace_diffs
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
 
 WORKSPACE = "workspace"
 MARKER = ".vaelab-report"
@@ -63,38 +60,60 @@ def _check_assets_folder(assets: Path, figures_dir: Path) -> None:
         )
 
 
-def build_report(rev: str, out: Path | str = Path("reports/pr.md"), root: Path | str | None = None) -> Report:
-    """Compare the workspace of the DVC repo at ``root`` (default: the current folder) with ``rev``.
-
-    Writes ``out`` and, beside it, a folder named like ``out`` without ``.md`` holding
-    ``workspace/<figure>.png`` and ``<rev-slug>/<figure>.png`` for every
-    ``reports/compare/*.png`` present on either side (``out`` is relative to the current
-    folder, the compared files to the repo's root). Everything is read before anything
-    is written, so a bad ``rev`` or an unreadable file leaves no output.
-    """
+def _open_repo(root: Path, what: str) -> Repo:
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
+    try:
+        return Repo(str(root))
+    except NotDvcRepoError:
+        raise UserError(f"{root}: not inside a DVC repository; {what}") from None
+
+
+def build_report(
+    rev: str,
+    out: Path | str = Path("reports/pr.md"),
+    root: Path | str | None = None,
+    base_dir: Path | str | None = None,
+) -> Report:
+    """Compare the workspace of the DVC repo at ``root`` (default: the current folder) with ``rev``.
+
+    The old side is ``rev``'s committed files (read through DVC's filesystem), or, with
+    ``base_dir``, the workspace of that folder: a checkout of ``rev`` (checked) in which
+    the pipeline was reproduced, e.g. a ``git worktree`` on the same machine.
+
+    Writes ``out`` and, beside it, a folder named like ``out`` without ``.md`` holding
+    ``workspace/<figure>.png`` and ``<rev-slug>/<figure>.png`` for every
+    ``reports/compare/*.png`` present on either side (``out`` and ``base_dir`` are relative
+    to the current folder, the compared files to the repos' roots). Everything is read
+    before anything is written, so a bad ``rev`` or an unreadable file leaves no output.
+    """
     out = Path(out)
     if out.suffix.lower() != ".md":
         raise UserError(f"--out {out}: the report is Markdown; give a path ending in .md, e.g. reports/pr.md")
     root = Path.cwd() if root is None else Path(root)
-    try:
-        repo = Repo(str(root))
-    except NotDvcRepoError:
-        raise UserError(
-            f"{root}: not inside a DVC repository; run vaelab report in the project (where dvc.yaml is)"
-        ) from None
-    with repo:
+    with _open_repo(root, "run vaelab report in the project (where dvc.yaml is)") as repo:
         repo_root = Path(repo.root_dir)
         sha = resolve_rev(repo_root, rev)
-        params, metrics = dvc_diffs(repo, sha, rev)
+        if base_dir is None:
+            base_root, source = None, ""
+            params, metrics = dvc_diffs(repo, sha, rev)
+        else:
+            base_root = check_base_dir(Path(base_dir), sha, rev)
+            source = (
+                f"`{rev}` (`{sha[:8]}`) is read from the workspace of `{base_dir}`, a checkout of it in which "
+                "the pipeline was reproduced, not from its commit."
+            )
+            with _open_repo(base_root, f"--base-dir must be a checkout of this project at {rev}") as base_repo:
+                params, metrics = workspace_diffs(base_repo, repo, rev)
 
-    with Side(repo_root, sha) as old_side:
-        old_metrics, old_figures = read_eval_metrics(old_side, rev), read_figures(old_side)
+    # A base checkout is read like the workspace: its files as the reproduction left them.
+    old_side = Side(base_root, None) if base_root is not None else Side(repo_root, sha)
+    with old_side:
+        old_records, old_figures = read_eval_records(old_side, rev), read_figures(old_side)
     with Side(repo_root, None) as new_side:
-        new_metrics, new_figures = read_eval_metrics(new_side, "the workspace"), read_figures(new_side)
-    sharpness = sharpness_changes(old_metrics, new_metrics, rev)
+        new_records, new_figures = read_eval_records(new_side, "the workspace"), read_figures(new_side)
+    sharpness = sharpness_changes(old_records, new_records, rev)
 
     if not out.is_absolute():
         out = Path.cwd() / out
@@ -111,7 +130,7 @@ def build_report(rev: str, out: Path | str = Path("reports/pr.md"), root: Path |
         for name in sorted(set(old_figures) | set(new_figures))
     ]
     markdown = render_report(
-        rev_label=rev, sha=sha, params=params, metrics=metrics, sharpness=sharpness, figures=figures
+        rev_label=rev, sha=sha, params=params, metrics=metrics, sharpness=sharpness, figures=figures, source=source
     )
 
     _check_assets_folder(assets, repo_root / FIGURES_DIR)

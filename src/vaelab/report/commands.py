@@ -10,7 +10,7 @@ def _report(args: argparse.Namespace) -> None:
     from vaelab.report.build import build_report
     from vaelab.report.markdown import sharpness_line
 
-    report = build_report(args.rev, args.out)
+    report = build_report(args.rev, args.out, base_dir=args.base_dir)
     for change in report.sharpness:
         print(sharpness_line(change, args.rev).removeprefix("- ").replace("**", ""))
     print(f"wrote {args.out} ({len(report.figures)} comparison figure(s), copied under {args.out.with_suffix('')})")
@@ -24,11 +24,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Compare the workspace of this DVC repo with REV: dvc params diff and dvc metrics diff as tables, "
             "reports/compare/*.png of both sides, and whether each variant's reconstructions got sharper or "
-            "blurrier (blur.laplacian_var.recon). Run it at the project root."
+            "blurrier (blur.laplacian_var.recon) by more than the measured noise. Run it at the project root."
         ),
     )
     report.add_argument(
         "--rev", default="HEAD", help="git revision to compare with, e.g. main or origin/main (default: HEAD)"
+    )
+    report.add_argument(
+        "--base-dir",
+        type=Path,
+        default=None,
+        help=(
+            "read REV's side from this checkout of REV (e.g. a git worktree where dvc repro ran on this machine) "
+            "instead of REV's committed files; it must be at REV's commit"
+        ),
     )
     report.add_argument(
         "--out",

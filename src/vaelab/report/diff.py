@@ -6,24 +6,20 @@ importing the CLI stays fast.
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from vaelab.errors import UserError
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
 
-# Where the pipeline keeps what the report compares (the outputs of `evaluate` and `compare`).
-EVAL_METRICS_DIR = "metrics/eval"
+# Where the pipeline keeps the comparison figures the report shows (an output of `compare`).
 FIGURES_DIR = "reports/compare"
-# Variance of the Laplacian of the reconstructions: higher means sharper.
-SHARPNESS_KEY = ("blur", "laplacian_var", "recon")
 
 
 @dataclass(frozen=True)
@@ -58,24 +54,9 @@ class DiffResult:
     errors: list[str]
 
 
-Status = Literal["sharper", "blurrier", "unchanged", "new", "removed", "incomparable"]
-
-
-@dataclass(frozen=True)
-class SharpnessChange:
-    """How one variant's reconstruction sharpness moved; ``old``/``new`` are None where absent."""
-
-    variant: str
-    status: Status
-    old: float | None
-    new: float | None
-    note: str = ""
-
-    @property
-    def percent(self) -> float | None:
-        if self.old is None or self.new is None or self.old == 0:
-            return None
-        return 100.0 * (self.new - self.old) / abs(self.old)
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``git -C root args...``, its output captured; the caller judges the exit status."""
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
 
 
 def resolve_rev(root: Path, rev: str) -> str:
@@ -86,13 +67,7 @@ def resolve_rev(root: Path, rev: str) -> str:
     if not rev or rev.startswith("-"):
         # A leading dash would be read by git as an option.
         raise UserError(f"--rev {rev!r}: not a git revision; give a branch, tag or commit such as main or HEAD~1")
-    found = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    found = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if found.returncode != 0:
         raise UserError(
             f"--rev {rev}: no such commit in the git repository at {root}; "
@@ -174,53 +149,3 @@ class Side:
 def read_figures(side: Side) -> dict[str, bytes]:
     """``{file name: PNG bytes}`` of the comparison figures on one side."""
     return {Path(path).name: side.read_bytes(path) for path in side.glob(f"{FIGURES_DIR}/*.png")}
-
-
-def read_eval_metrics(side: Side, label: str) -> dict[str, dict[str, Any]]:
-    """``{variant: parsed metrics/eval/<variant>.json}`` on one side."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in side.glob(f"{EVAL_METRICS_DIR}/*.json"):
-        try:
-            found[Path(path).stem] = json.loads(side.read_bytes(path))
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path} at {label}: not valid JSON ({err}); fix or regenerate it with dvc repro") from None
-    return found
-
-
-def _sharpness(metrics: Any) -> float | None:
-    value = metrics
-    for key in SHARPNESS_KEY:
-        if not isinstance(value, Mapping) or key not in value:
-            return None
-        value = value[key]
-    return float(value) if _is_number(value) else None
-
-
-def sharpness_changes(
-    old: Mapping[str, Any], new: Mapping[str, Any], rev_label: str
-) -> list[SharpnessChange]:
-    """One verdict per variant found on either side, from ``blur.laplacian_var.recon``."""
-    key = ".".join(SHARPNESS_KEY)
-    verdicts: list[SharpnessChange] = []
-    for variant in sorted(set(old) | set(new)):
-        before = _sharpness(old[variant]) if variant in old else None
-        after = _sharpness(new[variant]) if variant in new else None
-        if variant not in old:
-            status: Status = "new" if after is not None else "incomparable"
-            missing = f"no numeric {key} in {EVAL_METRICS_DIR}/{variant}.json at the workspace"
-            note = "" if after is not None else missing
-        elif variant not in new:
-            status, note = "removed", ""
-        elif before is None or after is None:
-            where = " and ".join(
-                side for side, value in ((rev_label, before), ("the workspace", after)) if value is None
-            )
-            status, note = "incomparable", f"no numeric {key} in {EVAL_METRICS_DIR}/{variant}.json at {where}"
-        elif after > before:
-            status, note = "sharper", ""
-        elif after < before:
-            status, note = "blurrier", ""
-        else:
-            status, note = "unchanged", ""
-        verdicts.append(SharpnessChange(variant, status, before, after, note))
-    return verdicts

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from vaelab.report.diff import SHARPNESS_KEY, DiffResult, SharpnessChange
+from vaelab.report.diff import DiffResult
+from vaelab.report.sharpness import RELATIVE_THRESHOLD, SHARPNESS_KEY, Measured, SharpnessChange
 
 NONE = "—"
 
@@ -84,20 +85,35 @@ def changes_table(diff: DiffResult, what: str, rev_label: str) -> str:
     return body
 
 
+def _measured(value: Measured | None) -> str:
+    """``0.0123 [0.011, 0.0135]``: the mean and, where recorded, its 95 % interval."""
+    if value is None:
+        return NONE
+    if value.low is None or value.high is None:
+        return format_value(value.mean)
+    return f"{format_value(value.mean)} [{format_value(value.low)}, {format_value(value.high)}]"
+
+
 def sharpness_line(change: SharpnessChange, rev_label: str) -> str:
-    """One sentence per variant: sharper or blurrier, the old and new values, the percent change."""
+    """One sentence per variant: the verdict, both values, the change and the rule that decided it."""
     name = f"**{change.variant}**"
-    old, new = format_value(change.old), format_value(change.new)
-    if change.status in ("sharper", "blurrier"):
+    if change.status in ("sharper", "blurrier", "no significant change"):
         # A percentage of zero is undefined; the two values still say how much.
         percent = format_percent(change.percent) if change.percent is not None else "no % from 0"
-        return f"- {name}: {change.status}, {old} → {new} ({percent})"
-    if change.status == "unchanged":
-        return f"- {name}: unchanged ({new})"
+        sign = "≤" if change.status == "no significant change" else ">"
+        threshold = format_value(change.threshold)
+        if change.rule == "interval":
+            bound = f"{threshold} = √(hw_old² + hw_new²) of the 95 % intervals"
+        else:
+            bound = f"{threshold} = {RELATIVE_THRESHOLD:.0%} of |old|, as there is {change.note}"
+        return (
+            f"- {name}: {change.status}, {_measured(change.old)} → {_measured(change.new)} "
+            f"(Δ {format_delta(change.delta)}, {percent}; |Δ| {sign} {bound})"
+        )
     if change.status == "new":
-        return f"- {name}: new, {new} (not at {rev_label})"
+        return f"- {name}: new, {_measured(change.new)} (not at {rev_label})"
     if change.status == "removed":
-        return f"- {name}: removed (was {old} at {rev_label})"
+        return f"- {name}: removed (was {_measured(change.old)} at {rev_label})"
     return f"- {name}: cannot compare: {change.note}"
 
 
@@ -122,16 +138,24 @@ def render_report(
     metrics: DiffResult,
     sharpness: list[SharpnessChange],
     figures: list[Figure],
+    source: str = "",
 ) -> str:
-    """The whole report: sharpness verdicts first (the question the project asks), then the tables."""
-    key = ".".join(SHARPNESS_KEY)
+    """The whole report: sharpness verdicts first (the question the project asks), then the tables.
+
+    ``source``, when given, is a sentence under the title saying where the old side was read from.
+    """
     lines = [
         f"# vaelab report: workspace vs `{rev_label}` (`{sha[:8]}`)",
         "",
+        *([source, ""] if source else []),
         "## Sharpness of reconstructions",
         "",
-        f"`{key}` (variance of the Laplacian of the test reconstructions; higher is sharper), "
-        f"`{rev_label}` → workspace:",
+        f"`{SHARPNESS_KEY}` (variance of the Laplacian of the test reconstructions; higher is sharper), "
+        f"`{rev_label}` → workspace, with its 95 % bootstrap interval over seeds × test images where recorded. "
+        "A variant is sharper or blurrier only when the change is larger than the noise: "
+        "|Δ| > √(hw_old² + hw_new²), hw being the half-widths of the two sides' intervals "
+        "(about 1.96 standard errors each); where a side has no interval over two or more seeds, "
+        f"when |Δ| > {RELATIVE_THRESHOLD:.0%} of |old|. Otherwise: no significant change.",
         "",
         *([sharpness_line(change, rev_label) for change in sharpness] or ["No evaluated variant on either side."]),
         "",

@@ -28,7 +28,7 @@ from vaelab.io.metric_files import headline_of, metric_files
 from vaelab.io.hashing import md5_of_files
 from vaelab.models import build_model, count_params
 from vaelab.models.saved import REPLICATE_PREFIX, RunInfo, SavedConfig, Trained, save_replicates
-from vaelab.runtime import Runtime, select_runtime
+from vaelab.runtime import Runtime, deterministic, select_runtime
 from vaelab.tracking import EXPERIMENT, git_commit, mlflow_run, tracking_uri
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
@@ -138,6 +138,7 @@ def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: 
     """The replicate's model on its device (wrapped for DDP / compile) and its checkpoint's key."""
     model_cfg, train_cfg = params.models[variant], training_for(params, variant)
     runtime = select_runtime(train_cfg.device, train_cfg.precision, key="train", local_rank=dist_info.local_rank)
+    deterministic(train_cfg.threads)
     torch.manual_seed(seed)
     model = build_model(model_cfg, image_size=splits.train.shape[1], channels=splits.train.shape[3])
     model = model.to(runtime.device)
