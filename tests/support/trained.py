@@ -1,7 +1,7 @@
 """Tiny trained-looking variants for registry, serving and CLI tests.
 
 ``save_variant`` writes ``models/<variant>/`` through the same ``save_replicates`` as
-``train`` (one ``seed<k>/`` with state dict, config.json, mlflow.json) from an untrained model, so no test has to train;
+``train`` (one ``seed<k>/`` with state dict and config.json) from an untrained model, so no test has to train;
 ``write_eval`` writes ``metrics/eval/<variant>.json`` in the evaluate stage's nested form.
 """
 
@@ -26,7 +26,7 @@ import torch
 
 from vaelab.config import params_from_dict
 from vaelab.models import build_model
-from vaelab.models.saved import RunInfo, SavedConfig, Trained, save_replicates
+from vaelab.models.saved import SavedConfig, Trained, save_replicates
 
 IMAGE_SIZE = 16
 CHANNELS = 1
@@ -75,8 +75,7 @@ def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: in
         trainable_params=sum(p.numel() for p in model.parameters()),
         data=params.data,
     )
-    run = RunInfo(run_id="0" * 32, tracking_uri="sqlite:///elsewhere.db", experiment="vaelab")
-    save_replicates(folder, [Trained(model, config, run)])
+    save_replicates(folder, [Trained(model, config)])
     return folder
 
 
@@ -151,6 +150,9 @@ def workspace_fixture(
     # MLflow writes these back into os.environ; deleting them here makes monkeypatch restore them.
     for name in ("MLFLOW_REGISTRY_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"):
+        monkeypatch.delenv(name, raising=False)
+    # Not inside a DVC experiment, whatever ran pytest: tests that want one set these.
+    for name in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_ROOT"):
         monkeypatch.delenv(name, raising=False)
     yield Workspace(root=tmp_path, models=tmp_path / "models", metrics=tmp_path / "metrics", uri=uri)
     import mlflow

@@ -25,9 +25,20 @@ from vaelab.config import Params
 from vaelab.config.registry import RegistryConfig
 from vaelab.errors import UserError
 from vaelab.io.atomic import write_json
-from vaelab.models.saved import SavedConfig, config_file, load_config, load_run, require_replicates, weights_file, weights_md5
+from vaelab.models.saved import SavedConfig, config_file, load_config, require_replicates, weights_file, weights_md5
 from vaelab.registry.connect import connect, display_uri
-from vaelab.tracking import EXPERIMENT, flatten, git_commit, tracking_uri
+from vaelab.tracking import (
+    MODEL_MD5_TAG,
+    SEED_TAG,
+    STAGE_TAG,
+    TRAIN_STAGE,
+    VARIANT_TAG,
+    Provenance,
+    flatten,
+    provenance,
+    tracking_uri,
+    use_experiment,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -40,6 +51,7 @@ LATEST = "latest"  # MLflow's reserved alias for the newest version
 METRIC_TAG = "metric."  # version tag prefix: metric.recon.mse = "0.0123"
 REGISTRY_FILE = "registry.json"
 LOGGED_MODEL_NAME = "model"
+TRAIN_RUN_TAG = "train_run_id"
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 # What the pyfunc imports when it loads (vaelab itself is not on PyPI: serve from an
 # environment where it is installed, i.e. `--env-manager local`).
@@ -74,9 +86,9 @@ class VariantInputs:
     variant: str
     name: str  # the registered model name, <prefix>-<variant>
     folder: Path
+    seed: int  # of the replicate that stands for the variant
     config: SavedConfig
     model_md5: str
-    train_run_id: str | None
     metrics: dict[str, float]
 
 
@@ -91,7 +103,7 @@ def read_variant(variant: str, cfg: RegistryConfig, models_root: Path, metrics_r
     """Check and read ``models/<variant>/`` and ``metrics/eval/<variant>.json``; UserError if unusable."""
     try:
         # The replicate trained with params.seed stands for the variant in the registry.
-        folder = require_replicates(models_root / variant, variant)[0][1]
+        seed, folder = require_replicates(models_root / variant, variant)[0]
     except UserError as err:
         raise UserError(f"{err} (register needs every variant in params.yaml models: trained)") from None
     eval_path = metrics_root / "eval" / f"{variant}.json"
@@ -106,16 +118,28 @@ def read_variant(variant: str, cfg: RegistryConfig, models_root: Path, metrics_r
             f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions by; "
             f"set registry.metric in params.yaml to one of: {', '.join(sorted(metrics)) or '(none found)'}"
         )
-    run = load_run(folder)
     return VariantInputs(
         variant=variant,
         name=f"{cfg.prefix}-{variant}",
         folder=folder,
+        seed=seed,
         config=load_config(config_file(folder)),
         model_md5=weights_md5(folder),
-        train_run_id=run.run_id if run is not None else None,
         metrics=metrics,
     )
+
+
+def find_train_run(client: MlflowClient, experiment_id: str, inputs: VariantInputs) -> str | None:
+    """The id of the newest training run whose weights are the variant's (tags ``stage=train``,
+    ``variant``, ``seed``, ``model_md5``), or None when this store has none."""
+    # Variant names are [A-Za-z0-9_-] (params validation), md5s hex: nothing to quote.
+    query = (
+        f"tags.{STAGE_TAG} = '{TRAIN_STAGE}' and tags.{VARIANT_TAG} = '{inputs.variant}' "
+        f"and tags.{SEED_TAG} = '{inputs.seed}' and tags.{MODEL_MD5_TAG} = '{inputs.model_md5}'"
+    )
+    runs = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"],
+                              max_results=1)
+    return runs[0].info.run_id if runs else None
 
 
 @dataclass(frozen=True)
@@ -198,7 +222,7 @@ def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
         return None
 
 
-def _log_and_register(inputs: VariantInputs, commit: str) -> ModelVersion:
+def _log_and_register(inputs: VariantInputs, prov: Provenance, train_run_id: str | None) -> ModelVersion:
     """One MLflow run that logs the pyfunc, then a registry version tagged for idempotence."""
     import mlflow
     import numpy as np
@@ -207,15 +231,14 @@ def _log_and_register(inputs: VariantInputs, commit: str) -> ModelVersion:
 
     config = inputs.config
     tags = {
-        "variant": inputs.variant,
-        "git_commit": commit,
-        "model_md5": inputs.model_md5,
+        **prov.tags(),
+        VARIANT_TAG: inputs.variant,
+        MODEL_MD5_TAG: inputs.model_md5,
         "dataset": config.data.dataset,
+        **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
     }
-    mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
-        mlflow.set_tags({**tags, "stage": "register", **({"train_run_id": inputs.train_run_id}
-                                                         if inputs.train_run_id else {})})
+        mlflow.set_tags({**tags, STAGE_TAG: "register"})
         mlflow.log_params(flatten({"model": config.model.model_dump(mode="json"), "image_size": config.image_size,
                                    "channels": config.channels}))
         mlflow.log_metrics(inputs.metrics)
@@ -246,14 +269,17 @@ def _log_and_register(inputs: VariantInputs, commit: str) -> ModelVersion:
     return mlflow.register_model(info.model_uri, inputs.name, tags=version_tags)
 
 
-def register_variant(client: MlflowClient, inputs: VariantInputs, cfg: RegistryConfig, commit: str) -> dict[str, Any]:
+def register_variant(
+    client: MlflowClient, experiment_id: str, inputs: VariantInputs, cfg: RegistryConfig, prov: Provenance
+) -> dict[str, Any]:
     """Register (or reuse) one variant's version, move the aliases, and say what happened."""
-    same = [v for v in _versions(client, inputs.name) if (v.tags or {}).get("model_md5") == inputs.model_md5]
+    train_run_id = find_train_run(client, experiment_id, inputs)
+    same = [v for v in _versions(client, inputs.name) if (v.tags or {}).get(MODEL_MD5_TAG) == inputs.model_md5]
     if same:
         version = min(same, key=lambda v: int(v.version))
         log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, version.version)
     else:
-        version = _log_and_register(inputs, commit)
+        version = _log_and_register(inputs, prov, train_run_id)
         log.info("%s: registered version %s", inputs.name, version.version)
     number = int(version.version)
 
@@ -287,6 +313,7 @@ def register_variant(client: MlflowClient, inputs: VariantInputs, cfg: RegistryC
             "reason": decision.reason,
         },
         "uri": f"models:/{inputs.name}@{CHAMPION}",
+        "train_run": train_run_id,
     }
 
 
@@ -301,10 +328,11 @@ def run_register(
     # Every file is checked before MLflow is touched, so a missing one writes nothing.
     variants = [read_variant(v, cfg, models_root, metrics_root) for v in params.models]
     uri = tracking_uri()
-    commit = git_commit()
+    prov = provenance()
     log.info("registering %d variant(s) in %s", len(variants), display_uri(uri))
     with connect(uri, cfg) as client:
-        results = {inputs.variant: register_variant(client, inputs, cfg, commit) for inputs in variants}
+        experiment_id = use_experiment(uri)
+        results = {inputs.variant: register_variant(client, experiment_id, inputs, cfg, prov) for inputs in variants}
     report = {"metric": cfg.metric, "mode": cfg.mode, "prefix": cfg.prefix, "variants": results}
     write_json(metrics_root / REGISTRY_FILE, report)
     return report
