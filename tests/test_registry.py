@@ -89,6 +89,7 @@ def test_the_champion_moves_only_to_a_lower_mse(workspace):
                 "version": 2,
                 "moved": True,
                 "reason": "version 2 beats champion version 1: recon.mse 0.04 < 0.05 (lower is better)",
+                "rule": "repro",
             }
     assert outcome["version"] == 3 and outcome["registered"] is True
     assert outcome["aliases"] == {"champion": 2, "latest": 3}

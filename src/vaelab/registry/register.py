@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import numbers
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -26,6 +25,14 @@ from vaelab.config.registry import RegistryConfig
 from vaelab.errors import UserError
 from vaelab.io.atomic import write_json
 from vaelab.models.saved import SavedConfig, config_file, load_config, require_replicates, weights_file, weights_md5
+from vaelab.registry.champion import (
+    CHAMPION,
+    PENDING_TAG,
+    ChampionDecision,
+    ChampionRule,
+    champion_rule,
+    decide_champion,
+)
 from vaelab.registry.connect import connect, display_uri
 from vaelab.tracking import (
     MODEL_MD5_TAG,
@@ -35,6 +42,7 @@ from vaelab.tracking import (
     VARIANT_TAG,
     Provenance,
     flatten,
+    is_committed,
     provenance,
     tracking_uri,
     use_experiment,
@@ -46,10 +54,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vaelab.registry")
 
-CHAMPION = "champion"
+__all__ = ["decide_champion", "register_variant", "run_register"]
+
 LATEST = "latest"  # MLflow's reserved alias for the newest version
 METRIC_TAG = "metric."  # version tag prefix: metric.recon.mse = "0.0123"
 REGISTRY_FILE = "registry.json"
+PARAMS_FILE = Path("params.yaml")
 LOGGED_MODEL_NAME = "model"
 TRAIN_RUN_TAG = "train_run_id"
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -142,55 +152,6 @@ def find_train_run(client: MlflowClient, experiment_id: str, inputs: VariantInpu
     return runs[0].info.run_id if runs else None
 
 
-@dataclass(frozen=True)
-class ChampionDecision:
-    moves: bool
-    reason: str
-
-
-def decide_champion(
-    *,
-    metric: str,
-    mode: str,
-    candidate: int,
-    candidate_value: float,
-    champion: int | None,
-    champion_value: float | None,
-    is_new: bool,
-) -> ChampionDecision:
-    """Whether ``champion`` should point at version ``candidate`` now, and why, in words.
-
-    A new version takes over when there is no champion, when the champion has no value
-    for ``metric``, or when it is strictly better (lower for ``min``, higher for ``max``).
-    A reused version (model unchanged) takes over only when there is no champion at all.
-    """
-    shown = f"{metric} = {candidate_value:g}"
-    if champion is None:
-        return ChampionDecision(True, f"no champion yet: version {candidate} becomes champion ({shown})")
-    if champion == candidate:
-        return ChampionDecision(False, f"version {candidate} is already the champion ({shown})")
-    if not is_new:
-        return ChampionDecision(
-            False,
-            f"model unchanged since version {candidate} ({shown}): nothing new to compare, "
-            f"champion stays at version {champion}"
-            + ("" if champion_value is None else f" ({metric} = {champion_value:g})"),
-        )
-    if champion_value is None or math.isnan(champion_value):
-        return ChampionDecision(
-            True, f"champion version {champion} has no {metric}: version {candidate} takes over ({shown})"
-        )
-    better = candidate_value < champion_value if mode == "min" else candidate_value > champion_value
-    sign = ("<" if mode == "min" else ">") if better else (">=" if mode == "min" else "<=")
-    direction = "lower" if mode == "min" else "higher"
-    comparison = f"{metric} {candidate_value:g} {sign} {champion_value:g} ({direction} is better)"
-    if better:
-        return ChampionDecision(True, f"version {candidate} beats champion version {champion}: {comparison}")
-    return ChampionDecision(
-        False, f"version {candidate} does not beat champion version {champion}: {comparison}; champion stays"
-    )
-
-
 def _metric_tag(version: ModelVersion, metric: str) -> float | None:
     raw = (version.tags or {}).get(METRIC_TAG + metric)
     if raw is None:
@@ -222,7 +183,9 @@ def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
         return None
 
 
-def _log_and_register(inputs: VariantInputs, prov: Provenance, train_run_id: str | None) -> ModelVersion:
+def _log_and_register(
+    inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
+) -> ModelVersion:
     """One MLflow run that logs the pyfunc, then a registry version tagged for idempotence."""
     import mlflow
     import numpy as np
@@ -265,12 +228,18 @@ def _log_and_register(inputs: VariantInputs, prov: Provenance, train_run_id: str
             metadata={"vaelab_variant": inputs.variant, "arch": config.model.arch},
         )
         log.info("%s: logged the pyfunc in run %s", inputs.name, run.info.run_id)
-    version_tags = {**tags, **{METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()}}
+    version_tags = {
+        **tags,
+        **{METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()},
+        # Registered where champion could not move: it competes in a later plain repro.
+        **({} if rule.may_move else {PENDING_TAG: "true"}),
+    }
     return mlflow.register_model(info.model_uri, inputs.name, tags=version_tags)
 
 
 def register_variant(
-    client: MlflowClient, experiment_id: str, inputs: VariantInputs, cfg: RegistryConfig, prov: Provenance
+    client: MlflowClient, experiment_id: str, inputs: VariantInputs, cfg: RegistryConfig, prov: Provenance,
+    rule: ChampionRule,
 ) -> dict[str, Any]:
     """Register (or reuse) one variant's version, move the aliases, and say what happened."""
     train_run_id = find_train_run(client, experiment_id, inputs)
@@ -279,22 +248,32 @@ def register_variant(
         version = min(same, key=lambda v: int(v.version))
         log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, version.version)
     else:
-        version = _log_and_register(inputs, prov, train_run_id)
+        version = _log_and_register(inputs, prov, rule, train_run_id)
         log.info("%s: registered version %s", inputs.name, version.version)
     number = int(version.version)
 
     champion = _champion(client, inputs.name)
-    decision = decide_champion(
-        metric=cfg.metric,
-        mode=cfg.mode,
-        candidate=number,
-        candidate_value=inputs.metrics[cfg.metric],
-        champion=None if champion is None else int(champion.version),
-        champion_value=None if champion is None else _metric_tag(champion, cfg.metric),
-        is_new=not same,
-    )
-    if decision.moves:
-        client.set_registered_model_alias(inputs.name, CHAMPION, str(number))
+    champion_number = None if champion is None else int(champion.version)
+    if rule.may_move:
+        pending = bool(same) and (version.tags or {}).get(PENDING_TAG) == "true"
+        decision = decide_champion(
+            metric=cfg.metric,
+            mode=cfg.mode,
+            candidate=number,
+            candidate_value=inputs.metrics[cfg.metric],
+            champion=champion_number,
+            champion_value=None if champion is None else _metric_tag(champion, cfg.metric),
+            # A version registered in an experiment competes the first time a plain repro meets it.
+            is_new=not same or pending,
+        )
+        if decision.moves:
+            client.set_registered_model_alias(inputs.name, CHAMPION, str(number))
+        if pending:
+            client.delete_model_version_tag(inputs.name, str(number), PENDING_TAG)
+    else:
+        decision = ChampionDecision(False, rule.held_reason(inputs.variant, number, champion_number))
+    if rule.alias:
+        client.set_registered_model_alias(inputs.name, rule.alias, str(number))
     log.info("%s: %s", inputs.name, decision.reason)
 
     aliases = {alias: int(v) for alias, v in (client.get_registered_model(inputs.name).aliases or {}).items()}
@@ -308,11 +287,12 @@ def register_variant(
         "metric": inputs.metrics[cfg.metric],
         "aliases": dict(sorted(aliases.items())),
         "champion": {
-            "version": aliases[CHAMPION],
+            "version": aliases.get(CHAMPION),
             "moved": decision.moves,
             "reason": decision.reason,
+            "rule": rule.kind,
         },
-        "uri": f"models:/{inputs.name}@{CHAMPION}",
+        "uri": f"models:/{inputs.name}@{rule.alias or CHAMPION}",
         "train_run": train_run_id,
     }
 
@@ -322,6 +302,7 @@ def run_register(
     *,
     models_root: Path = Path("models"),
     metrics_root: Path = Path("metrics"),
+    params_file: Path = PARAMS_FILE,
 ) -> dict[str, Any]:
     """Register every variant of ``params.models``; write and return ``metrics/registry.json``'s content."""
     cfg = params.registry
@@ -329,10 +310,20 @@ def run_register(
     variants = [read_variant(v, cfg, models_root, metrics_root) for v in params.models]
     uri = tracking_uri()
     prov = provenance()
+    rule = champion_rule(prov, is_committed(params_file))
     log.info("registering %d variant(s) in %s", len(variants), display_uri(uri))
     with connect(uri, cfg) as client:
         experiment_id = use_experiment(uri)
-        results = {inputs.variant: register_variant(client, experiment_id, inputs, cfg, prov) for inputs in variants}
-    report = {"metric": cfg.metric, "mode": cfg.mode, "prefix": cfg.prefix, "variants": results}
+        results = {
+            inputs.variant: register_variant(client, experiment_id, inputs, cfg, prov, rule) for inputs in variants
+        }
+    report = {
+        "metric": cfg.metric,
+        "mode": cfg.mode,
+        "prefix": cfg.prefix,
+        # repro (champion may move), experiment (alias exp-<name> instead) or uncommitted-params.
+        "champion_rule": rule.summary(),
+        "variants": results,
+    }
     write_json(metrics_root / REGISTRY_FILE, report)
     return report
