@@ -2,9 +2,9 @@
 grid; ``vaelab promote``: move a registered model's ``champion`` alias by hand.
 
 ``--model`` takes an MLflow model URI (``models:/vaelab-vae@champion``,
-``models:/vaelab-vae/3``, ``runs:/<id>/model``), resolved against
-``MLFLOW_TRACKING_URI`` or the local ``sqlite:///mlflow.db``, or a folder: a
-``models/<variant>/`` output of ``train`` or a saved MLflow model (with ``MLmodel``).
+``models:/vaelab-vae/3``, ``runs:/<id>/<variant>``: the logged model is named after its
+variant), resolved against ``MLFLOW_TRACKING_URI`` or the project's ``sqlite:///mlflow.db``,
+or a folder: a ``models/<variant>/`` output of ``train`` or a saved MLflow model (with ``MLmodel``).
 """
 
 from __future__ import annotations
@@ -224,7 +224,8 @@ def _promote_command(args: argparse.Namespace) -> None:
     print(f"{done.name}: champion -> version {done.version} (was {was}); serve it as models:/{done.name}@champion")
 
 
-MODEL_HELP = "models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, or a models/<variant> folder"
+MODEL_HELP = ("models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, runs:/RUN_ID/VARIANT, "
+              "or a models/<variant> folder")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

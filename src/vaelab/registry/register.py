@@ -1,30 +1,31 @@
 """The ``register`` stage: every variant into the MLflow model registry, with aliases.
 
 For each variant of ``params.models``, the registered model ``<registry.prefix>-<variant>``
-gets a new version when ``models/<variant>/model.pt`` is new to it (matched on the
-``model_md5`` version tag), logged as the pyfunc of :mod:`.pyfunc` in a run of the
-``vaelab`` experiment. Aliases, not the deprecated stages: ``champion`` moves to a new
-version only when it beats the champion on ``registry.metric`` in the direction
-``registry.mode``; ``latest`` is MLflow's built-in alias for the newest version (the
-name is reserved: it resolves by itself and cannot be set). ``metrics/registry.json``
-records what happened and why.
+gets a new version when ``models/<variant>/seed<k>/model.pt`` (its first seed) is new to it
+(matched on the ``model_md5`` version tag), logged as the pyfunc of :mod:`.pyfunc`, named
+after the variant, in a run of the ``vaelab`` experiment. Aliases, not the deprecated
+stages: ``champion`` moves by the rule of :mod:`.champion` (a plain repro of committed
+params, to a version that beats it on ``registry.metric``; never inside a DVC experiment,
+which sets ``exp-<name>`` instead); ``latest`` is MLflow's built-in alias for the newest
+version (reserved: it resolves by itself and cannot be set).
+
+The stage also gives each replicate's training run its evaluation, figures, history and
+config (:mod:`.train_runs`), logs the compare report once per content (:mod:`.compare_run`),
+and keeps the registered models' and versions' descriptions (:mod:`.describe`).
+``metrics/registry.json`` records what happened and why.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import numbers
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaelab.config import Params
 from vaelab.config.registry import RegistryConfig
-from vaelab.errors import UserError
 from vaelab.io.atomic import write_json
-from vaelab.models.saved import SavedConfig, config_file, load_config, require_replicates, weights_file, weights_md5
+from vaelab.models.saved import config_file, load_trained, weights_file
 from vaelab.registry.champion import (
     CHAMPION,
     PENDING_TAG,
@@ -33,12 +34,18 @@ from vaelab.registry.champion import (
     champion_rule,
     decide_champion,
 )
+from vaelab.registry.compare_run import log_compare
 from vaelab.registry.connect import connect, display_uri
+from vaelab.registry.describe import model_description, version_description
+from vaelab.registry.inputs import VariantInputs, read_variant
+from vaelab.registry.train_runs import enrich_train_runs
 from vaelab.tracking import (
+    BASELINE_TAG,
+    COMMIT_TAG,
+    DIRTY_TAG,
+    EXP_NAME_TAG,
     MODEL_MD5_TAG,
-    SEED_TAG,
     STAGE_TAG,
-    TRAIN_STAGE,
     VARIANT_TAG,
     Provenance,
     flatten,
@@ -58,10 +65,10 @@ __all__ = ["decide_champion", "register_variant", "run_register"]
 
 LATEST = "latest"  # MLflow's reserved alias for the newest version
 METRIC_TAG = "metric."  # version tag prefix: metric.recon.mse = "0.0123"
+TRAIN_RUN_TAG = "train_run_id"
+REGISTER_STAGE = "register"
 REGISTRY_FILE = "registry.json"
 PARAMS_FILE = Path("params.yaml")
-LOGGED_MODEL_NAME = "model"
-TRAIN_RUN_TAG = "train_run_id"
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 # What the pyfunc imports when it loads (vaelab itself is not on PyPI: serve from an
 # environment where it is installed, i.e. `--env-manager local`).
@@ -78,78 +85,6 @@ def pyfunc_requirements() -> list[str]:
         except PackageNotFoundError:
             pins.append(dist)
     return pins
-
-
-def numeric_leaves(payload: dict[str, Any]) -> dict[str, float]:
-    """Nested metrics → ``{"recon.mse": 0.01, ...}``; strings, lists, booleans and nulls dropped."""
-    return {
-        key: float(value)
-        for key, value in flatten(payload).items()
-        if isinstance(value, numbers.Real) and not isinstance(value, bool)
-    }
-
-
-@dataclass(frozen=True)
-class VariantInputs:
-    """Everything registration needs from one variant's files, read before any write."""
-
-    variant: str
-    name: str  # the registered model name, <prefix>-<variant>
-    folder: Path
-    seed: int  # of the replicate that stands for the variant
-    config: SavedConfig
-    model_md5: str
-    metrics: dict[str, float]
-
-
-def _read_json(path: Path, stage: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err}); rerun `dvc repro {stage}`") from None
-
-
-def read_variant(variant: str, cfg: RegistryConfig, models_root: Path, metrics_root: Path) -> VariantInputs:
-    """Check and read ``models/<variant>/`` and ``metrics/eval/<variant>.json``; UserError if unusable."""
-    try:
-        # The replicate trained with params.seed stands for the variant in the registry.
-        seed, folder = require_replicates(models_root / variant, variant)[0]
-    except UserError as err:
-        raise UserError(f"{err} (register needs every variant in params.yaml models: trained)") from None
-    eval_path = metrics_root / "eval" / f"{variant}.json"
-    if not eval_path.is_file():
-        raise UserError(f"{eval_path}: not found; run `dvc repro evaluate@{variant}` first")
-    payload = _read_json(eval_path, f"evaluate@{variant}")
-    if not isinstance(payload, dict):
-        raise UserError(f"{eval_path}: expected a JSON object of metrics; rerun `dvc repro evaluate@{variant}`")
-    metrics = numeric_leaves(payload)
-    if cfg.metric not in metrics:
-        raise UserError(
-            f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions by; "
-            f"set registry.metric in params.yaml to one of: {', '.join(sorted(metrics)) or '(none found)'}"
-        )
-    return VariantInputs(
-        variant=variant,
-        name=f"{cfg.prefix}-{variant}",
-        folder=folder,
-        seed=seed,
-        config=load_config(config_file(folder)),
-        model_md5=weights_md5(folder),
-        metrics=metrics,
-    )
-
-
-def find_train_run(client: MlflowClient, experiment_id: str, inputs: VariantInputs) -> str | None:
-    """The id of the newest training run whose weights are the variant's (tags ``stage=train``,
-    ``variant``, ``seed``, ``model_md5``), or None when this store has none."""
-    # Variant names are [A-Za-z0-9_-] (params validation), md5s hex: nothing to quote.
-    query = (
-        f"tags.{STAGE_TAG} = '{TRAIN_STAGE}' and tags.{VARIANT_TAG} = '{inputs.variant}' "
-        f"and tags.{SEED_TAG} = '{inputs.seed}' and tags.{MODEL_MD5_TAG} = '{inputs.model_md5}'"
-    )
-    runs = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"],
-                              max_results=1)
-    return runs[0].info.run_id if runs else None
 
 
 def _metric_tag(version: ModelVersion, metric: str) -> float | None:
@@ -190,9 +125,11 @@ def _log_and_register(
     import mlflow
     import numpy as np
 
-    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, model_signature
+    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, input_metadata, model_signature
 
     config = inputs.config
+    size, channels = config.image_size, config.channels
+    latent_dim = load_trained(inputs.folder)[0].latent_dim
     tags = {
         **prov.tags(),
         VARIANT_TAG: inputs.variant,
@@ -201,13 +138,13 @@ def _log_and_register(
         **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
     }
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
-        mlflow.set_tags({**tags, STAGE_TAG: "register"})
-        mlflow.log_params(flatten({"model": config.model.model_dump(mode="json"), "image_size": config.image_size,
-                                   "channels": config.channels}))
+        mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
+        mlflow.log_params(flatten({"model": config.model.model_dump(mode="json"), "image_size": size,
+                                   "channels": channels}))
         mlflow.log_metrics(inputs.metrics)
-        size, channels = config.image_size, config.channels
         info = mlflow.pyfunc.log_model(
-            name=LOGGED_MODEL_NAME,
+            # Named after the variant: runs:/<run id>/<variant> and the UI's model list say which.
+            name=inputs.variant,
             # Models-from-code: MLflow stores this file, not a pickle, and runs it to load.
             python_model=str(MODEL_CODE),
             artifacts={
@@ -221,11 +158,12 @@ def _log_and_register(
             # the weights load strictly, so a model that no longer fits the code fails loudly,
             # and the git_commit tag says which code to check out.
             pip_requirements=pyfunc_requirements(),
-            signature=model_signature(),
+            signature=model_signature(size, channels),
             # One black image: documents the request format (serving_input_example.json)
             # and makes MLflow load and call the logged model once before it is registered.
             input_example=(np.zeros((1, size, size, channels), dtype=np.uint8), {"mode": "reconstruct"}),
-            metadata={"vaelab_variant": inputs.variant, "arch": config.model.arch},
+            metadata={"vaelab_variant": inputs.variant, "arch": config.model.arch,
+                      **input_metadata(size, channels, latent_dim)},
         )
         log.info("%s: logged the pyfunc in run %s", inputs.name, run.info.run_id)
     version_tags = {
@@ -237,25 +175,51 @@ def _log_and_register(
     return mlflow.register_model(info.model_uri, inputs.name, tags=version_tags)
 
 
+def _origin(tags: dict[str, str]) -> Provenance:
+    """The provenance a version was registered with, from its tags."""
+    dirty = tags.get(DIRTY_TAG)
+    return Provenance(tags.get(COMMIT_TAG, "unknown"), None if dirty in (None, "unknown") else dirty == "true",
+                      tags.get(EXP_NAME_TAG), tags.get(BASELINE_TAG))
+
+
+def describe(client: MlflowClient, inputs: VariantInputs, number: int, cfg: RegistryConfig) -> None:
+    """Give the version a description if it has none, and the registered model its
+    champion's (else its newest version's)."""
+    current = client.get_model_version(inputs.name, str(number))
+    if not current.description:
+        tags = current.tags or {}
+        metrics = {key.removeprefix(METRIC_TAG): float(value) for key, value in tags.items()
+                   if key.startswith(METRIC_TAG)}
+        text = version_description(inputs.config, metrics or inputs.metrics, cfg.metric, _origin(tags),
+                                   inputs.model_md5)
+        client.update_model_version(inputs.name, str(number), description=text)
+    registered = client.get_registered_model(inputs.name)
+    alias = CHAMPION if CHAMPION in (registered.aliases or {}) else LATEST
+    shown = client.get_model_version_by_alias(inputs.name, alias)
+    text = model_description(inputs.variant, int(shown.version), alias, shown.description or "")
+    if registered.description != text:
+        client.update_registered_model(inputs.name, description=text)
+
+
 def register_variant(
     client: MlflowClient, experiment_id: str, inputs: VariantInputs, cfg: RegistryConfig, prov: Provenance,
     rule: ChampionRule,
 ) -> dict[str, Any]:
     """Register (or reuse) one variant's version, move the aliases, and say what happened."""
-    train_run_id = find_train_run(client, experiment_id, inputs)
+    train_runs = enrich_train_runs(client, experiment_id, inputs)
     same = [v for v in _versions(client, inputs.name) if (v.tags or {}).get(MODEL_MD5_TAG) == inputs.model_md5]
     if same:
-        version = min(same, key=lambda v: int(v.version))
-        log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, version.version)
+        found = min(same, key=lambda v: int(v.version))
+        log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, found.version)
     else:
-        version = _log_and_register(inputs, prov, rule, train_run_id)
-        log.info("%s: registered version %s", inputs.name, version.version)
-    number = int(version.version)
+        found = _log_and_register(inputs, prov, rule, train_runs.get(str(inputs.replicates[0].seed)))
+        log.info("%s: registered version %s", inputs.name, found.version)
+    number = int(found.version)
 
     champion = _champion(client, inputs.name)
     champion_number = None if champion is None else int(champion.version)
     if rule.may_move:
-        pending = bool(same) and (version.tags or {}).get(PENDING_TAG) == "true"
+        pending = bool(same) and (found.tags or {}).get(PENDING_TAG) == "true"
         decision = decide_champion(
             metric=cfg.metric,
             mode=cfg.mode,
@@ -275,6 +239,7 @@ def register_variant(
     if rule.alias:
         client.set_registered_model_alias(inputs.name, rule.alias, str(number))
     log.info("%s: %s", inputs.name, decision.reason)
+    describe(client, inputs, number, cfg)
 
     aliases = {alias: int(v) for alias, v in (client.get_registered_model(inputs.name).aliases or {}).items()}
     # MLflow reserves "latest": it cannot be set, and @latest always resolves to the newest version.
@@ -293,7 +258,7 @@ def register_variant(
             "rule": rule.kind,
         },
         "uri": f"models:/{inputs.name}@{rule.alias or CHAMPION}",
-        "train_run": train_run_id,
+        "train_runs": train_runs,
     }
 
 
@@ -302,27 +267,30 @@ def run_register(
     *,
     models_root: Path = Path("models"),
     metrics_root: Path = Path("metrics"),
+    reports_root: Path = Path("reports"),
     params_file: Path = PARAMS_FILE,
 ) -> dict[str, Any]:
     """Register every variant of ``params.models``; write and return ``metrics/registry.json``'s content."""
     cfg = params.registry
     # Every file is checked before MLflow is touched, so a missing one writes nothing.
-    variants = [read_variant(v, cfg, models_root, metrics_root) for v in params.models]
+    variants = [read_variant(v, cfg, models_root, metrics_root, reports_root) for v in params.models]
     uri = tracking_uri()
     prov = provenance()
     rule = champion_rule(prov, is_committed(params_file))
-    log.info("registering %d variant(s) in %s", len(variants), display_uri(uri))
+    log.info("registering %d variant(s) in %s (%s)", len(variants), display_uri(uri), rule.kind)
     with connect(uri, cfg) as client:
         experiment_id = use_experiment(uri)
         results = {
             inputs.variant: register_variant(client, experiment_id, inputs, cfg, prov, rule) for inputs in variants
         }
+        compare = log_compare(client, experiment_id, reports_root)
     report = {
         "metric": cfg.metric,
         "mode": cfg.mode,
         "prefix": cfg.prefix,
         # repro (champion may move), experiment (alias exp-<name> instead) or uncommitted-params.
         "champion_rule": rule.summary(),
+        "compare_run": compare,
         "variants": results,
     }
     write_json(metrics_root / REGISTRY_FILE, report)
