@@ -191,8 +191,8 @@ def running_server(command: list[str], *, ready_url: str, log_path: Path, env: d
                 try:
                     if requests.get(ready_url, timeout=1.0).status_code == 200:
                         break
-                except requests.ConnectionError:
-                    pass  # not listening yet: that is what the loop waits for
+                except (requests.ConnectionError, requests.Timeout):
+                    pass  # not listening, or listening but not answering yet: what the loop waits for
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{ready_url} not up after {deadline_s:g} s:\n{log_path.read_text()[-4000:]}")
                 time.sleep(0.25)
