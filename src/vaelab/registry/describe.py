@@ -33,11 +33,16 @@ def architecture(config: SavedConfig) -> str:
 def data(config: SavedConfig) -> str:
     colour = "grey" if config.channels == 1 else f"{config.channels} channels"
     crop = config.data.crop.method
+    train = config.train
     return (
         f"{config.data.dataset}, {config.image_size}x{config.image_size} {colour} (crop {crop}, "
-        f"resample {config.data.resample}); {config.train.epochs} epochs, batch {config.train.batch_size}, "
-        f"lr {config.train.lr:g}, seed {config.seed}, {config.train.seeds} seed(s)"
+        f"resample {config.data.resample}); {_count(train.epochs, 'epoch')}, batch {train.batch_size}, "
+        f"lr {train.lr:g}; seed {config.seed} of {_count(train.seeds, 'replicate')}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def headline(metrics: dict[str, float], metric: str) -> str:
