@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,46 +11,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.support.project import copy_project
+from tests.support.project import run as _run
 from vaelab.tracking import flatten
-
-REPO = Path(__file__).resolve().parents[1]
-PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "src")
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(cwd / "src"),
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    for name in PIPELINE_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(source, tmp_path / name)
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["data"]["image_size"] = 16
-    params["data"]["workers"] = 1
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], tmp_path)
-    _run([sys.executable, "-m", "dvc", "init", "-q"], tmp_path)
-    _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], tmp_path)
-    shutil.copytree(REPO / ".dvc" / "plots", tmp_path / ".dvc" / "plots")  # the custom plot templates
-    return tmp_path
+    return copy_project(tmp_path)
 
 
 @pytest.mark.slow

@@ -89,6 +89,7 @@ def test_the_champion_moves_only_to_a_lower_mse(workspace):
                 "version": 2,
                 "moved": True,
                 "reason": "version 2 beats champion version 1: recon.mse 0.04 < 0.05 (lower is better)",
+                "rule": "repro",
             }
     assert outcome["version"] == 3 and outcome["registered"] is True
     assert outcome["aliases"] == {"champion": 2, "latest": 3}
@@ -154,11 +155,11 @@ def test_missing_inputs_fail_before_anything_is_written(workspace, missing):
         (workspace.models / "ae_pool" / "seed0" / "model.pt").unlink()
         expected = "models/ae_pool: no trained model; run `dvc repro train@ae_pool` first"
     elif missing == "eval file":
-        (workspace.metrics / "eval" / "ae_pool.json").unlink()
-        expected = "metrics/eval/ae_pool.json: not found"
+        (workspace.metrics / "detail" / "eval" / "ae_pool.json").unlink()
+        expected = "metrics/detail/eval/ae_pool.json: not found"
     else:
-        (workspace.metrics / "eval" / "ae_pool.json").write_text(json.dumps({"recon": {"psnr": 20.0}}))
-        expected = "metrics/eval/ae_pool.json: no numeric 'recon.mse'"
+        (workspace.metrics / "detail" / "eval" / "ae_pool.json").write_text(json.dumps({"recon": {"psnr": 20.0}}))
+        expected = "metrics/detail/eval/ae_pool.json: no numeric 'recon.mse'"
 
     with pytest.raises(UserError, match=expected):
         register(workspace, ("vae", "ae_pool"))

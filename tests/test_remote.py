@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_pipeline import _run, repo  # noqa: F401  (repo: the temp project fixture)
+from tests.support.project import copy_project
+from tests.support.project import run as _run
 
 DVC = [sys.executable, "-m", "dvc"]
 VAELAB = [sys.executable, "-m", "vaelab.cli"]
@@ -29,8 +30,9 @@ def ran(output: str) -> set[str]:
 
 
 @pytest.fixture
-def pushed(repo: Path, tmp_path: Path) -> Path:  # noqa: F811
+def pushed(tmp_path: Path) -> Path:
     """The project reproduced, pushed to ``tmp_path/remote`` and committed (tagged ``base``)."""
+    repo = copy_project(tmp_path / "project")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"].update({"epochs": 1, "batch_size": 32, "seeds": 1})
     params["models"] = {"small_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ import torch
 from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
-from vaelab.models.saved import load_run, load_trained
+from vaelab.models.saved import load_trained, weights_md5
 from vaelab.train.run import run_train
 
 
@@ -55,10 +56,18 @@ def test_train_writes_model_metrics_history_and_an_mlflow_run(tmp_path, make_par
 
     from mlflow.tracking import MlflowClient
 
-    run_id = load_run(tmp_path / "models" / "tiny_vae" / "seed0").run_id
-    run = MlflowClient().get_run(run_id)
+    # No run id in the model folder: the run is found by the md5 of the weights it saved.
+    assert sorted(p.name for p in (tmp_path / "models" / "tiny_vae" / "seed0").iterdir()) == ["config.json", "model.pt"]
+    md5 = weights_md5(tmp_path / "models" / "tiny_vae" / "seed0")
+    (run,) = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("vaelab").experiment_id],
+                                        filter_string=f"tags.model_md5 = '{md5}' and tags.stage = 'train'")
+    run_id = run.info.run_id
     assert run.data.params["model.z_dim"] == "4" and run.data.params["train.epochs"] == "2"
-    assert run.data.tags["variant"] == "tiny_vae" and len(run.data.tags["data_md5"]) == 32
+    assert run.data.tags["variant"] == "tiny_vae" and run.data.tags["seed"] == "0"
+    assert len(run.data.tags["data_md5"]) == 32
+    # Outside git and outside a DVC experiment: provenance says so rather than guessing.
+    assert run.data.tags["git_commit"] == "unknown" and run.data.tags["git_dirty"] == "unknown"
+    assert "dvc_exp_name" not in run.data.tags
     losses = MlflowClient().get_metric_history(run_id, "train_loss")
     assert [m.step for m in losses] == [1, 2]
 
@@ -119,3 +128,34 @@ def test_a_variant_can_train_for_its_own_number_of_epochs(tmp_path, make_params,
     assert run_train(params, "quick", progress=False, **roots)["epochs"] == 1
     _model, config = load_trained(tmp_path / "models" / "slow" / "seed0")
     assert config.train.epochs == 3 and config.model.epochs == 3
+
+
+def test_identical_weights_make_an_identical_model_folder(tmp_path, make_params, prepared, monkeypatch):
+    """models/<variant>/ holds nothing run-specific (no mlflow.json), so two trainings that
+    end with the same weights give byte-identical folders: one DVC hash. Each run is tagged
+    with the md5 of the weights it saved, which is how the registry finds it."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    params = make_params({"train": {"epochs": 1, "batch_size": 32},
+                          "models": {"v": {"arch": "vae_conv", "filters": [4], "z_dim": 2}}})
+    folders = []
+    for attempt in ("a", "b"):
+        # No checkpoint left: the second training trains again rather than resuming the first.
+        shutil.rmtree(tmp_path / "checkpoints", ignore_errors=True)
+        run_train(params, "v", prepared=prepared, models_root=tmp_path / attempt, metrics_root=tmp_path / "metrics",
+                  progress=False)
+        folders.append(tmp_path / attempt / "v")
+
+    def contents(folder: Path) -> dict[str, bytes]:
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    first, second = (contents(folder) for folder in folders)
+    assert sorted(first) == ["seed0/config.json", "seed0/model.pt"]
+    assert first == second
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id],
+                              filter_string="tags.stage = 'train'")
+    assert len(runs) == 2
+    assert {run.data.tags["model_md5"] for run in runs} == {weights_md5(folders[0] / "seed0")}

@@ -1,7 +1,15 @@
-"""MLflow tracking: one run per variant per training, offline by default.
+"""MLflow tracking: where the store is, which experiment, and the tags every run carries.
 
 The tracking URI is ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///mlflow.db`` at the
-repository root (MLflow 3 refuses the plain ``./mlruns`` file store for the registry).
+project's root (MLflow 3 refuses the plain ``./mlruns`` file store for the registry).
+The root is the working directory, except inside a DVC experiment executor: queued and
+``--temp`` experiments run in a copy of the project under ``<project>/.dvc/tmp/exps/``,
+which DVC deletes afterwards, so there the root is the project itself (:func:`project_root`).
+
+Every run (training, registration, the compare report) is tagged with :func:`run_tags`:
+the git commit and whether the tree was dirty, and, inside a DVC experiment, the
+experiment's name and baseline revision (DVC sets ``DVC_EXP_NAME`` and
+``DVC_EXP_BASELINE_REV`` for the stages it runs).
 """
 
 from __future__ import annotations
@@ -10,15 +18,93 @@ import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 EXPERIMENT = "vaelab"
 DEFAULT_DB = "mlflow.db"
+# Artifacts of the local stores go to <project>/mlruns/<experiment>/ (git-ignored).
+ARTIFACTS_DIR = "mlruns"
+# Where DVC puts the copies that queued and --temp experiments run in (dvc.repo.experiments).
+EXECUTOR_DIR = (".dvc", "tmp", "exps")
+
+# Run tags (training runs, register runs, the compare run). A training run is tagged
+# stage=train, variant, seed and, once its weights are saved, model_md5 = md5 of model.pt:
+# the registry finds it by these.
+STAGE_TAG = "stage"
+TRAIN_STAGE = "train"
+VARIANT_TAG = "variant"
+SEED_TAG = "seed"
+MODEL_MD5_TAG = "model_md5"
+COMMIT_TAG = "git_commit"
+DIRTY_TAG = "git_dirty"
+EXP_NAME_TAG = "dvc_exp_name"
+BASELINE_TAG = "dvc_exp_baseline_rev"
+# The environment variables DVC sets for every stage of an experiment (dvc.env).
+DVC_EXP_NAME = "DVC_EXP_NAME"
+DVC_EXP_BASELINE_REV = "DVC_EXP_BASELINE_REV"
+DVC_ROOT = "DVC_ROOT"
+# Files the pipeline itself writes into git: they do not make the tree dirty.
+PIPELINE_WRITES = ("dvc.lock", "metrics", "reports")
+
+
+def project_root(cwd: Path | None = None) -> Path:
+    """The project's root: ``cwd``, or the project a DVC experiment executor copied.
+
+    An executor runs in ``<project>/.dvc/tmp/exps/[standalone/]tmpXXXX/``; DVC also sets
+    ``DVC_ROOT`` to ``<project>`` there, which wins when it is set.
+    """
+    here = (cwd or Path.cwd()).absolute()
+    parts = here.parts
+    width = len(EXECUTOR_DIR)
+    for start in range(len(parts) - width + 1):
+        if parts[start : start + width] == EXECUTOR_DIR:
+            return Path(os.environ.get(DVC_ROOT) or Path(*parts[:start]))
+    return here
 
 
 def tracking_uri(root: Path | None = None) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root or Path.cwd()) / DEFAULT_DB}"
+    """``MLFLOW_TRACKING_URI`` when set, else the sqlite store at the project's root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root or project_root()) / DEFAULT_DB}"
+
+
+def artifact_location(uri: str, root: Path | None = None) -> str | None:
+    """Where a new experiment keeps its artifacts: ``<project>/mlruns/<experiment>`` for a
+    local store (MLflow's default is relative to the working directory, which in an
+    executor is deleted); None for a server, which decides for itself."""
+    if urlsplit(uri).scheme in ("http", "https", "databricks"):
+        return None
+    return ((root or project_root()) / ARTIFACTS_DIR / EXPERIMENT).as_uri()
+
+
+def experiment_id(client: Any, uri: str) -> str:
+    """The id of the ``vaelab`` experiment in ``client``'s store, created when missing."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    found = client.get_experiment_by_name(EXPERIMENT)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri))
+    except MlflowException as err:
+        # Another process (a parallel stage) created it in between: use that one.
+        if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+        return client.get_experiment_by_name(EXPERIMENT).experiment_id
+
+
+def use_experiment(uri: str) -> str:
+    """Point MLflow's fluent API at ``uri`` and the ``vaelab`` experiment; its id."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    exp_id = experiment_id(MlflowClient(tracking_uri=uri), uri)
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
 
 
 def flatten(payload: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -33,22 +119,75 @@ def flatten(payload: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _git(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
 def git_commit(cwd: Path | None = None) -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=False
-    )
+    done = _git(["rev-parse", "HEAD"], cwd)
     return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def git_dirty(cwd: Path | None = None) -> bool | None:
+    """Whether the tree differs from HEAD (untracked files included), leaving out what the
+    pipeline writes into git itself (``dvc.lock``, ``metrics/``, ``reports/``); None
+    outside a git repository. An experiment's executor is dirty: its params differ."""
+    excluded = [f":(exclude){path}" for path in PIPELINE_WRITES]
+    done = _git(["status", "--porcelain", "--", ".", *excluded], cwd)
+    return bool(done.stdout.strip()) if done.returncode == 0 else None
+
+
+def is_committed(path: Path, cwd: Path | None = None) -> bool | None:
+    """Whether ``path`` is in HEAD unchanged (not modified, not untracked); None outside git."""
+    if _git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd).returncode != 0:
+        inside = _git(["rev-parse", "--is-inside-work-tree"], cwd).returncode == 0
+        return False if inside else None  # a repository without commits has nothing committed
+    done = _git(["status", "--porcelain", "--", str(path)], cwd)
+    return not done.stdout.strip() if done.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run's code came from: git, and the DVC experiment when there is one."""
+
+    commit: str
+    dirty: bool | None
+    experiment: str | None  # DVC_EXP_NAME
+    baseline_rev: str | None  # DVC_EXP_BASELINE_REV
+
+    def tags(self) -> dict[str, str]:
+        tags = {COMMIT_TAG: self.commit, DIRTY_TAG: "unknown" if self.dirty is None else str(self.dirty).lower()}
+        if self.experiment:
+            tags[EXP_NAME_TAG] = self.experiment
+        if self.baseline_rev:
+            tags[BASELINE_TAG] = self.baseline_rev
+        return tags
+
+
+def provenance(cwd: Path | None = None) -> Provenance:
+    """The git state of ``cwd`` (an experiment's executor has its own checkout) and DVC's
+    experiment variables."""
+    return Provenance(
+        commit=git_commit(cwd),
+        dirty=git_dirty(cwd),
+        experiment=os.environ.get(DVC_EXP_NAME) or None,
+        baseline_rev=os.environ.get(DVC_EXP_BASELINE_REV) or None,
+    )
+
+
+def run_tags(cwd: Path | None = None) -> dict[str, str]:
+    """The provenance tags every vaelab MLflow run carries."""
+    return provenance(cwd).tags()
 
 
 @contextmanager
 def mlflow_run(run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> Iterator[Any]:
-    """Start an MLflow run with flattened ``params`` and ``tags``; yields the mlflow module."""
+    """Start an MLflow run with flattened ``params``, ``tags`` and :func:`run_tags`."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(EXPERIMENT)
+    use_experiment(tracking_uri())
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params(flatten(params))
-        mlflow.set_tags(dict(tags))
+        mlflow.set_tags({**run_tags(), **tags})
         yield run

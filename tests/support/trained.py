@@ -1,7 +1,7 @@
 """Tiny trained-looking variants for registry, serving and CLI tests.
 
 ``save_variant`` writes ``models/<variant>/`` through the same ``save_replicates`` as
-``train`` (one ``seed<k>/`` with state dict, config.json, mlflow.json) from an untrained model, so no test has to train;
+``train`` (one ``seed<k>/`` with state dict and config.json) from an untrained model, so no test has to train;
 ``write_eval`` writes ``metrics/eval/<variant>.json`` in the evaluate stage's nested form.
 """
 
@@ -25,8 +25,9 @@ import pytest
 import torch
 
 from vaelab.config import params_from_dict
+from vaelab.io.metric_files import metric_files
 from vaelab.models import build_model
-from vaelab.models.saved import RunInfo, SavedConfig, Trained, save_replicates
+from vaelab.models.saved import SavedConfig, Trained, save_replicates
 
 IMAGE_SIZE = 16
 CHANNELS = 1
@@ -75,20 +76,20 @@ def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: in
         trainable_params=sum(p.numel() for p in model.parameters()),
         data=params.data,
     )
-    run = RunInfo(run_id="0" * 32, tracking_uri="sqlite:///elsewhere.db", experiment="vaelab")
-    save_replicates(folder, [Trained(model, config, run)])
+    save_replicates(folder, [Trained(model, config)])
     return folder
 
 
 def write_eval(metrics_root: Path, variant: str, mse: float, *, psnr: float = 20.0, **extra: Any) -> Path:
-    """``metrics/eval/<variant>.json`` with ``recon.mse`` = ``mse`` and plausible other keys."""
+    """``metrics/detail/eval/<variant>.json`` (what register reads) with ``recon.mse`` = ``mse``
+    and plausible other keys."""
     payload = {
         "recon": {"mse": mse, "psnr": psnr, "ssim": 0.5},
         "blur": {"laplacian_var": {"input": 0.02, "recon": 0.01, "sample": 0.005}},
         "split": "test",  # a non-numeric leaf, which registration ignores
         **extra,
     }
-    path = metrics_root / "eval" / f"{variant}.json"
+    path = metric_files(metrics_root, f"eval/{variant}.json").detail
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
@@ -152,6 +153,9 @@ def workspace_fixture(
     for name in ("MLFLOW_REGISTRY_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"):
         monkeypatch.delenv(name, raising=False)
+    # Not inside a DVC experiment, whatever ran pytest: tests that want one set these.
+    for name in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_ROOT"):
+        monkeypatch.delenv(name, raising=False)
     yield Workspace(root=tmp_path, models=tmp_path / "models", metrics=tmp_path / "metrics", uri=uri)
     import mlflow
 
@@ -189,8 +193,8 @@ def running_server(command: list[str], *, ready_url: str, log_path: Path, env: d
                 try:
                     if requests.get(ready_url, timeout=1.0).status_code == 200:
                         break
-                except requests.ConnectionError:
-                    pass  # not listening yet: that is what the loop waits for
+                except (requests.ConnectionError, requests.Timeout):
+                    pass  # not listening, or listening but not answering yet: what the loop waits for
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{ready_url} not up after {deadline_s:g} s:\n{log_path.read_text()[-4000:]}")
                 time.sleep(0.25)

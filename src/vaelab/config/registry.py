@@ -12,7 +12,7 @@ from vaelab.config.base import Section
 class RegistryConfig(Section):
     # Registered model names are "<prefix>-<variant>", e.g. vaelab-vae.
     prefix: str = Field("vaelab", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    # The evaluation metric (a dotted key of metrics/eval/<variant>.json) that decides the champion.
+    # The evaluation metric (a dotted key of metrics/detail/eval/<variant>.json) that decides the champion.
     metric: str = "recon.mse"
     mode: Literal["min", "max"] = "min"
     # Attempts to reach the tracking server before the stage gives up, and the first wait between them.

@@ -5,8 +5,12 @@ of them, seeds ``seed``, ``seed + 1``, …), and each replicate folder holds:
 
 - ``model.pt``: the state dict, tensors only (loaded ``weights_only=True``: no pickled code);
 - ``config.json``: :class:`SavedConfig`, everything needed to rebuild the model and to
-  prepare new images the way its training images were prepared;
-- ``mlflow.json``: :class:`RunInfo`, the MLflow run that trained it (optional).
+  prepare new images the way its training images were prepared.
+
+Nothing else: identical weights make an identical folder, so its DVC hash changes only
+when the model does. The MLflow run that trained a replicate is tagged with the md5 of
+its ``model.pt`` and looked up by it (:mod:`vaelab.tracking`); folders written before
+that may still hold an ``mlflow.json``, which nothing reads.
 
 :func:`save_replicates` writes a variant's folder at once (a killed writer leaves the old
 one), :func:`save_trained` one model's folder; :func:`load_trained` rebuilds a model and
@@ -37,7 +41,6 @@ from vaelab.models.zoo import build_model
 
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
-RUN_FILE = "mlflow.json"
 
 # Bump when config.json changes in a way older readers cannot follow, and teach
 # SavedConfig._upgrade to read the older versions.
@@ -66,14 +69,6 @@ class SavedConfig(Section):
         if isinstance(raw, dict) and "format_version" not in raw and isinstance(raw.get("data"), dict):
             raw = {**raw, "format_version": 1, "data": {"resample": "lanczos", **raw["data"]}}
         return raw
-
-
-class RunInfo(Section):
-    """``mlflow.json``: where the training run of this model lives."""
-
-    run_id: str
-    tracking_uri: str
-    experiment: str
 
 
 REPLICATE_PREFIX = "seed"
@@ -136,17 +131,16 @@ def weights_md5(folder: Path) -> str:
 
 @dataclass(frozen=True)
 class Trained:
-    """One trained model as it is saved: weights, config and (optionally) its MLflow run."""
+    """One trained model as it is saved: weights and config."""
 
     model: torch.nn.Module
     config: SavedConfig
-    run: RunInfo | None = None
 
 
-def save_trained(folder: Path, model: torch.nn.Module, config: SavedConfig, run: RunInfo | None = None) -> None:
-    """Write one model's ``folder`` (weights on the CPU, config.json, mlflow.json) in one rename."""
+def save_trained(folder: Path, model: torch.nn.Module, config: SavedConfig) -> None:
+    """Write one model's ``folder`` (weights on the CPU, config.json) in one rename."""
     with atomic_directory(folder) as staging:
-        _write_model(staging, Trained(model, config, run))
+        _write_model(staging, Trained(model, config))
 
 
 def save_replicates(variant_folder: Path, trained: list[Trained]) -> None:
@@ -161,8 +155,6 @@ def save_replicates(variant_folder: Path, trained: list[Trained]) -> None:
 def _write_model(folder: Path, item: Trained) -> None:
     torch.save({k: v.detach().cpu() for k, v in item.model.state_dict().items()}, folder / WEIGHTS_FILE)
     _write_json(folder / CONFIG_FILE, item.config.model_dump(mode="json"))
-    if item.run is not None:
-        _write_json(folder / RUN_FILE, item.run.model_dump(mode="json"))
 
 
 def load_config(config_path: Path) -> SavedConfig:
@@ -184,17 +176,6 @@ def load_files(weights_path: Path, config_path: Path) -> tuple[Autoencoder, Save
 def load_trained(folder: Path) -> tuple[Autoencoder, SavedConfig]:
     """Rebuild the trained variant in ``folder``: the model (CPU, eval mode) and its config."""
     return load_files(weights_file(folder), config_file(folder))
-
-
-def load_run(folder: Path) -> RunInfo | None:
-    """The training run recorded in ``folder``, or None when it has none."""
-    path = folder / RUN_FILE
-    if not path.is_file():
-        return None
-    try:
-        return RunInfo.model_validate(json.loads(path.read_text()))
-    except (json.JSONDecodeError, ValidationError) as err:
-        raise UserError(f"{path}: not a usable MLflow run record ({_problems(err)}); retrain the model") from None
 
 
 def _problems(err: json.JSONDecodeError | ValidationError) -> str:

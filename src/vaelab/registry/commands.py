@@ -1,9 +1,10 @@
-"""``vaelab generate`` and ``vaelab reconstruct``: a trained model, by URI or folder, to a PNG grid.
+"""``vaelab generate`` and ``vaelab reconstruct``: a trained model, by URI or folder, to a PNG
+grid; ``vaelab promote``: move a registered model's ``champion`` alias by hand.
 
 ``--model`` takes an MLflow model URI (``models:/vaelab-vae@champion``,
-``models:/vaelab-vae/3``, ``runs:/<id>/model``), resolved against
-``MLFLOW_TRACKING_URI`` or the local ``sqlite:///mlflow.db``, or a folder: a
-``models/<variant>/`` output of ``train`` or a saved MLflow model (with ``MLmodel``).
+``models:/vaelab-vae/3``, ``runs:/<id>/<variant>``: the logged model is named after its
+variant), resolved against ``MLFLOW_TRACKING_URI`` or the project's ``sqlite:///mlflow.db``,
+or a folder: a ``models/<variant>/`` output of ``train`` or a saved MLflow model (with ``MLmodel``).
 """
 
 from __future__ import annotations
@@ -214,11 +215,21 @@ def _reconstruct_command(args: argparse.Namespace) -> None:
     reconstruct(args.model, args.images, args.out)
 
 
-MODEL_HELP = "models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, or a models/<variant> folder"
+def _promote_command(args: argparse.Namespace) -> None:
+    from vaelab.config import load_params
+    from vaelab.registry.promote import promote
+
+    done = promote(load_params(args.params), args.variant, version=args.version, alias=args.alias)
+    was = "no champion" if done.previous is None else f"version {done.previous}"
+    print(f"{done.name}: champion -> version {done.version} (was {was}); serve it as models:/{done.name}@champion")
+
+
+MODEL_HELP = ("models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, runs:/RUN_ID/VARIANT, "
+              "or a models/<variant> folder")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``generate`` and ``reconstruct`` on the ``vaelab`` command."""
+    """Register ``generate``, ``reconstruct`` and ``promote`` on the ``vaelab`` command."""
     gen = subparsers.add_parser("generate", help="decode draws from N(0, I) into one PNG grid")
     gen.add_argument("--model", required=True, help=MODEL_HELP)
     gen.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
@@ -233,3 +244,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (JPEG, PNG, ...)")
     rec.add_argument("--out", type=Path, default=Path("reconstructions.png"), help="PNG to write (default: reconstructions.png)")
     rec.set_defaults(func=_reconstruct_command)
+
+    pro = subparsers.add_parser(
+        "promote",
+        help="point a registered model's champion alias at a version (a DVC experiment's exp-<name>, say)",
+        description="Move champion of <registry.prefix>-<variant> to --version N, to the version --alias "
+        "points at, or (neither) to the version of the weights in models/<variant>/.",
+    )
+    pro.add_argument("variant", help="a variant name (the registered model is <registry.prefix>-<variant>)")
+    which = pro.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="the version number to promote")
+    which.add_argument("--alias", help="promote the version this alias points at, e.g. exp-<experiment name>")
+    pro.set_defaults(func=_promote_command)

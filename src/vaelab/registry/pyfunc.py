@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
-from mlflow.types.schema import ParamSchema, ParamSpec
+from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from vaelab.eval.inference import decode_all, to_numpy
 from vaelab.models.base import Autoencoder
@@ -41,19 +41,46 @@ DEFAULT_PARAMS: dict[str, Any] = {"mode": "reconstruct", "n": 0, "seed": 0}
 BATCH_SIZE = 256
 
 
-def model_signature() -> ModelSignature:
-    """Params only: the input is images for two modes and latents for the third, which
-    no single tensor spec describes, so the shape checks live in ``predict``. The params
-    schema is what lets ``/invocations`` accept ``{"params": {"mode": ...}}``."""
+def model_signature(image_size: int, channels: int) -> ModelSignature:
+    """The output of the image modes (reconstruct, generate: ``(N, H, W, C)`` float32 in
+    [0, 1]) and the params; no input schema.
+
+    MLflow enforces an input schema on every ``predict``, before the model sees the data,
+    and a tensor spec fixes the rank and dtype exactly (``_enforce_tensor_spec``; every
+    TensorSpec is required, so named alternatives do not work either). One spec cannot
+    admit the images of two modes (uint8 ``(N, H, W, C)``, float ``[0, 1]``, ``(N, H, W)``
+    for grey) and the latents ``(N, latent_dim)`` or empty input of ``generate``: so
+    ``predict`` checks the input itself, and :func:`input_metadata` states it in the
+    MLmodel file. The params schema is what lets ``/invocations`` accept
+    ``{"params": {"mode": ...}}``; the output schema is not enforced (``encode`` returns
+    latents)."""
     return ModelSignature(
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, image_size, image_size, channels), "images")]),
         params=ParamSchema(
             [
                 ParamSpec("mode", "string", DEFAULT_PARAMS["mode"]),
                 ParamSpec("n", "long", DEFAULT_PARAMS["n"]),
                 ParamSpec("seed", "long", DEFAULT_PARAMS["seed"]),
             ]
-        )
+        ),
     )
+
+
+def input_metadata(image_size: int, channels: int, latent_dim: int) -> dict[str, Any]:
+    """What each mode takes and returns, for the MLmodel ``metadata`` (the signature cannot say it)."""
+    images = [-1, image_size, image_size, channels]
+    return {
+        "inputs": {
+            "reconstruct": {"shape": images, "dtype": "uint8", "also": "float32 in [0, 1]; (N, H, W) for grey"},
+            "encode": {"shape": images, "dtype": "uint8", "also": "float32 in [0, 1]; (N, H, W) for grey"},
+            "generate": {"shape": [-1, latent_dim], "dtype": "float32", "also": "empty input with params.n > 0"},
+        },
+        "outputs": {
+            "reconstruct": {"shape": images, "dtype": "float32"},
+            "encode": {"shape": [-1, latent_dim], "dtype": "float32"},
+            "generate": {"shape": images, "dtype": "float32"},
+        },
+    }
 
 
 def _bad_input(message: str) -> MlflowException:

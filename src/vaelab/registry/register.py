@@ -1,33 +1,59 @@
 """The ``register`` stage: every variant into the MLflow model registry, with aliases.
 
 For each variant of ``params.models``, the registered model ``<registry.prefix>-<variant>``
-gets a new version when ``models/<variant>/model.pt`` is new to it (matched on the
-``model_md5`` version tag), logged as the pyfunc of :mod:`.pyfunc` in a run of the
-``vaelab`` experiment. Aliases, not the deprecated stages: ``champion`` moves to a new
-version only when it beats the champion on ``registry.metric`` in the direction
-``registry.mode``; ``latest`` is MLflow's built-in alias for the newest version (the
-name is reserved: it resolves by itself and cannot be set). ``metrics/registry.json``
-records what happened and why.
+gets a new version when ``models/<variant>/seed<k>/model.pt`` (its first seed) is new to it
+(matched on the ``model_md5`` version tag), logged as the pyfunc of :mod:`.pyfunc`, named
+after the variant, in a run of the ``vaelab`` experiment. Aliases, not the deprecated
+stages: ``champion`` moves by the rule of :mod:`.champion` (a plain repro of committed
+params, to a version that beats it on ``registry.metric``; never inside a DVC experiment,
+which sets ``exp-<name>`` instead); ``latest`` is MLflow's built-in alias for the newest
+version (reserved: it resolves by itself and cannot be set).
+
+The stage also gives each replicate's training run its evaluation, figures, history and
+config (:mod:`.train_runs`), logs the compare report once per content (:mod:`.compare_run`),
+and keeps the registered models' and versions' descriptions (:mod:`.describe`).
+``metrics/registry.json`` records what happened and why.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import numbers
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaelab.config import Params
 from vaelab.config.registry import RegistryConfig
-from vaelab.errors import UserError
 from vaelab.io.atomic import write_json
-from vaelab.models.saved import SavedConfig, config_file, load_config, load_run, require_replicates, weights_file, weights_md5
+from vaelab.models.saved import config_file, load_trained, weights_file
+from vaelab.registry.champion import (
+    CHAMPION,
+    PENDING_TAG,
+    ChampionDecision,
+    ChampionRule,
+    champion_rule,
+    decide_champion,
+)
+from vaelab.registry.compare_run import log_compare
 from vaelab.registry.connect import connect, display_uri
-from vaelab.tracking import EXPERIMENT, flatten, git_commit, tracking_uri
+from vaelab.registry.describe import model_description, version_description
+from vaelab.registry.inputs import VariantInputs, read_variant
+from vaelab.registry.train_runs import enrich_train_runs
+from vaelab.tracking import (
+    BASELINE_TAG,
+    COMMIT_TAG,
+    DIRTY_TAG,
+    EXP_NAME_TAG,
+    MODEL_MD5_TAG,
+    STAGE_TAG,
+    VARIANT_TAG,
+    Provenance,
+    flatten,
+    is_committed,
+    provenance,
+    tracking_uri,
+    use_experiment,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,11 +61,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vaelab.registry")
 
-CHAMPION = "champion"
+__all__ = ["decide_champion", "register_variant", "run_register"]
+
 LATEST = "latest"  # MLflow's reserved alias for the newest version
 METRIC_TAG = "metric."  # version tag prefix: metric.recon.mse = "0.0123"
+TRAIN_RUN_TAG = "train_run_id"
+REGISTER_STAGE = "register"
 REGISTRY_FILE = "registry.json"
-LOGGED_MODEL_NAME = "model"
+PARAMS_FILE = Path("params.yaml")
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 # What the pyfunc imports when it loads (vaelab itself is not on PyPI: serve from an
 # environment where it is installed, i.e. `--env-manager local`).
@@ -56,115 +85,6 @@ def pyfunc_requirements() -> list[str]:
         except PackageNotFoundError:
             pins.append(dist)
     return pins
-
-
-def numeric_leaves(payload: dict[str, Any]) -> dict[str, float]:
-    """Nested metrics → ``{"recon.mse": 0.01, ...}``; strings, lists, booleans and nulls dropped."""
-    return {
-        key: float(value)
-        for key, value in flatten(payload).items()
-        if isinstance(value, numbers.Real) and not isinstance(value, bool)
-    }
-
-
-@dataclass(frozen=True)
-class VariantInputs:
-    """Everything registration needs from one variant's files, read before any write."""
-
-    variant: str
-    name: str  # the registered model name, <prefix>-<variant>
-    folder: Path
-    config: SavedConfig
-    model_md5: str
-    train_run_id: str | None
-    metrics: dict[str, float]
-
-
-def _read_json(path: Path, stage: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err}); rerun `dvc repro {stage}`") from None
-
-
-def read_variant(variant: str, cfg: RegistryConfig, models_root: Path, metrics_root: Path) -> VariantInputs:
-    """Check and read ``models/<variant>/`` and ``metrics/eval/<variant>.json``; UserError if unusable."""
-    try:
-        # The replicate trained with params.seed stands for the variant in the registry.
-        folder = require_replicates(models_root / variant, variant)[0][1]
-    except UserError as err:
-        raise UserError(f"{err} (register needs every variant in params.yaml models: trained)") from None
-    eval_path = metrics_root / "eval" / f"{variant}.json"
-    if not eval_path.is_file():
-        raise UserError(f"{eval_path}: not found; run `dvc repro evaluate@{variant}` first")
-    payload = _read_json(eval_path, f"evaluate@{variant}")
-    if not isinstance(payload, dict):
-        raise UserError(f"{eval_path}: expected a JSON object of metrics; rerun `dvc repro evaluate@{variant}`")
-    metrics = numeric_leaves(payload)
-    if cfg.metric not in metrics:
-        raise UserError(
-            f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions by; "
-            f"set registry.metric in params.yaml to one of: {', '.join(sorted(metrics)) or '(none found)'}"
-        )
-    run = load_run(folder)
-    return VariantInputs(
-        variant=variant,
-        name=f"{cfg.prefix}-{variant}",
-        folder=folder,
-        config=load_config(config_file(folder)),
-        model_md5=weights_md5(folder),
-        train_run_id=run.run_id if run is not None else None,
-        metrics=metrics,
-    )
-
-
-@dataclass(frozen=True)
-class ChampionDecision:
-    moves: bool
-    reason: str
-
-
-def decide_champion(
-    *,
-    metric: str,
-    mode: str,
-    candidate: int,
-    candidate_value: float,
-    champion: int | None,
-    champion_value: float | None,
-    is_new: bool,
-) -> ChampionDecision:
-    """Whether ``champion`` should point at version ``candidate`` now, and why, in words.
-
-    A new version takes over when there is no champion, when the champion has no value
-    for ``metric``, or when it is strictly better (lower for ``min``, higher for ``max``).
-    A reused version (model unchanged) takes over only when there is no champion at all.
-    """
-    shown = f"{metric} = {candidate_value:g}"
-    if champion is None:
-        return ChampionDecision(True, f"no champion yet: version {candidate} becomes champion ({shown})")
-    if champion == candidate:
-        return ChampionDecision(False, f"version {candidate} is already the champion ({shown})")
-    if not is_new:
-        return ChampionDecision(
-            False,
-            f"model unchanged since version {candidate} ({shown}): nothing new to compare, "
-            f"champion stays at version {champion}"
-            + ("" if champion_value is None else f" ({metric} = {champion_value:g})"),
-        )
-    if champion_value is None or math.isnan(champion_value):
-        return ChampionDecision(
-            True, f"champion version {champion} has no {metric}: version {candidate} takes over ({shown})"
-        )
-    better = candidate_value < champion_value if mode == "min" else candidate_value > champion_value
-    sign = ("<" if mode == "min" else ">") if better else (">=" if mode == "min" else "<=")
-    direction = "lower" if mode == "min" else "higher"
-    comparison = f"{metric} {candidate_value:g} {sign} {champion_value:g} ({direction} is better)"
-    if better:
-        return ChampionDecision(True, f"version {candidate} beats champion version {champion}: {comparison}")
-    return ChampionDecision(
-        False, f"version {candidate} does not beat champion version {champion}: {comparison}; champion stays"
-    )
 
 
 def _metric_tag(version: ModelVersion, metric: str) -> float | None:
@@ -198,30 +118,33 @@ def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
         return None
 
 
-def _log_and_register(inputs: VariantInputs, commit: str) -> ModelVersion:
+def _log_and_register(
+    inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
+) -> ModelVersion:
     """One MLflow run that logs the pyfunc, then a registry version tagged for idempotence."""
     import mlflow
     import numpy as np
 
-    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, model_signature
+    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, input_metadata, model_signature
 
     config = inputs.config
+    size, channels = config.image_size, config.channels
+    latent_dim = load_trained(inputs.folder)[0].latent_dim
     tags = {
-        "variant": inputs.variant,
-        "git_commit": commit,
-        "model_md5": inputs.model_md5,
+        **prov.tags(),
+        VARIANT_TAG: inputs.variant,
+        MODEL_MD5_TAG: inputs.model_md5,
         "dataset": config.data.dataset,
+        **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
     }
-    mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
-        mlflow.set_tags({**tags, "stage": "register", **({"train_run_id": inputs.train_run_id}
-                                                         if inputs.train_run_id else {})})
-        mlflow.log_params(flatten({"model": config.model.model_dump(mode="json"), "image_size": config.image_size,
-                                   "channels": config.channels}))
+        mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
+        mlflow.log_params(flatten({"model": config.model.model_dump(mode="json"), "image_size": size,
+                                   "channels": channels}))
         mlflow.log_metrics(inputs.metrics)
-        size, channels = config.image_size, config.channels
         info = mlflow.pyfunc.log_model(
-            name=LOGGED_MODEL_NAME,
+            # Named after the variant: runs:/<run id>/<variant> and the UI's model list say which.
+            name=inputs.variant,
             # Models-from-code: MLflow stores this file, not a pickle, and runs it to load.
             python_model=str(MODEL_CODE),
             artifacts={
@@ -235,41 +158,88 @@ def _log_and_register(inputs: VariantInputs, commit: str) -> ModelVersion:
             # the weights load strictly, so a model that no longer fits the code fails loudly,
             # and the git_commit tag says which code to check out.
             pip_requirements=pyfunc_requirements(),
-            signature=model_signature(),
+            signature=model_signature(size, channels),
             # One black image: documents the request format (serving_input_example.json)
             # and makes MLflow load and call the logged model once before it is registered.
             input_example=(np.zeros((1, size, size, channels), dtype=np.uint8), {"mode": "reconstruct"}),
-            metadata={"vaelab_variant": inputs.variant, "arch": config.model.arch},
+            metadata={"vaelab_variant": inputs.variant, "arch": config.model.arch,
+                      **input_metadata(size, channels, latent_dim)},
         )
         log.info("%s: logged the pyfunc in run %s", inputs.name, run.info.run_id)
-    version_tags = {**tags, **{METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()}}
+    version_tags = {
+        **tags,
+        **{METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()},
+        # Registered where champion could not move: it competes in a later plain repro.
+        **({} if rule.may_move else {PENDING_TAG: "true"}),
+    }
     return mlflow.register_model(info.model_uri, inputs.name, tags=version_tags)
 
 
-def register_variant(client: MlflowClient, inputs: VariantInputs, cfg: RegistryConfig, commit: str) -> dict[str, Any]:
+def _origin(tags: dict[str, str]) -> Provenance:
+    """The provenance a version was registered with, from its tags."""
+    dirty = tags.get(DIRTY_TAG)
+    return Provenance(tags.get(COMMIT_TAG, "unknown"), None if dirty in (None, "unknown") else dirty == "true",
+                      tags.get(EXP_NAME_TAG), tags.get(BASELINE_TAG))
+
+
+def describe(client: MlflowClient, inputs: VariantInputs, number: int, cfg: RegistryConfig) -> None:
+    """Give the version a description if it has none, and the registered model its
+    champion's (else its newest version's)."""
+    current = client.get_model_version(inputs.name, str(number))
+    if not current.description:
+        tags = current.tags or {}
+        metrics = {key.removeprefix(METRIC_TAG): float(value) for key, value in tags.items()
+                   if key.startswith(METRIC_TAG)}
+        text = version_description(inputs.config, metrics or inputs.metrics, cfg.metric, _origin(tags),
+                                   inputs.model_md5)
+        client.update_model_version(inputs.name, str(number), description=text)
+    registered = client.get_registered_model(inputs.name)
+    alias = CHAMPION if CHAMPION in (registered.aliases or {}) else LATEST
+    shown = client.get_model_version_by_alias(inputs.name, alias)
+    text = model_description(inputs.variant, int(shown.version), alias, shown.description or "")
+    if registered.description != text:
+        client.update_registered_model(inputs.name, description=text)
+
+
+def register_variant(
+    client: MlflowClient, experiment_id: str, inputs: VariantInputs, cfg: RegistryConfig, prov: Provenance,
+    rule: ChampionRule,
+) -> dict[str, Any]:
     """Register (or reuse) one variant's version, move the aliases, and say what happened."""
-    same = [v for v in _versions(client, inputs.name) if (v.tags or {}).get("model_md5") == inputs.model_md5]
+    train_runs = enrich_train_runs(client, experiment_id, inputs)
+    same = [v for v in _versions(client, inputs.name) if (v.tags or {}).get(MODEL_MD5_TAG) == inputs.model_md5]
     if same:
-        version = min(same, key=lambda v: int(v.version))
-        log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, version.version)
+        found = min(same, key=lambda v: int(v.version))
+        log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, found.version)
     else:
-        version = _log_and_register(inputs, commit)
-        log.info("%s: registered version %s", inputs.name, version.version)
-    number = int(version.version)
+        found = _log_and_register(inputs, prov, rule, train_runs.get(str(inputs.replicates[0].seed)))
+        log.info("%s: registered version %s", inputs.name, found.version)
+    number = int(found.version)
 
     champion = _champion(client, inputs.name)
-    decision = decide_champion(
-        metric=cfg.metric,
-        mode=cfg.mode,
-        candidate=number,
-        candidate_value=inputs.metrics[cfg.metric],
-        champion=None if champion is None else int(champion.version),
-        champion_value=None if champion is None else _metric_tag(champion, cfg.metric),
-        is_new=not same,
-    )
-    if decision.moves:
-        client.set_registered_model_alias(inputs.name, CHAMPION, str(number))
+    champion_number = None if champion is None else int(champion.version)
+    if rule.may_move:
+        pending = bool(same) and (found.tags or {}).get(PENDING_TAG) == "true"
+        decision = decide_champion(
+            metric=cfg.metric,
+            mode=cfg.mode,
+            candidate=number,
+            candidate_value=inputs.metrics[cfg.metric],
+            champion=champion_number,
+            champion_value=None if champion is None else _metric_tag(champion, cfg.metric),
+            # A version registered in an experiment competes the first time a plain repro meets it.
+            is_new=not same or pending,
+        )
+        if decision.moves:
+            client.set_registered_model_alias(inputs.name, CHAMPION, str(number))
+        if pending:
+            client.delete_model_version_tag(inputs.name, str(number), PENDING_TAG)
+    else:
+        decision = ChampionDecision(False, rule.held_reason(inputs.variant, number, champion_number))
+    if rule.alias:
+        client.set_registered_model_alias(inputs.name, rule.alias, str(number))
     log.info("%s: %s", inputs.name, decision.reason)
+    describe(client, inputs, number, cfg)
 
     aliases = {alias: int(v) for alias, v in (client.get_registered_model(inputs.name).aliases or {}).items()}
     # MLflow reserves "latest": it cannot be set, and @latest always resolves to the newest version.
@@ -282,11 +252,13 @@ def register_variant(client: MlflowClient, inputs: VariantInputs, cfg: RegistryC
         "metric": inputs.metrics[cfg.metric],
         "aliases": dict(sorted(aliases.items())),
         "champion": {
-            "version": aliases[CHAMPION],
+            "version": aliases.get(CHAMPION),
             "moved": decision.moves,
             "reason": decision.reason,
+            "rule": rule.kind,
         },
-        "uri": f"models:/{inputs.name}@{CHAMPION}",
+        "uri": f"models:/{inputs.name}@{rule.alias or CHAMPION}",
+        "train_runs": train_runs,
     }
 
 
@@ -295,16 +267,31 @@ def run_register(
     *,
     models_root: Path = Path("models"),
     metrics_root: Path = Path("metrics"),
+    reports_root: Path = Path("reports"),
+    params_file: Path = PARAMS_FILE,
 ) -> dict[str, Any]:
     """Register every variant of ``params.models``; write and return ``metrics/registry.json``'s content."""
     cfg = params.registry
     # Every file is checked before MLflow is touched, so a missing one writes nothing.
-    variants = [read_variant(v, cfg, models_root, metrics_root) for v in params.models]
+    variants = [read_variant(v, cfg, models_root, metrics_root, reports_root) for v in params.models]
     uri = tracking_uri()
-    commit = git_commit()
-    log.info("registering %d variant(s) in %s", len(variants), display_uri(uri))
+    prov = provenance()
+    rule = champion_rule(prov, is_committed(params_file))
+    log.info("registering %d variant(s) in %s (%s)", len(variants), display_uri(uri), rule.kind)
     with connect(uri, cfg) as client:
-        results = {inputs.variant: register_variant(client, inputs, cfg, commit) for inputs in variants}
-    report = {"metric": cfg.metric, "mode": cfg.mode, "prefix": cfg.prefix, "variants": results}
+        experiment_id = use_experiment(uri)
+        results = {
+            inputs.variant: register_variant(client, experiment_id, inputs, cfg, prov, rule) for inputs in variants
+        }
+        compare = log_compare(client, experiment_id, reports_root)
+    report = {
+        "metric": cfg.metric,
+        "mode": cfg.mode,
+        "prefix": cfg.prefix,
+        # repro (champion may move), experiment (alias exp-<name> instead) or uncommitted-params.
+        "champion_rule": rule.summary(),
+        "compare_run": compare,
+        "variants": results,
+    }
     write_json(metrics_root / REGISTRY_FILE, report)
     return report

@@ -27,9 +27,9 @@ from vaelab.io.atomic import atomic_file
 from vaelab.io.metric_files import headline_of, metric_files
 from vaelab.io.hashing import md5_of_files
 from vaelab.models import build_model, count_params
-from vaelab.models.saved import REPLICATE_PREFIX, RunInfo, SavedConfig, Trained, save_replicates
+from vaelab.models.saved import REPLICATE_PREFIX, SavedConfig, Trained, replicate_folder, save_replicates, weights_md5
 from vaelab.runtime import Runtime, deterministic, select_runtime
-from vaelab.tracking import EXPERIMENT, git_commit, mlflow_run, tracking_uri
+from vaelab.tracking import MODEL_MD5_TAG, SEED_TAG, STAGE_TAG, TRAIN_STAGE, VARIANT_TAG, mlflow_run, tracking_uri
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
 from vaelab.train.distributed import DistInfo, init_distributed, shutdown_distributed
@@ -165,7 +165,8 @@ def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progr
     model_cfg, train_cfg, variant = params.models[setup.variant], training_for(params, setup.variant), setup.variant
     batches = dict(batch_size=train_cfg.batch_size, device=setup.runtime.device, seed=setup.seed,
                    rank=dist_info.rank, world_size=dist_info.world_size)
-    tags = {"variant": variant, "seed": str(setup.seed), "git_commit": git_commit(), "data_md5": splits.md5,
+    # mlflow_run adds the provenance tags (git commit and dirtiness, the DVC experiment).
+    tags = {STAGE_TAG: TRAIN_STAGE, VARIANT_TAG: variant, SEED_TAG: str(setup.seed), "data_md5": splits.md5,
             "arch": model_cfg.arch}
     run_params = {"variant": variant, "seed": setup.seed, "model": model_cfg.model_dump(mode="json"),
                   "train": train_cfg.model_dump(mode="json"), "data": params.data.model_dump(mode="json")}
@@ -195,6 +196,20 @@ def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progr
     return Fitted(setup, result, run.info.run_id if run is not None else None)
 
 
+def tag_weights(fitted: list[Fitted], variant_folder: Path) -> None:
+    """Tag each replicate's finished run with the md5 of the weights it saved: the run is
+    found by that tag (``register`` does), so no run id has to sit in ``models/<variant>/``,
+    whose DVC hash then depends on the weights alone."""
+    runs = [(item.run_id, replicate_folder(variant_folder, item.setup.seed)) for item in fitted if item.run_id]
+    if not runs:
+        return
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri())
+    for run_id, folder in runs:
+        client.set_tag(run_id, MODEL_MD5_TAG, weights_md5(folder))
+
+
 def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Path, metrics_root: Path) -> dict[str, Any]:
     """``models/<variant>/seed<k>/``; the metrics (``metrics/train/<variant>.json``, its detail
     and timing files) and ``metrics/history/<variant>.csv``, averaged over the replicates."""
@@ -212,9 +227,9 @@ def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Pat
             trainable_params=trainable,
             data=params.data,
         )
-        run = RunInfo(run_id=item.run_id, tracking_uri=tracking_uri(), experiment=EXPERIMENT) if item.run_id else None
-        trained.append(Trained(item.setup.model, config, run))
+        trained.append(Trained(item.setup.model, config))
     save_replicates(models_root / variant, trained)
+    tag_weights(fitted, models_root / variant)
 
     # Every replicate has one row per epoch; the history is their mean, epoch by epoch.
     history = pd.DataFrame([row for item in fitted for row in item.result.history]).groupby("epoch", sort=True).mean()
