@@ -23,7 +23,10 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -c constraints.txt -e '.[test]'
 	touch $@
 
+# params.yaml is checked first: DVC itself would fail on a bad one with a message about
+# its own templating (`failed to parse 'stages.train.foreach'`), not about the file.
 repro: install
+	@$(BIN)/vaelab params > /dev/null
 	$(BIN)/dvc repro
 
 test: install

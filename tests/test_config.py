@@ -99,8 +99,10 @@ def test_missing_and_malformed_files(tmp_path):
         load_params(tmp_path / "nope.yaml")
     bad = tmp_path / "params.yaml"
     bad.write_text("data: [unclosed\n")
-    with pytest.raises(UserError, match="not valid YAML"):
+    with pytest.raises(UserError, match="not valid YAML") as raised:
         load_params(bad)
+    # One line that says where: PyYAML's own message spans five, with a caret drawing.
+    assert "\n" not in str(raised.value) and "line 2, column 1" in str(raised.value)
 
 
 BAD_CASES = {

@@ -28,7 +28,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
+        raise UserError(f"{path}: not valid YAML: {_yaml_problem(err)}; fix the syntax there") from None
     return params_from_dict(raw if raw is not None else {}, source=str(path))
 
 
@@ -102,3 +102,12 @@ def _unwrap(annotation: Any) -> Any:
 def _tag(member: Any) -> str | None:
     field = getattr(member, "model_fields", {}).get("arch")
     return field.default if field is not None else None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: where (1-based line and column) and what."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(err, "context", None)
+    return " ".join(f"{where}{problem}{f' ({context})' if context else ''}".split())

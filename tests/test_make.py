@@ -1,0 +1,48 @@
+"""`make repro` checks params.yaml before DVC reads it (DVC's own message names its templating)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = Path(sys.executable).parent.parent
+
+
+def make_repro(folder: Path) -> subprocess.CompletedProcess[str]:
+    """``make repro`` in ``folder`` with this test's venv, its install step taken as done (``-o``)."""
+    shutil.copy2(REPO / "Makefile", folder / "Makefile")
+    return subprocess.run(
+        ["make", "-o", str(VENV / ".vaelab-installed"), f"VENV={VENV}", "repro"],
+        cwd=folder, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("yaml syntax", "params.yaml: not valid YAML: line 3, column 1:"),
+        ("missing file", "params.yaml: file not found"),
+        ("unknown data set", "params.yaml: data.dataset: 'imagenet' is not allowed"),
+    ],
+)
+def test_make_repro_stops_on_bad_params_with_the_stages_message(tmp_path: Path, case: str, expected: str):
+    if shutil.which("make") is None:
+        pytest.fail("make is missing: the README's two commands need it")
+    if case == "yaml syntax":
+        (tmp_path / "params.yaml").write_text("seed: 0\ndata: {dataset: lfw\n")
+    elif case == "unknown data set":
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        params["data"]["dataset"] = "imagenet"
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = make_repro(tmp_path)
+    assert done.returncode != 0
+    (message,) = [line for line in done.stderr.splitlines() if line.startswith("vaelab: error:")]
+    assert expected in message and "Traceback" not in done.stderr
+    # DVC never ran: make echoes the recipe line it reaches, and it did not reach this one.
+    assert "dvc repro" not in done.stdout and not (tmp_path / ".dvc").exists()
