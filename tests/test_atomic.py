@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -37,3 +41,60 @@ def test_a_failure_leaves_neither_a_half_file_nor_the_staging_folder(tmp_path):
             raise RuntimeError("killed")
     assert (tmp_path / "keep.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def _exited_pid() -> int:
+    """The id of a process that has run and exited (and been reaped)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return int(done.stdout)
+
+
+def test_a_write_removes_the_leftovers_of_dead_writers_of_the_same_output_only(tmp_path):
+    dead = _exited_pid()
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as live:
+        try:
+            leftovers = [tmp_path / f".out.json.tmp-{dead}-abc", tmp_path / f".out.json.old-{dead}-def"]
+            leftovers[0].write_text("half")
+            leftovers[1].mkdir()
+            (leftovers[1] / "out.json").write_text("old")
+            kept = [
+                tmp_path / f".out.json.tmp-{live.pid}-ghi",  # a writer still running
+                tmp_path / f".other.json.tmp-{dead}-jkl",  # another output's
+                tmp_path / ".out.json.tmp-xyz",  # no process id: not ours to judge
+                tmp_path / "notes.txt",
+            ]
+            for path in kept:
+                path.write_text("keep")
+            write_json(tmp_path / "out.json", {"a": 1})
+            assert [p for p in leftovers if p.exists()] == []
+            assert all(p.exists() for p in kept)
+            assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}
+        finally:
+            live.kill()
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+from vaelab.io.atomic import atomic_directory, atomic_file
+dest = Path(sys.argv[1])
+with atomic_file(dest / "model.pt", "wb") as handle, atomic_directory(dest / "figures") as staging:
+    handle.write(b"half a model")
+    (staging / "a.png").write_bytes(b"half a figure")
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_after_the_next_write(tmp_path):
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == [".figures.tmp", ".model.pt.tmp"]
+    with atomic_file(tmp_path / "model.pt", "wb") as handle:
+        handle.write(b"a model")
+    with atomic_directory(tmp_path / "figures") as staging:
+        (staging / "a.png").write_bytes(b"a figure")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "model.pt"]

@@ -1,9 +1,17 @@
-"""Write outputs under a temporary name and rename, so a killed stage leaves no half output."""
+"""Write outputs under a temporary name and rename, so a killed stage leaves no half output.
+
+A temporary name carries the writer's process id, ``.<name>.tmp-<pid>-<random>`` (and
+``.<name>.old-<pid>-<random>`` for the old output moved aside). A killed writer cannot
+remove its own, so the next write of the same output does: it removes the temporaries of
+that output whose process no longer exists, and leaves alone those of a live process and
+every other file.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +27,39 @@ def _default_mode(mode: int) -> int:
     return mode & ~umask
 
 
+def _prefix(dest: Path, kind: str) -> str:
+    return f".{dest.name}.{kind}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: not ours to judge
+    return True
+
+
+def remove_leftovers(dest: Path) -> list[Path]:
+    """Remove the temporaries of ``dest`` that a writer killed before its rename left behind
+    (their process has exited); returns what was removed."""
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.(?:tmp|old)-(\d+)-[^/]+")
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    for path in dest.parent.iterdir():
+        found = pattern.fullmatch(path.name)
+        if found is None or int(found.group(1)) == os.getpid() or _alive(int(found.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed
+
+
 @contextmanager
 def atomic_directory(dest: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside ``dest``; on success it replaces ``dest``.
@@ -27,7 +68,8 @@ def atomic_directory(dest: Path) -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    remove_leftovers(dest)
+    staging = Path(tempfile.mkdtemp(prefix=_prefix(dest, "tmp"), dir=dest.parent))
     # mkdtemp makes the folder owner-only; outputs get the usual permissions.
     os.chmod(staging, _default_mode(0o777))
     try:
@@ -37,7 +79,7 @@ def atomic_directory(dest: Path) -> Iterator[Path]:
         raise
     if dest.exists():
         # Move the old output aside first so the swap itself is a single rename.
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        old = Path(tempfile.mkdtemp(prefix=_prefix(dest, "old"), dir=dest.parent))
         os.replace(dest, old / dest.name)
         os.replace(staging, dest)
         shutil.rmtree(old)
@@ -50,7 +92,8 @@ def atomic_file(dest: Path, mode: str = "w") -> Iterator[Any]:
     """Open a temporary file beside ``dest``; on success rename it to ``dest``."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+    remove_leftovers(dest)
+    fd, tmp_name = tempfile.mkstemp(prefix=_prefix(dest, "tmp"), dir=dest.parent)
     tmp = Path(tmp_name)
     os.chmod(tmp, _default_mode(0o666))  # mkstemp's 0600 would make every output owner-only
     try:
