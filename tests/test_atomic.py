@@ -8,6 +8,8 @@ import signal
 import stat
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,48 @@ def test_a_writer_killed_mid_write_leaves_nothing_after_the_next_write(tmp_path)
     with atomic_directory(tmp_path / "figures") as staging:
         (staging / "a.png").write_bytes(b"a figure")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "model.pt"]
+
+
+ORPHANED_STAGE = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+print(child.pid, flush=True)
+child.wait()
+"""
+STAGE = """
+import sys, time
+from pathlib import Path
+from vaelab.io.atomic import atomic_file
+from vaelab.lifetime import exit_with_parent
+assert exit_with_parent()
+with atomic_file(Path(sys.argv[1]) / "model.pt", "wb") as handle:
+    print("training", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_stage_exits_when_its_parent_is_killed_and_cleans_up(tmp_path):
+    # parent (as dvc) -> stage; kill -9 the parent alone, as a user killing dvc would.
+    parent = subprocess.Popen([sys.executable, "-c", ORPHANED_STAGE, STAGE, str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True)
+    child_pid = int(parent.stdout.readline())
+    assert parent.stdout.readline().strip() == "training"
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == [".model.pt.tmp"]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _running(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(child_pid), "the stage kept running after its parent was killed"
+    # SIGTERM became SystemExit: the atomic write removed its own temporary on the way out.
+    assert list(tmp_path.iterdir()) == []
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped by init, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -9,6 +9,7 @@ from typing import Any
 
 from vaelab.config import Params, load_params
 from vaelab.errors import exit_on_user_error
+from vaelab.lifetime import exit_with_parent
 from vaelab.logs import setup_logging
 
 
@@ -22,6 +23,8 @@ def stage_main(description: str | None, run: Callable[..., Any], *, per_variant:
             parser.add_argument("variant", help="a key of models: in params.yaml")
         parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         args = parser.parse_args(argv)
+        # Killing dvc must not leave the stage running on, to overwrite a later run's outputs.
+        exit_with_parent()
         setup_logging()
         params: Params = load_params(args.params)
         if per_variant:
