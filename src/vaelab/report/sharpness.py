@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vaelab.errors import UserError
+from vaelab.io.metric_files import lookup
 
 if TYPE_CHECKING:
     from vaelab.report.diff import Side
@@ -109,20 +110,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _lookup(tree: Any, dotted: str) -> Any:
-    """``tree["a"]["b"]`` for ``"a.b"``; None when a part is missing."""
-    node = tree
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def measured(metrics: Any) -> Measured | None:
     """The sharpness in one parsed evaluation file, with its interval when the file has one."""
     for key in (SHARPNESS_KEY, HEADLINE_KEY):
-        mean = _lookup(metrics, key)
+        mean = lookup(metrics, key)
         if not _is_number(mean):
             continue
         intervals = metrics.get("intervals") if isinstance(metrics, Mapping) else None
