@@ -216,14 +216,14 @@ def test_the_champion_loads_by_alias_in_a_fresh_process(workspace):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [[2, 16, 16, 1], [2, 4]]
 
 
-def test_the_pyfunc_reconstructs_encodes_and_generates(workspace):
+def test_the_pyfunc_reconstructs_and_encodes_and_its_decoder_decodes(workspace):
     import mlflow
     from mlflow.exceptions import MlflowException
 
     for variant in ("vae", "ae_pool"):
         save_variant(workspace.models, variant)
         write_eval(workspace.metrics, variant, 0.05)
-    register(workspace, ("vae", "ae_pool"))
+    report = register(workspace, ("vae", "ae_pool"))
     vae = mlflow.pyfunc.load_model("models:/vaelab-vae@champion")
     ae = mlflow.pyfunc.load_model("models:/vaelab-ae_pool@latest")
 
@@ -232,30 +232,50 @@ def test_the_pyfunc_reconstructs_encodes_and_generates(workspace):
     recon = vae.predict(pixels)  # reconstruct is the default mode
     assert recon.shape == (3, 16, 16, 1) and recon.dtype == np.float32
     assert 0.0 <= recon.min() and recon.max() <= 1.0
-    np.testing.assert_allclose(vae.predict(pixels.astype(np.float32) / 255.0), recon, atol=1e-6)
-    np.testing.assert_allclose(vae.predict(pixels[..., 0]), recon, atol=1e-6)  # (N, H, W) for grey
-
     latents = vae.predict(pixels, params={"mode": "encode"})
     assert latents.shape == (3, 4) and latents.dtype == np.float32
     ae_latents = ae.predict(pixels, params={"mode": "encode"})
     assert ae_latents.ndim == 2 and len(ae_latents) == 3
     assert ae.predict(pixels).shape == (3, 16, 16, 1)
 
-    decoded = vae.predict(latents, params={"mode": "generate"})
-    assert decoded.shape == (3, 16, 16, 1)
-    empty = np.zeros((0,), dtype=np.float32)
-    samples = vae.predict(empty, params={"mode": "generate", "n": 5, "seed": 7})
-    assert samples.shape == (5, 16, 16, 1)
-    np.testing.assert_array_equal(samples, vae.predict(empty, params={"mode": "generate", "n": 5, "seed": 7}))
-    assert not np.array_equal(samples, vae.predict(empty, params={"mode": "generate", "n": 5, "seed": 8}))
-    assert ae.predict(ae_latents, params={"mode": "generate"}).shape == (3, 16, 16, 1)
+    # The decoder is logged next to the model, in the version's run; registry.json names it.
+    uri = report["variants"]["vae"]["decoder_uri"]
+    version = workspace.client().get_model_version("vaelab-vae", "1")
+    assert uri == f"runs:/{version.run_id}/vae-decoder"
+    decoder = mlflow.pyfunc.load_model(uri)
+    decoded = decoder.predict(latents)
+    assert decoded.shape == (3, 16, 16, 1) and decoded.dtype == np.float32
+    ae_decoder = mlflow.pyfunc.load_model(report["variants"]["ae_pool"]["decoder_uri"])
+    assert ae_decoder.predict(ae_latents).shape == (3, 16, 16, 1)
+    # Decoding the posterior means is what reconstruct does in eval mode.
+    np.testing.assert_allclose(decoded, recon, atol=1e-5)
 
-    for bad_input, params, message in [
-        (pixels, {"mode": "sharpen"}, "not one of reconstruct, encode, generate"),
-        (pixels[:, :8], {}, r"expected images of shape \(N, 16, 16, 1\)"),
-        (pixels * 2.0, {}, r"float images must lie in \[0, 1\]"),
-        (latents, {"mode": "generate", "n": 2}, "latents or params.n, not both"),
-        (empty, {"mode": "generate"}, "params.n > 0"),
+    # generate: n draws from N(0, I), the same for the same seed, through either model.
+    python_model = vae.unwrap_python_model()
+    samples = python_model.generate(5, seed=7)
+    assert samples.shape == (5, 16, 16, 1)
+    np.testing.assert_array_equal(samples, decoder.unwrap_python_model().generate(5, seed=7))
+    assert not np.array_equal(samples, python_model.generate(5, seed=8))
+
+    # MLflow enforces the signatures before predict: exact rank, shape and dtype.
+    for model, bad_input, params, message in [
+        (vae, pixels, {"mode": "sharpen"}, "not one of reconstruct, encode"),
+        (vae, pixels[:, :8], {}, r"does not match expected shape \(-1, 16, 16, 1\)"),
+        (vae, pixels.astype(np.float32) / 255.0, {}, "dtype of input float32 does not match expected dtype uint8"),
+        (vae, pixels[..., 0], {}, "does not match expected shape"),
+        (vae, latents, {"mode": "encode"}, "does not match expected shape"),
+        (decoder, pixels, None, r"does not match expected shape \(-1, 4\)"),
+        (decoder, latents.astype(np.float64), None, "dtype of input float64 does not match expected dtype float32"),
+        (decoder, np.full((1, 4), np.nan, dtype=np.float32), None, "latents must be finite"),
     ]:
         with pytest.raises(MlflowException, match=message):
-            vae.predict(bad_input, params=params)
+            model.predict(bad_input, params=params)
+    # The plain methods check what the schemas check.
+    for call, message in [
+        (lambda: python_model.reconstruct(pixels * 2.0), "images must be uint8"),
+        (lambda: python_model.encode(pixels[:, :8]), r"expected images of shape \(N, 16, 16, 1\)"),
+        (lambda: python_model.decode(pixels[:, 0, 0, :]), r"expected float latents of shape \(N, 4\)"),
+        (lambda: python_model.generate(0), "n >= 1"),
+    ]:
+        with pytest.raises(MlflowException, match=message):
+            call()

@@ -131,13 +131,20 @@ def test_the_logged_model_is_named_after_the_variant_with_a_signature_and_descri
 
     info = get_model_info(f"runs:/{version.run_id}/vae")
     assert info.name == "vae"
+    (images,) = info.signature.inputs.inputs
+    assert images.type == np.dtype("uint8") and images.shape == (-1, 16, 16, 1)
     (output,) = info.signature.outputs.inputs
     assert output.type == np.dtype("float32") and output.shape == (-1, 16, 16, 1)
-    assert info.signature.inputs is None  # enforced before predict: no one spec fits all three modes
-    assert [p.name for p in info.signature.params.params] == ["mode", "n", "seed"]
-    assert info.metadata["inputs"]["reconstruct"] == {"shape": [-1, 16, 16, 1], "dtype": "uint8",
-                                                      "also": "float32 in [0, 1]; (N, H, W) for grey"}
-    assert info.metadata["inputs"]["generate"]["shape"] == [-1, 4]
+    assert [(p.name, p.default) for p in info.signature.params.params] == [("mode", "reconstruct")]
+    assert info.metadata == {"vaelab_variant": "vae", "arch": "vae_conv", "latent_dim": 4, "role": "images",
+                             "decoder": "vae-decoder"}
+
+    decoder = get_model_info(f"runs:/{version.run_id}/vae-decoder")
+    assert decoder.name == "vae-decoder" and decoder.metadata["role"] == "decoder"
+    (latents,) = decoder.signature.inputs.inputs
+    assert latents.type == np.dtype("float32") and latents.shape == (-1, 4)
+    assert decoder.signature.outputs.inputs[0].shape == (-1, 16, 16, 1)
+    assert decoder.signature.params is None
     model = mlflow.pyfunc.load_model(f"runs:/{version.run_id}/vae")
     assert model.predict(np.zeros((1, 16, 16, 1), dtype=np.uint8)).shape == (1, 16, 16, 1)
     main(["generate", "--model", f"runs:/{version.run_id}/vae", "-n", "4", "--out",

@@ -29,7 +29,7 @@ MLFLOW = [sys.executable, "-m", "mlflow"]
 def test_mlflow_models_serve_answers_invocations_for_the_champion(workspace):
     save_variant(workspace.models, "vae")
     write_eval(workspace.metrics, "vae", 0.05)
-    run_register(tiny_params(), models_root=workspace.models, metrics_root=workspace.metrics)
+    report = run_register(tiny_params(), models_root=workspace.models, metrics_root=workspace.metrics)
 
     port = free_port()
     command = [*MLFLOW, "models", "serve", "-m", "models:/vaelab-vae@champion", "--env-manager", "local",
@@ -43,14 +43,31 @@ def test_mlflow_models_serve_answers_invocations_for_the_champion(workspace):
         assert answer.status_code == 200, answer.text
         assert np.asarray(answer.json()["predictions"]).shape == (2, 16, 16, 1)
 
-        answer = requests.post(f"{url}/invocations", json={"inputs": [], "params": {"mode": "generate", "n": 3}},
+        answer = requests.post(f"{url}/invocations", json={"inputs": images, "params": {"mode": "encode"}},
                                timeout=30)
+        assert answer.status_code == 200, answer.text
+        latents = answer.json()["predictions"]
+        assert np.asarray(latents).shape == (2, 4)
+
+        # The signature is enforced: 400s, not 500s, that say what was expected.
+        answer = requests.post(f"{url}/invocations", json={"inputs": images, "params": {"mode": "sharpen"}},
+                               timeout=30)
+        assert answer.status_code == 400 and "not one of" in answer.json()["message"]
+        answer = requests.post(f"{url}/invocations", json={"inputs": latents}, timeout=30)
+        assert answer.status_code == 400 and "(-1, 16, 16, 1)" in answer.json()["message"]
+
+    # The decoder logged with the version serves latents -> images.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [*MLFLOW, "models", "serve", "-m", report["variants"]["vae"]["decoder_uri"], "--env-manager",
+               "local", "-p", str(port), "-h", "127.0.0.1"]
+    with running_server(command, ready_url=f"{url}/ping", log_path=workspace.root / "serve-decoder.log",
+                        env=subprocess_env(MLFLOW_TRACKING_URI=workspace.uri)):
+        draws = np.random.default_rng(1).standard_normal((3, 4)).tolist()
+        answer = requests.post(f"{url}/invocations", json={"inputs": draws}, timeout=30)
         assert answer.status_code == 200, answer.text
         samples = np.asarray(answer.json()["predictions"])
         assert samples.shape == (3, 16, 16, 1) and 0.0 <= samples.min() and samples.max() <= 1.0
-
-        answer = requests.post(f"{url}/invocations", json={"inputs": [], "params": {"mode": "sharpen"}}, timeout=30)
-        assert answer.status_code == 400 and "not one of" in answer.json()["message"]
 
 
 # About 11 s on two cores (20 s when they are busy): not marked slow, most of it is the

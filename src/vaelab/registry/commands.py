@@ -21,7 +21,7 @@ from vaelab.errors import UserError
 
 if TYPE_CHECKING:
     from vaelab.models.saved import SavedConfig
-    from vaelab.registry.pyfunc import VaelabPyfunc
+    from vaelab.registry.pyfunc import VariantModel
 
 log = logging.getLogger("vaelab.registry")
 
@@ -38,17 +38,17 @@ def _is_uri(ref: str) -> bool:
     return len(urlsplit(ref).scheme) > 1
 
 
-def open_model(ref: str) -> VaelabPyfunc:
+def open_model(ref: str) -> VariantModel:
     """Load a vaelab model from an MLflow URI or a folder; UserError naming ``ref`` if it can't."""
     from vaelab.models.saved import is_saved, replicates
 
     if not _is_uri(ref):
         folder = Path(ref)
         if is_saved(folder) or replicates(folder):
-            from vaelab.registry.pyfunc import VaelabPyfunc
+            from vaelab.registry.pyfunc import VariantModel
 
             log.info("loading %s", folder)
-            return VaelabPyfunc.from_folder(folder)
+            return VariantModel.from_folder(folder)
         if not (folder / "MLmodel").is_file():
             what = "no such folder" if not folder.exists() else "holds neither a trained vaelab model nor MLmodel"
             raise UserError(
@@ -57,12 +57,12 @@ def open_model(ref: str) -> VaelabPyfunc:
     return _load_mlflow_model(ref)
 
 
-def _load_mlflow_model(ref: str) -> VaelabPyfunc:
+def _load_mlflow_model(ref: str) -> VariantModel:
     from mlflow.exceptions import MlflowException
 
     from vaelab.config.registry import RegistryConfig
     from vaelab.registry.connect import bounded_mlflow_http, display_uri, quiet_mlflow_env
-    from vaelab.registry.pyfunc import VaelabPyfunc
+    from vaelab.registry.pyfunc import VariantModel
     from vaelab.tracking import tracking_uri
 
     quiet_mlflow_env()
@@ -91,7 +91,7 @@ def _load_mlflow_model(ref: str) -> VaelabPyfunc:
         python_model = loaded.unwrap_python_model()
     except MlflowException as err:  # another flavour's pyfunc (sklearn, say) has no python model
         raise UserError(f"--model {ref}: an MLflow model, but not one vaelab registered ({err.message})") from err
-    if not isinstance(python_model, VaelabPyfunc):
+    if not isinstance(python_model, VariantModel):
         raise UserError(f"--model {ref}: an MLflow model, but not one vaelab registered ({type(python_model).__name__})")
     return python_model
 
@@ -154,7 +154,7 @@ def generate(model_ref: str, n: int, out: Path, *, seed: int = 0) -> tuple[int, 
         raise UserError(f"-n {n}: give the number of images to generate, at least 1")
     _check_out(out)
     model = open_model(model_ref)
-    samples = model.predict(None, None, {"mode": "generate", "n": n, "seed": seed})
+    samples = model.generate(n, seed)
     rows, cols = grid_shape(n)
     write_png(out, montage(samples, rows, cols))
     log.info("wrote %s: %d samples (seed %d) in a %dx%d grid", out, n, seed, rows, cols)
@@ -191,7 +191,7 @@ def reconstruct(model_ref: str, paths: list[Path], out: Path) -> tuple[int, int]
     _check_out(out)
     model = open_model(model_ref)
     images = load_images(paths, model.config)
-    recons = model.predict(None, images, {"mode": "reconstruct"})
+    recons = model.reconstruct(images)
     inputs = images.astype(np.float32) / 255.0
     count = len(images)
     _, cols = grid_shape(count)

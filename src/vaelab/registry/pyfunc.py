@@ -1,18 +1,23 @@
-"""vaelab's MLflow pyfunc: one trained variant behind one ``predict`` with three modes.
+"""vaelab's MLflow pyfuncs: one trained variant as two logged models with exact signatures.
 
-The model is logged as *code* (MLflow's models-from-code, see :mod:`.model_code`), with
-the variant's ``model.pt`` (a state dict, loaded ``weights_only``) and ``config.json`` as
-artifacts, so loading it never unpickles anything.
+Both are logged as *code* (MLflow's models-from-code, see :mod:`.model_code` and
+:mod:`.decoder_code`), with the variant's ``model.pt`` (a state dict, loaded
+``weights_only``) and ``config.json`` as artifacts, so loading them never unpickles anything.
 
-``predict(context, model_input, params)`` with ``params["mode"]``:
+- :class:`VaelabPyfunc`, logged as ``<variant>`` and registered: images
+  ``(N, H, W, C)`` uint8 → with ``params["mode"]``
+  ``reconstruct`` (default): reconstructions ``(N, H, W, C)`` float32 in [0, 1];
+  ``encode``: latents ``(N, latent_dim)`` float32 (the posterior mean for VAEs, the
+  flattened code for plain autoencoders).
+- :class:`VaelabDecoder`, logged as ``<variant>-decoder`` in the same run: latents
+  ``(N, latent_dim)`` float32 → images ``(N, H, W, C)`` float32 in [0, 1].
 
-- ``reconstruct`` (default): images ``(N, H, W, C)`` — uint8 in 0..255 (any integer
-  dtype, as JSON numbers arrive) or float in [0, 1]; ``(N, H, W)`` for grey models —
-  → reconstructions ``(N, H, W, C)`` float32 in [0, 1].
-- ``encode``: images → latents ``(N, latent_dim)`` float32 (the posterior mean for VAEs,
-  the flattened code for plain autoencoders).
-- ``generate``: latents ``(N, latent_dim)`` → images ``(N, H, W, C)``; or, with an empty
-  input and ``params["n"] > 0``, ``n`` draws from N(0, I) made with ``params["seed"]``.
+MLflow enforces a signature's input schema before ``predict`` sees the data, and a tensor
+spec fixes rank and dtype exactly, so images and latents cannot share one model: hence
+two. Both classes also offer the plain methods :meth:`VariantModel.reconstruct`,
+:meth:`~VariantModel.encode`, :meth:`~VariantModel.decode` and
+:meth:`~VariantModel.generate` (``n`` draws from N(0, I) with a seed), which the CLI calls
+on ``loaded.unwrap_python_model()``; they check their input as the schemas do.
 """
 
 from __future__ import annotations
@@ -35,52 +40,38 @@ from vaelab.runtime import select_runtime
 
 WEIGHTS_ARTIFACT = "weights"
 CONFIG_ARTIFACT = "config"
-MODES = ("reconstruct", "encode", "generate")
-DEFAULT_PARAMS: dict[str, Any] = {"mode": "reconstruct", "n": 0, "seed": 0}
+IMAGE_MODES = ("reconstruct", "encode")
+DEFAULT_MODE = "reconstruct"
+DECODER_SUFFIX = "-decoder"
 # Images per forward pass: bounds memory for large requests without slowing small ones.
 BATCH_SIZE = 256
 
 
-def model_signature(image_size: int, channels: int) -> ModelSignature:
-    """The output of the image modes (reconstruct, generate: ``(N, H, W, C)`` float32 in
-    [0, 1]) and the params; no input schema.
+def decoder_name(variant: str) -> str:
+    """The decoder's logged-model name, next to the variant's own in its register run."""
+    return variant + DECODER_SUFFIX
 
-    MLflow enforces an input schema on every ``predict``, before the model sees the data,
-    and a tensor spec fixes the rank and dtype exactly (``_enforce_tensor_spec``; every
-    TensorSpec is required, so named alternatives do not work either). One spec cannot
-    admit the images of two modes (uint8 ``(N, H, W, C)``, float ``[0, 1]``, ``(N, H, W)``
-    for grey) and the latents ``(N, latent_dim)`` or empty input of ``generate``: so
-    ``predict`` checks the input itself, and :func:`input_metadata` states it in the
-    MLmodel file. The params schema is what lets ``/invocations`` accept
-    ``{"params": {"mode": ...}}``; the output schema is not enforced (``encode`` returns
-    latents)."""
+
+def _images_spec(image_size: int, channels: int, dtype: str) -> TensorSpec:
+    return TensorSpec(np.dtype(dtype), (-1, image_size, image_size, channels))
+
+
+def image_signature(image_size: int, channels: int) -> ModelSignature:
+    """:class:`VaelabPyfunc`: uint8 images in, float32 images out (``reconstruct``; the
+    output schema is not enforced, so ``encode`` may return latents), and ``mode``."""
     return ModelSignature(
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, image_size, image_size, channels), "images")]),
-        params=ParamSchema(
-            [
-                ParamSpec("mode", "string", DEFAULT_PARAMS["mode"]),
-                ParamSpec("n", "long", DEFAULT_PARAMS["n"]),
-                ParamSpec("seed", "long", DEFAULT_PARAMS["seed"]),
-            ]
-        ),
+        inputs=Schema([_images_spec(image_size, channels, "uint8")]),
+        outputs=Schema([_images_spec(image_size, channels, "float32")]),
+        params=ParamSchema([ParamSpec("mode", "string", DEFAULT_MODE)]),
     )
 
 
-def input_metadata(image_size: int, channels: int, latent_dim: int) -> dict[str, Any]:
-    """What each mode takes and returns, for the MLmodel ``metadata`` (the signature cannot say it)."""
-    images = [-1, image_size, image_size, channels]
-    return {
-        "inputs": {
-            "reconstruct": {"shape": images, "dtype": "uint8", "also": "float32 in [0, 1]; (N, H, W) for grey"},
-            "encode": {"shape": images, "dtype": "uint8", "also": "float32 in [0, 1]; (N, H, W) for grey"},
-            "generate": {"shape": [-1, latent_dim], "dtype": "float32", "also": "empty input with params.n > 0"},
-        },
-        "outputs": {
-            "reconstruct": {"shape": images, "dtype": "float32"},
-            "encode": {"shape": [-1, latent_dim], "dtype": "float32"},
-            "generate": {"shape": images, "dtype": "float32"},
-        },
-    }
+def decoder_signature(image_size: int, channels: int, latent_dim: int) -> ModelSignature:
+    """:class:`VaelabDecoder`: float32 latents in, float32 images out."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, latent_dim))]),
+        outputs=Schema([_images_spec(image_size, channels, "float32")]),
+    )
 
 
 def _bad_input(message: str) -> MlflowException:
@@ -88,21 +79,8 @@ def _bad_input(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def _as_array(model_input: Any) -> np.ndarray:
-    """The request body as one array: MLflow hands over an ndarray, a list, or (for
-    ``dataframe_*`` payloads) a DataFrame, depending on how the caller sent it."""
-    if model_input is None:
-        return np.zeros((0,), dtype=np.float32)
-    if hasattr(model_input, "to_numpy"):
-        model_input = model_input.to_numpy()
-    try:
-        return np.asarray(model_input)
-    except ValueError as err:
-        raise _bad_input(f"the input is not a rectangular array: {err}") from err
-
-
-class VaelabPyfunc(PythonModel):
-    """A trained vaelab variant as an MLflow pyfunc (see the module docstring)."""
+class VariantModel(PythonModel):
+    """A trained vaelab variant: loading, and the four operations as plain methods."""
 
     def __init__(self) -> None:
         self.model: Autoencoder | None = None
@@ -122,90 +100,100 @@ class VaelabPyfunc(PythonModel):
         self.model = model.to(self.device).eval()
 
     @classmethod
-    def from_folder(cls, folder: Path) -> VaelabPyfunc:
-        """The same pyfunc straight from a ``models/<variant>/`` folder (its first seed) or
+    def from_folder(cls, folder: Path) -> VariantModel:
+        """The same model straight from a ``models/<variant>/`` folder (its first seed) or
         one replicate's ``seed<k>/`` folder, without MLflow."""
         folder = resolve(folder)
-        pyfunc = cls()
-        pyfunc.load_files(weights_file(folder), config_file(folder))
-        return pyfunc
-
-    # ------------------------------------------------------------------ predict
-
-    # np.ndarray is the one hint MLflow 3 takes without deriving an input schema from it
-    # (no schema covers both images and latents); a list/DataFrame is converted below.
-    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
-        if self.model is None:
-            raise RuntimeError("VaelabPyfunc.predict called before load_context / load_files")
-        settings = {**DEFAULT_PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
-        mode = settings["mode"]
-        if mode not in MODES:
-            raise _bad_input(f"params.mode {mode!r} is not one of {', '.join(MODES)}")
-        data = _as_array(model_input)
-        with torch.inference_mode():
-            if mode == "generate":
-                return self._generate(data, int(settings["n"]), int(settings["seed"]))
-            images = self._images_to_tensor(data)
-            outputs = [self._run(mode, images[i : i + BATCH_SIZE]) for i in range(0, len(images), BATCH_SIZE)]
-        if not outputs:
-            shape = (0, self.model.latent_dim) if mode == "encode" else (0, *self._hwc)
-            return np.zeros(shape, dtype=np.float32)
-        return np.concatenate(outputs)
+        loaded = cls()
+        loaded.load_files(weights_file(folder), config_file(folder))
+        return loaded
 
     @property
-    def _hwc(self) -> tuple[int, int, int]:
+    def _trained(self) -> Autoencoder:
+        if self.model is None:
+            raise RuntimeError(f"{type(self).__name__} used before load_context / load_files")
+        return self.model
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of this model's images."""
         size, channels = self.config.image_size, self.config.channels
         return (size, size, channels)
 
-    def _run(self, mode: str, batch: torch.Tensor) -> np.ndarray:
-        batch = batch.to(self.device)
-        if mode == "encode":
-            return self.model.encode(batch)["z"].flatten(1).float().cpu().numpy()
-        return to_numpy(self.model(batch)["recon"])
+    # ------------------------------------------------------------------ operations
 
-    def _images_to_tensor(self, data: np.ndarray) -> torch.Tensor:
-        """``(N, H, W, C)`` (or ``(N, H, W)`` for grey) uint8/int or [0, 1] float → ``(N, C, H, W)`` float32."""
-        size, _, channels = self._hwc
-        if data.size == 0:
-            return torch.zeros((0, channels, size, size))
-        if data.ndim == 3 and channels == 1:
-            data = data[..., np.newaxis]
-        if data.ndim != 4 or data.shape[1:] != self._hwc:
-            raise _bad_input(
-                f"expected images of shape (N, {size}, {size}, {channels}) for this model, got {data.shape}"
-            )
-        if np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_:
-            if data.min() < 0 or data.max() > 255:
-                raise _bad_input(f"integer images must lie in 0..255, got {data.min()}..{data.max()}")
-            pixels = data.astype(np.float32) / 255.0
-        elif np.issubdtype(data.dtype, np.floating):
-            if not np.isfinite(data).all() or data.min() < 0.0 or data.max() > 1.0:
-                raise _bad_input(
-                    f"float images must lie in [0, 1], got {np.nanmin(data):g}..{np.nanmax(data):g}; "
-                    "send uint8 pixels or divide by 255"
-                )
-            pixels = data.astype(np.float32)
-        else:
-            raise _bad_input(f"images must be numbers, got dtype {data.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        """``(N, H, W, C)`` uint8 → ``(N, H, W, C)`` float32 reconstructions in [0, 1]."""
+        pixels = self._pixels(images)
+        return self._batched(pixels, lambda batch: to_numpy(self._trained(batch)["recon"]), self.image_shape)
 
-    def _generate(self, data: np.ndarray, n: int, seed: int) -> np.ndarray:
-        latent_dim = self.model.latent_dim
-        if data.size and n:
-            raise _bad_input(f"generate takes latents or params.n, not both (got {data.shape[0]} latents and n={n})")
-        if data.size:
-            if data.ndim != 2 or data.shape[1] != latent_dim:
-                raise _bad_input(f"expected latents of shape (N, {latent_dim}) for this model, got {data.shape}")
-            z = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
-            z = z.reshape(len(z), *self.model.latent_shape)
-            return to_numpy(decode_all(self.model, z, BATCH_SIZE))
-        if n <= 0:
-            raise _bad_input("generate needs latents (N, latent_dim) as input, or params.n > 0 with an empty input")
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """``(N, H, W, C)`` uint8 → ``(N, latent_dim)`` float32 (the posterior mean for VAEs)."""
+        pixels = self._pixels(images)
+        return self._batched(pixels, lambda batch: self._trained.encode(batch)["z"].flatten(1).float().cpu().numpy(),
+                             (self._trained.latent_dim,))
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """``(N, latent_dim)`` float → ``(N, H, W, C)`` float32 images in [0, 1]."""
+        model = self._trained
+        latents = np.asarray(latents)
+        if latents.ndim != 2 or latents.shape[1] != model.latent_dim or not np.issubdtype(latents.dtype, np.floating):
+            raise _bad_input(f"expected float latents of shape (N, {model.latent_dim}) for this model, "
+                             f"got {latents.dtype} {latents.shape}")
+        if not np.isfinite(latents).all():
+            raise _bad_input("latents must be finite numbers")
+        if len(latents) == 0:
+            return np.zeros((0, *self.image_shape), dtype=np.float32)
+        z = torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32)).reshape(len(latents), *model.latent_shape)
+        with torch.inference_mode():
+            return to_numpy(decode_all(model, z, BATCH_SIZE))
+
+    def generate(self, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` images decoded from draws of N(0, I) made with ``seed``: ``(n, H, W, C)`` float32."""
+        if n < 1:
+            raise _bad_input(f"generate needs n >= 1, got {n}")
         # A CPU generator: the same seed gives the same draws on any device.
         generator = torch.Generator().manual_seed(seed)
-        chunks = [
-            to_numpy(self.model.sample(min(BATCH_SIZE, n - start), generator=generator))
-            for start in range(0, n, BATCH_SIZE)
-        ]
+        with torch.inference_mode():
+            chunks = [to_numpy(self._trained.sample(min(BATCH_SIZE, n - start), generator=generator))
+                      for start in range(0, n, BATCH_SIZE)]
         return np.concatenate(chunks)
 
+    # ------------------------------------------------------------------ helpers
+
+    def _pixels(self, images: np.ndarray) -> torch.Tensor:
+        """``(N, H, W, C)`` uint8 → ``(N, C, H, W)`` float32 in [0, 1] (what the schema admits)."""
+        self._trained  # noqa: B018 - fails clearly before load_files
+        images = np.asarray(images)
+        size, _, channels = self.image_shape
+        if images.dtype != np.uint8:
+            raise _bad_input(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
+        if images.ndim != 4 or images.shape[1:] != self.image_shape:
+            raise _bad_input(f"expected images of shape (N, {size}, {size}, {channels}) for this model, "
+                             f"got {images.shape}")
+        pixels = images.astype(np.float32) / 255.0
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
+
+    def _batched(self, pixels: torch.Tensor, step: Any, item_shape: tuple[int, ...]) -> np.ndarray:
+        with torch.inference_mode():
+            outputs = [step(pixels[i : i + BATCH_SIZE].to(self.device)) for i in range(0, len(pixels), BATCH_SIZE)]
+        return np.concatenate(outputs) if outputs else np.zeros((0, *item_shape), dtype=np.float32)
+
+
+class VaelabPyfunc(VariantModel):
+    """The registered model: images in; ``params["mode"]`` picks reconstruct or encode."""
+
+    # np.ndarray: the input schema is given explicitly at log time (see image_signature).
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+        mode = (params or {}).get("mode") or DEFAULT_MODE
+        if mode not in IMAGE_MODES:
+            raise _bad_input(f"params.mode {mode!r} is not one of {', '.join(IMAGE_MODES)} "
+                             f"(decode latents with the logged model <variant>{DECODER_SUFFIX})")
+        return self.reconstruct(model_input) if mode == "reconstruct" else self.encode(model_input)
+
+
+class VaelabDecoder(VariantModel):
+    """The variant's decoder, logged next to it: latents in, images out."""
+
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+        return self.decode(model_input)

@@ -66,10 +66,12 @@ __all__ = ["decide_champion", "register_variant", "run_register"]
 LATEST = "latest"  # MLflow's reserved alias for the newest version
 METRIC_TAG = "metric."  # version tag prefix: metric.recon.mse = "0.0123"
 TRAIN_RUN_TAG = "train_run_id"
+DECODER_TAG = "decoder_uri"  # version tag: runs:/<register run>/<variant>-decoder
 REGISTER_STAGE = "register"
 REGISTRY_FILE = "registry.json"
 PARAMS_FILE = Path("params.yaml")
 MODEL_CODE = Path(__file__).with_name("model_code.py")
+DECODER_CODE = Path(__file__).with_name("decoder_code.py")
 # What the pyfunc imports when it loads (vaelab itself is not on PyPI: serve from an
 # environment where it is installed, i.e. `--env-manager local`).
 PYFUNC_DISTRIBUTIONS = ("mlflow", "torch", "numpy", "pydantic", "pyyaml")
@@ -125,7 +127,13 @@ def _log_and_register(
     import mlflow
     import numpy as np
 
-    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, input_metadata, model_signature
+    from vaelab.registry.pyfunc import (
+        CONFIG_ARTIFACT,
+        WEIGHTS_ARTIFACT,
+        decoder_name,
+        decoder_signature,
+        image_signature,
+    )
 
     config = inputs.config
     size, channels = config.image_size, config.channels
@@ -137,6 +145,21 @@ def _log_and_register(
         "dataset": config.data.dataset,
         **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
     }
+    common = {
+        "artifacts": {
+            WEIGHTS_ARTIFACT: str(weights_file(inputs.folder)),
+            CONFIG_ARTIFACT: str(config_file(inputs.folder)),
+        },
+        # No code_paths: they only prepend a folder to sys.path at load time, so in a
+        # process that has already imported vaelab (the CLI, a notebook) the installed
+        # copy would win, while a fresh serving process would take the shipped one: two
+        # behaviours for one version. The installed vaelab is used everywhere instead;
+        # the weights load strictly, so a model that no longer fits the code fails loudly,
+        # and the git_commit tag says which code to check out.
+        "pip_requirements": pyfunc_requirements(),
+    }
+    metadata = {"vaelab_variant": inputs.variant, "arch": config.model.arch, "latent_dim": latent_dim}
+    decoder = decoder_name(inputs.variant)
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
         mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
         mlflow.log_params(flatten({"model": config.model.model_dump(mode="json"), "image_size": size,
@@ -147,27 +170,26 @@ def _log_and_register(
             name=inputs.variant,
             # Models-from-code: MLflow stores this file, not a pickle, and runs it to load.
             python_model=str(MODEL_CODE),
-            artifacts={
-                WEIGHTS_ARTIFACT: str(weights_file(inputs.folder)),
-                CONFIG_ARTIFACT: str(config_file(inputs.folder)),
-            },
-            # No code_paths: they only prepend a folder to sys.path at load time, so in a
-            # process that has already imported vaelab (the CLI, a notebook) the installed
-            # copy would win, while a fresh serving process would take the shipped one: two
-            # behaviours for one version. The installed vaelab is used everywhere instead;
-            # the weights load strictly, so a model that no longer fits the code fails loudly,
-            # and the git_commit tag says which code to check out.
-            pip_requirements=pyfunc_requirements(),
-            signature=model_signature(size, channels),
+            signature=image_signature(size, channels),
             # One black image: documents the request format (serving_input_example.json)
             # and makes MLflow load and call the logged model once before it is registered.
             input_example=(np.zeros((1, size, size, channels), dtype=np.uint8), {"mode": "reconstruct"}),
-            metadata={"vaelab_variant": inputs.variant, "arch": config.model.arch,
-                      **input_metadata(size, channels, latent_dim)},
+            metadata={**metadata, "role": "images", "decoder": decoder},
+            **common,
         )
-        log.info("%s: logged the pyfunc in run %s", inputs.name, run.info.run_id)
+        # Latents in, images out: a second input schema needs a second logged model.
+        mlflow.pyfunc.log_model(
+            name=decoder,
+            python_model=str(DECODER_CODE),
+            signature=decoder_signature(size, channels, latent_dim),
+            input_example=np.zeros((1, latent_dim), dtype=np.float32),
+            metadata={**metadata, "role": "decoder"},
+            **common,
+        )
+        log.info("%s: logged the pyfunc and its decoder in run %s", inputs.name, run.info.run_id)
     version_tags = {
         **tags,
+        DECODER_TAG: f"runs:/{run.info.run_id}/{decoder}",
         **{METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()},
         # Registered where champion could not move: it competes in a later plain repro.
         **({} if rule.may_move else {PENDING_TAG: "true"}),
@@ -258,6 +280,8 @@ def register_variant(
             "rule": rule.kind,
         },
         "uri": f"models:/{inputs.name}@{rule.alias or CHAMPION}",
+        # The logged decoder (latents -> images) of this version; None for versions older than it.
+        "decoder_uri": (found.tags or {}).get(DECODER_TAG),
         "train_runs": train_runs,
     }
 
