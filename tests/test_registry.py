@@ -279,3 +279,35 @@ def test_the_pyfunc_reconstructs_and_encodes_and_its_decoder_decodes(workspace):
     ]:
         with pytest.raises(MlflowException, match=message):
             call()
+
+
+def test_a_version_registered_without_a_decoder_gets_one_in_its_own_run(workspace):
+    import mlflow
+
+    save_variant(workspace.models, "vae")
+    write_eval(workspace.metrics, "vae", 0.05)
+    register(workspace)
+    client = workspace.client()
+    client.delete_model_version_tag("vaelab-vae", "1", "decoder_uri")  # as versions logged before decoders
+
+    again = register(workspace)["variants"]["vae"]
+    version = client.get_model_version("vaelab-vae", "1")
+    assert again["version"] == 1 and again["registered"] is False
+    assert again["decoder_uri"] == version.tags["decoder_uri"] == f"runs:/{version.run_id}/vae-decoder"
+    assert client.get_run(version.run_id).info.status == "FINISHED"
+    decoder = mlflow.pyfunc.load_model(again["decoder_uri"])
+    assert decoder.predict(np.zeros((2, 4), dtype=np.float32)).shape == (2, 16, 16, 1)
+
+
+def test_a_version_logged_without_an_input_schema_still_takes_json_pixels(tmp_path):
+    """Before the schema, MLflow passed JSON pixels through as int64; such versions keep working."""
+    from mlflow.exceptions import MlflowException
+
+    from vaelab.registry.pyfunc import VaelabPyfunc
+
+    pyfunc = VaelabPyfunc.from_folder(save_variant(tmp_path, "vae"))
+    pixels = np.random.default_rng(0).integers(0, 256, size=(2, 16, 16, 1))
+    np.testing.assert_array_equal(pyfunc.predict(None, pixels.tolist()),
+                                  pyfunc.predict(None, pixels.astype(np.uint8)))
+    with pytest.raises(MlflowException, match="images must be uint8"):
+        pyfunc.predict(None, pixels + 256)

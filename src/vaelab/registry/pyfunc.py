@@ -189,7 +189,21 @@ class VaelabPyfunc(VariantModel):
         if mode not in IMAGE_MODES:
             raise _bad_input(f"params.mode {mode!r} is not one of {', '.join(IMAGE_MODES)} "
                              f"(decode latents with the logged model <variant>{DECODER_SUFFIX})")
-        return self.reconstruct(model_input) if mode == "reconstruct" else self.encode(model_input)
+        images = _legacy_images(model_input)
+        return self.reconstruct(images) if mode == "reconstruct" else self.encode(images)
+
+
+def _legacy_images(model_input: Any) -> Any:
+    """Versions logged before the input schema get no enforcement, so JSON pixels arrive
+    as int64 (or a list, or a DataFrame): integers in 0..255 become the uint8 the schema
+    would have made. Anything else goes on unchanged, to be refused by the checks."""
+    if hasattr(model_input, "to_numpy"):
+        model_input = model_input.to_numpy()
+    array = np.asarray(model_input) if isinstance(model_input, list) else model_input
+    if (isinstance(array, np.ndarray) and array.size and np.issubdtype(array.dtype, np.integer)
+            and array.dtype != np.uint8 and array.min() >= 0 and array.max() <= 255):
+        return array.astype(np.uint8)
+    return array
 
 
 class VaelabDecoder(VariantModel):

@@ -120,32 +120,11 @@ def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
         return None
 
 
-def _log_and_register(
-    inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
-) -> ModelVersion:
-    """One MLflow run that logs the pyfunc, then a registry version tagged for idempotence."""
-    import mlflow
-    import numpy as np
+def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int) -> dict[str, Any]:
+    """What both logged models of a version share: artifacts, requirements, metadata."""
+    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
 
-    from vaelab.registry.pyfunc import (
-        CONFIG_ARTIFACT,
-        WEIGHTS_ARTIFACT,
-        decoder_name,
-        decoder_signature,
-        image_signature,
-    )
-
-    config = inputs.config
-    size, channels = config.image_size, config.channels
-    latent_dim = load_trained(inputs.folder)[0].latent_dim
-    tags = {
-        **prov.tags(),
-        VARIANT_TAG: inputs.variant,
-        MODEL_MD5_TAG: inputs.model_md5,
-        "dataset": config.data.dataset,
-        **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
-    }
-    common = {
+    return {
         "artifacts": {
             WEIGHTS_ARTIFACT: str(weights_file(inputs.folder)),
             CONFIG_ARTIFACT: str(config_file(inputs.folder)),
@@ -157,9 +136,50 @@ def _log_and_register(
         # the weights load strictly, so a model that no longer fits the code fails loudly,
         # and the git_commit tag says which code to check out.
         "pip_requirements": pyfunc_requirements(),
+        "metadata": {"vaelab_variant": inputs.variant, "arch": inputs.config.model.arch, "latent_dim": latent_dim},
     }
-    metadata = {"vaelab_variant": inputs.variant, "arch": config.model.arch, "latent_dim": latent_dim}
-    decoder = decoder_name(inputs.variant)
+
+
+def _log_decoder(inputs: VariantInputs, run_id: str) -> str:
+    """Log ``<variant>-decoder`` (latents in, images out: a second input schema needs a
+    second logged model) into the active run; returns its ``runs:/`` URI."""
+    import mlflow
+    import numpy as np
+
+    from vaelab.registry.pyfunc import decoder_name, decoder_signature
+
+    latent_dim = load_trained(inputs.folder)[0].latent_dim
+    shared = _pyfunc_kwargs(inputs, latent_dim)
+    name = decoder_name(inputs.variant)
+    mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(DECODER_CODE),
+        signature=decoder_signature(inputs.config.image_size, inputs.config.channels, latent_dim),
+        input_example=np.zeros((1, latent_dim), dtype=np.float32),
+        **{**shared, "metadata": {**shared["metadata"], "role": "decoder"}},
+    )
+    return f"runs:/{run_id}/{name}"
+
+
+def _log_and_register(
+    inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
+) -> ModelVersion:
+    """One MLflow run that logs the pyfunc and its decoder, then a registry version tagged for idempotence."""
+    import mlflow
+    import numpy as np
+
+    from vaelab.registry.pyfunc import decoder_name, image_signature
+
+    config = inputs.config
+    size, channels = config.image_size, config.channels
+    shared = _pyfunc_kwargs(inputs, load_trained(inputs.folder)[0].latent_dim)
+    tags = {
+        **prov.tags(),
+        VARIANT_TAG: inputs.variant,
+        MODEL_MD5_TAG: inputs.model_md5,
+        "dataset": config.data.dataset,
+        **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
+    }
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
         mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
         mlflow.log_params(flatten({"model": config.model.model_dump(mode="json"), "image_size": size,
@@ -174,27 +194,30 @@ def _log_and_register(
             # One black image: documents the request format (serving_input_example.json)
             # and makes MLflow load and call the logged model once before it is registered.
             input_example=(np.zeros((1, size, size, channels), dtype=np.uint8), {"mode": "reconstruct"}),
-            metadata={**metadata, "role": "images", "decoder": decoder},
-            **common,
+            **{**shared, "metadata": {**shared["metadata"], "role": "images",
+                                      "decoder": decoder_name(inputs.variant)}},
         )
-        # Latents in, images out: a second input schema needs a second logged model.
-        mlflow.pyfunc.log_model(
-            name=decoder,
-            python_model=str(DECODER_CODE),
-            signature=decoder_signature(size, channels, latent_dim),
-            input_example=np.zeros((1, latent_dim), dtype=np.float32),
-            metadata={**metadata, "role": "decoder"},
-            **common,
-        )
+        decoder_uri = _log_decoder(inputs, run.info.run_id)
         log.info("%s: logged the pyfunc and its decoder in run %s", inputs.name, run.info.run_id)
     version_tags = {
         **tags,
-        DECODER_TAG: f"runs:/{run.info.run_id}/{decoder}",
+        DECODER_TAG: decoder_uri,
         **{METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()},
         # Registered where champion could not move: it competes in a later plain repro.
         **({} if rule.may_move else {PENDING_TAG: "true"}),
     }
     return mlflow.register_model(info.model_uri, inputs.name, tags=version_tags)
+
+
+def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> ModelVersion:
+    """A version registered before decoders were logged gets one, in its own run (same weights: same md5)."""
+    import mlflow
+
+    with mlflow.start_run(run_id=found.run_id):
+        uri = _log_decoder(inputs, found.run_id)
+    client.set_model_version_tag(inputs.name, found.version, DECODER_TAG, uri)
+    log.info("%s: version %s had no decoder; logged %s", inputs.name, found.version, uri)
+    return client.get_model_version(inputs.name, found.version)
 
 
 def _origin(tags: dict[str, str]) -> Provenance:
@@ -233,6 +256,8 @@ def register_variant(
     if same:
         found = min(same, key=lambda v: int(v.version))
         log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, found.version)
+        if DECODER_TAG not in (found.tags or {}):
+            found = _add_decoder(client, inputs, found)
     else:
         found = _log_and_register(inputs, prov, rule, train_runs.get(str(inputs.replicates[0].seed)))
         log.info("%s: registered version %s", inputs.name, found.version)
@@ -280,8 +305,8 @@ def register_variant(
             "rule": rule.kind,
         },
         "uri": f"models:/{inputs.name}@{rule.alias or CHAMPION}",
-        # The logged decoder (latents -> images) of this version; None for versions older than it.
-        "decoder_uri": (found.tags or {}).get(DECODER_TAG),
+        # The logged decoder (latents -> images) of this version.
+        "decoder_uri": found.tags[DECODER_TAG],
         "train_runs": train_runs,
     }
 
