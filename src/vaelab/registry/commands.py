@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -63,6 +64,7 @@ def _load_mlflow_model(ref: str) -> VariantModel:
     from vaelab.config.registry import RegistryConfig
     from vaelab.registry.connect import bounded_mlflow_http, display_uri, quiet_mlflow_env
     from vaelab.registry.pyfunc import VariantModel
+    from vaelab.registry.vetting import vet_model_folder
     from vaelab.tracking import tracking_uri
 
     quiet_mlflow_env()
@@ -78,15 +80,23 @@ def _load_mlflow_model(ref: str) -> VariantModel:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     log.info("loading %s from %s", ref, display_uri(uri))
-    try:
-        # The registry's default patience: a dead server fails in seconds, not minutes.
-        with bounded_mlflow_http(RegistryConfig()):
-            loaded = mlflow.pyfunc.load_model(ref)
-    except MlflowException as err:
-        raise UserError(
-            f"--model {ref}: cannot load it (MLflow tracking URI {display_uri(uri)}): {err.message} "
-            "(check the name and alias in the MLflow UI, and MLFLOW_TRACKING_URI)"
-        ) from err
+    with tempfile.TemporaryDirectory(prefix="vaelab-model-") as scratch:
+        try:
+            # The registry's default patience: a dead server fails in seconds, not minutes.
+            with bounded_mlflow_http(RegistryConfig()):
+                local = Path(ref) if not _is_uri(ref) else Path(
+                    mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=scratch))
+        except MlflowException as err:
+            raise UserError(
+                f"--model {ref}: cannot load it (MLflow tracking URI {display_uri(uri)}): {err.message} "
+                "(check the name and alias in the MLflow UI, and MLFLOW_TRACKING_URI)"
+            ) from err
+        # Read the MLmodel before anything of the model runs, then load that same copy.
+        vet_model_folder(local, ref)
+        try:
+            loaded = mlflow.pyfunc.load_model(str(local))
+        except MlflowException as err:
+            raise UserError(f"--model {ref}: cannot load it: {err.message}") from err
     try:
         python_model = loaded.unwrap_python_model()
     except MlflowException as err:  # another flavour's pyfunc (sklearn, say) has no python model
