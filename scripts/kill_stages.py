@@ -36,7 +36,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.support.project import copy_project, run  # noqa: E402
+from tests.support.project import copy_project, run, small_pipeline  # noqa: E402
 
 OUTPUT_ROOTS = ("data/prepared", "models", "metrics", "reports")
 # What legitimately differs between two runs: wall-clock timings and MLflow run ids.
@@ -48,14 +48,7 @@ STARTED = re.compile(r"Running stage '([^']+)'")
 
 def small_params(root: Path) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"].update({"epochs": 20, "batch_size": 32, "seeds": 3, "checkpoint_every": 5})
-    params["models"] = {
-        "small_ae": {"arch": "ae_pool"},
-        "small_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4},
-    }
-    params["evaluate"].update({"batch_size": 8, "samples": 4, "show": 4, "radii": [1.0, 4.0], "radius_samples": 2,
-                               "interpolation": {"pairs": 1, "steps": 3, "method": "spherical"},
-                               "chain": {"vae": "small_vae", "ae": "small_ae", "passes": 2}})
+    small_pipeline(params, epochs=20, seeds=3, checkpoint_every=5)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.support.project import copy_project
+from tests.support.project import copy_project, small_pipeline
 from tests.support.project import run as _run
 from vaelab.tracking import flatten
 
@@ -53,14 +53,7 @@ def test_dvc_repro_prepare_then_nothing_to_do(repo: Path):
 @pytest.mark.slow
 def test_dvc_repro_trains_variants_and_reruns_only_the_edited_one(repo: Path):
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"].update({"epochs": 1, "batch_size": 32})
-    params["models"] = {
-        "small_ae": {"arch": "ae_pool"},
-        "small_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4},
-    }
-    params["evaluate"].update({"batch_size": 8, "samples": 4, "show": 4, "radii": [1.0, 4.0], "radius_samples": 2,
-                               "interpolation": {"pairs": 1, "steps": 3, "method": "spherical"},
-                               "chain": {"vae": "small_vae", "ae": "small_ae", "passes": 2}})
+    small_pipeline(params, epochs=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     first = _run([sys.executable, "-m", "dvc", "repro"], repo)
     assert "Running stage 'train@small_ae'" in first.stdout and "Running stage 'train@small_vae'" in first.stdout

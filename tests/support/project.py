@@ -55,3 +55,17 @@ def copy_project(dest: Path) -> Path:
     run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], dest)
     shutil.copytree(REPO / ".dvc" / "plots", dest / ".dvc" / "plots")  # the custom plot templates
     return dest
+
+
+def small_pipeline(params: dict, **train: object) -> dict:
+    """Two small variants (``small_ae``, ``small_vae``) and a quick evaluation, in place of
+    the default models: a whole `dvc repro` in about a minute. ``train`` updates ``params["train"]``."""
+    params["train"].update({"batch_size": 32, **train})
+    params["models"] = {
+        "small_ae": {"arch": "ae_pool"},
+        "small_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4},
+    }
+    params["evaluate"].update({"batch_size": 8, "samples": 4, "show": 4, "radii": [1.0, 4.0], "radius_samples": 2,
+                               "interpolation": {"pairs": 1, "steps": 3, "method": "spherical"},
+                               "chain": {"vae": "small_vae", "ae": "small_ae", "passes": 2}})
+    return params
