@@ -1,9 +1,8 @@
 """DVC stage `chain` (seed 000): a VAE's reconstructions through an AE, pass by pass."""
 
-from vaelab.eval.chain import run_chain
 from vaelab.stage import stage_main
 
-main = stage_main(__doc__, run_chain)
+main = stage_main(__doc__, "vaelab.eval.chain:run_chain")
 
 if __name__ == "__main__":
     main()

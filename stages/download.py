@@ -1,9 +1,8 @@
 """DVC stage `download`: fetch data.dataset into data/raw/<dataset>/ with a MANIFEST.json."""
 
-from vaelab.data.download import run_download
 from vaelab.stage import stage_main
 
-main = stage_main(__doc__, run_download)
+main = stage_main(__doc__, "vaelab.data.download:run_download")
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,8 @@
 """DVC stage `evaluate@<variant>`: metrics/eval/<variant>.json and reports/<variant>/*.png."""
 
-from vaelab.eval.run import run_evaluate
 from vaelab.stage import stage_main
 
-main = stage_main(__doc__, run_evaluate, per_variant=True)
+main = stage_main(__doc__, "vaelab.eval.run:run_evaluate", per_variant=True)
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,8 @@
 """DVC stage `prepare`: crop, resize and split into data/prepared/ and metrics/data.json."""
 
-from vaelab.data.prepare import run_prepare
 from vaelab.stage import stage_main
 
-main = stage_main(__doc__, run_prepare)
+main = stage_main(__doc__, "vaelab.data.prepare:run_prepare")
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,8 @@
 """DVC stage `train@<variant>`: train one variant of params.yaml models: into models/<variant>/."""
 
 from vaelab.stage import stage_main
-from vaelab.train.run import run_train
 
-main = stage_main(__doc__, run_train, per_variant=True)
+main = stage_main(__doc__, "vaelab.train.run:run_train", per_variant=True)
 
 if __name__ == "__main__":
     main()

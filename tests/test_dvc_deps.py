@@ -1,7 +1,8 @@
 """Each DVC stage lists, in its ``deps``, every file of ``src/vaelab`` its script imports.
 
 The import closure is computed from the sources (every ``import``/``from`` statement,
-also inside functions, except those under ``if TYPE_CHECKING:``), so a new import that
+also inside functions, except those under ``if TYPE_CHECKING:``, and the
+``"module:function"`` a stage script hands ``stage_main``), so a new import that
 the stage does not list fails here instead of leaving DVC blind to a change.
 """
 
@@ -46,6 +47,11 @@ def imported_modules(path: Path) -> set[str]:
             for child in node.orelse:
                 visit(child)
             return
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "stage_main":
+            # stage_main(doc, "vaelab.eval.run:run_evaluate"): imported by name after parsing.
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and ":" in arg.value:
+                    found.add(arg.value.partition(":")[0])
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -116,3 +122,9 @@ def test_type_checking_imports_are_not_followed(tmp_path, monkeypatch):
     fake.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import vaelab.registry.register\n"
                     "def f():\n    from vaelab.errors import UserError\n")
     assert imported_modules(fake) == {"vaelab.errors", "vaelab.errors.UserError"}
+
+
+def test_the_stage_named_to_stage_main_is_an_import(tmp_path):
+    fake = tmp_path / "stage.py"
+    fake.write_text('from vaelab.stage import stage_main\nmain = stage_main(__doc__, "vaelab.eval.chain:run_chain")\n')
+    assert "vaelab.eval.chain" in imported_modules(fake)

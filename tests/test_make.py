@@ -46,3 +46,16 @@ def test_make_repro_stops_on_bad_params_with_the_stages_message(tmp_path: Path, 
     assert expected in message and "Traceback" not in done.stderr
     # DVC never ran: make echoes the recipe line it reaches, and it did not reach this one.
     assert "dvc repro" not in done.stdout and not (tmp_path / ".dvc").exists()
+
+
+def test_a_stage_checks_its_arguments_and_params_before_importing_torch(tmp_path):
+    """--help and a params mistake answer without waiting seconds for torch and MLflow."""
+    probe = ("import runpy, sys; sys.argv = ['stages/evaluate.py'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_path('stages/evaluate.py', run_name='__main__')\n"
+             "except SystemExit as exit_:\n"
+             "    print('torch' in sys.modules, 'mlflow' in sys.modules, exit_.code)\n")
+    (tmp_path / "params.yaml").write_text("data: {image_size: -3}\n")
+    for args, code in ((["--help"], "0"), (["vae", "--params", str(tmp_path / "params.yaml")], "2")):
+        done = subprocess.run([sys.executable, "-c", probe, *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.stdout.strip().splitlines()[-1] == f"False False {code}", done.stdout + done.stderr

@@ -1,9 +1,16 @@
 """The one ``main`` every ``stages/*.py`` script shares: parse args, load and validate
-params.yaml, set up logging, run the stage; a UserError exits 2 with one message."""
+params.yaml, set up logging, then import and run the stage; a UserError exits 2 with one
+message.
+
+The stage's module is named, not imported, by the script (``"vaelab.eval.run:run_evaluate"``)
+and imported only once the arguments and params.yaml are checked: torch, MLflow and
+matplotlib take seconds to import, and ``--help`` or a params mistake should not wait for
+them. (tests/test_dvc_deps.py reads the name as an import.)"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +20,15 @@ from vaelab.lifetime import exit_with_parent
 from vaelab.logs import setup_logging
 
 
-def stage_main(description: str | None, run: Callable[..., Any], *, per_variant: bool = False) -> Callable[..., None]:
-    """A ``main(argv=None)`` that calls ``run(params)``, or ``run(params, variant)`` with ``per_variant``."""
+def _runner(target: str) -> Callable[..., Any]:
+    """``"package.module:function"`` → the function, importing the module now."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def stage_main(description: str | None, run: str, *, per_variant: bool = False) -> Callable[..., None]:
+    """A ``main(argv=None)`` that calls ``run(params)``, or ``run(params, variant)`` with
+    ``per_variant``; ``run`` is ``"module:function"``, imported after params are validated."""
 
     @exit_on_user_error
     def main(argv: list[str] | None = None) -> None:
@@ -27,9 +41,10 @@ def stage_main(description: str | None, run: Callable[..., Any], *, per_variant:
         exit_with_parent()
         setup_logging()
         params: Params = load_params(args.params)
+        stage = _runner(run)
         if per_variant:
-            run(params, args.variant)
+            stage(params, args.variant)
         else:
-            run(params)
+            stage(params)
 
     return main
