@@ -340,6 +340,35 @@ def test_decompression_bomb_is_skipped(jpeg: Path, limit: int, monkeypatch: pyte
     assert result.skipped is not None and result.skipped.startswith("decompression bomb")
 
 
+@pytest.mark.parametrize(
+    ("kind", "crop", "reason"),
+    [
+        ("a folder named like an image", center(), "unreadable file: Is a directory"),
+        ("a PNG signature and noise", center(), "not an image"),
+        ("an image smaller than the centre crop", center(148), "smaller than the crop: crop.size 148 is larger"),
+        ("an image the crop box reaches past", CropConfig(method="box", box={"top": 0, "bottom": 100, "left": 0,
+                                                                            "right": 100}),
+         "smaller than the crop: crop.box (top=0, bottom=100"),
+    ],
+    ids=["folder", "png-noise", "small-center", "small-box"],
+)
+def test_more_bad_files_are_skipped_with_a_reason(tmp_path: Path, kind: str, crop: CropConfig, reason: str) -> None:
+    path = tmp_path / "bad.png"
+    if kind.startswith("a folder"):
+        path.mkdir()
+    elif kind.startswith("a PNG"):
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(200))
+    else:
+        Image.fromarray(face_like(40, 30)).save(path)
+    for source in (path, tmp_path / "bad.jpg"):  # PIL's path and the JPEG fast path
+        if source.suffix == ".jpg":
+            if not path.is_file() or kind.startswith("a PNG"):
+                continue
+            Image.open(path).convert("RGB").save(source, quality=95)
+        result = process_image(source, ImageSpec(32, 3, crop))
+        assert result.pixels is None and result.skipped is not None and result.skipped.startswith(reason), kind
+
+
 def test_png_and_palette_images_are_converted(tmp_path: Path) -> None:
     path = tmp_path / "p.png"
     Image.fromarray(face_like(40, 30)).convert("P").save(path)

@@ -119,6 +119,24 @@ def test_too_many_bad_images_fails_and_writes_nothing(tmp_path, make_params):
     assert not (tmp_path / "prepared").exists() and not (tmp_path / "metrics").exists()
 
 
+def test_one_image_smaller_than_the_crop_is_skipped_not_fatal(tmp_path, make_params):
+    from tests.support.celeba import make_celeba, write_official
+
+    tiny = make_celeba(10)
+    small = io.BytesIO()
+    Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(small, format="JPEG")
+    write_official(tmp_path / "src", tiny, corrupt={tiny.names[0]: small.getvalue()})
+    params = make_params({"data": {"dataset": "celeba", "crop": {"method": "center", "size": 148},
+                                   "celeba": {"source": str(tmp_path / "src"), "verify_md5": False},
+                                   "max_bad_fraction": 0.2}})
+    run_download(params, raw_root=tmp_path / "raw")
+    _prepare(params, tmp_path)
+    detail = json.loads((tmp_path / "metrics" / "detail" / "data.json").read_text())
+    (skip,) = detail["skipped"]["files"]
+    assert skip["image_id"] == tiny.names[0] and skip["reason"].startswith("smaller than the crop: crop.size 148")
+    assert np.load(tmp_path / "prepared" / "images.npy").shape[0] == 9
+
+
 def _idx_gz(array: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)

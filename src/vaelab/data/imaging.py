@@ -95,10 +95,17 @@ def _fit_square(cx: float, cy: float, side: float, height: int, width: int) -> B
     return (left, top, left + side, top + side)
 
 
+class CropOutside(UserError):
+    """The crop does not fit inside this image. Called directly, :func:`crop_box` raises
+    it as a user error; :func:`process_image` skips the one image with it as the reason,
+    so a single small file among thousands does not stop ``prepare`` (too many such skips
+    still do, through ``data.max_bad_fraction``)."""
+
+
 def _center_box(height: int, width: int, size: int | None) -> Box:
     side = min(height, width) if size is None else size
     if side > min(height, width):
-        raise UserError(
+        raise CropOutside(
             f"crop.size {side} is larger than the image ({height}x{width}); "
             f"use crop.size <= {min(height, width)}, or leave it null for the largest square"
         )
@@ -132,7 +139,7 @@ def crop_box(
     if method == "box":
         b = crop.box
         if b.bottom > height or b.right > width:
-            raise UserError(
+            raise CropOutside(
                 f"crop.box (top={b.top}, bottom={b.bottom}, left={b.left}, right={b.right}) "
                 f"reaches past the image ({height}x{width}); need bottom <= {height} "
                 f"and right <= {width}"
@@ -409,8 +416,8 @@ def process_image(
 
     ``source`` is an image file or an array ((H, W), (H, W, 1) or (H, W, 3);
     uint8, or float in [0, 1] which becomes round(x * 255)). Files that cannot
-    be used (empty, truncated, not an image, a decompression bomb, unreadable)
-    give an ImageResult with ``skipped`` set; so does ``detect`` with
+    be used (empty, truncated, not an image, a decompression bomb, unreadable, smaller
+    than the crop) give an ImageResult with ``skipped`` set; so does ``detect`` with
     ``on_miss: skip`` when no face is found. Bad configuration raises UserError.
     """
     result = load_crop(source, spec, landmarks)
@@ -427,6 +434,17 @@ def load_crop(
     """:func:`process_image` up to the resize: ``pixels`` is the crop, (h, w, channels)
     ``uint8`` on the decoded image's grid; :func:`resize_batch` finishes many at once.
     """
+    try:
+        return _load_crop(source, spec, landmarks)
+    except CropOutside as err:
+        return ImageResult(None, f"smaller than the crop: {err}")
+
+
+def _load_crop(
+    source: str | os.PathLike[str] | np.ndarray,
+    spec: ImageSpec,
+    landmarks: np.ndarray | None = None,
+) -> ImageResult:
     if isinstance(source, np.ndarray):
         return _crop_pil(_array_to_image(source), spec, landmarks)
 

@@ -74,9 +74,10 @@ def run_prepare(
     if bad_fraction > cfg.max_bad_fraction:
         examples = "; ".join(f"{s['image_id']}: {s['reason']}" for s in bad[:5])
         raise UserError(
-            f"{len(bad)} of {total} images ({bad_fraction:.1%}) could not be read, above "
-            f"data.max_bad_fraction {cfg.max_bad_fraction:g} (e.g. {examples}). Re-download the data "
-            f"(delete {raw} and run `dvc repro download`) or raise data.max_bad_fraction."
+            f"{len(bad)} of {total} images ({bad_fraction:.1%}) could not be used, above "
+            f"data.max_bad_fraction {cfg.max_bad_fraction:g} (e.g. {examples}). Fix data.crop if the "
+            f"reasons name the crop, else re-download the data (delete {raw} and run "
+            "`dvc repro download`), or raise data.max_bad_fraction."
         )
 
     index = catalog.index.loc[result.kept].reset_index(drop=True)
