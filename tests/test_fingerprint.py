@@ -276,7 +276,7 @@ def test_weights_evaluated_anew_like_the_champion_compete_with_it_as_if_new(work
     assert champion_of(workspace) == 2 and again["compared"] == [1, 2, 3]
 
 
-# --------------------------------------------------------------------------- experiments
+# --------------------------------------------------------------------------- experiments and promote
 
 
 def test_an_experiment_on_other_data_gets_its_alias_and_says_why_champion_is_not_its_peer(workspace, monkeypatch):
@@ -303,3 +303,53 @@ def test_an_experiment_on_other_data_gets_its_alias_and_says_why_champion_is_not
     applied = register(workspace)
     assert applied["version"] == 2 and applied["champion"]["version"] == 2
     assert "champion_pending" not in workspace.client().get_model_version("vaelab-vae", "2").tags
+
+
+def _write_params(ws):
+    import yaml
+
+    params = {"data": TINY_DATA, "models": {"vae": TINY_MODELS["vae"]},
+              "registry": {"retries": 2, "backoff": 0.1, "timeout": 2.0}}
+    (ws.root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_promote_refuses_a_version_of_other_data_unless_forced(workspace, capsys):
+    _write_params(workspace)
+    train(workspace, 1, 0.01, image_size=SMALL)
+    register(workspace)
+    train(workspace, 0, 0.05)
+    assert register(workspace)["champion"]["version"] == 2
+    capsys.readouterr()
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["promote", "vae", "--version", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert (f"vaelab-vae version 1 is not comparable with the current evaluation of vae (evaluated on other data "
+            f"or settings: image_size {SMALL} (current {IMAGE_SIZE})") in err
+    assert "pass --force" in err and "Traceback" not in err
+    assert champion_of(workspace) == 2
+
+    main(["promote", "vae", "--version", "1", "--force"])
+    out = capsys.readouterr().out
+    assert champion_of(workspace) == 1 and "--force: not checked against the workspace's evaluation" in out
+    fingerprint = workspace.client().get_model_version("vaelab-vae", "1").tags[FINGERPRINT_TAG]
+    assert f"(data and evaluation fingerprint {fingerprint})" in out
+    # The workspace's data is still the original: the next repro moves champion back to it.
+    assert register(workspace)["champion"]["version"] == 2
+
+    main(["promote", "vae", "--version", "2"])  # comparable: no --force needed
+    assert champion_of(workspace) == 2
+
+
+def test_promote_without_the_workspaces_evaluation_says_how_to_check_or_skip(workspace, capsys):
+    _write_params(workspace)
+    train(workspace, 0, 0.05)
+    register(workspace)
+    (workspace.metrics / "detail" / "eval" / "vae.json").unlink()
+    with pytest.raises(SystemExit):
+        main(["promote", "vae", "--version", "1"])
+    err = capsys.readouterr().err
+    assert "metrics/detail/eval/vae.json: not found" in err and "--force skips the check" in err
+    main(["promote", "vae", "--version", "1", "--force"])
+    assert champion_of(workspace) == 1
