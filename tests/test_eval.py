@@ -20,6 +20,7 @@ from torch import Tensor
 from vaelab.config.evaluate import ArithmeticConfig, parse_expression
 from vaelab.data.download import run_download
 from vaelab.data.prepared import load_prepared
+from vaelab.io.hashing import md5_of_array
 from vaelab.io.metric_files import metric_files
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
@@ -142,6 +143,13 @@ def test_evaluate_writes_the_design_metrics_and_every_figure(workspace, params, 
     assert 0.0 <= metrics["ood"]["auroc_recon_error"] <= 1.0
     # lfw has no attributes: arithmetic is skipped with its reason, not failed.
     assert "no attribute column" in metrics["notes"]["arithmetic"]
+    # What it measured on, for the registry's fingerprint: the test split and the settings
+    # that can change a number (not the batch size, device, figures or the chain).
+    test = load_prepared(workspace / "prepared").split("test")
+    assert metrics["evaluated_on"]["test_md5"] == md5_of_array(test)
+    settings = metrics["evaluated_on"]["settings"]
+    assert settings["seed"] == params.seed and settings["samples"] == 6 and settings["radii"] == [0.5, 3.0]
+    assert not {"batch_size", "device", "show", "histogram_dims", "chain"} & set(settings)
     written = {p.stem for p in (workspace / "reports" / variant).glob("*.png")}
     if variant == "tiny_vae":
         assert set(metrics["latent"]) == {"dims", "kl_per_dim", "kl_per_dim_max", "active_units"}
@@ -166,7 +174,7 @@ def test_replicates_give_means_spreads_and_intervals(workspace, params):
     assert single["images"]["seeds"] == 1
     # Two different untrained models: their means differ, so the sd is positive and the mean between.
     assert metrics["sd"]["recon"]["mse"] > 0 and set(metrics["sd"]) == set(metrics) - {"sd", "intervals", "images",
-                                                                                        "notes"}
+                                                                                        "notes", "evaluated_on"}
     interval = metrics["intervals"]["recon.mse"]
     assert interval["seeds"] == 2 and interval["images"] == 10
     assert metrics["recon"]["mse"] == pytest.approx(interval["mean"])

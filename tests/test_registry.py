@@ -146,7 +146,7 @@ def test_decide_champion(champion, champion_value, candidate_value, is_new, move
     assert decision.moves is moves and decision.reason
 
 
-@pytest.mark.parametrize("missing", ["model folder", "eval file", "metric"])
+@pytest.mark.parametrize("missing", ["model folder", "eval file", "metric", "evaluated_on"])
 def test_missing_inputs_fail_before_anything_is_written(workspace, missing):
     for variant in ("vae", "ae_pool"):
         save_variant(workspace.models, variant)
@@ -157,9 +157,13 @@ def test_missing_inputs_fail_before_anything_is_written(workspace, missing):
     elif missing == "eval file":
         (workspace.metrics / "detail" / "eval" / "ae_pool.json").unlink()
         expected = "metrics/detail/eval/ae_pool.json: not found"
-    else:
+    elif missing == "metric":
         (workspace.metrics / "detail" / "eval" / "ae_pool.json").write_text(json.dumps({"recon": {"psnr": 20.0}}))
         expected = "metrics/detail/eval/ae_pool.json: no numeric 'recon.mse'"
+    else:  # an evaluation written before evaluate recorded what it measured on
+        (workspace.metrics / "detail" / "eval" / "ae_pool.json").write_text(json.dumps({"recon": {"mse": 0.05}}))
+        expected = ("metrics/detail/eval/ae_pool.json: no evaluated_on record of the test split and settings "
+                    r"\(written by an older vaelab\); rerun `dvc repro evaluate@ae_pool`")
 
     with pytest.raises(UserError, match=expected):
         register(workspace, ("vae", "ae_pool"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.trained import save_variant, tiny_params, workspace_fixture, write_eval
+from tests.support.trained import evaluated_on, save_variant, tiny_params, workspace_fixture, write_eval
 from vaelab.cli import main
 from vaelab.models.saved import weights_md5
 from vaelab.registry.register import run_register
@@ -41,7 +41,8 @@ def training_run(ws, md5, *, seed="0"):
 def write_detail(ws, mse):
     """metrics/detail/eval/vae.json (the full evaluation, which register prefers)."""
     payload = {"recon": {"mse": mse, "psnr": 20.0}, "sd": {"recon": {"mse": 0.002}},
-               "intervals": {"recon": {"mse": {"low": 0.01, "high": 0.09}}}, "notes": {"x": "words"}}
+               "intervals": {"recon": {"mse": {"low": 0.01, "high": 0.09}}}, "notes": {"x": "words"},
+               "evaluated_on": evaluated_on()}
     path = ws.metrics / "detail" / "eval" / "vae.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload))

@@ -2,7 +2,8 @@
 
 ``save_variant`` writes ``models/<variant>/`` through the same ``save_replicates`` as
 ``train`` (one ``seed<k>/`` with state dict and config.json) from an untrained model, so no test has to train;
-``write_eval`` writes ``metrics/eval/<variant>.json`` in the evaluate stage's nested form.
+``write_eval`` writes ``metrics/detail/eval/<variant>.json`` in the evaluate stage's nested form,
+with its ``evaluated_on`` record (a test split's md5 and the evaluation settings).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 import torch
 
 from vaelab.config import params_from_dict
+from vaelab.eval.evaluated_on import EVALUATED_ON, RUN_ONLY
 from vaelab.io.metric_files import metric_files
 from vaelab.models import build_model
 from vaelab.models.saved import SavedConfig, Trained, save_replicates
@@ -58,18 +60,20 @@ def tiny_params(variants: tuple[str, ...] = ("vae",), registry: dict[str, Any] |
     )
 
 
-def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: int = CHANNELS) -> Path:
+def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: int = CHANNELS,
+                 image_size: int = IMAGE_SIZE) -> Path:
     """Write ``models_root/<variant>/`` with one replicate, ``seed<seed>/``, whose weights
-    come from ``seed`` (a new seed = a new md5); returns the variant folder."""
+    come from ``seed`` (a new seed = a new md5), trained on ``image_size`` images; returns the variant folder."""
     torch.manual_seed(seed)
-    params = params_from_dict({"data": {**TINY_DATA, "channels": channels}, "models": {variant: TINY_MODELS[variant]}})
+    params = params_from_dict({"data": {**TINY_DATA, "channels": channels, "image_size": image_size},
+                               "models": {variant: TINY_MODELS[variant]}})
     model_cfg = params.models[variant]
-    model = build_model(model_cfg, image_size=IMAGE_SIZE, channels=channels)
+    model = build_model(model_cfg, image_size=image_size, channels=channels)
     folder = models_root / variant
     config = SavedConfig(
         variant=variant,
         model=model_cfg,
-        image_size=IMAGE_SIZE,
+        image_size=image_size,
         channels=channels,
         seed=seed,
         train=params.train,
@@ -80,13 +84,26 @@ def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: in
     return folder
 
 
-def write_eval(metrics_root: Path, variant: str, mse: float, *, psnr: float = 20.0, **extra: Any) -> Path:
-    """``metrics/detail/eval/<variant>.json`` (what register reads) with ``recon.mse`` = ``mse``
-    and plausible other keys."""
+# The md5 of the test split the evaluations of these tests stand for (the tiny 16x16 data).
+TEST_MD5 = "5ca1ab1e" * 4
+
+
+def evaluated_on(test_md5: str = TEST_MD5, **settings: Any) -> dict[str, Any]:
+    """What evaluate records under ``evaluated_on``: the test split's md5 and the default
+    evaluation settings, with ``settings`` changed."""
+    defaults = tiny_params().evaluate.model_dump(mode="json", exclude=set(RUN_ONLY))
+    return {"test_md5": test_md5, "settings": {"seed": 0, **defaults, **settings}}
+
+
+def write_eval(metrics_root: Path, variant: str, mse: float, *, psnr: float = 20.0,
+               record: dict[str, Any] | None = None, **extra: Any) -> Path:
+    """``metrics/detail/eval/<variant>.json`` (what register reads) with ``recon.mse`` = ``mse``,
+    plausible other keys and ``record`` (default :func:`evaluated_on`) as what it was measured on."""
     payload = {
         "recon": {"mse": mse, "psnr": psnr, "ssim": 0.5},
         "blur": {"laplacian_var": {"input": 0.02, "recon": 0.01, "sample": 0.005}},
         "split": "test",  # a non-numeric leaf, which registration ignores
+        EVALUATED_ON: evaluated_on() if record is None else record,
         **extra,
     }
     path = metric_files(metrics_root, f"eval/{variant}.json").detail

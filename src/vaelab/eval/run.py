@@ -4,7 +4,8 @@ the test split, for each trained replicate (seed) of one variant.
 Writes ``metrics/detail/eval/<variant>.json`` (its keys are listed in the README): every
 metric's mean over seeds, its standard deviation over seeds under ``sd``, for the per-image
 metrics their 95 % interval over seeds and test images under ``intervals``, and the notes
-in words; ``metrics/eval/<variant>.json``, the :data:`HEADLINE` numbers of it (the DVC
+in words, and what it was measured on under ``evaluated_on`` (:mod:`vaelab.eval.evaluated_on`);
+``metrics/eval/<variant>.json``, the :data:`HEADLINE` numbers of it (the DVC
 metrics); and ``reports/<variant>/*.png``, drawn from the first replicate.
 """
 
@@ -23,6 +24,7 @@ from vaelab.config import Params
 from vaelab.eval import experiments, figures
 from vaelab.eval.aggregate import Replicate, combine, combine_notes
 from vaelab.eval.context import Context, build_contexts
+from vaelab.eval.evaluated_on import EVALUATED_ON, evaluated_on
 from vaelab.eval.result import merge_into
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.metric_files import headline_of, metric_files
@@ -30,7 +32,7 @@ from vaelab.io.metric_files import headline_of, metric_files
 log = logging.getLogger("vaelab.evaluate")
 
 # Top-level keys of the metrics that run_evaluate writes whole; no experiment adds to them.
-STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals"})
+STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals", EVALUATED_ON})
 
 # The DVC metrics of a variant, ``metrics/eval/<variant>.json``: headline key -> the key of the
 # detail it copies (means over seeds). A key the variant lacks (an AE's ELBO) is left out.
@@ -69,6 +71,7 @@ def run_evaluate(
         intervals=intervals,
         images={"test": len(contexts[0].test), "samples": contexts[0].settings.samples, "seeds": len(contexts)},
         notes=combine_notes(replicates),
+        **{EVALUATED_ON: evaluated_on(params, contexts[0].test)},
     )
     metric_files(metrics_root, f"eval/{variant}.json").write(headline_of(metrics, HEADLINE), metrics)
     log.info("%s: %d experiments on %d replicate(s), %d figures", variant, len(experiments.EXPERIMENTS),

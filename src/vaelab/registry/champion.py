@@ -11,6 +11,12 @@ A version registered in either case is tagged ``champion_pending``: a later plai
 of committed params that meets the same weights (after ``dvc exp apply`` and a commit)
 lets it compete then, as if it were new. In a plain repro, :func:`decide_champion` says
 whether the version beats the champion on ``registry.metric``.
+
+A metric ranks only versions evaluated on the same data and settings (their fingerprints,
+:mod:`.fingerprint`): when the champion is not comparable with the current evaluation (the
+params moved to other data, or it was registered before fingerprints), champion moves to
+the best version that is (:func:`decide_incomparable`). Champion is the model for the
+data of the current params.
 """
 
 from __future__ import annotations
@@ -52,19 +58,27 @@ class ChampionRule:
     def may_move(self) -> bool:
         return self.kind == REPRO
 
-    def held_reason(self, variant: str, number: int, champion: int | None) -> str:
-        """Why champion did not move (when :attr:`may_move` is false), with the way to move it."""
+    def held_reason(self, variant: str, number: int, champion: int | None, not_compared: str | None = None) -> str:
+        """Why champion did not move (when :attr:`may_move` is false), with the way to move it;
+        ``not_compared`` says why the champion is not comparable with this evaluation, if it is not."""
         stays = "no champion yet" if champion is None else f"champion stays at version {champion}"
         promote = f"`vaelab promote {variant} --version {number}`"
         if self.kind == EXPERIMENT:
-            return (
+            held = (
                 f"DVC experiment {self.experiment!r}: version {number} gets alias {self.alias}; {stays} "
                 f"(an experiment never moves champion: `vaelab promote {variant} --alias {self.alias}`, or "
                 "`dvc exp apply` it, commit, and `dvc repro`)"
             )
+        else:
+            held = (
+                f"params.yaml has uncommitted changes: {stays} (champion moves only in a `dvc repro` of "
+                f"committed params: commit params.yaml and rerun `dvc repro register`, or {promote})"
+            )
+        if not_compared is None or champion is None:
+            return held
         return (
-            f"params.yaml has uncommitted changes: {stays} (champion moves only in a `dvc repro` of "
-            f"committed params: commit params.yaml and rerun `dvc repro register`, or {promote})"
+            f"{held}; champion version {champion} is not compared with this evaluation ({not_compared}): "
+            "a `dvc repro` of these params, committed, makes the best version evaluated like this one champion"
         )
 
     def summary(self) -> dict[str, str | None]:
@@ -87,6 +101,7 @@ def champion_rule(provenance: Provenance, params_committed: bool | None) -> Cham
 class ChampionDecision:
     moves: bool
     reason: str
+    target: int | None = None  # the version champion moves to (None: it stays)
 
 
 def decide_champion(
@@ -107,7 +122,7 @@ def decide_champion(
     """
     shown = f"{metric} = {candidate_value:g}"
     if champion is None:
-        return ChampionDecision(True, f"no champion yet: version {candidate} becomes champion ({shown})")
+        return ChampionDecision(True, f"no champion yet: version {candidate} becomes champion ({shown})", candidate)
     if champion == candidate:
         return ChampionDecision(False, f"version {candidate} is already the champion ({shown})")
     if not is_new:
@@ -119,14 +134,38 @@ def decide_champion(
         )
     if champion_value is None or math.isnan(champion_value):
         return ChampionDecision(
-            True, f"champion version {champion} has no {metric}: version {candidate} takes over ({shown})"
+            True, f"champion version {champion} has no {metric}: version {candidate} takes over ({shown})", candidate
         )
     better = candidate_value < champion_value if mode == "min" else candidate_value > champion_value
     sign = ("<" if mode == "min" else ">") if better else (">=" if mode == "min" else "<=")
     direction = "lower" if mode == "min" else "higher"
     comparison = f"{metric} {candidate_value:g} {sign} {champion_value:g} ({direction} is better)"
     if better:
-        return ChampionDecision(True, f"version {candidate} beats champion version {champion}: {comparison}")
+        return ChampionDecision(True, f"version {candidate} beats champion version {champion}: {comparison}",
+                                candidate)
     return ChampionDecision(
         False, f"version {candidate} does not beat champion version {champion}: {comparison}; champion stays"
+    )
+
+
+def best_version(contenders: dict[int, float], mode: str, prefer: int) -> int:
+    """The version with the best value (lowest for ``min``); a tie goes to ``prefer``, then to the newer."""
+    sign = 1 if mode == "min" else -1
+    return min(contenders, key=lambda number: (sign * contenders[number], number != prefer, -number))
+
+
+def decide_incomparable(
+    *, metric: str, mode: str, candidate: int, champion: int, not_compared: str, contenders: dict[int, float]
+) -> ChampionDecision:
+    """The champion was evaluated on other data or settings than the current evaluation
+    (``not_compared`` says how): champion moves to the best of ``contenders``, the versions
+    that are comparable (``candidate`` among them), and the reason says so."""
+    best = best_version(contenders, mode, prefer=candidate)
+    among = ("the only version" if len(contenders) == 1 else f"the best ({'lowest' if mode == 'min' else 'highest'} "
+             f"{metric}) of {len(contenders)} versions")
+    return ChampionDecision(
+        True,
+        f"champion version {champion} is not compared with the current evaluation ({not_compared}): version {best} "
+        f"becomes champion, {among} evaluated on the current data and settings ({metric} = {contenders[best]:g})",
+        best,
     )

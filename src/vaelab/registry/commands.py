@@ -229,9 +229,15 @@ def _promote_command(args: argparse.Namespace) -> None:
     from vaelab.config import load_params
     from vaelab.registry.promote import promote
 
-    done = promote(load_params(args.params), args.variant, version=args.version, alias=args.alias)
+    done = promote(load_params(args.params), args.variant, version=args.version, alias=args.alias,
+                   force=args.force)
     was = "no champion" if done.previous is None else f"version {done.previous}"
-    print(f"{done.name}: champion -> version {done.version} (was {was}); serve it as models:/{done.name}@champion")
+    fingerprint = f"fingerprint {done.fingerprint}" if done.fingerprint else "no fingerprint"
+    print(f"{done.name}: champion -> version {done.version} (was {was}); serve it as models:/{done.name}@champion "
+          f"(data and evaluation {fingerprint})")
+    if not done.checked:
+        print("--force: not checked against the workspace's evaluation; if it was evaluated on other data or "
+              "settings, the next `dvc repro` moves champion to the best version evaluated like the current params")
 
 
 MODEL_HELP = ("models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, runs:/RUN_ID/VARIANT, "
@@ -259,10 +265,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "promote",
         help="point a registered model's champion alias at a version (a DVC experiment's exp-<name>, say)",
         description="Move champion of <registry.prefix>-<variant> to --version N, to the version --alias "
-        "points at, or (neither) to the version of the weights in models/<variant>/.",
+        "points at, or (neither) to the version of the weights in models/<variant>/. A version whose data and "
+        "evaluation fingerprint does not compare with the workspace's evaluation is refused unless --force.",
     )
     pro.add_argument("variant", help="a variant name (the registered model is <registry.prefix>-<variant>)")
     which = pro.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, help="the version number to promote")
     which.add_argument("--alias", help="promote the version this alias points at, e.g. exp-<experiment name>")
+    pro.add_argument("--force", action="store_true",
+                     help="promote it even if it was evaluated on other data or settings than the workspace's "
+                          "evaluation (metrics/detail/eval/<variant>.json)")
     pro.set_defaults(func=_promote_command)

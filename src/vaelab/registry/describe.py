@@ -1,7 +1,8 @@
 """The descriptions the MLflow UI shows for a registered model and its versions (Markdown).
 
 A version's description says what it is: the architecture and its knobs, the data it was
-trained on, its headline metrics, and where it came from (git commit, DVC experiment).
+trained on, its headline metrics and the fingerprint of what they were measured on, and
+where it came from (git commit, DVC experiment).
 The registered model's description is its champion's (else its newest version's), under
 one line naming the variant, so the model list reads "what serving gets".
 """
@@ -51,16 +52,18 @@ def headline(metrics: dict[str, float], metric: str) -> str:
 
 
 def version_description(
-    config: SavedConfig, metrics: dict[str, float], metric: str, provenance: Provenance, model_md5: str
+    config: SavedConfig, metrics: dict[str, float], metric: str, provenance: Provenance, model_md5: str,
+    fingerprint: str | None = None,
 ) -> str:
-    """A new version's description."""
+    """A new version's description (``fingerprint``: the id of the data and evaluation its metrics are of)."""
     origin = f"git {provenance.commit[:12]}" + (" (dirty tree)" if provenance.dirty else "")
     if provenance.experiment:
         origin += f", DVC experiment `{provenance.experiment}`"
+    evaluated = "" if fingerprint is None else f"; data and evaluation fingerprint `{fingerprint}`"
     return "\n\n".join([
         f"**{config.variant}**: {architecture(config)}.",
         f"Data: {data(config)}.",
-        f"Evaluation (mean over seeds, test split): {headline(metrics, metric)}.",
+        f"Evaluation (mean over seeds, test split): {headline(metrics, metric)}{evaluated}.",
         f"Weights md5 {model_md5}; registered from {origin}.",
     ])
 

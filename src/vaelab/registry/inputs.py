@@ -3,8 +3,10 @@
 Per variant: its replicates in ``models/<variant>/`` (the first seed stands for the
 variant in the registry), its evaluation (``metrics/detail/eval/<variant>.json``, the
 whole evaluation, not the headline of ``metrics/eval/``), its history ``metrics/history/<variant>.csv`` and its figures
-``reports/<variant>/``. A missing model or evaluation is a UserError; a missing history
-or figure folder only means there is less to log.
+``reports/<variant>/``. A missing model or evaluation is a UserError, and so is an
+evaluation without its ``evaluated_on`` record (written before fingerprints: evaluate
+again); a missing history or figure folder only means there is less to log. The saved
+config and ``evaluated_on`` make the variant's fingerprint (:mod:`.fingerprint`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 
 from vaelab.config.registry import RegistryConfig
 from vaelab.errors import UserError
+from vaelab.eval.evaluated_on import EVALUATED_ON
 from vaelab.io.metric_files import metric_files
 from vaelab.models.saved import SavedConfig, config_file, load_config, require_replicates, weights_md5
+from vaelab.registry.fingerprint import Fingerprint, of_evaluation
 from vaelab.tracking import flatten
 
 
@@ -41,6 +45,7 @@ class VariantInputs:
     config: SavedConfig
     model_md5: str
     metrics: dict[str, float]  # numeric leaves of the evaluation, "recon.mse": 0.01
+    fingerprint: Fingerprint  # what the variant was trained and evaluated on
     eval_path: Path
     replicates: tuple[Replicate, ...]
     history_path: Path  # may not exist
@@ -68,6 +73,17 @@ def _read_json(path: Path, stage: str) -> Any:
         raise UserError(f"{path}: not valid JSON ({err}); rerun `dvc repro {stage}`") from None
 
 
+def _evaluated_on(payload: dict[str, Any], eval_path: Path, variant: str) -> dict[str, Any]:
+    record = payload.get(EVALUATED_ON)
+    if (not isinstance(record, dict) or not isinstance(record.get("test_md5"), str)
+            or not isinstance(record.get("settings"), dict)):
+        raise UserError(
+            f"{eval_path}: no {EVALUATED_ON} record of the test split and settings (written by an older vaelab); "
+            f"rerun `dvc repro evaluate@{variant}`"
+        )
+    return record
+
+
 def read_variant(
     variant: str, cfg: RegistryConfig, models_root: Path, metrics_root: Path, reports_root: Path
 ) -> VariantInputs:
@@ -82,21 +98,24 @@ def read_variant(
     payload = _read_json(eval_path, f"evaluate@{variant}")
     if not isinstance(payload, dict):
         raise UserError(f"{eval_path}: expected a JSON object of metrics; rerun `dvc repro evaluate@{variant}`")
-    metrics = numeric_leaves(payload)
+    metrics = numeric_leaves({key: value for key, value in payload.items() if key != EVALUATED_ON})
     if cfg.metric not in metrics:
         raise UserError(
             f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions by; "
             f"set registry.metric in params.yaml to one of: {', '.join(sorted(metrics)) or '(none found)'}"
         )
+    evaluated_on = _evaluated_on(payload, eval_path, variant)
     replicates = tuple(Replicate(seed, folder, weights_md5(folder)) for seed, folder in found)
     first = replicates[0]
+    config = load_config(config_file(first.folder))
     return VariantInputs(
         variant=variant,
         name=f"{cfg.prefix}-{variant}",
         folder=first.folder,
-        config=load_config(config_file(first.folder)),
+        config=config,
         model_md5=first.model_md5,
         metrics=metrics,
+        fingerprint=of_evaluation(config, evaluated_on),
         eval_path=eval_path,
         replicates=replicates,
         history_path=metrics_root / "history" / f"{variant}.csv",

@@ -3,11 +3,18 @@
 For each variant of ``params.models``, the registered model ``<registry.prefix>-<variant>``
 gets a new version when ``models/<variant>/seed<k>/model.pt`` (its first seed) is new to it
 (matched on the ``model_md5`` version tag), logged as the pyfunc of :mod:`.pyfunc`, named
-after the variant, in a run of the ``vaelab`` experiment. Aliases, not the deprecated
-stages: ``champion`` moves by the rule of :mod:`.champion` (a plain repro of committed
-params, to a version that beats it on ``registry.metric``; never inside a DVC experiment,
-which sets ``exp-<name>`` instead); ``latest`` is MLflow's built-in alias for the newest
-version (reserved: it resolves by itself and cannot be set).
+after the variant, in a run of the ``vaelab`` experiment, and tagged with its data and
+evaluation fingerprint (:mod:`.fingerprint`). Aliases, not the deprecated stages:
+``champion`` moves by the rule of :mod:`.champion` (a plain repro of committed params, to a
+version that beats it on ``registry.metric`` among the versions evaluated like the current
+one, :mod:`.peers`; never inside a DVC experiment, which sets ``exp-<name>`` instead);
+``latest`` is MLflow's built-in alias for the newest version (reserved: it resolves by
+itself and cannot be set).
+
+In a plain repro, a reused version whose fingerprint is not the current evaluation's (the
+evaluation settings changed, or it was registered before fingerprints) takes the current
+evaluation's fingerprint and ``metric.*`` tags: the same weights, evaluated as the
+current params say.
 
 The stage also gives each replicate's training run its evaluation, figures, history and
 config (:mod:`.train_runs`), logs the compare report once per content (:mod:`.compare_run`),
@@ -33,11 +40,14 @@ from vaelab.registry.champion import (
     ChampionRule,
     champion_rule,
     decide_champion,
+    decide_incomparable,
 )
 from vaelab.registry.compare_run import log_compare
 from vaelab.registry.connect import connect, display_uri
 from vaelab.registry.describe import model_description, version_description
+from vaelab.registry.fingerprint import FINGERPRINT_TAG, of_tags, why_not_compared
 from vaelab.registry.inputs import VariantInputs, read_variant
+from vaelab.registry.peers import METRIC_TAG, Peers, find_peers, metric_tag
 from vaelab.registry.train_runs import enrich_train_runs
 from vaelab.tracking import (
     BASELINE_TAG,
@@ -64,7 +74,6 @@ log = logging.getLogger("vaelab.registry")
 __all__ = ["decide_champion", "register_variant", "run_register"]
 
 LATEST = "latest"  # MLflow's reserved alias for the newest version
-METRIC_TAG = "metric."  # version tag prefix: metric.recon.mse = "0.0123"
 TRAIN_RUN_TAG = "train_run_id"
 DECODER_TAG = "decoder_uri"  # version tag: runs:/<register run>/<variant>-decoder
 REGISTER_STAGE = "register"
@@ -87,18 +96,6 @@ def pyfunc_requirements() -> list[str]:
         except PackageNotFoundError:
             pins.append(dist)
     return pins
-
-
-def _metric_tag(version: ModelVersion, metric: str) -> float | None:
-    raw = (version.tags or {}).get(METRIC_TAG + metric)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        log.warning("%s version %s: tag %s%s = %r is not a number; treated as missing",
-                    version.name, version.version, METRIC_TAG, metric, raw)
-        return None
 
 
 def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:
@@ -178,6 +175,7 @@ def _log_and_register(
         VARIANT_TAG: inputs.variant,
         MODEL_MD5_TAG: inputs.model_md5,
         "dataset": config.data.dataset,
+        **inputs.fingerprint.tags(),
         **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
     }
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
@@ -202,11 +200,29 @@ def _log_and_register(
     version_tags = {
         **tags,
         DECODER_TAG: decoder_uri,
-        **{METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()},
+        **_metric_tags(inputs),
         # Registered where champion could not move: it competes in a later plain repro.
         **({} if rule.may_move else {PENDING_TAG: "true"}),
     }
     return mlflow.register_model(info.model_uri, inputs.name, tags=version_tags)
+
+
+def _metric_tags(inputs: VariantInputs) -> dict[str, str]:
+    return {METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()}
+
+
+def _retag(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> ModelVersion:
+    """Give a reused version the current evaluation's fingerprint and ``metric.*`` tags (and
+    drop the metric tags the current evaluation has not)."""
+    current = {**inputs.fingerprint.tags(), **_metric_tags(inputs)}
+    for key in sorted(set(found.tags or {}) - set(current)):
+        if key.startswith(METRIC_TAG):
+            client.delete_model_version_tag(inputs.name, found.version, key)
+    for key, value in current.items():
+        client.set_model_version_tag(inputs.name, found.version, key, value)
+    log.info("%s: version %s takes the current evaluation's tags (fingerprint %s, was %s)", inputs.name,
+             found.version, inputs.fingerprint.id, (found.tags or {}).get(FINGERPRINT_TAG, "none"))
+    return client.get_model_version(inputs.name, found.version)
 
 
 def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> ModelVersion:
@@ -227,16 +243,17 @@ def _origin(tags: dict[str, str]) -> Provenance:
                       tags.get(EXP_NAME_TAG), tags.get(BASELINE_TAG))
 
 
-def describe(client: MlflowClient, inputs: VariantInputs, number: int, cfg: RegistryConfig) -> None:
-    """Give the version a description if it has none, and the registered model its
-    champion's (else its newest version's)."""
+def describe(client: MlflowClient, inputs: VariantInputs, number: int, cfg: RegistryConfig,
+             *, refresh: bool = False) -> None:
+    """Give the version a description if it has none (a new one when ``refresh``: its tags
+    changed), and the registered model its champion's (else its newest version's)."""
     current = client.get_model_version(inputs.name, str(number))
-    if not current.description:
+    if refresh or not current.description:
         tags = current.tags or {}
         metrics = {key.removeprefix(METRIC_TAG): float(value) for key, value in tags.items()
                    if key.startswith(METRIC_TAG)}
         text = version_description(inputs.config, metrics or inputs.metrics, cfg.metric, _origin(tags),
-                                   inputs.model_md5)
+                                   inputs.model_md5, tags.get(FINGERPRINT_TAG))
         client.update_model_version(inputs.name, str(number), description=text)
     registered = client.get_registered_model(inputs.name)
     alias = CHAMPION if CHAMPION in (registered.aliases or {}) else LATEST
@@ -244,6 +261,51 @@ def describe(client: MlflowClient, inputs: VariantInputs, number: int, cfg: Regi
     text = model_description(inputs.variant, int(shown.version), alias, shown.description or "")
     if registered.description != text:
         client.update_registered_model(inputs.name, description=text)
+
+
+def _reuse(client: MlflowClient, inputs: VariantInputs, same: list[ModelVersion], cfg: RegistryConfig,
+           rule: ChampionRule) -> tuple[ModelVersion, dict[str, Any] | None, bool]:
+    """The version of these weights, given a decoder if it lacks one and, in a plain repro, the
+    current evaluation's tags if its fingerprint is another; with what was retagged (None: nothing)
+    and whether the version has to compete as if new (it was not comparable before)."""
+    found = min(same, key=lambda v: int(v.version))
+    log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, found.version)
+    if DECODER_TAG not in (found.tags or {}):
+        found = _add_decoder(client, inputs, found)
+    tags = found.tags or {}
+    if not rule.may_move or tags.get(FINGERPRINT_TAG) == inputs.fingerprint.id:
+        return found, None, False
+    why = why_not_compared(inputs.fingerprint, of_tags(tags, f"{inputs.name} version {found.version}"), cfg.metric)
+    retagged = {"version": int(found.version), "fingerprint_was": tags.get(FINGERPRINT_TAG), "why": why}
+    return _retag(client, inputs, found), retagged, why is not None
+
+
+def _decide(client: MlflowClient, inputs: VariantInputs, cfg: RegistryConfig, rule: ChampionRule, number: int,
+            is_new: bool, peers: Peers) -> ChampionDecision:
+    """Where champion goes (moving the alias), and why."""
+    champion = _champion(client, inputs.name)
+    champion_number = None if champion is None else int(champion.version)
+    not_compared = peers.not_compared.get(champion_number) if champion_number is not None else None
+    if not rule.may_move:
+        why = None if not_compared is None else not_compared.reason
+        return ChampionDecision(False, rule.held_reason(inputs.variant, number, champion_number, why))
+    value = inputs.metrics[cfg.metric]
+    if not_compared is not None:
+        decision = decide_incomparable(metric=cfg.metric, mode=cfg.mode, candidate=number, champion=champion_number,
+                                       not_compared=not_compared.reason, contenders=peers.contenders(number, value))
+    else:
+        decision = decide_champion(
+            metric=cfg.metric,
+            mode=cfg.mode,
+            candidate=number,
+            candidate_value=value,
+            champion=champion_number,
+            champion_value=None if champion is None else metric_tag(champion, cfg.metric),
+            is_new=is_new,
+        )
+    if decision.target is not None:
+        client.set_registered_model_alias(inputs.name, CHAMPION, str(decision.target))
+    return decision
 
 
 def register_variant(
@@ -254,39 +316,26 @@ def register_variant(
     train_runs = enrich_train_runs(client, experiment_id, inputs)
     same = [v for v in _versions(client, inputs.name) if (v.tags or {}).get(MODEL_MD5_TAG) == inputs.model_md5]
     if same:
-        found = min(same, key=lambda v: int(v.version))
-        log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, found.version)
-        if DECODER_TAG not in (found.tags or {}):
-            found = _add_decoder(client, inputs, found)
+        found, retagged, newly_compared = _reuse(client, inputs, same, cfg, rule)
     else:
         found = _log_and_register(inputs, prov, rule, train_runs.get(str(inputs.replicates[0].seed)))
+        retagged, newly_compared = None, False
         log.info("%s: registered version %s", inputs.name, found.version)
     number = int(found.version)
 
-    champion = _champion(client, inputs.name)
-    champion_number = None if champion is None else int(champion.version)
-    if rule.may_move:
-        pending = bool(same) and (found.tags or {}).get(PENDING_TAG) == "true"
-        decision = decide_champion(
-            metric=cfg.metric,
-            mode=cfg.mode,
-            candidate=number,
-            candidate_value=inputs.metrics[cfg.metric],
-            champion=champion_number,
-            champion_value=None if champion is None else _metric_tag(champion, cfg.metric),
-            # A version registered in an experiment competes the first time a plain repro meets it.
-            is_new=not same or pending,
-        )
-        if decision.moves:
-            client.set_registered_model_alias(inputs.name, CHAMPION, str(number))
-        if pending:
-            client.delete_model_version_tag(inputs.name, str(number), PENDING_TAG)
-    else:
-        decision = ChampionDecision(False, rule.held_reason(inputs.variant, number, champion_number))
+    peers = find_peers(_versions(client, inputs.name), inputs.fingerprint, cfg.metric)
+    pending = bool(same) and (found.tags or {}).get(PENDING_TAG) == "true"
+    # A version registered in an experiment competes the first time a plain repro meets it, and
+    # so does one that meets the current evaluation for the first time (it was not comparable).
+    decision = _decide(client, inputs, cfg, rule, number, not same or pending or newly_compared, peers)
+    if rule.may_move and pending:
+        client.delete_model_version_tag(inputs.name, str(number), PENDING_TAG)
     if rule.alias:
         client.set_registered_model_alias(inputs.name, rule.alias, str(number))
     log.info("%s: %s", inputs.name, decision.reason)
-    describe(client, inputs, number, cfg)
+    for skipped in peers.not_compared.values():
+        log.info("%s: version %d not compared: %s", inputs.name, skipped.version, skipped.reason)
+    describe(client, inputs, number, cfg, refresh=retagged is not None)
 
     aliases = {alias: int(v) for alias, v in (client.get_registered_model(inputs.name).aliases or {}).items()}
     # MLflow reserves "latest": it cannot be set, and @latest always resolves to the newest version.
@@ -304,6 +353,11 @@ def register_variant(
             "reason": decision.reason,
             "rule": rule.kind,
         },
+        # What this evaluation was measured on; the versions ranked against it and those not.
+        "fingerprint": inputs.fingerprint.summary(cfg.metric),
+        "compared": peers.compared(),
+        "not_compared": [skipped.summary() for skipped in peers.not_compared.values()],
+        "retagged": retagged,
         "uri": f"models:/{inputs.name}@{rule.alias or CHAMPION}",
         # The logged decoder (latents -> images) of this version.
         "decoder_uri": found.tags[DECODER_TAG],
