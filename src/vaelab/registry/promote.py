@@ -58,8 +58,8 @@ def promote(
     models_root: Path = Path("models"),
 ) -> Promotion:
     """Point ``champion`` of ``<prefix>-<variant>`` at the chosen version."""
-    from vaelab.registry.connect import connect, display_uri
     from vaelab.tracking import tracking_uri
+    from vaelab.tracking_http import connect, display_uri
 
     if version is not None and alias is not None:
         raise UserError("give --version or --alias, not both")

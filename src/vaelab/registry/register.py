@@ -35,7 +35,6 @@ from vaelab.registry.champion import (
     decide_champion,
 )
 from vaelab.registry.compare_run import log_compare
-from vaelab.registry.connect import connect, display_uri
 from vaelab.registry.describe import model_description, version_description
 from vaelab.registry.inputs import VariantInputs, read_variant
 from vaelab.registry.train_runs import enrich_train_runs
@@ -54,6 +53,7 @@ from vaelab.tracking import (
     tracking_uri,
     use_experiment,
 )
+from vaelab.tracking_http import connect, display_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
