@@ -1,6 +1,7 @@
 """Training's MLflow tracking: checked before the first step and bounded (a refused port, a
-server that never answers), and never in the way of the training once it runs (a server
-lost mid-training, a request whose answer is lost)."""
+server that never answers), never in the way of the training once it runs (a server lost
+mid-training, a request whose answer is lost), and one run per training however often it is
+resumed (killed, complete, from a checkpoint without a run id)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import deep_merge
@@ -19,6 +21,8 @@ from tests.support.trained import free_port, tracking_server, workspace_fixture
 from vaelab.config import params_from_dict
 from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
+from vaelab.models.saved import weights_md5
+from vaelab.train.batches import Batches
 from vaelab.train.run import run_train
 from vaelab.train.tracker import TrainRun
 
@@ -67,6 +71,45 @@ def metric_steps(client, run_id: str) -> dict[str, list[int]]:
     """Every metric of the run with the steps it was logged at, in order (a repeat shows)."""
     keys = client.get_run(run_id).data.metrics
     return {key: sorted(m.step for m in client.get_metric_history(run_id, key)) for key in keys}
+
+
+def train_runs(client) -> list:
+    """The training runs of the store, oldest first."""
+    return client.search_runs([client.get_experiment_by_name("vaelab").experiment_id],
+                              filter_string="tags.stage = 'train'", order_by=["attributes.start_time ASC"])
+
+
+def assert_complete(client, run, project) -> None:
+    """``run`` ended FINISHED with every epoch of every metric once, tagged with the weights' md5."""
+    assert run.info.status == "FINISHED"
+    steps = metric_steps(client, run.info.run_id)
+    assert {"train_loss", "val_loss", "step"} <= set(steps)
+    assert all(s == list(range(1, EPOCHS + 1)) for s in steps.values()), steps
+    assert run.data.tags["model_md5"] == weights_md5(project.models / "vae" / "seed0")
+
+
+def checkpoint_file(project) -> Path:
+    return project.root / "checkpoints" / "vae" / "seed0.pt"
+
+
+def checkpoint_run_id(project) -> str | None:
+    return torch.load(checkpoint_file(project), weights_only=True).get("run_id")
+
+
+def interrupt_at(monkeypatch, epoch: int) -> None:
+    """Ctrl-C at the end of ``epoch``: after its checkpoint, before its metrics are sent."""
+    original = TrainRun.log_epoch
+
+    def log_epoch(self, row):
+        if row["epoch"] == epoch:
+            raise KeyboardInterrupt
+        original(self, row)
+
+    monkeypatch.setattr(TrainRun, "log_epoch", log_epoch)
+
+
+def messages(caplog, level: int = logging.INFO) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and r.name.startswith("vaelab")]
 
 
 def fails_fast(project, monkeypatch, capsys, uri: str, registry: dict) -> float:
@@ -137,25 +180,35 @@ def test_a_server_lost_mid_training_neither_stops_nor_slows_it(project, monkeypa
     assert metrics["epochs"] == EPOCHS
     assert (project.models / "vae" / "seed0" / "model.pt").is_file()
     assert (project.root / "checkpoints" / "vae" / "seed0.pt").is_file()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("vaelab")]
+    warnings = messages(caplog, logging.WARNING)
     assert len(warnings) == 2, warnings
     assert "failed while logging epoch 4 of 8 of vae/seed0" in warnings[0] and "Training goes on" in warnings[0]
-    assert "is incomplete: epochs 4-8 of 8 not logged; it is not marked FINISHED" in warnings[1]
+    assert "is incomplete: epochs 4-8 of 8 not sent; it is not marked FINISHED" in warnings[1]
     assert "The model is written." in warnings[1] and "python stages/train.py vae" in warnings[1]
     # registry.retries = 2: one quick try at epoch 4, then the end's try and its one retry.
     assert accepted == 1 + RAW["registry"]["retries"], accepted
-    # Each try waits registry.timeout (2 s): 3 of them, not one per remaining epoch.
-    assert after_kill < 30, f"training took {after_kill:.1f} s after the server was lost"
+    # Each try waits registry.timeout (2 s): 3 of them (about 7 s), not one per remaining epoch.
+    assert after_kill < 45, f"training took {after_kill:.1f} s after the server was lost"
 
     with tracking_server(server_dir, tmp_path_factory, port=server.port):
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=server.url)
-        (run,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
+        (run,) = train_runs(client)
         # What the server had when it died: the first three epochs, once each; the run was never ended.
-        assert run.info.status == "RUNNING"
+        assert run.info.status == "RUNNING" and checkpoint_run_id(project) == run.info.run_id
         steps = metric_steps(client, run.info.run_id)
         assert "train_loss" in steps and all(s == [1, 2, 3] for s in steps.values()), steps
+
+        # The rerun, with the server back: nothing is trained, the run gets what it lacks.
+        caplog.clear()
+        saved = checkpoint_file(project).read_bytes()
+        train(project)
+        assert any("the training is complete in" in m for m in messages(caplog))
+        assert checkpoint_file(project).read_bytes() == saved
+        (done,) = train_runs(client)
+        assert done.info.run_id == run.info.run_id
+        assert_complete(client, done, project)
 
 
 def test_metrics_of_a_failed_request_are_sent_once_at_the_end(project, monkeypatch, caplog):
@@ -180,10 +233,92 @@ def test_metrics_of_a_failed_request_are_sent_once_at_the_end(project, monkeypat
 
     assert calls == [[1], [2], [3, 4, 5, 6, 7, 8]]
     client = project.client()
-    (run,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
-    assert run.info.status == "FINISHED" and run.data.tags["model_md5"]
-    steps = metric_steps(client, run.info.run_id)
-    assert all(s == list(range(1, EPOCHS + 1)) for s in steps.values()), steps
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("vaelab")]
+    (run,) = train_runs(client)
+    assert_complete(client, run, project)
+    warnings = messages(caplog, logging.WARNING)
     assert len(warnings) == 1 and "failed while logging epoch 2 of 8" in warnings[0]
-    assert any("answers again" in r.getMessage() for r in caplog.records)
+    assert any("answers again" in m for m in messages(caplog))
+
+
+def test_a_killed_training_resumes_its_own_run_which_ends_with_every_epoch_once(project, monkeypatch, caplog):
+    """Before: the killed run stayed as it was and the resumed training logged epochs 4..8
+    to a new run. Now the checkpoint keeps the run id, and the rerun continues that run,
+    sending first the epoch the kill kept from it."""
+    caplog.set_level(logging.INFO, logger="vaelab")
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        interrupt_at(patched, 3)
+        train(project)
+    client = project.client()
+    (killed,) = train_runs(client)
+    assert killed.info.status == "KILLED" and checkpoint_run_id(project) == killed.info.run_id
+    assert all(s == [1, 2] for s in metric_steps(client, killed.info.run_id).values())
+    assert not (project.models / "vae").exists()
+
+    caplog.clear()
+    train(project)
+    assert any(m.startswith("resuming from") and m.endswith("at epoch 4, batch 0") for m in messages(caplog))
+    (run,) = train_runs(client)
+    assert run.info.run_id == killed.info.run_id
+    assert_complete(client, run, project)
+
+
+def test_a_training_killed_before_its_first_step_continues_its_run(project, monkeypatch):
+    """The new run's id is in a checkpoint before the first step: a kill that comes before
+    train.checkpoint_every steps leaves no run behind either."""
+
+    def no_batch(self, epoch, start_batch=0):
+        raise KeyboardInterrupt
+        yield  # a generator, like Batches.epoch
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(Batches, "epoch", no_batch)
+        train(project)
+    client = project.client()
+    (killed,) = train_runs(client)
+    assert torch.load(checkpoint_file(project), weights_only=True)["step"] == 0
+    assert checkpoint_run_id(project) == killed.info.run_id and killed.info.status == "KILLED"
+
+    train(project)
+    (run,) = train_runs(client)
+    assert run.info.run_id == killed.info.run_id
+    assert_complete(client, run, project)
+
+
+def test_a_complete_checkpoint_trains_nothing_and_leaves_its_finished_run_alone(project, caplog):
+    """Before: 'resuming ... at epoch 9' of 8, and a second, empty run left behind."""
+    caplog.set_level(logging.INFO, logger="vaelab")
+    train(project)
+    client = project.client()
+    (first,) = train_runs(client)
+    saved = checkpoint_file(project).read_bytes()
+
+    caplog.clear()
+    assert train(project)["epochs"] == EPOCHS
+    logged = messages(caplog)
+    assert f"the training is complete in checkpoints/vae/seed0.pt ({EPOCHS} of {EPOCHS} epochs): nothing to train" \
+        in logged
+    assert not any("resuming" in m or f"epoch {EPOCHS + 1}" in m for m in logged), logged
+    assert checkpoint_file(project).read_bytes() == saved  # not a step taken
+    (run,) = train_runs(client)
+    assert run.info.run_id == first.info.run_id and run.info.end_time == first.info.end_time
+    assert_complete(client, run, project)
+
+
+def test_a_checkpoint_without_a_run_id_resumes_into_one_new_run_with_its_epochs(project, monkeypatch):
+    """A checkpoint made before vaelab kept the run id still loads; its training goes on in a
+    new run that gets the checkpoint's epochs, and the new id is kept for the next rerun."""
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        interrupt_at(patched, 3)
+        train(project)
+    state = torch.load(checkpoint_file(project), weights_only=True)
+    del state["run_id"]
+    torch.save(state, checkpoint_file(project))
+
+    train(project)
+    client = project.client()
+    old, new = train_runs(client)
+    assert old.info.status == "KILLED"  # the old run is left as it was: nothing in the checkpoint names it
+    assert checkpoint_run_id(project) == new.info.run_id
+    assert_complete(client, new, project)
+    train(project)
+    assert [r.info.run_id for r in train_runs(client)] == [old.info.run_id, new.info.run_id]

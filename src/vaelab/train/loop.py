@@ -64,8 +64,8 @@ def train_model(
 
     ``model`` may be wrapped in DistributedDataParallel or torch.compile; the bare module
     gives ``loss``. Only the writer (rank 0) saves checkpoints and logs each epoch to ``run``,
-    its MLflow run (which never raises: a tracking store that fails is warned about and left
-    behind). Returns the per-epoch history.
+    its MLflow run, whose id the checkpoint keeps (``run`` never raises: a tracking store
+    that fails is warned about and left behind). Returns the per-epoch history.
     """
     # The resumable state: the bare model, its optimiser, counters, history, RNG.
     core = unwrap(model)
@@ -74,14 +74,22 @@ def train_model(
     resumed_from = None
     if restore_checkpoint(checkpoint_path, state, config_hash):
         resumed_from = {"epoch": state.epoch, "batch": state.batch, "step": state.step}
-        log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, state.epoch + 1, state.batch)
+        if state.epoch >= cfg.epochs:
+            log.info("the training is complete in %s (%d of %d epochs): nothing to train", checkpoint_path,
+                     state.epoch, cfg.epochs)
+        else:
+            log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, state.epoch + 1, state.batch)
 
     def checkpoint() -> None:
         if is_writer:
             save_checkpoint(checkpoint_path, state, config_hash)
 
     if run is not None:
-        run.begin()
+        # The checkpoint's MLflow run goes on: one training, one run. A new run gets the epochs so
+        # far, and its id is saved at once: a training killed before its next checkpoint continues it.
+        previous, state.run_id = state.run_id, run.begin(state.run_id, state.history)
+        if state.run_id != previous:
+            checkpoint()
 
     sync_every = SYNC_EVERY.get(runtime.device.type, 1)
     autocast = autocast_context(runtime)

@@ -177,8 +177,10 @@ def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progr
                 "data_md5": splits.md5, "arch": model_cfg.arch}
         run_params = {"variant": variant, "seed": setup.seed, "model": model_cfg.model_dump(mode="json"),
                       "train": train_cfg.model_dump(mode="json"), "data": params.data.model_dump(mode="json")}
+        rerun = (f"rerunning this training (`python stages/train.py {variant}`, "
+                 f"or `dvc repro --force --single-item train@{variant}`)")
         run = TrainRun(tracking, f"{variant}/{REPLICATE_PREFIX}{setup.seed}", flatten(run_params), tags,
-                       epochs=train_cfg.epochs, rerun=f"rerunning this training (`python stages/train.py {variant}`)")
+                       epochs=train_cfg.epochs, rerun=rerun)
     try:
         result = train_model(
             setup.stepped,

@@ -3,16 +3,21 @@
 :func:`open_tracking` reaches the tracking store before the first step: a remote server
 that does not answer stops the stage there with a UserError, in seconds
 (:mod:`vaelab.tracking_http`, ``registry.retries / backoff / timeout``). Each replicate's
-training is one :class:`TrainRun`.
+training is one :class:`TrainRun`, however often it is resumed: the run's id is kept in the
+replicate's checkpoint, a resumed training continues that run (a killed one, left RUNNING or
+marked KILLED, is set RUNNING again) and sends it the epochs of the checkpoint it lacks, and
+a rerun whose checkpoint holds the complete training only completes its run. A checkpoint
+without a run id (older, or made while the store was away) gets a new run with its epochs so far.
 
 Once training has started, tracking never stops it and waits for the store at most twice
 per failure: each epoch's metrics go in one request of at most ``registry.timeout`` (no
 retries). On the first failure :class:`Tracking` warns and tries nothing more; the metrics
 are kept, and at the end of the replicate's training one bounded attempt (with
 ``registry.retries``) sends them and ends the run. If that fails too, the run is left
-incomplete, with a warning that says what it lacks; the model is written all the same.
-Before sending after a failure the run is asked which epochs it has, metric by metric: a
-request whose answer was lost may have arrived, and no epoch is logged twice.
+incomplete, with a warning that says what it lacks; the model is written all the same,
+and rerunning the training once the store answers completes the run. Before sending to a
+resumed run, or after a failure, the run is asked which epochs it has, metric by metric (a
+request whose answer was lost may have arrived): no epoch is logged twice.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from vaelab.tracking_http import bounded_mlflow_http, connect, display_uri, one_
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 log = logging.getLogger("vaelab.train")
 
-FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 
 # A row of the loop's history: {"epoch": 1, "step": 5, "train_loss": ..., ...}; the epoch is the step.
 Row = dict[str, float]
@@ -106,7 +112,7 @@ def _now_ms() -> int:
 
 @dataclass
 class TrainRun:
-    """One replicate's training run: created, its epochs logged as they end, ended."""
+    """One replicate's training run: created or continued, its epochs logged as they end, ended."""
 
     tracking: Tracking
     name: str  # <variant>/seed<k>
@@ -116,18 +122,23 @@ class TrainRun:
     rerun: str  # how to rerun this training, for the warning of an incomplete run
     run_id: str | None = None
     status: str | None = None  # the run's status as last seen or set
+    trained: int = 0  # epochs trained so far
     pending: list[tuple[int, Row]] = field(default_factory=list)  # (ms timestamp, row) not known to be sent
     checked: bool = True  # whether the epochs the run holds are known (else it is asked before sending)
     opened: bool = False  # the run exists, with its params
     complete: bool = False  # every epoch sent and the run ended
 
-    def begin(self) -> str | None:
-        """Create the run (before the first step); its id, or None when the store failed."""
+    def begin(self, run_id: str | None, history: list[Row]) -> str | None:
+        """Before the first step: continue the checkpoint's run ``run_id`` (None: create one) and
+        send it the epochs of ``history`` it lacks. The run's id; ``run_id`` when the store failed."""
+        self.run_id, self.trained, self.checked = run_id, len(history), run_id is None
+        self.pending = [(_now_ms(), row) for row in history]
         self.tracking.attempt(f"starting the run {self.name}", self._sync)
         return self.run_id
 
     def log_epoch(self, row: Row) -> None:
         """Send the epoch's metrics (one quick attempt), or keep them for the last try."""
+        self.trained = int(row["epoch"])
         self.pending.append((_now_ms(), row))
         self.tracking.attempt(f"logging epoch {int(row['epoch'])} of {self.epochs} of {self.name}", self._sync)
 
@@ -147,7 +158,7 @@ class TrainRun:
         if self.pending:
             epochs = sorted({int(row["epoch"]) for _, row in self.pending})
             span = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}-{epochs[-1]}"
-            lacks.append(f"{span} of {self.epochs} not logged")
+            lacks.append(f"{span} of {self.epochs} not sent")
         lacks.append(f"it is not marked {status}" + (" and has no model_md5 tag" if status == FINISHED else ""))
         log.warning(
             "MLflow run %s (%s) is incomplete: %s (%s).%s Once %s answers, %s completes it.",
@@ -182,12 +193,39 @@ class TrainRun:
         from mlflow.tracking.context.registry import resolve_tags
 
         client = self.tracking.client
-        if self.run_id is None:
+        run = self._existing() if self.run_id is not None else None
+        if run is None:
             # resolve_tags adds what mlflow.start_run would (user, source, ...).
             run = client.create_run(self.tracking.experiment_id, run_name=self.name, tags=resolve_tags(dict(self.tags)))
-            self.run_id, self.status = run.info.run_id, run.info.status
-        client.log_batch(self.run_id, params=[Param(key, str(value)) for key, value in self.params.items()])
+            self.run_id, self.status, self.checked = run.info.run_id, run.info.status, True
+        else:
+            self.status = was = run.info.status
+            if was != RUNNING and not (was == FINISHED and self.trained >= self.epochs):
+                client.update_run(self.run_id, status=RUNNING)  # a killed or failed training goes on
+                self.status = RUNNING
+            log.info("continuing MLflow run %s (%s), which was %s", self.run_id, self.name, was)
+        if not run.data.params:  # also when creating it succeeded and logging its params did not
+            client.log_batch(self.run_id, params=[Param(key, str(value)) for key, value in self.params.items()])
         self.opened = True
+
+    def _existing(self) -> Run | None:
+        """The checkpoint's run, or None when the store does not have it (deleted, or another store)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+        try:
+            run = self.tracking.client.get_run(self.run_id)
+        except MlflowException as err:
+            if err.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                raise
+            run = None
+        if run is not None and run.info.lifecycle_stage == "active":
+            return run
+        log.warning("MLflow run %s of the checkpoint of %s is not in %s (deleted, or made in another tracking "
+                    "store): a new run gets its %d epoch(s) so far", self.run_id, self.name,
+                    display_uri(self.tracking.uri), self.trained)
+        self.run_id = None
+        return None
 
     def _send(self) -> None:
         if not self.pending:
