@@ -49,9 +49,10 @@ def project(workspace, tiny_params_dict, make_params):
     return workspace
 
 
-def train(project, **overrides):
+def train(project):
+    """Train the project's ``vae`` in this process, as params.yaml says."""
     params = yaml.safe_load((project.root / "params.yaml").read_text())
-    return run_train(params_from_dict(deep_merge(params, overrides)), "vae",
+    return run_train(params_from_dict(params), "vae",
                      prepared=project.root / "data" / "prepared", models_root=project.models,
                      metrics_root=project.metrics, progress=False)
 
@@ -179,7 +180,7 @@ def test_a_server_lost_mid_training_neither_stops_nor_slows_it(project, monkeypa
 
     assert metrics["epochs"] == EPOCHS
     assert (project.models / "vae" / "seed0" / "model.pt").is_file()
-    assert (project.root / "checkpoints" / "vae" / "seed0.pt").is_file()
+    assert checkpoint_file(project).is_file()
     warnings = messages(caplog, logging.WARNING)
     assert len(warnings) == 2, warnings
     assert "failed while logging epoch 4 of 8 of vae/seed0" in warnings[0] and "Training goes on" in warnings[0]
