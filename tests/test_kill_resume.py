@@ -1,4 +1,5 @@
-"""A training killed with SIGKILL mid-epoch and rerun ends with the same weights (CPU)."""
+"""A training killed with SIGKILL mid-epoch and rerun ends with the same weights (CPU), and
+in the same MLflow run, which ends FINISHED with every epoch once."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def _train(root: Path, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+def _stepped(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` holds a training past its first step (it is replaced by a rename:
+    what is opened is one whole version)."""
+    return checkpoint.exists() and torch.load(checkpoint, weights_only=True)["step"] > 0
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(tmp_path, tiny_params_dict, make_params):
     from tests.conftest import deep_merge
@@ -58,11 +65,12 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(tmp_path, 
     reference = _train(tmp_path / "reference", reference_env)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
-    # 80 faces / 16 = 5 steps per epoch; checkpoints every 3 steps land mid-epoch.
+    # 80 faces / 16 = 5 steps per epoch; checkpoints every 3 steps land mid-epoch (the one
+    # saved before the first step keeps the new run's id).
     victim = _train(tmp_path / "killed", killed_env)
     checkpoint = tmp_path / "killed" / "checkpoints" / "vae" / "seed0.pt"
     deadline = time.monotonic() + 120
-    while not checkpoint.exists() and time.monotonic() < deadline and victim.poll() is None:
+    while not _stepped(checkpoint) and time.monotonic() < deadline and victim.poll() is None:
         time.sleep(0.01)
     assert victim.poll() is None, "training finished before it could be killed"
     os.kill(victim.pid, signal.SIGKILL)
@@ -80,3 +88,13 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(tmp_path, 
     assert expected.keys() == got.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)
+
+    # One training, one run: the killed run (left RUNNING by SIGKILL) is the one that finished.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=killed_env["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id == torch.load(checkpoint, weights_only=True)["run_id"]
+    for key in run.data.metrics:
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == list(range(1, 13)), key

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import numpy as np
@@ -14,8 +13,8 @@ from tests.support.trained import (
     running_server,
     save_variant,
     subprocess_env,
-    template_db,
     tiny_params,
+    tracking_server,
     workspace_fixture,
     write_eval,
 )
@@ -71,20 +70,12 @@ def test_mlflow_models_serve_answers_invocations_for_the_champion(workspace):
 
 
 # About 11 s on two cores (20 s when they are busy): not marked slow, most of it is the
-# server starting with one worker on a pre-migrated database.
+# server starting with one worker on a pre-migrated database (tracking_server).
 def test_a_real_tracking_server_registers_moves_the_champion_and_serves_by_alias(workspace, tmp_path_factory,
                                                                                  monkeypatch):
     server_dir = workspace.root / "server"
-    server_dir.mkdir()
-    # A migrated empty database: the server then starts without running MLflow's migrations.
-    shutil.copyfile(template_db(tmp_path_factory), server_dir / "backend.db")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [*MLFLOW, "server", "--backend-store-uri", f"sqlite:///{server_dir / 'backend.db'}",
-               "--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    with running_server(command, ready_url=f"{url}/health", log_path=server_dir / "server.log",
-                        env=subprocess_env()):
+    with tracking_server(server_dir, tmp_path_factory) as server:
+        url = server.url
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         outcomes = []
         for seed, mse in ((0, 0.05), (1, 0.04)):

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,16 +177,3 @@ def provenance(cwd: Path | None = None) -> Provenance:
 def run_tags(cwd: Path | None = None) -> dict[str, str]:
     """The provenance tags every vaelab MLflow run carries."""
     return provenance(cwd).tags()
-
-
-@contextmanager
-def mlflow_run(run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> Iterator[Any]:
-    """Start an MLflow run with flattened ``params``, ``tags`` and :func:`run_tags`."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import mlflow
-
-    use_experiment(tracking_uri())
-    with mlflow.start_run(run_name=run_name) as run:
-        mlflow.log_params(flatten(params))
-        mlflow.set_tags({**run_tags(), **tags})
-        yield run

@@ -1,14 +1,17 @@
-"""A throwaway HTTP server on 127.0.0.1 for download tests.
+"""Throwaway servers on 127.0.0.1: an HTTP server for download tests, and a black hole.
 
 ``serve_directory`` serves the files under a folder, understands ``Range: bytes=N-``
 (and ``N-M``), can cut the first response for chosen files short, can answer error
-statuses before serving, and records every request it gets.
+statuses before serving, and records every request it gets. ``black_hole`` accepts
+connections and never answers: a hung service.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -166,3 +169,55 @@ def serve_directory(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@dataclass
+class BlackHole:
+    """What :func:`black_hole` yields: its URL, and how many connections it has accepted."""
+
+    url: str
+    accepted: int = 0
+
+
+@contextmanager
+def black_hole(port: int = 0, *, bind_deadline_s: float = 10.0) -> Iterator[BlackHole]:
+    """A TCP server on 127.0.0.1 that accepts every connection, reads nothing and never
+    answers, for the duration of the block. ``port`` 0 picks a free one; a port that a
+    server killed a moment ago still holds is retried until ``bind_deadline_s``."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + bind_deadline_s
+    while True:
+        try:
+            listener.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                listener.close()
+                raise
+            time.sleep(0.1)
+    listener.listen(64)
+    listener.settimeout(0.1)
+    hole = BlackHole(url=f"http://127.0.0.1:{listener.getsockname()[1]}")
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _address = listener.accept()
+            except TimeoutError:
+                continue  # no one knocked in this slice: look at `stop` again
+            held.append(connection)
+            hole.accepted += 1
+
+    thread = threading.Thread(target=accept, name="test-black-hole", daemon=True)
+    thread.start()
+    try:
+        yield hole
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for connection in held:
+            connection.close()
+        listener.close()

@@ -220,6 +220,43 @@ def running_server(command: list[str], *, ready_url: str, log_path: Path, env: d
             _stop_group(process)
 
 
+@dataclass(frozen=True)
+class TrackingServer:
+    """A running ``mlflow server``: what :func:`tracking_server` yields."""
+
+    url: str
+    port: int
+    process: subprocess.Popen
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers at once, as a crash would, and wait for them."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=15)
+
+
+@contextmanager
+def tracking_server(server_dir: Path, tmp_path_factory: pytest.TempPathFactory, *,
+                    port: int | None = None) -> Iterator[TrackingServer]:
+    """A real ``mlflow server`` (one worker) on 127.0.0.1, its store and artifacts in ``server_dir``.
+
+    The first start there copies a migrated empty database, so the server starts without
+    running MLflow's migrations; a restart in the same folder (and ``port``) serves the same store.
+    """
+    server_dir.mkdir(parents=True, exist_ok=True)
+    backend = server_dir / "backend.db"
+    fresh = not backend.exists()
+    if fresh:
+        shutil.copyfile(template_db(tmp_path_factory), backend)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{backend}",
+               "--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log_path = server_dir / ("server.log" if fresh else "server-restarted.log")
+    with running_server(command, ready_url=f"{url}/health", log_path=log_path, env=subprocess_env()) as process:
+        yield TrackingServer(url, port, process)
+
+
 def _stop_group(process: subprocess.Popen) -> None:
     """SIGTERM to the group, then SIGKILL to whatever of it is left (uvicorn workers can
     outlive their parent). A group that is already gone raises ProcessLookupError: fine."""

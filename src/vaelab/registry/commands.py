@@ -62,10 +62,10 @@ def _load_mlflow_model(ref: str) -> VariantModel:
     from mlflow.exceptions import MlflowException
 
     from vaelab.config.registry import RegistryConfig
-    from vaelab.registry.connect import bounded_mlflow_http, display_uri, quiet_mlflow_env
     from vaelab.registry.pyfunc import VariantModel
     from vaelab.registry.vetting import vet_model_folder
     from vaelab.tracking import tracking_uri
+    from vaelab.tracking_http import bounded_mlflow_http, display_uri, quiet_mlflow_env
 
     quiet_mlflow_env()
     import mlflow

@@ -78,8 +78,8 @@ def promote(
 ) -> Promotion:
     """Point ``champion`` of ``<prefix>-<variant>`` at the chosen version: one evaluated like the
     workspace's evaluation, or any with ``force``."""
-    from vaelab.registry.connect import connect, display_uri
     from vaelab.tracking import tracking_uri
+    from vaelab.tracking_http import connect, display_uri
 
     if version is not None and alias is not None:
         raise UserError("give --version or --alias, not both")

@@ -43,7 +43,6 @@ from vaelab.registry.champion import (
     decide_incomparable,
 )
 from vaelab.registry.compare_run import log_compare
-from vaelab.registry.connect import connect, display_uri
 from vaelab.registry.describe import model_description, version_description
 from vaelab.registry.fingerprint import FINGERPRINT_TAG, of_tags, why_not_compared
 from vaelab.registry.inputs import VariantInputs, read_variant
@@ -64,6 +63,7 @@ from vaelab.tracking import (
     tracking_uri,
     use_experiment,
 )
+from vaelab.tracking_http import connect, display_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -1,5 +1,5 @@
-"""The resumable state of a training run and its checkpoint: a plain dict of tensors and
-numbers, written atomically, loaded weights-only."""
+"""The resumable state of a training run and its checkpoint: a plain dict of tensors,
+numbers and strings, written atomically, loaded weights-only."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ class TrainState:
     step: int = 0  # optimizer steps so far
     history: list[dict[str, float]] = field(default_factory=list)  # one row per finished epoch
     meter: LossMeter = field(default_factory=LossMeter)  # loss sums of the epoch in progress
+    # The MLflow run this training logs to, so that a resumed training continues it; None
+    # before it has one (and in checkpoints made before vaelab kept it).
+    run_id: str | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,7 @@ class TrainState:
             "history": self.history,
             "meter": self.meter.state_dict(),
             "rng": rng_state(),
+            "run_id": self.run_id,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -56,6 +60,7 @@ class TrainState:
         self.history = list(state["history"])
         self.meter = LossMeter.from_state_dict(state["meter"])
         set_rng_state(state["rng"])
+        self.run_id = state.get("run_id")
 
 
 def rng_state() -> dict[str, Any]:

@@ -6,10 +6,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -21,6 +20,9 @@ from vaelab.runtime import Runtime
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import TrainState, restore_checkpoint, save_checkpoint
 from vaelab.train.meter import LossMeter
+
+if TYPE_CHECKING:
+    from vaelab.train.tracker import TrainRun
 
 log = logging.getLogger("vaelab.train")
 
@@ -56,12 +58,14 @@ def train_model(
     config_hash: str,
     is_writer: bool = True,
     progress: bool = True,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    run: TrainRun | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``cfg.epochs``, resuming from ``checkpoint_path`` when it matches.
 
     ``model`` may be wrapped in DistributedDataParallel or torch.compile; the bare module
-    gives ``loss``. Only the writer (rank 0) saves checkpoints. Returns the per-epoch history.
+    gives ``loss``. Only the writer (rank 0) saves checkpoints and logs each epoch to ``run``,
+    its MLflow run, whose id the checkpoint keeps (``run`` never raises: a tracking store
+    that fails is warned about and left behind). Returns the per-epoch history.
     """
     # The resumable state: the bare model, its optimiser, counters, history, RNG.
     core = unwrap(model)
@@ -70,11 +74,22 @@ def train_model(
     resumed_from = None
     if restore_checkpoint(checkpoint_path, state, config_hash):
         resumed_from = {"epoch": state.epoch, "batch": state.batch, "step": state.step}
-        log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, state.epoch + 1, state.batch)
+        if state.epoch >= cfg.epochs:
+            log.info("the training is complete in %s (%d of %d epochs): nothing to train", checkpoint_path,
+                     state.epoch, cfg.epochs)
+        else:
+            log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, state.epoch + 1, state.batch)
 
     def checkpoint() -> None:
         if is_writer:
             save_checkpoint(checkpoint_path, state, config_hash)
+
+    if run is not None:
+        # The checkpoint's MLflow run goes on: one training, one run. A new run gets the epochs so
+        # far, and its id is saved at once: a training killed before its next checkpoint continues it.
+        previous, state.run_id = state.run_id, run.begin(state.run_id, state.history)
+        if state.run_id != previous:
+            checkpoint()
 
     sync_every = SYNC_EVERY.get(runtime.device.type, 1)
     autocast = autocast_context(runtime)
@@ -119,8 +134,8 @@ def train_model(
         checkpoint()
 
         # Report it.
-        if on_epoch is not None:
-            on_epoch(row)
+        if run is not None:
+            run.log_epoch(row)
         log.info("epoch %d/%d: train loss %.5g, val loss %.5g, %.0f images/s", state.epoch, cfg.epochs,
                  train_means["loss"], val_means["loss"], row["images_per_second"])
 

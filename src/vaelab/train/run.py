@@ -1,8 +1,9 @@
 """The ``train@<variant>`` stage: train one variant's replicates (one per seed of
 ``train.seeds``) and write its models, metrics and history.
 
+The tracking store is reached first, before anything is written (:mod:`vaelab.train.tracker`).
 Per replicate, :func:`build` (model, runtime, the checkpoint's key) and :func:`fit` (the
-loop inside an MLflow run of its own); then :func:`write` (``models/<variant>/seed<k>/``,
+loop, logging to an MLflow run of its own); then :func:`write` (``models/<variant>/seed<k>/``,
 the metrics and history averaged over the replicates).
 """
 
@@ -29,11 +30,12 @@ from vaelab.io.hashing import md5_of_files
 from vaelab.models import build_model, count_params
 from vaelab.models.saved import REPLICATE_PREFIX, SavedConfig, Trained, replicate_folder, save_replicates, weights_md5
 from vaelab.runtime import Runtime, deterministic, select_runtime
-from vaelab.tracking import MODEL_MD5_TAG, SEED_TAG, STAGE_TAG, TRAIN_STAGE, VARIANT_TAG, mlflow_run, tracking_uri
+from vaelab.tracking import MODEL_MD5_TAG, SEED_TAG, STAGE_TAG, TRAIN_STAGE, VARIANT_TAG, flatten, run_tags
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
 from vaelab.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from vaelab.train.loop import TrainResult, train_model
+from vaelab.train.tracker import TrainRun, Tracking, ended_status, open_tracking
 
 log = logging.getLogger("vaelab.train")
 
@@ -89,11 +91,11 @@ class Setup:
 
 @dataclass(frozen=True)
 class Fitted:
-    """One trained replicate: its setup, the loop's result and its MLflow run."""
+    """One trained replicate: its setup, the loop's result and its MLflow run (rank 0 only)."""
 
     setup: Setup
     result: TrainResult
-    run_id: str | None
+    run: TrainRun | None
 
 
 def run_train(
@@ -109,14 +111,16 @@ def run_train(
         raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
     dist_info = init_distributed()
     try:
-        splits = load_splits(prepared)
-        fitted = []
-        for seed in params.replicate_seeds():
-            setup = build(params, variant, seed, dist_info, splits)
-            fitted.append(fit(params, setup, splits, dist_info, progress))
-        if not dist_info.is_writer:
-            return {}
-        return write(params, splits, fitted, models_root, metrics_root)
+        # Before the first step: a tracking server that does not answer stops the stage here.
+        with open_tracking(params.registry) if dist_info.is_writer else contextlib.nullcontext() as tracking:
+            splits = load_splits(prepared)
+            fitted = []
+            for seed in params.replicate_seeds():
+                setup = build(params, variant, seed, dist_info, splits)
+                fitted.append(fit(params, setup, splits, dist_info, progress, tracking))
+            if not dist_info.is_writer:
+                return {}
+            return write(params, splits, fitted, models_root, metrics_root)
     finally:
         shutdown_distributed()
 
@@ -160,27 +164,24 @@ def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: 
     return Setup(variant, seed, model, stepped, runtime, key)
 
 
-def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progress: bool) -> Fitted:
-    """Run the loop inside the replicate's MLflow run (rank 0 only)."""
+def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progress: bool,
+        tracking: Tracking | None) -> Fitted:
+    """Run the loop, logging to the replicate's MLflow run (rank 0 only: ``tracking``)."""
     model_cfg, train_cfg, variant = params.models[setup.variant], training_for(params, setup.variant), setup.variant
     batches = dict(batch_size=train_cfg.batch_size, device=setup.runtime.device, seed=setup.seed,
                    rank=dist_info.rank, world_size=dist_info.world_size)
-    # mlflow_run adds the provenance tags (git commit and dirtiness, the DVC experiment).
-    tags = {STAGE_TAG: TRAIN_STAGE, VARIANT_TAG: variant, SEED_TAG: str(setup.seed), "data_md5": splits.md5,
-            "arch": model_cfg.arch}
-    run_params = {"variant": variant, "seed": setup.seed, "model": model_cfg.model_dump(mode="json"),
-                  "train": train_cfg.model_dump(mode="json"), "data": params.data.model_dump(mode="json")}
-    run_name = f"{variant}/{REPLICATE_PREFIX}{setup.seed}"
-    tracking = mlflow_run(run_name, run_params, tags) if dist_info.is_writer else contextlib.nullcontext()
-
-    with tracking as run:
-
-        def log_epoch(row: dict[str, float]) -> None:
-            if dist_info.is_writer:
-                import mlflow
-
-                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-
+    run = None
+    if tracking is not None:
+        # run_tags: the provenance (git commit and dirtiness, the DVC experiment).
+        tags = {**run_tags(), STAGE_TAG: TRAIN_STAGE, VARIANT_TAG: variant, SEED_TAG: str(setup.seed),
+                "data_md5": splits.md5, "arch": model_cfg.arch}
+        run_params = {"variant": variant, "seed": setup.seed, "model": model_cfg.model_dump(mode="json"),
+                      "train": train_cfg.model_dump(mode="json"), "data": params.data.model_dump(mode="json")}
+        rerun = (f"rerunning this training (`python stages/train.py {variant}`, "
+                 f"or `dvc repro --force --single-item train@{variant}`)")
+        run = TrainRun(tracking, f"{variant}/{REPLICATE_PREFIX}{setup.seed}", flatten(run_params), tags,
+                       epochs=train_cfg.epochs, rerun=rerun)
+    try:
         result = train_model(
             setup.stepped,
             Batches(splits.train, hflip=train_cfg.hflip, **batches),
@@ -191,23 +192,24 @@ def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progr
             config_hash=setup.checkpoint_key,
             is_writer=dist_info.is_writer,
             progress=progress and dist_info.is_writer,
-            on_epoch=log_epoch,
+            run=run,
         )
-    return Fitted(setup, result, run.info.run_id if run is not None else None)
+    except BaseException as err:
+        if run is not None:
+            run.end(ended_status(err))
+        raise
+    if run is not None:
+        run.end()
+    return Fitted(setup, result, run)
 
 
 def tag_weights(fitted: list[Fitted], variant_folder: Path) -> None:
     """Tag each replicate's finished run with the md5 of the weights it saved: the run is
     found by that tag (``register`` does), so no run id has to sit in ``models/<variant>/``,
     whose DVC hash then depends on the weights alone."""
-    runs = [(item.run_id, replicate_folder(variant_folder, item.setup.seed)) for item in fitted if item.run_id]
-    if not runs:
-        return
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri())
-    for run_id, folder in runs:
-        client.set_tag(run_id, MODEL_MD5_TAG, weights_md5(folder))
+    for item in fitted:
+        if item.run is not None:
+            item.run.tag(MODEL_MD5_TAG, weights_md5(replicate_folder(variant_folder, item.setup.seed)))
 
 
 def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Path, metrics_root: Path) -> dict[str, Any]:

@@ -1,12 +1,18 @@
 """Reach the MLflow tracking server and registry, with bounded retries.
 
+Every stage and command that talks to MLflow (``train``, ``register``, ``vaelab promote``,
+the CLI's model loads) goes through here, with one setting for the whole pipeline:
+``registry.retries``, ``registry.backoff`` and ``registry.timeout``.
+
 The default is the embedded ``sqlite:///mlflow.db``, which needs no network. For an
 ``http(s)://`` tracking server, :func:`connect` first asks it for one experiment,
 ``registry.retries`` times with exponential waits starting at ``registry.backoff``,
 and raises a :class:`UserError` naming the URI if it never answers. While connected,
-MLflow's own HTTP retries and timeout are bounded by the same settings: left alone it
-retries 7 times with a 120 s timeout, so a server that dies mid-stage could hang the
-stage for many minutes.
+MLflow's own HTTP retries and timeout (``MLFLOW_HTTP_REQUEST_*``) are bounded by the same
+settings, whatever the environment says: left alone MLflow retries 7 times with a 120 s
+timeout, so a server that dies mid-stage could hang the stage for many minutes.
+:func:`one_try` bounds a request to a single attempt, for callers that do their own
+retrying (or none).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from vaelab.errors import UserError
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-log = logging.getLogger("vaelab.registry")
+log = logging.getLogger("vaelab.tracking")
 
 REMOTE_SCHEMES = ("http", "https")
 
@@ -90,6 +96,13 @@ def bounded_mlflow_http(cfg: RegistryConfig) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def one_try(cfg: RegistryConfig) -> Iterator[None]:
+    """One HTTP attempt per MLflow request, waiting at most ``registry.timeout`` for it."""
+    with mlflow_http_limits(max_retries=0, backoff=0.0, timeout=cfg.timeout):
+        yield
+
+
 def wait_for_server(
     client: MlflowClient, uri: str, cfg: RegistryConfig, *, sleep: Callable[[float], None] = time.sleep
 ) -> None:
@@ -99,7 +112,7 @@ def wait_for_server(
     shown = display_uri(uri)
     last_error = "no attempt made"
     # Our loop does the retrying here, so MLflow must not retry underneath it.
-    with mlflow_http_limits(max_retries=0, backoff=0.0, timeout=cfg.timeout):
+    with one_try(cfg):
         for attempt in range(1, cfg.retries + 1):
             try:
                 client.search_experiments(max_results=1)
