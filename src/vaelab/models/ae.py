@@ -8,6 +8,8 @@ All convs are 3×3. Sizes in the comments are for a 128×128 input; any size wor
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import Tensor, nn
 
 from vaelab.config.models import AccordionConfig, AeConvConfig, AePoolConfig
@@ -109,14 +111,19 @@ class AccordionAutoencoder(Autoencoder):
     Every fold but the last maps images to images (through its sigmoid), so the middle
     of the accordion is an image-shaped tensor in [0, 1], as in the seed's chained
     Keras model. ``z`` is the last fold's bottleneck: ``encode`` runs the earlier folds
-    whole, ``decode`` only the last fold's decoder. Trained end to end on the final output.
+    whole, ``decode`` only the last fold's decoder. Trained end to end on the final output,
+    so a learned decoder σ is the accordion's own parameter, not one per fold.
     """
 
     def __init__(self, *, image_size: int, channels: int, folds: int, loss_settings: LossSettings) -> None:
         if folds < 1:
             raise ValueError(f"an accordion needs at least one fold, got {folds}")
+        # A fold's own loss is never computed (one that were would take the batch's optimal σ).
+        fold_settings = loss_settings
+        if loss_settings.recon_loss == "gaussian" and loss_settings.sigma == "learned":
+            fold_settings = replace(loss_settings, sigma="optimal")
         fold_list = [
-            ConvAutoencoder(image_size=image_size, channels=channels, loss_settings=loss_settings)
+            ConvAutoencoder(image_size=image_size, channels=channels, loss_settings=fold_settings)
             for _ in range(folds)
         ]
         super().__init__(
