@@ -31,6 +31,7 @@ ReconLoss = Literal["bce", "mse", "gaussian"]
 DecoderSigma = Literal["learned", "optimal"] | float
 BatchNormPlacement = Literal["none", "last", "all"]
 DecoderUpsample = Literal["transpose", "resize"]
+Trunk = Literal["plain", "resnet"]
 
 
 class ReconLossFields(Section):
@@ -73,6 +74,16 @@ class ReconLossFields(Section):
         return self
 
 
+class TrunkFields(ReconLossFields):
+    """The layers between the strided convs of a conv encoder and decoder."""
+
+    # plain: the strided convs alone, the seeds' networks. resnet: a pre-activation residual
+    # block, x + conv(relu(conv(relu(x)))), after each strided conv of the encoder and at
+    # each resolution of the decoder below the output: two stride-1 convs of that map's
+    # width and the entry's kernel (seed 003's third reason for blur: too plain a net).
+    trunk: Trunk = "plain"
+
+
 class KlFields(ReconLossFields):
     """The KL term of a VAE, plus the two usual remedies for posterior collapse."""
 
@@ -91,20 +102,20 @@ class AePoolConfig(ReconLossFields):
     arch: Literal["ae_pool"] = "ae_pool"
 
 
-class AeConvConfig(ReconLossFields):
+class AeConvConfig(TrunkFields):
     """Seed 000 "Version 2": three strided convs, batch norm, three transposed convs."""
 
     arch: Literal["ae_conv"] = "ae_conv"
 
 
-class AccordionConfig(ReconLossFields):
+class AccordionConfig(TrunkFields):
     """Seed 001: ``folds`` copies of ae_conv in sequence, trained end to end."""
 
     arch: Literal["accordion"] = "accordion"
     folds: int = Field(2, ge=1, le=16)
 
 
-class VaeConvConfig(KlFields):
+class VaeConvConfig(KlFields, TrunkFields):
     """Convolutional VAE: strided 'same' convs, dense mu/logvar heads, mirrored decoder."""
 
     arch: Literal["vae_conv"] = "vae_conv"
