@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,21 @@ def test_bad_params_are_one_clear_message(tiny_params_dict, overrides, expected)
         params_from_dict(deep_merge(tiny_params_dict, overrides))
     for fragment in expected:
         assert fragment in str(info.value)
+
+
+def test_the_commented_model_examples_in_params_validate_as_written():
+    # Every `  # name: {...}` line of the models: section, uncommented, is a valid variant.
+    lines = (REPO / "params.yaml").read_text().splitlines()
+    start = lines.index("models:")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith(" "))
+    examples = [i for i in range(start + 1, end) if re.match(r"  # [A-Za-z0-9_]+: \{", lines[i])]
+    assert examples
+    for i in examples:
+        lines[i] = "  " + lines[i].removeprefix("  # ")
+    raw = yaml.safe_load("\n".join(lines))
+    params = params_from_dict(raw)
+    names = [lines[i].split(":")[0].strip() for i in examples]
+    assert set(names) <= set(params.models)
 
 
 def test_a_single_vae_without_a_chain_is_valid(make_params):

@@ -28,6 +28,9 @@ SMALL_CONFIGS: dict[str, dict[str, Any]] = {
     "accordion": {"arch": "accordion", "folds": 2},
     "vae_conv": {"arch": "vae_conv", "filters": [8, 16, 16], "z_dim": 6, "batch_norm": "all"},
     "vae_conv_resize": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4, "decoder_upsample": "resize"},
+    # Issue 14's remedies: a residual trunk and a calibrated Gaussian decoder with a learned σ.
+    "vae_conv_remedies": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4, "trunk": "resnet",
+                          "recon_loss": "gaussian", "sigma": "learned"},
     "vae_mlp": {"arch": "vae_mlp", "hidden": [32, 16], "z_dim": 2},
     "vae_small": {"arch": "vae_small", "z_dim": 8, "filters": [4, 4, 4]},
 }

@@ -18,30 +18,70 @@ unknown-key error rather than a setting that silently does nothing.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import math
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, TypeAdapter, field_validator, model_validator
 
 from vaelab.config.base import Section
 
-ReconLoss = Literal["bce", "mse"]
+ReconLoss = Literal["bce", "mse", "gaussian"]
+# The Gaussian decoder's σ: one shared log σ trained with the weights, the batch's
+# analytic optimum, or a fixed positive number.
+DecoderSigma = Literal["learned", "optimal"] | float
 BatchNormPlacement = Literal["none", "last", "all"]
 DecoderUpsample = Literal["transpose", "resize"]
+Trunk = Literal["plain", "resnet"]
 
 
 class ReconLossFields(Section):
     """Reconstruction term shared by every architecture."""
 
     # bce: binary cross-entropy on the decoder logits, pixels in [0, 1] as soft targets.
-    # mse: squared error of the sigmoid output. Both are summed over the pixels of an
-    # image and averaged over the batch.
+    # mse: squared error of the sigmoid output. gaussian: the negative log-likelihood of
+    # N(sigmoid output, σ²) per pixel (the σ-VAE of Rybkin et al. 2021), in nats like bce.
+    # All are summed over the pixels of an image and averaged over the batch.
     recon_loss: ReconLoss = "bce"
+    # The gaussian decoder's σ (ignored by bce and mse, which refuse any other value):
+    # learned (one log σ for every pixel, a parameter of the model, starting at σ = 1),
+    # optimal (the batch's RMS error, log σ = log √mean((x − x̂)²), not differentiated)
+    # or a fixed σ > 0. learned and optimal are softly clipped at log σ = −6.
+    sigma: DecoderSigma = "learned"
     # Seed 002 multiplied a per-pixel *mean* BCE by 6000 to stop the KL term from
     # drowning the reconstruction on MNIST; with the per-image sum used here that is
     # about 6000 / 784 ≈ 7.7.
     recon_weight: float = Field(1.0, gt=0.0)
     # Epochs for this variant; null = train.epochs. A small net may need more than a big one.
     epochs: PositiveInt | None = None
+
+    @field_validator("sigma", mode="before")
+    @classmethod
+    def _sigma_is_a_setting(cls, sigma: Any) -> Any:
+        # One message for the whole union, not one per member of it.
+        if sigma in ("learned", "optimal"):
+            return sigma
+        if isinstance(sigma, int | float) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma > 0:
+            return float(sigma)
+        raise ValueError(f"must be 'learned', 'optimal' or a fixed σ > 0 (a number), got {sigma!r}")
+
+    @model_validator(mode="after")
+    def _sigma_only_with_a_gaussian_decoder(self) -> ReconLossFields:
+        if self.recon_loss != "gaussian" and self.sigma != type(self).model_fields["sigma"].default:
+            raise ValueError(
+                f"sigma would do nothing with recon_loss: {self.recon_loss} (only the gaussian decoder has a σ); "
+                "remove it or set recon_loss: gaussian"
+            )
+        return self
+
+
+class TrunkFields(ReconLossFields):
+    """The layers between the strided convs of a conv encoder and decoder."""
+
+    # plain: the strided convs alone, the seeds' networks. resnet: a pre-activation residual
+    # block, x + conv(relu(conv(relu(x)))), after each strided conv of the encoder and at
+    # each resolution of the decoder below the output: two stride-1 convs of that map's
+    # width and the entry's kernel (seed 003's third reason for blur: too plain a net).
+    trunk: Trunk = "plain"
 
 
 class KlFields(ReconLossFields):
@@ -62,20 +102,20 @@ class AePoolConfig(ReconLossFields):
     arch: Literal["ae_pool"] = "ae_pool"
 
 
-class AeConvConfig(ReconLossFields):
+class AeConvConfig(TrunkFields):
     """Seed 000 "Version 2": three strided convs, batch norm, three transposed convs."""
 
     arch: Literal["ae_conv"] = "ae_conv"
 
 
-class AccordionConfig(ReconLossFields):
+class AccordionConfig(TrunkFields):
     """Seed 001: ``folds`` copies of ae_conv in sequence, trained end to end."""
 
     arch: Literal["accordion"] = "accordion"
     folds: int = Field(2, ge=1, le=16)
 
 
-class VaeConvConfig(KlFields):
+class VaeConvConfig(KlFields, TrunkFields):
     """Convolutional VAE: strided 'same' convs, dense mu/logvar heads, mirrored decoder."""
 
     arch: Literal["vae_conv"] = "vae_conv"

@@ -19,14 +19,17 @@ def elbo_terms(
     from a forward pass already made on ``x``) spares a second run of the encoder.
 
     Returns ``recon`` (B,) — the decoder's negative log-likelihood of ``x`` at one draw
-    z ~ q(z|x) (nats for a Bernoulli decoder), ``kl`` (B,) and ``kl_per_dim`` (B, z_dim)
+    z ~ q(z|x) (nats for a Bernoulli or Gaussian decoder; ``sigma: optimal`` takes σ from
+    this batch's error), ``kl`` (B,) and ``kl_per_dim`` (B, z_dim)
     — KL(q(z|x) || N(0, I)), and ``elbo`` (B,) = -(recon + kl). ``generator`` fixes
     the draw so reruns give the same numbers; a CPU one serves a model on any device.
     """
     codes = codes if codes is not None else model.encode(x)
     mu, logvar = codes["mu"].float(), codes["logvar"].float()
     logits = model.decode_logits(gaussian_sample(mu, logvar, generator))
-    recon = reconstruction_error(logits, torch.sigmoid(logits), x, model.loss_settings.recon_loss)
+    recon_images = torch.sigmoid(logits)
+    log_sigma = model.decoder_log_sigma(recon_images, x)
+    recon = reconstruction_error(logits, recon_images, x, model.loss_settings.recon_loss, log_sigma)
     per_dim = kl_per_dim(mu, logvar)
     kl = per_dim.sum(dim=1)
     return {"recon": recon, "kl": kl, "kl_per_dim": per_dim, "elbo": -(recon + kl)}

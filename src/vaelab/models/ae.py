@@ -8,11 +8,13 @@ All convs are 3×3. Sizes in the comments are for a 128×128 input; any size wor
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import Tensor, nn
 
-from vaelab.config.models import AccordionConfig, AeConvConfig, AePoolConfig
+from vaelab.config.models import AccordionConfig, AeConvConfig, AePoolConfig, Trunk
 from vaelab.models.base import Autoencoder
-from vaelab.models.layers import SameConv2d, UpsampleTo, same_size, transposed_conv_to
+from vaelab.models.layers import SameConv2d, UpsampleTo, residual_blocks, same_size, transposed_conv_to
 from vaelab.models.losses import LossSettings
 from vaelab.models.zoo import loss_settings_from, register
 
@@ -67,9 +69,13 @@ class ConvAutoencoder(Autoencoder):
     Encoder: conv 128 /2 → conv 128 /2 → conv 256 /2 → batch norm (128 → 64 → 32 → 16).
     Decoder: convT 128 ×2 → convT 64 ×2 → convT C ×2 (16 → 32 → 64 → 128).
     817,411 trainable parameters at 128×128×3 (+512 batch-norm running statistics).
+    ``trunk="resnet"`` adds a residual block after each encoder conv (before the batch
+    norm), one on the code and one after each hidden transposed conv.
     """
 
-    def __init__(self, *, image_size: int, channels: int, loss_settings: LossSettings) -> None:
+    def __init__(
+        self, *, image_size: int, channels: int, loss_settings: LossSettings, trunk: Trunk = "plain"
+    ) -> None:
         size1 = same_size(image_size, 2)
         size2 = same_size(size1, 2)
         size3 = same_size(size2, 2)
@@ -82,17 +88,23 @@ class ConvAutoencoder(Autoencoder):
         self.encoder = nn.Sequential(
             SameConv2d(channels, 128, 3, stride=2),
             nn.ReLU(),
+            *residual_blocks(trunk, 128, 3),
             SameConv2d(128, 128, 3, stride=2),
             nn.ReLU(),
+            *residual_blocks(trunk, 128, 3),
             SameConv2d(128, 256, 3, stride=2),
             nn.ReLU(),
+            *residual_blocks(trunk, 256, 3),
             nn.BatchNorm2d(256),
         )
         self.decoder = nn.Sequential(
+            *residual_blocks(trunk, 256, 3),
             transposed_conv_to(256, 128, 3, 2, in_size=size3, out_size=size2),
             nn.ReLU(),
+            *residual_blocks(trunk, 128, 3),
             transposed_conv_to(128, 64, 3, 2, in_size=size2, out_size=size1),
             nn.ReLU(),
+            *residual_blocks(trunk, 64, 3),
             transposed_conv_to(64, channels, 3, 2, in_size=size1, out_size=image_size),
         )
 
@@ -109,14 +121,21 @@ class AccordionAutoencoder(Autoencoder):
     Every fold but the last maps images to images (through its sigmoid), so the middle
     of the accordion is an image-shaped tensor in [0, 1], as in the seed's chained
     Keras model. ``z`` is the last fold's bottleneck: ``encode`` runs the earlier folds
-    whole, ``decode`` only the last fold's decoder. Trained end to end on the final output.
+    whole, ``decode`` only the last fold's decoder. Trained end to end on the final output,
+    so a learned decoder σ is the accordion's own parameter, not one per fold.
     """
 
-    def __init__(self, *, image_size: int, channels: int, folds: int, loss_settings: LossSettings) -> None:
+    def __init__(
+        self, *, image_size: int, channels: int, folds: int, loss_settings: LossSettings, trunk: Trunk = "plain"
+    ) -> None:
         if folds < 1:
             raise ValueError(f"an accordion needs at least one fold, got {folds}")
+        # A fold's own loss is never computed (one that were would take the batch's optimal σ).
+        fold_settings = loss_settings
+        if loss_settings.recon_loss == "gaussian" and loss_settings.sigma == "learned":
+            fold_settings = replace(loss_settings, sigma="optimal")
         fold_list = [
-            ConvAutoencoder(image_size=image_size, channels=channels, loss_settings=loss_settings)
+            ConvAutoencoder(image_size=image_size, channels=channels, loss_settings=fold_settings, trunk=trunk)
             for _ in range(folds)
         ]
         super().__init__(
@@ -143,7 +162,8 @@ def build_ae_pool(config: AePoolConfig, *, image_size: int, channels: int) -> Po
 
 @register("ae_conv")
 def build_ae_conv(config: AeConvConfig, *, image_size: int, channels: int) -> ConvAutoencoder:
-    return ConvAutoencoder(image_size=image_size, channels=channels, loss_settings=loss_settings_from(config))
+    return ConvAutoencoder(image_size=image_size, channels=channels, loss_settings=loss_settings_from(config),
+                           trunk=config.trunk)
 
 
 @register("accordion")
@@ -153,4 +173,5 @@ def build_accordion(config: AccordionConfig, *, image_size: int, channels: int) 
         channels=channels,
         folds=config.folds,
         loss_settings=loss_settings_from(config),
+        trunk=config.trunk,
     )

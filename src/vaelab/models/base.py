@@ -9,7 +9,8 @@ a latent batch ``z`` is ``(B, *latent_shape)`` — ``(B, z_dim)`` for VAEs, a fe
 - ``decode_logits(z)`` → pre-sigmoid images; ``decode(z)`` → images in [0, 1].
 - ``forward(x)`` → ``{"z", "logits", "recon"}`` plus ``{"mu", "logvar"}`` for VAEs;
   VAEs sample ``z`` with the reparameterisation trick in training mode only.
-- ``loss(x, outputs, epoch=...)`` → named scalar terms, ``"loss"`` the one to minimise.
+- ``loss(x, outputs, epoch=...)`` → named scalar terms, ``"loss"`` the one to minimise
+  (plus ``"sigma"`` for a Gaussian decoder: its σ on this batch).
 - ``sample(n)`` → ``decode(z)`` with ``z ~ N(0, I)``; for a plain AE this shows why
   its latent space is no generative model (seed 003).
 """
@@ -27,6 +28,7 @@ from vaelab.models.layers import gaussian_sample
 from vaelab.models.losses import (
     LossSettings,
     as_tensor,
+    decoder_log_sigma,
     free_bits_kl,
     kl_divergence,
     kl_weight_at,
@@ -54,6 +56,11 @@ class Autoencoder(nn.Module, ABC):
         self.channels = channels
         self.latent_shape = tuple(latent_shape)
         self.loss_settings = loss_settings
+        if loss_settings.recon_loss == "gaussian" and loss_settings.sigma == "learned":
+            # The σ-VAE's one log σ for every pixel, trained with the weights and saved with
+            # them in the state dict; zeros draw no random numbers, so building it moves no
+            # other layer's initialisation.
+            self.log_sigma = nn.Parameter(torch.zeros(()))
 
     @property
     def latent_dim(self) -> int:
@@ -83,14 +90,30 @@ class Autoencoder(nn.Module, ABC):
         logits = self.decode_logits(codes["z"])
         return {**codes, "logits": logits, "recon": torch.sigmoid(logits)}
 
+    def decoder_log_sigma(self, recon: Tensor, x: Tensor) -> Tensor | None:
+        """The Gaussian decoder's 0-d log σ for reconstructions ``recon`` of a batch ``x``
+        (``sigma`` of the config); ``None`` for the other reconstruction losses."""
+        settings = self.loss_settings
+        if settings.recon_loss != "gaussian":
+            return None
+        return decoder_log_sigma(settings.sigma, recon, x, getattr(self, "log_sigma", None))
+
+    def reconstruction_terms(self, x: Tensor, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{"recon"}``: the per-image summed reconstruction error (batch mean), and
+        ``"sigma"`` (the decoder's σ on this batch) for a Gaussian decoder."""
+        log_sigma = self.decoder_log_sigma(outputs["recon"], x)
+        recon = reconstruction_loss(outputs["logits"], outputs["recon"], x, self.loss_settings.recon_loss, log_sigma)
+        return {"recon": recon} if log_sigma is None else {"recon": recon, "sigma": log_sigma.detach().exp()}
+
     def loss(self, x: Tensor, outputs: dict[str, Tensor], *, epoch: int = 0) -> dict[str, Tensor]:
         """Named scalar terms for a batch ``x`` and its ``forward`` outputs.
 
         ``recon``: per-image summed reconstruction error (batch mean);
-        ``loss``: ``recon_weight * recon``. ``epoch`` is unused here (VAEs use it).
+        ``loss``: ``recon_weight * recon``; ``sigma`` for a Gaussian decoder.
+        ``epoch`` is unused here (VAEs use it).
         """
-        recon = reconstruction_loss(outputs["logits"], outputs["recon"], x, self.loss_settings.recon_loss)
-        return {"recon": recon, "loss": self.loss_settings.recon_weight * recon}
+        terms = self.reconstruction_terms(x, outputs)
+        return {**terms, "loss": self.loss_settings.recon_weight * terms["recon"]}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -176,17 +199,19 @@ class VariationalAutoencoder(Autoencoder):
         over dimensions; ``kl_weight``: the KL weight after warm-up at ``epoch``;
         ``kl_loss``: the KL with the free-bits floor applied (``kl`` when off);
         ``elbo``: ``-(recon + kl)`` unweighted — the evidence lower bound in nats for
-        ``bce`` (Bernoulli decoder), up to a constant for ``mse``;
-        ``loss``: ``recon_weight * recon + kl_weight * kl_loss``. All batch means.
+        ``bce`` (Bernoulli decoder) and ``gaussian``, up to a constant for ``mse``;
+        ``loss``: ``recon_weight * recon + kl_weight * kl_loss``; ``sigma``: the Gaussian
+        decoder's σ (only with ``gaussian``). All batch means.
         """
         settings = self.loss_settings
         mu, logvar = outputs["mu"], outputs["logvar"]
-        recon = reconstruction_loss(outputs["logits"], outputs["recon"], x, settings.recon_loss)
+        reconstruction = self.reconstruction_terms(x, outputs)
+        recon = reconstruction["recon"]
         kl = kl_divergence(mu, logvar)
         kl_loss = free_bits_kl(mu, logvar, settings.free_bits) if settings.free_bits > 0 else kl
         weight = kl_weight_at(epoch, settings.kl_weight, settings.kl_warmup_epochs)
         return {
-            "recon": recon,
+            **reconstruction,
             "kl": kl,
             "kl_weight": as_tensor(weight, recon),
             "kl_loss": kl_loss,

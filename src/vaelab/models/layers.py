@@ -119,6 +119,39 @@ def resize_conv_to(
     return nn.Sequential(UpsampleTo(out_size), SameConv2d(in_channels, out_channels, kernel_size))
 
 
+class ResidualBlock(nn.Module):
+    """A pre-activation residual block at one resolution: ``(B, C, n, n) -> (B, C, n, n)``.
+
+    ``x + conv(relu(conv(relu(x))))`` (He et al. 2016, "Identity mappings in deep residual
+    networks"), both convs stride-1 'same' with ``maps`` filters and ``kernel``; with
+    ``batch_norm`` a BatchNorm2d before each ReLU. The skip path is the identity, so the
+    block adds to what the strided layer before it made and works on maps of either sign.
+    """
+
+    def __init__(self, maps: int, kernel: int, batch_norm: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(2):
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(maps))
+            layers += [nn.ReLU(), SameConv2d(maps, maps, kernel)]
+        self.residual = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.residual(x)
+
+
+def residual_blocks(trunk: str, maps: int, kernel: int, batch_norm: bool = False) -> list[nn.Module]:
+    """The layers a ``trunk`` adds after a strided layer with ``maps`` outputs: one
+    :class:`ResidualBlock` for ``resnet``, nothing for ``plain`` (so a plain trunk is built,
+    and initialised, exactly as before the knob existed)."""
+    if trunk == "plain":
+        return []
+    if trunk == "resnet":
+        return [ResidualBlock(maps, kernel, batch_norm)]
+    raise ValueError(f"unknown trunk {trunk!r}; use 'plain' or 'resnet'")
+
+
 def gaussian_sample(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Reparameterisation trick: ``mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``, shape of ``mu``.
 

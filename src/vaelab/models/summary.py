@@ -167,11 +167,13 @@ def summarize(model: Autoencoder, image_size: int | None = None, channels: int |
         model.train(was_training)
     encoder_counts, decoder_counts = count_params(encoder), count_params(decoder)
     overall = count_params(model)
+    # Parameters of the model itself, outside both tables (a learned decoder log σ).
+    own = [f" + {param}" for param, _value in model.named_parameters(recurse=False)]
     return "\n\n".join(
         [
             _table(f"{name}.encoder", "input_1", _shape(x), encoder_rows, encoder_counts),
             _table(f"{name}.decoder", "input_2", _shape(z), decoder_rows, decoder_counts),
-            f"Total params (encoder + decoder): {overall.total:,}\n"
+            f"Total params (encoder + decoder{''.join(own)}): {overall.total:,}\n"
             f"Trainable params: {overall.trainable:,}\n"
             f"Non-trainable params: {overall.non_trainable:,}",
         ]

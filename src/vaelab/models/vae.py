@@ -11,9 +11,16 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from vaelab.config.models import BatchNormPlacement, DecoderUpsample, VaeConvConfig, VaeMlpConfig, VaeSmallConfig
+from vaelab.config.models import (
+    BatchNormPlacement,
+    DecoderUpsample,
+    Trunk,
+    VaeConvConfig,
+    VaeMlpConfig,
+    VaeSmallConfig,
+)
 from vaelab.models.base import Autoencoder, GaussianEncoder, VariationalAutoencoder
-from vaelab.models.layers import SameConv2d, resize_conv_to, same_sizes, transposed_conv_to
+from vaelab.models.layers import SameConv2d, residual_blocks, resize_conv_to, same_sizes, transposed_conv_to
 from vaelab.models.losses import LossSettings
 from vaelab.models.zoo import loss_settings_from, register
 
@@ -28,6 +35,8 @@ class ConvVAE(VariationalAutoencoder):
     ending in ``channels`` maps at exactly ``n × n`` (the encoder's recorded sizes are
     the targets). With ``filters=(128, 64, 32, 16)``, ``z_dim=256``, ``batch_norm="last"``
     at 80×80×3 this is seed 001's "VAE Version 1": 305,808 + 203,251 trainable parameters.
+    ``trunk="resnet"`` adds a residual block after each encoder conv and at each
+    resolution of the decoder below the output (:class:`ConvTrunk`).
     """
 
     def __init__(self, *, image_size: int, channels: int, trunk: ConvTrunk, loss_settings: LossSettings) -> None:
@@ -68,11 +77,17 @@ class ConvTrunk:
         kernel: int = 3,
         batch_norm: BatchNormPlacement = "none",
         decoder_upsample: DecoderUpsample = "transpose",
+        trunk: Trunk = "plain",
     ) -> None:
         self.filters = list(filters)
         if not self.filters:
             raise ValueError("filters needs at least one entry")
         self.z_dim, self.kernel, self.batch_norm, self.decoder_upsample = z_dim, kernel, batch_norm, decoder_upsample
+        self.trunk = trunk
+
+    def _blocks(self, maps: int) -> list[nn.Module]:
+        # Residual blocks carry batch norm only where every hidden conv does.
+        return residual_blocks(self.trunk, maps, self.kernel, batch_norm=self.batch_norm == "all")
 
     def _sizes(self, image_size: int) -> list[int]:
         # sizes[i] is the map size entering encoder conv i; sizes[-1] is the bottleneck.
@@ -88,15 +103,18 @@ class ConvTrunk:
             is_last = index == len(self.filters) - 1
             if self.batch_norm == "all" or (self.batch_norm == "last" and is_last):
                 body.append(nn.BatchNorm2d(maps))
+            body += self._blocks(maps)
             in_maps = maps
         body.append(nn.Flatten())
         return nn.Sequential(*body), self.filters[-1] * size * size
 
     def decoder(self, image_size: int, channels: int) -> nn.Module:
-        """``(B, z_dim) -> (B, C, n, n)`` logits, mirroring the encoder's maps and sizes."""
+        """``(B, z_dim) -> (B, C, n, n)`` logits, mirroring the encoder's maps and sizes
+        (a resnet trunk's blocks too: one at the bottleneck and after each hidden upsampling)."""
         sizes = self._sizes(image_size)
         bottleneck = (self.filters[-1], sizes[-1], sizes[-1])
         decoder: list[nn.Module] = [nn.Linear(self.z_dim, math.prod(bottleneck)), nn.ReLU(), nn.Unflatten(1, bottleneck)]
+        decoder += self._blocks(self.filters[-1])
         mirrored = self.filters[::-1]
         targets = [*mirrored[1:], channels]
         for index, (in_maps, out_maps) in enumerate(zip(mirrored, targets, strict=True)):
@@ -109,6 +127,7 @@ class ConvTrunk:
                 decoder.append(nn.ReLU())
                 if self.batch_norm == "all":
                     decoder.append(nn.BatchNorm2d(out_maps))
+                decoder += self._blocks(out_maps)
         return nn.Sequential(*decoder)
 
 
@@ -217,7 +236,7 @@ VAE_CONV_PRESETS: dict[str, VaeConvConfig] = {
 @register("vae_conv")
 def build_vae_conv(config: VaeConvConfig, *, image_size: int, channels: int) -> ConvVAE | ConvAE:
     trunk = ConvTrunk(filters=config.filters, z_dim=config.z_dim, kernel=config.kernel,
-                      batch_norm=config.batch_norm, decoder_upsample=config.decoder_upsample)
+                      batch_norm=config.batch_norm, decoder_upsample=config.decoder_upsample, trunk=config.trunk)
     model = ConvVAE if config.variational else ConvAE
     return model(image_size=image_size, channels=channels, trunk=trunk, loss_settings=loss_settings_from(config))
 

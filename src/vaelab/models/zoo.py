@@ -53,6 +53,7 @@ def loss_settings_from(config: Any) -> LossSettings:
     defaults = LossSettings()
     return LossSettings(
         recon_loss=config.recon_loss,
+        sigma=config.sigma,
         recon_weight=config.recon_weight,
         kl_weight=getattr(config, "kl_weight", defaults.kl_weight),
         kl_warmup_epochs=getattr(config, "kl_warmup_epochs", defaults.kl_warmup_epochs),
