@@ -38,6 +38,13 @@ class EvilModel(mlflow.pyfunc.PythonModel):
         return model_input
 
 
+def use_store(ws) -> None:
+    """This test's store and an experiment of its own: no URI or experiment id left by an earlier test."""
+    mlflow.set_tracking_uri(ws.uri)
+    mlflow.set_registry_uri(ws.uri)
+    mlflow.set_experiment("someone-else")
+
+
 def run_cli(argv: list[str], capsys) -> str:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -57,7 +64,7 @@ def register_genuine(ws) -> str:
 
 def test_a_pickled_pyfunc_in_the_registry_is_refused_before_it_unpickles(workspace, capsys):
     marker = workspace.root / MARKER
-    mlflow.set_experiment("someone-else")  # not a stale experiment id of an earlier test's store
+    use_store(workspace)
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="evil", python_model=EvilModel(marker))
     mlflow.register_model(info.model_uri, "vaelab-evil")
@@ -77,7 +84,7 @@ def test_a_models_from_code_pyfunc_with_other_code_is_refused(workspace, capsys,
         f"pathlib.Path({str(marker)!r}).touch()\nset_model(VaelabPyfunc())\n"
     )
     folder = save_variant(workspace.models, "vae") / "seed0"
-    mlflow.set_experiment("someone-else")
+    use_store(workspace)
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="vae", python_model=str(code),
                                        artifacts={"weights": str(folder / "model.pt"),
