@@ -36,7 +36,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.support.project import copy_project, run, small_pipeline  # noqa: E402
+from tests.support.project import copy_project, project_env, run, small_pipeline  # noqa: E402
 
 OUTPUT_ROOTS = ("data/prepared", "models", "metrics", "reports")
 # What legitimately differs between two runs: wall-clock timings and MLflow run ids.
@@ -50,15 +50,6 @@ def small_params(root: Path) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     small_pipeline(params, epochs=20, seeds=3, checkpoint_every=5)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def env_for(root: Path) -> dict[str, str]:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(root / "src"), "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    for name in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_ROOT"):
-        env.pop(name, None)
-    return env
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -78,7 +69,7 @@ def leftovers(root: Path) -> list[str]:
 
 def timed_repro(root: Path) -> dict[str, float]:
     """An uninterrupted `dvc repro`; seconds per stage, from when DVC announced each."""
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env_for(root),
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=project_env(root),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     starts: list[tuple[str, float]] = []
     for line in process.stdout:
@@ -110,7 +101,7 @@ def kill_trial(root: Path, stage: str, delay: float, whole_group: bool) -> dict[
     if stage.startswith("train@"):
         shutil.rmtree(root / "checkpoints" / stage.split("@")[1], ignore_errors=True)
     process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", stage], cwd=root,
-                               env=env_for(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=project_env(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     for line in process.stdout:
         if STARTED.search(line):

@@ -14,9 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "src")
 
 
-def run(args: list[str], cwd: Path, *, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``args`` in ``cwd`` with the venv first on PATH, vaelab from the copy, a git identity;
-    with ``check`` a failure is an AssertionError carrying the output."""
+def project_env(cwd: Path) -> dict[str, str]:
+    """This environment for a command in the copy at ``cwd``: the venv first on PATH, vaelab
+    from the copy, a git identity, the copy's own MLflow store and no DVC experiment."""
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,
@@ -31,7 +31,13 @@ def run(args: list[str], cwd: Path, *, check: bool = True, timeout: float = 600)
     }
     for name in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_ROOT"):
         env.pop(name, None)  # the copy's own store, and no experiment this process may run in
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return env
+
+
+def run(args: list[str], cwd: Path, *, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``args`` in ``cwd`` with :func:`project_env`; with ``check`` a failure is an
+    AssertionError carrying the output."""
+    done = subprocess.run(args, cwd=cwd, env=project_env(cwd), capture_output=True, text=True, timeout=timeout)
     if check:
         assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done

@@ -137,7 +137,7 @@ def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int) -> dict[str, Any]:
     }
 
 
-def _log_decoder(inputs: VariantInputs, run_id: str) -> str:
+def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int) -> str:
     """Log ``<variant>-decoder`` (latents in, images out: a second input schema needs a
     second logged model) into the active run; returns its ``runs:/`` URI."""
     import mlflow
@@ -145,7 +145,6 @@ def _log_decoder(inputs: VariantInputs, run_id: str) -> str:
 
     from vaelab.registry.pyfunc import decoder_name, decoder_signature
 
-    latent_dim = load_trained(inputs.folder)[0].latent_dim
     shared = _pyfunc_kwargs(inputs, latent_dim)
     name = decoder_name(inputs.variant)
     mlflow.pyfunc.log_model(
@@ -169,7 +168,8 @@ def _log_and_register(
 
     config = inputs.config
     size, channels = config.image_size, config.channels
-    shared = _pyfunc_kwargs(inputs, load_trained(inputs.folder)[0].latent_dim)
+    latent_dim = load_trained(inputs.folder)[0].latent_dim
+    shared = _pyfunc_kwargs(inputs, latent_dim)
     tags = {
         **prov.tags(),
         VARIANT_TAG: inputs.variant,
@@ -195,7 +195,7 @@ def _log_and_register(
             **{**shared, "metadata": {**shared["metadata"], "role": "images",
                                       "decoder": decoder_name(inputs.variant)}},
         )
-        decoder_uri = _log_decoder(inputs, run.info.run_id)
+        decoder_uri = _log_decoder(inputs, run.info.run_id, latent_dim)
         log.info("%s: logged the pyfunc and its decoder in run %s", inputs.name, run.info.run_id)
     version_tags = {
         **tags,
@@ -230,7 +230,7 @@ def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersio
     import mlflow
 
     with mlflow.start_run(run_id=found.run_id):
-        uri = _log_decoder(inputs, found.run_id)
+        uri = _log_decoder(inputs, found.run_id, load_trained(inputs.folder)[0].latent_dim)
     client.set_model_version_tag(inputs.name, found.version, DECODER_TAG, uri)
     log.info("%s: version %s had no decoder; logged %s", inputs.name, found.version, uri)
     return client.get_model_version(inputs.name, found.version)
