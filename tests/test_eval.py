@@ -349,6 +349,72 @@ def test_chain_records_every_pass(workspace, params):
         _opens(workspace / "reports" / "chain" / f"{name}.png")
 
 
+def _chain_at_once(params, root: Path) -> dict[str, dict[str, float]]:
+    """The chain as it was before it streamed: every pass of the whole test split held at once."""
+    from vaelab.eval.inference import reconstruct, to_tensor
+    from vaelab.eval.metrics import blur_metrics
+    from vaelab.eval.variant import load_variant
+
+    settings, batch = params.evaluate.chain, params.evaluate.batch_size
+    vae, _ = load_variant(params, settings.vae, root / "models")
+    ae, _ = load_variant(params, settings.ae, root / "models")
+    test = load_prepared(root / "prepared").split("test")
+    with torch.no_grad():
+        inputs = to_tensor(test, torch.device("cpu"))
+        stages = [inputs, reconstruct(vae, test, batch).float()]
+        for _ in range(settings.passes):
+            stages.append(torch.cat([ae(stages[-1][i : i + batch])["recon"].float()
+                                     for i in range(0, len(test), batch)]))
+    return {f"pass_{'input' if k == 0 else k - 1}": {
+        **{key: float(values.mean()) for key, values in blur_metrics(images).items()},
+        "mse_to_input": float((images - inputs).square().mean())} for k, images in enumerate(stages)}
+
+
+def test_the_streamed_chain_gives_the_numbers_of_the_whole_split_at_once(workspace, params, make_params, monkeypatch):
+    """Known answer: the chain as it was (each pass's images of the whole split in memory). The
+    blur means are the same bits; mse_to_input too when the split is one batch, and within float32
+    rounding when it is several. No metric sees more than a batch of images."""
+    from vaelab.eval import chain
+
+    test_images = len(load_prepared(workspace / "prepared").split("test"))
+    assert test_images > 2 * params.evaluate.batch_size  # several batches, a last one shorter or not
+    seen = []
+    measure = chain.blur_metrics
+    monkeypatch.setattr(chain, "blur_metrics", lambda images: seen.append(len(images)) or measure(images))
+    streamed = run_chain(params, **_roots(workspace))
+    assert max(seen) == params.evaluate.batch_size and sum(seen) == test_images * (params.evaluate.chain.passes + 2)
+    at_once = _chain_at_once(params, workspace)
+    assert streamed.keys() == at_once.keys()
+    for key, expected in at_once.items():
+        assert {k: v for k, v in streamed[key].items() if k != "mse_to_input"} == {
+            k: v for k, v in expected.items() if k != "mse_to_input"}
+        assert streamed[key]["mse_to_input"] == pytest.approx(expected["mse_to_input"], rel=1e-6, abs=0)
+    one_batch = make_params({"models": VARIANTS, "evaluate": {**EVALUATE, "batch_size": test_images}})
+    assert run_chain(one_batch, **_roots(workspace)) == _chain_at_once(one_batch, workspace)
+
+
+def test_a_pass_aggregate_streams_to_the_whole_split_numbers():
+    """Colour images in batches of 4: each running aggregate equals its whole-split formula."""
+    from vaelab.eval.chain import PassAggregate
+    from vaelab.eval.metrics import blur_metrics, colour_shift
+
+    generator = torch.Generator().manual_seed(7)
+    inputs, vae_output = torch.rand(11, 3, 8, 8, generator=generator), torch.rand(11, 3, 8, 8, generator=generator)
+    images = (vae_output + 0.1 * torch.randn(11, 3, 8, 8, generator=generator)).clamp(0, 1)
+    streamed, whole = PassAggregate("ae x1"), PassAggregate("ae x1")
+    for first in range(0, 11, 4):
+        part = slice(first, first + 4)
+        streamed.add(images[part], inputs[part], vae_output[part], show=5)
+    whole.add(images, inputs, vae_output, show=5)
+    for key, values in blur_metrics(images).items():
+        assert streamed.blur_mean(key) == float(values.mean())
+    assert streamed.colour_shift("input") == colour_shift(inputs, images)
+    assert streamed.colour_shift("vae") == colour_shift(vae_output, images)
+    assert whole.mse_to_input() == float((images - inputs).square().mean())  # one batch: torch's own mean
+    assert streamed.mse_to_input() == pytest.approx(whole.mse_to_input(), rel=1e-6)
+    assert torch.equal(streamed.shown(), images[:5])
+
+
 def test_the_chain_table_has_colour_columns_for_rgb_images_only(tmp_path):
     from vaelab.eval.chain import write_table
 
