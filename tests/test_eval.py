@@ -251,6 +251,57 @@ def test_the_radius_figure_labels_its_rows_with_the_reported_numbers(workspace, 
                       for r, key in zip([0.5, 3.0], ["r0_5", "r3"])]
 
 
+def _solid_rows() -> list[np.ndarray]:
+    """Rows of 3, 1 and 2 solid 5x4 tiles, each of its own colour (row 1 grey: one channel)."""
+    colours = [[(0.9, 0.1, 0.1), (0.1, 0.9, 0.1), (0.1, 0.1, 0.9)], [(0.2,)], [(0.2, 0.6, 0.8), (1.0, 1.0, 0.0)]]
+    return [np.array([np.full((5, 4, len(colour)), colour) for colour in row]) for row in colours]
+
+
+def test_the_tiled_canvas_puts_each_image_in_its_cell():
+    from vaelab.eval.figures import TILE_GAP, tile_canvas
+
+    rows = _solid_rows()
+    rows[0][0, 0, 0] = (1.7, -0.2, 0.5)  # out of range: clipped, as the figures always did
+    canvas, (height, width) = tile_canvas(rows)
+    assert (height, width) == (5, 4) and canvas.dtype == np.uint8
+    assert canvas.shape == (3 * (5 + TILE_GAP) - TILE_GAP, 3 * (4 + TILE_GAP) - TILE_GAP, 4)
+    expected = np.zeros_like(canvas)  # transparent gaps and ends of short rows
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            tile = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+            cell = expected[r * (5 + TILE_GAP) :][:5, c * (4 + TILE_GAP) :][:, :4]
+            cell[..., :3], cell[..., 3] = tile, 255  # a grey tile fills R, G and B
+    np.testing.assert_array_equal(canvas, expected)
+
+
+def test_an_image_grid_is_one_axes_whose_pixels_keep_the_grid(tmp_path):
+    """The saved figure: one axes with one image; each tile's colour fills a block of the PNG,
+    the blocks in the grid's order (rows top to bottom, columns left to right). No title or
+    labels: the only text is the grey scale note, whose anti-aliased pixels are lighter than
+    any tile here."""
+    from vaelab.eval import figures
+
+    rows = _solid_rows()
+    figure = figures.image_rows(rows, title="")
+    assert len(figure.axes) == 1 and len(figure.axes[0].images) == 1
+    pixels = np.asarray(Image.open(figures.save(figure, tmp_path / "grid.png")).convert("RGB")).astype(int)
+    centres = []
+    for row in rows:
+        found = []
+        for image in row:
+            colour = (np.clip(image[0, 0], 0, 1) * 255).astype(np.uint8).astype(int)
+            ys, xs = np.nonzero((pixels == np.resize(colour, 3)).all(axis=-1))
+            # A solid block at least as big as the tile (nearest-neighbour upscaling keeps colours).
+            assert len(ys) >= 5 * 4 and (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1) == len(ys)
+            found.append((ys.mean(), xs.mean()))
+        centres.append(found)
+    for row in centres:
+        assert [x for _y, x in row] == sorted(x for _y, x in row)  # left to right
+        assert max(y for y, _x in row) - min(y for y, _x in row) < 1  # on one line
+    assert [row[0][0] for row in centres] == sorted(row[0][0] for row in centres)  # top to bottom
+    assert centres[1][0][1] == pytest.approx(centres[0][0][1], abs=1)  # first columns aligned
+
+
 def test_merge_nests_and_refuses_a_key_written_twice():
     tree: dict = {}
     merge_into(tree, {"blur": {"lap": {"input": 1.0}}}, kind="metric", source="a")
