@@ -452,7 +452,7 @@ def test_a_pass_aggregate_streams_to_the_whole_split_numbers():
     generator = torch.Generator().manual_seed(7)
     inputs, vae_output = torch.rand(11, 3, 8, 8, generator=generator), torch.rand(11, 3, 8, 8, generator=generator)
     images = (vae_output + 0.1 * torch.randn(11, 3, 8, 8, generator=generator)).clamp(0, 1)
-    streamed, whole = PassAggregate("ae x1"), PassAggregate("ae x1")
+    streamed, whole = PassAggregate("ae x1", 11), PassAggregate("ae x1", 11)
     for first in range(0, 11, 4):
         part = slice(first, first + 4)
         streamed.add(images[part], inputs[part], vae_output[part], show=5)
@@ -596,6 +596,34 @@ def test_arithmetic_on_a_model_whose_latents_are_the_images():
     assert torch.allclose(result.expected, torch.full((1, 2, 2), 0.6), atol=0.01)
     assert result.mse_to_expected == pytest.approx(0.0, abs=1e-3)
     assert [g for _s, g in result.terms] == ["smiling_woman", "neutral_woman", "neutral_man"]
+
+
+def test_the_forward_pass_streams_to_the_numbers_of_the_whole_split_at_once():
+    """Known answer: a model whose code is the image (its outputs do not depend on the batch),
+    run over 23 RGB images in batches of 4, gives each metric, spread and code of measuring the
+    split in one go; only the first ``keep`` reconstructions stay."""
+    from vaelab.eval.forward import run_forward_pass
+    from vaelab.eval.inference import to_tensor
+    from vaelab.eval.latent import PixelSpread
+    from vaelab.eval.metrics import blur_metrics, reconstruction_metrics
+
+    test = np.random.default_rng(4).integers(0, 256, (23, 12, 12, 3), dtype=np.uint8)
+    model = IdentityCode(12, 3).eval()
+    streamed = run_forward_pass(model, test, batch_size=4, keep=6, seed=0, progress=False)
+    inputs = to_tensor(test, torch.device("cpu"))
+    with torch.no_grad():
+        recons = model(inputs)["recon"].float()
+    for name, values in reconstruction_metrics(inputs, recons).items():
+        np.testing.assert_array_equal(streamed.recon[name], values, err_msg=name)
+    for source, images in (("input", inputs), ("recon", recons)):
+        for name, values in blur_metrics(images).items():
+            np.testing.assert_array_equal(streamed.blur[source][name], values, err_msg=f"{source} {name}")
+        whole = PixelSpread()
+        whole.add(images)
+        assert streamed.spread[source] == pytest.approx(whole.spread(), rel=1e-12)
+    assert torch.equal(streamed.codes, inputs.flatten(1)) and streamed.codes.dtype == torch.float32
+    assert torch.equal(streamed.first_recons, recons[:6])
+    assert streamed.elbo is None and streamed.kl_per_dim is None
 
 
 def test_arithmetic_skip_reasons():

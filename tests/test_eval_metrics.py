@@ -14,6 +14,7 @@ from skimage import color, data, filters, measure, metrics, transform
 from vaelab.eval import metrics as metrics_module
 from vaelab.eval.metrics import (
     LAPLACIAN_KERNEL,
+    PerImage,
     auroc,
     blur_effect,
     blur_metrics,
@@ -302,6 +303,16 @@ def test_one_thread_gives_the_thread_count_back() -> None:
     with pytest.raises(RuntimeError), metrics_module._one_thread():
         raise RuntimeError
     assert torch.get_num_threads() == threads
+
+
+def test_per_image_arrays_are_filled_row_by_row() -> None:
+    values = PerImage(5)
+    values.put(slice(0, 2), {"a": np.array([1.0, 2.0]), "codes": torch.arange(6, dtype=torch.float32).view(2, 3)})
+    values.put(slice(2, 5), {"a": np.array([3.0, 4.0, 5.0]), "codes": torch.zeros(3, 3)})
+    arrays = values.arrays()
+    np.testing.assert_array_equal(arrays["a"], [1, 2, 3, 4, 5])
+    assert arrays["codes"].shape == (5, 3) and arrays["codes"].dtype == np.float32
+    np.testing.assert_array_equal(arrays["codes"][:2], [[0, 1, 2], [3, 4, 5]])
 
 
 def test_pieces_never_leave_one_image_alone() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from vaelab.config import Params
 from vaelab.data.prepared import check_fits, load_prepared
 from vaelab.eval import figures
 from vaelab.eval.inference import batches, model_device, to_numpy
-from vaelab.eval.metrics import blur_metrics, colour_distances
+from vaelab.eval.metrics import PerImage, blur_metrics, colour_distances
 from vaelab.eval.variant import load_variant
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import headline_of, metric_files
@@ -60,9 +59,10 @@ def run_chain(
     check_fits(vae_config, data.images, f"models/{settings.vae}")
     check_fits(ae_config, data.images, f"models/{settings.ae}")
     test = data.split("test")
+    del data  # the split is a copy: unmapping images.npy gives back the pages the copy read
     show = params.evaluate.show
     names = ["input", settings.vae, *[f"{settings.ae} x{step}" for step in range(1, settings.passes + 1)]]
-    aggregates = [PassAggregate(name) for name in names]
+    aggregates = [PassAggregate(name, len(test)) for name in names]
     rgb = test.shape[-1] == 3
     for inputs in batches(test, params.evaluate.batch_size, model_device(vae)):
         vae_output = vae(inputs)["recon"].float()
@@ -142,37 +142,39 @@ def run_chain(
     return metrics
 
 
-@dataclass
 class PassAggregate:
-    """What the chain keeps of one pass's images over the test split, batch by batch: the
-    per-image blur metrics and colour distances (one float per image each), the sum of squared
-    differences to the inputs, and the first ``show`` images (for the figure)."""
+    """What the chain keeps of one pass's images over the ``count`` test images, batch by
+    batch: the per-image blur metrics and colour distances (one float per image each, in
+    arrays made once), the sum of squared differences to the inputs, and the first ``show``
+    images (for the figure)."""
 
-    name: str
-    blur: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    distances: dict[str, list[Tensor]] = field(default_factory=lambda: {"input": [], "vae": []})
-    squared_error: float = 0.0  # the batches' float32 sums of squared differences, added in float64
-    values: int = 0  # pixels times channels times images summed
-    first: list[Tensor] = field(default_factory=list)
-    kept: int = 0
+    def __init__(self, name: str, count: int) -> None:
+        self.name = name
+        self.per_image = PerImage(count)
+        self.filled = 0  # images added so far
+        self.squared_error = 0.0  # the batches' float32 sums of squared differences, added in float64
+        self.values = 0  # pixels times channels times images summed
+        self.first: list[Tensor] = []
+        self.kept = 0
 
     def add(self, images: Tensor, inputs: Tensor, vae_output: Tensor | None, *, show: int) -> None:
         """One batch of this pass: ``images``, the ``inputs`` they came from and, for colour
         images, the VAE's output for the same inputs (None: no colour drift)."""
-        for key, values in blur_metrics(images).items():
-            self.blur.setdefault(key, []).append(values)
+        rows = slice(self.filled, self.filled + len(images))
+        self.filled += len(images)
+        self.per_image.put(rows, {f"blur.{key}": values for key, values in blur_metrics(images).items()})
         # torch's float32 sum of the batch, the sum the whole split's float32 mean took; batches add in float64.
         self.squared_error += float((images - inputs).square().sum())
         self.values += images.numel()
         if vae_output is not None:
-            self.distances["input"].append(colour_distances(inputs, images).cpu())
-            self.distances["vae"].append(colour_distances(vae_output, images).cpu())
+            self.per_image.put(rows, {"shift.input": colour_distances(inputs, images),
+                                      "shift.vae": colour_distances(vae_output, images)})
         if self.kept < show:
             self.first.append(images[: show - self.kept].clone())  # a copy: a view would keep the batch
             self.kept += len(self.first[-1])
 
     def blur_mean(self, key: str) -> float:
-        return float(np.concatenate(self.blur[key]).mean())
+        return float(self.per_image.arrays()[f"blur.{key}"].mean())
 
     def mse_to_input(self) -> float:
         """The mean squared difference to the inputs over every value, as torch's float32 mean
@@ -182,7 +184,7 @@ class PassAggregate:
 
     def colour_shift(self, reference: str) -> float:
         """metrics.colour_shift over the whole split, from the ``"input"`` or the ``"vae"`` output."""
-        return float(torch.cat(self.distances[reference]).mean().item())
+        return float(torch.from_numpy(self.per_image.arrays()[f"shift.{reference}"]).mean().item())
 
     def shown(self) -> Tensor:
         return torch.cat(self.first)
