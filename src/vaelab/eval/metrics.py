@@ -223,7 +223,8 @@ def _blur(images: Tensor, names: tuple[str, ...], *, cutoff: float = 0.5) -> dic
 
 def _blur_piece(images: Tensor, names: tuple[str, ...], cutoff: float) -> dict[str, np.ndarray]:
     """The blur metrics ``names`` of a few images, each (b,) float64: torch's kernels for the
-    variances and the spectrum, as before batching; numpy for the rest."""
+    variances and the spectrum, as before batching, and for the Sobel taps; numpy and scipy
+    for the rest."""
     # float64 because the variance of small second differences loses digits in float32.
     grey = to_grey(images).to(device="cpu", dtype=torch.float64)[:, 0].numpy()  # (b, H, W)
     measured = {}
