@@ -259,6 +259,57 @@ def test_the_radius_figure_labels_its_rows_with_the_reported_numbers(workspace, 
                       for r, key in zip([0.5, 3.0], ["r0_5", "r3"])]
 
 
+def _solid_rows() -> list[np.ndarray]:
+    """Rows of 3, 1 and 2 solid 5x4 tiles, each of its own colour (row 1 grey: one channel)."""
+    colours = [[(0.9, 0.1, 0.1), (0.1, 0.9, 0.1), (0.1, 0.1, 0.9)], [(0.2,)], [(0.2, 0.6, 0.8), (1.0, 1.0, 0.0)]]
+    return [np.array([np.full((5, 4, len(colour)), colour) for colour in row]) for row in colours]
+
+
+def test_the_tiled_canvas_puts_each_image_in_its_cell():
+    from vaelab.eval.figures import TILE_GAP, tile_canvas
+
+    rows = _solid_rows()
+    rows[0][0, 0, 0] = (1.7, -0.2, 0.5)  # out of range: clipped, as the figures always did
+    canvas, (height, width) = tile_canvas(rows)
+    assert (height, width) == (5, 4) and canvas.dtype == np.uint8
+    assert canvas.shape == (3 * (5 + TILE_GAP) - TILE_GAP, 3 * (4 + TILE_GAP) - TILE_GAP, 4)
+    expected = np.zeros_like(canvas)  # transparent gaps and ends of short rows
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            tile = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+            cell = expected[r * (5 + TILE_GAP) :][:5, c * (4 + TILE_GAP) :][:, :4]
+            cell[..., :3], cell[..., 3] = tile, 255  # a grey tile fills R, G and B
+    np.testing.assert_array_equal(canvas, expected)
+
+
+def test_an_image_grid_is_one_axes_whose_pixels_keep_the_grid(tmp_path):
+    """The saved figure: one axes with one image; each tile's colour fills a block of the PNG,
+    the blocks in the grid's order (rows top to bottom, columns left to right). No title or
+    labels: the only text is the grey scale note, whose anti-aliased pixels are lighter than
+    any tile here."""
+    from vaelab.eval import figures
+
+    rows = _solid_rows()
+    figure = figures.image_rows(rows, title="")
+    assert len(figure.axes) == 1 and len(figure.axes[0].images) == 1
+    pixels = np.asarray(Image.open(figures.save(figure, tmp_path / "grid.png")).convert("RGB")).astype(int)
+    centres = []
+    for row in rows:
+        found = []
+        for image in row:
+            colour = (np.clip(image[0, 0], 0, 1) * 255).astype(np.uint8).astype(int)
+            ys, xs = np.nonzero((pixels == np.resize(colour, 3)).all(axis=-1))
+            # A solid block at least as big as the tile (nearest-neighbour upscaling keeps colours).
+            assert len(ys) >= 5 * 4 and (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1) == len(ys)
+            found.append((ys.mean(), xs.mean()))
+        centres.append(found)
+    for row in centres:
+        assert [x for _y, x in row] == sorted(x for _y, x in row)  # left to right
+        assert max(y for y, _x in row) - min(y for y, _x in row) < 1  # on one line
+    assert [row[0][0] for row in centres] == sorted(row[0][0] for row in centres)  # top to bottom
+    assert centres[1][0][1] == pytest.approx(centres[0][0][1], abs=1)  # first columns aligned
+
+
 def test_merge_nests_and_refuses_a_key_written_twice():
     tree: dict = {}
     merge_into(tree, {"blur": {"lap": {"input": 1.0}}}, kind="metric", source="a")
@@ -355,6 +406,72 @@ def test_chain_records_every_pass(workspace, params):
     assert {p.stem for p in (workspace / "reports" / "chain").glob("*.png")} == {"chain", "chain_sharpness"}
     for name in ("chain", "chain_sharpness"):
         _opens(workspace / "reports" / "chain" / f"{name}.png")
+
+
+def _chain_at_once(params, root: Path) -> dict[str, dict[str, float]]:
+    """The chain as it was before it streamed: every pass of the whole test split held at once."""
+    from vaelab.eval.inference import reconstruct, to_tensor
+    from vaelab.eval.metrics import blur_metrics
+    from vaelab.eval.variant import load_variant
+
+    settings, batch = params.evaluate.chain, params.evaluate.batch_size
+    vae, _ = load_variant(params, settings.vae, root / "models")
+    ae, _ = load_variant(params, settings.ae, root / "models")
+    test = load_prepared(root / "prepared").split("test")
+    with torch.no_grad():
+        inputs = to_tensor(test, torch.device("cpu"))
+        stages = [inputs, reconstruct(vae, test, batch).float()]
+        for _ in range(settings.passes):
+            stages.append(torch.cat([ae(stages[-1][i : i + batch])["recon"].float()
+                                     for i in range(0, len(test), batch)]))
+    return {f"pass_{'input' if k == 0 else k - 1}": {
+        **{key: float(values.mean()) for key, values in blur_metrics(images).items()},
+        "mse_to_input": float((images - inputs).square().mean())} for k, images in enumerate(stages)}
+
+
+def test_the_streamed_chain_gives_the_numbers_of_the_whole_split_at_once(workspace, params, make_params, monkeypatch):
+    """Known answer: the chain as it was (each pass's images of the whole split in memory). The
+    blur means are the same bits; mse_to_input too when the split is one batch, and within float32
+    rounding when it is several. No metric sees more than a batch of images."""
+    from vaelab.eval import chain
+
+    test_images = len(load_prepared(workspace / "prepared").split("test"))
+    assert test_images > 2 * params.evaluate.batch_size  # several batches, a last one shorter or not
+    seen = []
+    measure = chain.blur_metrics
+    monkeypatch.setattr(chain, "blur_metrics", lambda images: seen.append(len(images)) or measure(images))
+    streamed = run_chain(params, **_roots(workspace))
+    assert max(seen) == params.evaluate.batch_size and sum(seen) == test_images * (params.evaluate.chain.passes + 2)
+    at_once = _chain_at_once(params, workspace)
+    assert streamed.keys() == at_once.keys()
+    for key, expected in at_once.items():
+        assert {k: v for k, v in streamed[key].items() if k != "mse_to_input"} == {
+            k: v for k, v in expected.items() if k != "mse_to_input"}
+        assert streamed[key]["mse_to_input"] == pytest.approx(expected["mse_to_input"], rel=1e-6, abs=0)
+    one_batch = make_params({"models": VARIANTS, "evaluate": {**EVALUATE, "batch_size": test_images}})
+    assert run_chain(one_batch, **_roots(workspace)) == _chain_at_once(one_batch, workspace)
+
+
+def test_a_pass_aggregate_streams_to_the_whole_split_numbers():
+    """Colour images in batches of 4: each running aggregate equals its whole-split formula."""
+    from vaelab.eval.chain import PassAggregate
+    from vaelab.eval.metrics import blur_metrics, colour_shift
+
+    generator = torch.Generator().manual_seed(7)
+    inputs, vae_output = torch.rand(11, 3, 8, 8, generator=generator), torch.rand(11, 3, 8, 8, generator=generator)
+    images = (vae_output + 0.1 * torch.randn(11, 3, 8, 8, generator=generator)).clamp(0, 1)
+    streamed, whole = PassAggregate("ae x1", 11), PassAggregate("ae x1", 11)
+    for first in range(0, 11, 4):
+        part = slice(first, first + 4)
+        streamed.add(images[part], inputs[part], vae_output[part], show=5)
+    whole.add(images, inputs, vae_output, show=5)
+    for key, values in blur_metrics(images).items():
+        assert streamed.blur_mean(key) == float(values.mean())
+    assert streamed.colour_shift("input") == colour_shift(inputs, images)
+    assert streamed.colour_shift("vae") == colour_shift(vae_output, images)
+    assert whole.mse_to_input() == float((images - inputs).square().mean())  # one batch: torch's own mean
+    assert streamed.mse_to_input() == pytest.approx(whole.mse_to_input(), rel=1e-6)
+    assert torch.equal(streamed.shown(), images[:5])
 
 
 def test_the_chain_table_has_colour_columns_for_rgb_images_only(tmp_path):
@@ -487,6 +604,34 @@ def test_arithmetic_on_a_model_whose_latents_are_the_images():
     assert torch.allclose(result.expected, torch.full((1, 2, 2), 0.6), atol=0.01)
     assert result.mse_to_expected == pytest.approx(0.0, abs=1e-3)
     assert [g for _s, g in result.terms] == ["smiling_woman", "neutral_woman", "neutral_man"]
+
+
+def test_the_forward_pass_streams_to_the_numbers_of_the_whole_split_at_once():
+    """Known answer: a model whose code is the image (its outputs do not depend on the batch),
+    run over 23 RGB images in batches of 4, gives each metric, spread and code of measuring the
+    split in one go; only the first ``keep`` reconstructions stay."""
+    from vaelab.eval.forward import run_forward_pass
+    from vaelab.eval.inference import to_tensor
+    from vaelab.eval.latent import PixelSpread
+    from vaelab.eval.metrics import blur_metrics, reconstruction_metrics
+
+    test = np.random.default_rng(4).integers(0, 256, (23, 12, 12, 3), dtype=np.uint8)
+    model = IdentityCode(12, 3).eval()
+    streamed = run_forward_pass(model, test, batch_size=4, keep=6, seed=0, progress=False)
+    inputs = to_tensor(test, torch.device("cpu"))
+    with torch.no_grad():
+        recons = model(inputs)["recon"].float()
+    for name, values in reconstruction_metrics(inputs, recons).items():
+        np.testing.assert_array_equal(streamed.recon[name], values, err_msg=name)
+    for source, images in (("input", inputs), ("recon", recons)):
+        for name, values in blur_metrics(images).items():
+            np.testing.assert_array_equal(streamed.blur[source][name], values, err_msg=f"{source} {name}")
+        whole = PixelSpread()
+        whole.add(images)
+        assert streamed.spread[source] == pytest.approx(whole.spread(), rel=1e-12)
+    assert torch.equal(streamed.codes, inputs.flatten(1)) and streamed.codes.dtype == torch.float32
+    assert torch.equal(streamed.first_recons, recons[:6])
+    assert streamed.elbo is None and streamed.kl_per_dim is None
 
 
 def test_arithmetic_skip_reasons():

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage
-from skimage import color, data, filters, metrics, transform
+from skimage import color, data, filters, measure, metrics, transform
 
+from vaelab.eval import metrics as metrics_module
 from vaelab.eval.metrics import (
+    LAPLACIAN_KERNEL,
+    PerImage,
     auroc,
     blur_effect,
     blur_metrics,
+    colour_distances,
     colour_shift,
     hf_energy_fraction,
+    laplacian,
     laplacian_variance,
     normalised_laplacian_variance,
     reconstruction_metrics,
@@ -107,6 +113,19 @@ def test_laplacian_variance_matches_hand_computation() -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(70, 1, 32, 32), (9, 1, 64, 64), (3, 1, 3, 7), (2, 1, 17, 5)])
+def test_laplacian_is_conv2d_to_the_last_bit(shape: tuple[int, ...]) -> None:
+    """The five taps added as slices in kernel order give conv2d's float64 values exactly (the
+    old implementation's), on smooth and rough images alike."""
+    rough = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    for grey in (rough, torch.nn.functional.avg_pool2d(rough, 3, 1, 1)):
+        kernel = torch.tensor(LAPLACIAN_KERNEL, dtype=torch.float64).view(1, 1, 3, 3)
+        by_conv2d = torch.nn.functional.conv2d(grey, kernel)
+        assert torch.equal(laplacian(grey), by_conv2d)
+        np.testing.assert_array_equal(laplacian(grey.numpy()), by_conv2d.numpy())
+        assert torch.equal(laplacian_variance(grey), by_conv2d.flatten(1).var(dim=1, correction=0))
+
+
 def test_laplacian_variance_of_colour_image_uses_grey() -> None:
     images = torch.rand(2, 3, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(laplacian_variance(images), laplacian_variance(to_grey(images)))
@@ -193,6 +212,116 @@ def test_blur_effect_is_in_unit_interval_and_one_for_constant() -> None:
     assert values.shape == (3,)
     assert np.all((values >= 0) & (values <= 1))
     assert values[2] == pytest.approx(1.0)
+
+
+def random_pairs(count: int, channels: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 test images (half smooth, half noise, one flat) and noisy reconstructions of them."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(count, channels, height, width, generator=generator)
+    images[: count // 2] = torch.nn.functional.avg_pool2d(images[: count // 2], 3, 1, 1)
+    images[-1] = 0.4
+    recons = (images + 0.08 * torch.randn(images.shape, generator=generator)).clamp(0, 1)
+    return images, recons
+
+
+def hwc(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) -> the float64 (H, W) or (H, W, C) array the per-image implementation gave scikit-image."""
+    array = image.to(torch.float64).numpy()
+    return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+
+
+# Batches that span several pieces (a last piece of one included) and sizes whose SSIM window shrinks.
+BATCHED_SHAPES = [(90, 3, 16, 16), (70, 1, 32, 32), (10, 3, 64, 64), (41, 1, 64, 64), (5, 3, 6, 6), (4, 1, 3, 9)]
+
+
+@pytest.mark.parametrize("shape", BATCHED_SHAPES)
+def test_batched_psnr_and_ssim_are_skimage_per_image_to_the_last_bit(shape: tuple[int, ...]) -> None:
+    """Known answer: scikit-image's peak_signal_noise_ratio and structural_similarity called image
+    by image (the per-image implementation this replaces) — equal, so within 1e-6 a fortiori."""
+    inputs, recons = random_pairs(*shape)
+    result = reconstruction_metrics(inputs, recons)
+    window = min(7, *(side if side % 2 else side - 1 for side in shape[2:]))
+    channel_axis = -1 if shape[1] == 3 else None
+    psnr = [metrics.peak_signal_noise_ratio(hwc(a), hwc(b), data_range=1.0) for a, b in zip(inputs, recons, strict=True)]
+    ssim = [metrics.structural_similarity(hwc(a), hwc(b), data_range=1.0, channel_axis=channel_axis, win_size=window)
+            for a, b in zip(inputs, recons, strict=True)]
+    np.testing.assert_array_equal(result["psnr"], psnr)
+    np.testing.assert_array_equal(result["ssim"], ssim)
+
+
+@pytest.mark.parametrize("shape", BATCHED_SHAPES)
+def test_batched_blur_effect_is_skimage_per_image_to_the_last_bit(shape: tuple[int, ...]) -> None:
+    """Known answer: skimage.measure.blur_effect of each grey image (an inner region of nothing,
+    3 px high, gives scikit-image's nan, here too)."""
+    images, _ = random_pairs(*shape)
+    with np.errstate(invalid="ignore"):
+        expected = [measure.blur_effect(grey[0].to(torch.float64).numpy()) for grey in to_grey(images)]
+        np.testing.assert_array_equal(blur_effect(images), expected)
+        np.testing.assert_array_equal(blur_metrics(images)["blur_effect"], expected)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_per_image_values_do_not_depend_on_the_batch(channels: int) -> None:
+    """A split measured batch by batch, in any batch sizes (one image alone included), gives the
+    numbers of measuring it at once: the streaming stages rely on it."""
+    inputs, recons = random_pairs(23, channels, 20, 24, seed=channels)
+    whole_blur, whole_recon = blur_metrics(recons), reconstruction_metrics(inputs, recons)
+    whole_colour = colour_distances(inputs, recons)
+    for size in (1, 2, 5, 22):
+        parts = [slice(start, start + size) for start in range(0, 23, size)]
+        blur = [blur_metrics(recons[part]) for part in parts]
+        recon = [reconstruction_metrics(inputs[part], recons[part]) for part in parts]
+        for name, values in whole_blur.items():
+            np.testing.assert_array_equal(np.concatenate([b[name] for b in blur]), values, err_msg=f"{name}, {size}")
+        for name, values in whole_recon.items():
+            np.testing.assert_array_equal(np.concatenate([r[name] for r in recon]), values, err_msg=f"{name}, {size}")
+        assert torch.equal(torch.cat([colour_distances(inputs[part], recons[part]) for part in parts]), whole_colour)
+        single = [laplacian_variance(recons[part]) for part in parts]
+        assert torch.equal(torch.cat(single), torch.from_numpy(whole_blur["laplacian_var"]))
+
+
+def test_metrics_do_not_depend_on_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The metrics run torch on one thread; on the caller's threads every value is the same."""
+    inputs, recons = random_pairs(40, 3, 32, 32)
+    one_thread = {**blur_metrics(recons), **reconstruction_metrics(inputs, recons)}
+    monkeypatch.setattr(metrics_module, "_one_thread", contextlib.nullcontext)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        caller = {**blur_metrics(recons), **reconstruction_metrics(inputs, recons)}
+    finally:
+        torch.set_num_threads(threads)
+    for name, values in one_thread.items():
+        np.testing.assert_array_equal(caller[name], values, err_msg=name)
+
+
+def test_one_thread_gives_the_thread_count_back() -> None:
+    threads = torch.get_num_threads()
+    with metrics_module._one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == threads
+    with pytest.raises(RuntimeError), metrics_module._one_thread():
+        raise RuntimeError
+    assert torch.get_num_threads() == threads
+
+
+def test_per_image_arrays_are_filled_row_by_row() -> None:
+    values = PerImage(5)
+    values.put(slice(0, 2), {"a": np.array([1.0, 2.0]), "codes": torch.arange(6, dtype=torch.float32).view(2, 3)})
+    values.put(slice(2, 5), {"a": np.array([3.0, 4.0, 5.0]), "codes": torch.zeros(3, 3)})
+    arrays = values.arrays()
+    np.testing.assert_array_equal(arrays["a"], [1, 2, 3, 4, 5])
+    assert arrays["codes"].shape == (5, 3) and arrays["codes"].dtype == np.float32
+    np.testing.assert_array_equal(arrays["codes"][:2], [[0, 1, 2], [3, 4, 5]])
+
+
+def test_pieces_never_leave_one_image_alone() -> None:
+    pieces = metrics_module._pieces
+    assert pieces(0, 4) == [slice(0, 0)]
+    assert pieces(1, 4) == [slice(0, 1)]
+    assert pieces(9, 4) == [slice(0, 4), slice(4, 9)]
+    assert pieces(10, 4) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert metrics_module._piece_size(64, 64 * 3) == 2 and metrics_module._piece_size(8, 8) == 511
 
 
 # --- reconstruction metrics ----------------------------------------------------------------

@@ -6,6 +6,11 @@ headline: the VAE's and the last pass's sharpness, the last pass's MSE to the in
 ``metrics/chain.csv`` (every pass, as a DVC plot) and ``reports/chain/``: the images pass by pass, sharpness and MSE to the inputs
 per pass, and (colour images only) the colour drift. The first replicate (params.seed) of
 each of the two variants is chained.
+
+The test split streams through batch by batch (``evaluate.batch_size``): each batch goes
+through the VAE and every AE pass, and only each pass's running aggregates stay (one number
+per image per metric, the squared error's sum, the first ``show`` images), so the memory the
+chain needs does not grow with the test split.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import Tensor
 
 from vaelab.config import Params
 from vaelab.data.prepared import check_fits, load_prepared
 from vaelab.eval import figures
-from vaelab.eval.inference import model_device, reconstruct, to_numpy, to_tensor
-from vaelab.eval.metrics import blur_metrics, colour_shift
+from vaelab.eval.inference import batches, model_device, to_numpy
+from vaelab.eval.metrics import PerImage, blur_metrics, colour_distances
 from vaelab.eval.variant import load_variant
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import headline_of, metric_files
@@ -52,40 +59,45 @@ def run_chain(
     check_fits(vae_config, data.images, f"models/{settings.vae}")
     check_fits(ae_config, data.images, f"models/{settings.ae}")
     test = data.split("test")
-    batch = params.evaluate.batch_size
-    inputs = to_tensor(test, model_device(ae))
-    current = reconstruct(vae, test, batch).float()
-    stages = [("input", inputs), (settings.vae, current)]
-    for step in range(1, settings.passes + 1):
-        current = torch.cat([ae(current[i : i + batch])["recon"].float() for i in range(0, len(current), batch)])
-        stages.append((f"{settings.ae} x{step}", current))
+    del data  # the split is a copy: unmapping images.npy gives back the pages the copy read
+    show = params.evaluate.show
+    names = ["input", settings.vae, *[f"{settings.ae} x{step}" for step in range(1, settings.passes + 1)]]
+    aggregates = [PassAggregate(name, len(test)) for name in names]
+    rgb = test.shape[-1] == 3
+    for inputs in batches(test, params.evaluate.batch_size, model_device(vae)):
+        vae_output = vae(inputs)["recon"].float()
+        # Each pass's images are measured as soon as they are made; only the last are kept.
+        current = inputs
+        for step, aggregate in enumerate(aggregates):
+            if step == 1:
+                current = vae_output
+            elif step > 1:
+                current = ae(current)["recon"].float()
+            aggregate.add(current, inputs, vae_output if rgb else None, show=show)
 
-    rgb = inputs.shape[1] == 3
     rows = []
-    for step, (name, images) in enumerate(stages):
-        blur = blur_metrics(images)
+    for step, aggregate in enumerate(aggregates):
         row = {
             "pass": step - 1,  # -1: the inputs, 0: the VAE's output, n: after n AE passes
-            "images": name,
-            **{key: float(blur[key].mean()) for key in ("laplacian_var", "laplacian_var_norm", "hf_energy",
-                                                        "blur_effect")},
-            "mse_to_input": float((images - inputs).square().mean()),
+            "images": aggregate.name,
+            **{key: aggregate.blur_mean(key) for key in ("laplacian_var", "laplacian_var_norm", "hf_energy",
+                                                         "blur_effect")},
+            "mse_to_input": aggregate.mse_to_input(),
         }
         if rgb:
-            row |= {"colour_shift_from_input": colour_shift(inputs, images),
-                    "colour_shift_from_vae": colour_shift(stages[1][1], images)}
+            row |= {"colour_shift_from_input": aggregate.colour_shift("input"),
+                    "colour_shift_from_vae": aggregate.colour_shift("vae")}
         rows.append(row)
     metrics = {f"pass_{'input' if r['pass'] < 0 else r['pass']}": {k: v for k, v in r.items() if k not in ("pass", "images")}
                for r in rows}
 
-    show = params.evaluate.show
     with atomic_directory(reports_root / "chain") as staging:
         figures.save(
             figures.image_rows(
-                [to_numpy(images[:show]) for _name, images in stages],
+                [to_numpy(aggregate.shown()) for aggregate in aggregates],
                 title=f"seed 000: {settings.vae}'s reconstructions (from μ) through {settings.ae}, pass by pass; "
                       f"the first {min(show, len(test))} test images",
-                row_labels=[name for name, _images in stages],
+                row_labels=names,
             ),
             staging / "chain.png",
         )
@@ -128,6 +140,54 @@ def run_chain(
     log.info("chain: Laplacian variance input %.5f, %s %.5f, after %d x %s %.5f", rows[0]["laplacian_var"],
              settings.vae, rows[1]["laplacian_var"], settings.passes, settings.ae, rows[-1]["laplacian_var"])
     return metrics
+
+
+class PassAggregate:
+    """What the chain keeps of one pass's images over the ``count`` test images, batch by
+    batch: the per-image blur metrics and colour distances (one float per image each, in
+    arrays made once), the sum of squared differences to the inputs, and the first ``show``
+    images (for the figure)."""
+
+    def __init__(self, name: str, count: int) -> None:
+        self.name = name
+        self.per_image = PerImage(count)
+        self.filled = 0  # images added so far
+        self.squared_error = 0.0  # the batches' float32 sums of squared differences, added in float64
+        self.values = 0  # pixels times channels times images summed
+        self.first: list[Tensor] = []
+        self.kept = 0
+
+    def add(self, images: Tensor, inputs: Tensor, vae_output: Tensor | None, *, show: int) -> None:
+        """One batch of this pass: ``images``, the ``inputs`` they came from and, for colour
+        images, the VAE's output for the same inputs (None: no colour drift)."""
+        rows = slice(self.filled, self.filled + len(images))
+        self.filled += len(images)
+        self.per_image.put(rows, {f"blur.{key}": values for key, values in blur_metrics(images).items()})
+        # torch's float32 sum of the batch, the sum the whole split's float32 mean took; batches add in float64.
+        self.squared_error += float((images - inputs).square().sum())
+        self.values += images.numel()
+        if vae_output is not None:
+            self.per_image.put(rows, {"shift.input": colour_distances(inputs, images),
+                                      "shift.vae": colour_distances(vae_output, images)})
+        if self.kept < show:
+            self.first.append(images[: show - self.kept].clone())  # a copy: a view would keep the batch
+            self.kept += len(self.first[-1])
+
+    def blur_mean(self, key: str) -> float:
+        return float(self.per_image.arrays()[f"blur.{key}"].mean())
+
+    def mse_to_input(self) -> float:
+        """The mean squared difference to the inputs over every value, as torch's float32 mean
+        of the whole split computed it (its float32 sum over the float32 count, in float32):
+        the same bits when the split is one batch, else within float32 rounding of them."""
+        return float(np.float32(np.float32(self.squared_error) / np.float32(self.values)))
+
+    def colour_shift(self, reference: str) -> float:
+        """metrics.colour_shift over the whole split, from the ``"input"`` or the ``"vae"`` output."""
+        return float(torch.from_numpy(self.per_image.arrays()[f"shift.{reference}"]).mean().item())
+
+    def shown(self) -> Tensor:
+        return torch.cat(self.first)
 
 
 def write_table(path: Path, rows: list[dict[str, Any]], *, rgb: bool = False) -> None:

@@ -3,6 +3,8 @@
 Everything per image that needs the model on the test images is computed here, batch by
 batch, so that a CelebA-sized split passes through the model once and is never held in
 memory as floats (only its first few reconstructions are kept, for sharpening and figures).
+Per-image numbers and codes go into arrays made once for the split (:class:`PerImage`), so
+the pass's memory does not grow with the split beyond them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from tqdm import tqdm
 
 from vaelab.eval.inference import batches, model_device
 from vaelab.eval.latent import PixelSpread, elbo_terms
-from vaelab.eval.metrics import blur_metrics, reconstruction_metrics
+from vaelab.eval.metrics import PerImage, blur_metrics, reconstruction_metrics
 from vaelab.models import Autoencoder
 
 # What the pass measures the blur and spread of: the test images and their reconstructions.
@@ -54,46 +56,39 @@ def run_forward_pass(
     generator of the VAE's ELBO draws, used batch after batch in order.
     """
     generator = torch.Generator().manual_seed(seed)
-    recon: dict[str, list[np.ndarray]] = {}
-    blur: dict[str, dict[str, list[np.ndarray]]] = {source: {} for source in SOURCES}
+    count = len(test)
+    recon, latent, elbo = PerImage(count), PerImage(count), PerImage(count)
+    blur = {source: PerImage(count) for source in SOURCES}
     spreads = {source: PixelSpread() for source in SOURCES}
-    codes: list[Tensor] = []
     kept: list[Tensor] = []
     kept_count = 0
-    elbo: dict[str, list[np.ndarray]] = {}
-    kl_dims: list[Tensor] = []
-    total = math.ceil(len(test) / batch_size)
+    first = 0
+    total = math.ceil(count / batch_size)
     for x in tqdm(batches(test, batch_size, model_device(model)), total=total, desc="evaluate", unit="batch",
                   disable=not progress):
+        rows = slice(first, first + len(x))
+        first += len(x)
         outputs = model(x)
         recons = outputs["recon"].float()
-        _append(recon, reconstruction_metrics(x, recons))
+        recon.put(rows, reconstruction_metrics(x, recons))
         for source, images in zip(SOURCES, (x, recons), strict=True):
-            _append(blur[source], blur_metrics(images))
+            blur[source].put(rows, blur_metrics(images))
             spreads[source].add(images)
-        codes.append(outputs["z"].flatten(1).float().cpu())
+        latent.put(rows, {"codes": outputs["z"].flatten(1).float()})
         if kept_count < keep:
             kept.append(recons[: keep - kept_count])
             kept_count += len(kept[-1])
         if model.is_variational:
             terms = elbo_terms(model, x, generator, codes=outputs)
-            _append(elbo, {name: terms[name].cpu().double().numpy() for name in ("elbo", "recon", "kl")})
-            kl_dims.append(terms["kl_per_dim"].cpu())
+            elbo.put(rows, {name: terms[name].cpu().double() for name in ("elbo", "recon", "kl")})
+            latent.put(rows, {"kl_per_dim": terms["kl_per_dim"]})
+    latent_arrays = latent.arrays()
     return ForwardPass(
-        recon=_concatenate(recon),
-        blur={source: _concatenate(by_name) for source, by_name in blur.items()},
+        recon=recon.arrays(),
+        blur={source: values.arrays() for source, values in blur.items()},
         spread={source: spread.spread() for source, spread in spreads.items()},
-        codes=torch.cat(codes),
+        codes=torch.from_numpy(latent_arrays["codes"]),
         first_recons=torch.cat(kept),
-        elbo=_concatenate(elbo) if model.is_variational else None,
-        kl_per_dim=torch.cat(kl_dims) if model.is_variational else None,
+        elbo=elbo.arrays() if model.is_variational else None,
+        kl_per_dim=torch.from_numpy(latent_arrays["kl_per_dim"]) if model.is_variational else None,
     )
-
-
-def _append(parts: dict[str, list[np.ndarray]], values: dict[str, np.ndarray]) -> None:
-    for name, value in values.items():
-        parts.setdefault(name, []).append(value)
-
-
-def _concatenate(parts: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.concatenate(values) for name, values in parts.items()}
