@@ -51,6 +51,15 @@ class ReconLossFields(Section):
     # drowning the reconstruction on MNIST; with the per-image sum used here that is
     # about 6000 / 784 ≈ 7.7.
     recon_weight: float = Field(1.0, gt=0.0)
+    # Structural and frequency terms added to the reconstruction loss, each times its weight
+    # (0 = off; vaelab.models.image_losses). msssim: (1 − MS-SSIM) times the image's C·H·W
+    # values (Wang et al. 2003). ffl: the focal frequency loss (Jiang et al. 2021), summed
+    # over channels and frequencies: the summed squared error of the spectra, each frequency
+    # weighted by its error to the power ffl_alpha (0: plain spectrum distance, = the mse
+    # loss) relative to the largest. Not part of a VAE's ELBO.
+    msssim_weight: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    ffl_weight: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    ffl_alpha: float = Field(1.0, ge=0.0, allow_inf_nan=False)
     # Epochs for this variant; null = train.epochs. A small net may need more than a big one.
     epochs: PositiveInt | None = None
 
@@ -70,6 +79,15 @@ class ReconLossFields(Section):
             raise ValueError(
                 f"sigma would do nothing with recon_loss: {self.recon_loss} (only the gaussian decoder has a σ); "
                 "remove it or set recon_loss: gaussian"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ffl_alpha_only_with_the_focal_frequency_term(self) -> ReconLossFields:
+        if self.ffl_weight == 0 and self.ffl_alpha != type(self).model_fields["ffl_alpha"].default:
+            raise ValueError(
+                "ffl_alpha would do nothing with ffl_weight: 0 (the focal frequency term is off); "
+                "remove it or set ffl_weight above 0"
             )
         return self
 

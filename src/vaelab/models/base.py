@@ -10,7 +10,8 @@ a latent batch ``z`` is ``(B, *latent_shape)`` — ``(B, z_dim)`` for VAEs, a fe
 - ``forward(x)`` → ``{"z", "logits", "recon"}`` plus ``{"mu", "logvar"}`` for VAEs;
   VAEs sample ``z`` with the reparameterisation trick in training mode only.
 - ``loss(x, outputs, epoch=...)`` → named scalar terms, ``"loss"`` the one to minimise
-  (plus ``"sigma"`` for a Gaussian decoder: its σ on this batch).
+  (plus ``"sigma"`` for a Gaussian decoder: its σ on this batch, and ``"msssim"`` /
+  ``"ffl"`` when their weights are on: :mod:`vaelab.models.image_losses`).
 - ``sample(n)`` → ``decode(z)`` with ``z ~ N(0, I)``; for a plain AE this shows why
   its latent space is no generative model (seed 003).
 """
@@ -24,6 +25,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from vaelab.models.image_losses import add_image_terms, image_terms
 from vaelab.models.layers import gaussian_sample
 from vaelab.models.losses import (
     LossSettings,
@@ -99,21 +101,25 @@ class Autoencoder(nn.Module, ABC):
         return decoder_log_sigma(settings.sigma, recon, x, getattr(self, "log_sigma", None))
 
     def reconstruction_terms(self, x: Tensor, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``{"recon"}``: the per-image summed reconstruction error (batch mean), and
-        ``"sigma"`` (the decoder's σ on this batch) for a Gaussian decoder."""
+        """``{"recon"}``: the per-image summed reconstruction error (batch mean),
+        ``"sigma"`` (the decoder's σ on this batch) for a Gaussian decoder, and ``"msssim"``,
+        ``"ffl"`` where their weights are above 0 (batch means, :func:`image_terms`)."""
         log_sigma = self.decoder_log_sigma(outputs["recon"], x)
         recon = reconstruction_loss(outputs["logits"], outputs["recon"], x, self.loss_settings.recon_loss, log_sigma)
-        return {"recon": recon} if log_sigma is None else {"recon": recon, "sigma": log_sigma.detach().exp()}
+        terms = {"recon": recon} if log_sigma is None else {"recon": recon, "sigma": log_sigma.detach().exp()}
+        return {**terms, **image_terms(outputs["recon"], x, self.loss_settings)}
 
     def loss(self, x: Tensor, outputs: dict[str, Tensor], *, epoch: int = 0) -> dict[str, Tensor]:
         """Named scalar terms for a batch ``x`` and its ``forward`` outputs.
 
         ``recon``: per-image summed reconstruction error (batch mean);
-        ``loss``: ``recon_weight * recon``; ``sigma`` for a Gaussian decoder.
+        ``loss``: ``recon_weight * recon`` plus ``msssim_weight * msssim`` and
+        ``ffl_weight * ffl`` where on; ``sigma`` for a Gaussian decoder.
         ``epoch`` is unused here (VAEs use it).
         """
         terms = self.reconstruction_terms(x, outputs)
-        return {**terms, "loss": self.loss_settings.recon_weight * terms["recon"]}
+        return {**terms, "loss": add_image_terms(self.loss_settings.recon_weight * terms["recon"], terms,
+                                                 self.loss_settings)}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -200,8 +206,9 @@ class VariationalAutoencoder(Autoencoder):
         ``kl_loss``: the KL with the free-bits floor applied (``kl`` when off);
         ``elbo``: ``-(recon + kl)`` unweighted — the evidence lower bound in nats for
         ``bce`` (Bernoulli decoder) and ``gaussian``, up to a constant for ``mse``;
-        ``loss``: ``recon_weight * recon + kl_weight * kl_loss``; ``sigma``: the Gaussian
-        decoder's σ (only with ``gaussian``). All batch means.
+        ``loss``: ``recon_weight * recon + kl_weight * kl_loss`` (plus ``msssim_weight *
+        msssim`` and ``ffl_weight * ffl`` where on, which the ELBO leaves out); ``sigma``:
+        the Gaussian decoder's σ (only with ``gaussian``). All batch means.
         """
         settings = self.loss_settings
         mu, logvar = outputs["mu"], outputs["logvar"]
@@ -216,5 +223,5 @@ class VariationalAutoencoder(Autoencoder):
             "kl_weight": as_tensor(weight, recon),
             "kl_loss": kl_loss,
             "elbo": -(recon + kl),
-            "loss": settings.recon_weight * recon + weight * kl_loss,
+            "loss": add_image_terms(settings.recon_weight * recon + weight * kl_loss, reconstruction, settings),
         }

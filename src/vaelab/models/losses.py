@@ -38,6 +38,10 @@ class LossSettings:
     kl_weight: float = 1.0
     kl_warmup_epochs: int = 0
     free_bits: float = 0.0
+    # Structural and frequency terms (vaelab.models.image_losses), off at 0.
+    msssim_weight: float = 0.0
+    ffl_weight: float = 0.0
+    ffl_alpha: float = 1.0
 
 
 def reconstruction_loss(
