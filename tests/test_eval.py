@@ -231,21 +231,27 @@ def test_every_experiment_returns_metrics_notes_and_figures(workspace, params, v
 def test_shared_quantities_are_computed_once(workspace, params, monkeypatch):
     import vaelab.eval.context as context
 
-    calls = {"forward passes": 0, "prior draws": 0}
-    run_forward_pass, sample = context.run_forward_pass, Autoencoder.sample
+    calls = {"forward passes": 0, "prior draws": 0, "input measures": 0}
+    run_forward_pass, sample, measure_inputs = context.run_forward_pass, Autoencoder.sample, context.measure_inputs
 
     def counted_pass(*args, **kwargs):
         calls["forward passes"] += 1
         return run_forward_pass(*args, **kwargs)
+
+    def counted_inputs(*args, **kwargs):
+        calls["input measures"] += 1
+        return measure_inputs(*args, **kwargs)
 
     def counted_sample(*args, **kwargs):
         calls["prior draws"] += 1
         return sample(*args, **kwargs)
 
     monkeypatch.setattr(context, "run_forward_pass", counted_pass)
+    monkeypatch.setattr(context, "measure_inputs", counted_inputs)
     monkeypatch.setattr(Autoencoder, "sample", counted_sample)
     run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
-    assert calls == {"forward passes": 2, "prior draws": 2}  # once per replicate: tiny_vae has two
+    # Once per replicate (tiny_vae has two); the test images' own blur and spread once per stage.
+    assert calls == {"forward passes": 2, "prior draws": 2, "input measures": 1}
 
 
 def test_the_radius_figure_labels_its_rows_with_the_reported_numbers(workspace, params):
@@ -632,6 +638,23 @@ def test_the_forward_pass_streams_to_the_numbers_of_the_whole_split_at_once():
     assert torch.equal(streamed.codes, inputs.flatten(1)) and streamed.codes.dtype == torch.float32
     assert torch.equal(streamed.first_recons, recons[:6])
     assert streamed.elbo is None and streamed.kl_per_dim is None
+
+
+def test_input_measures_made_once_are_the_forward_pass_own_to_the_bit():
+    """The test images' blur and spread measured apart (once per stage) and handed to a pass
+    equal what the pass measures itself; the reconstructions' are still measured by the pass."""
+    from vaelab.eval.forward import measure_inputs, run_forward_pass
+
+    test = np.random.default_rng(5).integers(0, 256, (11, 12, 12, 1), dtype=np.uint8)
+    model = IdentityCode(12, 1).eval()
+    itself = run_forward_pass(model, test, batch_size=4, keep=2, seed=0, progress=False)
+    measured = measure_inputs(test, batch_size=4, device=torch.device("cpu"))
+    handed = run_forward_pass(model, test, batch_size=4, keep=2, seed=0, progress=False, inputs=measured)
+    assert handed.blur["input"] is measured.blur and handed.spread["input"] == measured.spread
+    for source in ("input", "recon"):
+        assert handed.spread[source] == itself.spread[source]
+        for name, values in itself.blur[source].items():
+            np.testing.assert_array_equal(handed.blur[source][name], values, err_msg=f"{source} {name}")
 
 
 def test_arithmetic_skip_reasons():

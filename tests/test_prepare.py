@@ -66,6 +66,39 @@ def test_same_inputs_give_byte_identical_outputs(tmp_path, make_params):
     assert first[1] == second[1]
 
 
+def test_the_fingerprint_is_the_md5_of_the_written_files_and_is_checked(tmp_path, make_params, monkeypatch):
+    """Hashed once as prepare writes: the md5 over images.npy then index.csv (what the train
+    stages hashed themselves before, so older checkpoints keep their keys); reading it hashes
+    nothing, and a file of another size or a missing fingerprint is a UserError naming the file."""
+    from vaelab.data import prepared as prepared_module
+    from vaelab.data.prepared import read_fingerprint
+    from vaelab.io.hashing import md5_of_files
+
+    params = make_params()
+    run_download(params, raw_root=tmp_path / "raw")
+    _prepare(params, tmp_path)
+    folder = tmp_path / "prepared"
+    expected = md5_of_files([folder / "images.npy", folder / "index.csv"])
+    recorded = json.loads((folder / "fingerprint.json").read_text())
+    assert recorded == {"md5": expected, "bytes": {"images.npy": (folder / "images.npy").stat().st_size,
+                                                   "index.csv": (folder / "index.csv").stat().st_size}}
+
+    def no_hashing(*_args, **_kwargs):
+        raise AssertionError("read_fingerprint must not hash the files")
+
+    monkeypatch.setattr(prepared_module.hashlib, "md5", no_hashing)
+    assert read_fingerprint(folder) == expected
+    monkeypatch.undo()
+
+    with open(folder / "index.csv", "a") as handle:
+        handle.write("extra,row\n")
+    with pytest.raises(UserError, match=r"index\.csv: \d+ bytes, but prepare wrote \d+; rerun `dvc repro prepare`"):
+        read_fingerprint(folder)
+    (folder / "fingerprint.json").unlink()
+    with pytest.raises(UserError, match=r"fingerprint\.json: missing"):
+        read_fingerprint(folder)
+
+
 def test_seed_changes_the_random_split_only(tmp_path, make_params):
     run_download(make_params(), raw_root=tmp_path / "raw")
     _prepare(make_params(), tmp_path)

@@ -8,14 +8,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 
 from vaelab.config import Params
 from vaelab.data.datasets import DATASETS
 from vaelab.data.datasets.base import Catalog
 from vaelab.data.imaging import ImageSpec
 from vaelab.data.pool import process_all
-from vaelab.data.prepared import IMAGES_FILE, INDEX_FILE
+from vaelab.data.prepared import write_prepared
 from vaelab.data.split import OOD, SPLITS, assign_splits
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory
@@ -85,8 +84,7 @@ def run_prepare(
     index = index.drop(columns=["partition"], errors="ignore")
 
     with atomic_directory(out_dir) as staging:
-        np.save(staging / IMAGES_FILE, result.pixels, allow_pickle=False)
-        index.to_csv(staging / INDEX_FILE, index=False, lineterminator="\n")
+        write_prepared(staging, result.pixels, index)
 
     counts = Counter(index["split"])
     metrics = {

@@ -15,10 +15,25 @@ from vaelab.config import Params
 from vaelab.config.evaluate import EvaluateConfig
 from vaelab.data.prepared import PreparedData, check_fits, load_prepared
 from vaelab.errors import UserError
-from vaelab.eval.forward import ForwardPass, run_forward_pass
+from vaelab.eval.forward import ForwardPass, InputMeasures, measure_inputs, run_forward_pass
+from vaelab.eval.inference import model_device
 from vaelab.eval.latent import PixelSpread, active_dims
 from vaelab.eval.variant import load_replicates
 from vaelab.models import Autoencoder
+
+
+class TestInputs:
+    """The test split's own measures, made on first use and shared by every replicate's Context
+    (they do not depend on the model: measuring them once per stage, not once per seed)."""
+
+    def __init__(self, test: np.ndarray, batch_size: int) -> None:
+        self.test, self.batch_size = test, batch_size
+        self._measured: dict[torch.device, InputMeasures] = {}
+
+    def measures(self, device: torch.device) -> InputMeasures:
+        if device not in self._measured:
+            self._measured[device] = measure_inputs(self.test, batch_size=self.batch_size, device=device)
+        return self._measured[device]
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +56,8 @@ class Context:
     replicate: int = 0
     draw: bool = True
     progress: bool = False
+    # The test images' own measures, shared with the other replicates; None = measured in the pass.
+    inputs: TestInputs | None = None
 
     @property
     def batch_size(self) -> int:
@@ -51,8 +68,9 @@ class Context:
         """The one forward pass over the test split (ELBO draws seeded with ``seed``)."""
         # The figures show the first `show` reconstructions; sharpening measures the first `sharpen.images`.
         keep = max(self.settings.show, self.settings.sharpen.images)
+        inputs = None if self.inputs is None else self.inputs.measures(model_device(self.model))
         return run_forward_pass(self.model, self.test, batch_size=self.batch_size, keep=keep, seed=self.seed,
-                                progress=self.progress)
+                                progress=self.progress, inputs=inputs)
 
     @cached_property
     def samples(self) -> Tensor:
@@ -96,5 +114,7 @@ def build_contexts(params: Params, variant: str, *, prepared: Path, models_root:
         raise UserError(
             f"{prepared}: the test split has {len(test)} image(s); evaluation needs at least 2 (data.split.test)"
         )
+    inputs = TestInputs(test, params.evaluate.batch_size)
     return [Context(model=r.model, variant=variant, data=data, test=test, settings=params.evaluate, seed=params.seed,
-                    replicate=r.seed, draw=index == 0, progress=progress) for index, r in enumerate(loaded)]
+                    replicate=r.seed, draw=index == 0, progress=progress, inputs=inputs)
+            for index, r in enumerate(loaded)]

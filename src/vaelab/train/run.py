@@ -22,11 +22,10 @@ import torch
 
 from vaelab.config import Params
 from vaelab.config.train import TrainConfig
-from vaelab.data.prepared import IMAGES_FILE, INDEX_FILE, load_split
+from vaelab.data.prepared import load_split, read_fingerprint
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_file
 from vaelab.io.metric_files import headline_of, metric_files
-from vaelab.io.hashing import md5_of_files
 from vaelab.models import build_model, count_params
 from vaelab.models.saved import REPLICATE_PREFIX, SavedConfig, Trained, replicate_folder, save_replicates, weights_md5
 from vaelab.runtime import Runtime, deterministic, select_runtime
@@ -44,11 +43,6 @@ log = logging.getLogger("vaelab.train")
 TRAIN_HEADLINE = {"val.loss": "val.loss", "val.recon": "val.recon", "val.kl": "val.kl"}
 # Columns of the loop's history that time the machine, not the model (kept out of the history CSV).
 TIMING_COLUMNS = ["seconds", "images_per_second"]
-
-
-def data_fingerprint(prepared: Path) -> str:
-    """md5 of the prepared arrays and index: a checkpoint made on other data is not resumed."""
-    return md5_of_files([prepared / IMAGES_FILE, prepared / INDEX_FILE])
 
 
 def code_fingerprint() -> str:
@@ -135,7 +129,7 @@ def load_splits(prepared: Path) -> Splits:
     train_images = load_split(prepared, "train")
     if train_images.shape[1] != train_images.shape[2]:
         raise UserError(f"{prepared}: images are {train_images.shape[1:3]}, not square; rerun prepare")
-    return Splits(train_images, load_split(prepared, "val"), data_fingerprint(prepared))
+    return Splits(train_images, load_split(prepared, "val"), read_fingerprint(prepared))
 
 
 def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: Splits) -> Setup:
