@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from tests.support.fit import SHAPES, assert_round_trip, assert_trained, fit
 from tests.support.trained import workspace_fixture
+from tests.test_config import uncommented_params
 from vaelab.config import params_from_dict
-from vaelab.config.models import parse_model_config
+from vaelab.config.models import VaeGanConfig, parse_model_config
 from vaelab.config.train import TrainConfig
 from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
@@ -320,3 +321,15 @@ def test_a_wrong_adversarial_knob_is_one_message_naming_the_key(entry, expected)
     with pytest.raises(UserError) as info:
         params_from_dict({"models": {"v": entry}})
     assert expected in str(info.value) and "problems" not in str(info.value)
+
+
+def test_the_commented_vae_gan_in_params_is_the_vae_with_a_discriminator():
+    raw, names = uncommented_params()
+    assert "vae_gan" in names
+    params = params_from_dict(raw)
+    gan, vae = params.models["vae_gan"], params.models["vae"]
+    assert isinstance(gan, VaeGanConfig)
+    # Everything vae sets, vae_gan keeps: it differs in the discriminator and its terms alone.
+    assert {k: v for k, v in gan.model_dump().items() if k in type(vae).model_fields and k != "arch"} == {
+        k: v for k, v in vae.model_dump().items() if k != "arch"}
+    assert parse_model_config(gan.model_dump(mode="json")) == gan  # config.json round trip
