@@ -51,6 +51,18 @@ def make_params(tiny_params_dict: dict[str, Any]) -> Callable[..., Params]:
     return make
 
 
+@pytest.fixture
+def torch_globals():
+    """Put back what :func:`vaelab.runtime.deterministic` (or a test) changes for the whole process."""
+    import torch
+
+    threads = torch.get_num_threads()
+    mode = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(mode[0], warn_only=mode[1])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``gpu`` run only where torch sees a CUDA device (never in CI)."""
     import torch

@@ -63,18 +63,23 @@ def test_bad_params_are_one_clear_message(tiny_params_dict, overrides, expected)
         assert fragment in str(info.value)
 
 
-def test_the_commented_model_examples_in_params_validate_as_written():
-    # Every `  # name: {...}` line of the models: section, uncommented, is a valid variant.
+def uncommented_params() -> tuple[dict, list[str]]:
+    """The repository's params.yaml with every `  # name: {...}` line of its models: section
+    uncommented, parsed (not validated), and those variants' names."""
     lines = (REPO / "params.yaml").read_text().splitlines()
     start = lines.index("models:")
     end = next(i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith(" "))
     examples = [i for i in range(start + 1, end) if re.match(r"  # [A-Za-z0-9_]+: \{", lines[i])]
-    assert examples
     for i in examples:
         lines[i] = "  " + lines[i].removeprefix("  # ")
-    raw = yaml.safe_load("\n".join(lines))
+    return yaml.safe_load("\n".join(lines)), [lines[i].split(":")[0].strip() for i in examples]
+
+
+def test_the_commented_model_examples_in_params_validate_as_written():
+    # Every `  # name: {...}` line of the models: section, uncommented, is a valid variant.
+    raw, names = uncommented_params()
+    assert names
     params = params_from_dict(raw)
-    names = [lines[i].split(":")[0].strip() for i in examples]
     assert set(names) <= set(params.models)
 
 

@@ -26,16 +26,6 @@ def prepared(tmp_path, make_params):
     return tmp_path / "prepared"
 
 
-@pytest.fixture
-def torch_globals():
-    """Put back what :func:`vaelab.runtime.deterministic` changes for the whole process."""
-    threads = torch.get_num_threads()
-    mode = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(mode[0], warn_only=mode[1])
-
-
 def test_two_trainings_in_one_process_give_the_same_bytes(tmp_path, make_params, prepared, monkeypatch, torch_globals):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     # A VAE (it draws from its posterior while training), mirrored batches, two seeds, and a

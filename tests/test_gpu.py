@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.config.models import VaeConvConfig
+from vaelab.config.models import VaeConvConfig, VaeGanConfig
 from vaelab.config.train import TrainConfig
 from vaelab.models import build_model
 from vaelab.train.batches import Batches
@@ -16,7 +16,9 @@ from vaelab.train.loop import train_model
 
 
 @pytest.mark.gpu
-def test_cuda_bf16_training_keeps_the_split_on_the_device(tmp_path):
+@pytest.mark.parametrize("config", [VaeConvConfig(arch="vae_conv", filters=[32, 64], z_dim=16),
+                                    VaeGanConfig(arch="vae_gan", filters=[32, 64], z_dim=16)])
+def test_cuda_bf16_training_keeps_the_split_on_the_device(tmp_path, config):
     runtime = select_runtime("auto", "auto", key="train")
     assert runtime.device.type == "cuda"
     images = np.random.default_rng(0).integers(0, 256, (512, 64, 64, 3), dtype=np.uint8)
@@ -24,7 +26,7 @@ def test_cuda_bf16_training_keeps_the_split_on_the_device(tmp_path):
     val = Batches(images[:128], batch_size=128, device=runtime.device, seed=0, shuffle=False)
     assert train.on_device and train.store.device.type == "cuda"
     torch.manual_seed(0)
-    model = build_model(VaeConvConfig(arch="vae_conv", filters=[32, 64], z_dim=16), image_size=64, channels=3)
+    model = build_model(config, image_size=64, channels=3)
     result = train_model(
         model.to(runtime.device), train, val, TrainConfig(epochs=2, batch_size=128), runtime,
         checkpoint_path=tmp_path / "ckpt.pt", config_hash=config_hash({"gpu": 1}), progress=False,

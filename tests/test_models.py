@@ -326,6 +326,7 @@ def test_design_examples_validate_into_their_classes():
                         "kl_weight": 5.0},
                 "mlp": {"arch": "vae_mlp", "hidden": [512, 256], "z_dim": 2},
                 "small": {"arch": "vae_small", "z_dim": 8},
+                "gan": {"arch": "vae_gan", "filters": [16, 32, 64], "z_dim": 16, "discriminator": [32, 64, 128]},
             }
         }
     )

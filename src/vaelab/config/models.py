@@ -9,6 +9,7 @@ Each entry is a discriminated union on ``arch``::
       vae:       {arch: vae_conv, filters: [32, 64, 128, 256], z_dim: 256, recon_loss: bce, kl_weight: 5.0}
       mnist_vae: {arch: vae_mlp, hidden: [512, 256], z_dim: 2}
       small:     {arch: vae_small, z_dim: 8}
+      gan:       {arch: vae_gan, filters: [16, 32, 64], z_dim: 16, discriminator: [32, 64, 128]}
 
 Image size and channel count are not model knobs: they come from ``data:`` and are
 passed to :func:`vaelab.models.build_model`, so one entry fits every data set.
@@ -174,6 +175,41 @@ class VaeConvConfig(KlFields, TrunkFields):
         return kernel
 
 
+class VaeGanConfig(VaeConvConfig):
+    """VAE-GAN (Larsen et al. 2016): vae_conv's encoder and decoder, a patch discriminator,
+    the reconstruction also measured in one of its feature layers, an adversarial term."""
+
+    arch: Literal["vae_gan"] = "vae_gan"
+    # The pixel term's weight; 0 is Larsen's VAE-GAN, whose reconstruction is measured in
+    # the discriminator's features alone (feature_weight must then be above 0).
+    recon_weight: float = Field(1.0, ge=0.0)
+    # Maps of the discriminator's 4x4 stride-2 convs (LeakyReLU 0.2, no normalisation),
+    # followed by a 3x3 conv to one logit per patch: a ceil(n / 2^len) square map.
+    discriminator: tuple[PositiveInt, ...] = Field((32, 64, 128), min_length=1)
+    # Which discriminator conv (1 = the first) the feature reconstruction is measured after
+    # (Larsen's Dis_l): 0.5 x the squared distance of its maps, summed per image.
+    feature_layer: PositiveInt = 2
+    feature_weight: float = Field(1.0, ge=0.0)
+    # Weight of the generator's adversarial term, -log D of reconstructions and prior samples
+    # summed over each image's patches (0: the discriminator is a learned metric only).
+    adversarial_weight: float = Field(1.0, ge=0.0)
+    # The discriminator's Adam learning rate; null = train.lr.
+    discriminator_lr: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _a_gan_of_a_vae_that_reconstructs(self) -> VaeGanConfig:
+        if not self.variational:
+            raise ValueError("vae_gan needs variational: true (its discriminator also judges samples of the prior); "
+                             "remove variational: false")
+        if self.feature_layer > len(self.discriminator):
+            raise ValueError(f"feature_layer {self.feature_layer} is past the discriminator's "
+                             f"{len(self.discriminator)} conv(s); use 1 to {len(self.discriminator)}")
+        if self.recon_weight == 0 and self.feature_weight == 0:
+            raise ValueError("recon_weight and feature_weight are both 0, so nothing trains the reconstruction; "
+                             "set either above 0")
+        return self
+
+
 class VaeMlpConfig(KlFields):
     """Seed 002: fully connected VAE on flattened images (MNIST with z of 2, 4 or 10)."""
 
@@ -206,7 +242,7 @@ class VaeSmallConfig(KlFields):
 
 
 AnyModelConfig = (
-    AePoolConfig | AeConvConfig | AccordionConfig | VaeConvConfig | VaeMlpConfig | VaeSmallConfig
+    AePoolConfig | AeConvConfig | AccordionConfig | VaeConvConfig | VaeGanConfig | VaeMlpConfig | VaeSmallConfig
 )
 
 # Use as a field type, e.g. ``models: dict[str, ModelConfig]``: pydantic picks the
@@ -228,6 +264,7 @@ __all__ = [
     "AnyModelConfig",
     "ModelConfig",
     "VaeConvConfig",
+    "VaeGanConfig",
     "VaeMlpConfig",
     "VaeSmallConfig",
     "parse_model_config",

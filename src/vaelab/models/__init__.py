@@ -1,6 +1,6 @@
 """The model zoo: one :class:`Autoencoder` interface, an ``arch`` → builder table (:mod:`.zoo`), summaries.
 
-Importing the package registers every architecture (``ae``, ``vae`` modules), so
+Importing the package registers every architecture (``ae``, ``vae``, ``vae_gan`` modules), so
 ``build_model(config, image_size=..., channels=...)`` works for any ``models:`` entry.
 """
 
@@ -8,7 +8,7 @@ from vaelab.models.base import Autoencoder, VariationalAutoencoder
 from vaelab.models.zoo import ARCHITECTURES, build_model, register
 
 # Imported for their @register side effect; keep after the zoo import.
-from vaelab.models import ae, vae  # noqa: E402, F401  isort: skip
+from vaelab.models import ae, vae, vae_gan  # noqa: E402, F401  isort: skip
 from vaelab.models.summary import ParamCounts, count_params, summarize
 
 __all__ = [

@@ -142,7 +142,8 @@ def summarize(model: Autoencoder, image_size: int | None = None, channels: int |
     """A Keras-like table of ``model`` for ``channels``×``image_size``×``image_size`` inputs.
 
     Defaults to the model's own geometry. VAEs get an encoder table and a decoder table,
-    each with its own totals (as in seed 001), then the combined total. The model is run
+    each with its own totals (as in seed 001), a table for any other submodule, which takes
+    images (a VAE-GAN's discriminator), then the combined total. The model is run
     once in eval mode without gradients (so batch-norm statistics are untouched) and its
     train/eval mode is restored afterwards.
     """
@@ -163,16 +164,21 @@ def summarize(model: Autoencoder, image_size: int | None = None, channels: int |
             z = torch.zeros(1, *model.latent_shape, device=reference.device, dtype=reference.dtype)
             encoder_rows = _trace(encoder, lambda: encoder(x), namer)
             decoder_rows = _trace(decoder, lambda: decoder(z), namer)
+            others = {child_name: (child, _trace(child, lambda child=child: child(x), namer))
+                      for child_name, child in model.named_children() if child_name not in ("encoder", "decoder")}
     finally:
         model.train(was_training)
     encoder_counts, decoder_counts = count_params(encoder), count_params(decoder)
     overall = count_params(model)
-    # Parameters of the model itself, outside both tables (a learned decoder log σ).
-    own = [f" + {param}" for param, _value in model.named_parameters(recurse=False)]
+    # What the total adds to encoder and decoder: the other tables' submodules and the model's
+    # own parameters (a learned decoder log σ).
+    own = [f" + {part}" for part in others] + [f" + {param}" for param, _value in model.named_parameters(recurse=False)]
     return "\n\n".join(
         [
             _table(f"{name}.encoder", "input_1", _shape(x), encoder_rows, encoder_counts),
             _table(f"{name}.decoder", "input_2", _shape(z), decoder_rows, decoder_counts),
+            *(_table(f"{name}.{part}", f"input_{index}", _shape(x), rows, count_params(child))
+              for index, (part, (child, rows)) in enumerate(others.items(), start=3)),
             f"Total params (encoder + decoder{''.join(own)}): {overall.total:,}\n"
             f"Trainable params: {overall.trainable:,}\n"
             f"Non-trainable params: {overall.non_trainable:,}",

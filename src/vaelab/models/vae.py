@@ -233,12 +233,17 @@ VAE_CONV_PRESETS: dict[str, VaeConvConfig] = {
 }
 
 
+def conv_trunk(config: VaeConvConfig) -> ConvTrunk:
+    """The encoder and decoder layers of a ``vae_conv`` entry (or an entry built on its knobs)."""
+    return ConvTrunk(filters=config.filters, z_dim=config.z_dim, kernel=config.kernel,
+                     batch_norm=config.batch_norm, decoder_upsample=config.decoder_upsample, trunk=config.trunk)
+
+
 @register("vae_conv")
 def build_vae_conv(config: VaeConvConfig, *, image_size: int, channels: int) -> ConvVAE | ConvAE:
-    trunk = ConvTrunk(filters=config.filters, z_dim=config.z_dim, kernel=config.kernel,
-                      batch_norm=config.batch_norm, decoder_upsample=config.decoder_upsample, trunk=config.trunk)
     model = ConvVAE if config.variational else ConvAE
-    return model(image_size=image_size, channels=channels, trunk=trunk, loss_settings=loss_settings_from(config))
+    return model(image_size=image_size, channels=channels, trunk=conv_trunk(config),
+                 loss_settings=loss_settings_from(config))
 
 
 @register("vae_mlp")

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from vaelab.config.train import TrainConfig
 from vaelab.errors import UserError
+from vaelab.models.vae_gan import VaeGan
 from vaelab.runtime import Runtime
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import TrainState, restore_checkpoint, save_checkpoint
@@ -32,6 +33,8 @@ SYNC_EVERY = {"cpu": 1, "mps": 10, "cuda": 50}
 
 # Loss terms of one step, still on the device, with the batch's image count.
 Pending = list[tuple[int, dict[str, torch.Tensor]]]
+# The terms an optimiser minimises: a non-finite one stops training.
+MINIMISED = ("loss", "discriminator_loss")
 
 
 class NonFiniteLoss(UserError):
@@ -65,12 +68,21 @@ def train_model(
     ``model`` may be wrapped in DistributedDataParallel or torch.compile; the bare module
     gives ``loss``. Only the writer (rank 0) saves checkpoints and logs each epoch to ``run``,
     its MLflow run, whose id the checkpoint keeps (``run`` never raises: a tracking store
-    that fails is warned about and left behind). Returns the per-epoch history.
+    that fails is warned about and left behind). A VAE-GAN's discriminator has an optimiser
+    of its own, stepped after the model's. Returns the per-epoch history.
     """
-    # The resumable state: the bare model, its optimiser, counters, history, RNG.
+    # The resumable state: the bare model, its optimisers, counters, history, RNG. A VAE-GAN's
+    # model optimiser steps all but its discriminator, which has its own ("discriminator").
     core = unwrap(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = TrainState(model=core, optimizers={"model": optimizer})
+    gan = core if isinstance(core, VaeGan) else None
+    if gan is not None and dist.is_initialized():
+        raise UserError("vae_gan trains in one process only (its discriminator is stepped outside "
+                        "DistributedDataParallel); run it without torchrun")
+    optimizer = torch.optim.Adam(model.parameters() if gan is None else gan.generator_parameters(), lr=cfg.lr)
+    optimizers = {"model": optimizer}
+    if gan is not None:
+        optimizers["discriminator"] = gan.discriminator_optimizer(cfg.lr)
+    state = TrainState(model=core, optimizers=optimizers)
     resumed_from = None
     if restore_checkpoint(checkpoint_path, state, config_hash):
         resumed_from = {"epoch": state.epoch, "batch": state.batch, "step": state.step}
@@ -102,10 +114,20 @@ def train_model(
                    unit="batch", disable=not progress, leave=False)
         for images in train_batches.epoch(state.epoch, state.batch):
             with autocast:
-                terms = core.loss(images, model(images), epoch=state.epoch)
+                outputs = model(images)
+                terms = core.loss(images, outputs, epoch=state.epoch)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
+            if gan is not None:
+                # The discriminator's step: real images against this step's reconstructions and
+                # prior samples, detached (the model's loss saw the discriminator frozen).
+                with autocast:
+                    critic_terms = gan.discriminator_loss(images, outputs)
+                optimizers["discriminator"].zero_grad(set_to_none=True)
+                critic_terms["discriminator_loss"].backward()
+                optimizers["discriminator"].step()
+                terms |= critic_terms
             state.step, state.batch, images_seen = state.step + 1, state.batch + 1, images_seen + len(images)
             pending.append((len(images), {k: v.detach().float() for k, v in terms.items()}))
 
@@ -163,7 +185,7 @@ def absorb(pending: Pending, meter: LossMeter, epoch: int, step: int) -> None:
     first_step = step - len(pending) + 1
     for offset, (count, terms) in enumerate(pending):
         values = {name: float(value) for name, value in terms.items()}
-        if not math.isfinite(values["loss"]):
+        if not all(math.isfinite(values[name]) for name in MINIMISED if name in values):
             shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
             raise NonFiniteLoss(
                 f"non-finite loss at epoch {epoch + 1}, step {first_step + offset}: {shown}. "
@@ -178,12 +200,16 @@ def absorb(pending: Pending, meter: LossMeter, epoch: int, step: int) -> None:
 def evaluate_loss(
     model: torch.nn.Module, core: torch.nn.Module, batches: Batches, epoch: int, autocast: Any
 ) -> dict[str, float]:
-    """Mean loss terms over ``batches`` with the model in eval mode."""
+    """Mean loss terms over ``batches`` with the model in eval mode (a VAE-GAN's discriminator
+    terms too, on the reconstructions: eval mode decodes no prior samples)."""
     model.eval()
     meter, pending = LossMeter(), []
     for images in batches.epoch(epoch):
         with autocast:
-            terms = core.loss(images, model(images), epoch=epoch)
+            outputs = model(images)
+            terms = core.loss(images, outputs, epoch=epoch)
+            if isinstance(core, VaeGan):
+                terms |= core.discriminator_loss(images, outputs)
         pending.append((len(images), {k: v.detach().float() for k, v in terms.items()}))
     absorb(pending, meter, epoch, 0)
     return meter.means()
