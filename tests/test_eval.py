@@ -736,3 +736,47 @@ def test_evaluate_names_an_untrained_variant(workspace, make_params):
     params = make_params({"models": {**VARIANTS, "untrained": {"arch": "ae_pool"}}, "evaluate": EVALUATE})
     with pytest.raises(UserError, match=r"train@untrained"):
         run_evaluate(params, "untrained", progress=False, **_roots(workspace))
+
+
+def test_compare_measures_each_remedy_against_its_plain_vae_in_a_table_a_figure_and_the_verdicts(
+        workspace, make_params):
+    """tiny_vae_sigma is tiny_vae with a Gaussian decoder: a σ-VAE row against tiny_vae (same
+    trunk and z), not against tiny_vae_z2; its verdicts reach metrics/compare.json."""
+    from vaelab.config import params_from_dict
+    from tests.conftest import TINY, deep_merge
+
+    remedy = {"tiny_vae_sigma": {**VARIANTS["tiny_vae"], "recon_loss": "gaussian", "sigma": "optimal"}}
+    params = make_params({"models": {**VARIANTS, **remedy}, "evaluate": EVALUATE})
+    config = params.models["tiny_vae_sigma"]
+    torch.manual_seed(1)
+    save_replicates(workspace / "models" / "tiny_vae_sigma", [Trained(build_model(config, image_size=16, channels=1),
+        SavedConfig(variant="tiny_vae_sigma", model=config, image_size=16, channels=1, seed=0, train=params.train,
+                    trainable_params=1, data=params.data))])
+    metric_files(workspace / "metrics", "train/tiny_vae_sigma.json").write({"val": {"loss": 2.5}}, {}, {})
+    assert params_from_dict(deep_merge(TINY, {"models": {**VARIANTS, **remedy}}))  # a valid entry
+    for variant in params.models:
+        run_evaluate(params, variant, progress=False, **_roots(workspace))
+    result = run_compare(params, **_roots(workspace))
+
+    assert set(result["remedies"]) == {"tiny_vae_sigma"}
+    assert set(result["remedies"]["tiny_vae_sigma"]) == {"recon_sharpness", "sample_sharpness", "mse"}
+    assert set(result["remedies"]["tiny_vae_sigma"].values()) <= {-1, 0, 1}
+    headline = json.loads(metric_files(workspace / "metrics", "compare.json").headline.read_text())
+    assert headline == {"claims": result["claims"], "remedies": result["remedies"]}
+    report = (workspace / "reports" / "compare.md").read_text()
+    section = report[report.index("## Remedies for blur"):]
+    assert "| tiny_vae_sigma " in section and "calibrated Gaussian decoder (σ-VAE)" in section
+    assert "| tiny_vae " in section.split("\n\n")[2]  # the "against" column of the table
+    assert "- tiny_vae_sigma vs tiny_vae: Lap var recon " in section and "(n = 1 seed(s) × 10)" in section
+    assert "![remedies](compare/remedies.png)" in section
+    width, height = _opens(workspace / "reports" / "compare" / "remedies.png")
+    assert height > width / 8  # three rows: input, tiny_vae, tiny_vae_sigma
+
+
+def test_compare_without_remedies_writes_no_remedies_section_or_verdicts(workspace, params):
+    for variant in VARIANTS:
+        run_evaluate(params, variant, progress=False, **_roots(workspace))
+    result = run_compare(params, **_roots(workspace))
+    assert "remedies" not in result
+    assert "## Remedies for blur" not in (workspace / "reports" / "compare.md").read_text()
+    assert not (workspace / "reports" / "compare" / "remedies.png").exists()

@@ -30,6 +30,7 @@ from vaelab.eval.variant import load_variant
 from vaelab.findings.claims import SCORE
 from vaelab.findings.families import Family, find_families
 from vaelab.findings.intervals import Estimate
+from vaelab.findings.remedies import RemedyComparison, compare_remedies, verdict_scores
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import lookup, metric_files
 from vaelab.models import Autoencoder
@@ -138,6 +139,8 @@ def run_compare(
 
     claims = [check([v.evaluated for v in variants]) for check in CLAIMS]
     families = find_families(params.models)
+    remedies = compare_remedies({name: entry.model_dump(mode="json") for name, entry in params.models.items()},
+                                {v.name: v.evaluated.estimates for v in variants})
     reference = {key: variants[0].value(f"blur.{key}.input") for key in ("laplacian_var", "laplacian_var_norm")}
     result = {
         "reference": reference,
@@ -145,6 +148,10 @@ def run_compare(
                      for v in variants},
         "claims": {c.key: SCORE[c.outcome] for c in claims if c.outcome in SCORE},
     }
+    # Each remedy's verdicts against its plain VAE (1 better, 0 inconclusive, -1 worse), when there are any.
+    headline = {"claims": result["claims"]}
+    if scores := verdict_scores(remedies):
+        result["remedies"] = headline["remedies"] = scores
 
     with atomic_directory(reports_root / "compare") as staging:
         figures.save(
@@ -174,16 +181,38 @@ def run_compare(
         )
         for family in families:
             figures.save(family_figure(family, {v.name: v for v in variants}), staging / f"{family_file(family)}.png")
-    metric_files(metrics_root, "compare.json").write({"claims": result["claims"]}, result)
+        remedies_drawn = remedies_figure(remedies, shown, dict(zip(params.models, recon_rows, strict=True)),
+                                         staging / "remedies.png", seed=params.seed)
+    metric_files(metrics_root, "compare.json").write(headline, result)
     if histories:
         with atomic_file(metrics_root / "compare" / "history.csv") as handle:
             pd.concat(histories, ignore_index=True).to_csv(handle, index=False, lineterminator="\n")
     with atomic_file(reports_root / "compare.md") as handle:
         handle.write(render_markdown(params, variants, claims, families, has_samples=bool(sample_rows),
-                                     family_file=family_file))
+                                     family_file=family_file, remedies=remedies,
+                                     remedies_figure="compare/remedies.png" if remedies_drawn else None))
     for claim in claims:
         log.info("%s: %s", claim.outcome, claim.text)
     return result
+
+
+def remedies_figure(remedies: list[RemedyComparison], shown: Any, recons: dict[str, Any], path: Path, *,
+                    seed: int) -> bool:
+    """The same test faces through each plain VAE and the remedies measured against it; False
+    (nothing drawn) when no remedy has a baseline."""
+    measured = [c for c in remedies if c.baseline is not None]
+    if not measured:
+        return False
+    order = list(dict.fromkeys(name for c in measured for name in (c.baseline, c.variant)))
+    labels = [name if name not in {c.variant for c in measured}
+              else f"{name}\n({', '.join(r.key for r in next(c for c in measured if c.variant == name).remedies)})"
+              for name in order]
+    figures.save(figures.image_rows([shown / 255.0, *(recons[name] for name in order)],
+                                    title=f"The first {len(shown)} test images through each plain VAE and its "
+                                          f"remedies (seed {seed}, decoded from μ or the code)",
+                                    row_labels=["input", *labels]),
+                 path)
+    return True
 
 
 def family_file(family: Family) -> str:

@@ -12,6 +12,7 @@ from vaelab.config import Params
 from vaelab.eval.claims import summary
 from vaelab.findings.claims import Claim
 from vaelab.findings.families import Family
+from vaelab.findings.remedies import RemedyComparison
 
 if TYPE_CHECKING:
     from vaelab.eval.compare import Variant
@@ -69,6 +70,45 @@ def family_table(family: Family, variants: dict[str, Variant]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False)
 
 
+def _change_cell(comparison: RemedyComparison, key: str) -> str:
+    change = next((c for c in comparison.changes if c.key == key), None)
+    return "" if change is None else f"{change.delta:+.3g} ({change.verdict})"
+
+
+def remedies_section(comparisons: Sequence[RemedyComparison], *, figure: str | None) -> list[str]:
+    """The remedies table (each remedy's change against its plain VAE), the intervals behind
+    it, the caveats, and the figure of the same test faces through every remedy."""
+    from vaelab.findings.remedies import CHANGES
+
+    lines = ["", "## Remedies for blur", "",
+             "Each variant that applies a remedy against the plain VAE with the same trunk and z (a variational "
+             "`vae_conv` entry with no remedy, equal in every other knob): the change is the remedy's mean minus "
+             "the plain VAE's, and its verdict compares their 95 % intervals — better or worse when they are apart, "
+             "inconclusive when they overlap. Sharpness verdicts need the raw and the contrast-normalised measure "
+             "to agree.", ""]
+    rows = []
+    for c in comparisons:
+        row = {"variant": c.variant, "remedy": "; ".join(f"{r.label} ({r.paper})" for r in c.remedies),
+               "against": c.baseline or "—"}
+        row |= {f"Δ {label}": _change_cell(c, key) for key, label, _better in CHANGES}
+        row |= {"verdict": ", ".join(f"{what.replace('_', ' ')} {verdict}" for what, verdict in c.verdicts.items())
+                or c.reason}
+        rows.append(row)
+    lines += [pd.DataFrame(rows).to_markdown(index=False), ""]
+    for c in comparisons:
+        if c.changes:
+            lines.append(f"- {c.variant} vs {c.baseline}: " + "; ".join(
+                f"{ch.label} {ch.remedy.shown()} vs {ch.baseline.shown()}" for ch in c.changes)
+                + f" (n = {c.changes[0].remedy.seeds} seed(s) × {c.changes[0].remedy.images}).")
+    if any(r.key == "ffl" for c in comparisons for r in c.remedies):
+        lines += ["", "A model trained with the focal frequency loss was trained to match the test images' spectra: "
+                      "its `blur.hf_energy` (and, in part, the Laplacian variance, a high-pass measure) is partly "
+                      "its training target, not an independent measure of its sharpness."]
+    if figure:
+        lines += ["", f"![remedies]({figure})"]
+    return lines
+
+
 def summary_lines(params: Params, variants: Sequence[Variant], claims: Sequence[Claim]) -> list[str]:
     data = params.data
     seeds = sorted({v.evaluation["images"]["seeds"] for v in variants})
@@ -99,7 +139,8 @@ def collapse_line(variant: Variant) -> str:
 
 
 def render_markdown(params: Params, variants: Sequence[Variant], claims: Sequence[Claim], families: Sequence[Family],
-                    *, has_samples: bool, family_file: Callable[[Family], str]) -> str:
+                    *, has_samples: bool, family_file: Callable[[Family], str],
+                    remedies: Sequence[RemedyComparison] = (), remedies_figure: str | None = None) -> str:
     pixels = params.data.image_size ** 2 * params.data.channels
     by_name = {v.name: v for v in variants}
     lines = ["# Variant comparison", "", "## Summary", "", *summary_lines(params, variants, claims), "",
@@ -119,6 +160,8 @@ def render_markdown(params: Params, variants: Sequence[Variant], claims: Sequenc
         for family in families:
             lines += [f"### {family.knob}", "", family_table(family, by_name), "",
                       f"![{family.knob}](compare/{family_file(family)}.png)", ""]
+    if remedies:
+        lines += remedies_section(remedies, figure=remedies_figure)
     collapse = [collapse_line(v) for v in variants if v.value("collapse.collapsed") is not None]
     if collapse:
         lines += ["", "## Posterior collapse", "",
