@@ -201,6 +201,15 @@ def test_train_fits_each_replicate_a_gmm_on_its_training_codes(tmp_path, make_pa
     for seed in (0, 1):
         folder = tmp_path / "models" / "ae" / f"seed{seed}"
         assert (folder / "model.pt").read_bytes() == weights[seed] and load_gmm(folder) is None
+    # A mixture that cannot be fitted (non-finite codes here) stops the stage with one message.
+    from vaelab.train import run
+
+    monkeypatch.setattr(run, "training_codes", lambda *args, **kwargs: np.full((4, 2), np.nan))
+    with pytest.raises(UserError, match="ae seed 0: cannot fit train.gmm's mixture .*not all finite"):
+        run_train(params, "ae", **roots)
+    monkeypatch.undo()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
     # Codes longer than train.gmm.max_dim get none either.
     run_train(make_params({"train": {"epochs": 1, "batch_size": 32, "gmm": {"max_dim": 1}},
                            "models": {"ae": entry}}), "ae", **roots)

@@ -231,7 +231,11 @@ def fit_gmm(params: Params, setup: Setup, splits: Splits) -> LatentGMM | None:
         return None
     codes = training_codes(model, splits.train, batch_size=training_for(params, setup.variant).batch_size,
                            device=setup.runtime.device)
-    gmm = fit_latent_gmm(codes, settings.components, setup.seed)
+    try:
+        gmm = fit_latent_gmm(codes, settings.components, setup.seed)
+    except ValueError as err:  # e.g. scikit-learn's ill-defined covariances of degenerate codes
+        raise UserError(f"{setup.variant} seed {setup.seed}: cannot fit train.gmm's mixture to its training codes "
+                        f"({err}); set train.gmm.components lower, or 0 for none") from err
     log.info("%s seed %d: a %d-component GMM on %d training codes of %d values", setup.variant, setup.seed,
              gmm.components, len(codes), gmm.dim)
     return gmm
