@@ -780,3 +780,68 @@ def test_compare_without_remedies_writes_no_remedies_section_or_verdicts(workspa
     assert "remedies" not in result
     assert "## Remedies for blur" not in (workspace / "reports" / "compare.md").read_text()
     assert not (workspace / "reports" / "compare" / "remedies.png").exists()
+
+
+def _without_gmm(tree: dict) -> dict:
+    """A metric tree less every ``sample_gmm`` leaf and interval."""
+    kept = {}
+    for key, value in tree.items():
+        if key == "sample_gmm" or key.endswith(".sample_gmm"):
+            continue
+        kept[key] = _without_gmm(value) if isinstance(value, dict) else value
+    return kept
+
+
+def test_a_model_saved_with_a_gmm_is_also_sampled_from_it(workspace, params, make_params, tmp_path):
+    """evaluate.sampler's gmm: ``*.sample_gmm`` metrics and samples_gmm.png beside the N(0, I)
+    ones, which stay what they were; sampler [normal] measures no GMM."""
+    import shutil
+
+    from vaelab.models.latent_gmm import LatentGMM
+    from vaelab.models.saved import load_trained, replicates, save_trained
+
+    plain = run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
+    plain_samples = (workspace / "reports" / "tiny_vae" / "samples.png").read_bytes()
+    root = tmp_path / "with_gmm"
+    shutil.copytree(workspace / "models" / "tiny_vae", root / "models" / "tiny_vae")
+    for seed, folder in replicates(root / "models" / "tiny_vae"):
+        model, config = load_trained(folder)
+        # Two components far from the origin: samples unlike the prior's.
+        gmm = LatentGMM(torch.tensor([0.5, 0.5], dtype=torch.float64),
+                        torch.tensor([[4.0] * 4, [-4.0 - seed] * 4], dtype=torch.float64),
+                        0.1 * torch.eye(4, dtype=torch.float64).repeat(2, 1, 1))
+        save_trained(folder, model, config, gmm)
+    roots = {**_roots(root), "prepared": workspace / "prepared"}
+    both = run_evaluate(params, "tiny_vae", progress=False, **roots)
+    assert params.evaluate.sampler == ["normal", "gmm"]  # the default
+    for name in ("laplacian_var", "laplacian_var_norm", "hf_energy", "blur_effect"):
+        assert set(both["blur"][name]) == {"input", "recon", "sample", "sample_gmm"}
+        assert both["blur"][name]["sample_gmm"] != both["blur"][name]["sample"]
+    assert both["spread"]["sample_gmm"] > 0 and "blur.laplacian_var.sample_gmm" in both["intervals"]
+    assert both["intervals"]["blur.laplacian_var.sample_gmm"]["images"] == params.evaluate.samples
+    headline = json.loads(metric_files(root / "metrics", "eval/tiny_vae.json").headline.read_text())
+    assert headline["sharpness"]["sample_gmm"] == both["blur"]["laplacian_var"]["sample_gmm"]
+    # Every other number is the one the model without a GMM got, the N(0, I) samples' too.
+    assert _without_gmm(both) == plain
+    reports = root / "reports" / "tiny_vae"
+    assert (reports / "samples.png").read_bytes() == plain_samples
+    assert {p.stem for p in reports.glob("*.png")} == FIGURES | {"kl_per_dim", "samples_gmm"}
+    assert _opens(reports / "samples_gmm.png")[0] > 100
+
+    # sampler [normal]: the GMM is there but not measured.
+    normal_only = make_params({"models": VARIANTS, "evaluate": {**EVALUATE, "sampler": ["normal"]}})
+    assert run_evaluate(normal_only, "tiny_vae", progress=False, **roots) == plain
+    assert not (reports / "samples_gmm.png").exists()
+    # A model without a GMM (tiny_ae) is measured on N(0, I) alone under the default too.
+    ctx = _context(workspace, params, "tiny_ae")
+    assert ctx.gmm is None and list(ctx.sampled) == ["sample"]
+
+
+@pytest.mark.parametrize(("sampler", "message"), [
+    (["gmm"], "evaluate.sampler: must include normal"),
+    (["normal", "normal"], "names a sampler twice"),
+    (["normal", "flow"], "evaluate.sampler.1: 'flow' is not allowed"),
+])
+def test_a_wrong_sampler_is_one_message_naming_the_key(make_params, sampler, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        make_params({"evaluate": {"sampler": sampler}})

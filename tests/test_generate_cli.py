@@ -103,6 +103,7 @@ def test_images_are_resized_with_the_models_filter(tmp_path, data, resample):
         ("missing image", "missing.jpg: no such image file"),
         ("not an image", "notes.jpg: cannot use this image"),
         ("not png", "give a name ending in .png"),
+        ("no gmm", "has no latent GMM to sample"),
     ],
 )
 def test_user_errors_are_one_message_and_write_nothing(workspace, capsys, case, message):
@@ -117,6 +118,7 @@ def test_user_errors_are_one_message_and_write_nothing(workspace, capsys, case, 
         "missing image": ["reconstruct", "--model", str(folder), str(good), "missing.jpg", "--out", str(out)],
         "not an image": ["reconstruct", "--model", str(folder), "notes.jpg", "--out", str(out)],
         "not png": ["generate", "--model", str(folder), "--out", str(workspace.root / "grid.jpg")],
+        "no gmm": ["generate", "--model", str(folder), "--sampler", "gmm", "--out", str(out)],
     }[case]
 
     with pytest.raises(SystemExit) as exit_info:
@@ -136,3 +138,44 @@ def test_a_registry_uri_without_a_registry_is_a_user_error(workspace, monkeypatc
     assert exit_info.value.code == 2
     assert f"there is no MLflow registry at sqlite:///{missing}" in capsys.readouterr().err
     assert not missing.exists()  # MLflow was not allowed to create an empty one
+
+
+def test_generate_draws_from_the_latent_gmm_of_a_model_folder(workspace):
+    import torch
+
+    from vaelab.eval.inference import to_numpy
+    from vaelab.models.latent_gmm import LatentGMM, sample_images
+    from vaelab.models.saved import load_trained, save_trained
+    from vaelab.registry.pyfunc import VariantModel
+
+    folder = save_variant(workspace.models, "vae")
+    model, config = load_trained(folder / "seed0")
+    without = VariantModel.from_folder(folder)
+    assert without.gmm is None
+    normal = without.generate(5, seed=3)
+    # One tight component far out in the tiny VAE's 4-d latent space.
+    gmm = LatentGMM(torch.ones(1, dtype=torch.float64), torch.full((1, 4), 3.0, dtype=torch.float64),
+                    0.01 * torch.eye(4, dtype=torch.float64)[None])
+    save_trained(folder / "seed0", model, config, gmm)
+    loaded = VariantModel.from_folder(folder)
+    # The default output is what it was: N(0, I) draws of the same seed.
+    np.testing.assert_array_equal(loaded.generate(5, seed=3), normal)
+    np.testing.assert_array_equal(loaded.generate(5, 3, "normal"), normal)
+    np.testing.assert_array_equal(normal, to_numpy(model.sample(5, generator=torch.Generator().manual_seed(3))))
+    drawn = loaded.generate(5, seed=3, sampler="gmm")
+    np.testing.assert_array_equal(drawn, to_numpy(sample_images(model, gmm, 5, torch.Generator().manual_seed(3))))
+    assert drawn.shape == normal.shape and not np.array_equal(drawn, normal)
+    np.testing.assert_array_equal(drawn, loaded.generate(5, seed=3, sampler="gmm"))
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="sampler 'flow' is not one of normal, gmm"):
+        loaded.generate(2, sampler="flow")
+    with pytest.raises(MlflowException, match="this model has no latent GMM"):
+        without.generate(2, sampler="gmm")
+
+    out = workspace.root / "gmm.png"
+    main(["generate", "--model", str(folder), "-n", "4", "--seed", "3", "--sampler", "gmm", "--out", str(out)])
+    with Image.open(out) as image:
+        pixels = np.asarray(image)
+    expected = np.round(drawn[0, :, :, 0] * 255)
+    assert np.abs(tile(pixels, 0, 0).astype(float) - expected).max() <= 1

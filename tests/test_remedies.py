@@ -29,6 +29,8 @@ ENTRIES = {
     "vae_sigma_kl4": _dump(recon_loss="gaussian", kl_weight=4.0),
     "ae_twin": _dump(variational=False, kl_weight=1.0),
     "vae_gan_larsen": _dump(arch="vae_gan", recon_weight=0.0, adversarial_weight=2.0),
+    "wae": parse_model_config({**TRUNK, "variational": False, "kl_weight": 1.0, "mmd_weight": 100.0}
+                              ).model_dump(mode="json"),
 }
 
 
@@ -38,6 +40,9 @@ def test_remedies_are_recognised_from_their_knobs_and_plain_vaes_have_none():
     assert [r.key for r in applied(_dump(msssim_weight=0.3))] == ["msssim"]
     assert [r.key for r in applied(_dump(ffl_weight=10.0))] == ["ffl"]
     assert [r.key for r in applied(_dump(arch="vae_gan", recon_weight=0.0))] == ["vae_gan"]
+    assert [r.key for r in applied(_dump(variational=False, kl_weight=1.0, mmd_weight=100.0))] == ["wae_mmd"]
+    assert [r.key for r in applied(_dump(variational=False, kl_weight=1.0, latent_norm_weight=1.0,
+                                         decoder_reg="gp"))] == ["rae"]
     assert is_plain_vae(ENTRIES["vae"]) and is_plain_vae(ENTRIES["vae_z4"])
     assert not is_plain_vae(ENTRIES["vae_sigma"]) and not is_plain_vae(ENTRIES["ae_twin"])
 
@@ -45,8 +50,10 @@ def test_remedies_are_recognised_from_their_knobs_and_plain_vaes_have_none():
 def test_each_remedy_is_measured_against_the_plain_vae_with_its_trunk_and_z():
     estimates = {name: {} for name in ENTRIES}
     by_variant = {c.variant: c for c in compare_remedies(ENTRIES, estimates)}
-    assert set(by_variant) == {"vae_sigma", "vae_resnet", "vae_resnet_sigma", "vae_sigma_kl4", "vae_gan_larsen"}
+    assert set(by_variant) == {"vae_sigma", "vae_resnet", "vae_resnet_sigma", "vae_sigma_kl4", "vae_gan_larsen", "wae"}
     assert by_variant["vae_gan_larsen"].baseline == "vae"  # another arch, the vae_conv knobs shared
+    # A WAE has no KL knobs to compare (TRUNK's kl_weight 0.5 is a VAE's): still the plain VAE of its trunk and z.
+    assert by_variant["wae"].baseline == "vae"
     assert by_variant["vae_sigma"].baseline == "vae"  # not vae_z4: another z
     assert by_variant["vae_resnet"].baseline == "vae"  # the trunk is the remedy itself
     assert by_variant["vae_resnet_sigma"].baseline == "vae"  # both remedies against the plain trunk

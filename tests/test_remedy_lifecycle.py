@@ -33,7 +33,7 @@ REMEDIES = _remedies()
 
 def test_params_yaml_has_every_kind_of_remedy():
     kinds = {remedy.key for entry in REMEDIES.values() for remedy in applied(entry)}
-    assert {"sigma_vae", "msssim", "ffl", "resnet", "vae_gan"} <= kinds
+    assert {"sigma_vae", "msssim", "ffl", "resnet", "vae_gan", "wae_mmd", "rae"} <= kinds
 
 
 @pytest.mark.parametrize(("image_size", "channels"), SHAPES)

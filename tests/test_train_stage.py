@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -57,7 +58,8 @@ def test_train_writes_model_metrics_history_and_an_mlflow_run(tmp_path, make_par
     from mlflow.tracking import MlflowClient
 
     # No run id in the model folder: the run is found by the md5 of the weights it saved.
-    assert sorted(p.name for p in (tmp_path / "models" / "tiny_vae" / "seed0").iterdir()) == ["config.json", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "models" / "tiny_vae" / "seed0").iterdir()) == [
+        "config.json", "latent_gmm.pt", "model.pt"]
     md5 = weights_md5(tmp_path / "models" / "tiny_vae" / "seed0")
     (run,) = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("vaelab").experiment_id],
                                         filter_string=f"tags.model_md5 = '{md5}' and tags.stage = 'train'")
@@ -152,10 +154,63 @@ def test_identical_weights_make_an_identical_model_folder(tmp_path, make_params,
         return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
     first, second = (contents(folder) for folder in folders)
-    assert sorted(first) == ["seed0/config.json", "seed0/model.pt"]
+    assert sorted(first) == ["seed0/config.json", "seed0/latent_gmm.pt", "seed0/model.pt"]
     assert first == second
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id],
                               filter_string="tags.stage = 'train'")
     assert len(runs) == 2
     assert {run.data.tags["model_md5"] for run in runs} == {weights_md5(folders[0] / "seed0")}
+
+
+def test_train_fits_each_replicate_a_gmm_on_its_training_codes(tmp_path, make_params, prepared, monkeypatch):
+    from vaelab.data.prepared import load_split
+    from vaelab.models.latent_gmm import fit_latent_gmm
+    from vaelab.models.saved import load_gmm
+    from vaelab.train.run import training_codes
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    entry = {"arch": "vae_conv", "filters": [4], "z_dim": 2, "variational": False}
+    roots = {"prepared": prepared, "models_root": tmp_path / "models", "metrics_root": tmp_path / "metrics",
+             "progress": False}
+    params = make_params({"train": {"epochs": 1, "batch_size": 32, "seeds": 2, "gmm": {"components": 3}},
+                          "models": {"ae": entry}})
+    run_train(params, "ae", **roots)
+    train_split = load_split(prepared, "train")
+    weights = {}
+    for seed in (0, 1):
+        folder = tmp_path / "models" / "ae" / f"seed{seed}"
+        model, _config = load_trained(folder)
+        gmm = load_gmm(folder)
+        assert gmm.components == 3 and gmm.dim == 2
+        # The training split's codes in eval mode (in train.batch_size batches), fitted with the replicate's seed.
+        codes = training_codes(model, train_split, batch_size=32, device=torch.device("cpu"))
+        assert codes.shape == (len(train_split), 2) and codes.dtype == np.float64
+        expected = fit_latent_gmm(codes, 3, seed)
+        for name, value in expected.state_dict().items():
+            assert torch.equal(gmm.state_dict()[name], value), (seed, name)
+        weights[seed] = (folder / "model.pt").read_bytes()
+    assert not torch.equal(load_gmm(tmp_path / "models" / "ae" / "seed0").means,
+                           load_gmm(tmp_path / "models" / "ae" / "seed1").means)
+
+    # The mixture is fitted after training and is no part of the checkpoint's key: without one,
+    # the finished checkpoints are taken as they are (the same weights) and no GMM is written.
+    run_train(make_params({"train": {"epochs": 1, "batch_size": 32, "seeds": 2, "gmm": {"components": 0}},
+                           "models": {"ae": entry}}), "ae", **roots)
+    for seed in (0, 1):
+        folder = tmp_path / "models" / "ae" / f"seed{seed}"
+        assert (folder / "model.pt").read_bytes() == weights[seed] and load_gmm(folder) is None
+    # A mixture that cannot be fitted (non-finite codes here) stops the stage with one message.
+    from vaelab.train import run
+
+    monkeypatch.setattr(run, "training_codes", lambda *args, **kwargs: np.full((4, 2), np.nan))
+    with pytest.raises(UserError, match="ae seed 0: cannot fit train.gmm's mixture .*not all finite"):
+        run_train(params, "ae", **roots)
+    monkeypatch.undo()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    # Codes longer than train.gmm.max_dim get none either.
+    run_train(make_params({"train": {"epochs": 1, "batch_size": 32, "gmm": {"max_dim": 1}},
+                           "models": {"ae": entry}}), "ae", **roots)
+    assert load_gmm(tmp_path / "models" / "ae" / "seed0") is None

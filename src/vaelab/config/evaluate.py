@@ -31,6 +31,10 @@ def parse_expression(expression: str) -> list[tuple[int, str]]:
     return terms
 
 
+# Where evaluate's samples come from: normal, z ~ N(0, I) (the prior of a VAE; for an AE seed
+# 003's test of whether it generates); gmm, the ex-post GMM saved with the model (train.gmm).
+Sampler = Literal["normal", "gmm"]
+
 # Seed 003's r_limit values: rows of samples with z uniform in [-r, r].
 SEED003_RADII = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 5.0, 8.0]
 
@@ -112,6 +116,9 @@ class EvaluateConfig(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     show: int = Field(8, ge=1)  # test images in the reconstruction figures
     samples: int = Field(64, ge=2)  # draws from N(0, I) for the sample metrics and figures
+    # The samplers measured and drawn, each with `samples` draws: normal (metrics `*.sample`,
+    # samples.png) and gmm (`*.sample_gmm`, samples_gmm.png; for models saved with a GMM only).
+    sampler: list[Sampler] = Field(default_factory=lambda: ["normal", "gmm"])
     radii: list[float] = Field(default_factory=lambda: list(SEED003_RADII))
     radius_samples: int = Field(8, ge=1)  # images per radius row
     interpolation: InterpolationConfig = InterpolationConfig()
@@ -125,6 +132,18 @@ class EvaluateConfig(Section):
     collapse_ratio: float = Field(0.1, gt=0.0, lt=1.0)
     # null: no chain (e.g. a run with a single variant); the chain stage records why.
     chain: ChainConfig | None = None
+
+    @field_validator("sampler")
+    @classmethod
+    def _normal_and_no_repeats(cls, sampler: list[str]) -> list[str]:
+        if len(set(sampler)) != len(sampler):
+            raise ValueError(f"names a sampler twice: {sampler}; list each of normal, gmm at most once")
+        if "normal" not in sampler:
+            raise ValueError(
+                f"must include normal (got {sampler}): the claims, tables and headline of every variant are "
+                "about draws of N(0, I); write [normal, gmm] to measure the GMM's samples as well"
+            )
+        return sampler
 
     @field_validator("radii")
     @classmethod

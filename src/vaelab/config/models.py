@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PositiveInt, TypeAdapter, field_validator, model_validator
 
 from vaelab.config.base import Section
+from vaelab.config.penalties import LatentPenaltyFields
 
 ReconLoss = Literal["bce", "mse", "gaussian"]
 # The Gaussian decoder's σ: one shared log σ trained with the weights, the batch's
@@ -134,7 +135,7 @@ class AccordionConfig(TrunkFields):
     folds: int = Field(2, ge=1, le=16)
 
 
-class VaeConvConfig(KlFields, TrunkFields):
+class VaeConvConfig(KlFields, TrunkFields, LatentPenaltyFields):
     """Convolutional VAE: strided 'same' convs, dense mu/logvar heads, mirrored decoder."""
 
     arch: Literal["vae_conv"] = "vae_conv"
@@ -149,7 +150,8 @@ class VaeConvConfig(KlFields, TrunkFields):
     # stride-1 conv, which avoids the checkerboard artefacts seed 003 mentions.
     decoder_upsample: DecoderUpsample = "transpose"
     # false: the same encoder and decoder as a deterministic AE (one dense head to z, no
-    # KL term), to compare a VAE with an AE of the very same bottleneck.
+    # KL term), to compare a VAE with an AE of the very same bottleneck; with a latent
+    # penalty (LatentPenaltyFields) that AE is a WAE-MMD or an RAE.
     variational: bool = True
 
     @model_validator(mode="after")
@@ -163,6 +165,11 @@ class VaeConvConfig(KlFields, TrunkFields):
                     f"{', '.join(changed)} would do nothing with variational: false (there is no KL term); "
                     "remove them or set variational: true"
                 )
+        elif self.penalties_set():
+            raise ValueError(
+                f"{', '.join(self.penalties_set())}: a deterministic autoencoder's penalty (WAE-MMD, RAE), "
+                "while a VAE has its KL term; remove it or set variational: false"
+            )
         return self
 
     @field_validator("kernel")

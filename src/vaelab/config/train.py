@@ -9,6 +9,17 @@ from pydantic import Field
 from vaelab.config.base import Section
 
 
+class GmmConfig(Section):
+    """The ex-post density of Ghosh et al. 2020: after training, a Gaussian mixture fitted to
+    each replicate's codes of the training split and saved with it, for ``evaluate.sampler: gmm``."""
+
+    # Full-covariance components (fewer when the training split has fewer images); 0 = none.
+    components: int = Field(10, ge=0, le=1000)
+    # Codes with more values get no mixture: K full D×D covariances are K·D²·8 bytes (21 MB for
+    # 10 at D = 512), and ae_conv's 4,096-value code map at 32×32 would take 1.3 GB.
+    max_dim: int = Field(512, ge=1)
+
+
 class TrainConfig(Section):
     # Replicate trainings of every variant, with seeds seed, seed + 1, ...: the findings'
     # intervals come from their spread. 1 is fine for a big CelebA run.
@@ -31,3 +42,5 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1, le=1024)
     # Flip a random half of every training batch left-right (faces; not for digits).
     hflip: bool = False
+    # Fitted after the last epoch; it changes no weight, so it is no part of a checkpoint's key.
+    gmm: GmmConfig = GmmConfig()

@@ -20,6 +20,10 @@ from vaelab.eval.inference import model_device
 from vaelab.eval.latent import PixelSpread, active_dims
 from vaelab.eval.variant import load_replicates
 from vaelab.models import Autoencoder
+from vaelab.models.latent_gmm import LatentGMM, sample_images
+
+# The metric-key source of each evaluate.sampler's samples (`blur.<metric>.<source>`, `spread.<source>`).
+SAMPLE_SOURCES = {"normal": "sample", "gmm": "sample_gmm"}
 
 
 class TestInputs:
@@ -44,7 +48,8 @@ class Context:
     index (for the out-of-distribution split and the attribute groups); ``seed``: params.seed,
     from which every experiment seeds its own generator (the same draws for every replicate,
     so replicates are compared on equal terms); ``replicate``: the training seed of
-    ``model``; ``draw``: whether experiments draw their figures (the first replicate only).
+    ``model``; ``draw``: whether experiments draw their figures (the first replicate only);
+    ``gmm``: the ex-post GMM saved with the model, if any.
     """
 
     model: Autoencoder
@@ -58,6 +63,7 @@ class Context:
     progress: bool = False
     # The test images' own measures, shared with the other replicates; None = measured in the pass.
     inputs: TestInputs | None = None
+    gmm: LatentGMM | None = None
 
     @property
     def batch_size(self) -> int:
@@ -78,12 +84,31 @@ class Context:
         return self.model.sample(self.settings.samples, generator=torch.Generator().manual_seed(self.seed)).float()
 
     @cached_property
+    def gmm_samples(self) -> Tensor:
+        """``(settings.samples, C, H, W)`` float32 decodings of draws of the model's ex-post GMM."""
+        if self.gmm is None:
+            raise ValueError(f"{self.variant} (seed {self.replicate}) was saved without a latent GMM")
+        return sample_images(self.model, self.gmm, self.settings.samples,
+                             torch.Generator().manual_seed(self.seed)).float()
+
+    @property
+    def sampled(self) -> dict[str, Tensor]:
+        """The samples of each ``settings.sampler`` this replicate has, by source (:data:`SAMPLE_SOURCES`):
+        ``"sample"`` (N(0, I)) and, for a model saved with a GMM, ``"sample_gmm"``."""
+        drawn = {"normal": lambda: self.samples, "gmm": lambda: self.gmm_samples}
+        return {SAMPLE_SOURCES[name]: drawn[name]() for name in self.settings.sampler
+                if name != "gmm" or self.gmm is not None}
+
+    @cached_property
     def spreads(self) -> dict[str, float]:
         """PixelSpread.spread() of the test images, their reconstructions and the samples:
-        ``"input"``, ``"recon"``, ``"sample"``."""
-        samples = PixelSpread()
-        samples.add(self.samples)
-        return {**self.test_pass.spread, "sample": samples.spread()}
+        ``"input"``, ``"recon"``, ``"sample"`` (and ``"sample_gmm"``: :attr:`sampled`)."""
+        spreads = dict(self.test_pass.spread)
+        for source, images in self.sampled.items():
+            samples = PixelSpread()
+            samples.add(images)
+            spreads[source] = samples.spread()
+        return spreads
 
     @cached_property
     def active(self) -> Tensor:
@@ -116,5 +141,5 @@ def build_contexts(params: Params, variant: str, *, prepared: Path, models_root:
         )
     inputs = TestInputs(test, params.evaluate.batch_size)
     return [Context(model=r.model, variant=variant, data=data, test=test, settings=params.evaluate, seed=params.seed,
-                    replicate=r.seed, draw=index == 0, progress=progress, inputs=inputs)
+                    replicate=r.seed, draw=index == 0, progress=progress, inputs=inputs, gmm=r.gmm)
             for index, r in enumerate(loaded)]

@@ -20,7 +20,8 @@ from vaelab.io.hashing import md5_of_array
 EVALUATED_ON = "evaluated_on"
 # evaluate settings that change how the evaluation runs or what it draws, never a number
 # (beyond floating-point noise): they are left out of the record. Every other setting is in it.
-RUN_ONLY = frozenset({"batch_size", "device", "show", "histogram_dims", "chain"})
+# sampler only adds the GMM's sample metrics (`*.sample_gmm`) beside the N(0, I) ones it never changes.
+RUN_ONLY = frozenset({"batch_size", "device", "show", "histogram_dims", "chain", "sampler"})
 # The recorded settings each group of metrics depends on, where that is fewer than all:
 # recon.* reads the test split alone; the ELBO takes one draw per image, seeded with `seed`.
 # A group not listed here depends on every recorded setting (the safe side).

@@ -42,6 +42,7 @@ HEADLINE = {
     "recon.ssim": "recon.ssim",
     "sharpness.recon": "blur.laplacian_var.recon",
     "sharpness.sample": "blur.laplacian_var.sample",
+    "sharpness.sample_gmm": "blur.laplacian_var.sample_gmm",
     "active_units": "latent.active_units",
     "elbo": "elbo",
     "collapsed": "collapse.collapsed",
@@ -82,6 +83,8 @@ def run_evaluate(
         log.info("%s: recon mse %.5f, ssim %.3f, Laplacian variance input %.5f / recon %.5f / sample %.5f", variant,
                  metrics["recon"]["mse"], metrics["recon"]["ssim"], sharpness["input"], sharpness["recon"],
                  sharpness["sample"])
+        if "sample_gmm" in sharpness:
+            log.info("%s: Laplacian variance of the latent GMM's samples %.5f", variant, sharpness["sample_gmm"])
     return metrics
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from vaelab.config import Params
 from vaelab.errors import UserError
 from vaelab.models import Autoencoder
-from vaelab.models.saved import SavedConfig, load_trained, require_replicates
+from vaelab.models.latent_gmm import LatentGMM
+from vaelab.models.saved import SavedConfig, load_gmm, load_trained, require_replicates
 from vaelab.runtime import select_runtime
 
 
@@ -19,6 +20,7 @@ class Replicate:
     seed: int
     model: Autoencoder  # in eval mode, on the evaluation device
     config: SavedConfig
+    gmm: LatentGMM | None = None  # the ex-post GMM saved with it, if any (on the CPU)
 
 
 def load_replicates(params: Params, variant: str, models_root: Path, *, first_only: bool = False) -> list[Replicate]:
@@ -31,7 +33,7 @@ def load_replicates(params: Params, variant: str, models_root: Path, *, first_on
     loaded = []
     for seed, folder in found[:1] if first_only else found:
         model, config = load_trained(folder)
-        loaded.append(Replicate(seed, model.to(device).eval(), config))
+        loaded.append(Replicate(seed, model.to(device).eval(), config, load_gmm(folder)))
     return loaded
 
 

@@ -2,7 +2,8 @@
 
 A variant *applies* a remedy when its ``models:`` entry sets that remedy's knobs (a Gaussian
 decoder, an MS-SSIM or focal-frequency term, a residual trunk, adversarial training, a
-WAE / RAE latent penalty). Its **baseline** is a plain VAE among the variants: a variational
+WAE / RAE latent penalty). Sample sharpness is compared for draws from N(0, I) and, where
+both sides have one, from the ex-post Gaussian mixture fitted on the training codes. Its **baseline** is a plain VAE among the variants: a variational
 ``vae_conv`` entry that applies no remedy, with the same trunk and z — equal to the remedy's
 entry in every knob the two share, except the remedy's own knobs (and, for the deterministic
 WAE / RAE, the KL knobs a VAE has and they cannot). Every change is the remedy's mean minus
@@ -52,17 +53,26 @@ REMEDIES: list[Remedy] = [
            lambda e: e.get("arch") == "vae_gan",
            frozenset({"discriminator", "feature_layer", "feature_weight", "adversarial_weight", "discriminator_lr",
                       "recon_weight"})),
+    Remedy("wae_mmd", "Wasserstein AE, MMD penalty (WAE-MMD)", "Tolstikhin, Bousquet, Gelly and Schölkopf 2018",
+           _positive("mmd_weight"), frozenset({"mmd_weight"}), deterministic=True),
+    Remedy("rae", "regularised deterministic AE (RAE)", "Ghosh, Sajjadi, Vergari, Black and Schölkopf 2020",
+           lambda e: float(e.get("latent_norm_weight") or 0.0) > 0.0 or e.get("decoder_reg", "none") != "none",
+           frozenset({"latent_norm_weight", "decoder_reg", "decoder_reg_weight"}), deterministic=True),
 ]
 
 # What the remedies table reports: (dotted eval key, label, True when higher is better).
 SHARPNESS_KEYS = {"recon": ("blur.laplacian_var.recon", "blur.laplacian_var_norm.recon"),
-                  "sample": ("blur.laplacian_var.sample", "blur.laplacian_var_norm.sample")}
+                  "sample": ("blur.laplacian_var.sample", "blur.laplacian_var_norm.sample"),
+                  "gmm_sample": ("blur.laplacian_var.sample_gmm", "blur.laplacian_var_norm.sample_gmm")}
 CHANGES: list[tuple[str, str, bool]] = [
     ("blur.laplacian_var.recon", "Lap var recon", True),
     ("blur.laplacian_var_norm.recon", "norm. sharp. recon", True),
     ("recon.mse", "MSE", False),
     ("blur.laplacian_var.sample", "Lap var sample", True),
     ("blur.laplacian_var_norm.sample", "norm. sharp. sample", True),
+    # Samples of the ex-post Gaussian mixture on the training codes (evaluate.sampler: gmm), both sides.
+    ("blur.laplacian_var.sample_gmm", "Lap var GMM sample", True),
+    ("blur.laplacian_var_norm.sample_gmm", "norm. sharp. GMM sample", True),
 ]
 # How a verdict is written in metrics/compare.json: better 1, inconclusive 0, worse -1.
 VERDICT_SCORE = {"better": 1, "inconclusive": 0, "worse": -1}

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vaelab.config.models import DecoderSigma, ReconLoss
+from vaelab.config.penalties import DecoderReg
 
 # The soft lower bound of a learned or optimal log σ (the σ-VAE's): a decoder that
 # reproduces a batch exactly would otherwise drive log σ, and the loss, to −∞.
@@ -42,6 +43,11 @@ class LossSettings:
     msssim_weight: float = 0.0
     ffl_weight: float = 0.0
     ffl_alpha: float = 1.0
+    # A deterministic autoencoder's penalties (vaelab.models.latent_penalties); 0 and none are off.
+    mmd_weight: float = 0.0
+    latent_norm_weight: float = 0.0
+    decoder_reg: DecoderReg = "none"
+    decoder_reg_weight: float = 1.0
 
 
 def reconstruction_loss(

@@ -5,10 +5,13 @@ of them, seeds ``seed``, ``seed + 1``, …), and each replicate folder holds:
 
 - ``model.pt``: the state dict, tensors only (loaded ``weights_only=True``: no pickled code);
 - ``config.json``: :class:`SavedConfig`, everything needed to rebuild the model and to
-  prepare new images the way its training images were prepared.
+  prepare new images the way its training images were prepared;
+- ``latent_gmm.pt``, where ``train.gmm`` fitted one: the ex-post Gaussian mixture over the
+  training codes (:class:`~vaelab.models.latent_gmm.LatentGMM`: three float64 tensors, loaded
+  ``weights_only=True`` too). Folders without it load as before (:func:`load_gmm` gives None).
 
-Nothing else: identical weights make an identical folder, so its DVC hash changes only
-when the model does. The MLflow run that trained a replicate is tagged with the md5 of
+Nothing else: identical weights (and mixture) make an identical folder, so its DVC hash changes
+only when the model does. The MLflow run that trained a replicate is tagged with the md5 of
 its ``model.pt`` and looked up by it (:mod:`vaelab.tracking`); folders written before
 that may still hold an ``mlflow.json``, which nothing reads.
 
@@ -22,6 +25,7 @@ pyfunc, the CLI, the tests) goes through these functions; Pythae's ``save`` /
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,10 +41,12 @@ from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.hashing import md5sum
 from vaelab.models.base import Autoencoder
+from vaelab.models.latent_gmm import LatentGMM
 from vaelab.models.zoo import build_model
 
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+GMM_FILE = "latent_gmm.pt"
 
 # Bump when config.json changes in a way older readers cannot follow, and teach
 # SavedConfig._upgrade to read the older versions.
@@ -131,16 +137,17 @@ def weights_md5(folder: Path) -> str:
 
 @dataclass(frozen=True)
 class Trained:
-    """One trained model as it is saved: weights and config."""
+    """One trained model as it is saved: weights, config and, when one was fitted, its ex-post GMM."""
 
     model: torch.nn.Module
     config: SavedConfig
+    gmm: LatentGMM | None = None
 
 
-def save_trained(folder: Path, model: torch.nn.Module, config: SavedConfig) -> None:
-    """Write one model's ``folder`` (weights on the CPU, config.json) in one rename."""
+def save_trained(folder: Path, model: torch.nn.Module, config: SavedConfig, gmm: LatentGMM | None = None) -> None:
+    """Write one model's ``folder`` (weights on the CPU, config.json, the GMM if any) in one rename."""
     with atomic_directory(folder) as staging:
-        _write_model(staging, Trained(model, config))
+        _write_model(staging, Trained(model, config, gmm))
 
 
 def save_replicates(variant_folder: Path, trained: list[Trained]) -> None:
@@ -155,6 +162,8 @@ def save_replicates(variant_folder: Path, trained: list[Trained]) -> None:
 def _write_model(folder: Path, item: Trained) -> None:
     torch.save({k: v.detach().cpu() for k, v in item.model.state_dict().items()}, folder / WEIGHTS_FILE)
     _write_json(folder / CONFIG_FILE, item.config.model_dump(mode="json"))
+    if item.gmm is not None:
+        torch.save({name: value.contiguous() for name, value in item.gmm.state_dict().items()}, folder / GMM_FILE)
 
 
 def load_config(config_path: Path) -> SavedConfig:
@@ -176,6 +185,23 @@ def load_files(weights_path: Path, config_path: Path) -> tuple[Autoencoder, Save
 def load_trained(folder: Path) -> tuple[Autoencoder, SavedConfig]:
     """Rebuild the trained variant in ``folder``: the model (CPU, eval mode) and its config."""
     return load_files(weights_file(folder), config_file(folder))
+
+
+def gmm_file(folder: Path) -> Path:
+    """The ex-post GMM's file (absent when none was fitted)."""
+    return folder / GMM_FILE
+
+
+def load_gmm(folder: Path) -> LatentGMM | None:
+    """The ex-post GMM saved with the model in ``folder`` (CPU, weights only), or None when the
+    folder has none (trained before the mixture existed, or with ``train.gmm.components: 0``)."""
+    path = gmm_file(folder)
+    if not path.is_file():
+        return None
+    try:
+        return LatentGMM.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise UserError(f"{path}: not a usable latent GMM ({err}); retrain the model") from None
 
 
 def _problems(err: json.JSONDecodeError | ValidationError) -> str:

@@ -20,6 +20,7 @@ from vaelab.config.models import (
     VaeSmallConfig,
 )
 from vaelab.models.base import Autoencoder, GaussianEncoder, VariationalAutoencoder
+from vaelab.models.latent_penalties import penalty_terms, weighted_penalty
 from vaelab.models.layers import SameConv2d, residual_blocks, resize_conv_to, same_sizes, transposed_conv_to
 from vaelab.models.losses import LossSettings
 from vaelab.models.zoo import loss_settings_from, register
@@ -50,7 +51,8 @@ class ConvAE(Autoencoder):
     """The deterministic twin of :class:`ConvVAE` (``variational: false``): the same
     convs and decoder, one dense head to ``z`` instead of ``mu`` and ``logvar``, and the
     reconstruction loss alone. ``(B, C, n, n) -> z (B, z_dim) -> (B, C, n, n)``: the AE
-    that a VAE of the same bottleneck is compared with like for like."""
+    that a VAE of the same bottleneck is compared with like for like. Its entry's latent
+    penalties make it a WAE-MMD or an RAE (:mod:`vaelab.models.latent_penalties`)."""
 
     def __init__(self, *, image_size: int, channels: int, trunk: ConvTrunk, loss_settings: LossSettings) -> None:
         super().__init__(image_size=image_size, channels=channels, latent_shape=(trunk.z_dim,),
@@ -64,6 +66,17 @@ class ConvAE(Autoencoder):
 
     def decode_logits(self, z: Tensor) -> Tensor:
         return self.decoder(z)
+
+    def loss(self, x: Tensor, outputs: dict[str, Tensor], *, epoch: int = 0) -> dict[str, Tensor]:
+        """The autoencoder's terms plus the latent penalties its entry turns on (WAE-MMD's
+        ``mmd``, RAE's ``latent_norm`` and ``decoder_reg``, unweighted; none by default), their
+        weighted sum added to ``loss``."""
+        terms = super().loss(x, outputs, epoch=epoch)
+        penalties = penalty_terms(self.loss_settings, outputs["z"], outputs["recon"], decoder=self.decoder,
+                                  decode=self.decode, training=self.training)
+        if not penalties:
+            return terms
+        return {**terms, **penalties, "loss": terms["loss"] + weighted_penalty(self.loss_settings, penalties)}
 
 
 class ConvTrunk:

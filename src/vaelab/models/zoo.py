@@ -61,4 +61,8 @@ def loss_settings_from(config: Any) -> LossSettings:
         kl_weight=getattr(config, "kl_weight", defaults.kl_weight),
         kl_warmup_epochs=getattr(config, "kl_warmup_epochs", defaults.kl_warmup_epochs),
         free_bits=getattr(config, "free_bits", defaults.free_bits),
+        mmd_weight=getattr(config, "mmd_weight", defaults.mmd_weight),
+        latent_norm_weight=getattr(config, "latent_norm_weight", defaults.latent_norm_weight),
+        decoder_reg=getattr(config, "decoder_reg", defaults.decoder_reg),
+        decoder_reg_weight=getattr(config, "decoder_reg_weight", defaults.decoder_reg_weight),
     )

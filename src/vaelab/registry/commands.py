@@ -158,16 +158,20 @@ def _check_out(out: Path) -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def generate(model_ref: str, n: int, out: Path, *, seed: int = 0) -> tuple[int, int]:
-    """Decode ``n`` draws from N(0, I) and write them as one grid; returns (rows, cols)."""
+def generate(model_ref: str, n: int, out: Path, *, seed: int = 0, sampler: str = "normal") -> tuple[int, int]:
+    """Decode ``n`` draws from N(0, I) (``sampler`` normal) or from the model's latent GMM (gmm)
+    and write them as one grid; returns (rows, cols)."""
     if n < 1:
         raise UserError(f"-n {n}: give the number of images to generate, at least 1")
     _check_out(out)
     model = open_model(model_ref)
-    samples = model.generate(n, seed)
+    if sampler == "gmm" and model.gmm is None:
+        raise UserError(f"--model {model_ref}: has no latent GMM to sample (only a models/<variant> folder trained "
+                        "with train.gmm has one, not a registered model); use --sampler normal")
+    samples = model.generate(n, seed, sampler)
     rows, cols = grid_shape(n)
     write_png(out, montage(samples, rows, cols))
-    log.info("wrote %s: %d samples (seed %d) in a %dx%d grid", out, n, seed, rows, cols)
+    log.info("wrote %s: %d samples (seed %d, sampler %s) in a %dx%d grid", out, n, seed, sampler, rows, cols)
     return rows, cols
 
 
@@ -218,7 +222,7 @@ def reconstruct(model_ref: str, paths: list[Path], out: Path) -> tuple[int, int]
 
 
 def _generate_command(args: argparse.Namespace) -> None:
-    generate(args.model, args.n, args.out, seed=args.seed)
+    generate(args.model, args.n, args.out, seed=args.seed, sampler=args.sampler)
 
 
 def _reconstruct_command(args: argparse.Namespace) -> None:
@@ -246,11 +250,13 @@ MODEL_HELP = ("models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NA
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``generate``, ``reconstruct`` and ``promote`` on the ``vaelab`` command."""
-    gen = subparsers.add_parser("generate", help="decode draws from N(0, I) into one PNG grid")
+    gen = subparsers.add_parser("generate", help="decode draws from N(0, I) (or the latent GMM) into one PNG grid")
     gen.add_argument("--model", required=True, help=MODEL_HELP)
     gen.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
     gen.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
     gen.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG to write (default: samples.png)")
+    gen.add_argument("--sampler", choices=["normal", "gmm"], default="normal",
+                     help="normal: z ~ N(0, I) (default); gmm: the latent GMM saved in a models/<variant> folder")
     gen.set_defaults(func=_generate_command)
 
     rec = subparsers.add_parser(

@@ -16,8 +16,9 @@ MLflow enforces a signature's input schema before ``predict`` sees the data, and
 spec fixes rank and dtype exactly, so images and latents cannot share one model: hence
 two. Both classes also offer the plain methods :meth:`VariantModel.reconstruct`,
 :meth:`~VariantModel.encode`, :meth:`~VariantModel.decode` and
-:meth:`~VariantModel.generate` (``n`` draws from N(0, I) with a seed), which the CLI calls
-on ``loaded.unwrap_python_model()``; they check their input as the schemas do.
+:meth:`~VariantModel.generate` (``n`` draws from N(0, I) with a seed, or from the latent GMM
+saved with a model loaded from its folder), which the CLI calls on
+``loaded.unwrap_python_model()``; they check their input as the schemas do.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from vaelab.eval.inference import decode_all, to_numpy
 from vaelab.models.base import Autoencoder
-from vaelab.models.saved import SavedConfig, config_file, load_files, resolve, weights_file
+from vaelab.models.latent_gmm import LatentGMM, sample_images
+from vaelab.models.saved import SavedConfig, config_file, load_files, load_gmm, resolve, weights_file
 from vaelab.runtime import select_runtime
 
 WEIGHTS_ARTIFACT = "weights"
@@ -43,6 +45,8 @@ CONFIG_ARTIFACT = "config"
 IMAGE_MODES = ("reconstruct", "encode")
 DEFAULT_MODE = "reconstruct"
 DECODER_SUFFIX = "-decoder"
+# generate's sources of latents: N(0, I), or the ex-post GMM saved in the model's folder.
+SAMPLERS = ("normal", "gmm")
 # Images per forward pass: bounds memory for large requests without slowing small ones.
 BATCH_SIZE = 256
 
@@ -86,6 +90,9 @@ class VariantModel(PythonModel):
         self.model: Autoencoder | None = None
         self.config: SavedConfig | None = None
         self.device = torch.device("cpu")
+        # The latent GMM of a model loaded from its folder (from_folder), if it has one; the
+        # logged pyfunc's artifacts are the weights and config alone.
+        self.gmm: LatentGMM | None = None
 
     # ------------------------------------------------------------------ loading
 
@@ -106,6 +113,7 @@ class VariantModel(PythonModel):
         folder = resolve(folder)
         loaded = cls()
         loaded.load_files(weights_file(folder), config_file(folder))
+        loaded.gmm = load_gmm(folder)
         return loaded
 
     @property
@@ -148,15 +156,28 @@ class VariantModel(PythonModel):
         with torch.inference_mode():
             return to_numpy(decode_all(model, z, BATCH_SIZE))
 
-    def generate(self, n: int, seed: int = 0) -> np.ndarray:
-        """``n`` images decoded from draws of N(0, I) made with ``seed``: ``(n, H, W, C)`` float32."""
+    def generate(self, n: int, seed: int = 0, sampler: str = "normal") -> np.ndarray:
+        """``n`` images decoded from draws made with ``seed``: ``(n, H, W, C)`` float32. ``sampler``:
+        ``normal``, z ~ N(0, I); ``gmm``, the latent GMM saved with the model (loaded from its folder)."""
         if n < 1:
             raise _bad_input(f"generate needs n >= 1, got {n}")
+        if sampler not in SAMPLERS:
+            raise _bad_input(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
+        gmm = self.gmm
+        if sampler == "gmm" and gmm is None:
+            raise _bad_input("this model has no latent GMM (a models/<variant> folder trained with train.gmm has one; "
+                             "a registered model carries its weights and config only)")
         # A CPU generator: the same seed gives the same draws on any device.
         generator = torch.Generator().manual_seed(seed)
+        model = self._trained
+
+        def draw(count: int) -> torch.Tensor:
+            if sampler == "gmm" and gmm is not None:
+                return sample_images(model, gmm, count, generator)
+            return model.sample(count, generator=generator)
+
         with torch.inference_mode():
-            chunks = [to_numpy(self._trained.sample(min(BATCH_SIZE, n - start), generator=generator))
-                      for start in range(0, n, BATCH_SIZE)]
+            chunks = [to_numpy(draw(min(BATCH_SIZE, n - start))) for start in range(0, n, BATCH_SIZE)]
         return np.concatenate(chunks)
 
     # ------------------------------------------------------------------ helpers

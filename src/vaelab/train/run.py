@@ -3,8 +3,9 @@
 
 The tracking store is reached first, before anything is written (:mod:`vaelab.train.tracker`).
 Per replicate, :func:`build` (model, runtime, the checkpoint's key) and :func:`fit` (the
-loop, logging to an MLflow run of its own); then :func:`write` (``models/<variant>/seed<k>/``,
-the metrics and history averaged over the replicates).
+loop, logging to an MLflow run of its own); then :func:`write` (``models/<variant>/seed<k>/``
+with each replicate's ex-post GMM (:func:`fit_gmm`), the metrics and history averaged over
+the replicates).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_file
 from vaelab.io.metric_files import headline_of, metric_files
 from vaelab.models import build_model, count_params
+from vaelab.models.latent_gmm import LatentGMM, fit_latent_gmm
 from vaelab.models.saved import REPLICATE_PREFIX, SavedConfig, Trained, replicate_folder, save_replicates, weights_md5
 from vaelab.runtime import Runtime, deterministic, select_runtime
 from vaelab.tracking import MODEL_MD5_TAG, SEED_TAG, STAGE_TAG, TRAIN_STAGE, VARIANT_TAG, flatten, run_tags
@@ -149,8 +151,8 @@ def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: 
 
     key = config_hash({
         "model": model_cfg.model_dump(mode="json"),
-        # The number of replicates is not part of one replicate's training.
-        "train": train_cfg.model_dump(mode="json", exclude={"seeds"}),
+        # The number of replicates is not part of one replicate's training, nor is the GMM fitted after it.
+        "train": train_cfg.model_dump(mode="json", exclude={"seeds", "gmm"}),
         "seed": seed,
         "data": splits.md5,
         "code": code_fingerprint(),
@@ -197,6 +199,42 @@ def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progr
     return Fitted(setup, result, run)
 
 
+@torch.no_grad()
+def training_codes(model: torch.nn.Module, images: np.ndarray, *, batch_size: int, device: torch.device) -> np.ndarray:
+    """The flattened codes ``encode(x)["z"]`` of ``(N, H, W, C)`` uint8 images, in order, with the
+    model in eval mode (as it is sampled; VAEs: the posterior means) and in float32: ``(N, D)`` float64."""
+    was_training = model.training
+    model.eval()
+    try:
+        codes = [model.encode(x)["z"].flatten(1).float().cpu()
+                 for x in Batches(images, batch_size=batch_size, device=device, seed=0, shuffle=False).epoch(0)]
+    finally:
+        model.train(was_training)
+    return torch.cat(codes).double().numpy()
+
+
+def fit_gmm(params: Params, setup: Setup, splits: Splits) -> LatentGMM | None:
+    """The replicate's ex-post GMM (``train.gmm``), fitted to its training codes with its seed;
+    None when ``train.gmm.components`` is 0 or the code has more than ``train.gmm.max_dim`` values."""
+    settings, model = params.train.gmm, setup.model
+    if settings.components == 0:
+        return None
+    if model.latent_dim > settings.max_dim:
+        log.info("%s: no latent GMM: its code has %d values, above train.gmm.max_dim %d", setup.variant,
+                 model.latent_dim, settings.max_dim)
+        return None
+    codes = training_codes(model, splits.train, batch_size=training_for(params, setup.variant).batch_size,
+                           device=setup.runtime.device)
+    try:
+        gmm = fit_latent_gmm(codes, settings.components, setup.seed)
+    except ValueError as err:  # e.g. scikit-learn's ill-defined covariances of degenerate codes
+        raise UserError(f"{setup.variant} seed {setup.seed}: cannot fit train.gmm's mixture to its training codes "
+                        f"({err}); set train.gmm.components lower, or 0 for none") from err
+    log.info("%s seed %d: a %d-component GMM on %d training codes of %d values", setup.variant, setup.seed,
+             gmm.components, len(codes), gmm.dim)
+    return gmm
+
+
 def tag_weights(fitted: list[Fitted], variant_folder: Path) -> None:
     """Tag each replicate's finished run with the md5 of the weights it saved: the run is
     found by that tag (``register`` does), so no run id has to sit in ``models/<variant>/``,
@@ -223,7 +261,7 @@ def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Pat
             trainable_params=trainable,
             data=params.data,
         )
-        trained.append(Trained(item.setup.model, config))
+        trained.append(Trained(item.setup.model, config, fit_gmm(params, item.setup, splits)))
     save_replicates(models_root / variant, trained)
     tag_weights(fitted, models_root / variant)
 

@@ -12,7 +12,7 @@ _NO_SPREAD = 1e-12
 
 def spread(ctx: Context) -> Result:
     """``spread.<source>``: the per-pixel standard deviation across the test images
-    (``input``), their reconstructions (``recon``) and the samples (``sample``)."""
+    (``input``), their reconstructions (``recon``) and the samples (``sample``, ``sample_gmm``)."""
     return Result(metrics={"spread": dict(ctx.spreads)})
 
 
