@@ -51,6 +51,13 @@ def make_params(tiny_params_dict: dict[str, Any]) -> Callable[..., Params]:
     return make
 
 
+@pytest.fixture(autouse=True)
+def _own_torch_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's hub cache is an empty folder of the test's (TORCH_HOME, which subprocesses inherit):
+    evaluate looks there for FID's Inception weights, and no test depends on what a machine holds."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``gpu`` run only where torch sees a CUDA device (never in CI)."""
     import torch
