@@ -62,6 +62,12 @@ def torch_globals():
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(mode[0], warn_only=mode[1])
 
+@pytest.fixture(autouse=True)
+def _own_torch_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's hub cache is an empty folder of the test's (TORCH_HOME, which subprocesses inherit):
+    evaluate looks there for FID's Inception weights, and no test depends on what a machine holds."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``gpu`` run only where torch sees a CUDA device (never in CI)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
 from vaelab.eval.arithmetic import run_arithmetic, skip_reason
 from vaelab.eval.chain import run_chain
-from vaelab.eval import experiments
+from vaelab.eval import experiments, fid
+from tests.support.features import SmallFeatures
 from vaelab.config.models import parse_model_config
 from vaelab.eval import claims
 from vaelab.eval.claims import Evaluated
@@ -150,6 +152,12 @@ def test_evaluate_writes_the_design_metrics_and_every_figure(workspace, params, 
     settings = metrics["evaluated_on"]["settings"]
     assert settings["seed"] == params.seed and settings["samples"] == 6 and settings["radii"] == [0.5, 3.0]
     assert not {"batch_size", "device", "show", "histogram_dims", "chain"} & set(settings)
+    assert settings["inception"] == {"enabled": True, "kid_subsets": 100, "kid_subset_size": 1000}  # not where the weights lie
+    # FID and KID: the tests' hub cache is empty, so not measured, where to put the file, and
+    # no number (the headline above has none either).
+    place = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / fid.WEIGHTS_FILE
+    assert metrics["inception"]["measured"] is False and metrics["inception"]["put the file at"] == str(place)
+    assert "inception" not in metrics["sd"]
     written = {p.stem for p in (workspace / "reports" / variant).glob("*.png")}
     if variant == "tiny_vae":
         assert set(metrics["latent"]) == {"dims", "kl_per_dim", "kl_per_dim_max", "active_units"}
@@ -174,7 +182,8 @@ def test_replicates_give_means_spreads_and_intervals(workspace, params):
     assert single["images"]["seeds"] == 1
     # Two different untrained models: their means differ, so the sd is positive and the mean between.
     assert metrics["sd"]["recon"]["mse"] > 0 and set(metrics["sd"]) == set(metrics) - {"sd", "intervals", "images",
-                                                                                        "notes", "evaluated_on"}
+                                                                                        "notes", "evaluated_on",
+                                                                                        "inception"}  # not measured
     interval = metrics["intervals"]["recon.mse"]
     assert interval["seeds"] == 2 and interval["images"] == 10
     assert metrics["recon"]["mse"] == pytest.approx(interval["mean"])
@@ -186,6 +195,24 @@ def test_replicates_give_means_spreads_and_intervals(workspace, params):
     # The inputs are the same for every seed: their interval comes from the images alone.
     assert metrics["sd"]["blur"]["laplacian_var"]["input"] == 0.0
     assert all(value == 0.0 for value in _metric_leaves(single["sd"]).values())
+
+
+def test_fid_and_kid_reach_the_detail_sd_and_headline_when_measured(workspace, params, monkeypatch):
+    """Plumbing only: SmallFeatures stands in for Inception-v3 (whose weights the tests lack)."""
+    digest = fid.SHA256_PREFIX + "0" * 56
+    monkeypatch.setattr(fid, "resolve", lambda settings: fid.Weights(Path("inception.pth"), digest))
+    monkeypatch.setattr(fid, "inception", lambda weights, device: SmallFeatures())
+    metrics = run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
+    record = metrics["inception"]
+    assert record["measured"] is True and record["weights_sha256"] == digest
+    assert record["images"] == {"test": 10, "sample": 6, "recon": 10}
+    assert record["kid_subset_size"] == {"sample": 6, "recon": 10}
+    assert set(metrics["sd"]["inception"]) == {"fid", "kid", "kid_subsets_sd"}
+    assert metrics["sd"]["inception"]["fid"]["sample"] > 0  # two different untrained replicates
+    headline = json.loads(metric_files(workspace / "metrics", "eval/tiny_vae.json").headline.read_text())
+    assert headline["fid"] == record["fid"] and headline["kid"] == record["kid"]
+    assert json.loads(metric_files(workspace / "metrics", "eval/tiny_vae.json").detail.read_text()) == json.loads(
+        json.dumps(metrics))
 
 
 def _context(workspace: Path, params, variant: str) -> Context:

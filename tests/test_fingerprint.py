@@ -93,6 +93,11 @@ def test_evaluate_records_the_test_split_md5_and_the_settings_that_can_change_a_
     assert md5_of_array(test) != md5_of_array(test.reshape(2, 16, 1, 1))  # the same bytes, another shape
     assert record["settings"]["seed"] == 3 and record["settings"]["samples"] == 16
     assert not RUN_ONLY & set(record["settings"]) and "batch_size" not in record["settings"]
+    # Where the Inception weights lie changes no number (their checksum is checked): not recorded.
+    moved = params.model_copy(update={"evaluate": params.evaluate.model_copy(
+        update={"inception": params.evaluate.inception.model_copy(update={"weights": "/elsewhere/w.pth"})})})
+    assert record_of(moved, test) == record and record["settings"]["inception"] == {
+        "enabled": True, "kid_subsets": 100, "kid_subset_size": 1000}
 
 
 @pytest.mark.parametrize(("metric", "changed", "compared"), [
@@ -101,6 +106,8 @@ def test_evaluate_records_the_test_split_md5_and_the_settings_that_can_change_a_
     ("elbo", {"samples": 8}, True),
     ("elbo", {"seed": 1}, False),  # the ELBO's draws are seeded
     ("blur.laplacian_var.sample", {"samples": 8}, False),  # a group not listed depends on every setting
+    ("inception.fid.sample", {"samples": 8}, False),  # FID and KID: the samples' draws,
+    ("inception.kid.recon", {"radii": [1.0]}, True),  # not the other experiments' settings
 ])
 def test_a_metric_compares_versions_whose_settings_differ_only_where_it_does_not_depend_on_them(
         tmp_path, metric, changed, compared):

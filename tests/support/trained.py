@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from vaelab.config import params_from_dict
-from vaelab.eval.evaluated_on import EVALUATED_ON, RUN_ONLY
+from vaelab.eval.evaluated_on import EVALUATED_ON, recorded_settings
 from vaelab.io.metric_files import metric_files
 from vaelab.models import build_model
 from vaelab.models.saved import SavedConfig, Trained, save_replicates
@@ -91,7 +91,7 @@ TEST_MD5 = "5ca1ab1e" * 4
 def evaluated_on(test_md5: str = TEST_MD5, **settings: Any) -> dict[str, Any]:
     """What evaluate records under ``evaluated_on``: the test split's md5 and the default
     evaluation settings, with ``settings`` changed."""
-    defaults = tiny_params().evaluate.model_dump(mode="json", exclude=set(RUN_ONLY))
+    defaults = recorded_settings(tiny_params().evaluate)
     return {"test_md5": test_md5, "settings": {"seed": 0, **defaults, **settings}}
 
 

@@ -111,6 +111,28 @@ class ChainConfig(Section):
     passes: int = Field(5, ge=1)
 
 
+class InceptionConfig(Section):
+    """FID and KID of the samples and of the reconstructions against the test split, on
+    Inception-v3's 2048 pool features (:mod:`vaelab.eval.fid`). The weights are never
+    downloaded: without the file the two are recorded as not measured, saying where to put it.
+    """
+
+    enabled: bool = True
+    # The weights file (pt_inception-2015-12-05-6726825d.pth; a relative path is taken from the
+    # project root); null: that file in torch's hub cache, torch.hub.get_dir()/checkpoints.
+    weights: str | None = None
+    kid_subsets: int = Field(100, ge=1)  # KID: the mean over this many random subsets ...
+    kid_subset_size: int = Field(1000, ge=2)  # ... of this many images (at most the smaller set's count)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_name_a_file(cls, weights: str | None) -> str | None:
+        if weights is not None and (not weights.strip() or weights.endswith(("/", "\\"))):
+            raise ValueError(f"{weights!r} is no file name: name the weights file itself "
+                             "(pt_inception-2015-12-05-6726825d.pth), or null for torch's hub cache")
+        return weights
+
+
 class EvaluateConfig(Section):
     batch_size: int = Field(256, gt=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -132,6 +154,7 @@ class EvaluateConfig(Section):
     collapse_ratio: float = Field(0.1, gt=0.0, lt=1.0)
     # null: no chain (e.g. a run with a single variant); the chain stage records why.
     chain: ChainConfig | None = None
+    inception: InceptionConfig = InceptionConfig()
 
     @field_validator("sampler")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from vaelab.config import Params
+from vaelab.config.evaluate import EvaluateConfig
 from vaelab.io.hashing import md5_of_array
 
 EVALUATED_ON = "evaluated_on"
@@ -22,16 +23,25 @@ EVALUATED_ON = "evaluated_on"
 # (beyond floating-point noise): they are left out of the record. Every other setting is in it.
 # sampler only adds the GMM's sample metrics (`*.sample_gmm`) beside the N(0, I) ones it never changes.
 RUN_ONLY = frozenset({"batch_size", "device", "show", "histogram_dims", "chain", "sampler"})
+# Settings inside a section that change no number either: where the Inception weights lie
+# (their checksum is checked, so any copy gives the same features).
+RUN_ONLY_WITHIN = {"inception": {"weights"}}
 # The recorded settings each group of metrics depends on, where that is fewer than all:
-# recon.* reads the test split alone; the ELBO takes one draw per image, seeded with `seed`.
+# recon.* reads the test split alone; the ELBO takes one draw per image, seeded with `seed`;
+# FID and KID (inception.*) read the test split, the `samples` draws and their own settings.
 # A group not listed here depends on every recorded setting (the safe side).
-DEPENDS_ON: dict[str, tuple[str, ...]] = {"recon": (), "elbo": ("seed",), "elbo_terms": ("seed",)}
+DEPENDS_ON: dict[str, tuple[str, ...]] = {"recon": (), "elbo": ("seed",), "elbo_terms": ("seed",),
+                                          "inception": ("seed", "samples", "inception")}
 
 
 def evaluated_on(params: Params, test: np.ndarray) -> dict[str, Any]:
-    """``{"test_md5": ..., "settings": {"seed": ..., <every evaluate setting but RUN_ONLY>}}``."""
-    settings = params.evaluate.model_dump(mode="json", exclude=set(RUN_ONLY))
-    return {"test_md5": md5_of_array(test), "settings": {"seed": params.seed, **settings}}
+    """``{"test_md5": ..., "settings": {"seed": ..., **recorded_settings(params.evaluate)}}``."""
+    return {"test_md5": md5_of_array(test), "settings": {"seed": params.seed, **recorded_settings(params.evaluate)}}
+
+
+def recorded_settings(settings: EvaluateConfig) -> dict[str, Any]:
+    """Every ``evaluate`` setting, JSON-ready, but RUN_ONLY and RUN_ONLY_WITHIN."""
+    return settings.model_dump(mode="json", exclude={**dict.fromkeys(RUN_ONLY, True), **RUN_ONLY_WITHIN})
 
 
 def settings_changing(metric: str, recorded: Iterable[str]) -> list[str]:

@@ -4,7 +4,8 @@ the test split, for each trained replicate (seed) of one variant.
 Writes ``metrics/detail/eval/<variant>.json`` (its keys are listed in the README): every
 metric's mean over seeds, its standard deviation over seeds under ``sd``, for the per-image
 metrics their 95 % interval over seeds and test images under ``intervals``, and the notes
-in words, and what it was measured on under ``evaluated_on`` (:mod:`vaelab.eval.evaluated_on`);
+in words, and what it was measured on under ``evaluated_on`` (:mod:`vaelab.eval.evaluated_on`),
+FID and KID under ``inception`` (:mod:`vaelab.eval.fid`: the numbers, or why not measured);
 ``metrics/eval/<variant>.json``, the :data:`HEADLINE` numbers of it (the DVC
 metrics); and ``reports/<variant>/*.png``, drawn from the first replicate.
 """
@@ -21,7 +22,7 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from vaelab.config import Params
-from vaelab.eval import experiments, figures
+from vaelab.eval import experiments, fid, figures
 from vaelab.eval.aggregate import Replicate, combine, combine_notes
 from vaelab.eval.context import Context, build_contexts
 from vaelab.eval.evaluated_on import EVALUATED_ON, evaluated_on
@@ -32,7 +33,7 @@ from vaelab.io.metric_files import headline_of, metric_files
 log = logging.getLogger("vaelab.evaluate")
 
 # Top-level keys of the metrics that run_evaluate writes whole; no experiment adds to them.
-STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals", EVALUATED_ON})
+STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals", EVALUATED_ON, fid.RECORD})
 
 # The DVC metrics of a variant, ``metrics/eval/<variant>.json``: headline key -> the key of the
 # detail it copies (means over seeds). A key the variant lacks (an AE's ELBO) is left out.
@@ -46,6 +47,10 @@ HEADLINE = {
     "active_units": "latent.active_units",
     "elbo": "elbo",
     "collapsed": "collapse.collapsed",
+    "fid.sample": f"{fid.RECORD}.fid.sample",  # FID and KID only when measured
+    "fid.recon": f"{fid.RECORD}.fid.recon",
+    "kid.sample": f"{fid.RECORD}.kid.sample",
+    "kid.recon": f"{fid.RECORD}.kid.recon",
 }
 
 
@@ -61,18 +66,20 @@ def run_evaluate(
 ) -> dict[str, Any]:
     """Run the experiments in order on every replicate; returns what ``metrics/detail/eval/<variant>.json`` holds."""
     contexts = build_contexts(params, variant, prepared=prepared, models_root=models_root, progress=progress)
+    inception = fid.resolve(params.evaluate.inception)  # before the experiments: a wrong weights file stops here
     saved: dict[str, str] = {}  # figure file name -> the experiment that drew it
     replicates = []
     with atomic_directory(reports_root / variant) as staging:
         for ctx in contexts:
             replicates.append(run_experiments(ctx, staging, saved))
     metrics, sd, intervals = combine(replicates, bootstrap_seed=params.seed)
+    quality = fid.sample_quality(inception, contexts, progress=progress)
     metrics.update(
-        sd=sd,
+        sd=sd | quality.sd,
         intervals=intervals,
         images={"test": len(contexts[0].test), "samples": contexts[0].settings.samples, "seeds": len(contexts)},
         notes=combine_notes(replicates),
-        **{EVALUATED_ON: evaluated_on(params, contexts[0].test)},
+        **{EVALUATED_ON: evaluated_on(params, contexts[0].test), fid.RECORD: quality.record},
     )
     metric_files(metrics_root, f"eval/{variant}.json").write(headline_of(metrics, HEADLINE), metrics)
     log.info("%s: %d experiments on %d replicate(s), %d figures", variant, len(experiments.EXPERIMENTS),

@@ -1,5 +1,6 @@
 """md5 of files, read in chunks: downloads are checked with it, checkpoints and registry
-versions are keyed by it; and of arrays (the test split an evaluation measured)."""
+versions are keyed by it; and of arrays (the test split an evaluation measured). SHA-256 of
+a file, for weights published under their SHA-256 prefix (the Inception weights of FID)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def md5_of_files(paths: Iterable[Path], chunk_size: int = CHUNK) -> str:
             while chunk := handle.read(chunk_size):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256sum(path: Path) -> str:
+    """The hex SHA-256 of the file at ``path``."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def md5_of_array(array: np.ndarray) -> str:
