@@ -796,6 +796,8 @@ def test_compare_measures_each_remedy_against_its_plain_vae_in_a_table_a_figure_
     assert "| tiny_vae " in section.split("\n\n")[2]  # the "against" column of the table
     assert "- tiny_vae_sigma vs tiny_vae: Lap var recon " in section and "(n = 1 seed(s) × 10)" in section
     assert "![remedies](compare/remedies.png)" in section
+    # No Inception weights in the tests' hub cache: FID and KID are said to be unmeasured, with no column.
+    assert "FID and KID: not measured — " in section and "Δ FID" not in section
     width, height = _opens(workspace / "reports" / "compare" / "remedies.png")
     assert height > width / 8  # three rows: input, tiny_vae, tiny_vae_sigma
 

@@ -75,10 +75,32 @@ def _change_cell(comparison: RemedyComparison, key: str) -> str:
     return "" if change is None else f"{change.delta:+.3g} ({change.verdict})"
 
 
-def remedies_section(comparisons: Sequence[RemedyComparison], *, figure: str | None) -> list[str]:
+# FID and KID (evaluate.inception), when measured: one number per seed, no interval over images.
+QUALITY = [("inception.fid.sample", "FID sample"), ("inception.kid.sample", "KID sample"),
+           ("inception.fid.recon", "FID recon"), ("inception.kid.recon", "KID recon")]
+
+
+def _quality_cell(variant: Variant, baseline: Variant, key: str) -> str:
+    ours, theirs = variant.value(key), baseline.value(key)
+    return "" if ours is None or theirs is None else f"{ours - theirs:+.3g}"
+
+
+def _quality_line(variant: Variant, baseline: Variant) -> str | None:
+    parts = [f"{label} {_cell(variant, key, '.4g')} vs {_cell(baseline, key, '.4g')}" for key, label in QUALITY
+             if variant.value(key) is not None and baseline.value(key) is not None]
+    return "; ".join(parts) if parts else None
+
+
+def remedies_section(comparisons: Sequence[RemedyComparison], variants: dict[str, Variant], *,
+                     figure: str | None) -> list[str]:
     """The remedies table (each remedy's change against its plain VAE), the intervals behind
-    it, the caveats, and the figure of the same test faces through every remedy."""
+    it, FID / KID when measured (or why not), the caveats, and the figure of the same test
+    faces through every remedy."""
     from vaelab.findings.remedies import CHANGES
+
+    pairs = [(variants[c.variant], variants[c.baseline]) for c in comparisons if c.baseline is not None]
+    quality = [key for key, _label in QUALITY if any(v.value(key) is not None and b.value(key) is not None
+                                                     for v, b in pairs)]
 
     lines = ["", "## Remedies for blur", "",
              "Each variant that applies a remedy against the plain VAE with the same trunk and z (a variational "
@@ -91,6 +113,8 @@ def remedies_section(comparisons: Sequence[RemedyComparison], *, figure: str | N
         row = {"variant": c.variant, "remedy": "; ".join(f"{r.label} ({r.paper})" for r in c.remedies),
                "against": c.baseline or "—"}
         row |= {f"Δ {label}": _change_cell(c, key) for key, label, _better in CHANGES}
+        row |= {f"Δ {label}": _quality_cell(variants[c.variant], variants[c.baseline], key) if c.baseline else ""
+                for key, label in QUALITY if key in quality}
         row |= {"verdict": ", ".join(f"{what.replace('_', ' ')} {verdict}" for what, verdict in c.verdicts.items())
                 or c.reason}
         rows.append(row)
@@ -100,6 +124,17 @@ def remedies_section(comparisons: Sequence[RemedyComparison], *, figure: str | N
             lines.append(f"- {c.variant} vs {c.baseline}: " + "; ".join(
                 f"{ch.label} {ch.remedy.shown()} vs {ch.baseline.shown()}" for ch in c.changes)
                 + f" (n = {c.changes[0].remedy.seeds} seed(s) × {c.changes[0].remedy.images}).")
+            if line := _quality_line(variants[c.variant], variants[c.baseline]):
+                lines.append(f"  - {line} (mean ± sd over seeds; no verdict: one number per seed).")
+    unmeasured = [v.evaluation.get("inception", {}) for v, _b in pairs]
+    unmeasured = [record for record in unmeasured if record and not record.get("measured", True)]
+    if unmeasured:
+        where = unmeasured[0].get("put the file at")
+        lines += ["", f"FID and KID: not measured — {unmeasured[0]['reason']}"
+                      + (f" (put the file at `{where}`)." if where else ".")]
+    elif quality:
+        lines += ["", "FID and KID (Inception-v3 features, against the test split) carry no interval over test "
+                      "images and are biased upward on few images: compare them at equal image counts only."]
     if any(r.key == "ffl" for c in comparisons for r in c.remedies):
         lines += ["", "A model trained with the focal frequency loss was trained to match the test images' spectra: "
                       "its `blur.hf_energy` (and, in part, the Laplacian variance, a high-pass measure) is partly "
@@ -161,7 +196,7 @@ def render_markdown(params: Params, variants: Sequence[Variant], claims: Sequenc
             lines += [f"### {family.knob}", "", family_table(family, by_name), "",
                       f"![{family.knob}](compare/{family_file(family)}.png)", ""]
     if remedies:
-        lines += remedies_section(remedies, figure=remedies_figure)
+        lines += remedies_section(remedies, by_name, figure=remedies_figure)
     collapse = [collapse_line(v) for v in variants if v.value("collapse.collapsed") is not None]
     if collapse:
         lines += ["", "## Posterior collapse", "",
