@@ -130,15 +130,17 @@ def remedies_section(comparisons: Sequence[RemedyComparison], variants: dict[str
     unmeasured = [record for record in unmeasured if record and not record.get("measured", True)]
     if unmeasured:
         where = unmeasured[0].get("put the file at")
-        lines += ["", f"FID and KID: not measured — {unmeasured[0]['reason']}"
-                      + (f" (put the file at `{where}`)." if where else ".")]
+        reason = unmeasured[0]["reason"]
+        lines += ["", f"FID and KID: not measured — {reason}"
+                      + (f" (put the file at `{where}`)." if where and where not in reason else "")]
     elif quality:
         lines += ["", "FID and KID (Inception-v3 features, against the test split) carry no interval over test "
                       "images and are biased upward on few images: compare them at equal image counts only."]
     if any(r.key == "ffl" for c in comparisons for r in c.remedies):
-        lines += ["", "A model trained with the focal frequency loss was trained to match the test images' spectra: "
-                      "its `blur.hf_energy` (and, in part, the Laplacian variance, a high-pass measure) is partly "
-                      "its training target, not an independent measure of its sharpness."]
+        lines += ["", "A model trained with the focal frequency loss was trained to reproduce its inputs' spectra, "
+                      "high frequencies included: its `blur.hf_energy` (and, in part, the Laplacian variance, a "
+                      "high-pass measure) is partly its training target, not an independent measure of its "
+                      "sharpness; its samples' sharpness (prior draws, never a target) is not."]
     if figure:
         lines += ["", f"![remedies]({figure})"]
     return lines
