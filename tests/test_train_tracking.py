@@ -38,6 +38,15 @@ RAW = {
 workspace = pytest.fixture(workspace_fixture)
 
 
+@pytest.fixture(autouse=True)
+def _every_epoch_sent(monkeypatch):
+    """These tests pin which epoch each request carries: one send per epoch (SEND_EVERY 0),
+    except where a test sets its own interval."""
+    from vaelab.train import tracker
+
+    monkeypatch.setattr(tracker, "SEND_EVERY", 0.0)
+
+
 @pytest.fixture
 def project(workspace, tiny_params_dict, make_params):
     """The workspace as a project: params.yaml (RAW) and the tiny data set in data/prepared/."""
@@ -323,3 +332,27 @@ def test_a_checkpoint_without_a_run_id_resumes_into_one_new_run_with_its_epochs(
     assert_complete(client, new, project)
     train(project)
     assert [r.info.run_id for r in train_runs(client)] == [old.info.run_id, new.info.run_id]
+
+
+def test_epochs_are_sent_at_most_once_per_send_interval_and_all_by_the_end(project, monkeypatch):
+    """With the default SEND_EVERY (seconds) and epochs of milliseconds: the first epoch goes
+    at once, the others wait for the end's send; the run still has every epoch once."""
+    from mlflow import MlflowClient
+
+    from vaelab.train import tracker
+
+    monkeypatch.setattr(tracker, "SEND_EVERY", 3600.0)
+    calls = []
+    original = MlflowClient.log_batch
+
+    def log_batch(self, run_id, metrics=(), **kwargs):
+        if metrics:
+            calls.append(sorted({m.step for m in metrics}))
+        return original(self, run_id, metrics=metrics, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", log_batch)
+    train(project)
+    assert calls == [[1], list(range(2, EPOCHS + 1))]
+    client = project.client()
+    (run,) = train_runs(client)
+    assert_complete(client, run, project)

@@ -57,7 +57,7 @@ def select_runtime(device: str, precision: str = "fp32", *, key: str, local_rank
 CUBLAS_WORKSPACE = ":4096:8"
 
 
-def deterministic(threads: int | None = None) -> int:
+def deterministic(threads: int | None = None, *, compiled: bool = False) -> int:
     """Make this process's training reproducible bit for bit on a fixed machine; returns
     the number of intra-op CPU threads it will use.
 
@@ -65,6 +65,10 @@ def deterministic(threads: int | None = None) -> int:
       deterministic implementation uses it. None of the CPU ops our models and losses use
       lacks one; on a GPU an op without one (none of ours in torch 2.x: convolutions,
       nearest upsampling, max pooling) warns, naming itself, instead of stopping a run.
+      That call also sets ``torch._inductor.config.deterministic``, importing inductor and
+      dynamo (2 s of every train stage's start-up); only ``torch.compile`` reads it, so
+      without ``compiled`` the same flag is set on ATen alone
+      (``torch._C._set_deterministic_algorithms``, what the public call does after the import).
     - cuDNN: no benchmark autotuning (it may pick another kernel on each run) and
       deterministic kernels; cuBLAS gets a fixed workspace (``CUBLAS_WORKSPACE_CONFIG``,
       unless already set).
@@ -80,7 +84,10 @@ def deterministic(threads: int | None = None) -> int:
 
     Random numbers are not set here: the training seeds its own generators.
     """
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if compiled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)

@@ -138,7 +138,7 @@ def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: 
     """The replicate's model on its device (wrapped for DDP / compile) and its checkpoint's key."""
     model_cfg, train_cfg = params.models[variant], training_for(params, variant)
     runtime = select_runtime(train_cfg.device, train_cfg.precision, key="train", local_rank=dist_info.local_rank)
-    deterministic(train_cfg.threads)
+    deterministic(train_cfg.threads, compiled=train_cfg.compile)
     torch.manual_seed(seed)
     model = build_model(model_cfg, image_size=splits.train.shape[1], channels=splits.train.shape[3])
     model = model.to(runtime.device)

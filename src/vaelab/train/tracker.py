@@ -110,6 +110,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# Epochs are sent as they end, but at most one request per this many seconds (the rest wait
+# for the next epoch's send or the end): a short epoch (65 images on a CPU) cost as much again
+# in its sqlite or HTTP request. A training killed before a send loses nothing: the checkpoint
+# keeps every epoch's row and the next start sends what the run lacks (begin).
+SEND_EVERY = 5.0
+
+
 @dataclass
 class TrainRun:
     """One replicate's training run: created or continued, its epochs logged as they end, ended."""
@@ -127,6 +134,7 @@ class TrainRun:
     checked: bool = True  # whether the epochs the run holds are known (else it is asked before sending)
     opened: bool = False  # the run exists, with its params
     complete: bool = False  # every epoch sent and the run ended
+    sent_at: float = float("-inf")  # time.monotonic() of the last send of epochs (SEND_EVERY)
 
     def begin(self, run_id: str | None, history: list[Row]) -> str | None:
         """Before the first step: continue the checkpoint's run ``run_id`` (None: create one) and
@@ -137,9 +145,13 @@ class TrainRun:
         return self.run_id
 
     def log_epoch(self, row: Row) -> None:
-        """Send the epoch's metrics (one quick attempt), or keep them for the last try."""
+        """Send the epoch's metrics with those still pending (one quick attempt) when the last
+        send is SEND_EVERY seconds old, else keep them for the next send or the end."""
         self.trained = int(row["epoch"])
         self.pending.append((_now_ms(), row))
+        if time.monotonic() - self.sent_at < SEND_EVERY:
+            return
+        self.sent_at = time.monotonic()
         self.tracking.attempt(f"logging epoch {int(row['epoch'])} of {self.epochs} of {self.name}", self._sync)
 
     def end(self, status: str = FINISHED) -> None:
