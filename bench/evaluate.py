@@ -264,6 +264,8 @@ def main() -> None:
                           + (f", figures {result['figure_seconds']:.2f} s" if stage == "evaluate" else ""),
                           flush=True)
     ours = [(stage, count, r) for code, stage, count, r in rows if code == "this tree"]
+    if not ours:  # --sizes '': the metrics alone
+        return
     largest = max(sizes)
     for stage in ("evaluate", "chain"):
         peaks = {count: r["peak_mb"] for s, count, r in ours if s == stage}
