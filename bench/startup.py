@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -66,8 +67,6 @@ def import_seconds(src: Path, lines: list[str]) -> float:
 
 def help_seconds(tree: Path, script: str) -> float:
     """Wall seconds of ``python stages/<script> --help``."""
-    import time
-
     started = time.perf_counter()
     subprocess.run([sys.executable, f"stages/{script}", "--help"], capture_output=True, check=True, cwd=tree,
                    env={**os.environ, "PYTHONPATH": str(tree / "src")})

@@ -204,9 +204,8 @@ def remedies_figure(remedies: list[RemedyComparison], shown: Any, recons: dict[s
     if not measured:
         return False
     order = list(dict.fromkeys(name for c in measured for name in (c.baseline, c.variant)))
-    labels = [name if name not in {c.variant for c in measured}
-              else f"{name}\n({', '.join(r.key for r in next(c for c in measured if c.variant == name).remedies)})"
-              for name in order]
+    remedy_keys = {c.variant: ", ".join(r.key for r in c.remedies) for c in measured}
+    labels = [f"{name}\n({remedy_keys[name]})" if name in remedy_keys else name for name in order]
     figures.save(figures.image_rows([shown / 255.0, *(recons[name] for name in order)],
                                     title=f"The first {len(shown)} test images through each plain VAE and its "
                                           f"remedies (seed {seed}, decoded from μ or the code)",

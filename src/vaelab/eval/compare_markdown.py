@@ -12,7 +12,7 @@ from vaelab.config import Params
 from vaelab.eval.claims import summary
 from vaelab.findings.claims import Claim
 from vaelab.findings.families import Family
-from vaelab.findings.remedies import RemedyComparison
+from vaelab.findings.remedies import CHANGES, RemedyComparison
 
 if TYPE_CHECKING:
     from vaelab.eval.compare import Variant
@@ -96,8 +96,6 @@ def remedies_section(comparisons: Sequence[RemedyComparison], variants: dict[str
     """The remedies table (each remedy's change against its plain VAE), the intervals behind
     it, FID / KID when measured (or why not), the caveats, and the figure of the same test
     faces through every remedy."""
-    from vaelab.findings.remedies import CHANGES
-
     pairs = [(variants[c.variant], variants[c.baseline]) for c in comparisons if c.baseline is not None]
     quality = [key for key, _label in QUALITY if any(v.value(key) is not None and b.value(key) is not None
                                                      for v, b in pairs)]

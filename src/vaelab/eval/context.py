@@ -26,7 +26,7 @@ from vaelab.models.latent_gmm import LatentGMM, sample_images
 SAMPLE_SOURCES = {"normal": "sample", "gmm": "sample_gmm"}
 
 
-class TestInputs:
+class SharedInputs:
     """The test split's own measures, made on first use and shared by every replicate's Context
     (they do not depend on the model: measuring them once per stage, not once per seed)."""
 
@@ -62,7 +62,7 @@ class Context:
     draw: bool = True
     progress: bool = False
     # The test images' own measures, shared with the other replicates; None = measured in the pass.
-    inputs: TestInputs | None = None
+    inputs: SharedInputs | None = None
     gmm: LatentGMM | None = None
 
     @property
@@ -139,7 +139,7 @@ def build_contexts(params: Params, variant: str, *, prepared: Path, models_root:
         raise UserError(
             f"{prepared}: the test split has {len(test)} image(s); evaluation needs at least 2 (data.split.test)"
         )
-    inputs = TestInputs(test, params.evaluate.batch_size)
+    inputs = SharedInputs(test, params.evaluate.batch_size)
     return [Context(model=r.model, variant=variant, data=data, test=test, settings=params.evaluate, seed=params.seed,
                     replicate=r.seed, draw=index == 0, progress=progress, inputs=inputs, gmm=r.gmm)
             for index, r in enumerate(loaded)]
