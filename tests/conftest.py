@@ -22,6 +22,9 @@ TINY: dict[str, Any] = {
         "crop": {"method": "center", "size": None},
         "download": {"retries": 1, "backoff": 0.0, "timeout": 5.0},
     },
+    # A checkpoint at every epoch end (the default waits 30 s between them): tests kill
+    # trainings at chosen epochs and pin where they resume.
+    "train": {"checkpoint_seconds": 0},
 }
 
 

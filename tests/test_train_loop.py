@@ -103,6 +103,73 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, make_model):
     torch.testing.assert_close(again, finished, rtol=0, atol=0)
 
 
+def test_epoch_ends_save_a_checkpoint_only_when_the_last_is_checkpoint_seconds_old(tmp_path, monkeypatch):
+    """Steps 2, 4, ... save (checkpoint_every 2 over 4 steps an epoch, so every epoch end is
+    also a step checkpoint): with checkpoint_every above the run's steps, what saves is the
+    clock. A fake clock that moves 10 s per epoch and checkpoint_seconds 25: epochs 3 and 6
+    (30 s after the last save), and the last one, epoch 7, whatever the clock."""
+    import vaelab.train.loop as loop
+
+    model, train, val, cfg, runtime = _setup(tmp_path, epochs=7, checkpoint_every=1000)
+    cfg = cfg.model_copy(update={"checkpoint_seconds": 25.0})
+    clock = {"now": 0.0}
+    saves = []
+    real_epoch = train.epoch
+
+    def ticking_epoch(epoch, start_batch=0):
+        clock["now"] += 10.0
+        yield from real_epoch(epoch, start_batch)
+
+    def recording_save(path, state, expected_hash):
+        saves.append(state.epoch)
+        real_save(path, state, expected_hash)
+
+    real_save = loop.save_checkpoint
+    train.epoch = ticking_epoch
+    monkeypatch.setattr(loop.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(loop, "save_checkpoint", recording_save)
+    _train(tmp_path, model, train, val, cfg, runtime)
+    assert saves == [3, 6, 7]  # state.epoch counts finished epochs when an epoch end saves
+
+    # checkpoint_seconds 0: every epoch end saves.
+    saves.clear()
+    model, train, val, cfg, runtime = _setup(tmp_path / "every", epochs=3, checkpoint_every=1000)
+    _train(tmp_path / "every", model, train, val, cfg.model_copy(update={"checkpoint_seconds": 0.0}), runtime)
+    assert saves == [1, 2, 3]
+
+
+def test_a_run_killed_between_sparse_checkpoints_resumes_to_identical_weights(tmp_path):
+    """The default's sparse epoch-end checkpoints lose only time: with no epoch end saving
+    (checkpoint_seconds an hour) and a step checkpoint every 3 of the 12 steps, a run killed
+    at step 10 resumes from step 9, mid-epoch 3, to the uninterrupted run's bytes and rows."""
+    model, train, val, cfg, runtime = _setup(tmp_path / "a", checkpoint_every=3)
+    cfg = cfg.model_copy(update={"checkpoint_seconds": 3600.0})
+    full = _train(tmp_path / "a", model, train, val, cfg, runtime)
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model, train, val, _, runtime = _setup(tmp_path / "b", checkpoint_every=3)
+    real_epoch = train.epoch
+
+    def dying_epoch(epoch, start_batch=0):
+        for i, batch in enumerate(real_epoch(epoch, start_batch)):
+            if epoch == 2 and start_batch + i == 2:  # after steps 9 and 10
+                raise Interrupt
+            yield batch
+
+    train.epoch = dying_epoch
+    with pytest.raises(Interrupt):
+        _train(tmp_path / "b", model, train, val, cfg, runtime)
+    train.epoch = real_epoch
+    model2, _, _, _, _ = _setup(tmp_path / "b", checkpoint_every=3)
+    resumed = _train(tmp_path / "b", model2, train, val, cfg, runtime)
+
+    assert resumed.resumed_from == {"epoch": 2, "batch": 1, "step": 9}
+    for name, tensor in model2.state_dict().items():
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0)
+    untimed = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} for row in full.history]
+    assert [{k: row[k] for k in untimed[0]} for row in resumed.history] == untimed
+
+
 def test_non_finite_loss_names_epoch_step_and_terms(tmp_path):
     model, train, val, cfg, runtime = _setup(tmp_path, scale=float("nan"))
     with pytest.raises(NonFiniteLoss) as info:

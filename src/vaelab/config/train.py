@@ -32,8 +32,12 @@ class TrainConfig(Section):
     # auto: bf16 autocast on a GPU that supports it, fp32 elsewhere.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
-    # Save a resumable checkpoint every N optimizer steps (and at each epoch end).
+    # Save a resumable checkpoint every N optimizer steps, and at an epoch end when the last
+    # one is checkpoint_seconds old or older (0: at every epoch end); the last epoch always
+    # saves. Epochs of a few milliseconds (the embedded data set) would otherwise spend a
+    # tenth of their time writing checkpoints; where they last seconds, every end saves.
     checkpoint_every: int = Field(200, gt=0)
+    checkpoint_seconds: float = Field(30.0, ge=0.0, allow_inf_nan=False)
     checkpoint_dir: str = "checkpoints"
     # Intra-op CPU threads (torch.set_num_threads, which sets OpenMP's and MKL's too). The
     # trained bytes depend on it; null keeps torch's own count (one per physical core, or

@@ -92,9 +92,13 @@ def train_model(
         else:
             log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, state.epoch + 1, state.batch)
 
+    saved_at = time.monotonic()
+
     def checkpoint() -> None:
+        nonlocal saved_at
         if is_writer:
             save_checkpoint(checkpoint_path, state, config_hash)
+            saved_at = time.monotonic()
 
     if run is not None:
         # The checkpoint's MLflow run goes on: one training, one run. A new run gets the epochs so
@@ -143,7 +147,8 @@ def train_model(
         absorb(pending, state.meter, state.epoch, state.step)
         bar.close()
 
-        # The epoch's row: train and validation means, throughput; then a checkpoint at the boundary.
+        # The epoch's row: train and validation means, throughput; then a checkpoint at the
+        # boundary when the last is checkpoint_seconds old, and always after the last epoch.
         train_means = state.meter.means()
         val_means = evaluate_loss(model, core, val_batches, state.epoch, autocast)
         seconds = time.perf_counter() - started
@@ -153,7 +158,8 @@ def train_model(
         row["seconds"] = seconds
         state.history.append(row)
         state.epoch, state.batch, state.meter = state.epoch + 1, 0, LossMeter()
-        checkpoint()
+        if state.epoch >= cfg.epochs or time.monotonic() - saved_at >= cfg.checkpoint_seconds:
+            checkpoint()
 
         # Report it.
         if run is not None:

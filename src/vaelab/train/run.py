@@ -151,8 +151,9 @@ def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: 
 
     key = config_hash({
         "model": model_cfg.model_dump(mode="json"),
-        # The number of replicates is not part of one replicate's training, nor is the GMM fitted after it.
-        "train": train_cfg.model_dump(mode="json", exclude={"seeds", "gmm"}),
+        # The number of replicates is not part of one replicate's training, nor is the GMM fitted
+        # after it, nor when checkpoints are written (checkpoint_every stays: older keys had it).
+        "train": train_cfg.model_dump(mode="json", exclude={"seeds", "gmm", "checkpoint_seconds"}),
         "seed": seed,
         "data": splits.md5,
         "code": code_fingerprint(),
