@@ -68,6 +68,24 @@ class Interrupt(Exception):
     pass
 
 
+def _train_until_killed(tmp_path, model, train, val, cfg, runtime, *, epoch: int, batch: int) -> None:
+    """Train until ``epoch`` (from 0) is about to serve ``batch``, then die as a kill would."""
+    real_epoch = train.epoch
+
+    def dying_epoch(at_epoch, start_batch=0):
+        for i, images in enumerate(real_epoch(at_epoch, start_batch)):
+            if at_epoch == epoch and start_batch + i == batch:
+                raise Interrupt
+            yield images
+
+    train.epoch = dying_epoch
+    try:
+        with pytest.raises(Interrupt):
+            _train(tmp_path, model, train, val, cfg, runtime)
+    finally:
+        train.epoch = real_epoch
+
+
 @pytest.mark.parametrize("make_model", [tiny_vae, tiny_vae_gan])
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, make_model):
     model, train, val, cfg, runtime = _setup(tmp_path / "a", make_model=make_model)
@@ -75,18 +93,8 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, make_model):
     reference = {k: v.clone() for k, v in model.state_dict().items()}
 
     model, train, val, cfg, runtime = _setup(tmp_path / "b", make_model=make_model)
-    real_epoch = train.epoch
-
-    def dying_epoch(epoch, start_batch=0):
-        for i, batch in enumerate(real_epoch(epoch, start_batch)):
-            if epoch == 1 and start_batch + i == 3:  # mid-epoch, after the step-6 checkpoint
-                raise Interrupt
-            yield batch
-
-    train.epoch = dying_epoch
-    with pytest.raises(Interrupt):
-        _train(tmp_path / "b", model, train, val, cfg, runtime)
-    train.epoch = real_epoch
+    # Mid-epoch 2, after the step-6 checkpoint.
+    _train_until_killed(tmp_path / "b", model, train, val, cfg, runtime, epoch=1, batch=3)
     torch.manual_seed(123)  # the resumed run must not depend on the fresh process's RNG
     model2, _, _, _, _ = _setup(tmp_path / "b", make_model=make_model)
     resumed = _train(tmp_path / "b", model2, train, val, cfg, runtime)
@@ -148,18 +156,7 @@ def test_a_run_killed_between_sparse_checkpoints_resumes_to_identical_weights(tm
     reference = {k: v.clone() for k, v in model.state_dict().items()}
 
     model, train, val, _, runtime = _setup(tmp_path / "b", checkpoint_every=3)
-    real_epoch = train.epoch
-
-    def dying_epoch(epoch, start_batch=0):
-        for i, batch in enumerate(real_epoch(epoch, start_batch)):
-            if epoch == 2 and start_batch + i == 2:  # after steps 9 and 10
-                raise Interrupt
-            yield batch
-
-    train.epoch = dying_epoch
-    with pytest.raises(Interrupt):
-        _train(tmp_path / "b", model, train, val, cfg, runtime)
-    train.epoch = real_epoch
+    _train_until_killed(tmp_path / "b", model, train, val, cfg, runtime, epoch=2, batch=2)  # after steps 9 and 10
     model2, _, _, _, _ = _setup(tmp_path / "b", checkpoint_every=3)
     resumed = _train(tmp_path / "b", model2, train, val, cfg, runtime)
 
