@@ -149,9 +149,10 @@ def laplacian(grey: ArrayOrTensor) -> ArrayOrTensor:
 
     Its five non-zero taps added as shifted slices, in the kernel's row-major order (up, left,
     -4 x centre, right, down): the order in which conv2d's im2col-and-matrix-product adds them,
-    so the result is conv2d's to the last bit (the weights 1 and -4 make every product exact;
-    only the order of the sums could differ; a test holds it to conv2d), at a twentieth of the
-    float64 conv2d's time.
+    so the result is conv2d's to the last bit where conv2d takes that path (the weights 1 and -4
+    make every product exact; only the order of the sums could differ), within one rounding
+    where its kernel for a shape and CPU adds in another order (a test holds both), at a
+    twentieth of the float64 conv2d's time. Its own order is fixed: the same bits everywhere.
     """
     up, left, centre = grey[..., :-2, 1:-1], grey[..., 1:-1, :-2], grey[..., 1:-1, 1:-1]
     right, down = grey[..., 1:-1, 2:], grey[..., 2:, 1:-1]
