@@ -1,8 +1,8 @@
 """DVC stage `chain` (seed 000): a VAE's reconstructions through an AE, pass by pass."""
 
-from vaelab.stage import stage_main
+from vaelab.stage import run_script, stage_main
 
 main = stage_main(__doc__, "vaelab.eval.chain:run_chain")
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -1,8 +1,8 @@
 """DVC stage `compare`: metrics/compare.json, reports/compare.md and reports/compare/*.png."""
 
-from vaelab.stage import stage_main
+from vaelab.stage import run_script, stage_main
 
 main = stage_main(__doc__, "vaelab.eval.compare:run_compare")
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

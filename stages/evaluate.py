@@ -1,8 +1,8 @@
 """DVC stage `evaluate@<variant>`: metrics/eval/<variant>.json and reports/<variant>/*.png."""
 
-from vaelab.stage import stage_main
+from vaelab.stage import run_script, stage_main
 
 main = stage_main(__doc__, "vaelab.eval.run:run_evaluate", per_variant=True)
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

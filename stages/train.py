@@ -1,8 +1,8 @@
 """DVC stage `train@<variant>`: train one variant of params.yaml models: into models/<variant>/."""
 
-from vaelab.stage import stage_main
+from vaelab.stage import run_script, stage_main
 
 main = stage_main(__doc__, "vaelab.train.run:run_train", per_variant=True)
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
