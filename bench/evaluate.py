@@ -14,12 +14,12 @@ noise; 0/1 Smiling and Male columns, so latent arithmetic runs) and the project'
     ``src/`` and, for the baseline sizes, the baseline commit's ``src/`` (``git archive``).
 (2) ms per image of the per-image metrics of evaluate's forward pass (MSE, PSNR, SSIM of
     the reconstructions; the four blur metrics of the inputs and of the reconstructions),
-    on batches of 256 images: this tree's ``vaelab.eval.metrics`` against the baseline's
+    on batches of 256 images: this tree's ``vaelab.measures.image_measures`` against the baseline's
     (its source read from git), interleaved, best of ``--repeats``; the values are compared.
     Per replicate of a ``--seeds``-seed stage as the stage spends it: the baseline measures
     everything for every replicate; this tree measures the test images' own blur once per
     stage (``eval.forward.measure_inputs``) and the reconstructions' per replicate.
-(3) figure seconds per variant: the time spent in ``vaelab.eval.figures`` (drawing and
+(3) figure seconds per variant: the time spent in ``vaelab.figures`` (drawing and
     saving) during the evaluate runs of (1).
 
 Targets (issue 16): peak memory independent of N, <= 1.5 GB at 20,000 images on CPU;
@@ -117,9 +117,9 @@ def status_mb(field: str) -> float:
 def worker(stage: str, root: Path) -> None:
     """In a fresh process, with the code under test first on PYTHONPATH: run one stage, print JSON."""
     from vaelab.config import params_from_dict
-    from vaelab.eval import figures
-    from vaelab.eval.chain import run_chain
-    from vaelab.eval.run import run_evaluate
+    from vaelab import figures
+    from vaelab.chain.chain import run_chain
+    from vaelab.evaluate.evaluate import run_evaluate
 
     drawing = {"seconds": 0.0, "depth": 0}
 
@@ -169,11 +169,11 @@ def baseline_tree(rev: str, folder: Path) -> Path:
 
 
 def baseline_metrics(rev: str) -> ModuleType:
-    """``rev``'s vaelab.eval.metrics, read from git (it imports only numpy, scipy, skimage, torch)."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:src/vaelab/eval/metrics.py"],
+    """``rev``'s vaelab.measures.image_measures, read from git (it imports only numpy, scipy, skimage, torch)."""
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:src/vaelab/measures/image_measures.py"],
                             capture_output=True, text=True, check=True).stdout
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"metrics_{rev}", loader=None))
-    exec(compile(source, f"{rev}:src/vaelab/eval/metrics.py", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(source, f"{rev}:src/vaelab/measures/image_measures.py", "exec"), module.__dict__)  # noqa: S102
     return module
 
 
@@ -183,7 +183,7 @@ def metric_rates(rev: str, batches: int, repeats: int, seeds: int) -> tuple[floa
     (the inputs' blur once, the rest per replicate); and whether the values agree."""
     import torch
 
-    from vaelab.eval import metrics as ours
+    from vaelab.measures import image_measures as ours
 
     theirs = baseline_metrics(rev)
     images = torch.from_numpy(synthetic_images(batches * METRIC_BATCH, seed=1)).permute(0, 3, 1, 2).float() / 255

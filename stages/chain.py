@@ -2,7 +2,7 @@
 
 from vaelab.stage import run_script, stage_main
 
-main = stage_main(__doc__, "vaelab.eval.chain:run_chain")
+main = stage_main(__doc__, "vaelab.chain.chain:run_chain")
 
 if __name__ == "__main__":
     run_script(main)

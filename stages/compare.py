@@ -2,7 +2,7 @@
 
 from vaelab.stage import run_script, stage_main
 
-main = stage_main(__doc__, "vaelab.eval.compare:run_compare")
+main = stage_main(__doc__, "vaelab.compare.compare:run_compare")
 
 if __name__ == "__main__":
     run_script(main)

@@ -2,7 +2,7 @@
 
 from vaelab.stage import run_script, stage_main
 
-main = stage_main(__doc__, "vaelab.train.run:run_train", per_variant=True)
+main = stage_main(__doc__, "vaelab.train.train:run_train", per_variant=True)
 
 if __name__ == "__main__":
     run_script(main)

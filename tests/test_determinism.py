@@ -12,7 +12,7 @@ import torch
 from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 from vaelab.runtime import deterministic
-from vaelab.train.run import run_train
+from vaelab.train.train import run_train
 
 from tests.test_models import SMALL_CONFIGS, make
 

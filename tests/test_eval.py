@@ -20,25 +20,25 @@ from torch import Tensor
 
 from vaelab.config.evaluate import ArithmeticConfig, parse_expression
 from vaelab.data.download import run_download
-from vaelab.data.prepared import load_prepared
+from vaelab.data.prepared_data import load_prepared
 from vaelab.io.hashing import md5_of_array
 from vaelab.io.metric_files import metric_files
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
-from vaelab.eval.arithmetic import run_arithmetic, skip_reason
-from vaelab.eval.chain import run_chain
-from vaelab.eval import experiments, fid
+from vaelab.evaluate.latent_arithmetic import run_arithmetic, skip_reason
+from vaelab.chain.chain import run_chain
+from vaelab.evaluate import experiments, fid
 from tests.support.features import SmallFeatures
 from vaelab.config.models import parse_model_config
-from vaelab.eval import claims
-from vaelab.eval.claims import Evaluated
-from vaelab.eval.compare import HEADLINE, run_compare
-from vaelab.findings.intervals import Estimate
-from vaelab.eval.context import Context, build_contexts
-from vaelab.eval.interpolate import interpolate
-from vaelab.eval.latent import PixelSpread, active_dims, collapse_verdict, elbo_terms
-from vaelab.eval.result import Result, merge_into
-from vaelab.eval.run import run_evaluate
+from vaelab.compare import claims
+from vaelab.compare.claims import Evaluated
+from vaelab.compare.compare import HEADLINE, run_compare
+from vaelab.stats.intervals import Estimate
+from vaelab.evaluate.context import Context, build_contexts
+from vaelab.evaluate.interpolate import interpolate
+from vaelab.evaluate.latent_measures import PixelSpread, active_dims, collapse_verdict, elbo_terms
+from vaelab.evaluate.result import Result, merge_into
+from vaelab.evaluate.evaluate import run_evaluate
 from vaelab.models import Autoencoder, build_model
 from vaelab.models.layers import gaussian_sample
 from vaelab.models.losses import LossSettings
@@ -256,7 +256,7 @@ def test_every_experiment_returns_metrics_notes_and_figures(workspace, params, v
 
 
 def test_shared_quantities_are_computed_once(workspace, params, monkeypatch):
-    import vaelab.eval.context as context
+    import vaelab.evaluate.context as context
 
     calls = {"forward passes": 0, "prior draws": 0, "input measures": 0}
     run_forward_pass, sample, measure_inputs = context.run_forward_pass, Autoencoder.sample, context.measure_inputs
@@ -299,7 +299,7 @@ def _solid_rows() -> list[np.ndarray]:
 
 
 def test_the_tiled_canvas_puts_each_image_in_its_cell():
-    from vaelab.eval.figures import TILE_GAP, tile_canvas
+    from vaelab.figures import TILE_GAP, tile_canvas
 
     rows = _solid_rows()
     rows[0][0, 0, 0] = (1.7, -0.2, 0.5)  # out of range: clipped, as the figures always did
@@ -320,7 +320,7 @@ def test_an_image_grid_is_one_axes_whose_pixels_keep_the_grid(tmp_path):
     the blocks in the grid's order (rows top to bottom, columns left to right). No title or
     labels: the only text is the grey scale note, whose anti-aliased pixels are lighter than
     any tile here."""
-    from vaelab.eval import figures
+    from vaelab import figures
 
     rows = _solid_rows()
     figure = figures.image_rows(rows, title="")
@@ -443,9 +443,9 @@ def test_chain_records_every_pass(workspace, params):
 
 def _chain_at_once(params, root: Path) -> dict[str, dict[str, float]]:
     """The chain as it was before it streamed: every pass of the whole test split held at once."""
-    from vaelab.eval.inference import reconstruct, to_tensor
-    from vaelab.eval.metrics import blur_metrics
-    from vaelab.eval.variant import load_variant
+    from vaelab.models.inference import reconstruct, to_tensor
+    from vaelab.measures.image_measures import blur_metrics
+    from vaelab.models.replicates import load_variant
 
     settings, batch = params.evaluate.chain, params.evaluate.batch_size
     vae, _ = load_variant(params, settings.vae, root / "models")
@@ -466,7 +466,7 @@ def test_the_streamed_chain_gives_the_numbers_of_the_whole_split_at_once(workspa
     """Known answer: the chain as it was (each pass's images of the whole split in memory). The
     blur means are the same bits; mse_to_input too when the split is one batch, and within float32
     rounding when it is several. No metric sees more than a batch of images."""
-    from vaelab.eval import chain
+    from vaelab.chain import chain
 
     test_images = len(load_prepared(workspace / "prepared").split("test"))
     assert test_images > 2 * params.evaluate.batch_size  # several batches, a last one shorter or not
@@ -487,8 +487,8 @@ def test_the_streamed_chain_gives_the_numbers_of_the_whole_split_at_once(workspa
 
 def test_a_pass_aggregate_streams_to_the_whole_split_numbers():
     """Colour images in batches of 4: each running aggregate equals its whole-split formula."""
-    from vaelab.eval.chain import PassAggregate
-    from vaelab.eval.metrics import blur_metrics, colour_shift
+    from vaelab.chain.chain import PassAggregate
+    from vaelab.measures.image_measures import blur_metrics, colour_shift
 
     generator = torch.Generator().manual_seed(7)
     inputs, vae_output = torch.rand(11, 3, 8, 8, generator=generator), torch.rand(11, 3, 8, 8, generator=generator)
@@ -508,7 +508,7 @@ def test_a_pass_aggregate_streams_to_the_whole_split_numbers():
 
 
 def test_the_chain_table_has_colour_columns_for_rgb_images_only(tmp_path):
-    from vaelab.eval.chain import write_table
+    from vaelab.chain.chain import write_table
 
     write_table(tmp_path / "rgb.csv", [], rgb=True)
     write_table(tmp_path / "grey.csv", [])
@@ -643,10 +643,10 @@ def test_the_forward_pass_streams_to_the_numbers_of_the_whole_split_at_once():
     """Known answer: a model whose code is the image (its outputs do not depend on the batch),
     run over 23 RGB images in batches of 4, gives each metric, spread and code of measuring the
     split in one go; only the first ``keep`` reconstructions stay."""
-    from vaelab.eval.forward import run_forward_pass
-    from vaelab.eval.inference import to_tensor
-    from vaelab.eval.latent import PixelSpread
-    from vaelab.eval.metrics import blur_metrics, reconstruction_metrics
+    from vaelab.evaluate.forward_pass import run_forward_pass
+    from vaelab.models.inference import to_tensor
+    from vaelab.evaluate.latent_measures import PixelSpread
+    from vaelab.measures.image_measures import blur_metrics, reconstruction_metrics
 
     test = np.random.default_rng(4).integers(0, 256, (23, 12, 12, 3), dtype=np.uint8)
     model = IdentityCode(12, 3).eval()
@@ -670,7 +670,7 @@ def test_the_forward_pass_streams_to_the_numbers_of_the_whole_split_at_once():
 def test_input_measures_made_once_are_the_forward_pass_own_to_the_bit():
     """The test images' blur and spread measured apart (once per stage) and handed to a pass
     equal what the pass measures itself; the reconstructions' are still measured by the pass."""
-    from vaelab.eval.forward import measure_inputs, run_forward_pass
+    from vaelab.evaluate.forward_pass import measure_inputs, run_forward_pass
 
     test = np.random.default_rng(5).integers(0, 256, (11, 12, 12, 1), dtype=np.uint8)
     model = IdentityCode(12, 1).eval()

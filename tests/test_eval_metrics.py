@@ -1,4 +1,4 @@
-"""Tests for vaelab.eval.metrics and vaelab.eval.sharpen: blur, reconstruction, AUROC, colour, sharpening."""
+"""Tests for vaelab.measures.image_measures and vaelab.evaluate.sharpen_filters: blur, reconstruction, AUROC, colour, sharpening."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from scipy import ndimage
 from skimage import color, data, filters, measure, metrics, transform
 
-from vaelab.eval import metrics as metrics_module
-from vaelab.eval.metrics import (
+from vaelab.measures import image_measures as metrics_module
+from vaelab.measures.image_measures import (
     LAPLACIAN_KERNEL,
     PerImage,
     auroc,
@@ -27,7 +27,7 @@ from vaelab.eval.metrics import (
     reconstruction_metrics,
     to_grey,
 )
-from vaelab.eval.sharpen import pil_sharpness, unsharp
+from vaelab.evaluate.sharpen_filters import pil_sharpness, unsharp
 
 SIZE = 48
 

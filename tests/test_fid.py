@@ -1,4 +1,4 @@
-"""FID and KID (vaelab.eval.fid): the Fréchet distance and the unbiased KID estimator against
+"""FID and KID (vaelab.evaluate.fid): the Fréchet distance and the unbiased KID estimator against
 known answers on Gaussians, the plumbing with a small network as the feature extractor, and
 the Inception weights file: never downloaded, recorded as not measured (with the exact place
 to put it) when missing, refused when its checksum is wrong."""
@@ -23,11 +23,11 @@ from tests.support.fit import SHAPES, fit
 from tests.test_eval import IdentityCode
 from vaelab.config import load_params, params_from_dict
 from vaelab.config.evaluate import EvaluateConfig, InceptionConfig
-from vaelab.data.prepared import PreparedData
+from vaelab.data.prepared_data import PreparedData
 from vaelab.errors import USER_ERROR_EXIT, UserError, exit_on_user_error
-from vaelab.eval import fid
-from vaelab.eval.context import Context
-from vaelab.eval.run import HEADLINE
+from vaelab.evaluate import fid
+from vaelab.evaluate.context import Context
+from vaelab.evaluate.evaluate import HEADLINE
 from vaelab.io.hashing import sha256sum
 from vaelab.io.metric_files import headline_of
 from vaelab.models import build_model

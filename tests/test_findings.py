@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from vaelab.config.models import AeConvConfig, VaeConvConfig
-from vaelab.findings.claims import HOLDS, INCONCLUSIVE, NOT_HOLDS, NOT_MEASURED, SCORE, every, higher, lower
-from vaelab.findings.families import find_families
-from vaelab.findings.intervals import Estimate, estimate
+from vaelab.compare.verdicts import HOLDS, INCONCLUSIVE, NOT_HOLDS, NOT_MEASURED, SCORE, every, higher, lower
+from vaelab.compare.families import find_families
+from vaelab.stats.intervals import Estimate, estimate
 
 
 def test_the_interval_of_a_constant_is_a_point():

@@ -22,8 +22,8 @@ from tests.support.trained import (
 )
 from vaelab.cli import main
 from vaelab.config import params_from_dict
-from vaelab.eval.evaluated_on import RUN_ONLY
-from vaelab.eval.evaluated_on import evaluated_on as record_of
+from vaelab.config.evaluated_on import RUN_ONLY
+from vaelab.config.evaluated_on import evaluated_on as record_of
 from vaelab.io.hashing import md5_of_array
 from vaelab.models.saved import load_config
 from vaelab.registry.champion import best_version

@@ -10,7 +10,7 @@ from tests.support.trained import IMAGE_SIZE, save_variant, tiny_params, workspa
 from vaelab.cli import main
 from vaelab.config.data import CropConfig
 from vaelab.data.imaging import ImageSpec, process_image
-from vaelab.registry.commands import TILE_GAP, grid_shape
+from vaelab.registry.generate import TILE_GAP, grid_shape
 from vaelab.registry.register import run_register
 
 workspace = pytest.fixture(workspace_fixture)
@@ -81,7 +81,7 @@ def test_reconstruct_crops_like_prepare_and_puts_inputs_above_reconstructions(wo
 def test_images_are_resized_with_the_models_filter(tmp_path, data, resample):
     # A config.json from before data.resample existed means PIL's Lanczos, what prepare used then.
     from vaelab.models.saved import SavedConfig
-    from vaelab.registry.commands import load_images
+    from vaelab.registry.generate import load_images
 
     photo = tmp_path / "face.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, size=(30, 40), dtype=np.uint8)).save(photo)
@@ -143,7 +143,7 @@ def test_a_registry_uri_without_a_registry_is_a_user_error(workspace, monkeypatc
 def test_generate_draws_from_the_latent_gmm_of_a_model_folder(workspace):
     import torch
 
-    from vaelab.eval.inference import to_numpy
+    from vaelab.models.inference import to_numpy
     from vaelab.models.latent_gmm import LatentGMM, sample_images
     from vaelab.models.saved import load_trained, save_trained
     from vaelab.registry.pyfunc import VariantModel

@@ -263,7 +263,7 @@ def test_a_misplaced_penalty_is_one_message_naming_the_key(entry, expected):
 
 
 def test_wae_and_rae_entries_are_one_knob_families_with_the_ae():
-    from vaelab.findings.families import find_families
+    from vaelab.compare.families import find_families
 
     params = params_from_dict({"models": {"ae_z16": AE, "wae_mmd10": {**AE, "mmd_weight": 10.0},
                                           "wae_mmd": {**AE, "mmd_weight": 100.0},

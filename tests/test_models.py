@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from vaelab.config.base import Section
+from vaelab.config.section import Section
 from vaelab.config.models import AeConvConfig, ModelConfig, VaeConvConfig, parse_model_config
 from vaelab.models import ARCHITECTURES, Autoencoder, build_model, count_params, summarize
 from vaelab.models.layers import SameConv2d, same_size

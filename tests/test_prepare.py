@@ -70,8 +70,8 @@ def test_the_fingerprint_is_the_md5_of_the_written_files_and_is_checked(tmp_path
     """Hashed once as prepare writes: the md5 over images.npy then index.csv (what the train
     stages hashed themselves before, so older checkpoints keep their keys); reading it hashes
     nothing, and a file of another size or a missing fingerprint is a UserError naming the file."""
-    from vaelab.data import prepared as prepared_module
-    from vaelab.data.prepared import read_fingerprint
+    from vaelab.data import prepared_data as prepared_module
+    from vaelab.data.prepared_data import read_fingerprint
     from vaelab.io.hashing import md5_of_files
 
     params = make_params()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from vaelab.config.models import parse_model_config
-from vaelab.findings.intervals import Estimate
-from vaelab.findings.remedies import applied, compare_remedies, is_plain_vae, verdict_scores
+from vaelab.stats.intervals import Estimate
+from vaelab.compare.remedies import applied, compare_remedies, is_plain_vae, verdict_scores
 
 TRUNK = {"arch": "vae_conv", "filters": [16, 32, 64], "z_dim": 16, "kl_weight": 0.5}
 

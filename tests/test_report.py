@@ -12,9 +12,9 @@ import yaml
 from PIL import Image
 
 from vaelab.cli import main
-from vaelab.report import build_report
-from vaelab.report.markdown import sharpness_line
-from vaelab.report.sharpness import (
+from vaelab.prdiff import build_report
+from vaelab.prdiff.render import sharpness_line
+from vaelab.prdiff.sharpness import (
     EvalRecord,
     Measured,
     SharpnessChange,
@@ -328,7 +328,7 @@ def test_sharpness_verdicts_that_cannot_be_a_percentage():
 
 def test_the_detail_file_is_read_when_there_is_one(tmp_path):
     """After the headline/detail split the interval is in metrics/detail/eval/; before it, in metrics/eval/."""
-    from vaelab.report.diff import Side
+    from vaelab.prdiff.diff import Side
 
     old_root, new_root = tmp_path / "old", tmp_path / "new"
     (old_root / "metrics" / "eval").mkdir(parents=True)

@@ -13,7 +13,7 @@ from tests.support.fit import SHAPES, assert_round_trip, assert_trained, fit
 from vaelab.config import params_from_dict
 from vaelab.config.models import parse_model_config
 from vaelab.errors import UserError
-from vaelab.eval.latent import elbo_terms
+from vaelab.evaluate.latent_measures import elbo_terms
 from vaelab.models import build_model, count_params
 from vaelab.models.losses import (
     LOG_SIGMA_FLOOR,

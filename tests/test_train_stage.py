@@ -15,7 +15,7 @@ from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
 from vaelab.models.saved import load_trained, weights_md5
-from vaelab.train.run import run_train
+from vaelab.train.train import run_train
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_an_unknown_variant_is_a_user_error(make_params, prepared):
 
 
 def test_checkpoints_are_keyed_by_the_code_too(monkeypatch, tmp_path):
-    from vaelab.train import run
+    from vaelab.train import train as run
 
     before = run.code_fingerprint()
     assert before == run.code_fingerprint() and len(before) == 32
@@ -164,10 +164,10 @@ def test_identical_weights_make_an_identical_model_folder(tmp_path, make_params,
 
 
 def test_train_fits_each_replicate_a_gmm_on_its_training_codes(tmp_path, make_params, prepared, monkeypatch):
-    from vaelab.data.prepared import load_split
+    from vaelab.data.prepared_data import load_split
     from vaelab.models.latent_gmm import fit_latent_gmm
     from vaelab.models.saved import load_gmm
-    from vaelab.train.run import training_codes
+    from vaelab.train.train import training_codes
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
@@ -202,7 +202,7 @@ def test_train_fits_each_replicate_a_gmm_on_its_training_codes(tmp_path, make_pa
         folder = tmp_path / "models" / "ae" / f"seed{seed}"
         assert (folder / "model.pt").read_bytes() == weights[seed] and load_gmm(folder) is None
     # A mixture that cannot be fitted (non-finite codes here) stops the stage with one message.
-    from vaelab.train import run
+    from vaelab.train import train as run
 
     monkeypatch.setattr(run, "training_codes", lambda *args, **kwargs: np.full((4, 2), np.nan))
     with pytest.raises(UserError, match="ae seed 0: cannot fit train.gmm's mixture .*not all finite"):

@@ -23,8 +23,8 @@ from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 from vaelab.models.saved import weights_md5
 from vaelab.train.batches import Batches
-from vaelab.train.run import run_train
-from vaelab.train.tracker import TrainRun
+from vaelab.train.train import run_train
+from vaelab.train.mlflow_logger import TrainRun
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 8
@@ -42,7 +42,7 @@ workspace = pytest.fixture(workspace_fixture)
 def _every_epoch_sent(monkeypatch):
     """These tests pin which epoch each request carries: one send per epoch (SEND_EVERY 0),
     except where a test sets its own interval."""
-    from vaelab.train import tracker
+    from vaelab.train import mlflow_logger as tracker
 
     monkeypatch.setattr(tracker, "SEND_EVERY", 0.0)
 
@@ -339,7 +339,7 @@ def test_epochs_are_sent_at_most_once_per_send_interval_and_all_by_the_end(proje
     at once, the others wait for the end's send; the run still has every epoch once."""
     from mlflow import MlflowClient
 
-    from vaelab.train import tracker
+    from vaelab.train import mlflow_logger as tracker
 
     monkeypatch.setattr(tracker, "SEND_EVERY", 3600.0)
     calls = []

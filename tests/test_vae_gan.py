@@ -29,7 +29,7 @@ from vaelab.models.vae_gan import DISCRIMINATOR_BETAS, PatchDiscriminator, VaeGa
 from vaelab.runtime import Runtime, select_runtime
 from vaelab.train.batches import Batches
 from vaelab.train.loop import train_model
-from vaelab.train.run import run_train
+from vaelab.train.train import run_train
 
 TINY_GAN = {"arch": "vae_gan", "filters": [4, 8], "z_dim": 4, "discriminator": [4, 8]}
 # The terms a VAE-GAN adds to a VAE's: the model's, then its discriminator's.

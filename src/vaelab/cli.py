@@ -9,8 +9,8 @@ import yaml
 from vaelab.config import load_params
 from vaelab.errors import exit_on_user_error
 from vaelab.logs import setup_logging
-from vaelab.registry.commands import add_commands as add_registry_commands
-from vaelab.report.commands import add_commands as add_report_commands
+from vaelab.registry.generate import add_commands as add_registry_commands
+from vaelab.prdiff.command import add_commands as add_report_commands
 
 
 def _params(args: argparse.Namespace) -> None:

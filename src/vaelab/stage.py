@@ -2,7 +2,7 @@
 params.yaml, set up logging, then import and run the stage; a UserError exits 2 with one
 message.
 
-The stage's module is named, not imported, by the script (``"vaelab.eval.run:run_evaluate"``)
+The stage's module is named, not imported, by the script (``"vaelab.evaluate.evaluate:run_evaluate"``)
 and imported only once the arguments and params.yaml are checked: torch, MLflow and
 matplotlib take seconds to import, and ``--help`` or a params mistake should not wait for
 them. (tests/test_dvc_deps.py reads the name as an import.)"""

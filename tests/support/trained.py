@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from vaelab.config import params_from_dict
-from vaelab.eval.evaluated_on import EVALUATED_ON, recorded_settings
+from vaelab.config.evaluated_on import EVALUATED_ON, recorded_settings
 from vaelab.io.metric_files import metric_files
 from vaelab.models import build_model
 from vaelab.models.saved import SavedConfig, Trained, save_replicates

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from vaelab.config.base import Section
+from vaelab.config.section import Section
 
 DatasetName = Literal["lfw", "celeba", "mnist", "cifar10"]
 # The antialiased resampling filter of prepare: bicubic and bilinear run through torch's

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vaelab.config.base import Section
+from vaelab.config.section import Section
 
 _TERM = re.compile(r"\s*([+-]?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 
@@ -113,7 +113,7 @@ class ChainConfig(Section):
 
 class InceptionConfig(Section):
     """FID and KID of the samples and of the reconstructions against the test split, on
-    Inception-v3's 2048 pool features (:mod:`vaelab.eval.fid`). The weights are never
+    Inception-v3's 2048 pool features (:mod:`vaelab.evaluate.fid`). The weights are never
     downloaded: without the file the two are recorded as not measured, saying where to put it.
     """
 

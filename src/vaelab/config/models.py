@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, TypeAdapter, field_validator, model_validator
 
-from vaelab.config.base import Section
+from vaelab.config.section import Section
 from vaelab.config.penalties import LatentPenaltyFields
 
 ReconLoss = Literal["bce", "mse", "gaussian"]

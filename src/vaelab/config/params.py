@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from vaelab.config.base import Section
+from vaelab.config.section import Section
 from vaelab.config.data import DataConfig
 from vaelab.config.evaluate import EvaluateConfig
 from vaelab.config.models import AePoolConfig, ModelConfig

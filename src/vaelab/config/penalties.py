@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from vaelab.config.base import Section
+from vaelab.config.section import Section
 
 DecoderReg = Literal["none", "l2", "gp"]
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from vaelab.config.base import Section
+from vaelab.config.section import Section
 
 
 class GmmConfig(Section):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from vaelab.data.datasets.base import DownloadReport
+from vaelab.data.datasets.catalog import DownloadReport
 from vaelab.io.hashing import md5sum
 from vaelab.io.atomic import write_json
 

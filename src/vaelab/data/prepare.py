@@ -11,10 +11,10 @@ from pathlib import Path
 
 from vaelab.config import Params
 from vaelab.data.datasets import DATASETS
-from vaelab.data.datasets.base import Catalog
+from vaelab.data.datasets.catalog import Catalog
 from vaelab.data.imaging import ImageSpec
 from vaelab.data.pool import process_all
-from vaelab.data.prepared import write_prepared
+from vaelab.data.prepared_data import write_prepared
 from vaelab.data.split import OOD, SPLITS, assign_splits
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory

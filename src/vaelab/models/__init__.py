@@ -4,7 +4,7 @@ Importing the package registers every architecture (``ae``, ``vae``, ``vae_gan``
 ``build_model(config, image_size=..., channels=...)`` works for any ``models:`` entry.
 """
 
-from vaelab.models.base import Autoencoder, VariationalAutoencoder
+from vaelab.models.interface import Autoencoder, VariationalAutoencoder
 from vaelab.models.zoo import ARCHITECTURES, build_model, register
 
 # Imported for their @register side effect; keep after the zoo import.

@@ -13,7 +13,7 @@ from dataclasses import replace
 from torch import Tensor, nn
 
 from vaelab.config.models import AccordionConfig, AeConvConfig, AePoolConfig, Trunk
-from vaelab.models.base import Autoencoder
+from vaelab.models.interface import Autoencoder
 from vaelab.models.layers import SameConv2d, UpsampleTo, residual_blocks, same_size, transposed_conv_to
 from vaelab.models.losses import LossSettings
 from vaelab.models.zoo import loss_settings_from, register
@@ -63,7 +63,7 @@ class PoolingAutoencoder(Autoencoder):
         return self.decoder(z)
 
 
-class ConvAutoencoder(Autoencoder):
+class SpatialCodeConvAE(Autoencoder):
     """Seed 000 "Version 2": ``(B, C, n, n) -> z (B, 256, ~n/8, ~n/8) -> (B, C, n, n)``.
 
     Encoder: conv 128 /2 → conv 128 /2 → conv 256 /2 → batch norm (128 → 64 → 32 → 16).
@@ -135,7 +135,7 @@ class AccordionAutoencoder(Autoencoder):
         if loss_settings.recon_loss == "gaussian" and loss_settings.sigma == "learned":
             fold_settings = replace(loss_settings, sigma="optimal")
         fold_list = [
-            ConvAutoencoder(image_size=image_size, channels=channels, loss_settings=fold_settings, trunk=trunk)
+            SpatialCodeConvAE(image_size=image_size, channels=channels, loss_settings=fold_settings, trunk=trunk)
             for _ in range(folds)
         ]
         super().__init__(
@@ -161,8 +161,8 @@ def build_ae_pool(config: AePoolConfig, *, image_size: int, channels: int) -> Po
 
 
 @register("ae_conv")
-def build_ae_conv(config: AeConvConfig, *, image_size: int, channels: int) -> ConvAutoencoder:
-    return ConvAutoencoder(image_size=image_size, channels=channels, loss_settings=loss_settings_from(config),
+def build_ae_conv(config: AeConvConfig, *, image_size: int, channels: int) -> SpatialCodeConvAE:
+    return SpatialCodeConvAE(image_size=image_size, channels=channels, loss_settings=loss_settings_from(config),
                            trunk=config.trunk)
 
 

@@ -30,17 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import Field, ValidationError, model_validator
 
-from vaelab.config.base import Section
+from vaelab.config.section import Section
 from vaelab.config.data import DataConfig
 from vaelab.config.models import ModelConfig
 from vaelab.config.train import TrainConfig
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.hashing import md5sum
-from vaelab.models.base import Autoencoder
+from vaelab.models.interface import Autoencoder
 from vaelab.models.latent_gmm import LatentGMM
 from vaelab.models.zoo import build_model
 
@@ -213,3 +214,13 @@ def _problems(err: json.JSONDecodeError | ValidationError) -> str:
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def check_fits(config: SavedConfig, images: np.ndarray, where: str) -> None:
+    """The model was trained on images of this size and channel count, or a UserError says to retrain."""
+    trained = (config.image_size, config.image_size, config.channels)
+    if tuple(images.shape[1:]) != trained:
+        raise UserError(
+            f"{where}: trained on {trained[0]}x{trained[1]}x{trained[2]} images but the prepared data is "
+            f"{'x'.join(map(str, images.shape[1:]))}; retrain it (`dvc repro`)"
+        )

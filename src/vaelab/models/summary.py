@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from vaelab.models.base import Autoencoder
+from vaelab.models.interface import Autoencoder
 from vaelab.models.layers import UpsampleTo
 
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.GELU, nn.SiLU, nn.Identity)

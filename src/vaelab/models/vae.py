@@ -19,7 +19,7 @@ from vaelab.config.models import (
     VaeMlpConfig,
     VaeSmallConfig,
 )
-from vaelab.models.base import Autoencoder, GaussianEncoder, VariationalAutoencoder
+from vaelab.models.interface import Autoencoder, GaussianEncoder, VariationalAutoencoder
 from vaelab.models.latent_penalties import penalty_terms, weighted_penalty
 from vaelab.models.layers import SameConv2d, residual_blocks, resize_conv_to, same_sizes, transposed_conv_to
 from vaelab.models.losses import LossSettings
@@ -47,7 +47,7 @@ class ConvVAE(VariationalAutoencoder):
         self.decoder = trunk.decoder(image_size, channels)
 
 
-class ConvAE(Autoencoder):
+class VectorCodeConvAE(Autoencoder):
     """The deterministic twin of :class:`ConvVAE` (``variational: false``): the same
     convs and decoder, one dense head to ``z`` instead of ``mu`` and ``logvar``, and the
     reconstruction loss alone. ``(B, C, n, n) -> z (B, z_dim) -> (B, C, n, n)``: the AE
@@ -80,7 +80,7 @@ class ConvAE(Autoencoder):
 
 
 class ConvTrunk:
-    """The layers :class:`ConvVAE` and :class:`ConvAE` share, built from one ``vae_conv`` entry."""
+    """The layers :class:`ConvVAE` and :class:`VectorCodeConvAE` share, built from one ``vae_conv`` entry."""
 
     def __init__(
         self,
@@ -253,8 +253,8 @@ def conv_trunk(config: VaeConvConfig) -> ConvTrunk:
 
 
 @register("vae_conv")
-def build_vae_conv(config: VaeConvConfig, *, image_size: int, channels: int) -> ConvVAE | ConvAE:
-    model = ConvVAE if config.variational else ConvAE
+def build_vae_conv(config: VaeConvConfig, *, image_size: int, channels: int) -> ConvVAE | VectorCodeConvAE:
+    model = ConvVAE if config.variational else VectorCodeConvAE
     return model(image_size=image_size, channels=channels, trunk=conv_trunk(config),
                  loss_settings=loss_settings_from(config))
 

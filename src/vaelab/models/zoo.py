@@ -18,7 +18,7 @@ from vaelab.models.losses import LossSettings
 
 if TYPE_CHECKING:
     from vaelab.config.models import AnyModelConfig
-    from vaelab.models.base import Autoencoder
+    from vaelab.models.interface import Autoencoder
 
 Builder = Callable[..., "Autoencoder"]
 BuilderT = TypeVar("BuilderT", bound=Builder)

@@ -4,7 +4,7 @@ A metric ranks two versions only when both were evaluated on the same data with 
 settings. The fingerprint's fields are read from what the variant was trained and
 evaluated on, not from params: its saved ``config.json`` (dataset, image size, channels,
 resample, limit, crop, split) and its evaluation's ``evaluated_on`` record (the md5 of the
-test split, the evaluation settings: :mod:`vaelab.eval.evaluated_on`). Its id is a short
+test split, the evaluation settings: :mod:`vaelab.config.evaluated_on`). Its id is a short
 sha256 of the fields as canonical JSON. A version carries both as tags (``fingerprint``,
 ``fingerprint.fields``).
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaelab.config.data import CropConfig
-from vaelab.eval.evaluated_on import settings_changing
+from vaelab.config.evaluated_on import settings_changing
 from vaelab.models.saved import SavedConfig
 
 log = logging.getLogger("vaelab.registry")

@@ -19,7 +19,7 @@ from typing import Any
 
 from vaelab.config.registry import RegistryConfig
 from vaelab.errors import UserError
-from vaelab.eval.evaluated_on import EVALUATED_ON
+from vaelab.config.evaluated_on import EVALUATED_ON
 from vaelab.io.metric_files import metric_files
 from vaelab.models.saved import SavedConfig, config_file, load_config, require_replicates, weights_md5
 from vaelab.registry.fingerprint import Fingerprint, of_evaluation

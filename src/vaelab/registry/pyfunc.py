@@ -34,8 +34,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
-from vaelab.eval.inference import decode_all, to_numpy
-from vaelab.models.base import Autoencoder
+from vaelab.models.inference import decode_all, to_numpy
+from vaelab.models.interface import Autoencoder
 from vaelab.models.latent_gmm import LatentGMM, sample_images
 from vaelab.models.saved import SavedConfig, config_file, load_files, load_gmm, resolve, weights_file
 from vaelab.runtime import select_runtime

@@ -23,7 +23,7 @@ from vaelab.train.checkpoint import TrainState, restore_checkpoint, save_checkpo
 from vaelab.train.meter import LossMeter
 
 if TYPE_CHECKING:
-    from vaelab.train.tracker import TrainRun
+    from vaelab.train.mlflow_logger import TrainRun
 
 log = logging.getLogger("vaelab.train")
 

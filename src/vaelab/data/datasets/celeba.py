@@ -24,7 +24,7 @@ import pandas as pd
 
 from vaelab.config.data import DataConfig
 from vaelab.data.archive import extract_zip
-from vaelab.data.datasets.base import Catalog, DownloadReport
+from vaelab.data.datasets.catalog import Catalog, DownloadReport
 from vaelab.data.fetch import DownloadError, check_md5
 from vaelab.io.hashing import md5sum
 from vaelab.data.sources import is_url, obtain

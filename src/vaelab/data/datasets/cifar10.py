@@ -9,7 +9,7 @@ import pandas as pd
 
 from vaelab.config.data import DataConfig
 from vaelab.data.archive import extract_tar
-from vaelab.data.datasets.base import Catalog, DownloadReport
+from vaelab.data.datasets.catalog import Catalog, DownloadReport
 from vaelab.data.sources import obtain
 from vaelab.errors import UserError
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from vaelab.config.data import DataConfig
-from vaelab.data.datasets.base import Catalog, DownloadReport
+from vaelab.data.datasets.catalog import Catalog, DownloadReport
 from vaelab.errors import UserError
 
 FILE_NAME = "lfw_subset.npy"

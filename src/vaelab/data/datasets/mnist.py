@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from vaelab.config.data import DataConfig
-from vaelab.data.datasets.base import Catalog, DownloadReport
+from vaelab.data.datasets.catalog import Catalog, DownloadReport
 from vaelab.data.sources import obtain
 from vaelab.errors import UserError
 

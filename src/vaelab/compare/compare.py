@@ -1,0 +1,180 @@
+"""The ``compare`` stage: every variant in one table, the seeds' claims decided on the
+intervals that evaluate measured, the one-knob sweeps, and side-by-side figures.
+
+Writes ``metrics/compare.json`` (each measured claim's outcome: 1 holds, 0 inconclusive,
+-1 does not hold; a claim not measured is absent), ``metrics/detail/compare.json`` (the
+same with a few numbers per variant and the test images' sharpness),
+``metrics/compare/history.csv`` (every variant's training curves in one long table, for
+one DVC plot), ``reports/compare.md`` and ``reports/compare/*.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from vaelab.config import Params
+from vaelab.models.saved import check_fits
+from vaelab.data.prepared_data import load_prepared
+from vaelab import figures
+from vaelab.compare.claims import CLAIMS
+from vaelab.compare.report_md import render_markdown
+from vaelab.compare.variants import Variant, as_variant, read_records
+from vaelab.models.inference import reconstruct, to_numpy
+from vaelab.models.replicates import load_variant
+from vaelab.compare.verdicts import SCORE
+from vaelab.compare.families import Family, find_families
+from vaelab.compare.remedies import RemedyComparison, compare_remedies, verdict_scores
+from vaelab.io.atomic import atomic_directory, atomic_file
+from vaelab.io.metric_files import metric_files
+
+log = logging.getLogger("vaelab.compare")
+
+# Training-curve columns every variant has (VAEs add their KL terms).
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_recon", "val_recon"]
+
+# The numbers per variant in metrics/compare.json and the table: (dotted eval key, label).
+HEADLINE = [
+    ("recon.mse", "MSE"),
+    ("recon.psnr", "PSNR"),
+    ("recon.ssim", "SSIM"),
+    ("blur.laplacian_var.recon", "Lap var recon"),
+    ("blur.laplacian_var_norm.recon", "norm. sharpness recon"),
+    ("blur.laplacian_var.sample", "Lap var sample"),
+    ("blur.laplacian_var_norm.sample", "norm. sharpness sample"),
+]
+# What each one-knob family is drawn against: (dotted eval key, axis label); a key a variant
+# lacks (active units of an AE) is left out of its panel.
+FAMILY_METRICS = [
+    ("blur.laplacian_var.recon", "Laplacian variance of reconstructions"),
+    ("recon.mse", "reconstruction MSE"),
+    ("latent.active_units", "active units"),
+    ("blur.laplacian_var.sample", "Laplacian variance of samples"),
+]
+
+
+def run_compare(
+    params: Params,
+    *,
+    prepared: Path = Path("data/prepared"),
+    models_root: Path = Path("models"),
+    metrics_root: Path = Path("metrics"),
+    reports_root: Path = Path("reports"),
+) -> dict[str, Any]:
+    data = load_prepared(prepared)
+    shown = data.split("test")[: params.evaluate.show]
+    variants, recon_rows, sample_rows, histories = [], [], [], []
+    for name in params.models:
+        evaluation, training = read_records(name, metrics_root)
+        model, config = load_variant(params, name, models_root)
+        check_fits(config, data.images, f"models/{name}")
+        variants.append(as_variant(params, name, model, evaluation, training))
+        recon_rows.append(to_numpy(reconstruct(model, shown, params.evaluate.batch_size)))
+        if model.is_variational:
+            generator = torch.Generator().manual_seed(params.seed)
+            sample_rows.append((name, to_numpy(model.sample(params.evaluate.show, generator=generator))))
+        history_path = metrics_root / "history" / f"{name}.csv"
+        if history_path.is_file():
+            history = pd.read_csv(history_path)
+            histories.append(history[[c for c in HISTORY_COLUMNS if c in history]].assign(variant=name))
+
+    claims = [check([v.evaluated for v in variants]) for check in CLAIMS]
+    families = find_families(params.models)
+    remedies = compare_remedies({name: entry.model_dump(mode="json") for name, entry in params.models.items()},
+                                {v.name: v.evaluated.estimates for v in variants})
+    reference = {key: variants[0].value(f"blur.{key}.input") for key in ("laplacian_var", "laplacian_var_norm")}
+    result = {
+        "reference": reference,
+        "variants": {v.name: {key: v.value(key) for key, _label in HEADLINE if v.value(key) is not None}
+                     for v in variants},
+        "claims": {c.key: SCORE[c.outcome] for c in claims if c.outcome in SCORE},
+    }
+    # Each remedy's verdicts against its plain VAE (1 better, 0 inconclusive, -1 worse), when there are any.
+    headline = {"claims": result["claims"]}
+    if scores := verdict_scores(remedies):
+        result["remedies"] = headline["remedies"] = scores
+
+    with atomic_directory(reports_root / "compare") as staging:
+        figures.save(
+            figures.image_rows([shown / 255.0, *recon_rows],
+                               title=f"The first {len(shown)} test images reconstructed by every variant "
+                                     f"(seed {params.seed}, decoded from μ or the code)",
+                               row_labels=["input", *params.models]),
+            staging / "reconstructions.png",
+        )
+        if sample_rows:
+            figures.save(
+                figures.image_rows([images for _v, images in sample_rows],
+                                   title=f"{params.evaluate.show} samples z ~ N(0, I) of every VAE (seed {params.seed})",
+                                   row_labels=[v for v, _images in sample_rows]),
+                staging / "samples.png",
+            )
+        figures.save(
+            figures.scatter_chart(
+                {v.name: (v.value("recon.mse"), v.value("blur.laplacian_var.recon")) for v in variants},
+                errors={v.name: (v.sd("recon.mse") or 0.0, v.sd("blur.laplacian_var.recon") or 0.0) for v in variants},
+                title="Sharpness against reconstruction error (mean ± sd over seeds)",
+                xlabel="reconstruction MSE (test split, lower is better)",
+                ylabel="Laplacian variance of reconstructions\n(higher is sharper)",
+                reference=("test images", reference["laplacian_var"]),
+            ),
+            staging / "sharpness_vs_error.png",
+        )
+        for family in families:
+            figures.save(family_figure(family, {v.name: v for v in variants}), staging / f"{family_file(family)}.png")
+        remedies_drawn = remedies_figure(remedies, shown, dict(zip(params.models, recon_rows, strict=True)),
+                                         staging / "remedies.png", seed=params.seed)
+    metric_files(metrics_root, "compare.json").write(headline, result)
+    if histories:
+        with atomic_file(metrics_root / "compare" / "history.csv") as handle:
+            pd.concat(histories, ignore_index=True).to_csv(handle, index=False, lineterminator="\n")
+    with atomic_file(reports_root / "compare.md") as handle:
+        handle.write(render_markdown(params, variants, claims, families, has_samples=bool(sample_rows),
+                                     family_file=family_file, remedies=remedies,
+                                     remedies_figure="compare/remedies.png" if remedies_drawn else None))
+    for claim in claims:
+        log.info("%s: %s", claim.outcome, claim.text)
+    return result
+
+
+def remedies_figure(remedies: list[RemedyComparison], shown: Any, recons: dict[str, Any], path: Path, *,
+                    seed: int) -> bool:
+    """The same test faces through each plain VAE and the remedies measured against it; False
+    (nothing drawn) when no remedy has a baseline."""
+    measured = [c for c in remedies if c.baseline is not None]
+    if not measured:
+        return False
+    order = list(dict.fromkeys(name for c in measured for name in (c.baseline, c.variant)))
+    remedy_keys = {c.variant: ", ".join(r.key for r in c.remedies) for c in measured}
+    labels = [f"{name}\n({remedy_keys[name]})" if name in remedy_keys else name for name in order]
+    figures.save(figures.image_rows([shown / 255.0, *(recons[name] for name in order)],
+                                    title=f"The first {len(shown)} test images through each plain VAE and its "
+                                          f"remedies (seed {seed}, decoded from μ or the code)",
+                                    row_labels=["input", *labels]),
+                 path)
+    return True
+
+
+def family_file(family: Family) -> str:
+    """The figure's file name (without .png) for one family."""
+    return f"family_{family.knob}_{'_'.join(family.variants)}"
+
+
+def family_figure(family: Family, variants: dict[str, Variant]) -> Any:
+    """One panel per FAMILY_METRICS entry: the metric against the knob, error bars the seeds' sd."""
+    panels = []
+    for key, label in FAMILY_METRICS:
+        members = [variants[name] for name in family.variants]
+        values = [m.value(key) for m in members]
+        if any(v is None for v in values):
+            continue
+        panels.append((label, values, [m.sd(key) or 0.0 for m in members]))
+    return figures.knob_chart(
+        [str(v) for v in family.values], panels,
+        title=f"One-knob sweep: {family.knob} ({', '.join(family.variants)}), mean ± sd over seeds",
+        xlabel=family.knob,
+    )

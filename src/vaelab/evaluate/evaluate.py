@@ -1,0 +1,135 @@
+"""The ``evaluate@<variant>`` stage: every experiment of :mod:`vaelab.evaluate.experiments` on
+the test split, for each trained replicate (seed) of one variant.
+
+Writes ``metrics/detail/eval/<variant>.json`` (its keys are listed in the README): every
+metric's mean over seeds, its standard deviation over seeds under ``sd``, for the per-image
+metrics their 95 % interval over seeds and test images under ``intervals``, and the notes
+in words, and what it was measured on under ``evaluated_on`` (:mod:`vaelab.config.evaluated_on`),
+FID and KID under ``inception`` (:mod:`vaelab.evaluate.fid`: the numbers, or why not measured);
+``metrics/eval/<variant>.json``, the :data:`HEADLINE` numbers of it (the DVC
+metrics); and ``reports/<variant>/*.png``, drawn from the first replicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from vaelab.config import Params
+from vaelab import figures
+from vaelab.evaluate import experiments, fid
+from vaelab.evaluate.aggregate import Replicate, combine, combine_notes
+from vaelab.evaluate.context import Context, build_contexts
+from vaelab.config.evaluated_on import EVALUATED_ON, evaluated_on
+from vaelab.evaluate.result import merge_into
+from vaelab.io.atomic import atomic_directory
+from vaelab.io.metric_files import headline_of, metric_files
+
+log = logging.getLogger("vaelab.evaluate")
+
+# Top-level keys of the metrics that run_evaluate writes whole; no experiment adds to them.
+STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals", EVALUATED_ON, fid.RECORD})
+
+# The DVC metrics of a variant, ``metrics/eval/<variant>.json``: headline key -> the key of the
+# detail it copies (means over seeds). A key the variant lacks (an AE's ELBO) is left out.
+HEADLINE = {
+    "recon.mse": "recon.mse",
+    "recon.psnr": "recon.psnr",
+    "recon.ssim": "recon.ssim",
+    "sharpness.recon": "blur.laplacian_var.recon",
+    "sharpness.sample": "blur.laplacian_var.sample",
+    "sharpness.sample_gmm": "blur.laplacian_var.sample_gmm",
+    "active_units": "latent.active_units",
+    "elbo": "elbo",
+    "collapsed": "collapse.collapsed",
+    "fid.sample": f"{fid.RECORD}.fid.sample",  # FID and KID only when measured
+    "fid.recon": f"{fid.RECORD}.fid.recon",
+    "kid.sample": f"{fid.RECORD}.kid.sample",
+    "kid.recon": f"{fid.RECORD}.kid.recon",
+}
+
+
+def run_evaluate(
+    params: Params,
+    variant: str,
+    *,
+    prepared: Path = Path("data/prepared"),
+    models_root: Path = Path("models"),
+    metrics_root: Path = Path("metrics"),
+    reports_root: Path = Path("reports"),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the experiments in order on every replicate; returns what ``metrics/detail/eval/<variant>.json`` holds."""
+    contexts = build_contexts(params, variant, prepared=prepared, models_root=models_root, progress=progress)
+    inception = fid.resolve(params.evaluate.inception)  # before the experiments: a wrong weights file stops here
+    saved: dict[str, str] = {}  # figure file name -> the experiment that drew it
+    replicates = []
+    with atomic_directory(reports_root / variant) as staging:
+        for ctx in contexts:
+            replicates.append(run_experiments(ctx, staging, saved))
+    metrics, sd, intervals = combine(replicates, bootstrap_seed=params.seed)
+    quality = fid.sample_quality(inception, contexts, progress=progress)
+    metrics.update(
+        sd=sd | quality.sd,
+        intervals=intervals,
+        images={"test": len(contexts[0].test), "samples": contexts[0].settings.samples, "seeds": len(contexts)},
+        notes=combine_notes(replicates),
+        **{EVALUATED_ON: evaluated_on(params, contexts[0].test), fid.RECORD: quality.record},
+    )
+    metric_files(metrics_root, f"eval/{variant}.json").write(headline_of(metrics, HEADLINE), metrics)
+    log.info("%s: %d experiments on %d replicate(s), %d figures", variant, len(experiments.EXPERIMENTS),
+             len(contexts), len(saved))
+    # The headline numbers, when the experiments that measure them are in the list.
+    if "recon" in metrics and "blur" in metrics:
+        sharpness = metrics["blur"]["laplacian_var"]
+        log.info("%s: recon mse %.5f, ssim %.3f, Laplacian variance input %.5f / recon %.5f / sample %.5f", variant,
+                 metrics["recon"]["mse"], metrics["recon"]["ssim"], sharpness["input"], sharpness["recon"],
+                 sharpness["sample"])
+        if "sample_gmm" in sharpness:
+            log.info("%s: Laplacian variance of the latent GMM's samples %.5f", variant, sharpness["sample_gmm"])
+    return metrics
+
+
+def run_experiments(ctx: Context, staging: Path, saved: dict[str, str]) -> Replicate:
+    """Every experiment on one replicate; its figures (when ``ctx.draw``) go to ``staging``."""
+    # Every experiment seeds a generator of its own; this covers any library call that takes none.
+    torch.manual_seed(ctx.seed)
+    metrics: dict[str, Any] = {}
+    per_image: dict[str, np.ndarray] = {}
+    notes: dict[str, str] = {}
+    for experiment in experiments.EXPERIMENTS:
+        result = experiment(ctx)
+        name = experiment.__name__
+        # Figures first: saving closes them, and on any error below the staging folder goes.
+        save_figures(result.figures, staging, saved, source=name)
+        taken = sorted(STAGE_KEYS & result.metrics.keys())
+        if taken:
+            raise ValueError(f"experiment {name!r} writes metric {taken[0]!r}, which run_evaluate writes itself")
+        merge_into(metrics, result.metrics, kind="metric", source=name)
+        merge_into(per_image, result.per_image, kind="per-image metric", source=name)
+        merge_into(notes, result.notes, kind="note", source=name)
+    return Replicate(ctx.replicate, metrics, per_image, notes)
+
+
+def save_figures(drawn: dict[str, Figure], folder: Path, saved: dict[str, str], *, source: str) -> None:
+    """Save an experiment's figures as ``folder/<file name>`` and close them.
+
+    ``saved`` records the names written so far: a name saved before, or one that is not a
+    plain ``*.png`` file name, is a ValueError (and the figures are closed all the same).
+    """
+    try:
+        for name in drawn:
+            if Path(name).name != name or Path(name).suffix != ".png":
+                raise ValueError(f"experiment {source!r} names a figure {name!r}; figures are plain '<name>.png' files")
+        merge_into(saved, dict.fromkeys(drawn, source), kind="figure", source=source)
+        for name, figure in drawn.items():
+            figures.save(figure, folder / name)
+    finally:
+        for figure in drawn.values():
+            plt.close(figure)
