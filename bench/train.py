@@ -2,7 +2,7 @@
 
 Run as ``.venv/bin/python bench/train.py [--images N] [--batch-size 128] [--device auto]``.
 
-Seed 003's VAE (filters 32, 64, 128, 256, z 256, BCE, kl_weight 5) at 64x64x3 is trained
+Study 003's VAE (filters 32, 64, 128, 256, z 256, BCE, kl_weight 5) at 64x64x3 is trained
 for one epoch over the same N images, three ways, in one run:
 
 (a) floor: the model stepping over one tensor already in memory (no data work at all);

@@ -1,4 +1,4 @@
-"""DVC stage `chain` (seed 000): a VAE's reconstructions through an AE, pass by pass."""
+"""DVC stage `chain` (study 000): a VAE's reconstructions through an AE, pass by pass."""
 
 from vaelab.stage import run_script, stage_main
 

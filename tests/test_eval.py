@@ -537,7 +537,7 @@ def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, par
     assert json.loads(files.detail.read_text()) == json.loads(json.dumps(result))
     assert json.loads(files.headline.read_text()) == {"claims": result["claims"]}  # the verdicts only
     report = (workspace / "reports" / "compare.md").read_text()
-    assert report.index("## Summary") < report.index("## Variants") < report.index("## The seeds' claims, measured")
+    assert report.index("## Summary") < report.index("## Variants") < report.index("## The studies' claims, measured")
     assert "1/2 training seed(s) per variant and 10 test images" in report
     assert "- **not measured** (2):" in report and "needs a VAE and a vae_conv entry" in report
     assert "test images (inputs)" in report and "| tiny_vae " in report and "± " in report  # tiny_vae has 2 seeds

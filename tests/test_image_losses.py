@@ -37,7 +37,7 @@ DEFAULTS = {
     "accordion": {"arch": "accordion", "folds": 2},
     "ae_z16": {**TRUNK, "variational": False},
     "vae": VAE,
-    "vae_seed003": {**VAE, "filters": [32, 64, 128, 256], "z_dim": 256, "kl_weight": 5.0, "kl_warmup_epochs": 0},
+    "vae_study003": {**VAE, "filters": [32, 64, 128, 256], "z_dim": 256, "kl_weight": 5.0, "kl_warmup_epochs": 0},
 }
 AE_KEYS = {"recon", "loss"}
 VAE_KEYS = {"recon", "kl", "kl_weight", "kl_loss", "elbo", "loss"}

@@ -1,4 +1,4 @@
-"""The model zoo: the seeds' parameter counts, shapes at any image size, losses by hand, configs."""
+"""The model zoo: the studies' parameter counts, shapes at any image size, losses by hand, configs."""
 
 from __future__ import annotations
 
@@ -46,15 +46,15 @@ def summary_counts(text: str, label: str = "Total params") -> list[int]:
     return [int(line.split(":")[1].replace(",", "")) for line in text.splitlines() if line.startswith(label + ":")]
 
 
-# --- the seeds' parameter counts -------------------------------------------------------
+# --- the studies' parameter counts -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("raw", "trainable", "non_trainable"),
     [
-        ({"arch": "ae_pool"}, 49_731, 0),  # seed 000 Version 1
-        ({"arch": "ae_conv"}, 817_411, 512),  # seed 000 Version 2: Keras total 817,923
-        ({"arch": "accordion", "folds": 2}, 1_634_822, 1_024),  # seed 001 Accordion V1
+        ({"arch": "ae_pool"}, 49_731, 0),  # study 000 Version 1
+        ({"arch": "ae_conv"}, 817_411, 512),  # study 000 Version 2: Keras total 817,923
+        ({"arch": "accordion", "folds": 2}, 1_634_822, 1_024),  # study 001 Accordion V1
     ],
 )
 def test_autoencoders_reproduce_the_seed_counts_at_128x128x3(raw, trainable, non_trainable):
@@ -94,8 +94,8 @@ def test_accordion_summary_numbers_layers_across_folds():
     assert "Total params: 1,635,846" in text
 
 
-def test_seed001_vae_v1_encoder_and_decoder_counts_at_80x80x3():
-    model = build_model(VAE_CONV_PRESETS["seed001_vae_v1"], image_size=80, channels=3)
+def test_study001_vae_v1_encoder_and_decoder_counts_at_80x80x3():
+    model = build_model(VAE_CONV_PRESETS["study001_vae_v1"], image_size=80, channels=3)
     assert count_params(model.encoder).trainable == 305_808
     assert count_params(model.encoder).non_trainable == 32
     assert count_params(model.decoder).trainable == 203_251
@@ -109,8 +109,8 @@ def test_seed001_vae_v1_encoder_and_decoder_counts_at_80x80x3():
         assert row in text
 
 
-def test_seed003_vae_preset_shapes():
-    model = build_model(VAE_CONV_PRESETS["seed003_celeba"], image_size=64, channels=3)
+def test_study003_vae_preset_shapes():
+    model = build_model(VAE_CONV_PRESETS["study003_celeba"], image_size=64, channels=3)
     assert model.latent_shape == (256,)
     assert model.loss_settings.kl_weight == 5.0 and model.loss_settings.recon_loss == "bce"
     # 64 -> 32 -> 16 -> 8 -> 4: the dense heads see 256 * 4 * 4 features.
@@ -333,7 +333,7 @@ def test_design_examples_validate_into_their_classes():
     assert set(ARCHITECTURES) == {entry.arch for entry in holder.models.values()}
     vae = holder.models["vae"]
     assert isinstance(vae, VaeConvConfig) and vae.filters == (32, 64, 128, 256) and vae.kl_weight == 5.0
-    assert holder.models["small"].recon_loss == "mse"  # seed 004's loss
+    assert holder.models["small"].recon_loss == "mse"  # study 004's loss
 
 
 @pytest.mark.parametrize(

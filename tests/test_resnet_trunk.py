@@ -29,7 +29,7 @@ DEFAULTS = {
     "vae": (VAE, 96_737, "62e0a4522c7aaf1e"),
     "vae_z4": ({**VAE, "z_dim": 4}, 59_849, "bb97aabb83cbfde8"),
     "vae_z64": ({**VAE, "z_dim": 64}, 244_289, "c2f51831749cbc6d"),
-    "vae_seed003": ({**VAE, "filters": [32, 64, 128, 256], "z_dim": 256, "kl_weight": 5.0, "kl_warmup_epochs": 0,
+    "vae_study003": ({**VAE, "filters": [32, 64, 128, 256], "z_dim": 256, "kl_weight": 5.0, "kl_warmup_epochs": 0,
                      "epochs": None}, 1_563_393, "3787cd9476a59559"),
 }
 VAE_KEYS = [

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("arch", nargs="?", default="vae_conv", help="architecture name (see params.yaml models:)")
     summary.add_argument("--image-size", type=int, default=64)
     summary.add_argument("--channels", type=int, choices=(1, 3), default=3)
-    summary.add_argument("--preset", help="a vae_conv preset: seed001_vae_v1 or seed003_celeba")
+    summary.add_argument("--preset", help="a vae_conv preset: study001_vae_v1 or study003_celeba")
     summary.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a model option, repeatable")
     summary.set_defaults(func=_summary)
     add_report_commands(commands)

@@ -98,7 +98,7 @@ def tile_canvas(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, tuple[int, int]
 def latent_histograms(codes: np.ndarray, dims: Sequence[int], *, title: str) -> Figure:
     """Histograms of a few latent dimensions and of all dimensions pooled, against N(0, 1).
 
-    ``codes``: ``(N, D)`` encoder means (seed 001's check of how normal the latents look).
+    ``codes``: ``(N, D)`` encoder means (study 001's check of how normal the latents look).
     Fixed bins on [-4, 4] (values beyond are counted in the outer bins) and a density
     axis, so a dimension the encoder does not use is a spike at 0. Each histogram is one
     filled outline (``stairs``), not a patch per bar: the same bars, drawn in a tenth of the time.

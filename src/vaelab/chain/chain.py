@@ -1,4 +1,4 @@
-"""The ``chain`` stage (seed 000): feed a VAE's reconstructions through an AE ``passes``
+"""The ``chain`` stage (study 000): feed a VAE's reconstructions through an AE ``passes``
 times and record, per pass, the blur metrics and how far the colours drifted.
 
 Writes ``metrics/detail/chain.json`` (one entry per pass), ``metrics/chain.json`` (its
@@ -96,7 +96,7 @@ def run_chain(
         figures.save(
             figures.image_rows(
                 [to_numpy(aggregate.shown()) for aggregate in aggregates],
-                title=f"seed 000: {settings.vae}'s reconstructions (from μ) through {settings.ae}, pass by pass; "
+                title=f"study 000: {settings.vae}'s reconstructions (from μ) through {settings.ae}, pass by pass; "
                       f"the first {min(show, len(test))} test images",
                 row_labels=names,
             ),
@@ -113,7 +113,7 @@ def run_chain(
                      {"test images": rows[0]["laplacian_var_norm"]}),
                     ("MSE to the inputs\n(lower is closer)", {"MSE": [r["mse_to_input"] for r in rows[1:]]}, {}),
                 ],
-                title=f"seed 000: {settings.vae} (seed {params.seed}) through {settings.ae}, {len(test)} test images; "
+                title=f"study 000: {settings.vae} (seed {params.seed}) through {settings.ae}, {len(test)} test images; "
                       "pass 0 = the VAE's output",
                 xlabel="AE passes",
             ),

@@ -1,4 +1,4 @@
-"""The seeds' claims about blur, each one function of the evaluated variants returning a
+"""The studies' claims about blur, each one function of the evaluated variants returning a
 :class:`~vaelab.compare.verdicts.Claim` decided on 95 % intervals over seeds and test images.
 
 Every claim names the variants it compares, and compares only variants that differ in the

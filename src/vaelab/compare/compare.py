@@ -1,4 +1,4 @@
-"""The ``compare`` stage: every variant in one table, the seeds' claims decided on the
+"""The ``compare`` stage: every variant in one table, the studies' claims decided on the
 intervals that evaluate measured, the one-knob sweeps, and side-by-side figures.
 
 Writes ``metrics/compare.json`` (each measured claim's outcome: 1 holds, 0 inconclusive,

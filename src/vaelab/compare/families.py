@@ -1,4 +1,4 @@
-"""Families of variants that differ in exactly one model knob: the sweeps the seeds argue
+"""Families of variants that differ in exactly one model knob: the sweeps the studies argue
 from (latent size, KL weight, reconstruction weight, …).
 
 Two variants are in one family for knob ``k`` when their ``models:`` entries, every

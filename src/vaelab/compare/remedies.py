@@ -7,7 +7,7 @@ both sides have one, from the ex-post Gaussian mixture fitted on the training co
 ``vae_conv`` entry that applies no remedy, with the same trunk and z — equal to the remedy's
 entry in every knob the two share, except the remedy's own knobs (and, for the deterministic
 WAE / RAE, the KL knobs a VAE has and they cannot). Every change is the remedy's mean minus
-the baseline's, and its verdict is decided on their 95 % intervals, like the seeds' claims:
+the baseline's, and its verdict is decided on their 95 % intervals, like the studies' claims:
 better or worse when the intervals are apart, inconclusive when they overlap. Sharpness is
 decided on the raw and the contrast-normalised Laplacian variance together; when the two
 disagree the verdict is inconclusive.
@@ -47,7 +47,7 @@ REMEDIES: list[Remedy] = [
            _positive("msssim_weight"), frozenset({"msssim_weight"})),
     Remedy("ffl", "focal frequency loss", "Jiang, Dai, Wu and Loy 2021",
            _positive("ffl_weight"), frozenset({"ffl_weight", "ffl_alpha"})),
-    Remedy("resnet", "residual trunk", "seed 003's third reason for blur",
+    Remedy("resnet", "residual trunk", "study 003's third reason for blur",
            lambda e: e.get("trunk") == "resnet", frozenset({"trunk"})),
     Remedy("vae_gan", "adversarial training (VAE-GAN)", "Larsen, Sønderby, Larochelle and Winther 2016",
            lambda e: e.get("arch") == "vae_gan",

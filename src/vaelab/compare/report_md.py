@@ -185,7 +185,7 @@ def render_markdown(params: Params, variants: Sequence[Variant], claims: Sequenc
              "same divided by the image's intensity variance, so that plain contrast does not count as sharpness. "
              "`code size`: latent values per image; an overcomplete code (more values than pixels) can copy its "
              "input, so those AEs are no like-for-like match for a VAE.", "",
-             variant_table(variants, pixels), "", "## The seeds' claims, measured", ""]
+             variant_table(variants, pixels), "", "## The studies' claims, measured", ""]
     for claim in claims:
         named = f" Variants: {', '.join(claim.variants)}." if claim.variants else ""
         lines.append(f"- **{claim.outcome}**: {claim.text}.{named} {claim.detail}")
@@ -205,7 +205,7 @@ def render_markdown(params: Params, variants: Sequence[Variant], claims: Sequenc
                   "", *collapse]
     ood = [v for v in variants if "ood" in v.evaluation]
     if ood:
-        lines += ["", "## Anomaly detection (seed 004): AUROC, test faces against non-faces", "",
+        lines += ["", "## Anomaly detection (study 004): AUROC, test faces against non-faces", "",
                   "| variant | reconstruction error | negative ELBO |", "|---|---|---|"]
         for v in ood:
             elbo = v.value("ood.auroc_neg_elbo")

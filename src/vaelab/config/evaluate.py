@@ -35,8 +35,8 @@ def parse_expression(expression: str) -> list[tuple[int, str]]:
 # 003's test of whether it generates); gmm, the ex-post GMM saved with the model (train.gmm).
 Sampler = Literal["normal", "gmm"]
 
-# Seed 003's r_limit values: rows of samples with z uniform in [-r, r].
-SEED003_RADII = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 5.0, 8.0]
+# Study 003's r_limit values: rows of samples with z uniform in [-r, r].
+STUDY003_RADII = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 5.0, 8.0]
 
 
 class InterpolationConfig(Section):
@@ -49,7 +49,7 @@ class InterpolationConfig(Section):
 
 
 class ArithmeticConfig(Section):
-    """Latent arithmetic from attribute groups of the index (seed 001).
+    """Latent arithmetic from attribute groups of the index (study 001).
 
     A group is the images whose index columns equal the given 0/1 values; its code is the
     mean latent of (up to ``images_per_group`` of) them. An expression adds and subtracts
@@ -83,7 +83,7 @@ class ArithmeticConfig(Section):
 
 
 class SharpenConfig(Section):
-    """Sharpening as post-processing (seed 003): PIL's Sharpness and an unsharp mask."""
+    """Sharpening as post-processing (study 003): PIL's Sharpness and an unsharp mask."""
 
     factors: list[float] = Field(default_factory=lambda: [0.0, 3.0, 6.0, 7.0])
     unsharp_radius: float = Field(1.0, gt=0.0)
@@ -101,7 +101,7 @@ class SharpenConfig(Section):
 
 
 class ChainConfig(Section):
-    """Seed 000: a VAE's reconstructions fed through an AE ``passes`` times.
+    """Study 000: a VAE's reconstructions fed through an AE ``passes`` times.
 
     ``vae`` and ``ae`` name variants of ``models:`` (checked when params load).
     """
@@ -141,7 +141,7 @@ class EvaluateConfig(Section):
     # The samplers measured and drawn, each with `samples` draws: normal (metrics `*.sample`,
     # samples.png) and gmm (`*.sample_gmm`, samples_gmm.png; for models saved with a GMM only).
     sampler: list[Sampler] = Field(default_factory=lambda: ["normal", "gmm"])
-    radii: list[float] = Field(default_factory=lambda: list(SEED003_RADII))
+    radii: list[float] = Field(default_factory=lambda: list(STUDY003_RADII))
     radius_samples: int = Field(8, ge=1)  # images per radius row
     interpolation: InterpolationConfig = InterpolationConfig()
     arithmetic: ArithmeticConfig = ArithmeticConfig()
@@ -150,7 +150,7 @@ class EvaluateConfig(Section):
     # A latent dimension is active when the variance of its encoder mean over the test set exceeds this.
     active_threshold: float = Field(0.01, gt=0.0)
     # The decoder is said to ignore z when reconstructions of different images vary less
-    # than this fraction of how much the images themselves vary (seed 002's symptom).
+    # than this fraction of how much the images themselves vary (study 002's symptom).
     collapse_ratio: float = Field(0.1, gt=0.0, lt=1.0)
     # null: no chain (e.g. a run with a single variant); the chain stage records why.
     chain: ChainConfig | None = None

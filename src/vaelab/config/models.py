@@ -49,7 +49,7 @@ class ReconLossFields(Section):
     # optimal (the batch's RMS error, log σ = log √mean((x − x̂)²), not differentiated)
     # or a fixed σ > 0. learned and optimal are softly clipped at log σ = −6.
     sigma: DecoderSigma = "learned"
-    # Seed 002 multiplied a per-pixel *mean* BCE by 6000 to stop the KL term from
+    # Study 002 multiplied a per-pixel *mean* BCE by 6000 to stop the KL term from
     # drowning the reconstruction on MNIST; with the per-image sum used here that is
     # about 6000 / 784 ≈ 7.7.
     recon_weight: float = Field(1.0, gt=0.0)
@@ -97,17 +97,17 @@ class ReconLossFields(Section):
 class TrunkFields(ReconLossFields):
     """The layers between the strided convs of a conv encoder and decoder."""
 
-    # plain: the strided convs alone, the seeds' networks. resnet: a pre-activation residual
+    # plain: the strided convs alone, the studies' networks. resnet: a pre-activation residual
     # block, x + conv(relu(conv(relu(x)))), after each strided conv of the encoder and at
     # each resolution of the decoder below the output: two stride-1 convs of that map's
-    # width and the entry's kernel (seed 003's third reason for blur: too plain a net).
+    # width and the entry's kernel (study 003's third reason for blur: too plain a net).
     trunk: Trunk = "plain"
 
 
 class KlFields(ReconLossFields):
     """The KL term of a VAE, plus the two usual remedies for posterior collapse."""
 
-    # Seed 003's ``fact``: the KL term's weight relative to the reconstruction (beta).
+    # Study 003's ``fact``: the KL term's weight relative to the reconstruction (beta).
     kl_weight: float = Field(1.0, ge=0.0)
     # The KL weight ramps linearly from 0 to kl_weight over this many epochs (0 = off).
     kl_warmup_epochs: int = Field(0, ge=0)
@@ -117,19 +117,19 @@ class KlFields(ReconLossFields):
 
 
 class AePoolConfig(ReconLossFields):
-    """Seed 000 "Version 1": strided convs with max pooling, upsampling in the decoder."""
+    """Study 000 "Version 1": strided convs with max pooling, upsampling in the decoder."""
 
     arch: Literal["ae_pool"] = "ae_pool"
 
 
 class AeConvConfig(TrunkFields):
-    """Seed 000 "Version 2": three strided convs, batch norm, three transposed convs."""
+    """Study 000 "Version 2": three strided convs, batch norm, three transposed convs."""
 
     arch: Literal["ae_conv"] = "ae_conv"
 
 
 class AccordionConfig(TrunkFields):
-    """Seed 001: ``folds`` copies of ae_conv in sequence, trained end to end."""
+    """Study 001: ``folds`` copies of ae_conv in sequence, trained end to end."""
 
     arch: Literal["accordion"] = "accordion"
     folds: int = Field(2, ge=1, le=16)
@@ -143,11 +143,11 @@ class VaeConvConfig(KlFields, TrunkFields, LatentPenaltyFields):
     filters: tuple[PositiveInt, ...] = Field((32, 64, 128, 256), min_length=1)
     kernel: PositiveInt = 3
     z_dim: PositiveInt = 256
-    # none | last (after the last encoder conv, as in seed 001) | all (after every
+    # none | last (after the last encoder conv, as in study 001) | all (after every
     # hidden conv of encoder and decoder).
     batch_norm: BatchNormPlacement = "none"
     # transpose: stride-2 transposed convs; resize: nearest-neighbour ×2 then a
-    # stride-1 conv, which avoids the checkerboard artefacts seed 003 mentions.
+    # stride-1 conv, which avoids the checkerboard artefacts study 003 mentions.
     decoder_upsample: DecoderUpsample = "transpose"
     # false: the same encoder and decoder as a deterministic AE (one dense head to z, no
     # KL term), to compare a VAE with an AE of the very same bottleneck; with a latent
@@ -218,7 +218,7 @@ class VaeGanConfig(VaeConvConfig):
 
 
 class VaeMlpConfig(KlFields):
-    """Seed 002: fully connected VAE on flattened images (MNIST with z of 2, 4 or 10)."""
+    """Study 002: fully connected VAE on flattened images (MNIST with z of 2, 4 or 10)."""
 
     arch: Literal["vae_mlp"] = "vae_mlp"
     # Encoder hidden widths; the decoder uses them in reverse. Empty = linear maps.
@@ -227,10 +227,10 @@ class VaeMlpConfig(KlFields):
 
 
 class VaeSmallConfig(KlFields):
-    """Seed 004: three stride-1 unpadded convs, dense heads, transposed-conv decoder."""
+    """Study 004: three stride-1 unpadded convs, dense heads, transposed-conv decoder."""
 
     arch: Literal["vae_small"] = "vae_small"
-    # Seed 004 used a mean squared error scaled to a per-image sum.
+    # Study 004 used a mean squared error scaled to a per-image sum.
     recon_loss: ReconLoss = "mse"
     z_dim: PositiveInt = 8
     # With the default kernels a 28×28 image shrinks to 18×18; 16 maps flatten to the

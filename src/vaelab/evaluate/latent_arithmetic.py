@@ -1,4 +1,4 @@
-"""Latent arithmetic from attribute groups (seed 001: smiling woman − neutral woman +
+"""Latent arithmetic from attribute groups (study 001: smiling woman − neutral woman +
 neutral man = smiling man).
 
 A group is the images whose index columns equal given 0/1 values; its code is the mean

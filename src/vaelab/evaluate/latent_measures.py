@@ -1,5 +1,5 @@
 """What a VAE's latent code does: the ELBO and its terms, KL per dimension, active units,
-and whether the decoder ignores z (posterior collapse, seed 002's symptom)."""
+and whether the decoder ignores z (posterior collapse, study 002's symptom)."""
 
 from __future__ import annotations
 
@@ -87,11 +87,11 @@ def collapse_verdict(recon_ratio: float, sample_ratio: float, threshold: float, 
     if active == 0:
         return True, (
             f"posterior collapse: {units}, so the code carries nothing of the input and the decoder ignores z; "
-            f"{share} (seed 002's symptom)."
+            f"{share} (study 002's symptom)."
         )
     if recon_ratio < threshold:
         return True, (
             f"posterior collapse: {units}, but {share}, below the {threshold:.0%} threshold: nearly the same "
-            "output for every input (seed 002's symptom)."
+            "output for every input (study 002's symptom)."
         )
     return False, f"the decoder uses z: {units}; {share}."

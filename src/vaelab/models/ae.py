@@ -1,6 +1,6 @@
-"""Plain (deterministic) convolutional autoencoders from seeds 000 and 001.
+"""Plain (deterministic) convolutional autoencoders from studies 000 and 001.
 
-The seeds' Keras tables fix layer types, filters, strides and parameter counts but not
+The studies' Keras tables fix layer types, filters, strides and parameter counts but not
 activations; we use ReLU after every hidden conv (Keras tutorials' default) and a
 sigmoid on the output, applied in :meth:`Autoencoder.decode` so the loss can use logits.
 All convs are 3×3. Sizes in the comments are for a 128×128 input; any size works.
@@ -20,7 +20,7 @@ from vaelab.models.zoo import loss_settings_from, register
 
 
 class PoolingAutoencoder(Autoencoder):
-    """Seed 000 "Version 1": ``(B, C, n, n) -> z (B, 32, ~n/16, ~n/16) -> (B, C, n, n)``.
+    """Study 000 "Version 1": ``(B, C, n, n) -> z (B, 32, ~n/16, ~n/16) -> (B, C, n, n)``.
 
     Encoder: conv 64 /2 → maxpool /2 → conv 32 /2 → maxpool /2 (128 → 64 → 32 → 16 → 8).
     Decoder: convT 32 ×2 → upsample ×2 → convT 64 ×2 → upsample ×2 → conv C 3×3
@@ -64,7 +64,7 @@ class PoolingAutoencoder(Autoencoder):
 
 
 class SpatialCodeConvAE(Autoencoder):
-    """Seed 000 "Version 2": ``(B, C, n, n) -> z (B, 256, ~n/8, ~n/8) -> (B, C, n, n)``.
+    """Study 000 "Version 2": ``(B, C, n, n) -> z (B, 256, ~n/8, ~n/8) -> (B, C, n, n)``.
 
     Encoder: conv 128 /2 → conv 128 /2 → conv 256 /2 → batch norm (128 → 64 → 32 → 16).
     Decoder: convT 128 ×2 → convT 64 ×2 → convT C ×2 (16 → 32 → 64 → 128).
@@ -116,7 +116,7 @@ class SpatialCodeConvAE(Autoencoder):
 
 
 class AccordionAutoencoder(Autoencoder):
-    """Seed 001: ``folds`` ConvAutoencoders in sequence, ``(B, C, n, n) -> (B, C, n, n)``.
+    """Study 001: ``folds`` ConvAutoencoders in sequence, ``(B, C, n, n) -> (B, C, n, n)``.
 
     Every fold but the last maps images to images (through its sigmoid), so the middle
     of the accordion is an image-shaped tensor in [0, 1], as in the seed's chained

@@ -13,7 +13,7 @@ a latent batch ``z`` is ``(B, *latent_shape)`` — ``(B, z_dim)`` for VAEs, a fe
   (plus ``"sigma"`` for a Gaussian decoder: its σ on this batch, and ``"msssim"`` /
   ``"ffl"`` when their weights are on: :mod:`vaelab.models.image_losses`).
 - ``sample(n)`` → ``decode(z)`` with ``z ~ N(0, I)``; for a plain AE this shows why
-  its latent space is no generative model (seed 003).
+  its latent space is no generative model (study 003).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class GaussianEncoder(nn.Module):
     """Feature extractor plus two dense heads: ``(B, C, H, W) -> ((B, z_dim), (B, z_dim))``.
 
     ``body`` must end in a flattened ``(B, features)`` tensor; ``mu`` and ``logvar`` are
-    separate linear maps of it (the two Dense layers of seed 001's encoder).
+    separate linear maps of it (the two Dense layers of study 001's encoder).
     """
 
     def __init__(self, body: nn.Module, features: int, z_dim: int) -> None:
@@ -146,7 +146,7 @@ class GaussianEncoder(nn.Module):
         self.body = body
         self.mu = nn.Linear(features, z_dim)
         # Predicting log-variance keeps the variance positive without a constraint;
-        # seed 004's "0.5 * Linear" for log sigma is the same map scaled by 2.
+        # study 004's "0.5 * Linear" for log sigma is the same map scaled by 2.
         self.logvar = nn.Linear(features, z_dim)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

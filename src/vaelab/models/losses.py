@@ -153,7 +153,7 @@ def kl_weight_at(epoch: int, kl_weight: float, warmup_epochs: int) -> float:
     """KL weight at ``epoch`` (0-based): ``kl_weight * min(1, epoch / warmup_epochs)``.
 
     Starting at 0 lets the decoder learn to use ``z`` before the KL term pulls the
-    posterior onto the prior (the posterior-collapse remedy seed 002 was looking for).
+    posterior onto the prior (the posterior-collapse remedy study 002 was looking for).
     """
     if warmup_epochs <= 0:
         return kl_weight

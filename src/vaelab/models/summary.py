@@ -22,7 +22,7 @@ from vaelab.models.layers import UpsampleTo
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.GELU, nn.SiLU, nn.Identity)
 _RUNNING_STATS = ("running_mean", "running_var")
 
-# Keras layer names, so rows read like the seeds' tables ("conv2d_1", "dense", ...).
+# Keras layer names, so rows read like the studies' tables ("conv2d_1", "dense", ...).
 # Order matters: subclasses (SameConv2d) must not be mistaken for another entry.
 _KERAS_NAMES: tuple[tuple[type[nn.Module], str], ...] = (
     (nn.ConvTranspose2d, "conv2d_transpose"),
@@ -142,7 +142,7 @@ def summarize(model: Autoencoder, image_size: int | None = None, channels: int |
     """A Keras-like table of ``model`` for ``channels``×``image_size``×``image_size`` inputs.
 
     Defaults to the model's own geometry. VAEs get an encoder table and a decoder table,
-    each with its own totals (as in seed 001), a table for any other submodule, which takes
+    each with its own totals (as in study 001), a table for any other submodule, which takes
     images (a VAE-GAN's discriminator), then the combined total. The model is run
     once in eval mode without gradients (so batch-norm statistics are untouched) and its
     train/eval mode is restored afterwards.

@@ -1,4 +1,4 @@
-"""Variational autoencoders from seeds 001-004: convolutional, MLP and the small 8-d one.
+"""Variational autoencoders from studies 001-004: convolutional, MLP and the small 8-d one.
 
 All use ReLU between hidden layers (the seeds show no activations; ReLU is the usual
 Keras/Wolfram choice) and leave the output as logits for the sigmoid in ``decode``.
@@ -35,7 +35,7 @@ class ConvVAE(VariationalAutoencoder):
     then one ×2 upsampling layer per encoder conv, mirroring the filters in reverse and
     ending in ``channels`` maps at exactly ``n × n`` (the encoder's recorded sizes are
     the targets). With ``filters=(128, 64, 32, 16)``, ``z_dim=256``, ``batch_norm="last"``
-    at 80×80×3 this is seed 001's "VAE Version 1": 305,808 + 203,251 trainable parameters.
+    at 80×80×3 this is study 001's "VAE Version 1": 305,808 + 203,251 trainable parameters.
     ``trunk="resnet"`` adds a residual block after each encoder conv and at each
     resolution of the decoder below the output (:class:`ConvTrunk`).
     """
@@ -145,7 +145,7 @@ class ConvTrunk:
 
 
 class MlpVAE(VariationalAutoencoder):
-    """Seed 002's fully connected VAE: ``(B, C, n, n) -> (B, z_dim) -> (B, C, n, n)``.
+    """Study 002's fully connected VAE: ``(B, C, n, n) -> (B, z_dim) -> (B, C, n, n)``.
 
     Encoder: flatten ``C·n·n`` → ``hidden[0]`` → ... (ReLU) → dense ``mu``/``logvar``.
     Decoder: ``z_dim`` → ``hidden[-1]`` → ... → ``hidden[0]`` (ReLU) → ``C·n·n`` → reshape.
@@ -179,7 +179,7 @@ class MlpVAE(VariationalAutoencoder):
 
 
 class SmallConvVAE(VariationalAutoencoder):
-    """Seed 004's small conv VAE with an 8-d latent: ``(B, C, n, n) -> (B, 8) -> (B, C, n, n)``.
+    """Study 004's small conv VAE with an 8-d latent: ``(B, C, n, n) -> (B, 8) -> (B, C, n, n)``.
 
     Reading of the seed (its layer specs are pictures; the text says "3 convolution
     layers ... flatten ... output size of 5184" on 28×28×1 MNIST, z of 8, transposed
@@ -236,13 +236,13 @@ class SmallConvVAE(VariationalAutoencoder):
         self.decoder = nn.Sequential(*decoder)
 
 
-# Configurations that reproduce the seeds' networks (image size comes from the data).
+# Configurations that reproduce the studies' networks (image size comes from the data).
 VAE_CONV_PRESETS: dict[str, VaeConvConfig] = {
-    # Seed 001 "VAE Version 1" (80×80×3 CelebA faces): encoder 305,808 and decoder
+    # Study 001 "VAE Version 1" (80×80×3 CelebA faces): encoder 305,808 and decoder
     # 203,251 trainable parameters; batch norm after the last encoder conv only.
-    "seed001_vae_v1": VaeConvConfig(filters=(128, 64, 32, 16), z_dim=256, batch_norm="last"),
-    # Seed 003 (CelebA): filters (32, 64, 128, 256), 3×3 kernels, stride 2, BCE, fact=5.
-    "seed003_celeba": VaeConvConfig(filters=(32, 64, 128, 256), z_dim=256, recon_loss="bce", kl_weight=5.0),
+    "study001_vae_v1": VaeConvConfig(filters=(128, 64, 32, 16), z_dim=256, batch_norm="last"),
+    # Study 003 (CelebA): filters (32, 64, 128, 256), 3×3 kernels, stride 2, BCE, fact=5.
+    "study003_celeba": VaeConvConfig(filters=(32, 64, 128, 256), z_dim=256, recon_loss="bce", kl_weight=5.0),
 }
 
 

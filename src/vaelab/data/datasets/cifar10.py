@@ -1,4 +1,4 @@
-"""CIFAR-10: the official binary archive (seed 002's harder data set); no pickles are loaded."""
+"""CIFAR-10: the official binary archive (study 002's harder data set); no pickles are loaded."""
 
 from __future__ import annotations
 

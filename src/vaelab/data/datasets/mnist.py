@@ -1,4 +1,4 @@
-"""MNIST: the four official IDX archives (seed 002's data set)."""
+"""MNIST: the four official IDX archives (study 002's data set)."""
 
 from __future__ import annotations
 

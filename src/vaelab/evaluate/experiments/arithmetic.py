@@ -1,4 +1,4 @@
-"""Latent arithmetic on attribute groups (seed 001: smiling woman − neutral woman + neutral man)."""
+"""Latent arithmetic on attribute groups (study 001: smiling woman − neutral woman + neutral man)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def arithmetic(ctx: Context) -> Result:
         row = [*result.term_images, result.result] + ([result.expected] if result.expected is not None else [])
         rows.append(to_numpy(torch.stack(row)))
     columns = [f"{'+' if sign > 0 else '−'} {group}" for sign, group in results[0].terms] + ["= result", "expected"]
-    figure = figures.image_rows(rows, title=f"{ctx.variant}: latent arithmetic (seed 001)",
+    figure = figures.image_rows(rows, title=f"{ctx.variant}: latent arithmetic (study 001)",
                                 row_labels=[result.name for result in results], col_labels=columns)
     note = "; ".join(
         f"{r.name} = {r.expression}"

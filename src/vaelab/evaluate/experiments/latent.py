@@ -41,7 +41,7 @@ def latent_code(ctx: Context) -> Result:
 
 def latent_histograms(ctx: Context) -> Result:
     """Histograms of the test split's codes (the first ``histogram_dims`` dimensions and all
-    pooled) against N(0, 1) (seed 001)."""
+    pooled) against N(0, 1) (study 001)."""
     if not ctx.draw:
         return Result()
     codes = ctx.test_pass.codes.numpy()

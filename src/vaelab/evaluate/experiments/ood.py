@@ -1,4 +1,4 @@
-"""Whether the model tells faces from non-faces (seed 004): AUROC of its anomaly scores."""
+"""Whether the model tells faces from non-faces (study 004): AUROC of its anomaly scores."""
 
 from __future__ import annotations
 

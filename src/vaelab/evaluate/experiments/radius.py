@@ -1,4 +1,4 @@
-"""How sharp decodings get as z moves away from the origin (seed 003's r_limit rows)."""
+"""How sharp decodings get as z moves away from the origin (study 003's r_limit rows)."""
 
 from __future__ import annotations
 
@@ -29,5 +29,5 @@ def radius(ctx: Context) -> Result:
         drawn["radius.png"] = figures.image_rows(
             rows, row_labels=labels,
             title=f"{ctx.variant} (seed {ctx.replicate}): {ctx.settings.radius_samples} decodings per row of z uniform "
-                  "in [-r, r] per coordinate (seed 003)")
+                  "in [-r, r] per coordinate (study 003)")
     return Result(metrics=means(per_image), per_image=per_image, figures=drawn)

@@ -1,4 +1,4 @@
-"""What decoded draws from the prior look like (seed 003: an AE's latent space is no generative model),
+"""What decoded draws from the prior look like (study 003: an AE's latent space is no generative model),
 and draws from the ex-post GMM fitted to the training codes (Ghosh et al. 2020), which may make it one."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Whether post-hoc sharpening makes the reconstructions as sharp as the images (seed 003)."""
+"""Whether post-hoc sharpening makes the reconstructions as sharp as the images (study 003)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def sharpening(ctx: Context) -> Result:
         drawn["sharpening.png"] = figures.image_rows(
             [ctx.shown / 255.0, *[to_numpy(images[:shown]) for images in versions.values()]],
             title=f"{ctx.variant} (seed {ctx.replicate}): the first {len(ctx.shown)} reconstructions (from μ or the "
-                  f"code) sharpened (seed 003); numbers over the first {len(recons)}",
+                  f"code) sharpened (study 003); numbers over the first {len(recons)}",
             row_labels=["input"] + [
                 f"{key}\nLap var {per_image[f'sharpen.{key}.laplacian_var'].mean():.4f}"
                 f"\nMSE {per_image[f'sharpen.{key}.mse'].mean():.4f}" for key in versions],
