@@ -56,16 +56,20 @@ def synthetic_face(rng: np.random.Generator) -> Image.Image:
     face = ((y - cy) / (HEIGHT * 0.28)) ** 2 + ((x - cx) / (WIDTH * 0.3)) ** 2 < 1
     shade = 1 - 0.3 * ((x - cx) / WIDTH)[..., None]
     img = np.where(face[..., None], skin * shade, img)
-    hair = (((y - cy + HEIGHT * 0.2) / (HEIGHT * 0.22)) ** 2 + ((x - cx) / (WIDTH * 0.36)) ** 2 < 1) & (
-        y < cy - HEIGHT * 0.1
-    )
+    hair = (
+        ((y - cy + HEIGHT * 0.2) / (HEIGHT * 0.22)) ** 2 + ((x - cx) / (WIDTH * 0.36)) ** 2 < 1
+    ) & (y < cy - HEIGHT * 0.1)
     img = np.where(hair[..., None], rng.uniform(10, 120, 3), img)
     for side in (-1, 1):
-        eye = ((y - (cy - HEIGHT * 0.05)) / 4) ** 2 + ((x - (cx + side * WIDTH * 0.12)) / 8) ** 2 < 1
+        eye = ((y - (cy - HEIGHT * 0.05)) / 4) ** 2 + (
+            (x - (cx + side * WIDTH * 0.12)) / 8
+        ) ** 2 < 1
         img[eye] = 30
     mouth = ((y - (cy + HEIGHT * 0.14)) / 3) ** 2 + ((x - cx) / 14) ** 2 < 1
     img[mouth] = skin * 0.5
-    smooth = Image.fromarray(img.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(2.0))
+    smooth = Image.fromarray(img.clip(0, 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(2.0)
+    )
     noisy = np.asarray(smooth, dtype=np.float32) + rng.normal(0, 3.5, (HEIGHT, WIDTH, 3))
     return Image.fromarray(noisy.clip(0, 255).astype(np.uint8))
 
@@ -139,25 +143,40 @@ def best_rates(runs: dict[str, Callable[[], object]], n: int, repeats: int) -> d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=3000, help="number of JPEGs (default 3000)")
-    parser.add_argument("--workers", type=int, default=None, help="vaelab workers (default: all cores)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per measurement (best counts)")
     parser.add_argument(
-        "--resample", choices=sorted(PIL_FILTERS), default="bicubic", help="filter of both pipelines (default bicubic)"
+        "--workers", type=int, default=None, help="vaelab workers (default: all cores)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed passes per measurement (best counts)"
+    )
+    parser.add_argument(
+        "--resample",
+        choices=sorted(PIL_FILTERS),
+        default="bicubic",
+        help="filter of both pipelines (default bicubic)",
     )
     args = parser.parse_args(argv)
     resample: Resample = args.resample
 
     n = args.images
     workers = max(1, min(args.workers or os.cpu_count() or 1, n))
-    spec = ImageSpec(size=OUT_SIZE, channels=3, crop=CropConfig(method="center", size=CROP), resample=resample)
+    spec = ImageSpec(
+        size=OUT_SIZE, channels=3, crop=CropConfig(method="center", size=CROP), resample=resample
+    )
 
     with tempfile.TemporaryDirectory(prefix="vaelab-bench-") as tmp:
         paths = write_images(Path(tmp), n)
         mean_kb = sum(p.stat().st_size for p in paths) / n / 1024
         tasks = [(p, None) for p in paths]
-        print(f"{n} synthetic {WIDTH}x{HEIGHT} JPEGs, mean {mean_kb:.1f} KB (quality {JPEG_QUALITY})")
-        print(f"cores: {os.cpu_count()}, vaelab workers: {workers}, best of {args.repeats} interleaved passes")
-        print(f"task: centre crop {CROP} -> {OUT_SIZE}x{OUT_SIZE} RGB, {resample} (both pipelines)\n")
+        print(
+            f"{n} synthetic {WIDTH}x{HEIGHT} JPEGs, mean {mean_kb:.1f} KB (quality {JPEG_QUALITY})"
+        )
+        print(
+            f"cores: {os.cpu_count()}, vaelab workers: {workers}, best of {args.repeats} interleaved passes"
+        )
+        print(
+            f"task: centre crop {CROP} -> {OUT_SIZE}x{OUT_SIZE} RGB, {resample} (both pipelines)\n"
+        )
 
         runs: dict[str, Callable[[], object]] = {
             "vaelab": lambda: process_all(tasks, spec, workers=workers, progress=False),
@@ -176,28 +195,42 @@ def main(argv: list[str] | None = None) -> int:
         check = min(n, 200)
         ours = process_all(tasks[:check], spec, workers=1, progress=False).pixels.astype(np.int16)
         diff = {
-            shift: np.abs(ours - plain_pipeline(paths[:check], resample, shift).astype(np.int16)).mean()
+            shift: np.abs(
+                ours - plain_pipeline(paths[:check], resample, shift).astype(np.int16)
+            ).mean()
             for shift in (0, 1)
         }
 
     per_core = rate["vaelab"] / workers
     ratio = per_core / rate["plain_1"]
-    print(f"vaelab, {workers} worker(s):  {rate['vaelab']:7.0f} images/s total, {per_core:6.0f} images/s per core")
+    print(
+        f"vaelab, {workers} worker(s):  {rate['vaelab']:7.0f} images/s total, {per_core:6.0f} images/s per core"
+    )
     print(f"vaelab, 1 process:     {rate['vaelab_1']:7.0f} images/s")
     print(f"plain PIL, 1 process:  {rate['plain_1']:7.0f} images/s")
-    print(f"per-core ratio vaelab/plain: {ratio:.2f}x   (1 process vs 1 process: "
-          f"{rate['vaelab_1'] / rate['plain_1']:.2f}x)")
+    print(
+        f"per-core ratio vaelab/plain: {ratio:.2f}x   (1 process vs 1 process: "
+        f"{rate['vaelab_1'] / rate['plain_1']:.2f}x)"
+    )
     if "plain_w" in rate:
         scaling = rate["plain_w"] / rate["plain_1"]
-        print(f"machine scaling: plain PIL on {workers} processes runs {scaling:.2f}x one process "
-              f"({scaling / workers:.0%} per core); like for like, vaelab/plain per core on "
-              f"{workers} processes: {rate['vaelab'] / rate['plain_w']:.2f}x")
-    print(f"mean |vaelab - plain| pixel difference: {diff[0]:.2f} / 255; with plain's crop moved "
-          f"where vaelab's landed (+1, +1): {diff[1]:.2f} / 255\n")
+        print(
+            f"machine scaling: plain PIL on {workers} processes runs {scaling:.2f}x one process "
+            f"({scaling / workers:.0%} per core); like for like, vaelab/plain per core on "
+            f"{workers} processes: {rate['vaelab'] / rate['plain_w']:.2f}x"
+        )
+    print(
+        f"mean |vaelab - plain| pixel difference: {diff[0]:.2f} / 255; with plain's crop moved "
+        f"where vaelab's landed (+1, +1): {diff[1]:.2f} / 255\n"
+    )
     ok_rate = per_core >= TARGET_PER_CORE
     ok_ratio = ratio >= TARGET_RATIO
-    print(f"target >= {TARGET_PER_CORE:.0f} images/s per core: {'MET' if ok_rate else 'NOT MET'} ({per_core:.0f})")
-    print(f"target >= {TARGET_RATIO:.0f}x plain per core:      {'MET' if ok_ratio else 'NOT MET'} ({ratio:.2f}x)")
+    print(
+        f"target >= {TARGET_PER_CORE:.0f} images/s per core: {'MET' if ok_rate else 'NOT MET'} ({per_core:.0f})"
+    )
+    print(
+        f"target >= {TARGET_RATIO:.0f}x plain per core:      {'MET' if ok_ratio else 'NOT MET'} ({ratio:.2f}x)"
+    )
     return 0
 
 

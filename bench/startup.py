@@ -45,7 +45,11 @@ def stage_imports(script: Path) -> list[str]:
     """The import statements a stage script runs before its work, as source lines."""
     source = script.read_text()
     lazy = TARGET.search(source)
-    lines = [ast.unparse(node) for node in ast.parse(source).body if isinstance(node, ast.Import | ast.ImportFrom)]
+    lines = [
+        ast.unparse(node)
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
     if lazy:  # this tree: the stage's module is imported by stage_main once params are valid
         lines.append(f"import {lazy.group(1)}")
     return lines
@@ -53,8 +57,14 @@ def stage_imports(script: Path) -> list[str]:
 
 def import_seconds(src: Path, lines: list[str]) -> float:
     """Cumulative seconds of the top-level imports of ``lines`` in a fresh interpreter."""
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "\n".join(lines)], capture_output=True,
-                            text=True, check=True, env={**os.environ, "PYTHONPATH": str(src)}, cwd=src.parent)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "\n".join(lines)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(src)},
+        cwd=src.parent,
+    )
     total = 0
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -68,34 +78,53 @@ def import_seconds(src: Path, lines: list[str]) -> float:
 def help_seconds(tree: Path, script: str) -> float:
     """Wall seconds of ``python stages/<script> --help``."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, f"stages/{script}", "--help"], capture_output=True, check=True, cwd=tree,
-                   env={**os.environ, "PYTHONPATH": str(tree / "src")})
+    subprocess.run(
+        [sys.executable, f"stages/{script}", "--help"],
+        capture_output=True,
+        check=True,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree / "src")},
+    )
     return time.perf_counter() - started
 
 
 def baseline_tree(rev: str, folder: Path) -> Path:
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "src", "stages"], capture_output=True,
-                             check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "src", "stages"], capture_output=True, check=True
+    ).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     return folder
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--baseline", default=BASELINE)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--repro-seconds", type=float, default=None, help="a measured make repro, for the share")
+    parser.add_argument(
+        "--repro-seconds", type=float, default=None, help="a measured make repro, for the share"
+    )
     args = parser.parse_args()
 
     variants = len(yaml.safe_load((REPO / "params.yaml").read_text())["models"])
     scripts = sorted(path.name for path in (REPO / "stages").glob("*.py"))
-    runs = {script: variants if script.removesuffix(".py") in PER_VARIANT else 1 for script in scripts}
-    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {variants} variants: "
-          + ", ".join(f"{s.removesuffix('.py')} x{n}" for s, n in runs.items()))
+    runs = {
+        script: variants if script.removesuffix(".py") in PER_VARIANT else 1 for script in scripts
+    }
+    print(
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {variants} variants: "
+        + ", ".join(f"{s.removesuffix('.py')} x{n}" for s, n in runs.items())
+    )
     with tempfile.TemporaryDirectory() as tmp:
         trees = {args.baseline: baseline_tree(args.baseline, Path(tmp)), "this tree": REPO}
-        best = {(tree, script, kind): float("inf") for tree in trees for script in scripts for kind in ("imports", "help")}
+        best = {
+            (tree, script, kind): float("inf")
+            for tree in trees
+            for script in scripts
+            for kind in ("imports", "help")
+        }
         for _ in range(args.repeats):
             for script in scripts:
                 for label, tree in trees.items():
@@ -104,17 +133,25 @@ def main() -> None:
                     best[key] = min(best[key], import_seconds(tree / "src", lines))
                     key = (label, script, "help")
                     best[key] = min(best[key], help_seconds(tree, script))
-    print(f"{'stage':10} {'runs':>4} | " + " | ".join(f"{label:>9} imports  --help" for label in trees))
+    print(
+        f"{'stage':10} {'runs':>4} | "
+        + " | ".join(f"{label:>9} imports  --help" for label in trees)
+    )
     totals = dict.fromkeys(trees, 0.0)
     for script in scripts:
         cells = []
         for label in trees:
-            cells.append(f"{best[(label, script, 'imports')]:13.2f} s {best[(label, script, 'help')]:5.2f} s")
+            cells.append(
+                f"{best[(label, script, 'imports')]:13.2f} s {best[(label, script, 'help')]:5.2f} s"
+            )
             totals[label] += runs[script] * best[(label, script, "imports")]
         print(f"{script.removesuffix('.py'):10} {runs[script]:4d} | " + " | ".join(cells))
     for label, seconds in totals.items():
-        share = f", {seconds / args.repro_seconds:.0%} of a {args.repro_seconds:.0f} s make repro" \
-            if args.repro_seconds else ""
+        share = (
+            f", {seconds / args.repro_seconds:.0%} of a {args.repro_seconds:.0f} s make repro"
+            if args.repro_seconds
+            else ""
+        )
         print(f"start-up of a default make repro, {label}: {seconds:.1f} s of imports{share}")
 
 

@@ -35,14 +35,16 @@ from vaelab.config.train import TrainConfig
 from vaelab.data.imaging import ImageSpec
 from vaelab.data.pool import process_all
 from vaelab.models import build_model
+from vaelab.runtime import select_runtime
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
-from vaelab.runtime import select_runtime
 from vaelab.train.loop import train_model
 
 HEIGHT, WIDTH, CROP, SIZE = 218, 178, 148, 64
 CELEBA_TRAIN = 162_770
-MODEL = VaeConvConfig(arch="vae_conv", filters=[32, 64, 128, 256], z_dim=256, recon_loss="bce", kl_weight=5.0)
+MODEL = VaeConvConfig(
+    arch="vae_conv", filters=[32, 64, 128, 256], z_dim=256, recon_loss="bce", kl_weight=5.0
+)
 
 
 def write_jpegs(folder: Path, count: int, seed: int = 0) -> list[str]:
@@ -74,7 +76,9 @@ class JpegFolder(Dataset):
         with Image.open(self.paths[i]) as img:
             img = img.convert("RGB")
             left, top = (img.width - CROP) // 2, (img.height - CROP) // 2
-            img = img.crop((left, top, left + CROP, top + CROP)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+            img = img.crop((left, top, left + CROP, top + CROP)).resize(
+                (SIZE, SIZE), Image.Resampling.BILINEAR
+            )
         return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -108,7 +112,13 @@ def step_all(model, optimizer, batches, runtime) -> int:
 def rate_floor(images: np.ndarray, batch_size: int, runtime) -> float:
     model = make_model(runtime.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    one = torch.from_numpy(images[:batch_size]).to(runtime.device).permute(0, 3, 1, 2).float().div_(255)
+    one = (
+        torch.from_numpy(images[:batch_size])
+        .to(runtime.device)
+        .permute(0, 3, 1, 2)
+        .float()
+        .div_(255)
+    )
     steps = len(images) // batch_size
     step_all(model, optimizer, [one] * 2, runtime)  # warm-up
     started = time.perf_counter()
@@ -118,14 +128,29 @@ def rate_floor(images: np.ndarray, batch_size: int, runtime) -> float:
 
 def rate_vaelab(images: np.ndarray, batch_size: int, runtime, workdir: Path) -> float:
     model = make_model(runtime.device)
-    cfg = TrainConfig(epochs=2, batch_size=batch_size, lr=1e-3, checkpoint_every=10**9,
-                      checkpoint_dir=str(workdir))
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=batch_size,
+        lr=1e-3,
+        checkpoint_every=10**9,
+        checkpoint_dir=str(workdir),
+    )
     usable = len(images) // batch_size * batch_size
     train = Batches(images[:usable], batch_size=batch_size, device=runtime.device, seed=0)
     # One batch of validation, as the stage does every epoch.
-    val = Batches(images[:batch_size], batch_size=batch_size, device=runtime.device, seed=0, shuffle=False)
-    result = train_model(model, train, val, cfg, runtime, checkpoint_path=workdir / "bench.pt",
-                         config_hash=config_hash({"bench": time.time()}), progress=False)
+    val = Batches(
+        images[:batch_size], batch_size=batch_size, device=runtime.device, seed=0, shuffle=False
+    )
+    result = train_model(
+        model,
+        train,
+        val,
+        cfg,
+        runtime,
+        checkpoint_path=workdir / "bench.pt",
+        config_hash=config_hash({"bench": time.time()}),
+        progress=False,
+    )
     # Epoch 1 warms up (allocator, kernels); epoch 2 is the measurement.
     return result.history[-1]["images_per_second"]
 
@@ -134,8 +159,13 @@ def rate_conventional(paths: list[str], batch_size: int, runtime, workers: int) 
     model = make_model(runtime.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(
-        JpegFolder(paths), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-        pin_memory=runtime.device.type == "cuda", persistent_workers=True,
+        JpegFolder(paths),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=runtime.device.type == "cuda",
+        persistent_workers=True,
         generator=torch.Generator().manual_seed(0),
     )
     step_all(model, optimizer, loader, runtime)  # warm-up epoch: workers start, caches fill
@@ -145,7 +175,9 @@ def rate_conventional(paths: list[str], batch_size: int, runtime, workers: int) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -161,14 +193,18 @@ def main() -> None:
         spec = ImageSpec(size=SIZE, channels=3, crop=CropConfig(method="center", size=CROP))
         images = process_all([(p, None) for p in paths], spec, progress=False).pixels
 
-        print(f"device: {runtime.device} ({runtime.precision}), cores: {workers}, torch threads: "
-              f"{torch.get_num_threads()}, {args.images} images {SIZE}x{SIZE}x3, batch {args.batch_size}")
+        print(
+            f"device: {runtime.device} ({runtime.precision}), cores: {workers}, torch threads: "
+            f"{torch.get_num_threads()}, {args.images} images {SIZE}x{SIZE}x3, batch {args.batch_size}"
+        )
         floor = rate_floor(images, args.batch_size, runtime)
         ours = rate_vaelab(images, args.batch_size, runtime, folder)
         conventional = rate_conventional(paths, args.batch_size, runtime, workers)
 
     print(f"(a) floor, one tensor in memory:     {floor:8.1f} images/s")
-    print(f"(b) vaelab train path:               {ours:8.1f} images/s  ({ours / floor:.1%} of the floor)")
+    print(
+        f"(b) vaelab train path:               {ours:8.1f} images/s  ({ours / floor:.1%} of the floor)"
+    )
     print(f"(c) JPEG Dataset + DataLoader({workers}):   {conventional:8.1f} images/s")
     print(f"(b)/(c) = {ours / conventional:.2f}x")
     print(f"a CelebA-sized epoch ({CELEBA_TRAIN:,} images) at (b): {CELEBA_TRAIN / ours:.1f} s")

@@ -40,8 +40,11 @@ from tests.support.project import copy_project, project_env, run, small_pipeline
 
 OUTPUT_ROOTS = ("data/prepared", "models", "metrics", "reports")
 # What legitimately differs between two runs: wall-clock timings and MLflow run ids.
-VARYING = (re.compile(r"^metrics/timing/"), re.compile(r"^metrics/registry\.json$"),
-           re.compile(r"^reports/compare\.md$"))
+VARYING = (
+    re.compile(r"^metrics/timing/"),
+    re.compile(r"^metrics/registry\.json$"),
+    re.compile(r"^reports/compare\.md$"),
+)
 TEMPORARY = re.compile(r"^\..+\.(tmp|old)-\d+")
 STARTED = re.compile(r"Running stage '([^']+)'")
 
@@ -63,14 +66,23 @@ def digests(root: Path) -> dict[str, str]:
 
 
 def leftovers(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob(".*")
-                  if TEMPORARY.match(p.name) and ".git" not in p.parts and ".dvc" not in p.parts)
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob(".*")
+        if TEMPORARY.match(p.name) and ".git" not in p.parts and ".dvc" not in p.parts
+    )
 
 
 def timed_repro(root: Path) -> dict[str, float]:
     """An uninterrupted `dvc repro`; seconds per stage, from when DVC announced each."""
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=project_env(root),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=root,
+        env=project_env(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     starts: list[tuple[str, float]] = []
     for line in process.stdout:
         if match := STARTED.search(line):
@@ -100,9 +112,15 @@ def kill_trial(root: Path, stage: str, delay: float, whole_group: bool) -> dict[
     """Force ``stage``, SIGKILL it ``delay`` s after DVC starts it; how long its children outlived dvc."""
     if stage.startswith("train@"):
         shutil.rmtree(root / "checkpoints" / stage.split("@")[1], ignore_errors=True)
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", stage], cwd=root,
-                               env=project_env(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "-f", "-s", stage],
+        cwd=root,
+        env=project_env(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     for line in process.stdout:
         if STARTED.search(line):
             break
@@ -122,8 +140,12 @@ def kill_trial(root: Path, stage: str, delay: float, whole_group: bool) -> dict[
     survivors = [c for c in children if alive(c)]
     for child in survivors:
         os.kill(child, signal.SIGKILL)
-    return {"finished_before_kill": finished, "children": len(children), "survivors": len(survivors),
-            "children_gone_s": round(gone, 1)}
+    return {
+        "finished_before_kill": finished,
+        "children": len(children),
+        "survivors": len(survivors),
+        "children_gone_s": round(gone, 1),
+    }
 
 
 def main() -> int:
@@ -141,8 +163,11 @@ def main() -> int:
     run(["git", "commit", "-qm", "kill trials"], root)
     durations = timed_repro(root)
     reference = digests(root)
-    print(f"reference: {len(reference)} output files; stage seconds "
-          + ", ".join(f"{s} {d:.1f}" for s, d in durations.items()), flush=True)
+    print(
+        f"reference: {len(reference)} output files; stage seconds "
+        + ", ".join(f"{s} {d:.1f}" for s, d in durations.items()),
+        flush=True,
+    )
 
     stages = list(durations)
     order = [stages[i % len(stages)] for i in range(args.trials)]
@@ -158,14 +183,22 @@ def main() -> int:
         left = leftovers(root)
         ok = rerun.returncode == 0 and not differ and not left and kill["survivors"] == 0
         failures += not ok
-        print(f"trial {number:2d}: {stage:20s} kill {'group' if whole_group else 'dvc  '} at {delay:5.1f} s"
-              f"{' (stage already done)' if kill['finished_before_kill'] else ''}; children {kill['children']}, "
-              f"gone in {kill['children_gone_s']} s, alive after 30 s {kill['survivors']}; rerun rc {rerun.returncode}; "
-              f"differing outputs {len(differ)}; leftover temporaries {len(left)}"
-              + (f"\n    differ: {differ[:5]}\n    left: {left[:5]}\n{rerun.stderr[-2000:]}" if not ok else ""),
-              flush=True)
-    print(f"{args.trials} kills, {args.trials - failures} reruns byte-identical with no leftovers, "
-          f"{failures} not; work folder {work}")
+        print(
+            f"trial {number:2d}: {stage:20s} kill {'group' if whole_group else 'dvc  '} at {delay:5.1f} s"
+            f"{' (stage already done)' if kill['finished_before_kill'] else ''}; children {kill['children']}, "
+            f"gone in {kill['children_gone_s']} s, alive after 30 s {kill['survivors']}; rerun rc {rerun.returncode}; "
+            f"differing outputs {len(differ)}; leftover temporaries {len(left)}"
+            + (
+                f"\n    differ: {differ[:5]}\n    left: {left[:5]}\n{rerun.stderr[-2000:]}"
+                if not ok
+                else ""
+            ),
+            flush=True,
+        )
+    print(
+        f"{args.trials} kills, {args.trials - failures} reruns byte-identical with no leftovers, "
+        f"{failures} not; work folder {work}"
+    )
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if failures else 0

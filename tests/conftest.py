@@ -60,13 +60,19 @@ def torch_globals():
     import torch
 
     threads = torch.get_num_threads()
-    mode = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    mode = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     yield
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(mode[0], warn_only=mode[1])
 
+
 @pytest.fixture(autouse=True)
-def _own_torch_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _own_torch_hub(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """torch's hub cache is an empty folder of the test's (TORCH_HOME, which subprocesses inherit):
     evaluate looks there for FID's Inception weights, and no test depends on what a machine holds."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))

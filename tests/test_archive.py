@@ -30,8 +30,9 @@ def make_zip(path: Path, members: list[tuple[str | zipfile.ZipInfo, bytes]]) -> 
     return path
 
 
-def tar_member(name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE,
-               linkname: str = "") -> tuple[tarfile.TarInfo, bytes]:
+def tar_member(
+    name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE, linkname: str = ""
+) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = linkname
@@ -81,8 +82,9 @@ def test_zip_bad_names_are_refused(tmp_path: Path, bad: str, reason: str) -> Non
 
 
 def test_zip_symlink_is_refused(tmp_path: Path) -> None:
-    archive = make_zip(tmp_path / "a.zip",
-                       [("ok.txt", GOOD), (zip_symlink("link"), b"/etc/passwd")])
+    archive = make_zip(
+        tmp_path / "a.zip", [("ok.txt", GOOD), (zip_symlink("link"), b"/etc/passwd")]
+    )
     dest = tmp_path / "dest"
     with pytest.raises(UnsafeArchiveError, match="symlink"):
         extract_zip(archive, dest, max_bytes=BIG)
@@ -139,8 +141,9 @@ def test_tar_declared_size_cap(tmp_path: Path) -> None:
 
 def test_unselected_members_do_not_count_against_cap(tmp_path: Path) -> None:
     archive = make_zip(tmp_path / "a.zip", [("huge.bin", b"x" * 5000), ("small.txt", b"hi")])
-    written = extract_zip(archive, tmp_path / "dest", max_bytes=10,
-                          select=lambda name: name.endswith(".txt"))
+    written = extract_zip(
+        archive, tmp_path / "dest", max_bytes=10, select=lambda name: name.endswith(".txt")
+    )
     assert written == [tmp_path / "dest" / "small.txt"]
 
 
@@ -177,8 +180,9 @@ def test_select_and_strip(tmp_path: Path) -> None:
         ],
     )
     dest = tmp_path / "dest"
-    written = extract_zip(archive, dest, max_bytes=BIG, select=lambda n: n.endswith(".jpg"),
-                          strip=prefix)
+    written = extract_zip(
+        archive, dest, max_bytes=BIG, select=lambda n: n.endswith(".jpg"), strip=prefix
+    )
     assert written == [dest / "000001.jpg", dest / "000002.jpg"]
     assert sorted(p.name for p in dest.iterdir()) == ["000001.jpg", "000002.jpg"]
     assert (dest / "000002.jpg").read_bytes() == b"two"
@@ -208,8 +212,9 @@ def test_tar_gz_extracts_byte_identically(tmp_path: Path) -> None:
     }
     dir_info = tarfile.TarInfo("cifar")
     dir_info.type = tarfile.DIRTYPE
-    archive = make_tar(tmp_path / "c.tar.gz",
-                       [(dir_info, b""), *(tar_member(n, d) for n, d in files.items())])
+    archive = make_tar(
+        tmp_path / "c.tar.gz", [(dir_info, b""), *(tar_member(n, d) for n, d in files.items())]
+    )
     dest = tmp_path / "dest"
     written = extract_tar(archive, dest, max_bytes=BIG, strip="cifar")
     assert written == [dest / Path(name).name for name in files]

@@ -33,22 +33,24 @@ def test_files_and_folders_get_umask_permissions_not_owner_only(tmp_path, umask_
 
 def test_a_failure_leaves_neither_a_half_file_nor_the_staging_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_file(tmp_path / "keep.txt") as handle:
-            handle.write("half")
-            raise RuntimeError("killed")
-    with pytest.raises(RuntimeError):
-        with atomic_directory(tmp_path / "dir") as staging:
-            (staging / "part").write_text("x")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_file(tmp_path / "keep.txt") as handle:
+        handle.write("half")
+        raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "dir") as staging:
+        (staging / "part").write_text("x")
+        raise RuntimeError("killed")
     assert (tmp_path / "keep.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
 def _exited_pid() -> int:
     """The id of a process that has run and exited (and been reaped)."""
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(done.stdout)
 
 
@@ -56,7 +58,10 @@ def test_a_write_removes_the_leftovers_of_dead_writers_of_the_same_output_only(t
     dead = _exited_pid()
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as live:
         try:
-            leftovers = [tmp_path / f".out.json.tmp-{dead}-abc", tmp_path / f".out.json.old-{dead}-def"]
+            leftovers = [
+                tmp_path / f".out.json.tmp-{dead}-abc",
+                tmp_path / f".out.json.old-{dead}-def",
+            ]
             leftovers[0].write_text("half")
             leftovers[1].mkdir()
             (leftovers[1] / "out.json").write_text("old")
@@ -90,11 +95,16 @@ with atomic_file(dest / "model.pt", "wb") as handle, atomic_directory(dest / "fi
 
 
 def test_a_writer_killed_mid_write_leaves_nothing_after_the_next_write(tmp_path):
-    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     assert writer.stdout.readline().strip() == "writing"
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=30)
-    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == [".figures.tmp", ".model.pt.tmp"]
+    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == [
+        ".figures.tmp",
+        ".model.pt.tmp",
+    ]
     with atomic_file(tmp_path / "model.pt", "wb") as handle:
         handle.write(b"a model")
     with atomic_directory(tmp_path / "figures") as staging:
@@ -123,8 +133,11 @@ with atomic_file(Path(sys.argv[1]) / "model.pt", "wb") as handle:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_stage_exits_when_its_parent_is_killed_and_cleans_up(tmp_path):
     # parent (as dvc) -> stage; kill -9 the parent alone, as a user killing dvc would.
-    parent = subprocess.Popen([sys.executable, "-c", ORPHANED_STAGE, STAGE, str(tmp_path)], stdout=subprocess.PIPE,
-                              text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHANED_STAGE, STAGE, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child_pid = int(parent.stdout.readline())
     assert parent.stdout.readline().strip() == "training"
     assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == [".model.pt.tmp"]

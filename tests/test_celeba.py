@@ -49,7 +49,16 @@ def official_sums(tiny, monkeypatch):
 
 
 def _params(make_params, source, **data):
-    return make_params({"data": {"dataset": "celeba", "crop": {"method": "center", "size": 148}, "celeba": {"source": str(source)}, **data}})
+    return make_params(
+        {
+            "data": {
+                "dataset": "celeba",
+                "crop": {"method": "center", "size": 148},
+                "celeba": {"source": str(source)},
+                **data,
+            }
+        }
+    )
 
 
 def _assert_raw(raw: Path, tiny, *, identities=True):
@@ -102,12 +111,18 @@ def test_zip_of_the_official_folder(tmp_path, make_params, tiny, official_sums):
 @pytest.mark.parametrize("as_zip", [False, True])
 def test_kaggle_layout(tmp_path, make_params, tiny, as_zip):
     write_kaggle(tmp_path / "kaggle", tiny)
-    source = zip_tree(tmp_path / "kaggle", tmp_path / "archive.zip") if as_zip else tmp_path / "kaggle"
+    source = (
+        zip_tree(tmp_path / "kaggle", tmp_path / "archive.zip") if as_zip else tmp_path / "kaggle"
+    )
     raw = run_download(_params(make_params, source), raw_root=tmp_path / "raw")
     _assert_raw(raw, tiny, identities=False)
     # The CSV is rewritten byte for byte in the official text format.
-    assert (raw / "list_attr_celeba.txt").read_bytes() == official_texts(tiny)["list_attr_celeba.txt"]
-    assert (raw / "list_eval_partition.txt").read_bytes() == official_texts(tiny)["list_eval_partition.txt"]
+    assert (raw / "list_attr_celeba.txt").read_bytes() == official_texts(tiny)[
+        "list_attr_celeba.txt"
+    ]
+    assert (raw / "list_eval_partition.txt").read_bytes() == official_texts(tiny)[
+        "list_eval_partition.txt"
+    ]
     np.testing.assert_array_equal(
         celeba.read_landmarks(raw / "list_landmarks_align_celeba.txt").to_numpy(), tiny.landmarks
     )
@@ -132,12 +147,13 @@ def test_url_source_resumes_after_a_cut_connection(tmp_path, make_params, tiny, 
     assert md5sum(cached) == official_sums["img_align_celeba.zip"]
 
 
-def test_url_source_md5_mismatch_names_file_and_sums(tmp_path, make_params, tiny, official_sums, monkeypatch):
+def test_url_source_md5_mismatch_names_file_and_sums(
+    tmp_path, make_params, tiny, official_sums, monkeypatch
+):
     write_official(tmp_path / "served", tiny)
     (tmp_path / "served" / "list_attr_celeba.txt").write_bytes(b"edited\r\n")
-    with serve_directory(tmp_path / "served") as server:
-        with pytest.raises(ChecksumError) as info:
-            run_download(_params(make_params, server.url), raw_root=tmp_path / "raw")
+    with serve_directory(tmp_path / "served") as server, pytest.raises(ChecksumError) as info:
+        run_download(_params(make_params, server.url), raw_root=tmp_path / "raw")
     message = str(info.value)
     assert "list_attr_celeba.txt" in message and official_sums["list_attr_celeba.txt"] in message
     assert md5sum(tmp_path / "served" / "list_attr_celeba.txt") in message
@@ -147,7 +163,9 @@ def test_url_source_md5_mismatch_names_file_and_sums(tmp_path, make_params, tiny
 def test_md5_check_can_be_turned_off(tmp_path, make_params, tiny, official_sums, caplog):
     write_official(tmp_path / "src", tiny)
     (tmp_path / "src" / "identity_CelebA.txt").write_bytes(b"000001.jpg 7\r\n")
-    params = _params(make_params, tmp_path / "src", celeba={"source": str(tmp_path / "src"), "verify_md5": False})
+    params = _params(
+        make_params, tmp_path / "src", celeba={"source": str(tmp_path / "src"), "verify_md5": False}
+    )
     with caplog.at_level("WARNING"):
         run_download(params, raw_root=tmp_path / "raw")
     assert "identity_CelebA.txt" in caplog.text
@@ -159,7 +177,9 @@ def test_no_network_and_no_local_copy_lists_the_ways(tmp_path, make_params, monk
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(UserError) as info:
-        run_download(_params(make_params, f"http://127.0.0.1:{port}/celeba"), raw_root=tmp_path / "raw")
+        run_download(
+            _params(make_params, f"http://127.0.0.1:{port}/celeba"), raw_root=tmp_path / "raw"
+        )
     message = str(info.value)
     assert "Ways to supply CelebA" in message and "gdrive" in message and "Kaggle" in message
     with pytest.raises(UserError, match="does not exist"):
@@ -199,7 +219,9 @@ def test_gdrive_failure_is_a_user_error(tmp_path, make_params, monkeypatch):
 
 def test_html_error_page_saved_as_the_file_is_refused(tmp_path, make_params, tiny, official_sums):
     write_official(tmp_path / "src", tiny)
-    (tmp_path / "src" / "list_attr_celeba.txt").write_text("<!DOCTYPE html><html>Quota exceeded</html>")
+    (tmp_path / "src" / "list_attr_celeba.txt").write_text(
+        "<!DOCTYPE html><html>Quota exceeded</html>"
+    )
     with pytest.raises(UserError, match="HTML page"):
         run_download(_params(make_params, tmp_path / "src"), raw_root=tmp_path / "raw")
 
@@ -207,13 +229,20 @@ def test_html_error_page_saved_as_the_file_is_refused(tmp_path, make_params, tin
 def test_optional_file_missing_fails_only_when_needed(tmp_path, make_params, tiny, official_sums):
     write_official(tmp_path / "src", tiny, skip=("list_landmarks_align_celeba.txt",))
     run_download(_params(make_params, tmp_path / "src"), raw_root=tmp_path / "raw")
-    common = dict(raw_root=tmp_path / "raw", out_dir=tmp_path / "prepared", metrics_path=tmp_path / "data.json", progress=False)
+    common = dict(
+        raw_root=tmp_path / "raw",
+        out_dir=tmp_path / "prepared",
+        metrics_path=tmp_path / "data.json",
+        progress=False,
+    )
     run_prepare(_params(make_params, tmp_path / "src", split={"val": 0.2, "test": 0.2}), **common)
     with pytest.raises(UserError, match="list_landmarks_align_celeba.txt is missing"):
         run_prepare(_params(make_params, tmp_path / "src", crop={"method": "landmarks"}), **common)
 
 
-def test_prepare_celeba_official_split_attributes_and_a_corrupt_jpeg(tmp_path, make_params, tiny, official_sums):
+def test_prepare_celeba_official_split_attributes_and_a_corrupt_jpeg(
+    tmp_path, make_params, tiny, official_sums
+):
     corrupt = {tiny.names[3]: tiny.jpegs[3][: len(tiny.jpegs[3]) // 2]}
     write_official(tmp_path / "src", tiny)
     # A truncated JPEG inside the zip: skipped, counted and listed with its reason.
@@ -229,7 +258,13 @@ def test_prepare_celeba_official_split_attributes_and_a_corrupt_jpeg(tmp_path, m
         crop={"method": "box"},
     )
     run_download(params, raw_root=tmp_path / "raw")
-    metrics = run_prepare(params, raw_root=tmp_path / "raw", out_dir=tmp_path / "prepared", metrics_path=tmp_path / "data.json", progress=False)
+    metrics = run_prepare(
+        params,
+        raw_root=tmp_path / "raw",
+        out_dir=tmp_path / "prepared",
+        metrics_path=tmp_path / "data.json",
+        progress=False,
+    )
     images = np.load(tmp_path / "prepared" / "images.npy")
     assert images.shape == (N - 1, 24, 24, 3) and images.dtype == np.uint8
     assert metrics["skipped"]["count"] == 1

@@ -9,7 +9,14 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.trained import TINY_DATA, TINY_MODELS, save_variant, tiny_params, workspace_fixture, write_eval
+from tests.support.trained import (
+    TINY_DATA,
+    TINY_MODELS,
+    save_variant,
+    tiny_params,
+    workspace_fixture,
+    write_eval,
+)
 from vaelab.cli import main
 from vaelab.registry.champion import experiment_alias
 from vaelab.registry.register import run_register
@@ -27,14 +34,23 @@ def train(ws, seed, mse):
     write_eval(ws.metrics, "vae", mse)
 
 
-@pytest.mark.parametrize(("name", "alias"), [("puffy-daks", "exp-puffy-daks"), ("kl 1.0/x", "exp-kl-1-0-x"),
-                                             ("v1", "exp-v1"), ("é", "exp-unnamed")])
+@pytest.mark.parametrize(
+    ("name", "alias"),
+    [
+        ("puffy-daks", "exp-puffy-daks"),
+        ("kl 1.0/x", "exp-kl-1-0-x"),
+        ("v1", "exp-v1"),
+        ("é", "exp-unnamed"),
+    ],
+)
 def test_experiment_aliases_follow_mlflows_alias_rules(name, alias):
     assert experiment_alias(name) == alias
     assert len(experiment_alias("x" * 300)) == 255
 
 
-def test_an_experiment_sets_its_alias_and_champion_moves_only_in_a_later_plain_repro(workspace, monkeypatch):
+def test_an_experiment_sets_its_alias_and_champion_moves_only_in_a_later_plain_repro(
+    workspace, monkeypatch
+):
     train(workspace, 0, 0.05)
     assert register(workspace)["variants"]["vae"]["champion"]["version"] == 1
 
@@ -43,7 +59,11 @@ def test_an_experiment_sets_its_alias_and_champion_moves_only_in_a_later_plain_r
     train(workspace, 1, 0.01)  # better: in a plain repro it would take over
     report = register(workspace)
     vae = report["variants"]["vae"]
-    assert report["champion_rule"] == {"kind": "experiment", "experiment": "kl 1.0/x", "alias": "exp-kl-1-0-x"}
+    assert report["champion_rule"] == {
+        "kind": "experiment",
+        "experiment": "kl 1.0/x",
+        "alias": "exp-kl-1-0-x",
+    }
     assert vae["version"] == 2 and vae["registered"] is True
     assert vae["aliases"] == {"champion": 1, "exp-kl-1-0-x": 2, "latest": 2}
     assert vae["champion"]["moved"] is False and vae["champion"]["rule"] == "experiment"
@@ -53,7 +73,10 @@ def test_an_experiment_sets_its_alias_and_champion_moves_only_in_a_later_plain_r
     assert report == json.loads((workspace.metrics / "registry.json").read_text())
     client = workspace.client()
     version = client.get_model_version("vaelab-vae", "2")
-    assert version.tags["dvc_exp_name"] == "kl 1.0/x" and version.tags["dvc_exp_baseline_rev"] == "b" * 40
+    assert (
+        version.tags["dvc_exp_name"] == "kl 1.0/x"
+        and version.tags["dvc_exp_baseline_rev"] == "b" * 40
+    )
     assert version.tags["champion_pending"] == "true"
     run = client.get_run(version.run_id)
     assert run.data.tags["dvc_exp_name"] == "kl 1.0/x" and run.data.tags["stage"] == "register"
@@ -80,8 +103,12 @@ def test_an_experiment_before_any_champion_leaves_none(workspace, monkeypatch):
 
 
 def _git(cwd, *args):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=cwd, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_uncommitted_params_hold_champion_until_they_are_committed(workspace):
@@ -96,9 +123,16 @@ def test_uncommitted_params_hold_champion_until_they_are_committed(workspace):
     train(workspace, 1, 0.01)
     report = register(workspace)
     vae = report["variants"]["vae"]
-    assert report["champion_rule"] == {"kind": "uncommitted-params", "experiment": None, "alias": None}
+    assert report["champion_rule"] == {
+        "kind": "uncommitted-params",
+        "experiment": None,
+        "alias": None,
+    }
     assert vae["version"] == 2 and vae["aliases"] == {"champion": 1, "latest": 2}
-    assert "params.yaml has uncommitted changes: champion stays at version 1" in vae["champion"]["reason"]
+    assert (
+        "params.yaml has uncommitted changes: champion stays at version 1"
+        in vae["champion"]["reason"]
+    )
 
     _git(workspace.root, "commit", "-qam", "the new params")
     moved = register(workspace)["variants"]["vae"]
@@ -106,13 +140,17 @@ def test_uncommitted_params_hold_champion_until_they_are_committed(workspace):
 
 
 def _write_params(ws):
-    params = {"data": TINY_DATA, "models": {"vae": TINY_MODELS["vae"]},
-              "registry": {"retries": 2, "backoff": 0.1, "timeout": 2.0}}
+    params = {
+        "data": TINY_DATA,
+        "models": {"vae": TINY_MODELS["vae"]},
+        "registry": {"retries": 2, "backoff": 0.1, "timeout": 2.0},
+    }
     (ws.root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
-def test_vaelab_promote_moves_champion_by_version_by_alias_or_to_the_workspace_weights(workspace, monkeypatch,
-                                                                                       capsys):
+def test_vaelab_promote_moves_champion_by_version_by_alias_or_to_the_workspace_weights(
+    workspace, monkeypatch, capsys
+):
     _write_params(workspace)
     train(workspace, 0, 0.05)
     register(workspace)
@@ -126,7 +164,10 @@ def test_vaelab_promote_moves_champion_by_version_by_alias_or_to_the_workspace_w
         return int(client.get_model_version_by_alias("vaelab-vae", "champion").version)
 
     main(["promote", "vae", "--alias", "exp-worse"])
-    assert champion() == 2 and "champion_pending" not in client.get_model_version("vaelab-vae", "2").tags
+    assert (
+        champion() == 2
+        and "champion_pending" not in client.get_model_version("vaelab-vae", "2").tags
+    )
     assert "vaelab-vae: champion -> version 2 (was version 1)" in capsys.readouterr().out
     main(["promote", "vae", "--version", "1"])
     assert champion() == 1
@@ -134,11 +175,14 @@ def test_vaelab_promote_moves_champion_by_version_by_alias_or_to_the_workspace_w
     assert champion() == 2
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--alias", "exp-nope"], "vaelab-vae has no alias 'exp-nope' (its aliases: champion)"),
-    (["--version", "7"], "vaelab-vae has no version 7"),
-    ([], "are not registered in vaelab-vae; run `dvc repro register` first"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--alias", "exp-nope"], "vaelab-vae has no alias 'exp-nope' (its aliases: champion)"),
+        (["--version", "7"], "vaelab-vae has no version 7"),
+        ([], "are not registered in vaelab-vae; run `dvc repro register` first"),
+    ],
+)
 def test_promote_errors_name_what_is_missing(workspace, capsys, args, message):
     _write_params(workspace)
     train(workspace, 0, 0.05)

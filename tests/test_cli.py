@@ -33,10 +33,19 @@ def test_bad_params_exit_2_with_one_message(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["summary", "ae_pool", "--image-size", "128", "--channels", "3"], "Trainable params: 49,731"),
+        (
+            ["summary", "ae_pool", "--image-size", "128", "--channels", "3"],
+            "Trainable params: 49,731",
+        ),
         (["summary", "ae_conv", "--image-size", "128"], "Trainable params: 817,411"),
-        (["summary", "accordion", "--set", "folds=2", "--image-size", "128"], "Trainable params: 1,634,822"),
-        (["summary", "--preset", "study001_vae_v1", "--image-size", "80"], "Trainable params: 203,251"),
+        (
+            ["summary", "accordion", "--set", "folds=2", "--image-size", "128"],
+            "Trainable params: 1,634,822",
+        ),
+        (
+            ["summary", "--preset", "study001_vae_v1", "--image-size", "80"],
+            "Trainable params: 203,251",
+        ),
     ],
 )
 def test_summary_prints_the_seed_parameter_counts(capsys, argv, expected):

@@ -26,13 +26,28 @@ def test_the_repository_params_are_valid():
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"data": {"crop": {"sise": 148}}}, ["data.crop.sise", "unknown key", "Did you mean 'data.crop.size'?"]),
+        (
+            {"data": {"crop": {"sise": 148}}},
+            ["data.crop.sise", "unknown key", "Did you mean 'data.crop.size'?"],
+        ),
         ({"data": {"image_size": -3}}, ["data.image_size", "-3", "greater than or equal to 4"]),
         ({"data": {"split": {"val": 1.5}}}, ["data.split.val", "1.5", "less than 1"]),
-        ({"data": {"dataset": "imagenet"}}, ["data.dataset", "'imagenet'", "'lfw', 'celeba', 'mnist' or 'cifar10'"]),
-        ({"data": {"split": {"val": 0.5, "test": 0.6}}}, ["data.split", "val + test must be below 1"]),
-        ({"data": {"resample": "nearest"}}, ["data.resample", "'nearest'", "'bicubic', 'bilinear' or 'lanczos'"]),
-        ({"data": {"crop": {"method": "center", "size": 148}}}, ["crop.size 148", "lfw images (25x25)"]),
+        (
+            {"data": {"dataset": "imagenet"}},
+            ["data.dataset", "'imagenet'", "'lfw', 'celeba', 'mnist' or 'cifar10'"],
+        ),
+        (
+            {"data": {"split": {"val": 0.5, "test": 0.6}}},
+            ["data.split", "val + test must be below 1"],
+        ),
+        (
+            {"data": {"resample": "nearest"}},
+            ["data.resample", "'nearest'", "'bicubic', 'bilinear' or 'lanczos'"],
+        ),
+        (
+            {"data": {"crop": {"method": "center", "size": 148}}},
+            ["crop.size 148", "lfw images (25x25)"],
+        ),
         ({"data": {"crop": {"method": "landmarks"}}}, ["landmarks", "lfw has none"]),
         ({"data": {"split": {"method": "official"}}}, ["official", "lfw has none"]),
         ({"dta": {}}, ["dta", "Did you mean 'data'?"]),
@@ -40,16 +55,28 @@ def test_the_repository_params_are_valid():
             {"models": {"vae": {"arch": "vae_conv", "z_dimm": 8}}},
             ["models.vae.z_dimm", "Did you mean 'models.vae.z_dim'?"],
         ),
-        ({"models": {"v": {"arch": "vae_conv", "z_dim": -1}}}, ["models.v.z_dim", "-1", "greater than 0"]),
+        (
+            {"models": {"v": {"arch": "vae_conv", "z_dim": -1}}},
+            ["models.v.z_dim", "-1", "greater than 0"],
+        ),
         ({"models": {"v": {"arch": "nope"}}}, ["models.v", "'ae_pool'", "'vae_conv'"]),
         ({"models": {"bad/name": {"arch": "ae_pool"}}}, ["models", "letters, digits"]),
         ({"train": {"epochs": 0}}, ["train.epochs", "greater than 0"]),
         (
-            {"models": {"vae": {"arch": "vae_conv"}}, "evaluate": {"chain": {"vae": "vae", "ae": "ae_conv"}}},
-            ["evaluate.chain.ae: 'ae_conv' is not a variant of models: (allowed: vae)", "evaluate.chain: null"],
+            {
+                "models": {"vae": {"arch": "vae_conv"}},
+                "evaluate": {"chain": {"vae": "vae", "ae": "ae_conv"}},
+            },
+            [
+                "evaluate.chain.ae: 'ae_conv' is not a variant of models: (allowed: vae)",
+                "evaluate.chain: null",
+            ],
         ),
         (
-            {"models": {"ae": {"arch": "ae_pool"}}, "evaluate": {"chain": {"vae": "vea", "ae": "ae"}}},
+            {
+                "models": {"ae": {"arch": "ae_pool"}},
+                "evaluate": {"chain": {"vae": "vea", "ae": "ae"}},
+            },
             ["evaluate.chain.vae: 'vea' is not a variant"],
         ),
     ],
@@ -93,11 +120,22 @@ def test_a_single_vae_without_a_chain_is_valid(make_params):
 def test_the_chain_reference_error_is_exit_2_from_a_stage(tmp_path, tiny_params_dict):
     from tests.conftest import deep_merge
 
-    raw = deep_merge(tiny_params_dict, {"models": {"vae": {"arch": "vae_conv"}},
-                                        "evaluate": {"chain": {"vae": "vae", "ae": "gone"}}})
+    raw = deep_merge(
+        tiny_params_dict,
+        {
+            "models": {"vae": {"arch": "vae_conv"}},
+            "evaluate": {"chain": {"vae": "vae", "ae": "gone"}},
+        },
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    done = subprocess.run([sys.executable, str(REPO / "stages" / "chain.py")], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "chain.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        timeout=120,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         "vaelab: error: params.yaml: evaluate.chain.ae: 'gone' is not a variant of models: (allowed: vae); "
@@ -139,7 +177,9 @@ BAD_CASES = {
 def test_stage_exits_2_without_traceback_or_outputs(tmp_path, tiny_params_dict, stage, case):
     from tests.conftest import deep_merge
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(deep_merge(tiny_params_dict, BAD_CASES[case])))
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump(deep_merge(tiny_params_dict, BAD_CASES[case]))
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     done = subprocess.run(
         [sys.executable, str(REPO / "stages" / f"{stage}.py")],

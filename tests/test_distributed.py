@@ -24,13 +24,21 @@ def test_torchrun_two_gloo_processes(tmp_path, tiny_params_dict, make_params):
 
     raw = deep_merge(
         tiny_params_dict,
-        {"train": {"epochs": 2, "batch_size": 16, "device": "cpu"}, "models": {"tiny": {"arch": "ae_pool"}}},
+        {
+            "train": {"epochs": 2, "batch_size": 16, "device": "cpu"},
+            "models": {"tiny": {"arch": "ae_pool"}},
+        },
     )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     params = make_params(raw)
     run_download(params, raw_root=tmp_path / "data" / "raw")
-    run_prepare(params, raw_root=tmp_path / "data" / "raw", out_dir=tmp_path / "data" / "prepared",
-                metrics_path=tmp_path / "metrics" / "data.json", progress=False)
+    run_prepare(
+        params,
+        raw_root=tmp_path / "data" / "raw",
+        out_dir=tmp_path / "data" / "prepared",
+        metrics_path=tmp_path / "metrics" / "data.json",
+        progress=False,
+    )
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO / "src"),
@@ -38,9 +46,21 @@ def test_torchrun_two_gloo_processes(tmp_path, tiny_params_dict, make_params):
         "OMP_NUM_THREADS": "1",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(REPO / "stages" / "train.py"), "tiny"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(REPO / "stages" / "train.py"),
+            "tiny",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics" / "detail" / "train" / "tiny.json").read_text())

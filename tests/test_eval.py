@@ -13,36 +13,36 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from PIL import Image
 from torch import Tensor
 
-from vaelab.config.evaluate import ArithmeticConfig, parse_expression
-from vaelab.data.download import run_download
-from vaelab.data.prepared_data import load_prepared
-from vaelab.io.hashing import md5_of_array
-from vaelab.io.metric_files import metric_files
-from vaelab.data.prepare import run_prepare
-from vaelab.errors import UserError
-from vaelab.evaluate.latent_arithmetic import run_arithmetic, skip_reason
-from vaelab.chain.chain import run_chain
-from vaelab.evaluate import experiments, fid
 from tests.support.features import SmallFeatures
-from vaelab.config.models import parse_model_config
+from vaelab.chain.chain import run_chain
 from vaelab.compare import claims
 from vaelab.compare.claims import Evaluated
 from vaelab.compare.compare import HEADLINE, run_compare
-from vaelab.stats.intervals import Estimate
+from vaelab.config.evaluate import ArithmeticConfig, parse_expression
+from vaelab.config.models import parse_model_config
+from vaelab.data.download import run_download
+from vaelab.data.prepare import run_prepare
+from vaelab.data.prepared_data import load_prepared
+from vaelab.errors import UserError
+from vaelab.evaluate import experiments, fid
 from vaelab.evaluate.context import Context, build_contexts
+from vaelab.evaluate.evaluate import run_evaluate
 from vaelab.evaluate.interpolate import interpolate
+from vaelab.evaluate.latent_arithmetic import run_arithmetic, skip_reason
 from vaelab.evaluate.latent_measures import PixelSpread, active_dims, collapse_verdict, elbo_terms
 from vaelab.evaluate.result import Result, merge_into
-from vaelab.evaluate.evaluate import run_evaluate
+from vaelab.io.hashing import md5_of_array
+from vaelab.io.metric_files import metric_files
 from vaelab.models import Autoencoder, build_model
 from vaelab.models.layers import gaussian_sample
 from vaelab.models.losses import LossSettings
 from vaelab.models.saved import SavedConfig, Trained, save_replicates
+from vaelab.stats.intervals import Estimate
 
 VARIANTS = {
     "tiny_ae": {"arch": "ae_pool"},
@@ -59,15 +59,26 @@ EVALUATE = {
     "sharpen": {"images": 5},
     "chain": {"vae": "tiny_vae", "ae": "tiny_ae", "passes": 2},
 }
-FIGURES = {"reconstructions", "samples", "radius", "interpolation", "latent_histograms", "sharpening"}
+FIGURES = {
+    "reconstructions",
+    "samples",
+    "radius",
+    "interpolation",
+    "latent_histograms",
+    "sharpening",
+}
 
 
 class IdentityCode(Autoencoder):
     """A model whose latent is the image itself: z = x, decode(z) = z (for known-answer tests)."""
 
     def __init__(self, image_size: int, channels: int) -> None:
-        super().__init__(image_size=image_size, channels=channels,
-                         latent_shape=(channels, image_size, image_size), loss_settings=LossSettings())
+        super().__init__(
+            image_size=image_size,
+            channels=channels,
+            latent_shape=(channels, image_size, image_size),
+            loss_settings=LossSettings(),
+        )
         self.anchor = torch.nn.Parameter(torch.zeros(()))  # so that the model has a device
 
     def encode(self, x: Tensor) -> dict[str, Tensor]:
@@ -81,26 +92,57 @@ class IdentityCode(Autoencoder):
 def workspace(tmp_path_factory) -> Path:
     """Prepared lfw at 16 px and three untrained variants saved like train@<variant> saves them
     (tiny_vae with two replicates, seeds 0 and 1)."""
-    from vaelab.config import params_from_dict
     from tests.conftest import TINY, deep_merge
+    from vaelab.config import params_from_dict
 
     root = tmp_path_factory.mktemp("eval")
-    params = params_from_dict(deep_merge(TINY, {"data": {"download": {"cache_dir": str(root / "downloads")}},
-                                                "models": VARIANTS}))
+    params = params_from_dict(
+        deep_merge(
+            TINY, {"data": {"download": {"cache_dir": str(root / "downloads")}}, "models": VARIANTS}
+        )
+    )
     run_download(params, raw_root=root / "raw")
-    run_prepare(params, raw_root=root / "raw", out_dir=root / "prepared", metrics_path=root / "data.json", progress=False)
+    run_prepare(
+        params,
+        raw_root=root / "raw",
+        out_dir=root / "prepared",
+        metrics_path=root / "data.json",
+        progress=False,
+    )
     torch.manual_seed(0)
     for variant, config in params.models.items():
         seeds = (0, 1) if variant == "tiny_vae" else (0,)
-        save_replicates(root / "models" / variant, [Trained(build_model(config, image_size=16, channels=1), SavedConfig(
-            variant=variant, model=config, image_size=16, channels=1, seed=seed, train=params.train,
-            trainable_params=1, data=params.data,
-        )) for seed in seeds])
+        save_replicates(
+            root / "models" / variant,
+            [
+                Trained(
+                    build_model(config, image_size=16, channels=1),
+                    SavedConfig(
+                        variant=variant,
+                        model=config,
+                        image_size=16,
+                        channels=1,
+                        seed=seed,
+                        train=params.train,
+                        trainable_params=1,
+                        data=params.data,
+                    ),
+                )
+                for seed in seeds
+            ],
+        )
         trained = metric_files(root / "metrics", f"train/{variant}.json")
         trained.write({"val": {"loss": 2.5}}, {"trainable_params": 123}, {"seconds": 1.5})
         (root / "metrics" / "history").mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"epoch": [1, 2], "train_loss": [3.0, 2.0], "val_loss": [3.5, 2.5], "train_recon": [3.0, 2.0],
-                      "val_recon": [3.5, 2.5]}).to_csv(root / "metrics" / "history" / f"{variant}.csv", index=False)
+        pd.DataFrame(
+            {
+                "epoch": [1, 2],
+                "train_loss": [3.0, 2.0],
+                "val_loss": [3.5, 2.5],
+                "train_recon": [3.0, 2.0],
+                "val_recon": [3.5, 2.5],
+            }
+        ).to_csv(root / "metrics" / "history" / f"{variant}.csv", index=False)
     return root
 
 
@@ -110,8 +152,12 @@ def params(make_params):
 
 
 def _roots(root: Path) -> dict[str, Path]:
-    return {"prepared": root / "prepared", "models_root": root / "models", "metrics_root": root / "metrics",
-            "reports_root": root / "reports"}
+    return {
+        "prepared": root / "prepared",
+        "models_root": root / "models",
+        "metrics_root": root / "metrics",
+        "reports_root": root / "reports",
+    }
 
 
 def _opens(path: Path) -> tuple[int, int]:
@@ -128,12 +174,19 @@ def test_evaluate_writes_the_design_metrics_and_every_figure(workspace, params, 
     assert json.loads(files.detail.read_text()) == json.loads(json.dumps(metrics))
     # The DVC metrics: the headline numbers only, each the detail's value; no text, no spreads.
     headline = json.loads(files.headline.read_text())
-    expected = {"recon": metrics["recon"],
-                "sharpness": {"recon": metrics["blur"]["laplacian_var"]["recon"],
-                              "sample": metrics["blur"]["laplacian_var"]["sample"]}}
+    expected = {
+        "recon": metrics["recon"],
+        "sharpness": {
+            "recon": metrics["blur"]["laplacian_var"]["recon"],
+            "sample": metrics["blur"]["laplacian_var"]["sample"],
+        },
+    }
     if variant == "tiny_vae":  # an AE has no ELBO, no KL per unit and no collapse verdict
-        expected |= {"elbo": metrics["elbo"], "active_units": metrics["latent"]["active_units"],
-                     "collapsed": metrics["collapse"]["collapsed"]}
+        expected |= {
+            "elbo": metrics["elbo"],
+            "active_units": metrics["latent"]["active_units"],
+            "collapsed": metrics["collapse"]["collapsed"],
+        }
     assert headline == expected
     assert set(metrics["recon"]) == {"mse", "psnr", "ssim"} and 0 <= metrics["recon"]["mse"] <= 1
     for name in ("laplacian_var", "hf_energy", "blur_effect"):
@@ -150,20 +203,32 @@ def test_evaluate_writes_the_design_metrics_and_every_figure(workspace, params, 
     test = load_prepared(workspace / "prepared").split("test")
     assert metrics["evaluated_on"]["test_md5"] == md5_of_array(test)
     settings = metrics["evaluated_on"]["settings"]
-    assert settings["seed"] == params.seed and settings["samples"] == 6 and settings["radii"] == [0.5, 3.0]
+    assert (
+        settings["seed"] == params.seed
+        and settings["samples"] == 6
+        and settings["radii"] == [0.5, 3.0]
+    )
     assert not {"batch_size", "device", "show", "histogram_dims", "chain"} & set(settings)
-    assert settings["inception"] == {"enabled": True, "kid_subsets": 100, "kid_subset_size": 1000}  # not where the weights lie
+    assert settings["inception"] == {
+        "enabled": True,
+        "kid_subsets": 100,
+        "kid_subset_size": 1000,
+    }  # not where the weights lie
     # FID and KID: the tests' hub cache is empty, so not measured, where to put the file, and
     # no number (the headline above has none either).
     place = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / fid.WEIGHTS_FILE
-    assert metrics["inception"]["measured"] is False and metrics["inception"]["put the file at"] == str(place)
+    assert metrics["inception"]["measured"] is False and metrics["inception"][
+        "put the file at"
+    ] == str(place)
     assert "inception" not in metrics["sd"]
     written = {p.stem for p in (workspace / "reports" / variant).glob("*.png")}
     if variant == "tiny_vae":
         assert set(metrics["latent"]) == {"dims", "kl_per_dim", "kl_per_dim_max", "active_units"}
         assert metrics["latent"]["dims"] == 4 and 0 <= metrics["latent"]["active_units"] <= 4
         assert math.isfinite(metrics["elbo"]) and metrics["elbo"] < 0
-        assert metrics["elbo"] == pytest.approx(-(metrics["elbo_terms"]["recon"] + metrics["elbo_terms"]["kl"]))
+        assert metrics["elbo"] == pytest.approx(
+            -(metrics["elbo_terms"]["recon"] + metrics["elbo_terms"]["kl"])
+        )
         assert "auroc_neg_elbo" in metrics["ood"] and metrics["collapse"]["collapsed"] in (0, 1)
         assert metrics["notes"]["collapse"]
         assert written == FIGURES | {"kl_per_dim"}
@@ -181,16 +246,26 @@ def test_replicates_give_means_spreads_and_intervals(workspace, params):
     assert metrics["images"] == {"test": 10, "samples": params.evaluate.samples, "seeds": 2}
     assert single["images"]["seeds"] == 1
     # Two different untrained models: their means differ, so the sd is positive and the mean between.
-    assert metrics["sd"]["recon"]["mse"] > 0 and set(metrics["sd"]) == set(metrics) - {"sd", "intervals", "images",
-                                                                                        "notes", "evaluated_on",
-                                                                                        "inception"}  # not measured
+    assert metrics["sd"]["recon"]["mse"] > 0 and set(metrics["sd"]) == set(metrics) - {
+        "sd",
+        "intervals",
+        "images",
+        "notes",
+        "evaluated_on",
+        "inception",
+    }  # not measured
     interval = metrics["intervals"]["recon.mse"]
     assert interval["seeds"] == 2 and interval["images"] == 10
     assert metrics["recon"]["mse"] == pytest.approx(interval["mean"])
     assert interval["low"] <= interval["mean"] <= interval["high"]
     assert metrics["latent"]["dims"] == 4  # a count every replicate agrees on stays a count
-    for key in ("blur.laplacian_var.input", "blur.laplacian_var_norm.sample", "elbo", "sharpen.pil_7.mse",
-                "radius.laplacian_var.r3"):
+    for key in (
+        "blur.laplacian_var.input",
+        "blur.laplacian_var_norm.sample",
+        "elbo",
+        "sharpen.pil_7.mse",
+        "radius.laplacian_var.r3",
+    ):
         assert key in metrics["intervals"], key
     # The inputs are the same for every seed: their interval comes from the images alone.
     assert metrics["sd"]["blur"]["laplacian_var"]["input"] == 0.0
@@ -209,15 +284,23 @@ def test_fid_and_kid_reach_the_detail_sd_and_headline_when_measured(workspace, p
     assert record["kid_subset_size"] == {"sample": 6, "recon": 10}
     assert set(metrics["sd"]["inception"]) == {"fid", "kid", "kid_subsets_sd"}
     assert metrics["sd"]["inception"]["fid"]["sample"] > 0  # two different untrained replicates
-    headline = json.loads(metric_files(workspace / "metrics", "eval/tiny_vae.json").headline.read_text())
+    headline = json.loads(
+        metric_files(workspace / "metrics", "eval/tiny_vae.json").headline.read_text()
+    )
     assert headline["fid"] == record["fid"] and headline["kid"] == record["kid"]
-    assert json.loads(metric_files(workspace / "metrics", "eval/tiny_vae.json").detail.read_text()) == json.loads(
-        json.dumps(metrics))
+    assert json.loads(
+        metric_files(workspace / "metrics", "eval/tiny_vae.json").detail.read_text()
+    ) == json.loads(json.dumps(metrics))
 
 
 def _context(workspace: Path, params, variant: str) -> Context:
-    return build_contexts(params, variant, prepared=workspace / "prepared", models_root=workspace / "models",
-                          progress=False)[0]
+    return build_contexts(
+        params,
+        variant,
+        prepared=workspace / "prepared",
+        models_root=workspace / "models",
+        progress=False,
+    )[0]
 
 
 def _metric_leaves(tree: dict, path: str = "") -> dict[str, float]:
@@ -228,7 +311,9 @@ def _metric_leaves(tree: dict, path: str = "") -> dict[str, float]:
         if isinstance(value, dict):
             leaves.update(_metric_leaves(value, f"{path}{key}."))
         else:
-            assert isinstance(value, int | float) and not isinstance(value, bool), f"{path}{key}: {value!r}"
+            assert isinstance(value, int | float) and not isinstance(value, bool), (
+                f"{path}{key}: {value!r}"
+            )
             leaves[f"{path}{key}"] = value
     return leaves
 
@@ -241,9 +326,15 @@ def test_every_experiment_returns_metrics_notes_and_figures(workspace, params, v
         result = experiment(ctx)
         try:
             assert isinstance(result, Result), experiment.__name__
-            assert all(math.isfinite(v) for v in _metric_leaves(result.metrics).values()), experiment.__name__
-            assert all(isinstance(k, str) and isinstance(v, str) and v for k, v in result.notes.items())
-            assert all(isinstance(f, Figure) and n.endswith(".png") for n, f in result.figures.items())
+            assert all(math.isfinite(v) for v in _metric_leaves(result.metrics).values()), (
+                experiment.__name__
+            )
+            assert all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in result.notes.items()
+            )
+            assert all(
+                isinstance(f, Figure) and n.endswith(".png") for n, f in result.figures.items()
+            )
         finally:
             for figure in result.figures.values():
                 plt.close(figure)
@@ -259,7 +350,11 @@ def test_shared_quantities_are_computed_once(workspace, params, monkeypatch):
     import vaelab.evaluate.context as context
 
     calls = {"forward passes": 0, "prior draws": 0, "input measures": 0}
-    run_forward_pass, sample, measure_inputs = context.run_forward_pass, Autoencoder.sample, context.measure_inputs
+    run_forward_pass, sample, measure_inputs = (
+        context.run_forward_pass,
+        Autoencoder.sample,
+        context.measure_inputs,
+    )
 
     def counted_pass(*args, **kwargs):
         calls["forward passes"] += 1
@@ -287,14 +382,23 @@ def test_the_radius_figure_labels_its_rows_with_the_reported_numbers(workspace, 
     (ax,) = figure.axes  # one canvas; the row labels are its texts
     labels = [text.get_text() for text in ax.texts]
     plt.close(figure)
-    raw, normalised = result.metrics["radius"]["laplacian_var"], result.metrics["radius"]["laplacian_var_norm"]
-    assert labels == [f"r = {r:g}\nLap var {raw[key]:.4f}\nnormalised {normalised[key]:.3f}"
-                      for r, key in zip([0.5, 3.0], ["r0_5", "r3"])]
+    raw, normalised = (
+        result.metrics["radius"]["laplacian_var"],
+        result.metrics["radius"]["laplacian_var_norm"],
+    )
+    assert labels == [
+        f"r = {r:g}\nLap var {raw[key]:.4f}\nnormalised {normalised[key]:.3f}"
+        for r, key in zip([0.5, 3.0], ["r0_5", "r3"])
+    ]
 
 
 def _solid_rows() -> list[np.ndarray]:
     """Rows of 3, 1 and 2 solid 5x4 tiles, each of its own colour (row 1 grey: one channel)."""
-    colours = [[(0.9, 0.1, 0.1), (0.1, 0.9, 0.1), (0.1, 0.1, 0.9)], [(0.2,)], [(0.2, 0.6, 0.8), (1.0, 1.0, 0.0)]]
+    colours = [
+        [(0.9, 0.1, 0.1), (0.1, 0.9, 0.1), (0.1, 0.1, 0.9)],
+        [(0.2,)],
+        [(0.2, 0.6, 0.8), (1.0, 1.0, 0.0)],
+    ]
     return [np.array([np.full((5, 4, len(colour)), colour) for colour in row]) for row in colours]
 
 
@@ -325,7 +429,9 @@ def test_an_image_grid_is_one_axes_whose_pixels_keep_the_grid(tmp_path):
     rows = _solid_rows()
     figure = figures.image_rows(rows, title="")
     assert len(figure.axes) == 1 and len(figure.axes[0].images) == 1
-    pixels = np.asarray(Image.open(figures.save(figure, tmp_path / "grid.png")).convert("RGB")).astype(int)
+    pixels = np.asarray(
+        Image.open(figures.save(figure, tmp_path / "grid.png")).convert("RGB")
+    ).astype(int)
     centres = []
     for row in rows:
         found = []
@@ -333,7 +439,9 @@ def test_an_image_grid_is_one_axes_whose_pixels_keep_the_grid(tmp_path):
             colour = (np.clip(image[0, 0], 0, 1) * 255).astype(np.uint8).astype(int)
             ys, xs = np.nonzero((pixels == np.resize(colour, 3)).all(axis=-1))
             # A solid block at least as big as the tile (nearest-neighbour upscaling keeps colours).
-            assert len(ys) >= 5 * 4 and (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1) == len(ys)
+            assert len(ys) >= 5 * 4 and (ys.max() - ys.min() + 1) * (
+                xs.max() - xs.min() + 1
+            ) == len(ys)
             found.append((ys.mean(), xs.mean()))
         centres.append(found)
     for row in centres:
@@ -348,9 +456,11 @@ def test_merge_nests_and_refuses_a_key_written_twice():
     merge_into(tree, {"blur": {"lap": {"input": 1.0}}}, kind="metric", source="a")
     merge_into(tree, {"blur": {"lap": {"sample": 2.0}}, "count": 3}, kind="metric", source="b")
     assert tree == {"blur": {"lap": {"input": 1.0, "sample": 2.0}}, "count": 3}
-    for clash, path in (({"blur": {"lap": {"input": 9.0}}}, "blur.lap.input"),  # a number twice
-                        ({"blur": {"lap": 9.0}}, "blur.lap"),  # a number over a branch
-                        ({"count": {"more": 1}}, "count")):  # a branch over a number
+    for clash, path in (
+        ({"blur": {"lap": {"input": 9.0}}}, "blur.lap.input"),  # a number twice
+        ({"blur": {"lap": 9.0}}, "blur.lap"),  # a number over a branch
+        ({"count": {"more": 1}}, "count"),
+    ):  # a branch over a number
         with pytest.raises(ValueError, match=f"'c' writes metric '{path}'"):
             merge_into(tree, clash, kind="metric", source="c")
     assert tree["blur"]["lap"]["input"] == 1.0 and tree["count"] == 3
@@ -362,12 +472,17 @@ def _figure() -> Figure:
     return figure
 
 
-@pytest.mark.parametrize("field, what", [
-    ("metrics", "metric 'shared.value'"),
-    ("notes", "note 'shared'"),
-    ("figures", "figure 'shared.png'"),
-])
-def test_evaluate_refuses_two_experiments_writing_one_name(workspace, params, monkeypatch, field, what):
+@pytest.mark.parametrize(
+    "field, what",
+    [
+        ("metrics", "metric 'shared.value'"),
+        ("notes", "note 'shared'"),
+        ("figures", "figure 'shared.png'"),
+    ],
+)
+def test_evaluate_refuses_two_experiments_writing_one_name(
+    workspace, params, monkeypatch, field, what
+):
     def writes(experiment: str) -> dict:
         """The clashing name, and a figure of the experiment's own unless the figure is the clash."""
         if field == "figures":
@@ -383,7 +498,10 @@ def test_evaluate_refuses_two_experiments_writing_one_name(workspace, params, mo
 
     monkeypatch.setattr(experiments, "EXPERIMENTS", [first])
     run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
-    json_path, reports = workspace / "metrics" / "detail" / "eval" / "tiny_ae.json", workspace / "reports" / "tiny_ae"
+    json_path, reports = (
+        workspace / "metrics" / "detail" / "eval" / "tiny_ae.json",
+        workspace / "reports" / "tiny_ae",
+    )
     before = json_path.read_bytes(), sorted(p.name for p in reports.iterdir())
     monkeypatch.setattr(experiments, "EXPERIMENTS", [first, second])
     with pytest.raises(ValueError, match=f"'second' writes {what}"):
@@ -399,16 +517,23 @@ def test_an_experiment_may_not_add_to_the_stages_own_keys(workspace, params, mon
         return Result(metrics={key: {"mine": 1}})
 
     monkeypatch.setattr(experiments, "EXPERIMENTS", [intruder])
-    with pytest.raises(ValueError, match=f"'intruder' writes metric '{key}', which run_evaluate writes itself"):
+    with pytest.raises(
+        ValueError, match=f"'intruder' writes metric '{key}', which run_evaluate writes itself"
+    ):
         run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
 
 
-def test_an_experiment_added_to_the_list_reaches_the_json_and_the_reports(workspace, params, monkeypatch):
+def test_an_experiment_added_to_the_list_reaches_the_json_and_the_reports(
+    workspace, params, monkeypatch
+):
     def darkest(ctx: Context) -> Result:
         value = int(ctx.test.min())
         figure = _figure()
-        return Result(metrics={"darkest": {"pixel": value}}, notes={"darkest": f"darkest test pixel {value}"},
-                      figures={"darkest.png": figure})
+        return Result(
+            metrics={"darkest": {"pixel": value}},
+            notes={"darkest": f"darkest test pixel {value}"},
+            figures={"darkest.png": figure},
+        )
 
     monkeypatch.setattr(experiments, "EXPERIMENTS", [*experiments.EXPERIMENTS, darkest])
     run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
@@ -432,19 +557,26 @@ def test_chain_records_every_pass(workspace, params):
     files = metric_files(workspace / "metrics", "chain.json")
     assert json.loads(files.detail.read_text()) == metrics
     assert json.loads(files.headline.read_text()) == {
-        "sharpness": {"vae": metrics["pass_0"]["laplacian_var"], "last": metrics["pass_2"]["laplacian_var"]},
-        "mse_to_input": {"last": metrics["pass_2"]["mse_to_input"]}}
+        "sharpness": {
+            "vae": metrics["pass_0"]["laplacian_var"],
+            "last": metrics["pass_2"]["laplacian_var"],
+        },
+        "mse_to_input": {"last": metrics["pass_2"]["mse_to_input"]},
+    }
     table = pd.read_csv(workspace / "metrics" / "chain.csv")
     assert list(table["pass"]) == [-1, 0, 1, 2] and "laplacian_var_norm" in table
-    assert {p.stem for p in (workspace / "reports" / "chain").glob("*.png")} == {"chain", "chain_sharpness"}
+    assert {p.stem for p in (workspace / "reports" / "chain").glob("*.png")} == {
+        "chain",
+        "chain_sharpness",
+    }
     for name in ("chain", "chain_sharpness"):
         _opens(workspace / "reports" / "chain" / f"{name}.png")
 
 
 def _chain_at_once(params, root: Path) -> dict[str, dict[str, float]]:
     """The chain as it was before it streamed: every pass of the whole test split held at once."""
-    from vaelab.models.inference import reconstruct, to_tensor
     from vaelab.measures.image_measures import blur_metrics
+    from vaelab.models.inference import reconstruct, to_tensor
     from vaelab.models.replicates import load_variant
 
     settings, batch = params.evaluate.chain, params.evaluate.batch_size
@@ -455,33 +587,56 @@ def _chain_at_once(params, root: Path) -> dict[str, dict[str, float]]:
         inputs = to_tensor(test, torch.device("cpu"))
         stages = [inputs, reconstruct(vae, test, batch).float()]
         for _ in range(settings.passes):
-            stages.append(torch.cat([ae(stages[-1][i : i + batch])["recon"].float()
-                                     for i in range(0, len(test), batch)]))
-    return {f"pass_{'input' if k == 0 else k - 1}": {
-        **{key: float(values.mean()) for key, values in blur_metrics(images).items()},
-        "mse_to_input": float((images - inputs).square().mean())} for k, images in enumerate(stages)}
+            stages.append(
+                torch.cat(
+                    [
+                        ae(stages[-1][i : i + batch])["recon"].float()
+                        for i in range(0, len(test), batch)
+                    ]
+                )
+            )
+    return {
+        f"pass_{'input' if k == 0 else k - 1}": {
+            **{key: float(values.mean()) for key, values in blur_metrics(images).items()},
+            "mse_to_input": float((images - inputs).square().mean()),
+        }
+        for k, images in enumerate(stages)
+    }
 
 
-def test_the_streamed_chain_gives_the_numbers_of_the_whole_split_at_once(workspace, params, make_params, monkeypatch):
+def test_the_streamed_chain_gives_the_numbers_of_the_whole_split_at_once(
+    workspace, params, make_params, monkeypatch
+):
     """Known answer: the chain as it was (each pass's images of the whole split in memory). The
     blur means are the same bits; mse_to_input too when the split is one batch, and within float32
     rounding when it is several. No metric sees more than a batch of images."""
     from vaelab.chain import chain
 
     test_images = len(load_prepared(workspace / "prepared").split("test"))
-    assert test_images > 2 * params.evaluate.batch_size  # several batches, a last one shorter or not
+    assert (
+        test_images > 2 * params.evaluate.batch_size
+    )  # several batches, a last one shorter or not
     seen = []
     measure = chain.blur_metrics
-    monkeypatch.setattr(chain, "blur_metrics", lambda images: seen.append(len(images)) or measure(images))
+    monkeypatch.setattr(
+        chain, "blur_metrics", lambda images: seen.append(len(images)) or measure(images)
+    )
     streamed = run_chain(params, **_roots(workspace))
-    assert max(seen) == params.evaluate.batch_size and sum(seen) == test_images * (params.evaluate.chain.passes + 2)
+    assert max(seen) == params.evaluate.batch_size and sum(seen) == test_images * (
+        params.evaluate.chain.passes + 2
+    )
     at_once = _chain_at_once(params, workspace)
     assert streamed.keys() == at_once.keys()
     for key, expected in at_once.items():
         assert {k: v for k, v in streamed[key].items() if k != "mse_to_input"} == {
-            k: v for k, v in expected.items() if k != "mse_to_input"}
-        assert streamed[key]["mse_to_input"] == pytest.approx(expected["mse_to_input"], rel=1e-6, abs=0)
-    one_batch = make_params({"models": VARIANTS, "evaluate": {**EVALUATE, "batch_size": test_images}})
+            k: v for k, v in expected.items() if k != "mse_to_input"
+        }
+        assert streamed[key]["mse_to_input"] == pytest.approx(
+            expected["mse_to_input"], rel=1e-6, abs=0
+        )
+    one_batch = make_params(
+        {"models": VARIANTS, "evaluate": {**EVALUATE, "batch_size": test_images}}
+    )
     assert run_chain(one_batch, **_roots(workspace)) == _chain_at_once(one_batch, workspace)
 
 
@@ -491,7 +646,10 @@ def test_a_pass_aggregate_streams_to_the_whole_split_numbers():
     from vaelab.measures.image_measures import blur_metrics, colour_shift
 
     generator = torch.Generator().manual_seed(7)
-    inputs, vae_output = torch.rand(11, 3, 8, 8, generator=generator), torch.rand(11, 3, 8, 8, generator=generator)
+    inputs, vae_output = (
+        torch.rand(11, 3, 8, 8, generator=generator),
+        torch.rand(11, 3, 8, 8, generator=generator),
+    )
     images = (vae_output + 0.1 * torch.randn(11, 3, 8, 8, generator=generator)).clamp(0, 1)
     streamed, whole = PassAggregate("ae x1", 11), PassAggregate("ae x1", 11)
     for first in range(0, 11, 4):
@@ -502,7 +660,9 @@ def test_a_pass_aggregate_streams_to_the_whole_split_numbers():
         assert streamed.blur_mean(key) == float(values.mean())
     assert streamed.colour_shift("input") == colour_shift(inputs, images)
     assert streamed.colour_shift("vae") == colour_shift(vae_output, images)
-    assert whole.mse_to_input() == float((images - inputs).square().mean())  # one batch: torch's own mean
+    assert whole.mse_to_input() == float(
+        (images - inputs).square().mean()
+    )  # one batch: torch's own mean
     assert streamed.mse_to_input() == pytest.approx(whole.mse_to_input(), rel=1e-6)
     assert torch.equal(streamed.shown(), images[:5])
 
@@ -519,7 +679,12 @@ def test_the_chain_table_has_colour_columns_for_rgb_images_only(tmp_path):
 def test_chain_names_a_missing_variant(workspace, make_params):
     # Caught when params load, before any stage runs.
     with pytest.raises(UserError, match="evaluate.chain.vae: 'nope' is not a variant of models"):
-        make_params({"models": VARIANTS, "evaluate": {**EVALUATE, "chain": {"vae": "nope", "ae": "tiny_ae"}}})
+        make_params(
+            {
+                "models": VARIANTS,
+                "evaluate": {**EVALUATE, "chain": {"vae": "nope", "ae": "tiny_ae"}},
+            }
+        )
 
 
 def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, params):
@@ -529,29 +694,48 @@ def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, par
     assert set(result["variants"]) == set(VARIANTS)
     assert set(result["variants"]["tiny_vae"]) == {key for key, _label in HEADLINE}
     # Measured claims only (1 / 0 / -1); no same-bottleneck AE and no KL family here: absent, not 0.
-    assert set(result["claims"]) == {"recon_blurrier_than_inputs", "samples_blurrier_than_inputs",
-                                     "smaller_latent_blurrier", "sharpening_raises_sharpness",
-                                     "sharpening_brings_closer"}
+    assert set(result["claims"]) == {
+        "recon_blurrier_than_inputs",
+        "samples_blurrier_than_inputs",
+        "smaller_latent_blurrier",
+        "sharpening_raises_sharpness",
+        "sharpening_brings_closer",
+    }
     assert set(result["claims"].values()) <= {-1, 0, 1}
     files = metric_files(workspace / "metrics", "compare.json")
     assert json.loads(files.detail.read_text()) == json.loads(json.dumps(result))
-    assert json.loads(files.headline.read_text()) == {"claims": result["claims"]}  # the verdicts only
+    assert json.loads(files.headline.read_text()) == {
+        "claims": result["claims"]
+    }  # the verdicts only
     report = (workspace / "reports" / "compare.md").read_text()
-    assert report.index("## Summary") < report.index("## Variants") < report.index("## The studies' claims, measured")
+    assert (
+        report.index("## Summary")
+        < report.index("## Variants")
+        < report.index("## The studies' claims, measured")
+    )
     assert "1/2 training seed(s) per variant and 10 test images" in report
     assert "- **not measured** (2):" in report and "needs a VAE and a vae_conv entry" in report
-    assert "test images (inputs)" in report and "| tiny_vae " in report and "± " in report  # tiny_vae has 2 seeds
+    assert (
+        "test images (inputs)" in report and "| tiny_vae " in report and "± " in report
+    )  # tiny_vae has 2 seeds
     # The parameter count comes from the training's detail, its seconds from the timing file.
     assert re.search(r"\| tiny_vae .*\|\s+123 \|\s+2 \|$", report, re.MULTILINE)
     assert "### z_dim" in report and "tiny_vae_z2 (z_dim 2) vs tiny_vae (z_dim 4)" in report
-    for name in ("reconstructions", "samples", "sharpness_vs_error", "family_z_dim_tiny_vae_z2_tiny_vae"):
+    for name in (
+        "reconstructions",
+        "samples",
+        "sharpness_vs_error",
+        "family_z_dim_tiny_vae_z2_tiny_vae",
+    ):
         _opens(workspace / "reports" / "compare" / f"{name}.png")
     history = pd.read_csv(workspace / "metrics" / "compare" / "history.csv")
     assert set(history["variant"]) == set(VARIANTS) and len(history) == 2 * len(VARIANTS)
 
 
 def test_compare_needs_every_evaluation(workspace, make_params):
-    params = make_params({"models": {**VARIANTS, "never_evaluated": {"arch": "ae_pool"}}, "evaluate": EVALUATE})
+    params = make_params(
+        {"models": {**VARIANTS, "never_evaluated": {"arch": "ae_pool"}}, "evaluate": EVALUATE}
+    )
     with pytest.raises(UserError, match="evaluate@never_evaluated"):
         run_compare(params, **_roots(workspace))
 
@@ -563,7 +747,9 @@ def _estimate(low: float, high: float) -> Estimate:
 def _evaluated(name: str, config: dict, **blur: tuple[float, float]) -> Evaluated:
     """A variant whose blur.<metric>.<source> intervals are given as ``metric__source=(low, high)``."""
     parsed = parse_model_config(config)
-    estimates = {f"blur.{key.replace('__', '.')}": _estimate(*bounds) for key, bounds in blur.items()}
+    estimates = {
+        f"blur.{key.replace('__', '.')}": _estimate(*bounds) for key, bounds in blur.items()
+    }
     variational = getattr(parsed, "variational", parsed.arch.startswith("vae"))
     return Evaluated(name, parsed, variational, getattr(parsed, "z_dim", 4096), estimates)
 
@@ -587,9 +773,15 @@ def test_like_for_like_claim_outcomes_on_intervals():
     assert claim.outcome == "inconclusive" and "The two measures disagree" in claim.detail
     # An AE of another trunk (or arch) is no twin: not measured, with the reason.
     other = _evaluated("ae_pool", {"arch": "ae_pool"}, **_sharpness((0.02, 0.03)))
-    wider = _evaluated("ae_z32", {**trunk, "z_dim": 32, "variational": False}, **_sharpness((0.02, 0.03)))
+    wider = _evaluated(
+        "ae_z32", {**trunk, "z_dim": 32, "variational": False}, **_sharpness((0.02, 0.03))
+    )
     claim = claims.vae_blurrier_than_its_ae([other, wider, blurry_vae])
-    assert claim.outcome == "not measured" and claim.variants == () and "variational: false" in claim.detail
+    assert (
+        claim.outcome == "not measured"
+        and claim.variants == ()
+        and "variational: false" in claim.detail
+    )
 
 
 def test_family_claims_compare_neighbours_along_the_knob():
@@ -598,7 +790,11 @@ def test_family_claims_compare_neighbours_along_the_knob():
     z16 = _evaluated("z16", {**base, "z_dim": 16}, **_sharpness((0.003, 0.004)))
     z64 = _evaluated("z64", {**base, "z_dim": 64}, **_sharpness((0.0035, 0.005)))
     claim = claims.smaller_latent_blurrier([z64, z4, z16])
-    assert claim.outcome == "inconclusive" and claim.variants == ("z4", "z16", "z64")  # z16 vs z64 overlap
+    assert claim.outcome == "inconclusive" and claim.variants == (
+        "z4",
+        "z16",
+        "z64",
+    )  # z16 vs z64 overlap
     assert claims.smaller_latent_blurrier([z4, z16]).outcome == "holds"
     assert claims.larger_kl_weight_blurrier([z4, z16]).outcome == "not measured"
     kl5 = _evaluated("kl5", {**base, "z_dim": 16, "kl_weight": 5.0}, **_sharpness((0.0001, 0.0002)))
@@ -621,7 +817,12 @@ def test_interpolation_has_known_ends_and_midpoints():
 def test_arithmetic_on_a_model_whose_latents_are_the_images():
     # Four groups of 2x2 grey images with known means; z = x, so the arithmetic is on pixels.
     values = {"smiling_woman": 0.8, "neutral_woman": 0.5, "neutral_man": 0.3, "smiling_man": 0.6}
-    attrs = {"smiling_woman": (1, 0), "neutral_woman": (0, 0), "neutral_man": (0, 1), "smiling_man": (1, 1)}
+    attrs = {
+        "smiling_woman": (1, 0),
+        "neutral_woman": (0, 0),
+        "neutral_man": (0, 1),
+        "smiling_man": (1, 1),
+    }
     images, rows = [], []
     for group, value in values.items():
         for offset in (-0.05, 0.05):
@@ -644,9 +845,9 @@ def test_the_forward_pass_streams_to_the_numbers_of_the_whole_split_at_once():
     run over 23 RGB images in batches of 4, gives each metric, spread and code of measuring the
     split in one go; only the first ``keep`` reconstructions stay."""
     from vaelab.evaluate.forward_pass import run_forward_pass
-    from vaelab.models.inference import to_tensor
     from vaelab.evaluate.latent_measures import PixelSpread
     from vaelab.measures.image_measures import blur_metrics, reconstruction_metrics
+    from vaelab.models.inference import to_tensor
 
     test = np.random.default_rng(4).integers(0, 256, (23, 12, 12, 3), dtype=np.uint8)
     model = IdentityCode(12, 3).eval()
@@ -658,7 +859,9 @@ def test_the_forward_pass_streams_to_the_numbers_of_the_whole_split_at_once():
         np.testing.assert_array_equal(streamed.recon[name], values, err_msg=name)
     for source, images in (("input", inputs), ("recon", recons)):
         for name, values in blur_metrics(images).items():
-            np.testing.assert_array_equal(streamed.blur[source][name], values, err_msg=f"{source} {name}")
+            np.testing.assert_array_equal(
+                streamed.blur[source][name], values, err_msg=f"{source} {name}"
+            )
         whole = PixelSpread()
         whole.add(images)
         assert streamed.spread[source] == pytest.approx(whole.spread(), rel=1e-12)
@@ -676,12 +879,16 @@ def test_input_measures_made_once_are_the_forward_pass_own_to_the_bit():
     model = IdentityCode(12, 1).eval()
     itself = run_forward_pass(model, test, batch_size=4, keep=2, seed=0, progress=False)
     measured = measure_inputs(test, batch_size=4, device=torch.device("cpu"))
-    handed = run_forward_pass(model, test, batch_size=4, keep=2, seed=0, progress=False, inputs=measured)
+    handed = run_forward_pass(
+        model, test, batch_size=4, keep=2, seed=0, progress=False, inputs=measured
+    )
     assert handed.blur["input"] is measured.blur and handed.spread["input"] == measured.spread
     for source in ("input", "recon"):
         assert handed.spread[source] == itself.spread[source]
         for name, values in itself.blur[source].items():
-            np.testing.assert_array_equal(handed.blur[source][name], values, err_msg=f"{source} {name}")
+            np.testing.assert_array_equal(
+                handed.blur[source][name], values, err_msg=f"{source} {name}"
+            )
 
 
 def test_arithmetic_skip_reasons():
@@ -756,45 +963,78 @@ def test_a_cpu_generator_draws_for_codes_on_the_gpu():
 def build_model_vae():
     from vaelab.config.models import parse_model_config
 
-    return build_model(parse_model_config({"arch": "vae_conv", "filters": [4], "z_dim": 2}), image_size=8, channels=1)
+    return build_model(
+        parse_model_config({"arch": "vae_conv", "filters": [4], "z_dim": 2}),
+        image_size=8,
+        channels=1,
+    )
 
 
 def test_evaluate_names_an_untrained_variant(workspace, make_params):
-    params = make_params({"models": {**VARIANTS, "untrained": {"arch": "ae_pool"}}, "evaluate": EVALUATE})
+    params = make_params(
+        {"models": {**VARIANTS, "untrained": {"arch": "ae_pool"}}, "evaluate": EVALUATE}
+    )
     with pytest.raises(UserError, match=r"train@untrained"):
         run_evaluate(params, "untrained", progress=False, **_roots(workspace))
 
 
 def test_compare_measures_each_remedy_against_its_plain_vae_in_a_table_a_figure_and_the_verdicts(
-        workspace, make_params):
+    workspace, make_params
+):
     """tiny_vae_sigma is tiny_vae with a Gaussian decoder: a σ-VAE row against tiny_vae (same
     trunk and z), not against tiny_vae_z2; its verdicts reach metrics/compare.json."""
-    from vaelab.config import params_from_dict
     from tests.conftest import TINY, deep_merge
+    from vaelab.config import params_from_dict
 
-    remedy = {"tiny_vae_sigma": {**VARIANTS["tiny_vae"], "recon_loss": "gaussian", "sigma": "optimal"}}
+    remedy = {
+        "tiny_vae_sigma": {**VARIANTS["tiny_vae"], "recon_loss": "gaussian", "sigma": "optimal"}
+    }
     params = make_params({"models": {**VARIANTS, **remedy}, "evaluate": EVALUATE})
     config = params.models["tiny_vae_sigma"]
     torch.manual_seed(1)
-    save_replicates(workspace / "models" / "tiny_vae_sigma", [Trained(build_model(config, image_size=16, channels=1),
-        SavedConfig(variant="tiny_vae_sigma", model=config, image_size=16, channels=1, seed=0, train=params.train,
-                    trainable_params=1, data=params.data))])
-    metric_files(workspace / "metrics", "train/tiny_vae_sigma.json").write({"val": {"loss": 2.5}}, {}, {})
+    save_replicates(
+        workspace / "models" / "tiny_vae_sigma",
+        [
+            Trained(
+                build_model(config, image_size=16, channels=1),
+                SavedConfig(
+                    variant="tiny_vae_sigma",
+                    model=config,
+                    image_size=16,
+                    channels=1,
+                    seed=0,
+                    train=params.train,
+                    trainable_params=1,
+                    data=params.data,
+                ),
+            )
+        ],
+    )
+    metric_files(workspace / "metrics", "train/tiny_vae_sigma.json").write(
+        {"val": {"loss": 2.5}}, {}, {}
+    )
     assert params_from_dict(deep_merge(TINY, {"models": {**VARIANTS, **remedy}}))  # a valid entry
     for variant in params.models:
         run_evaluate(params, variant, progress=False, **_roots(workspace))
     result = run_compare(params, **_roots(workspace))
 
     assert set(result["remedies"]) == {"tiny_vae_sigma"}
-    assert set(result["remedies"]["tiny_vae_sigma"]) == {"recon_sharpness", "sample_sharpness", "mse"}
+    assert set(result["remedies"]["tiny_vae_sigma"]) == {
+        "recon_sharpness",
+        "sample_sharpness",
+        "mse",
+    }
     assert set(result["remedies"]["tiny_vae_sigma"].values()) <= {-1, 0, 1}
     headline = json.loads(metric_files(workspace / "metrics", "compare.json").headline.read_text())
     assert headline == {"claims": result["claims"], "remedies": result["remedies"]}
     report = (workspace / "reports" / "compare.md").read_text()
-    section = report[report.index("## Remedies for blur"):]
+    section = report[report.index("## Remedies for blur") :]
     assert "| tiny_vae_sigma " in section and "calibrated Gaussian decoder (σ-VAE)" in section
     assert "| tiny_vae " in section.split("\n\n")[2]  # the "against" column of the table
-    assert "- tiny_vae_sigma vs tiny_vae: Lap var recon " in section and "(n = 1 seed(s) × 10)" in section
+    assert (
+        "- tiny_vae_sigma vs tiny_vae: Lap var recon " in section
+        and "(n = 1 seed(s) × 10)" in section
+    )
     assert "![remedies](compare/remedies.png)" in section
     # No Inception weights in the tests' hub cache: FID and KID are said to be unmeasured, with no column.
     assert "FID and KID: not measured — " in section and "Δ FID" not in section
@@ -836,9 +1076,11 @@ def test_a_model_saved_with_a_gmm_is_also_sampled_from_it(workspace, params, mak
     for seed, folder in replicates(root / "models" / "tiny_vae"):
         model, config = load_trained(folder)
         # Two components far from the origin: samples unlike the prior's.
-        gmm = LatentGMM(torch.tensor([0.5, 0.5], dtype=torch.float64),
-                        torch.tensor([[4.0] * 4, [-4.0 - seed] * 4], dtype=torch.float64),
-                        0.1 * torch.eye(4, dtype=torch.float64).repeat(2, 1, 1))
+        gmm = LatentGMM(
+            torch.tensor([0.5, 0.5], dtype=torch.float64),
+            torch.tensor([[4.0] * 4, [-4.0 - seed] * 4], dtype=torch.float64),
+            0.1 * torch.eye(4, dtype=torch.float64).repeat(2, 1, 1),
+        )
         save_trained(folder, model, config, gmm)
     roots = {**_roots(root), "prepared": workspace / "prepared"}
     both = run_evaluate(params, "tiny_vae", progress=False, **roots)
@@ -866,11 +1108,14 @@ def test_a_model_saved_with_a_gmm_is_also_sampled_from_it(workspace, params, mak
     assert ctx.gmm is None and list(ctx.sampled) == ["sample"]
 
 
-@pytest.mark.parametrize(("sampler", "message"), [
-    (["gmm"], "evaluate.sampler: must include normal"),
-    (["normal", "normal"], "names a sampler twice"),
-    (["normal", "flow"], "evaluate.sampler.1: 'flow' is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("sampler", "message"),
+    [
+        (["gmm"], "evaluate.sampler: must include normal"),
+        (["normal", "normal"], "names a sampler twice"),
+        (["normal", "flow"], "evaluate.sampler.1: 'flow' is not allowed"),
+    ],
+)
 def test_a_wrong_sampler_is_one_message_naming_the_key(make_params, sampler, message):
     with pytest.raises(UserError, match=re.escape(message)):
         make_params({"evaluate": {"sampler": sampler}})

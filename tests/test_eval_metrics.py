@@ -11,6 +11,7 @@ import torch
 from scipy import ndimage
 from skimage import color, data, filters, measure, metrics, transform
 
+from vaelab.evaluate.sharpen_filters import pil_sharpness, unsharp
 from vaelab.measures import image_measures as metrics_module
 from vaelab.measures.image_measures import (
     LAPLACIAN_KERNEL,
@@ -27,7 +28,6 @@ from vaelab.measures.image_measures import (
     reconstruction_metrics,
     to_grey,
 )
-from vaelab.evaluate.sharpen_filters import pil_sharpness, unsharp
 
 SIZE = 48
 
@@ -37,14 +37,17 @@ def camera_batch(channels: int) -> torch.Tensor:
     if channels == 1:
         image = transform.resize(data.camera(), (SIZE, SIZE), anti_aliasing=True)[None]
     else:
-        image = np.moveaxis(transform.resize(data.astronaut(), (SIZE, SIZE), anti_aliasing=True), -1, 0)
+        image = np.moveaxis(
+            transform.resize(data.astronaut(), (SIZE, SIZE), anti_aliasing=True), -1, 0
+        )
     return torch.from_numpy(np.ascontiguousarray(image)).float()[None]
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur each (C, H, W) image spatially only (channels kept apart)."""
     blurred = [
-        np.stack([filters.gaussian(channel.double().numpy(), sigma=sigma) for channel in image]) for image in images
+        np.stack([filters.gaussian(channel.double().numpy(), sigma=sigma) for channel in image])
+        for image in images
     ]
     return torch.from_numpy(np.stack(blurred)).to(images.dtype)
 
@@ -65,7 +68,9 @@ def smooth_cosine(size: int, cycles: int = 1) -> torch.Tensor:
 
 
 def test_to_grey_matches_skimage_rgb2gray() -> None:
-    images = torch.rand(3, 3, 10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    images = torch.rand(
+        3, 3, 10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
     grey = to_grey(images)
     assert grey.shape == (3, 1, 10, 12)
     assert grey.dtype == torch.float64
@@ -106,7 +111,13 @@ def test_laplacian_variance_matches_hand_computation() -> None:
         # ndimage.convolve pads; the valid part is where the kernel fits, i.e. drop a 1 px border.
         full = ndimage.convolve(image, kernel, mode="constant")
         valid = full[1:-1, 1:-1]
-        by_slicing = image[:-2, 1:-1] + image[2:, 1:-1] + image[1:-1, :-2] + image[1:-1, 2:] - 4 * image[1:-1, 1:-1]
+        by_slicing = (
+            image[:-2, 1:-1]
+            + image[2:, 1:-1]
+            + image[1:-1, :-2]
+            + image[1:-1, 2:]
+            - 4 * image[1:-1, 1:-1]
+        )
         np.testing.assert_allclose(valid, by_slicing, atol=1e-12)
         expected.append(valid.var())
     got = laplacian_variance(torch.from_numpy(images)).numpy()
@@ -114,7 +125,9 @@ def test_laplacian_variance_matches_hand_computation() -> None:
 
 
 @pytest.mark.parametrize("shape", [(70, 1, 32, 32), (9, 1, 64, 64), (3, 1, 3, 7), (2, 1, 17, 5)])
-def test_laplacian_is_conv2d_within_an_ulp_and_the_same_bits_in_numpy_and_torch(shape: tuple[int, ...]) -> None:
+def test_laplacian_is_conv2d_within_an_ulp_and_the_same_bits_in_numpy_and_torch(
+    shape: tuple[int, ...],
+) -> None:
     """The five taps added as slices in kernel order: conv2d's float64 values (the old
     implementation's) to the last bit where conv2d adds in that order, within one rounding
     where its kernel for the shape and CPU adds in another (on an AMD EPYC, widths 5 and 7),
@@ -188,7 +201,9 @@ def test_blurring_lowers_sharpness_on_all_three_measures(channels: int) -> None:
 
 
 def test_blur_metrics_keys_types_and_batch_order() -> None:
-    batch = torch.cat([camera_batch(1), gaussian_blur(camera_batch(1), 2.0), torch.rand(1, 1, SIZE, SIZE)])
+    batch = torch.cat(
+        [camera_batch(1), gaussian_blur(camera_batch(1), 2.0), torch.rand(1, 1, SIZE, SIZE)]
+    )
     result = blur_metrics(batch)
     assert set(result) == {"laplacian_var", "laplacian_var_norm", "hf_energy", "blur_effect"}
     for values in result.values():
@@ -205,7 +220,9 @@ def test_normalised_sharpness_ignores_contrast_and_brightness() -> None:
     image = camera_batch(1)
     scaled = 0.3 * image + 0.2  # less contrast, brighter: the same edges
     raw, normalised = laplacian_variance, normalised_laplacian_variance
-    assert float(raw(scaled)[0]) == pytest.approx(0.09 * float(raw(image)[0]), rel=1e-5)  # float32 pixels
+    assert float(raw(scaled)[0]) == pytest.approx(
+        0.09 * float(raw(image)[0]), rel=1e-5
+    )  # float32 pixels
     assert float(normalised(scaled)[0]) == pytest.approx(float(normalised(image)[0]), rel=1e-5)
     assert float(normalised(gaussian_blur(image, 2.0))[0]) < 0.5 * float(normalised(image)[0])
     assert float(normalised(torch.full((1, 1, 8, 8), 0.4))[0]) == 0.0  # flat: no edges, no contrast
@@ -218,7 +235,9 @@ def test_blur_effect_is_in_unit_interval_and_one_for_constant() -> None:
     assert values[2] == pytest.approx(1.0)
 
 
-def random_pairs(count: int, channels: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def random_pairs(
+    count: int, channels: int, height: int, width: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 test images (half smooth, half noise, one flat) and noisy reconstructions of them."""
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(count, channels, height, width, generator=generator)
@@ -235,20 +254,36 @@ def hwc(image: torch.Tensor) -> np.ndarray:
 
 
 # Batches that span several pieces (a last piece of one included) and sizes whose SSIM window shrinks.
-BATCHED_SHAPES = [(90, 3, 16, 16), (70, 1, 32, 32), (10, 3, 64, 64), (41, 1, 64, 64), (5, 3, 6, 6), (4, 1, 3, 9)]
+BATCHED_SHAPES = [
+    (90, 3, 16, 16),
+    (70, 1, 32, 32),
+    (10, 3, 64, 64),
+    (41, 1, 64, 64),
+    (5, 3, 6, 6),
+    (4, 1, 3, 9),
+]
 
 
 @pytest.mark.parametrize("shape", BATCHED_SHAPES)
-def test_batched_psnr_and_ssim_are_skimage_per_image_to_the_last_bit(shape: tuple[int, ...]) -> None:
+def test_batched_psnr_and_ssim_are_skimage_per_image_to_the_last_bit(
+    shape: tuple[int, ...],
+) -> None:
     """Known answer: scikit-image's peak_signal_noise_ratio and structural_similarity called image
     by image (the per-image implementation this replaces) — equal, so within 1e-6 a fortiori."""
     inputs, recons = random_pairs(*shape)
     result = reconstruction_metrics(inputs, recons)
     window = min(7, *(side if side % 2 else side - 1 for side in shape[2:]))
     channel_axis = -1 if shape[1] == 3 else None
-    psnr = [metrics.peak_signal_noise_ratio(hwc(a), hwc(b), data_range=1.0) for a, b in zip(inputs, recons, strict=True)]
-    ssim = [metrics.structural_similarity(hwc(a), hwc(b), data_range=1.0, channel_axis=channel_axis, win_size=window)
-            for a, b in zip(inputs, recons, strict=True)]
+    psnr = [
+        metrics.peak_signal_noise_ratio(hwc(a), hwc(b), data_range=1.0)
+        for a, b in zip(inputs, recons, strict=True)
+    ]
+    ssim = [
+        metrics.structural_similarity(
+            hwc(a), hwc(b), data_range=1.0, channel_axis=channel_axis, win_size=window
+        )
+        for a, b in zip(inputs, recons, strict=True)
+    ]
     np.testing.assert_array_equal(result["psnr"], psnr)
     np.testing.assert_array_equal(result["ssim"], ssim)
 
@@ -259,7 +294,9 @@ def test_batched_blur_effect_is_skimage_per_image_to_the_last_bit(shape: tuple[i
     3 px high, gives scikit-image's nan, here too)."""
     images, _ = random_pairs(*shape)
     with np.errstate(invalid="ignore"):
-        expected = [measure.blur_effect(grey[0].to(torch.float64).numpy()) for grey in to_grey(images)]
+        expected = [
+            measure.blur_effect(grey[0].to(torch.float64).numpy()) for grey in to_grey(images)
+        ]
         np.testing.assert_array_equal(blur_effect(images), expected)
         np.testing.assert_array_equal(blur_metrics(images)["blur_effect"], expected)
 
@@ -276,10 +313,17 @@ def test_per_image_values_do_not_depend_on_the_batch(channels: int) -> None:
         blur = [blur_metrics(recons[part]) for part in parts]
         recon = [reconstruction_metrics(inputs[part], recons[part]) for part in parts]
         for name, values in whole_blur.items():
-            np.testing.assert_array_equal(np.concatenate([b[name] for b in blur]), values, err_msg=f"{name}, {size}")
+            np.testing.assert_array_equal(
+                np.concatenate([b[name] for b in blur]), values, err_msg=f"{name}, {size}"
+            )
         for name, values in whole_recon.items():
-            np.testing.assert_array_equal(np.concatenate([r[name] for r in recon]), values, err_msg=f"{name}, {size}")
-        assert torch.equal(torch.cat([colour_distances(inputs[part], recons[part]) for part in parts]), whole_colour)
+            np.testing.assert_array_equal(
+                np.concatenate([r[name] for r in recon]), values, err_msg=f"{name}, {size}"
+            )
+        assert torch.equal(
+            torch.cat([colour_distances(inputs[part], recons[part]) for part in parts]),
+            whole_colour,
+        )
         single = [laplacian_variance(recons[part]) for part in parts]
         assert torch.equal(torch.cat(single), torch.from_numpy(whole_blur["laplacian_var"]))
 
@@ -311,7 +355,10 @@ def test_one_thread_gives_the_thread_count_back() -> None:
 
 def test_per_image_arrays_are_filled_row_by_row() -> None:
     values = PerImage(5)
-    values.put(slice(0, 2), {"a": np.array([1.0, 2.0]), "codes": torch.arange(6, dtype=torch.float32).view(2, 3)})
+    values.put(
+        slice(0, 2),
+        {"a": np.array([1.0, 2.0]), "codes": torch.arange(6, dtype=torch.float32).view(2, 3)},
+    )
     values.put(slice(2, 5), {"a": np.array([3.0, 4.0, 5.0]), "codes": torch.zeros(3, 3)})
     arrays = values.arrays()
     np.testing.assert_array_equal(arrays["a"], [1, 2, 3, 4, 5])
@@ -351,7 +398,9 @@ def test_psnr_of_constant_offset_is_twenty_db() -> None:
 def test_psnr_and_ssim_match_skimage_per_image() -> None:
     rng = torch.Generator().manual_seed(3)
     inputs = torch.rand(3, 3, 12, 10, generator=rng, dtype=torch.float64)
-    recons = (inputs + 0.05 * torch.randn(3, 3, 12, 10, generator=rng, dtype=torch.float64)).clamp(0, 1)
+    recons = (inputs + 0.05 * torch.randn(3, 3, 12, 10, generator=rng, dtype=torch.float64)).clamp(
+        0, 1
+    )
     result = reconstruction_metrics(inputs, recons)
     for index in range(3):
         original = np.moveaxis(inputs[index].numpy(), 0, -1)
@@ -359,7 +408,9 @@ def test_psnr_and_ssim_match_skimage_per_image() -> None:
         mse = float(np.mean((original - recon) ** 2))
         assert result["mse"][index] == pytest.approx(mse, rel=1e-12)
         assert result["psnr"][index] == pytest.approx(10 * math.log10(1.0 / mse), rel=1e-12)
-        expected_ssim = metrics.structural_similarity(original, recon, data_range=1.0, channel_axis=-1)
+        expected_ssim = metrics.structural_similarity(
+            original, recon, data_range=1.0, channel_axis=-1
+        )
         assert result["ssim"][index] == pytest.approx(expected_ssim, rel=1e-12)
     assert np.all(result["ssim"] < 1.0)
 
@@ -370,7 +421,9 @@ def test_ssim_window_shrinks_for_small_images(side: int, window: int) -> None:
     inputs = torch.rand(1, 1, side, side + 4, generator=rng, dtype=torch.float64)
     recons = (inputs * 0.8).clamp(0, 1)
     result = reconstruction_metrics(inputs, recons)
-    expected = metrics.structural_similarity(inputs[0, 0].numpy(), recons[0, 0].numpy(), data_range=1.0, win_size=window)
+    expected = metrics.structural_similarity(
+        inputs[0, 0].numpy(), recons[0, 0].numpy(), data_range=1.0, win_size=window
+    )
     assert result["ssim"][0] == pytest.approx(expected, rel=1e-12)
 
 
@@ -420,7 +473,9 @@ def test_colour_shift_known_value() -> None:
 
 
 def test_colour_shift_single_channel_and_batch_mismatch() -> None:
-    assert colour_shift(torch.zeros(1, 1, 3, 3), torch.full((1, 1, 3, 3), 0.25)) == pytest.approx(0.25)
+    assert colour_shift(torch.zeros(1, 1, 3, 3), torch.full((1, 1, 3, 3), 0.25)) == pytest.approx(
+        0.25
+    )
     with pytest.raises(ValueError, match="batch size"):
         colour_shift(torch.zeros(2, 3, 4, 4), torch.zeros(3, 3, 4, 4))
 
@@ -443,7 +498,7 @@ def test_pil_sharpness_factor_three_sharpens_smooth_image(channels: int) -> None
     sharpened = pil_sharpness(smooth, 3.0)
     assert sharpened.shape == smooth.shape
     assert sharpened.dtype == torch.float32
-    assert 0.0 <= sharpened.min() and sharpened.max() <= 1.0
+    assert sharpened.min() >= 0.0 and sharpened.max() <= 1.0
     assert laplacian_variance(sharpened)[0] > 1.5 * laplacian_variance(smooth)[0]
 
 
@@ -458,7 +513,7 @@ def test_unsharp_raises_laplacian_variance_and_stays_in_range(channels: int) -> 
     sharpened = unsharp(smooth, radius=1.0, amount=2.0)
     assert sharpened.shape == smooth.shape
     assert sharpened.dtype == smooth.dtype
-    assert 0.0 <= sharpened.min() and sharpened.max() <= 1.0
+    assert sharpened.min() >= 0.0 and sharpened.max() <= 1.0
     assert laplacian_variance(sharpened)[0] > 1.5 * laplacian_variance(smooth)[0]
 
 
@@ -466,7 +521,9 @@ def test_unsharp_on_colour_filters_each_channel_alone() -> None:
     images = gaussian_blur(camera_batch(3), sigma=1.0).double()
     result = unsharp(images, radius=2.0, amount=1.0)
     for channel in range(3):
-        expected = filters.unsharp_mask(images[0, channel].numpy(), radius=2.0, amount=1.0, preserve_range=True)
+        expected = filters.unsharp_mask(
+            images[0, channel].numpy(), radius=2.0, amount=1.0, preserve_range=True
+        )
         np.testing.assert_allclose(result[0, channel].numpy(), np.clip(expected, 0, 1), atol=1e-12)
 
 

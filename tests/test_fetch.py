@@ -57,7 +57,9 @@ def test_md5sum_and_check_md5(tmp_path: Path) -> None:
         check_md5(file, "0" * 32, verify=True, label="x.bin")
 
 
-def test_download_with_md5(tmp_path: Path, served: Path, payload: bytes, sleeps: list[float]) -> None:
+def test_download_with_md5(
+    tmp_path: Path, served: Path, payload: bytes, sleeps: list[float]
+) -> None:
     dest = tmp_path / "out" / "big.bin"
     with serve_directory(served) as server:
         result = fetch_url(f"{server.url}/big.bin", dest, md5=md5_of(payload), progress=False)
@@ -80,8 +82,14 @@ def test_cut_connection_is_resumed_with_range(
 
     monkeypatch.setattr(fetch, "_sleep", note_part_size)
     with serve_directory(served, cut_after={"big.bin": 200_000}) as server:
-        fetch_url(f"{server.url}/big.bin", dest, md5=md5_of(payload), retries=3, backoff=0.5,
-                  progress=False)
+        fetch_url(
+            f"{server.url}/big.bin",
+            dest,
+            md5=md5_of(payload),
+            retries=3,
+            backoff=0.5,
+            progress=False,
+        )
     assert dest.read_bytes() == payload
     assert len(kept) == 1
     # urllib3 drops the last partial read when it detects the cut, so up to one chunk
@@ -150,7 +158,9 @@ def test_verify_off_accepts_wrong_md5_with_warning(
     with serve_directory(served) as server, caplog.at_level(logging.WARNING, "vaelab.fetch"):
         fetch_url(f"{server.url}/big.bin", dest, md5="f" * 32, verify=False, progress=False)
     assert dest.read_bytes() == payload
-    warnings = [r for r in caplog.records if r.name == "vaelab.fetch" and r.levelno == logging.WARNING]
+    warnings = [
+        r for r in caplog.records if r.name == "vaelab.fetch" and r.levelno == logging.WARNING
+    ]
     assert warnings
     assert "verify_md5: false" in warnings[0].getMessage()
     assert md5_of(payload) in warnings[0].getMessage()
@@ -172,8 +182,14 @@ def test_server_errors_are_retried(
 ) -> None:
     dest = tmp_path / "big.bin"
     with serve_directory(served, fail_with={"big.bin": [503, 429]}) as server:
-        fetch_url(f"{server.url}/big.bin", dest, md5=md5_of(payload), retries=2, backoff=1.0,
-                  progress=False)
+        fetch_url(
+            f"{server.url}/big.bin",
+            dest,
+            md5=md5_of(payload),
+            retries=2,
+            backoff=1.0,
+            progress=False,
+        )
     assert dest.read_bytes() == payload
     assert len(server.requests) == 3
     assert sleeps == [1.0, 2.0]
@@ -185,8 +201,9 @@ def test_dead_port_fails_after_retries(tmp_path: Path, sleeps: list[float]) -> N
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/big.bin"
     with pytest.raises(DownloadError) as info:
-        fetch_url(url, tmp_path / "big.bin", md5=None, retries=3, backoff=0.25, timeout=5,
-                  progress=False)
+        fetch_url(
+            url, tmp_path / "big.bin", md5=None, retries=3, backoff=0.25, timeout=5, progress=False
+        )
     message = str(info.value)
     assert url in message
     assert "4 attempt(s)" in message
@@ -209,9 +226,7 @@ def test_file_url_missing(tmp_path: Path) -> None:
         fetch_url(missing.as_uri(), tmp_path / "x.zip", md5=None, progress=False)
 
 
-def test_cached_dest_makes_no_request(
-    tmp_path: Path, served: Path, payload: bytes
-) -> None:
+def test_cached_dest_makes_no_request(tmp_path: Path, served: Path, payload: bytes) -> None:
     dest = tmp_path / "big.bin"
     dest.write_bytes(payload)
     with serve_directory(served) as server:

@@ -43,8 +43,14 @@ TINY_VAE = {"arch": "vae_conv", "filters": [4, 8], "z_dim": 3}
 
 # --- the Fréchet distance -------------------------------------------------------------------------
 
-MU1, VAR1 = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64), torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)
-MU2, VAR2 = torch.tensor([1.0, 1.0, 0.0, 3.0], dtype=torch.float64), torch.tensor([2.0, 1.0, 0.5, 4.0], dtype=torch.float64)
+MU1, VAR1 = (
+    torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64),
+    torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64),
+)
+MU2, VAR2 = (
+    torch.tensor([1.0, 1.0, 0.0, 3.0], dtype=torch.float64),
+    torch.tensor([2.0, 1.0, 0.5, 4.0], dtype=torch.float64),
+)
 
 
 def closed_form(mu1, var1, mu2, var2) -> float:
@@ -93,8 +99,15 @@ def test_the_frechet_distance_of_sampled_gaussians_is_within_its_sampling_error(
     fake = MU2 + VAR2.sqrt() * torch.randn(n, 4, generator=generator, dtype=torch.float64)
     delta = MU1 - MU2
     mean_term = 4 * float((delta.square() * (VAR1 + VAR2)).sum()) / n
-    cov_term = float(((1 - (VAR2 / VAR1).sqrt()).square() * 2 * VAR1.square()
-                      + (1 - (VAR1 / VAR2).sqrt()).square() * 2 * VAR2.square()).sum()) / n
+    cov_term = (
+        float(
+            (
+                (1 - (VAR2 / VAR1).sqrt()).square() * 2 * VAR1.square()
+                + (1 - (VAR1 / VAR2).sqrt()).square() * 2 * VAR2.square()
+            ).sum()
+        )
+        / n
+    )
     sd, bias = math.sqrt(mean_term + cov_term), float((VAR1 + VAR2).sum()) / n
     assert 0.04 < sd < 0.05
     expected = closed_form(MU1, VAR1, MU2, VAR2)
@@ -102,6 +115,7 @@ def test_the_frechet_distance_of_sampled_gaussians_is_within_its_sampling_error(
 
 
 # --- the kernel Inception distance ----------------------------------------------------------------
+
 
 def mmd2_unbiased(x: list[list[float]], y: list[list[float]]) -> float:
     """The unbiased MMD² U-statistic of two sets of m points under k(a, b) = (a·b / d + 1)³, by hand:
@@ -111,7 +125,9 @@ def mmd2_unbiased(x: list[list[float]], y: list[list[float]]) -> float:
     def k(a: list[float], b: list[float]) -> float:
         return (sum(p * q for p, q in zip(a, b, strict=True)) / d + 1.0) ** 3
 
-    within = sum(k(s[i], s[j]) for s in (x, y) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    within = sum(k(s[i], s[j]) for s in (x, y) for i in range(m) for j in range(m) if i != j) / (
+        m * (m - 1)
+    )
     across = sum(k(a, b) for a in x for b in y) / (m * m)
     return within - 2 * across
 
@@ -141,9 +157,15 @@ def test_kid_of_two_draws_of_one_gaussian_is_zero_in_expectation():
     settings = InceptionConfig(kid_subsets=1, kid_subset_size=50)
     generator = torch.Generator().manual_seed(3)
     for pair in range(40):
-        real, fake = (torch.randn(50, 16, generator=generator, dtype=torch.float64) for _ in range(2))
+        real, fake = (
+            torch.randn(50, 16, generator=generator, dtype=torch.float64) for _ in range(2)
+        )
         estimates.append(fid.distances(real, fake, settings, seed=pair)["kid"])
-        biased.append(float(cubic(real, real).mean() + cubic(fake, fake).mean() - 2 * cubic(real, fake).mean()))
+        biased.append(
+            float(
+                cubic(real, real).mean() + cubic(fake, fake).mean() - 2 * cubic(real, fake).mean()
+            )
+        )
     standard_error = np.std(estimates, ddof=1) / math.sqrt(len(estimates))
     assert abs(np.mean(estimates)) < 3 * standard_error
     assert np.mean(biased) > 20 * standard_error
@@ -163,11 +185,14 @@ def test_kid_subsets_are_capped_at_the_smaller_set_and_seeded():
 
 # --- the images the extractor is given ------------------------------------------------------------
 
+
 def test_inception_input_is_uint8_rgb_rounded_to_the_nearest_level():
     levels = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
     grey = fid.as_inception_input(levels.float() / 255.0)
     assert grey.dtype == torch.uint8 and grey.shape == (1, 3, 16, 16)
-    assert all(torch.equal(grey[:, c : c + 1], levels) for c in range(3))  # every level back exactly, in each channel
+    assert all(
+        torch.equal(grey[:, c : c + 1], levels) for c in range(3)
+    )  # every level back exactly, in each channel
     rgb = torch.rand(2, 4, 4, 3).permute(0, 3, 1, 2)  # channels-last, as test images arrive
     assert torch.equal(fid.as_inception_input(rgb), (rgb * 255).round().to(torch.uint8))
     assert fid.as_inception_input(rgb).is_contiguous() and grey.is_contiguous()
@@ -177,12 +202,26 @@ def test_inception_input_is_uint8_rgb_rounded_to_the_nearest_level():
 
 # --- the plumbing, with a small network as the feature extractor ----------------------------------
 
-def contexts_of(models: list, test: np.ndarray, *, samples: int = 12, batch_size: int = 5) -> list[Context]:
+
+def contexts_of(
+    models: list, test: np.ndarray, *, samples: int = 12, batch_size: int = 5
+) -> list[Context]:
     """One Context per model (replicates 0, 1, ...) on ``test``, evaluated as evaluate would."""
     settings = EvaluateConfig(samples=samples, batch_size=batch_size, inception={"kid_subsets": 10})
     data = PreparedData(test, pd.DataFrame({"split": ["test"] * len(test)}))
-    return [Context(model=model.eval(), variant="v", data=data, test=test, settings=settings, seed=0, replicate=seed,
-                    draw=False) for seed, model in enumerate(models)]
+    return [
+        Context(
+            model=model.eval(),
+            variant="v",
+            data=data,
+            test=test,
+            settings=settings,
+            seed=0,
+            replicate=seed,
+            draw=False,
+        )
+        for seed, model in enumerate(models)
+    ]
 
 
 def uint8_rgb(images: torch.Tensor) -> torch.Tensor:
@@ -194,7 +233,9 @@ def uint8_rgb(images: torch.Tensor) -> torch.Tensor:
 def features_by_hand(network: SmallFeatures, images: torch.Tensor) -> torch.Tensor:
     """The network's features of ``images`` in [0, 1], in the pieces measure() was made to run it
     on (batches of 5, each two at a time): a lone image may take other kernels than a pair."""
-    return torch.cat([network(uint8_rgb(piece)) for batch in images.split(5) for piece in batch.split(2)])
+    return torch.cat(
+        [network(uint8_rgb(piece)) for batch in images.split(5) for piece in batch.split(2)]
+    )
 
 
 def frechet_by_hand(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -206,17 +247,23 @@ def frechet_by_hand(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize(("image_size", "channels"), SHAPES)
-def test_fid_and_kid_plumbing_with_a_small_network_as_the_feature_extractor(tmp_path, monkeypatch, image_size,
-                                                                            channels):
+def test_fid_and_kid_plumbing_with_a_small_network_as_the_feature_extractor(
+    tmp_path, monkeypatch, image_size, channels
+):
     """Plumbing only, not Inception's numbers: a small conv net (SmallFeatures) stands in for
     Inception-v3. A trained, saved and loaded tiny VAE and an untrained one are the two
     replicates; what reaches the network, in what pieces, and the FID and KID of its features
     (the test split against each replicate's samples and reconstructions) are checked."""
     fitted = fit(TINY_VAE, image_size, channels, tmp_path / "fitted")
     torch.manual_seed(1)
-    untrained = build_model(params_from_dict({"models": {"v": TINY_VAE}}).models["v"], image_size=image_size,
-                            channels=channels)
-    test = np.random.default_rng(5).integers(0, 256, (9, image_size, image_size, channels), dtype=np.uint8)
+    untrained = build_model(
+        params_from_dict({"models": {"v": TINY_VAE}}).models["v"],
+        image_size=image_size,
+        channels=channels,
+    )
+    test = np.random.default_rng(5).integers(
+        0, 256, (9, image_size, image_size, channels), dtype=np.uint8
+    )
     contexts = contexts_of([fitted.loaded, untrained], test)
     monkeypatch.setattr(fid, "INCEPTION_BATCH", 2)
     network = SmallFeatures()
@@ -224,11 +271,15 @@ def test_fid_and_kid_plumbing_with_a_small_network_as_the_feature_extractor(tmp_
 
     # Every call got uint8 RGB pieces of at most INCEPTION_BATCH images; the test split went
     # through once, first, as its own pixels; then each replicate's 12 samples and 9 reconstructions.
-    assert all(x.dtype == torch.uint8 and x.shape[1:] == (3, image_size, image_size) and len(x) <= 2
-               for x in network.inputs)
+    assert all(
+        x.dtype == torch.uint8 and x.shape[1:] == (3, image_size, image_size) and len(x) <= 2
+        for x in network.inputs
+    )
     seen = torch.cat(network.inputs)
     assert len(seen) == 9 + 2 * (12 + 9)
-    assert torch.equal(seen[:9], torch.from_numpy(test).permute(0, 3, 1, 2).repeat(1, 3 // channels, 1, 1))
+    assert torch.equal(
+        seen[:9], torch.from_numpy(test).permute(0, 3, 1, 2).repeat(1, 3 // channels, 1, 1)
+    )
 
     record = quality.record
     assert record["measured"] is True and record["note"] == fid.BIAS
@@ -237,16 +288,26 @@ def test_fid_and_kid_plumbing_with_a_small_network_as_the_feature_extractor(tmp_
     inputs = torch.from_numpy(test).permute(0, 3, 1, 2).float() / 255.0
     with torch.no_grad():
         test_features = features_by_hand(network, inputs)
-        per_replicate = [{"sample": features_by_hand(network, ctx.samples),
-                          "recon": features_by_hand(network, torch.cat([ctx.model(x)["recon"] for x in inputs.split(5)]))}
-                         for ctx in contexts]  # reconstructed in evaluate.batch_size batches, as measured
+        per_replicate = [
+            {
+                "sample": features_by_hand(network, ctx.samples),
+                "recon": features_by_hand(
+                    network, torch.cat([ctx.model(x)["recon"] for x in inputs.split(5)])
+                ),
+            }
+            for ctx in contexts
+        ]  # reconstructed in evaluate.batch_size batches, as measured
     for source in fid.MEASURED:
         values = [frechet_by_hand(test_features, features[source]) for features in per_replicate]
         assert record["fid"][source] == pytest.approx(np.mean(values), rel=1e-6)
-        assert quality.sd[fid.RECORD]["fid"][source] == pytest.approx(np.std(values, ddof=1), rel=1e-5)
+        assert quality.sd[fid.RECORD]["fid"][source] == pytest.approx(
+            np.std(values, ddof=1), rel=1e-5
+        )
     # Reconstructions: subsets of all 9 images, so KID is the hand U-statistic, per replicate.
-    kids = [mmd2_unbiased(test_features.double().tolist(), features["recon"].double().tolist())
-            for features in per_replicate]
+    kids = [
+        mmd2_unbiased(test_features.double().tolist(), features["recon"].double().tolist())
+        for features in per_replicate
+    ]
     assert record["kid"]["recon"] == pytest.approx(np.mean(kids), rel=1e-9)
     assert all(math.isfinite(record[name]["sample"]) for name in ("kid", "kid_subsets_sd"))
     assert set(quality.sd[fid.RECORD]) == {"fid", "kid", "kid_subsets_sd"}
@@ -256,25 +317,45 @@ def test_fid_and_kid_plumbing_with_a_small_network_as_the_feature_extractor(tmp_
 def test_reconstructions_equal_to_their_inputs_are_at_fid_zero(image_size, channels):
     """Plumbing only (SmallFeatures, not Inception): a model that copies its input gives the
     test split's own features for its reconstructions, so their FID is 0 and its samples' is not."""
-    test = np.random.default_rng(6).integers(0, 256, (10, image_size, image_size, channels), dtype=np.uint8)
-    record = fid.measure(contexts_of([IdentityCode(image_size, channels)], test, samples=10), SmallFeatures()).record
+    test = np.random.default_rng(6).integers(
+        0, 256, (10, image_size, image_size, channels), dtype=np.uint8
+    )
+    record = fid.measure(
+        contexts_of([IdentityCode(image_size, channels)], test, samples=10), SmallFeatures()
+    ).record
     assert record["fid"]["recon"] == pytest.approx(0.0, abs=1e-9)
     assert record["fid"]["sample"] > 1e-3
 
 
 # --- params ---------------------------------------------------------------------------------------
 
+
 def test_the_repository_params_spell_out_the_defaults():
     assert load_params(REPO / "params.yaml").evaluate.inception == InceptionConfig()
     assert InceptionConfig().weights is None and InceptionConfig().enabled
 
 
-@pytest.mark.parametrize(("inception", "expected"), [
-    ({"weights": ""}, ["evaluate.inception.weights", "is no file name", "null for torch's hub cache"]),
-    ({"weights": "checkpoints/"}, ["evaluate.inception.weights", "name the weights file itself"]),
-    ({"kid_subset_size": 1}, ["evaluate.inception.kid_subset_size", "greater than or equal to 2"]),
-    ({"weigths": None}, ["evaluate.inception.weigths", "Did you mean 'evaluate.inception.weights'?"]),
-])
+@pytest.mark.parametrize(
+    ("inception", "expected"),
+    [
+        (
+            {"weights": ""},
+            ["evaluate.inception.weights", "is no file name", "null for torch's hub cache"],
+        ),
+        (
+            {"weights": "checkpoints/"},
+            ["evaluate.inception.weights", "name the weights file itself"],
+        ),
+        (
+            {"kid_subset_size": 1},
+            ["evaluate.inception.kid_subset_size", "greater than or equal to 2"],
+        ),
+        (
+            {"weigths": None},
+            ["evaluate.inception.weigths", "Did you mean 'evaluate.inception.weights'?"],
+        ),
+    ],
+)
 def test_bad_inception_settings_are_one_clear_message(make_params, inception, expected):
     with pytest.raises(UserError) as info:
         make_params({"evaluate": {"inception": inception}})
@@ -283,6 +364,7 @@ def test_bad_inception_settings_are_one_clear_message(make_params, inception, ex
 
 
 # --- the weights file ----------------------------------------------------------------------------
+
 
 def hub_file(name: str = fid.WEIGHTS_FILE) -> Path:
     """Where a file of that name lies in the test's own hub cache (TORCH_HOME: conftest)."""
@@ -302,8 +384,10 @@ def test_a_missing_file_is_not_measured_with_the_exact_place_to_put_it(tmp_path,
     place = hub_file()
     record = found.record()
     assert record["measured"] is False and record["put the file at"] == str(place)
-    assert f"no Inception weights file at {place} or {hub_file('weights-inception-2015-12-05-6726825d.pth')}" \
+    assert (
+        f"no Inception weights file at {place} or {hub_file('weights-inception-2015-12-05-6726825d.pth')}"
         in record["reason"]
+    )
     assert fid.DOWNLOADS[0] in record["reason"] and "never downloaded" in record["reason"]
     # Nothing measured: no number in the record, no sd, nothing for the headline.
     quality = fid.sample_quality(found, [])
@@ -314,15 +398,23 @@ def test_a_missing_file_is_not_measured_with_the_exact_place_to_put_it(tmp_path,
     named = fid.resolve(InceptionConfig(weights="weights/inception.pth"))
     assert named.record()["put the file at"] == "weights/inception.pth"
     assert fid.resolve(InceptionConfig(enabled=False)).record() == {
-        "measured": False, "reason": "evaluate.inception.enabled is false"}
+        "measured": False,
+        "reason": "evaluate.inception.enabled is false",
+    }
     # The default hub cache, under the home folder: written from there, the same for every user.
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("TORCH_HOME")
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert fid.hub_checkpoints() == tmp_path / ".cache" / "torch" / "hub" / "checkpoints"
     record = fid.resolve(InceptionConfig()).record()
-    assert record["put the file at"] == "~/.cache/torch/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth"
-    assert "put it at ~/.cache/torch/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth" in record["reason"]
+    assert (
+        record["put the file at"]
+        == "~/.cache/torch/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth"
+    )
+    assert (
+        "put it at ~/.cache/torch/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth"
+        in record["reason"]
+    )
 
 
 def test_a_file_with_another_checksum_is_refused_with_exit_status_2():
@@ -331,7 +423,9 @@ def test_a_file_with_another_checksum_is_refused_with_exit_status_2():
     assert not digest.startswith(fid.SHA256_PREFIX)
     with pytest.raises(UserError) as info:
         fid.resolve(InceptionConfig())
-    assert str(info.value).startswith(f"{place}: SHA-256 {digest[:16]}... does not start with 6726825d")
+    assert str(info.value).startswith(
+        f"{place}: SHA-256 {digest[:16]}... does not start with 6726825d"
+    )
     assert "evaluate.inception.enabled: false" in str(info.value)
     with pytest.raises(SystemExit) as exited:
         exit_on_user_error(fid.resolve)(InceptionConfig())
@@ -342,12 +436,16 @@ class Payload:
     """Not a tensor: a pickle holding it can run code when loaded without weights_only."""
 
 
-def test_a_file_with_the_checksum_is_found_by_either_name_and_must_hold_tensors_only(tmp_path, monkeypatch):
+def test_a_file_with_the_checksum_is_found_by_either_name_and_must_hold_tensors_only(
+    tmp_path, monkeypatch
+):
     monkeypatch.setattr(fid, "backend_problem", lambda: None)
     theirs = hub_file("weights-inception-2015-12-05-6726825d.pth")
     digest = save_state(theirs)
     monkeypatch.setattr(fid, "SHA256_PREFIX", digest[:8])
-    assert fid.resolve(InceptionConfig()) == fid.Weights(theirs, digest)  # torch-fidelity's own download's name
+    assert fid.resolve(InceptionConfig()) == fid.Weights(
+        theirs, digest
+    )  # torch-fidelity's own download's name
     ours = hub_file()
     ours.write_bytes(theirs.read_bytes())
     assert fid.resolve(InceptionConfig()) == fid.Weights(ours, digest)  # WEIGHTS_FILE first
@@ -369,6 +467,7 @@ def no_network(monkeypatch) -> list[str]:
         def refused(*args, **kwargs):
             calls.append(name)
             raise AssertionError(f"network access attempted: {name}")
+
         return refused
 
     monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
@@ -376,31 +475,44 @@ def no_network(monkeypatch) -> list[str]:
     monkeypatch.setattr(socket, "getaddrinfo", refuse("socket.getaddrinfo"))
     monkeypatch.setattr(urllib.request, "urlopen", refuse("urllib.request.urlopen"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse("torch.hub.download_url_to_file"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse("torch.hub.load_state_dict_from_url"))
+    monkeypatch.setattr(
+        torch.hub, "load_state_dict_from_url", refuse("torch.hub.load_state_dict_from_url")
+    )
     return calls
 
 
 def test_the_resolver_never_opens_a_connection(no_network, monkeypatch):
-    assert isinstance(fid.resolve(InceptionConfig()), fid.NotMeasured)  # no file: no download either
+    assert isinstance(
+        fid.resolve(InceptionConfig()), fid.NotMeasured
+    )  # no file: no download either
     digest = save_state(hub_file())
     monkeypatch.setattr(fid, "SHA256_PREFIX", digest[:8])
-    found = fid.resolve(InceptionConfig())  # the file is there; torch-fidelity imported if installed
+    found = fid.resolve(
+        InceptionConfig()
+    )  # the file is there; torch-fidelity imported if installed
     assert found == fid.Weights(hub_file(), digest) or "put the file at" not in found.record()
     assert no_network == []
 
 
 def test_without_torch_fidelity_the_reason_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # as if not installed
-    assert "torch-fidelity (the Inception-v3 of the FID) is not installed: pip install -c constraints.txt -e " \
-           "'.[fid]'" in fid.backend_problem()
+    assert (
+        "torch-fidelity (the Inception-v3 of the FID) is not installed: pip install -c constraints.txt -e "
+        "'.[fid]'" in fid.backend_problem()
+    )
     # Installed beside a torchvision built for another torch: importing it fails with RuntimeError.
     monkeypatch.delitem(sys.modules, "torch_fidelity")
     fake = tmp_path / "torch_fidelity"
     fake.mkdir()
-    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    (fake / "__init__.py").write_text(
+        'raise RuntimeError("operator torchvision::nms does not exist")\n'
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     problem = fid.backend_problem()
-    assert "RuntimeError: operator torchvision::nms does not exist" in problem and torch.__version__ in problem
+    assert (
+        "RuntimeError: operator torchvision::nms does not exist" in problem
+        and torch.__version__ in problem
+    )
     # With the file there but no backend, the reason is the backend's and no place is named.
     digest = save_state(hub_file())
     monkeypatch.setattr(fid, "SHA256_PREFIX", digest[:8])
@@ -408,21 +520,31 @@ def test_without_torch_fidelity_the_reason_says_how_to_get_it(tmp_path, monkeypa
 
 
 def _machine_weights() -> Path | None:
-    found = [MACHINE_CHECKPOINTS / name for name in fid.HUB_NAMES if (MACHINE_CHECKPOINTS / name).is_file()]
+    found = [
+        MACHINE_CHECKPOINTS / name
+        for name in fid.HUB_NAMES
+        if (MACHINE_CHECKPOINTS / name).is_file()
+    ]
     return found[0] if found else None
 
 
-@pytest.mark.skipif(_machine_weights() is None or fid.backend_problem() is not None,
-                    reason=f"needs {fid.WEIGHTS_FILE} in torch's hub cache ({MACHINE_CHECKPOINTS}) and torch-fidelity")
+@pytest.mark.skipif(
+    _machine_weights() is None or fid.backend_problem() is not None,
+    reason=f"needs {fid.WEIGHTS_FILE} in torch's hub cache ({MACHINE_CHECKPOINTS}) and torch-fidelity",
+)
 def test_the_real_inception_gives_pool_features_offline(no_network):
     found = fid.resolve(InceptionConfig(weights=str(_machine_weights())))
     assert isinstance(found, fid.Weights) and found.sha256.startswith(fid.SHA256_PREFIX)
     network = fid.inception(found, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
     noise, flat = torch.rand(8, 1, 16, 16, generator=generator), torch.full((8, 1, 16, 16), 0.5)
-    features = {name: fid.extract(network, [images], device=torch.device("cpu"), count=8, what=name)
-                for name, images in (("noise", noise), ("flat", flat))}
-    assert features["noise"].shape == (8, fid.FEATURES) and (features["noise"] >= 0).all()  # after a ReLU and pool
+    features = {
+        name: fid.extract(network, [images], device=torch.device("cpu"), count=8, what=name)
+        for name, images in (("noise", noise), ("flat", flat))
+    }
+    assert (
+        features["noise"].shape == (8, fid.FEATURES) and (features["noise"] >= 0).all()
+    )  # after a ReLU and pool
     same = fid.distances(features["noise"], features["noise"], FID_ONLY, seed=0)["fid"]
     other = fid.distances(features["noise"], features["flat"], FID_ONLY, seed=0)["fid"]
     assert abs(same) < 1e-3 * other

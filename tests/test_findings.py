@@ -5,9 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vaelab.config.models import AeConvConfig, VaeConvConfig
-from vaelab.compare.verdicts import HOLDS, INCONCLUSIVE, NOT_HOLDS, NOT_MEASURED, SCORE, every, higher, lower
 from vaelab.compare.families import find_families
+from vaelab.compare.verdicts import (
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_HOLDS,
+    NOT_MEASURED,
+    SCORE,
+    every,
+    higher,
+    lower,
+)
+from vaelab.config.models import AeConvConfig, VaeConvConfig
 from vaelab.stats.intervals import Estimate, estimate
 
 
@@ -31,7 +40,9 @@ def test_seed_spread_widens_the_interval():
     e = estimate(values)
     assert e.mean == 1.0 and e.sd == pytest.approx(1.0)
     assert e.low <= 0.34 and e.high >= 1.66  # resampling 3 seeds reaches far from the mean
-    assert estimate(values[:, :1]).high - estimate(values[:, :1]).low == pytest.approx(e.high - e.low, abs=0.2)
+    assert estimate(values[:, :1]).high - estimate(values[:, :1]).low == pytest.approx(
+        e.high - e.low, abs=0.2
+    )
 
 
 def test_one_seed_is_allowed_and_reruns_are_equal():
@@ -68,7 +79,9 @@ def test_families_differ_in_exactly_one_knob():
         "vae_z16": VaeConvConfig(z_dim=16, kl_weight=1.0),
         "vae_z64": VaeConvConfig(z_dim=64, kl_weight=1.0),
         "vae_beta5": VaeConvConfig(z_dim=256, kl_weight=5.0),
-        "two_knobs": VaeConvConfig(z_dim=16, kl_weight=5.0, filters=(8, 16)),  # differs from all in 2+ knobs
+        "two_knobs": VaeConvConfig(
+            z_dim=16, kl_weight=5.0, filters=(8, 16)
+        ),  # differs from all in 2+ knobs
         "ae": AeConvConfig(),  # another architecture: no family with the VAEs
     }
     families = {(f.knob, f.variants): f.values for f in find_families(models)}
@@ -85,5 +98,8 @@ def test_two_architectures_are_no_family():
 
 
 def test_variants_that_differ_in_no_knob_form_no_family():
-    twins = {"a": VaeConvConfig(z_dim=8), "b": VaeConvConfig(z_dim=8, kernel=3)}  # kernel 3 is the default
+    twins = {
+        "a": VaeConvConfig(z_dim=8),
+        "b": VaeConvConfig(z_dim=8, kernel=3),
+    }  # kernel 3 is the default
     assert find_families(twins) == []

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.trained import IMAGE_SIZE, save_variant, tiny_params, workspace_fixture, write_eval
+from tests.support.trained import (
+    IMAGE_SIZE,
+    save_variant,
+    tiny_params,
+    workspace_fixture,
+    write_eval,
+)
 from vaelab.cli import main
 from vaelab.config.data import CropConfig
 from vaelab.data.imaging import ImageSpec, process_image
@@ -74,23 +80,39 @@ def test_reconstruct_crops_like_prepare_and_puts_inputs_above_reconstructions(wo
     spec = ImageSpec(size=IMAGE_SIZE, channels=1, crop=CropConfig(method="center", size=None))
     np.testing.assert_array_equal(tile(pixels, 0, 0), process_image(photo, spec).pixels[..., 0])
     np.testing.assert_array_equal(tile(pixels, 0, 1), process_image(drawing, spec).pixels[..., 0])
-    assert not np.array_equal(tile(pixels, 1, 0), tile(pixels, 0, 0))  # a reconstruction, not a copy
+    assert not np.array_equal(
+        tile(pixels, 1, 0), tile(pixels, 0, 0)
+    )  # a reconstruction, not a copy
 
 
-@pytest.mark.parametrize(("data", "resample"), [({"resample": "bilinear"}, "bilinear"), ({}, "lanczos")])
+@pytest.mark.parametrize(
+    ("data", "resample"), [({"resample": "bilinear"}, "bilinear"), ({}, "lanczos")]
+)
 def test_images_are_resized_with_the_models_filter(tmp_path, data, resample):
     # A config.json from before data.resample existed means PIL's Lanczos, what prepare used then.
     from vaelab.models.saved import SavedConfig
     from vaelab.registry.generate import load_images
 
     photo = tmp_path / "face.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, size=(30, 40), dtype=np.uint8)).save(photo)
-    config = SavedConfig.model_validate({
-        "variant": "v", "model": {"arch": "ae_pool"}, "image_size": 12, "channels": 1, "seed": 0, "train": {},
-        "trainable_params": 0, "data": {"crop": {"method": "center"}, **data},
-    })
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, size=(30, 40), dtype=np.uint8)).save(
+        photo
+    )
+    config = SavedConfig.model_validate(
+        {
+            "variant": "v",
+            "model": {"arch": "ae_pool"},
+            "image_size": 12,
+            "channels": 1,
+            "seed": 0,
+            "train": {},
+            "trainable_params": 0,
+            "data": {"crop": {"method": "center"}, **data},
+        }
+    )
     spec = ImageSpec(size=12, channels=1, crop=CropConfig(method="center"), resample=resample)
-    np.testing.assert_array_equal(load_images([photo], config)[0], process_image(photo, spec).pixels)
+    np.testing.assert_array_equal(
+        load_images([photo], config)[0], process_image(photo, spec).pixels
+    )
     other = ImageSpec(size=12, channels=1, crop=CropConfig(method="center"), resample="bicubic")
     assert not np.array_equal(load_images([photo], config)[0], process_image(photo, other).pixels)
 
@@ -114,8 +136,22 @@ def test_user_errors_are_one_message_and_write_nothing(workspace, capsys, case, 
     out = workspace.root / "grid.png"
     argv = {
         "unknown model": ["generate", "--model", "models:/vaelab-nope@champion", "--out", str(out)],
-        "no such folder": ["generate", "--model", str(workspace.root / "models" / "nope"), "--out", str(out)],
-        "missing image": ["reconstruct", "--model", str(folder), str(good), "missing.jpg", "--out", str(out)],
+        "no such folder": [
+            "generate",
+            "--model",
+            str(workspace.root / "models" / "nope"),
+            "--out",
+            str(out),
+        ],
+        "missing image": [
+            "reconstruct",
+            "--model",
+            str(folder),
+            str(good),
+            "missing.jpg",
+            "--out",
+            str(out),
+        ],
         "not an image": ["reconstruct", "--model", str(folder), "notes.jpg", "--out", str(out)],
         "not png": ["generate", "--model", str(folder), "--out", str(workspace.root / "grid.jpg")],
         "no gmm": ["generate", "--model", str(folder), "--sampler", "gmm", "--out", str(out)],
@@ -134,7 +170,15 @@ def test_a_registry_uri_without_a_registry_is_a_user_error(workspace, monkeypatc
     missing = workspace.root / "elsewhere" / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
     with pytest.raises(SystemExit) as exit_info:
-        main(["generate", "--model", "models:/vaelab-vae@champion", "--out", str(workspace.root / "s.png")])
+        main(
+            [
+                "generate",
+                "--model",
+                "models:/vaelab-vae@champion",
+                "--out",
+                str(workspace.root / "s.png"),
+            ]
+        )
     assert exit_info.value.code == 2
     assert f"there is no MLflow registry at sqlite:///{missing}" in capsys.readouterr().err
     assert not missing.exists()  # MLflow was not allowed to create an empty one
@@ -154,16 +198,23 @@ def test_generate_draws_from_the_latent_gmm_of_a_model_folder(workspace):
     assert without.gmm is None
     normal = without.generate(5, seed=3)
     # One tight component far out in the tiny VAE's 4-d latent space.
-    gmm = LatentGMM(torch.ones(1, dtype=torch.float64), torch.full((1, 4), 3.0, dtype=torch.float64),
-                    0.01 * torch.eye(4, dtype=torch.float64)[None])
+    gmm = LatentGMM(
+        torch.ones(1, dtype=torch.float64),
+        torch.full((1, 4), 3.0, dtype=torch.float64),
+        0.01 * torch.eye(4, dtype=torch.float64)[None],
+    )
     save_trained(folder / "seed0", model, config, gmm)
     loaded = VariantModel.from_folder(folder)
     # The default output is what it was: N(0, I) draws of the same seed.
     np.testing.assert_array_equal(loaded.generate(5, seed=3), normal)
     np.testing.assert_array_equal(loaded.generate(5, 3, "normal"), normal)
-    np.testing.assert_array_equal(normal, to_numpy(model.sample(5, generator=torch.Generator().manual_seed(3))))
+    np.testing.assert_array_equal(
+        normal, to_numpy(model.sample(5, generator=torch.Generator().manual_seed(3)))
+    )
     drawn = loaded.generate(5, seed=3, sampler="gmm")
-    np.testing.assert_array_equal(drawn, to_numpy(sample_images(model, gmm, 5, torch.Generator().manual_seed(3))))
+    np.testing.assert_array_equal(
+        drawn, to_numpy(sample_images(model, gmm, 5, torch.Generator().manual_seed(3)))
+    )
     assert drawn.shape == normal.shape and not np.array_equal(drawn, normal)
     np.testing.assert_array_equal(drawn, loaded.generate(5, seed=3, sampler="gmm"))
     from mlflow.exceptions import MlflowException
@@ -174,7 +225,21 @@ def test_generate_draws_from_the_latent_gmm_of_a_model_folder(workspace):
         without.generate(2, sampler="gmm")
 
     out = workspace.root / "gmm.png"
-    main(["generate", "--model", str(folder), "-n", "4", "--seed", "3", "--sampler", "gmm", "--out", str(out)])
+    main(
+        [
+            "generate",
+            "--model",
+            str(folder),
+            "-n",
+            "4",
+            "--seed",
+            "3",
+            "--sampler",
+            "gmm",
+            "--out",
+            str(out),
+        ]
+    )
     with Image.open(out) as image:
         pixels = np.asarray(image)
     expected = np.round(drawn[0, :, :, 0] * 255)

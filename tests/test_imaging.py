@@ -37,7 +37,11 @@ def face_like(height: int = H, width: int = W, seed: int = 0) -> np.ndarray:
         [
             120 + 80 * np.sin(xx / 17.0) * np.cos(yy / 23.0),
             100 + 60 * np.cos(xx / 11.0 + yy / 29.0),
-            90 + 70 * np.exp(-(((yy - height / 2) / (height / 4)) ** 2 + ((xx - width / 2) / (width / 4)) ** 2)),
+            90
+            + 70
+            * np.exp(
+                -(((yy - height / 2) / (height / 4)) ** 2 + ((xx - width / 2) / (width / 4)) ** 2)
+            ),
         ],
         axis=-1,
     )
@@ -90,7 +94,9 @@ def test_crop_box_box_past_the_image_is_a_user_error() -> None:
 
 def landmark_vector(eye_y: float = 110.0, mouth_y: float = 150.0) -> np.ndarray:
     # eyes (70, eye_y) and (110, eye_y); nose; mouth corners (75, mouth_y) and (105, mouth_y)
-    return np.array([70, eye_y, 110, eye_y, 90, (eye_y + mouth_y) / 2, 75, mouth_y, 105, mouth_y], float)
+    return np.array(
+        [70, eye_y, 110, eye_y, 90, (eye_y + mouth_y) / 2, 75, mouth_y, 105, mouth_y], float
+    )
 
 
 def test_crop_box_landmarks_square_between_eyes_and_mouth() -> None:
@@ -163,7 +169,9 @@ def test_torch_resize_is_pils_filter(resample: str, pil: Image.Resampling, size:
 
 def test_lanczos_is_pils_lanczos_and_grey_works() -> None:
     crop = face_like(60, 50)
-    np.testing.assert_array_equal(resize(crop, 32, "lanczos"), _pil_resize(crop, 32, Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(
+        resize(crop, 32, "lanczos"), _pil_resize(crop, 32, Image.Resampling.LANCZOS)
+    )
     grey = crop[:, :, :1]
     for resample in ("bicubic", "bilinear", "lanczos"):
         out = resize(grey, 16, resample)  # type: ignore[arg-type]
@@ -176,7 +184,12 @@ def test_pixels_outside_the_crop_never_leak_in(resample: str) -> None:
     # but only into the crop's own pixels.
     image = np.full((100, 100, 3), 255, np.uint8)
     image[20:80, 20:80] = 100
-    spec = ImageSpec(16, 3, CropConfig(method="box", box={"top": 20, "bottom": 80, "left": 20, "right": 80}), resample)  # type: ignore[arg-type]
+    spec = ImageSpec(
+        16,
+        3,
+        CropConfig(method="box", box={"top": 20, "bottom": 80, "left": 20, "right": 80}),
+        resample,
+    )  # type: ignore[arg-type]
     out = process_image(image, spec).pixels
     assert out is not None and (out == 100).all()
 
@@ -193,7 +206,11 @@ def test_resize_batch_is_resize_of_each(resample: str, monkeypatch: pytest.Monke
     # batch limit small enough that one shape is split over several torch calls.
     monkeypatch.setattr(imaging, "_BATCH_BYTES", 2 * 40 * 30 * 3)
     crops = [face_like(60, 50, seed=i)[5:45, 10:40] for i in range(5)]
-    crops += [face_like(24, 24, seed=9), face_like(37, 37, seed=8), face_like(60, 50, seed=7)[5:45, 10:40]]
+    crops += [
+        face_like(24, 24, seed=9),
+        face_like(37, 37, seed=8),
+        face_like(60, 50, seed=7)[5:45, 10:40],
+    ]
     out = resize_batch(crops, 24, resample)  # type: ignore[arg-type]
     assert out.shape == (8, 24, 24, 3) and out.dtype == np.uint8
     for crop, row in zip(crops, out, strict=True):
@@ -220,7 +237,10 @@ def test_resized_bytes_do_not_depend_on_the_cpus_vector_units(tmp_path: Path) ->
         if capability:
             env["ATEN_CPU_CAPABILITY"] = capability
         done = subprocess.run(
-            [sys.executable, "-c", script, str(tmp_path / "crop.npy")], env=env, capture_output=True, timeout=120
+            [sys.executable, "-c", script, str(tmp_path / "crop.npy")],
+            env=env,
+            capture_output=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr.decode()
         outputs.append(done.stdout)
@@ -277,14 +297,18 @@ def test_reduced_decode_is_close_to_the_full_decode(
     assert diff.max() < 40
 
 
-def test_no_reduction_when_the_crop_is_too_small_to_reduce(jpeg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_reduction_when_the_crop_is_too_small_to_reduce(
+    jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     decoded = _spy_decodes(monkeypatch)
     assert process_image(jpeg, ImageSpec(100, 3, center(148))).pixels is not None
     assert decoded == [(H, W, 3)]  # 148 / 2 = 74 < 100: full scale
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_cmyk_jpeg_takes_the_pil_draft_path(tmp_path: Path, channels: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cmyk_jpeg_takes_the_pil_draft_path(
+    tmp_path: Path, channels: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "cmyk.jpg"
     Image.new("CMYK", (W, H), (10, 200, 30, 5)).save(path, quality=90)
     requested: list[tuple[str, tuple[int, int] | None]] = []
@@ -331,7 +355,9 @@ def test_missing_file_is_skipped(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("limit", [10_000, 30_000])  # 178 x 218 = 38,804 pixels
-def test_decompression_bomb_is_skipped(jpeg: Path, limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decompression_bomb_is_skipped(
+    jpeg: Path, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Above 2x the limit PIL raises DecompressionBombError; between 1x and 2x it only
     # warns, which must be refused too.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
@@ -345,14 +371,22 @@ def test_decompression_bomb_is_skipped(jpeg: Path, limit: int, monkeypatch: pyte
     [
         ("a folder named like an image", center(), "unreadable file: Is a directory"),
         ("a PNG signature and noise", center(), "not an image"),
-        ("an image smaller than the centre crop", center(148), "smaller than the crop: crop.size 148 is larger"),
-        ("an image the crop box reaches past", CropConfig(method="box", box={"top": 0, "bottom": 100, "left": 0,
-                                                                            "right": 100}),
-         "smaller than the crop: crop.box (top=0, bottom=100"),
+        (
+            "an image smaller than the centre crop",
+            center(148),
+            "smaller than the crop: crop.size 148 is larger",
+        ),
+        (
+            "an image the crop box reaches past",
+            CropConfig(method="box", box={"top": 0, "bottom": 100, "left": 0, "right": 100}),
+            "smaller than the crop: crop.box (top=0, bottom=100",
+        ),
     ],
     ids=["folder", "png-noise", "small-center", "small-box"],
 )
-def test_more_bad_files_are_skipped_with_a_reason(tmp_path: Path, kind: str, crop: CropConfig, reason: str) -> None:
+def test_more_bad_files_are_skipped_with_a_reason(
+    tmp_path: Path, kind: str, crop: CropConfig, reason: str
+) -> None:
     path = tmp_path / "bad.png"
     if kind.startswith("a folder"):
         path.mkdir()
@@ -366,7 +400,11 @@ def test_more_bad_files_are_skipped_with_a_reason(tmp_path: Path, kind: str, cro
                 continue
             Image.open(path).convert("RGB").save(source, quality=95)
         result = process_image(source, ImageSpec(32, 3, crop))
-        assert result.pixels is None and result.skipped is not None and result.skipped.startswith(reason), kind
+        assert (
+            result.pixels is None
+            and result.skipped is not None
+            and result.skipped.startswith(reason)
+        ), kind
 
 
 def test_png_and_palette_images_are_converted(tmp_path: Path) -> None:
@@ -539,4 +577,3 @@ def test_image_spec_is_validated() -> None:
         ImageSpec(32, 2, center())
     with pytest.raises(ValueError, match="size"):
         ImageSpec(0, 1, center())
-

@@ -25,8 +25,13 @@ def _workspace(root: Path, raw_params: dict, make_params) -> dict[str, str]:
     (root / "params.yaml").write_text(yaml.safe_dump(raw_params))
     params = make_params(raw_params)
     run_download(params, raw_root=root / "data" / "raw")
-    run_prepare(params, raw_root=root / "data" / "raw", out_dir=root / "data" / "prepared",
-                metrics_path=root / "metrics" / "data.json", progress=False)
+    run_prepare(
+        params,
+        raw_root=root / "data" / "raw",
+        out_dir=root / "data" / "prepared",
+        metrics_path=root / "metrics" / "data.json",
+        progress=False,
+    )
     return {
         **os.environ,
         "PYTHONPATH": str(REPO / "src"),
@@ -38,7 +43,11 @@ def _workspace(root: Path, raw_params: dict, make_params) -> dict[str, str]:
 def _train(root: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(REPO / "stages" / "train.py"), "vae"],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -49,7 +58,9 @@ def _stepped(checkpoint: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(tmp_path, tiny_params_dict, make_params):
+def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(
+    tmp_path, tiny_params_dict, make_params
+):
     from tests.conftest import deep_merge
 
     raw = deep_merge(
@@ -83,8 +94,12 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(tmp_path, 
     assert rerun.returncode == 0, err
     assert "resuming from" in err
 
-    expected = torch.load(tmp_path / "reference" / "models" / "vae" / "seed0" / "model.pt", weights_only=True)
-    got = torch.load(tmp_path / "killed" / "models" / "vae" / "seed0" / "model.pt", weights_only=True)
+    expected = torch.load(
+        tmp_path / "reference" / "models" / "vae" / "seed0" / "model.pt", weights_only=True
+    )
+    got = torch.load(
+        tmp_path / "killed" / "models" / "vae" / "seed0" / "model.pt", weights_only=True
+    )
     assert expected.keys() == got.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)
@@ -97,4 +112,6 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(tmp_path, 
     assert run.info.status == "FINISHED"
     assert run.info.run_id == torch.load(checkpoint, weights_only=True)["run_id"]
     for key in run.data.metrics:
-        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == list(range(1, 13)), key
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == list(
+            range(1, 13)
+        ), key

@@ -27,7 +27,9 @@ def clusters(per_cluster: int = 200, seed: int = 0) -> np.ndarray:
     """Three round clusters of sd 0.5 in the plane, 1 : 2 : 1 in size."""
     rng = np.random.default_rng(seed)
     counts = [per_cluster, 2 * per_cluster, per_cluster]
-    return np.concatenate([centre + 0.5 * rng.standard_normal((count, 2)) for centre, count in zip(CENTRES, counts)])
+    return np.concatenate(
+        [centre + 0.5 * rng.standard_normal((count, 2)) for centre, count in zip(CENTRES, counts)]
+    )
 
 
 def test_a_gmm_fitted_to_separated_clusters_recovers_them():
@@ -35,10 +37,15 @@ def test_a_gmm_fitted_to_separated_clusters_recovers_them():
     assert gmm.components == 3 and gmm.dim == 2
     order = torch.argsort(gmm.means[:, 0] + 0.1 * gmm.means[:, 1])
     torch.testing.assert_close(gmm.means[order], torch.from_numpy(CENTRES), atol=0.15, rtol=0)
-    torch.testing.assert_close(gmm.weights[order], torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64), atol=1e-9,
-                               rtol=0)
-    torch.testing.assert_close(gmm.covariances[order], 0.25 * torch.eye(2, dtype=torch.float64).expand(3, 2, 2),
-                               atol=0.06, rtol=0)
+    torch.testing.assert_close(
+        gmm.weights[order], torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64), atol=1e-9, rtol=0
+    )
+    torch.testing.assert_close(
+        gmm.covariances[order],
+        0.25 * torch.eye(2, dtype=torch.float64).expand(3, 2, 2),
+        atol=0.06,
+        rtol=0,
+    )
     assert all(t.dtype == torch.float64 for t in gmm.state_dict().values())
 
 
@@ -61,24 +68,33 @@ def test_fewer_codes_than_components_fit_one_component_per_code():
 
 
 def test_draws_are_seeded_and_follow_the_mixture():
-    gmm = LatentGMM(weights=torch.tensor([0.25, 0.75], dtype=torch.float64),
-                    means=torch.tensor([[-5.0, 0.0], [5.0, 1.0]], dtype=torch.float64),
-                    covariances=torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.9], [0.9, 1.0]]], dtype=torch.float64))
+    gmm = LatentGMM(
+        weights=torch.tensor([0.25, 0.75], dtype=torch.float64),
+        means=torch.tensor([[-5.0, 0.0], [5.0, 1.0]], dtype=torch.float64),
+        covariances=torch.tensor(
+            [[[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.9], [0.9, 1.0]]], dtype=torch.float64
+        ),
+    )
     draws = gmm.sample(40_000, torch.Generator().manual_seed(0))
     assert draws.shape == (40_000, 2) and draws.dtype == torch.float64
     assert torch.equal(draws, gmm.sample(40_000, torch.Generator().manual_seed(0)))
     assert not torch.equal(draws, gmm.sample(40_000, torch.Generator().manual_seed(1)))
     right = draws[draws[:, 0] > 0]
     assert len(right) / len(draws) == pytest.approx(0.75, abs=0.01)
-    torch.testing.assert_close(right.mean(0), torch.tensor([5.0, 1.0], dtype=torch.float64), atol=0.03, rtol=0)
+    torch.testing.assert_close(
+        right.mean(0), torch.tensor([5.0, 1.0], dtype=torch.float64), atol=0.03, rtol=0
+    )
     torch.testing.assert_close(torch.cov(right.T), gmm.covariances[1], atol=0.05, rtol=0)
 
 
-@pytest.mark.parametrize(("weights", "means", "covariances", "message"), [
-    ([0.5, 0.5], [[0.0]], [[[1.0]]], "float64 weights"),
-    ([0.5, 0.6], [[0.0], [1.0]], [[[1.0]], [[1.0]]], "sum to 1"),
-    ([1.0], [[0.0, 1.0]], [[[1.0]]], "float64 weights"),
-])
+@pytest.mark.parametrize(
+    ("weights", "means", "covariances", "message"),
+    [
+        ([0.5, 0.5], [[0.0]], [[[1.0]]], "float64 weights"),
+        ([0.5, 0.6], [[0.0], [1.0]], [[[1.0]], [[1.0]]], "sum to 1"),
+        ([1.0], [[0.0, 1.0]], [[[1.0]]], "float64 weights"),
+    ],
+)
 def test_a_malformed_mixture_is_refused(weights, means, covariances, message):
     with pytest.raises(ValueError, match=message):
         LatentGMM(*(torch.tensor(v, dtype=torch.float64) for v in (weights, means, covariances)))
@@ -92,15 +108,25 @@ def test_the_gmm_is_saved_with_the_model_and_loaded_bit_for_bit(tmp_path):
     gmm = fit_latent_gmm(clusters(20), 3, seed=0)
     for folder in ("a", "b"):
         save_trained(tmp_path / folder, fitted.model, config, gmm)
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["config.json", GMM_FILE, "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "config.json",
+        GMM_FILE,
+        "model.pt",
+    ]
     # Same tensors, same bytes (so the same DVC hash); loaded weights-only, float64, equal.
     assert gmm_file(tmp_path / "a").read_bytes() == gmm_file(tmp_path / "b").read_bytes()
-    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "trained" / "model" / "model.pt").read_bytes()
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (
+        tmp_path / "trained" / "model" / "model.pt"
+    ).read_bytes()
     loaded = load_gmm(tmp_path / "a")
     for name, value in gmm.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
     # The weights-only loader refuses anything but tensors and plain containers.
-    assert set(torch.load(gmm_file(tmp_path / "a"), weights_only=True)) == {"weights", "means", "covariances"}
+    assert set(torch.load(gmm_file(tmp_path / "a"), weights_only=True)) == {
+        "weights",
+        "means",
+        "covariances",
+    }
     # A folder saved without one loads as ever, and has no GMM.
     assert load_gmm(tmp_path / "trained" / "model") is None
     model, _config = load_trained(tmp_path / "trained" / "model")
@@ -122,7 +148,9 @@ def test_a_broken_or_foreign_gmm_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not a usable latent GMM"):
         load_gmm(tmp_path / "m")
     with pytest.raises(ValueError, match="the GMM is over 3-value codes, the model's are 2"):
-        sample_images(fitted.model, fit_latent_gmm(np.random.default_rng(0).normal(size=(9, 3)), 2, seed=0), 2)
+        sample_images(
+            fitted.model, fit_latent_gmm(np.random.default_rng(0).normal(size=(9, 3)), 2, seed=0), 2
+        )
 
 
 def test_loading_and_sampling_need_no_scikit_learn(tmp_path):
@@ -140,8 +168,13 @@ def test_loading_and_sampling_need_no_scikit_learn(tmp_path):
         "assert images.shape == (3, 1, 16, 16)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'threadpoolctl')))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
@@ -149,7 +182,10 @@ def test_loading_and_sampling_need_no_scikit_learn(tmp_path):
 def test_the_train_config_knob_validates():
     params = params_from_dict({})
     assert params.train.gmm.components == 10 and params.train.gmm.max_dim == 512
-    for bad, where in (({"components": -1}, "train.gmm.components"), ({"max_dim": 0}, "train.gmm.max_dim"),
-                       ({"component": 3}, "train.gmm.component: unknown key")):
+    for bad, where in (
+        ({"components": -1}, "train.gmm.components"),
+        ({"max_dim": 0}, "train.gmm.max_dim"),
+        ({"component": 3}, "train.gmm.component: unknown key"),
+    ):
         with pytest.raises(UserError, match=where):
             params_from_dict({"train": {"gmm": bad}})

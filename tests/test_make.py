@@ -19,7 +19,11 @@ def make_repro(folder: Path) -> subprocess.CompletedProcess[str]:
     shutil.copy2(REPO / "Makefile", folder / "Makefile")
     return subprocess.run(
         ["make", "-o", str(VENV / ".vaelab-installed"), f"VENV={VENV}", "repro"],
-        cwd=folder, capture_output=True, text=True, timeout=120, check=False,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -31,7 +35,9 @@ def make_repro(folder: Path) -> subprocess.CompletedProcess[str]:
         ("unknown data set", "params.yaml: data.dataset: 'imagenet' is not allowed"),
     ],
 )
-def test_make_repro_stops_on_bad_params_with_the_stages_message(tmp_path: Path, case: str, expected: str):
+def test_make_repro_stops_on_bad_params_with_the_stages_message(
+    tmp_path: Path, case: str, expected: str
+):
     if shutil.which("make") is None:
         pytest.fail("make is missing: the README's two commands need it")
     if case == "yaml syntax":
@@ -50,12 +56,25 @@ def test_make_repro_stops_on_bad_params_with_the_stages_message(tmp_path: Path, 
 
 def test_a_stage_checks_its_arguments_and_params_before_importing_torch(tmp_path):
     """--help and a params mistake answer without waiting seconds for torch and MLflow."""
-    probe = ("import runpy, sys; sys.argv = ['stages/evaluate.py'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_path('stages/evaluate.py', run_name='__main__')\n"
-             "except SystemExit as exit_:\n"
-             "    print('torch' in sys.modules, 'mlflow' in sys.modules, exit_.code)\n")
+    probe = (
+        "import runpy, sys; sys.argv = ['stages/evaluate.py'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_path('stages/evaluate.py', run_name='__main__')\n"
+        "except SystemExit as exit_:\n"
+        "    print('torch' in sys.modules, 'mlflow' in sys.modules, exit_.code)\n"
+    )
     (tmp_path / "params.yaml").write_text("data: {image_size: -3}\n")
-    for args, code in ((["--help"], "0"), (["vae", "--params", str(tmp_path / "params.yaml")], "2")):
-        done = subprocess.run([sys.executable, "-c", probe, *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=120, check=False)
-        assert done.stdout.strip().splitlines()[-1] == f"False False {code}", done.stdout + done.stderr
+    for args, code in (
+        (["--help"], "0"),
+        (["vae", "--params", str(tmp_path / "params.yaml")], "2"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.stdout.strip().splitlines()[-1] == f"False False {code}", (
+            done.stdout + done.stderr
+        )

@@ -9,8 +9,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from vaelab.config.section import Section
 from vaelab.config.models import AeConvConfig, ModelConfig, VaeConvConfig, parse_model_config
+from vaelab.config.section import Section
 from vaelab.models import ARCHITECTURES, Autoencoder, build_model, count_params, summarize
 from vaelab.models.layers import SameConv2d, same_size
 from vaelab.models.losses import (
@@ -27,10 +27,21 @@ SMALL_CONFIGS: dict[str, dict[str, Any]] = {
     "ae_conv": {"arch": "ae_conv"},
     "accordion": {"arch": "accordion", "folds": 2},
     "vae_conv": {"arch": "vae_conv", "filters": [8, 16, 16], "z_dim": 6, "batch_norm": "all"},
-    "vae_conv_resize": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4, "decoder_upsample": "resize"},
+    "vae_conv_resize": {
+        "arch": "vae_conv",
+        "filters": [8, 16],
+        "z_dim": 4,
+        "decoder_upsample": "resize",
+    },
     # Issue 14's remedies: a residual trunk and a calibrated Gaussian decoder with a learned σ.
-    "vae_conv_remedies": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4, "trunk": "resnet",
-                          "recon_loss": "gaussian", "sigma": "learned"},
+    "vae_conv_remedies": {
+        "arch": "vae_conv",
+        "filters": [8, 16],
+        "z_dim": 4,
+        "trunk": "resnet",
+        "recon_loss": "gaussian",
+        "sigma": "learned",
+    },
     "vae_mlp": {"arch": "vae_mlp", "hidden": [32, 16], "z_dim": 2},
     "vae_small": {"arch": "vae_small", "z_dim": 8, "filters": [4, 4, 4]},
 }
@@ -43,7 +54,11 @@ def make(raw: dict[str, Any], image_size: int, channels: int) -> Autoencoder:
 
 def summary_counts(text: str, label: str = "Total params") -> list[int]:
     """Every ``label: N`` in a summary, in order, as ints."""
-    return [int(line.split(":")[1].replace(",", "")) for line in text.splitlines() if line.startswith(label + ":")]
+    return [
+        int(line.split(":")[1].replace(",", ""))
+        for line in text.splitlines()
+        if line.startswith(label + ":")
+    ]
 
 
 # --- the studies' parameter counts -------------------------------------------------------
@@ -104,8 +119,18 @@ def test_study001_vae_v1_encoder_and_decoder_counts_at_80x80x3():
     assert summary_counts(text, "Trainable params") == [305_808, 203_251, 305_808 + 203_251]
     assert summary_counts(text) == [305_840, 203_251]
     assert "Total params (encoder + decoder): 509,091" in text
-    for row in ["(None, 16, 5, 5)", "flatten (Flatten)", "(None, 400)", "102,656", "dense_2 (Linear)", "102,800",
-                "reshape (Unflatten)", "conv2d_transpose_3 (ConvTranspose2d)", "(None, 3, 80, 80)", "3,459"]:
+    for row in [
+        "(None, 16, 5, 5)",
+        "flatten (Flatten)",
+        "(None, 400)",
+        "102,656",
+        "dense_2 (Linear)",
+        "102,800",
+        "reshape (Unflatten)",
+        "conv2d_transpose_3 (ConvTranspose2d)",
+        "(None, 3, 80, 80)",
+        "3,459",
+    ]:
         assert row in text
 
 
@@ -128,7 +153,9 @@ def test_vae_small_flattens_to_the_seeds_5184_features_on_mnist():
 
 def test_resize_decoder_has_the_same_parameter_count_as_transposed_convs():
     transposed = make({"arch": "vae_conv", "filters": [8, 16], "z_dim": 4}, 20, 3)
-    resized = make({"arch": "vae_conv", "filters": [8, 16], "z_dim": 4, "decoder_upsample": "resize"}, 20, 3)
+    resized = make(
+        {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4, "decoder_upsample": "resize"}, 20, 3
+    )
     assert count_params(transposed) == count_params(resized)
     assert "up_sampling2d" in summarize(resized) and "conv2d_transpose" not in summarize(resized)
 
@@ -168,7 +195,11 @@ def test_decoder_returns_exactly_image_size(name, image_size):
 def test_same_conv_matches_keras_padding():
     for size in range(1, 12):
         conv = SameConv2d(1, 1, 3, stride=2)
-        assert conv(torch.zeros(1, 1, size, size)).shape[-1] == same_size(size, 2) == math.ceil(size / 2)
+        assert (
+            conv(torch.zeros(1, 1, size, size)).shape[-1]
+            == same_size(size, 2)
+            == math.ceil(size / 2)
+        )
     # On even sizes Keras pads only the bottom/right, so the first output pixel is
     # centred on input pixel 1, not 0.
     conv = SameConv2d(1, 1, 3, stride=2)
@@ -267,8 +298,14 @@ def test_kl_warm_up_ramps_linearly():
 
 
 def test_vae_loss_combines_the_terms_with_weights_warm_up_and_free_bits():
-    raw = {**SMALL_CONFIGS["vae_mlp"], "recon_loss": "mse", "recon_weight": 3.0, "kl_weight": 2.0,
-           "kl_warmup_epochs": 4, "free_bits": 0.25}
+    raw = {
+        **SMALL_CONFIGS["vae_mlp"],
+        "recon_loss": "mse",
+        "recon_weight": 3.0,
+        "kl_weight": 2.0,
+        "kl_warmup_epochs": 4,
+        "free_bits": 0.25,
+    }
     model = make(raw, 6, 1).eval()
     x = torch.rand(5, 1, 6, 6)
     outputs = model(x)
@@ -284,7 +321,9 @@ def test_vae_loss_combines_the_terms_with_weights_warm_up_and_free_bits():
         assert terms["kl_loss"].item() == pytest.approx(kl_floored.item(), rel=1e-5)
         assert terms["kl_weight"].item() == pytest.approx(weight)
         assert terms["elbo"].item() == pytest.approx(-(recon + kl).item(), rel=1e-5)
-        assert terms["loss"].item() == pytest.approx(3.0 * recon.item() + weight * kl_floored.item(), rel=1e-5)
+        assert terms["loss"].item() == pytest.approx(
+            3.0 * recon.item() + weight * kl_floored.item(), rel=1e-5
+        )
 
 
 def test_autoencoder_loss_is_the_weighted_reconstruction():
@@ -322,17 +361,31 @@ def test_design_examples_validate_into_their_classes():
                 "ae_pool": {"arch": "ae_pool"},
                 "ae_conv": {"arch": "ae_conv"},
                 "accordion": {"arch": "accordion", "folds": 2},
-                "vae": {"arch": "vae_conv", "filters": [32, 64, 128, 256], "z_dim": 256, "recon_loss": "bce",
-                        "kl_weight": 5.0},
+                "vae": {
+                    "arch": "vae_conv",
+                    "filters": [32, 64, 128, 256],
+                    "z_dim": 256,
+                    "recon_loss": "bce",
+                    "kl_weight": 5.0,
+                },
                 "mlp": {"arch": "vae_mlp", "hidden": [512, 256], "z_dim": 2},
                 "small": {"arch": "vae_small", "z_dim": 8},
-                "gan": {"arch": "vae_gan", "filters": [16, 32, 64], "z_dim": 16, "discriminator": [32, 64, 128]},
+                "gan": {
+                    "arch": "vae_gan",
+                    "filters": [16, 32, 64],
+                    "z_dim": 16,
+                    "discriminator": [32, 64, 128],
+                },
             }
         }
     )
     assert set(ARCHITECTURES) == {entry.arch for entry in holder.models.values()}
     vae = holder.models["vae"]
-    assert isinstance(vae, VaeConvConfig) and vae.filters == (32, 64, 128, 256) and vae.kl_weight == 5.0
+    assert (
+        isinstance(vae, VaeConvConfig)
+        and vae.filters == (32, 64, 128, 256)
+        and vae.kl_weight == 5.0
+    )
     assert holder.models["small"].recon_loss == "mse"  # study 004's loss
 
 
@@ -354,7 +407,10 @@ def test_design_examples_validate_into_their_classes():
         ({"arch": "vae_mlp", "free_bits": -1}, "free_bits"),
         ({"arch": "vae_mlp", "kl_warmup_epochs": -2}, "kl_warmup_epochs"),
         ({"arch": "ae_conv", "recon_weight": 0}, "recon_weight"),
-        ({"arch": "vae_small", "filters": [4, 4], "kernels": [3, 3, 3]}, "one entry per conv layer"),
+        (
+            {"arch": "vae_small", "filters": [4, 4], "kernels": [3, 3, 3]},
+            "one entry per conv layer",
+        ),
         ({}, "arch"),
     ],
 )
@@ -373,7 +429,10 @@ def test_configs_are_frozen():
 def test_variational_false_is_the_vaes_own_trunk_without_the_posterior():
     vae_cfg = VaeConvConfig(filters=(8, 16), z_dim=6)
     ae_cfg = VaeConvConfig(filters=(8, 16), z_dim=6, variational=False)
-    vae, ae = build_model(vae_cfg, image_size=12, channels=1), build_model(ae_cfg, image_size=12, channels=1)
+    vae, ae = (
+        build_model(vae_cfg, image_size=12, channels=1),
+        build_model(ae_cfg, image_size=12, channels=1),
+    )
     assert vae.is_variational and not ae.is_variational
     assert ae.latent_shape == vae.latent_shape == (6,)
     # One dense head to z instead of mu and logvar: the VAE has exactly one more head.
@@ -381,7 +440,10 @@ def test_variational_false_is_the_vaes_own_trunk_without_the_posterior():
     assert count_params(vae).trainable - count_params(ae).trainable == logvar_head
     x = torch.rand(3, 1, 12, 12)
     outputs = ae(x)
-    assert set(outputs) == {"z", "logits", "recon"} and set(ae.loss(x, outputs)) == {"recon", "loss"}
+    assert set(outputs) == {"z", "logits", "recon"} and set(ae.loss(x, outputs)) == {
+        "recon",
+        "loss",
+    }
 
 
 def test_kl_knobs_are_refused_without_a_posterior():

@@ -48,25 +48,43 @@ def test_lfw_shapes_splits_and_ood(tmp_path, make_params):
     # The DVC metrics are counts only; the file list, the shape and the timings sit beside them.
     metrics_dir = tmp_path / "metrics"
     assert json.loads((metrics_dir / "data.json").read_text()) == {
-        "images": 200, "skipped": 0, "splits": {"train": 80, "val": 10, "test": 10, "ood": 100}}
+        "images": 200,
+        "skipped": 0,
+        "splits": {"train": 80, "val": 10, "test": 10, "ood": 100},
+    }
     detail = json.loads((metrics_dir / "detail" / "data.json").read_text())
-    assert detail["image_shape"] == [20, 20, 3] and detail["skipped"]["files"] == [] and "seconds" not in detail
-    assert set(json.loads((metrics_dir / "timing" / "data.json").read_text())) == {"workers", "seconds",
-                                                                                  "images_per_second"}
+    assert (
+        detail["image_shape"] == [20, 20, 3]
+        and detail["skipped"]["files"] == []
+        and "seconds" not in detail
+    )
+    assert set(json.loads((metrics_dir / "timing" / "data.json").read_text())) == {
+        "workers",
+        "seconds",
+        "images_per_second",
+    }
 
 
 def test_same_inputs_give_byte_identical_outputs(tmp_path, make_params):
     params = make_params()
     run_download(params, raw_root=tmp_path / "raw")
     _prepare(params, tmp_path)
-    first = (tmp_path / "prepared" / "images.npy").read_bytes(), (tmp_path / "prepared" / "index.csv").read_bytes()
+    first = (
+        (tmp_path / "prepared" / "images.npy").read_bytes(),
+        (tmp_path / "prepared" / "index.csv").read_bytes(),
+    )
     _prepare(make_params({"data": {"workers": 2}}), tmp_path)
-    second = (tmp_path / "prepared" / "images.npy").read_bytes(), (tmp_path / "prepared" / "index.csv").read_bytes()
+    second = (
+        (tmp_path / "prepared" / "images.npy").read_bytes(),
+        (tmp_path / "prepared" / "index.csv").read_bytes(),
+    )
     assert hashlib.md5(first[0]).digest() == hashlib.md5(second[0]).digest()
     assert first[1] == second[1]
 
 
-def test_the_fingerprint_is_the_md5_of_the_written_files_and_is_checked(tmp_path, make_params, monkeypatch):
+def test_the_fingerprint_is_the_md5_of_the_written_files_and_is_checked(
+    tmp_path, make_params, monkeypatch
+):
     """Hashed once as prepare writes: the md5 over images.npy then index.csv (what the train
     stages hashed themselves before, so older checkpoints keep their keys); reading it hashes
     nothing, and a file of another size or a missing fingerprint is a UserError naming the file."""
@@ -80,8 +98,13 @@ def test_the_fingerprint_is_the_md5_of_the_written_files_and_is_checked(tmp_path
     folder = tmp_path / "prepared"
     expected = md5_of_files([folder / "images.npy", folder / "index.csv"])
     recorded = json.loads((folder / "fingerprint.json").read_text())
-    assert recorded == {"md5": expected, "bytes": {"images.npy": (folder / "images.npy").stat().st_size,
-                                                   "index.csv": (folder / "index.csv").stat().st_size}}
+    assert recorded == {
+        "md5": expected,
+        "bytes": {
+            "images.npy": (folder / "images.npy").stat().st_size,
+            "index.csv": (folder / "index.csv").stat().st_size,
+        },
+    }
 
     def no_hashing(*_args, **_kwargs):
         raise AssertionError("read_fingerprint must not hash the files")
@@ -92,7 +115,9 @@ def test_the_fingerprint_is_the_md5_of_the_written_files_and_is_checked(tmp_path
 
     with open(folder / "index.csv", "a") as handle:
         handle.write("extra,row\n")
-    with pytest.raises(UserError, match=r"index\.csv: \d+ bytes, but prepare wrote \d+; rerun `dvc repro prepare`"):
+    with pytest.raises(
+        UserError, match=r"index\.csv: \d+ bytes, but prepare wrote \d+; rerun `dvc repro prepare`"
+    ):
         read_fingerprint(folder)
     (folder / "fingerprint.json").unlink()
     with pytest.raises(UserError, match=r"fingerprint\.json: missing"):
@@ -133,7 +158,7 @@ def test_too_many_bad_images_fails_and_writes_nothing(tmp_path, make_params):
     from tests.support.celeba import make_celeba, write_official
 
     tiny = make_celeba(10)
-    broken = {name: b"" for name in tiny.names[:3]}
+    broken = dict.fromkeys(tiny.names[:3], b"")
     write_official(tmp_path / "src", tiny, corrupt=broken)
     params = make_params(
         {
@@ -159,19 +184,30 @@ def test_one_image_smaller_than_the_crop_is_skipped_not_fatal(tmp_path, make_par
     small = io.BytesIO()
     Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(small, format="JPEG")
     write_official(tmp_path / "src", tiny, corrupt={tiny.names[0]: small.getvalue()})
-    params = make_params({"data": {"dataset": "celeba", "crop": {"method": "center", "size": 148},
-                                   "celeba": {"source": str(tmp_path / "src"), "verify_md5": False},
-                                   "max_bad_fraction": 0.2}})
+    params = make_params(
+        {
+            "data": {
+                "dataset": "celeba",
+                "crop": {"method": "center", "size": 148},
+                "celeba": {"source": str(tmp_path / "src"), "verify_md5": False},
+                "max_bad_fraction": 0.2,
+            }
+        }
+    )
     run_download(params, raw_root=tmp_path / "raw")
     _prepare(params, tmp_path)
     detail = json.loads((tmp_path / "metrics" / "detail" / "data.json").read_text())
     (skip,) = detail["skipped"]["files"]
-    assert skip["image_id"] == tiny.names[0] and skip["reason"].startswith("smaller than the crop: crop.size 148")
+    assert skip["image_id"] == tiny.names[0] and skip["reason"].startswith(
+        "smaller than the crop: crop.size 148"
+    )
     assert np.load(tmp_path / "prepared" / "images.npy").shape[0] == 9
 
 
 def _idx_gz(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
 
 
@@ -186,10 +222,18 @@ def test_mnist_from_a_url_base_with_official_split(tmp_path, make_params, monkey
         payloads[f"{prefix}-labels-idx1-ubyte.gz"] = _idx_gz(rng.integers(0, 10, n))
     for name, payload in payloads.items():
         (served / name).write_bytes(payload)
-    monkeypatch.setattr(mnist, "FILES", {k: hashlib.md5(v).hexdigest() for k, v in payloads.items()})
+    monkeypatch.setattr(
+        mnist, "FILES", {k: hashlib.md5(v).hexdigest() for k, v in payloads.items()}
+    )
     with serve_directory(served) as server:
         params = make_params(
-            {"data": {"dataset": "mnist", "mnist": {"source": server.url}, "split": {"method": "official", "val": 0.2}}}
+            {
+                "data": {
+                    "dataset": "mnist",
+                    "mnist": {"source": server.url},
+                    "split": {"method": "official", "val": 0.2},
+                }
+            }
         )
         run_download(params, raw_root=tmp_path / "raw")
     metrics = _prepare(params, tmp_path)
@@ -215,19 +259,30 @@ def test_cifar10_from_a_local_archive(tmp_path, make_params, monkeypatch):
     archive.write_bytes(buffer.getvalue())
     monkeypatch.setattr(cifar10, "ARCHIVE_MD5", hashlib.md5(buffer.getvalue()).hexdigest())
     params = make_params(
-        {"data": {"dataset": "cifar10", "channels": 3, "cifar10": {"source": str(archive.parent)}, "split": {"method": "official", "val": 0.25}}}
+        {
+            "data": {
+                "dataset": "cifar10",
+                "channels": 3,
+                "cifar10": {"source": str(archive.parent)},
+                "split": {"method": "official", "val": 0.25},
+            }
+        }
     )
     run_download(params, raw_root=tmp_path / "raw")
     metrics = _prepare(params, tmp_path)
     assert metrics["splits"] == {"train": 15, "val": 5, "test": 4, "ood": 0}
-    images, labels = cifar10.read_batch(tmp_path / "raw" / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin")
+    images, labels = cifar10.read_batch(
+        tmp_path / "raw" / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin"
+    )
     assert images.shape == (4, 32, 32, 3) and labels.max() < 10
 
 
 def test_cifar10_md5_mismatch_is_refused(tmp_path, make_params):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / cifar10.ARCHIVE).write_bytes(b"not the archive")
-    params = make_params({"data": {"dataset": "cifar10", "cifar10": {"source": str(tmp_path / "src")}}})
+    params = make_params(
+        {"data": {"dataset": "cifar10", "cifar10": {"source": str(tmp_path / "src")}}}
+    )
     with pytest.raises(UserError, match=cifar10.ARCHIVE_MD5):
         run_download(params, raw_root=tmp_path / "raw")
     assert not (tmp_path / "raw" / "cifar10").exists()

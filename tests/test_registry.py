@@ -34,7 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def register(ws, variants=("vae",), **registry):
-    return run_register(tiny_params(variants, registry), models_root=ws.models, metrics_root=ws.metrics)
+    return run_register(
+        tiny_params(variants, registry), models_root=ws.models, metrics_root=ws.metrics
+    )
 
 
 def test_register_tags_each_version_and_writes_registry_json(workspace):
@@ -68,7 +70,9 @@ def test_rerun_with_unchanged_models_registers_nothing(workspace):
     save_variant(workspace.models, "vae")
     write_eval(workspace.metrics, "vae", 0.05)
     register(workspace)
-    runs_before = workspace.client().search_runs([workspace.client().get_experiment_by_name("vaelab").experiment_id])
+    runs_before = workspace.client().search_runs(
+        [workspace.client().get_experiment_by_name("vaelab").experiment_id]
+    )
 
     again = register(workspace)["variants"]["vae"]
     assert again["registered"] is False and again["version"] == 1
@@ -76,7 +80,9 @@ def test_rerun_with_unchanged_models_registers_nothing(workspace):
     assert "already the champion" in again["champion"]["reason"]
     client = workspace.client()
     assert len(client.search_model_versions("name='vaelab-vae'")) == 1
-    assert len(client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])) == len(runs_before)
+    assert len(client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])) == len(
+        runs_before
+    )
 
 
 def test_the_champion_moves_only_to_a_lower_mse(workspace):
@@ -94,7 +100,10 @@ def test_the_champion_moves_only_to_a_lower_mse(workspace):
     assert outcome["version"] == 3 and outcome["registered"] is True
     assert outcome["aliases"] == {"champion": 2, "latest": 3}
     assert outcome["champion"]["moved"] is False
-    assert "0.06 >= 0.04" in outcome["champion"]["reason"] and "champion stays" in outcome["champion"]["reason"]
+    assert (
+        "0.06 >= 0.04" in outcome["champion"]["reason"]
+        and "champion stays" in outcome["champion"]["reason"]
+    )
     client = workspace.client()
     assert int(client.get_model_version_by_alias("vaelab-vae", "champion").version) == 2
     assert int(client.get_model_version_by_alias("vaelab-vae", "latest").version) == 3
@@ -102,7 +111,11 @@ def test_the_champion_moves_only_to_a_lower_mse(workspace):
     # Going back to the first weights reuses version 1 and leaves the champion alone.
     save_variant(workspace.models, "vae", seed=0)
     back = register(workspace)["variants"]["vae"]
-    assert back["version"] == 1 and back["registered"] is False and back["aliases"] == {"champion": 2, "latest": 3}
+    assert (
+        back["version"] == 1
+        and back["registered"] is False
+        and back["aliases"] == {"champion": 2, "latest": 3}
+    )
     assert "model unchanged since version 1" in back["champion"]["reason"]
 
 
@@ -112,7 +125,9 @@ def test_in_mode_max_the_champion_moves_only_to_a_higher_value(workspace):
         save_variant(workspace.models, "vae", seed=seed)
         write_eval(workspace.metrics, "vae", 0.05, psnr=psnr)
         outcome = register(workspace, metric="recon.psnr", mode="max")["variants"]["vae"]
-        moves.append((outcome["version"], outcome["champion"]["version"], outcome["champion"]["moved"]))
+        moves.append(
+            (outcome["version"], outcome["champion"]["version"], outcome["champion"]["moved"])
+        )
     assert moves == [(1, 1, True), (2, 1, False), (3, 3, True)]
     assert "25 > 20 (higher is better)" in outcome["champion"]["reason"]
 
@@ -140,8 +155,13 @@ def test_a_champion_without_the_metric_gives_way(workspace):
 )
 def test_decide_champion(champion, champion_value, candidate_value, is_new, moves):
     decision = decide_champion(
-        metric="recon.mse", mode="min", candidate=2, candidate_value=candidate_value,
-        champion=champion, champion_value=champion_value, is_new=is_new,
+        metric="recon.mse",
+        mode="min",
+        candidate=2,
+        candidate_value=candidate_value,
+        champion=champion,
+        champion_value=champion_value,
+        is_new=is_new,
     )
     assert decision.moves is moves and decision.reason
 
@@ -158,18 +178,26 @@ def test_missing_inputs_fail_before_anything_is_written(workspace, missing):
         (workspace.metrics / "detail" / "eval" / "ae_pool.json").unlink()
         expected = "metrics/detail/eval/ae_pool.json: not found"
     elif missing == "metric":
-        (workspace.metrics / "detail" / "eval" / "ae_pool.json").write_text(json.dumps({"recon": {"psnr": 20.0}}))
+        (workspace.metrics / "detail" / "eval" / "ae_pool.json").write_text(
+            json.dumps({"recon": {"psnr": 20.0}})
+        )
         expected = "metrics/detail/eval/ae_pool.json: no numeric 'recon.mse'"
     else:  # an evaluation written before evaluate recorded what it measured on
-        (workspace.metrics / "detail" / "eval" / "ae_pool.json").write_text(json.dumps({"recon": {"mse": 0.05}}))
-        expected = ("metrics/detail/eval/ae_pool.json: no evaluated_on record of the test split and settings "
-                    r"\(written by an older vaelab\); rerun `dvc repro evaluate@ae_pool`")
+        (workspace.metrics / "detail" / "eval" / "ae_pool.json").write_text(
+            json.dumps({"recon": {"mse": 0.05}})
+        )
+        expected = (
+            "metrics/detail/eval/ae_pool.json: no evaluated_on record of the test split and settings "
+            r"\(written by an older vaelab\); rerun `dvc repro evaluate@ae_pool`"
+        )
 
     with pytest.raises(UserError, match=expected):
         register(workspace, ("vae", "ae_pool"))
     assert not (workspace.metrics / "registry.json").exists()
     client = workspace.client()
-    assert client.search_registered_models() == [] and client.get_experiment_by_name("vaelab") is None
+    assert (
+        client.search_registered_models() == [] and client.get_experiment_by_name("vaelab") is None
+    )
 
 
 def _load_stage():
@@ -182,8 +210,11 @@ def _load_stage():
 def test_an_unreachable_server_fails_fast_naming_the_uri(workspace, monkeypatch, capsys):
     save_variant(workspace.models, "vae")
     write_eval(workspace.metrics, "vae", 0.05)
-    params = {"data": TINY_DATA, "models": {"vae": TINY_MODELS["vae"]},
-              "registry": {"retries": 2, "backoff": 0.1, "timeout": 1.0}}
+    params = {
+        "data": TINY_DATA,
+        "models": {"vae": TINY_MODELS["vae"]},
+        "registry": {"retries": 2, "backoff": 0.1, "timeout": 1.0},
+    }
     (workspace.root / "params.yaml").write_text(yaml.safe_dump(params))
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -213,8 +244,13 @@ def test_the_champion_loads_by_alias_in_a_fresh_process(workspace):
         "                  list(model.predict(images, params={'mode': 'encode'}).shape)]))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=workspace.root, env=subprocess_env(), capture_output=True,
-        text=True, timeout=120, check=False,
+        [sys.executable, "-c", script],
+        cwd=workspace.root,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [[2, 16, 16, 1], [2, 4]]
@@ -235,7 +271,7 @@ def test_the_pyfunc_reconstructs_and_encodes_and_its_decoder_decodes(workspace):
     pixels = rng.integers(0, 256, size=(3, 16, 16, 1), dtype=np.uint8)
     recon = vae.predict(pixels)  # reconstruct is the default mode
     assert recon.shape == (3, 16, 16, 1) and recon.dtype == np.float32
-    assert 0.0 <= recon.min() and recon.max() <= 1.0
+    assert recon.min() >= 0.0 and recon.max() <= 1.0
     latents = vae.predict(pixels, params={"mode": "encode"})
     assert latents.shape == (3, 4) and latents.dtype == np.float32
     ae_latents = ae.predict(pixels, params={"mode": "encode"})
@@ -265,11 +301,21 @@ def test_the_pyfunc_reconstructs_and_encodes_and_its_decoder_decodes(workspace):
     for model, bad_input, params, message in [
         (vae, pixels, {"mode": "sharpen"}, "not one of reconstruct, encode"),
         (vae, pixels[:, :8], {}, r"does not match expected shape \(-1, 16, 16, 1\)"),
-        (vae, pixels.astype(np.float32) / 255.0, {}, "dtype of input float32 does not match expected dtype uint8"),
+        (
+            vae,
+            pixels.astype(np.float32) / 255.0,
+            {},
+            "dtype of input float32 does not match expected dtype uint8",
+        ),
         (vae, pixels[..., 0], {}, "does not match expected shape"),
         (vae, latents, {"mode": "encode"}, "does not match expected shape"),
         (decoder, pixels, None, r"does not match expected shape \(-1, 4\)"),
-        (decoder, latents.astype(np.float64), None, "dtype of input float64 does not match expected dtype float32"),
+        (
+            decoder,
+            latents.astype(np.float64),
+            None,
+            "dtype of input float64 does not match expected dtype float32",
+        ),
         (decoder, np.full((1, 4), np.nan, dtype=np.float32), None, "latents must be finite"),
     ]:
         with pytest.raises(MlflowException, match=message):
@@ -278,7 +324,10 @@ def test_the_pyfunc_reconstructs_and_encodes_and_its_decoder_decodes(workspace):
     for call, message in [
         (lambda: python_model.reconstruct(pixels * 2.0), "images must be uint8"),
         (lambda: python_model.encode(pixels[:, :8]), r"expected images of shape \(N, 16, 16, 1\)"),
-        (lambda: python_model.decode(pixels[:, 0, 0, :]), r"expected float latents of shape \(N, 4\)"),
+        (
+            lambda: python_model.decode(pixels[:, 0, 0, :]),
+            r"expected float latents of shape \(N, 4\)",
+        ),
         (lambda: python_model.generate(0), "n >= 1"),
     ]:
         with pytest.raises(MlflowException, match=message):
@@ -292,12 +341,16 @@ def test_a_version_registered_without_a_decoder_gets_one_in_its_own_run(workspac
     write_eval(workspace.metrics, "vae", 0.05)
     register(workspace)
     client = workspace.client()
-    client.delete_model_version_tag("vaelab-vae", "1", "decoder_uri")  # as versions logged before decoders
+    client.delete_model_version_tag(
+        "vaelab-vae", "1", "decoder_uri"
+    )  # as versions logged before decoders
 
     again = register(workspace)["variants"]["vae"]
     version = client.get_model_version("vaelab-vae", "1")
     assert again["version"] == 1 and again["registered"] is False
-    assert again["decoder_uri"] == version.tags["decoder_uri"] == f"runs:/{version.run_id}/vae-decoder"
+    assert (
+        again["decoder_uri"] == version.tags["decoder_uri"] == f"runs:/{version.run_id}/vae-decoder"
+    )
     assert client.get_run(version.run_id).info.status == "FINISHED"
     decoder = mlflow.pyfunc.load_model(again["decoder_uri"])
     assert decoder.predict(np.zeros((2, 4), dtype=np.float32)).shape == (2, 16, 16, 1)
@@ -311,7 +364,8 @@ def test_a_version_logged_without_an_input_schema_still_takes_json_pixels(tmp_pa
 
     pyfunc = VaelabPyfunc.from_folder(save_variant(tmp_path, "vae"))
     pixels = np.random.default_rng(0).integers(0, 256, size=(2, 16, 16, 1))
-    np.testing.assert_array_equal(pyfunc.predict(None, pixels.tolist()),
-                                  pyfunc.predict(None, pixels.astype(np.uint8)))
+    np.testing.assert_array_equal(
+        pyfunc.predict(None, pixels.tolist()), pyfunc.predict(None, pixels.astype(np.uint8))
+    )
     with pytest.raises(MlflowException, match="images must be uint8"):
         pyfunc.predict(None, pixels + 256)

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.trained import evaluated_on, save_variant, tiny_params, workspace_fixture, write_eval
+from tests.support.trained import (
+    evaluated_on,
+    save_variant,
+    tiny_params,
+    workspace_fixture,
+    write_eval,
+)
 from vaelab.cli import main
 from vaelab.models.saved import weights_md5
 from vaelab.registry.register import run_register
@@ -20,8 +26,12 @@ workspace = pytest.fixture(workspace_fixture)
 
 
 def register(ws):
-    return run_register(tiny_params(), models_root=ws.models, metrics_root=ws.metrics,
-                        reports_root=ws.root / "reports")
+    return run_register(
+        tiny_params(),
+        models_root=ws.models,
+        metrics_root=ws.metrics,
+        reports_root=ws.root / "reports",
+    )
 
 
 def png(path, value):
@@ -32,17 +42,24 @@ def png(path, value):
 def training_run(ws, md5, *, seed="0"):
     """A finished run tagged as ``train`` tags a replicate's run once its weights are saved."""
     client = ws.client()
-    run = client.create_run(experiment_id(client, ws.uri), run_name=f"vae/seed{seed}",
-                            tags={"stage": "train", "variant": "vae", "seed": seed, "model_md5": md5})
+    run = client.create_run(
+        experiment_id(client, ws.uri),
+        run_name=f"vae/seed{seed}",
+        tags={"stage": "train", "variant": "vae", "seed": seed, "model_md5": md5},
+    )
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 
 
 def write_detail(ws, mse):
     """metrics/detail/eval/vae.json (the full evaluation, which register prefers)."""
-    payload = {"recon": {"mse": mse, "psnr": 20.0}, "sd": {"recon": {"mse": 0.002}},
-               "intervals": {"recon": {"mse": {"low": 0.01, "high": 0.09}}}, "notes": {"x": "words"},
-               "evaluated_on": evaluated_on()}
+    payload = {
+        "recon": {"mse": mse, "psnr": 20.0},
+        "sd": {"recon": {"mse": 0.002}},
+        "intervals": {"recon": {"mse": {"low": 0.01, "high": 0.09}}},
+        "notes": {"x": "words"},
+        "evaluated_on": evaluated_on(),
+    }
     path = ws.metrics / "detail" / "eval" / "vae.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload))
@@ -72,10 +89,18 @@ def test_training_runs_get_the_evaluation_figures_history_and_config_once(worksp
     client = workspace.client()
     assert client.get_model_version("vaelab-vae", "1").tags["train_run_id"] == run_id
     run = client.get_run(run_id)
-    assert run.data.metrics["eval.recon.mse"] == 0.05 and run.data.metrics["eval.sd.recon.mse"] == 0.002
+    assert (
+        run.data.metrics["eval.recon.mse"] == 0.05
+        and run.data.metrics["eval.sd.recon.mse"] == 0.002
+    )
     assert not [key for key in run.data.metrics if key.startswith("eval.intervals")]
-    assert artifacts(client, run_id) == ["config/config.json", "evaluation/vae.json", "figures/radius.png",
-                                         "figures/samples.png", "history/vae.csv"]
+    assert artifacts(client, run_id) == [
+        "config/config.json",
+        "evaluation/vae.json",
+        "figures/radius.png",
+        "figures/samples.png",
+        "history/vae.csv",
+    ]
     assert len(run.data.tags["logged_md5"]) == 32
     assert client.get_run(decoy).data.metrics == {} and artifacts(client, decoy) == []
 
@@ -137,8 +162,13 @@ def test_the_logged_model_is_named_after_the_variant_with_a_signature_and_descri
     (output,) = info.signature.outputs.inputs
     assert output.type == np.dtype("float32") and output.shape == (-1, 16, 16, 1)
     assert [(p.name, p.default) for p in info.signature.params.params] == [("mode", "reconstruct")]
-    assert info.metadata == {"vaelab_variant": "vae", "arch": "vae_conv", "latent_dim": 4, "role": "images",
-                             "decoder": "vae-decoder"}
+    assert info.metadata == {
+        "vaelab_variant": "vae",
+        "arch": "vae_conv",
+        "latent_dim": 4,
+        "role": "images",
+        "decoder": "vae-decoder",
+    }
 
     decoder = get_model_info(f"runs:/{version.run_id}/vae-decoder")
     assert decoder.name == "vae-decoder" and decoder.metadata["role"] == "decoder"
@@ -148,13 +178,24 @@ def test_the_logged_model_is_named_after_the_variant_with_a_signature_and_descri
     assert decoder.signature.params is None
     model = mlflow.pyfunc.load_model(f"runs:/{version.run_id}/vae")
     assert model.predict(np.zeros((1, 16, 16, 1), dtype=np.uint8)).shape == (1, 16, 16, 1)
-    main(["generate", "--model", f"runs:/{version.run_id}/vae", "-n", "4", "--out",
-          str(workspace.root / "runs.png")])
+    main(
+        [
+            "generate",
+            "--model",
+            f"runs:/{version.run_id}/vae",
+            "-n",
+            "4",
+            "--out",
+            str(workspace.root / "runs.png"),
+        ]
+    )
     assert (workspace.root / "runs.png").is_file()
 
     assert "**vae**: vae_conv (filters [4, 8], z_dim 4)" in version.description
-    assert "Data: lfw, 16x16 grey (crop center, resample bicubic); 10 epochs, batch 64, lr 0.001; seed 0 of 1 " \
-           "replicate." in version.description
+    assert (
+        "Data: lfw, 16x16 grey (crop center, resample bicubic); 10 epochs, batch 64, lr 0.001; seed 0 of 1 "
+        "replicate." in version.description
+    )
     assert "recon.mse 0.05, recon.psnr 20" in version.description
     registered = client.get_registered_model("vaelab-vae")
     assert registered.description.startswith("vaelab variant `vae`; `@champion` is version 1:")

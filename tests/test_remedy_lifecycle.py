@@ -11,9 +11,9 @@ import torch
 
 from tests.support.fit import SHAPES, assert_round_trip, assert_trained, fit
 from tests.test_config import uncommented_params
+from vaelab.compare.remedies import applied
 from vaelab.config import params_from_dict
 from vaelab.config.train import TrainConfig
-from vaelab.compare.remedies import applied
 from vaelab.models import build_model
 from vaelab.runtime import select_runtime
 from vaelab.train.batches import Batches
@@ -24,8 +24,11 @@ from vaelab.train.loop import train_model
 def _remedies() -> dict[str, dict]:
     raw, _names = uncommented_params()
     models = params_from_dict(raw).models
-    return {name: entry.model_dump(mode="json", exclude={"epochs"}) for name, entry in models.items()
-            if applied(entry.model_dump(mode="json"))}
+    return {
+        name: entry.model_dump(mode="json", exclude={"epochs"})
+        for name, entry in models.items()
+        if applied(entry.model_dump(mode="json"))
+    }
 
 
 REMEDIES = _remedies()
@@ -45,12 +48,21 @@ def test_each_remedy_trains_saves_loads_and_serves(tmp_path, name, image_size, c
     assert_trained(fitted)
     assert_round_trip(fitted)
     served = VaelabPyfunc.from_folder(tmp_path / "model")
-    pixels = np.random.default_rng(1).integers(0, 256, (3, image_size, image_size, channels), dtype=np.uint8)
+    pixels = np.random.default_rng(1).integers(
+        0, 256, (3, image_size, image_size, channels), dtype=np.uint8
+    )
     with torch.no_grad():
-        expected = fitted.loaded(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255)["recon"]
+        expected = fitted.loaded(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255)[
+            "recon"
+        ]
     # The pyfunc's own batches and layout may round a conv differently in the last bit.
-    np.testing.assert_allclose(served.predict(None, pixels), expected.permute(0, 2, 3, 1).numpy(), rtol=0, atol=1e-6)
-    assert served.predict(None, pixels, params={"mode": "encode"}).shape == (3, fitted.loaded.latent_dim)
+    np.testing.assert_allclose(
+        served.predict(None, pixels), expected.permute(0, 2, 3, 1).numpy(), rtol=0, atol=1e-6
+    )
+    assert served.predict(None, pixels, params={"mode": "encode"}).shape == (
+        3,
+        fitted.loaded.latent_dim,
+    )
     assert served.generate(2, seed=0).shape == (2, image_size, image_size, channels)
 
 
@@ -64,7 +76,9 @@ def test_each_remedy_resumes_after_a_kill_to_the_same_bytes(tmp_path, name):
     images = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 1), dtype=np.uint8)
     runtime = select_runtime("cpu", "fp32", key="train")
     cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3, checkpoint_every=2, device="cpu")
-    config = params_from_dict({"data": {"image_size": 16, "channels": 1}, "models": {"v": raw}}).models["v"]
+    config = params_from_dict(
+        {"data": {"image_size": 16, "channels": 1}, "models": {"v": raw}}
+    ).models["v"]
 
     def train(folder, *, kill_at=None):
         torch.manual_seed(0)
@@ -80,8 +94,16 @@ def test_each_remedy_resumes_after_a_kill_to_the_same_bytes(tmp_path, name):
 
         batches.epoch = epoch
         val = Batches(images[20:], batch_size=4, device=runtime.device, seed=0, shuffle=False)
-        result = train_model(model, batches, val, cfg, runtime, checkpoint_path=folder / "ckpt.pt",
-                             config_hash=config_hash({"v": raw}), progress=False)
+        result = train_model(
+            model,
+            batches,
+            val,
+            cfg,
+            runtime,
+            checkpoint_path=folder / "ckpt.pt",
+            config_hash=config_hash({"v": raw}),
+            progress=False,
+        )
         return model, result
 
     whole, whole_result = train(tmp_path / "whole")
@@ -92,5 +114,6 @@ def test_each_remedy_resumes_after_a_kill_to_the_same_bytes(tmp_path, name):
     assert resumed_result.resumed_from == {"epoch": 1, "batch": 3, "step": 8}
     torch.testing.assert_close(resumed.state_dict(), whole.state_dict(), rtol=0, atol=0)
     timing = {"seconds", "images_per_second"}
-    assert [{k: v for k, v in row.items() if k not in timing} for row in resumed_result.history] == \
-        [{k: v for k, v in row.items() if k not in timing} for row in whole_result.history]
+    assert [
+        {k: v for k, v in row.items() if k not in timing} for row in resumed_result.history
+    ] == [{k: v for k, v in row.items() if k not in timing} for row in whole_result.history]

@@ -36,8 +36,17 @@ def pushed(tmp_path: Path) -> Path:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"].update({"epochs": 1, "batch_size": 32, "seeds": 1})
     params["models"] = {"small_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4}}
-    params["evaluate"].update({"batch_size": 8, "samples": 4, "show": 4, "radii": [1.0], "radius_samples": 2,
-                               "interpolation": {"pairs": 1, "steps": 3, "method": "linear"}, "chain": None})
+    params["evaluate"].update(
+        {
+            "batch_size": 8,
+            "samples": 4,
+            "show": 4,
+            "radii": [1.0],
+            "radius_samples": 2,
+            "interpolation": {"pairs": 1, "steps": 3, "method": "linear"},
+            "chain": None,
+        }
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run([*DVC, "remote", "add", "-d", "storage", str(tmp_path / "remote")], repo)
     _run([*DVC, "repro"], repo)
@@ -54,7 +63,10 @@ def test_push_clone_pull_reproduce_nothing_then_the_two_side_report(pushed: Path
     assert any((tmp_path / "remote").rglob("*")), "dvc push wrote nothing to the remote"
     clone = tmp_path / "clone"
     _run(["git", "clone", "-q", str(pushed), str(clone)], tmp_path)
-    assert _run([*DVC, "remote", "list"], clone).stdout.split()[:2] == ["storage", str(tmp_path / "remote")]
+    assert _run([*DVC, "remote", "list"], clone).stdout.split()[:2] == [
+        "storage",
+        str(tmp_path / "remote"),
+    ]
     assert not (clone / "models").exists()
 
     _run([*DVC, "pull"], clone)
@@ -78,13 +90,22 @@ def test_push_clone_pull_reproduce_nothing_then_the_two_side_report(pushed: Path
     assert {"train@small_vae", "evaluate@small_vae"} <= ran(rerun.stdout)
     record = Path("metrics") / "eval" / "small_vae.json"
     # Deterministic, end to end: the headline, every detail and the curves.
-    for same in (record, Path("metrics/detail/eval/small_vae.json"), Path("metrics/history/small_vae.csv")):
+    for same in (
+        record,
+        Path("metrics/detail/eval/small_vae.json"),
+        Path("metrics/history/small_vae.csv"),
+    ):
         assert (base / same).read_bytes() == (pushed / same).read_bytes(), same
 
-    report = _run([*VAELAB, "report", "--rev", "base", "--base-dir", str(base), "--out", "reports/pr.md"], pushed)
+    report = _run(
+        [*VAELAB, "report", "--rev", "base", "--base-dir", str(base), "--out", "reports/pr.md"],
+        pushed,
+    )
     text = (pushed / "reports" / "pr.md").read_text()
     verdicts = [line for line in text.splitlines() if line.startswith("- **")]
-    assert verdicts and all(": no significant change, " in line and "(Δ +0.0, +0.0%;" in line for line in verdicts)
+    assert verdicts and all(
+        ": no significant change, " in line and "(Δ +0.0, +0.0%;" in line for line in verdicts
+    )
     assert "small_vae: no significant change" in report.stdout
     evaluated = json.loads((pushed / record).read_text())
     assert f"{evaluated['sharpness']['recon']:.5g}" in verdicts[0]
@@ -92,5 +113,7 @@ def test_push_clone_pull_reproduce_nothing_then_the_two_side_report(pushed: Path
     assert "No params changed." in text
     # No metric differs at all: the timings are not metrics.
     assert "No metrics changed." in text.split("## Metrics", 1)[1].split("## Figures", 1)[0]
-    figures = [line for line in text.split("## Figures", 1)[1].splitlines() if line.startswith("| `")]
+    figures = [
+        line for line in text.split("## Figures", 1)[1].splitlines() if line.startswith("| `")
+    ]
     assert figures and all("(unchanged)" in line for line in figures)

@@ -62,7 +62,9 @@ def png_bytes(path: Path, value: int) -> bytes:
 def write_state(repo: Path, lr: float, sharpness: dict[str, float]) -> None:
     """params.yaml, one eval JSON per variant (stale ones removed), as the pipeline would leave them."""
     models = {variant: {"z_dim": 8} for variant in sharpness}
-    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"lr": lr, "epochs": 3}, "models": models}))
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump({"train": {"lr": lr, "epochs": 3}, "models": models})
+    )
     eval_dir = repo / "metrics" / "eval"
     eval_dir.mkdir(parents=True, exist_ok=True)
     for stale in eval_dir.glob("*.json"):
@@ -129,24 +131,48 @@ def test_report_tables_lines_and_figures(repo, capsys):
 
     params = table_rows(report, "Params")
     assert params[("Path", "Param")] == ["Path", "Param", "HEAD~1", "workspace", "Change", "%"]
-    assert params[("params.yaml", "train.lr")] == ["params.yaml", "train.lr", "0.001", "0.002", "+0.001", "+100.0%"]
-    assert ("params.yaml", "train.epochs") not in params  # unchanged keys stay out, as in dvc params diff
+    assert params[("params.yaml", "train.lr")] == [
+        "params.yaml",
+        "train.lr",
+        "0.001",
+        "0.002",
+        "+0.001",
+        "+100.0%",
+    ]
+    assert (
+        "params.yaml",
+        "train.epochs",
+    ) not in params  # unchanged keys stay out, as in dvc params diff
 
     metrics = table_rows(report, "Metrics")
     lap = "blur.laplacian_var.recon"
     assert metrics[("metrics/eval/a.json", lap)][2:] == ["0.01", "0.012", "+0.002", "+20.0%"]
     assert metrics[("metrics/eval/b.json", lap)][2:] == ["0.02", "0.015", "-0.005", "-25.0%"]
-    assert metrics[("metrics/eval/a.json", "recon.mse")][2:] == ["0.005", "0.006", "+0.001", "+20.0%"]
+    assert metrics[("metrics/eval/a.json", "recon.mse")][2:] == [
+        "0.005",
+        "0.006",
+        "+0.001",
+        "+20.0%",
+    ]
     assert metrics[("metrics/eval/c.json", lap)][2:4] == ["—", "0.03"]
     assert not any(path == "metrics/eval/e.json" for path, _ in metrics)
 
     # These files have no intervals: the relative rule decides, and says so.
     fallback = "as there is no 95 % interval over two or more seeds at HEAD~1 and the workspace"
-    assert f"- **a**: sharper, 0.01 → 0.012 (Δ +0.002, +20.0%; |Δ| > 0.0005 = 5% of |old|, {fallback})" in report
-    assert f"- **b**: blurrier, 0.02 → 0.015 (Δ -0.005, -25.0%; |Δ| > 0.001 = 5% of |old|, {fallback})" in report
+    assert (
+        f"- **a**: sharper, 0.01 → 0.012 (Δ +0.002, +20.0%; |Δ| > 0.0005 = 5% of |old|, {fallback})"
+        in report
+    )
+    assert (
+        f"- **b**: blurrier, 0.02 → 0.015 (Δ -0.005, -25.0%; |Δ| > 0.001 = 5% of |old|, {fallback})"
+        in report
+    )
     assert "- **c**: new, 0.03 (not at HEAD~1)" in report
     assert "- **d**: removed (was 0.005 at HEAD~1)" in report
-    assert f"- **e**: no significant change, 0.007 → 0.007 (Δ +0.0, +0.0%; |Δ| ≤ 0.00035 = 5% of |old|, {fallback})" in report
+    assert (
+        f"- **e**: no significant change, 0.007 → 0.007 (Δ +0.0, +0.0%; |Δ| ≤ 0.00035 = 5% of |old|, {fallback})"
+        in report
+    )
     assert "|Δ| > √(hw_old² + hw_new²)" in report  # the rule is stated
 
     # Both sides' figures are copied beside the report and linked relative to it.
@@ -161,8 +187,16 @@ def test_report_tables_lines_and_figures(repo, capsys):
     )
     assert figures[("`gone.png`", "![gone.png at HEAD~1](pr/HEAD-1/gone.png)")][2] == "*(absent)*"
     assert ("`added.png`", "*(absent)*") in figures
-    assert ("`samples.png` (unchanged)", "![samples.png at HEAD~1](pr/HEAD-1/samples.png)") in figures
-    for link in [cell.split("](")[1].rstrip(")") for cells in figures.values() for cell in cells if "](" in cell]:
+    assert (
+        "`samples.png` (unchanged)",
+        "![samples.png at HEAD~1](pr/HEAD-1/samples.png)",
+    ) in figures
+    for link in [
+        cell.split("](")[1].rstrip(")")
+        for cells in figures.values()
+        for cell in cells
+        if "](" in cell
+    ]:
         assert (root / "reports" / link).is_file(), link
 
     out = capsys.readouterr().out
@@ -176,7 +210,12 @@ def test_uncommitted_workspace_against_a_tag_with_a_custom_out(repo):
 
     assert report.path == root / "review" / "base.md"
     text = report.path.read_text()
-    assert table_rows(text, "Params")[("params.yaml", "train.lr")][2:] == ["0.001", "0.004", "+0.003", "+300.0%"]
+    assert table_rows(text, "Params")[("params.yaml", "train.lr")][2:] == [
+        "0.001",
+        "0.004",
+        "+0.003",
+        "+300.0%",
+    ]
     assert "- **a**: blurrier, 0.01 → 0.006 (Δ -0.004, -40.0%;" in text
     assert (root / "review" / "base" / "base" / "gone.png").read_bytes() == repo["old"]["gone.png"]
     assert {change.variant: change.status for change in report.sharpness} == {
@@ -199,7 +238,10 @@ def test_unknown_revision_exits_2_and_writes_nothing(repo, capsys):
         main(["report", "--rev", "no-such-branch"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("vaelab: error: --rev no-such-branch: no such commit") and "Traceback" not in err
+    assert (
+        err.startswith("vaelab: error: --rev no-such-branch: no such commit")
+        and "Traceback" not in err
+    )
     assert not (repo["root"] / "reports" / "pr.md").exists()
     assert not (repo["root"] / "reports" / "pr").exists()
 
@@ -239,20 +281,31 @@ def test_outside_a_dvc_repo_is_a_user_error(tmp_path, monkeypatch, capsys):
     assert "not inside a DVC repository" in capsys.readouterr().err
 
 
-def evaluation(value: float | None, interval: tuple[float, float] | None = None, seeds: int = 3) -> dict:
+def evaluation(
+    value: float | None, interval: tuple[float, float] | None = None, seeds: int = 3
+) -> dict:
     """An evaluation file as evaluate writes it (before the headline split): the mean, and its interval."""
     metrics: dict = {"blur": {"laplacian_var": {"recon": value}}}
     if interval is not None:
         low, high = interval
         metrics["intervals"] = {
-            "blur.laplacian_var.recon": {"mean": value, "low": low, "high": high, "sd": 0.001, "seeds": seeds,
-                                         "images": 25}
+            "blur.laplacian_var.recon": {
+                "mean": value,
+                "low": low,
+                "high": high,
+                "sd": 0.001,
+                "seeds": seeds,
+                "images": 25,
+            }
         }
     return metrics
 
 
 def records(**documents: dict) -> dict[str, EvalRecord]:
-    return {variant: EvalRecord(f"metrics/eval/{variant}.json", measured(doc)) for variant, doc in documents.items()}
+    return {
+        variant: EvalRecord(f"metrics/eval/{variant}.json", measured(doc))
+        for variant, doc in documents.items()
+    }
 
 
 def verdict(old: dict, new: dict) -> SharpnessChange:
@@ -290,7 +343,9 @@ def test_without_an_interval_over_seeds_the_relative_threshold_decides():
     assert (old_file.status, old_file.rule) == ("no significant change", "relative")
     assert old_file.threshold == pytest.approx(0.0005)
     assert old_file.note == "no 95 % interval over two or more seeds at main"
-    one_seed = verdict(evaluation(0.0100, (0.0099, 0.0101)), evaluation(0.0104, (0.0103, 0.0105), seeds=1))
+    one_seed = verdict(
+        evaluation(0.0100, (0.0099, 0.0101)), evaluation(0.0104, (0.0103, 0.0105), seeds=1)
+    )
     assert (one_seed.status, one_seed.rule) == ("no significant change", "relative")
     assert one_seed.note == "no 95 % interval over two or more seeds at the workspace"
     beyond = verdict(evaluation(0.0100), evaluation(0.0094))
@@ -332,13 +387,19 @@ def test_the_detail_file_is_read_when_there_is_one(tmp_path):
 
     old_root, new_root = tmp_path / "old", tmp_path / "new"
     (old_root / "metrics" / "eval").mkdir(parents=True)
-    (old_root / "metrics" / "eval" / "v.json").write_text(json.dumps(evaluation(0.0100, (0.0097, 0.0103))))
-    for folder, document in (("eval", {"sharpness": {"recon": 0.0106}, "recon": {"mse": 0.01}}),
-                             ("detail/eval", evaluation(0.0106, (0.0102, 0.0110)))):
+    (old_root / "metrics" / "eval" / "v.json").write_text(
+        json.dumps(evaluation(0.0100, (0.0097, 0.0103)))
+    )
+    for folder, document in (
+        ("eval", {"sharpness": {"recon": 0.0106}, "recon": {"mse": 0.01}}),
+        ("detail/eval", evaluation(0.0106, (0.0102, 0.0110))),
+    ):
         (new_root / "metrics" / folder).mkdir(parents=True)
         (new_root / "metrics" / folder / "v.json").write_text(json.dumps(document))
     # Only a headline: its sharpness.recon, without an interval.
-    (new_root / "metrics" / "eval" / "h.json").write_text(json.dumps({"sharpness": {"recon": 0.02}}))
+    (new_root / "metrics" / "eval" / "h.json").write_text(
+        json.dumps({"sharpness": {"recon": 0.02}})
+    )
     (old_root / "metrics" / "eval" / "h.json").write_text(json.dumps(evaluation(0.02)))
 
     with Side(old_root, None) as old_side, Side(new_root, None) as new_side:
@@ -364,9 +425,17 @@ def test_base_dir_compares_with_the_base_checkouts_workspace(repo, base_worktree
     main(["report", "--rev", "base", "--base-dir", str(base_worktree)])
     report = (repo["root"] / "reports" / "pr.md").read_text()
     sha = git(repo["root"], "rev-parse", "base")
-    assert f"`base` (`{sha[:8]}`) is read from the workspace of `{base_worktree}`, a checkout of it" in report
+    assert (
+        f"`base` (`{sha[:8]}`) is read from the workspace of `{base_worktree}`, a checkout of it"
+        in report
+    )
 
-    assert table_rows(report, "Params")[("params.yaml", "train.lr")][2:] == ["0.001", "0.002", "+0.001", "+100.0%"]
+    assert table_rows(report, "Params")[("params.yaml", "train.lr")][2:] == [
+        "0.001",
+        "0.002",
+        "+0.001",
+        "+100.0%",
+    ]
     metrics = table_rows(report, "Metrics")
     lap = "blur.laplacian_var.recon"
     # The worktree's reproduced 0.0115, not the 0.01 committed at base.
@@ -380,7 +449,9 @@ def test_base_dir_compares_with_the_base_checkouts_workspace(repo, base_worktree
     assert "wrote reports/pr.md" in capsys.readouterr().out
 
 
-def test_base_dir_at_another_commit_or_no_checkout_exits_2_and_writes_nothing(repo, base_worktree, tmp_path, capsys):
+def test_base_dir_at_another_commit_or_no_checkout_exits_2_and_writes_nothing(
+    repo, base_worktree, tmp_path, capsys
+):
     with pytest.raises(SystemExit) as info:
         main(["report", "--rev", "HEAD", "--base-dir", str(base_worktree)])
     assert info.value.code == 2

@@ -23,19 +23,37 @@ from vaelab.models.saved import (
 
 
 def _trained(seed: int) -> Trained:
-    params = params_from_dict({"data": {"image_size": 8}, "models": {"v": {"arch": "vae_conv", "filters": [4],
-                                                                          "z_dim": 2}}})
+    params = params_from_dict(
+        {
+            "data": {"image_size": 8},
+            "models": {"v": {"arch": "vae_conv", "filters": [4], "z_dim": 2}},
+        }
+    )
     torch.manual_seed(seed)
     model = build_model(params.models["v"], image_size=8, channels=1)
-    config = SavedConfig(variant="v", model=params.models["v"], image_size=8, channels=1, seed=seed,
-                         train=params.train, trainable_params=1, data=params.data)
+    config = SavedConfig(
+        variant="v",
+        model=params.models["v"],
+        image_size=8,
+        channels=1,
+        seed=seed,
+        train=params.train,
+        trainable_params=1,
+        data=params.data,
+    )
     return Trained(model, config)
 
 
 def test_replicates_round_trip_and_the_folder_stands_for_its_first_seed(tmp_path):
     save_replicates(tmp_path / "v", [_trained(3), _trained(1)])
-    assert [(seed, folder.name) for seed, folder in replicates(tmp_path / "v")] == [(1, "seed1"), (3, "seed3")]
-    assert resolve(tmp_path / "v") == tmp_path / "v" / "seed1" and resolve(tmp_path / "v" / "seed3").name == "seed3"
+    assert [(seed, folder.name) for seed, folder in replicates(tmp_path / "v")] == [
+        (1, "seed1"),
+        (3, "seed3"),
+    ]
+    assert (
+        resolve(tmp_path / "v") == tmp_path / "v" / "seed1"
+        and resolve(tmp_path / "v" / "seed3").name == "seed3"
+    )
     model, config = load_trained(tmp_path / "v" / "seed3")
     assert config.seed == 3 and config.format_version == FORMAT_VERSION and not model.training
     torch.testing.assert_close(model.state_dict(), _trained(3).model.state_dict(), rtol=0, atol=0)
@@ -52,8 +70,10 @@ def test_a_config_from_before_format_versions_reads_as_lanczos(tmp_path):
     assert config.format_version == 1 and config.data.resample == "lanczos"
 
 
-@pytest.mark.parametrize("content", ["{not json", json.dumps({"variant": "v"}),
-                                     json.dumps({"format_version": FORMAT_VERSION + 1})])
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", json.dumps({"variant": "v"}), json.dumps({"format_version": FORMAT_VERSION + 1})],
+)
 def test_an_unusable_config_is_one_user_error(tmp_path, content):
     (tmp_path / "config.json").write_text(content)
     with pytest.raises(UserError, match="not a usable vaelab model config.*retrain"):

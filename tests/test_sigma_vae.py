@@ -40,11 +40,17 @@ def test_gaussian_nll_is_summed_per_image_and_averaged_over_the_batch():
     # Per pixel 0.5 ((x − x̂) / σ)² + log σ + 0.5 log 2π; with σ = 0.5 the squares are
     # 0.25, 1, 0, 1: image sums 0.625 and 0.5 plus two pixels' constants, mean 0.5625 + ...
     expected = 0.5625 + 2 * math.log(0.5) + math.log(2 * math.pi)
-    assert reconstruction_loss(LOGITS, RECON, TARGET, "gaussian", log_sigma).item() == pytest.approx(expected)
+    assert reconstruction_loss(
+        LOGITS, RECON, TARGET, "gaussian", log_sigma
+    ).item() == pytest.approx(expected)
     # The same as torch's Normal, summed over pixels and negated.
     by_torch = -Normal(RECON, 0.5).log_prob(TARGET).flatten(1).sum(dim=1)
-    torch.testing.assert_close(reconstruction_error(LOGITS, RECON, TARGET, "gaussian", log_sigma), by_torch)
-    torch.testing.assert_close(gaussian_nll(RECON, TARGET, log_sigma), -Normal(RECON, 0.5).log_prob(TARGET))
+    torch.testing.assert_close(
+        reconstruction_error(LOGITS, RECON, TARGET, "gaussian", log_sigma), by_torch
+    )
+    torch.testing.assert_close(
+        gaussian_nll(RECON, TARGET, log_sigma), -Normal(RECON, 0.5).log_prob(TARGET)
+    )
 
 
 def test_with_sigma_one_the_gaussian_is_half_the_summed_squared_error_plus_a_constant():
@@ -90,14 +96,19 @@ def test_a_fixed_sigma_is_used_as_given_and_learned_one_soft_clipped():
     assert decoder_log_sigma(0.1, RECON, TARGET).item() == pytest.approx(math.log(0.1))
     learned = torch.tensor(-9.0)
     assert decoder_log_sigma("learned", RECON, TARGET, learned).exp().item() == pytest.approx(
-        math.exp(-9.0) + math.exp(-6.0))
+        math.exp(-9.0) + math.exp(-6.0)
+    )
     with pytest.raises(ValueError, match="log σ parameter"):
         decoder_log_sigma("learned", RECON, TARGET)
 
 
 def test_learned_sigma_is_one_parameter_starting_at_one():
-    learned = build_model(parse_model_config({**TINY_VAE, "sigma": "learned"}), image_size=16, channels=1)
-    optimal = build_model(parse_model_config({**TINY_VAE, "sigma": "optimal"}), image_size=16, channels=1)
+    learned = build_model(
+        parse_model_config({**TINY_VAE, "sigma": "learned"}), image_size=16, channels=1
+    )
+    optimal = build_model(
+        parse_model_config({**TINY_VAE, "sigma": "optimal"}), image_size=16, channels=1
+    )
     assert count_params(learned).trainable == count_params(optimal).trainable + 1
     assert set(learned.state_dict()) - set(optimal.state_dict()) == {"log_sigma"}
     assert learned.log_sigma.shape == () and learned.log_sigma.item() == 0.0
@@ -115,7 +126,9 @@ def test_learned_sigma_is_one_parameter_starting_at_one():
 
 @pytest.mark.parametrize(("sigma", "expected"), [("optimal", None), (0.1, 0.1)])
 def test_model_loss_with_optimal_and_fixed_sigma(sigma, expected):
-    model = build_model(parse_model_config({**TINY_VAE, "sigma": sigma}), image_size=16, channels=1).eval()
+    model = build_model(
+        parse_model_config({**TINY_VAE, "sigma": sigma}), image_size=16, channels=1
+    ).eval()
     x = torch.rand(3, 1, 16, 16)
     outputs = model(x)
     if expected is None:
@@ -125,12 +138,18 @@ def test_model_loss_with_optimal_and_fixed_sigma(sigma, expected):
     assert terms["sigma"].item() == pytest.approx(expected, rel=1e-6)
     assert terms["recon"].item() == pytest.approx(by_torch.item(), rel=1e-5)
     assert not hasattr(model, "log_sigma") and count_params(model) == count_params(
-        build_model(parse_model_config({k: v for k, v in TINY_VAE.items() if k != "recon_loss"}),
-                    image_size=16, channels=1))
+        build_model(
+            parse_model_config({k: v for k, v in TINY_VAE.items() if k != "recon_loss"}),
+            image_size=16,
+            channels=1,
+        )
+    )
 
 
 def test_the_evaluated_elbo_uses_the_gaussian_decoder():
-    model = build_model(parse_model_config({**TINY_VAE, "sigma": 0.2}), image_size=16, channels=1).eval()
+    model = build_model(
+        parse_model_config({**TINY_VAE, "sigma": 0.2}), image_size=16, channels=1
+    ).eval()
     x = torch.rand(2, 1, 16, 16)
     terms = elbo_terms(model, x, torch.Generator().manual_seed(0))
     # The same draw of z, by hand.
@@ -143,8 +162,11 @@ def test_the_evaluated_elbo_uses_the_gaussian_decoder():
 
 
 def test_an_accordion_learns_one_sigma_not_one_per_fold():
-    model = build_model(parse_model_config({"arch": "accordion", "recon_loss": "gaussian"}), image_size=8,
-                        channels=1)
+    model = build_model(
+        parse_model_config({"arch": "accordion", "recon_loss": "gaussian"}),
+        image_size=8,
+        channels=1,
+    )
     assert [name for name in model.state_dict() if "sigma" in name] == ["log_sigma"]
     x = torch.rand(2, 1, 8, 8)
     model.loss(x, model(x))["loss"].backward()
@@ -154,12 +176,21 @@ def test_an_accordion_learns_one_sigma_not_one_per_fold():
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
-        ({**TINY_VAE, "sigma": "fancy"}, "models.v.sigma: must be 'learned', 'optimal' or a fixed σ > 0"),
+        (
+            {**TINY_VAE, "sigma": "fancy"},
+            "models.v.sigma: must be 'learned', 'optimal' or a fixed σ > 0",
+        ),
         ({**TINY_VAE, "sigma": -0.5}, "models.v.sigma: must be"),
         ({**TINY_VAE, "sigma": 0}, "models.v.sigma: must be"),
         ({**TINY_VAE, "sigma": True}, "models.v.sigma: must be"),
-        ({"arch": "vae_conv", "sigma": "optimal"}, "models.v: sigma would do nothing with recon_loss: bce"),
-        ({"arch": "vae_small", "sigma": 0.5}, "models.v: sigma would do nothing with recon_loss: mse"),
+        (
+            {"arch": "vae_conv", "sigma": "optimal"},
+            "models.v: sigma would do nothing with recon_loss: bce",
+        ),
+        (
+            {"arch": "vae_small", "sigma": 0.5},
+            "models.v: sigma would do nothing with recon_loss: mse",
+        ),
         ({"arch": "vae_mlp", "recon_loss": "l1"}, "'bce', 'mse' or 'gaussian'"),
     ],
 )

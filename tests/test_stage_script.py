@@ -27,9 +27,12 @@ PROBE = textwrap.dedent("""
 
 
 @pytest.mark.parametrize(("argv", "status"), [("ok", 0), ("2", 2), ("143", 143)])
-def test_a_script_keeps_its_status_and_atexit_handlers_and_exits_frozen(argv: str, status: int) -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE, argv], capture_output=True, text=True, timeout=60,
-                          check=False)
+def test_a_script_keeps_its_status_and_atexit_handlers_and_exits_frozen(
+    argv: str, status: int
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, argv], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == status, done.stderr
     assert done.stdout.splitlines() == ["frozen during main False", "atexit ran, frozen True"]
 

@@ -27,7 +27,9 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
-@pytest.mark.parametrize("executor", [".dvc/tmp/exps/tmp4_3bvpkv", ".dvc/tmp/exps/standalone/tmpquk3jqar/sub"])
+@pytest.mark.parametrize(
+    "executor", [".dvc/tmp/exps/tmp4_3bvpkv", ".dvc/tmp/exps/standalone/tmpquk3jqar/sub"]
+)
 def test_an_experiment_executor_resolves_to_the_project_it_copies(tmp_path, clean_env, executor):
     project = tmp_path / "project"
     workdir = project / executor
@@ -56,11 +58,14 @@ def test_an_explicit_tracking_uri_wins_even_in_an_executor(tmp_path, clean_env):
     assert tracking_uri() == "http://127.0.0.1:5000"
 
 
-def test_the_experiment_made_from_an_executor_keeps_its_artifacts_in_the_project(tmp_path, clean_env,
-                                                                                 tmp_path_factory):
+def test_the_experiment_made_from_an_executor_keeps_its_artifacts_in_the_project(
+    tmp_path, clean_env, tmp_path_factory
+):
     from mlflow import MlflowClient
 
-    shutil.copyfile(template_db(tmp_path_factory), tmp_path / "mlflow.db")  # migrated already: no wait
+    shutil.copyfile(
+        template_db(tmp_path_factory), tmp_path / "mlflow.db"
+    )  # migrated already: no wait
     workdir = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc"
     workdir.mkdir(parents=True)
     clean_env.chdir(workdir)
@@ -74,8 +79,12 @@ def test_the_experiment_made_from_an_executor_keeps_its_artifacts_in_the_project
 
 
 def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=cwd, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_provenance_names_the_commit_the_dirt_and_the_experiment(tmp_path, clean_env):
@@ -90,7 +99,9 @@ def test_provenance_names_the_commit_the_dirt_and_the_experiment(tmp_path, clean
     (tmp_path / "metrics" / "eval.json").write_text("{}\n")
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-qm", "first")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
     assert run_tags() == {"git_commit": head, "git_dirty": "false"}
     assert is_committed(Path("params.yaml")) is True
 
@@ -103,5 +114,9 @@ def test_provenance_names_the_commit_the_dirt_and_the_experiment(tmp_path, clean
 
     clean_env.setenv("DVC_EXP_NAME", "puffy-daks")
     clean_env.setenv("DVC_EXP_BASELINE_REV", head)
-    assert run_tags() == {"git_commit": head, "git_dirty": "true", "dvc_exp_name": "puffy-daks",
-                          "dvc_exp_baseline_rev": head}
+    assert run_tags() == {
+        "git_commit": head,
+        "git_dirty": "true",
+        "dvc_exp_name": "puffy-daks",
+        "dvc_exp_baseline_rev": head,
+    }

@@ -9,9 +9,9 @@ import torch
 from vaelab.config.models import parse_model_config
 from vaelab.config.train import TrainConfig
 from vaelab.models import build_model
+from vaelab.runtime import select_runtime
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
-from vaelab.runtime import select_runtime
 from vaelab.train.loop import NonFiniteLoss, train_model
 
 
@@ -27,7 +27,11 @@ class TinyVAE(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.enc(x.flatten(1)).chunk(2, dim=1)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        return {"recon": torch.sigmoid(self.dec(z)).view_as(x) * self.scale, "mu": mu, "logvar": logvar}
+        return {
+            "recon": torch.sigmoid(self.dec(z)).view_as(x) * self.scale,
+            "mu": mu,
+            "logvar": logvar,
+        }
 
     def loss(self, x, out, *, epoch: int = 0) -> dict[str, torch.Tensor]:
         recon = ((out["recon"] - x) ** 2).flatten(1).sum(1).mean()
@@ -41,8 +45,13 @@ def tiny_vae(scale: float = 1.0) -> torch.nn.Module:
 
 def tiny_vae_gan(scale: float = 1.0) -> torch.nn.Module:
     """A VAE-GAN at the loop tests' 4x4 grey: two optimisers, and prior samples to draw."""
-    return build_model(parse_model_config({"arch": "vae_gan", "filters": [2], "z_dim": 3, "discriminator": [2, 2]}),
-                       image_size=4, channels=1)
+    return build_model(
+        parse_model_config(
+            {"arch": "vae_gan", "filters": [2], "z_dim": 3, "discriminator": [2, 2]}
+        ),
+        image_size=4,
+        channels=1,
+    )
 
 
 def _setup(tmp_path, *, epochs=3, checkpoint_every=2, scale=1.0, make_model=tiny_vae):
@@ -59,8 +68,14 @@ def _setup(tmp_path, *, epochs=3, checkpoint_every=2, scale=1.0, make_model=tiny
 
 def _train(tmp_path, model, train, val, cfg, runtime):
     return train_model(
-        model, train, val, cfg, runtime,
-        checkpoint_path=tmp_path / "ckpt.pt", config_hash=config_hash({"x": 1}), progress=False,
+        model,
+        train,
+        val,
+        cfg,
+        runtime,
+        checkpoint_path=tmp_path / "ckpt.pt",
+        config_hash=config_hash({"x": 1}),
+        progress=False,
     )
 
 
@@ -68,7 +83,9 @@ class Interrupt(Exception):
     pass
 
 
-def _train_until_killed(tmp_path, model, train, val, cfg, runtime, *, epoch: int, batch: int) -> None:
+def _train_until_killed(
+    tmp_path, model, train, val, cfg, runtime, *, epoch: int, batch: int
+) -> None:
     """Train until ``epoch`` (from 0) is about to serve ``batch``, then die as a kill would."""
     real_epoch = train.epoch
 
@@ -102,16 +119,29 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, make_model):
     assert resumed.resumed_from == {"epoch": 1, "batch": 2, "step": 6}
     for name, tensor in model2.state_dict().items():
         torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0)
-    untimed = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} for row in full.history]
-    assert [{k: row[k] for k in untimed[0]} for row in resumed.history] == untimed  # every term, every bit
+    untimed = [
+        {k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
+        for row in full.history
+    ]
+    assert [
+        {k: row[k] for k in untimed[0]} for row in resumed.history
+    ] == untimed  # every term, every bit
     assert len(full.history) == 3 and full.steps == 12
     # Every optimiser's state (moments and step counts) too, as the last checkpoints hold them.
-    finished, again = (torch.load(tmp_path / run / "ckpt.pt", weights_only=True)["optimizers"] for run in "ab")
-    assert finished.keys() == again.keys() == ({"model", "discriminator"} if make_model is tiny_vae_gan else {"model"})
+    finished, again = (
+        torch.load(tmp_path / run / "ckpt.pt", weights_only=True)["optimizers"] for run in "ab"
+    )
+    assert (
+        finished.keys()
+        == again.keys()
+        == ({"model", "discriminator"} if make_model is tiny_vae_gan else {"model"})
+    )
     torch.testing.assert_close(again, finished, rtol=0, atol=0)
 
 
-def test_epoch_ends_save_a_checkpoint_only_when_the_last_is_checkpoint_seconds_old(tmp_path, monkeypatch):
+def test_epoch_ends_save_a_checkpoint_only_when_the_last_is_checkpoint_seconds_old(
+    tmp_path, monkeypatch
+):
     """Steps 2, 4, ... save (checkpoint_every 2 over 4 steps an epoch, so every epoch end is
     also a step checkpoint): with checkpoint_every above the run's steps, what saves is the
     clock. A fake clock that moves 10 s per epoch and checkpoint_seconds 25: epochs 3 and 6
@@ -142,7 +172,14 @@ def test_epoch_ends_save_a_checkpoint_only_when_the_last_is_checkpoint_seconds_o
     # checkpoint_seconds 0: every epoch end saves.
     saves.clear()
     model, train, val, cfg, runtime = _setup(tmp_path / "every", epochs=3, checkpoint_every=1000)
-    _train(tmp_path / "every", model, train, val, cfg.model_copy(update={"checkpoint_seconds": 0.0}), runtime)
+    _train(
+        tmp_path / "every",
+        model,
+        train,
+        val,
+        cfg.model_copy(update={"checkpoint_seconds": 0.0}),
+        runtime,
+    )
     assert saves == [1, 2, 3]
 
 
@@ -156,14 +193,19 @@ def test_a_run_killed_between_sparse_checkpoints_resumes_to_identical_weights(tm
     reference = {k: v.clone() for k, v in model.state_dict().items()}
 
     model, train, val, _, runtime = _setup(tmp_path / "b", checkpoint_every=3)
-    _train_until_killed(tmp_path / "b", model, train, val, cfg, runtime, epoch=2, batch=2)  # after steps 9 and 10
+    _train_until_killed(
+        tmp_path / "b", model, train, val, cfg, runtime, epoch=2, batch=2
+    )  # after steps 9 and 10
     model2, _, _, _, _ = _setup(tmp_path / "b", checkpoint_every=3)
     resumed = _train(tmp_path / "b", model2, train, val, cfg, runtime)
 
     assert resumed.resumed_from == {"epoch": 2, "batch": 1, "step": 9}
     for name, tensor in model2.state_dict().items():
         torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0)
-    untimed = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} for row in full.history]
+    untimed = [
+        {k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
+        for row in full.history
+    ]
     assert [{k: row[k] for k in untimed[0]} for row in resumed.history] == untimed
 
 
@@ -180,8 +222,14 @@ def test_a_checkpoint_of_another_config_is_ignored(tmp_path):
     _train(tmp_path, model, train, val, cfg, runtime)
     model, train, val, cfg, runtime = _setup(tmp_path, epochs=1)
     result = train_model(
-        model, train, val, cfg, runtime,
-        checkpoint_path=tmp_path / "ckpt.pt", config_hash=config_hash({"x": 2}), progress=False,
+        model,
+        train,
+        val,
+        cfg,
+        runtime,
+        checkpoint_path=tmp_path / "ckpt.pt",
+        config_hash=config_hash({"x": 2}),
+        progress=False,
     )
     assert result.resumed_from is None and result.steps == 4
 
@@ -196,7 +244,11 @@ def test_flips_depend_on_seed_and_epoch_only_and_leave_the_order_alone():
     assert 10 <= int(mask.sum()) <= 30 and not torch.equal(mask, flipped.flips(3))
     served = torch.cat(list(flipped.epoch(2)))
     originals = torch.cat(list(plain.epoch(2)))
-    torch.testing.assert_close(served[mask], originals[mask].flip(3), rtol=0, atol=0)  # (B, C, H, W): width
+    torch.testing.assert_close(
+        served[mask], originals[mask].flip(3), rtol=0, atol=0
+    )  # (B, C, H, W): width
     torch.testing.assert_close(served[~mask], originals[~mask], rtol=0, atol=0)
     # A resumed epoch serves the same flips from its start batch on.
-    torch.testing.assert_close(torch.cat(list(flipped.epoch(2, start_batch=2))), served[16:], rtol=0, atol=0)
+    torch.testing.assert_close(
+        torch.cat(list(flipped.epoch(2, start_batch=2))), served[16:], rtol=0, atol=0
+    )

@@ -23,8 +23,8 @@ from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 from vaelab.models.saved import weights_md5
 from vaelab.train.batches import Batches
-from vaelab.train.train import run_train
 from vaelab.train.mlflow_logger import TrainRun
+from vaelab.train.train import run_train
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 8
@@ -53,17 +53,27 @@ def project(workspace, tiny_params_dict, make_params):
     (workspace.root / "params.yaml").write_text(yaml.safe_dump(deep_merge(tiny_params_dict, RAW)))
     params = make_params(RAW)
     run_download(params, raw_root=workspace.root / "data" / "raw")
-    run_prepare(params, raw_root=workspace.root / "data" / "raw", out_dir=workspace.root / "data" / "prepared",
-                metrics_path=workspace.root / "metrics" / "data.json", progress=False)
+    run_prepare(
+        params,
+        raw_root=workspace.root / "data" / "raw",
+        out_dir=workspace.root / "data" / "prepared",
+        metrics_path=workspace.root / "metrics" / "data.json",
+        progress=False,
+    )
     return workspace
 
 
 def train(project):
     """Train the project's ``vae`` in this process, as params.yaml says."""
     params = yaml.safe_load((project.root / "params.yaml").read_text())
-    return run_train(params_from_dict(params), "vae",
-                     prepared=project.root / "data" / "prepared", models_root=project.models,
-                     metrics_root=project.metrics, progress=False)
+    return run_train(
+        params_from_dict(params),
+        "vae",
+        prepared=project.root / "data" / "prepared",
+        models_root=project.models,
+        metrics_root=project.metrics,
+        progress=False,
+    )
 
 
 def tree(root: Path) -> dict[str, int]:
@@ -85,8 +95,11 @@ def metric_steps(client, run_id: str) -> dict[str, list[int]]:
 
 def train_runs(client) -> list:
     """The training runs of the store, oldest first."""
-    return client.search_runs([client.get_experiment_by_name("vaelab").experiment_id],
-                              filter_string="tags.stage = 'train'", order_by=["attributes.start_time ASC"])
+    return client.search_runs(
+        [client.get_experiment_by_name("vaelab").experiment_id],
+        filter_string="tags.stage = 'train'",
+        order_by=["attributes.start_time ASC"],
+    )
 
 
 def assert_complete(client, run, project) -> None:
@@ -119,7 +132,9 @@ def interrupt_at(monkeypatch, epoch: int) -> None:
 
 
 def messages(caplog, level: int = logging.INFO) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == level and r.name.startswith("vaelab")]
+    return [
+        r.getMessage() for r in caplog.records if r.levelno == level and r.name.startswith("vaelab")
+    ]
 
 
 def fails_fast(project, monkeypatch, capsys, uri: str, registry: dict) -> float:
@@ -156,11 +171,15 @@ def test_a_server_that_never_answers_stops_training_in_bounded_time(project, mon
     with black_hole() as hole:
         elapsed = fails_fast(project, monkeypatch, capsys, hole.url, registry)
     print(f"black hole: exit 2 after {elapsed:.1f} s")
-    assert hole.accepted == registry["retries"]  # one request per attempt, none retried by MLflow underneath
+    assert (
+        hole.accepted == registry["retries"]
+    )  # one request per attempt, none retried by MLflow underneath
     assert elapsed < 15, f"gave up after {elapsed:.1f} s"
 
 
-def test_a_server_lost_mid_training_neither_stops_nor_slows_it(project, monkeypatch, caplog, tmp_path_factory):
+def test_a_server_lost_mid_training_neither_stops_nor_slows_it(
+    project, monkeypatch, caplog, tmp_path_factory
+):
     """A real server SIGKILLed after epoch 3, its port taken by a black hole (the worst case:
     every request waits its whole timeout): training finishes, the model is written, one
     warning says the store failed and one what the run lacks, and the store is asked once
@@ -192,7 +211,10 @@ def test_a_server_lost_mid_training_neither_stops_nor_slows_it(project, monkeypa
     assert checkpoint_file(project).is_file()
     warnings = messages(caplog, logging.WARNING)
     assert len(warnings) == 2, warnings
-    assert "failed while logging epoch 4 of 8 of vae/seed0" in warnings[0] and "Training goes on" in warnings[0]
+    assert (
+        "failed while logging epoch 4 of 8 of vae/seed0" in warnings[0]
+        and "Training goes on" in warnings[0]
+    )
     assert "is incomplete: epochs 4-8 of 8 not sent; it is not marked FINISHED" in warnings[1]
     assert "The model is written." in warnings[1] and "python stages/train.py vae" in warnings[1]
     # registry.retries = 2: one quick try at epoch 4, then the end's try and its one retry.
@@ -250,7 +272,9 @@ def test_metrics_of_a_failed_request_are_sent_once_at_the_end(project, monkeypat
     assert any("answers again" in m for m in messages(caplog))
 
 
-def test_a_killed_training_resumes_its_own_run_which_ends_with_every_epoch_once(project, monkeypatch, caplog):
+def test_a_killed_training_resumes_its_own_run_which_ends_with_every_epoch_once(
+    project, monkeypatch, caplog
+):
     """Before: the killed run stayed as it was and the resumed training logged epochs 4..8
     to a new run. Now the checkpoint keeps the run id, and the rerun continues that run,
     sending first the epoch the kill kept from it."""
@@ -266,7 +290,10 @@ def test_a_killed_training_resumes_its_own_run_which_ends_with_every_epoch_once(
 
     caplog.clear()
     train(project)
-    assert any(m.startswith("resuming from") and m.endswith("at epoch 4, batch 0") for m in messages(caplog))
+    assert any(
+        m.startswith("resuming from") and m.endswith("at epoch 4, batch 0")
+        for m in messages(caplog)
+    )
     (run,) = train_runs(client)
     assert run.info.run_id == killed.info.run_id
     assert_complete(client, run, project)
@@ -305,8 +332,10 @@ def test_a_complete_checkpoint_trains_nothing_and_leaves_its_finished_run_alone(
     caplog.clear()
     assert train(project)["epochs"] == EPOCHS
     logged = messages(caplog)
-    assert f"the training is complete in checkpoints/vae/seed0.pt ({EPOCHS} of {EPOCHS} epochs): nothing to train" \
+    assert (
+        f"the training is complete in checkpoints/vae/seed0.pt ({EPOCHS} of {EPOCHS} epochs): nothing to train"
         in logged
+    )
     assert not any("resuming" in m or f"epoch {EPOCHS + 1}" in m for m in logged), logged
     assert checkpoint_file(project).read_bytes() == saved  # not a step taken
     (run,) = train_runs(client)
@@ -314,7 +343,9 @@ def test_a_complete_checkpoint_trains_nothing_and_leaves_its_finished_run_alone(
     assert_complete(client, run, project)
 
 
-def test_a_checkpoint_without_a_run_id_resumes_into_one_new_run_with_its_epochs(project, monkeypatch):
+def test_a_checkpoint_without_a_run_id_resumes_into_one_new_run_with_its_epochs(
+    project, monkeypatch
+):
     """A checkpoint made before vaelab kept the run id still loads; its training goes on in a
     new run that gets the checkpoint's epochs, and the new id is kept for the next rerun."""
     with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
@@ -327,7 +358,9 @@ def test_a_checkpoint_without_a_run_id_resumes_into_one_new_run_with_its_epochs(
     train(project)
     client = project.client()
     old, new = train_runs(client)
-    assert old.info.status == "KILLED"  # the old run is left as it was: nothing in the checkpoint names it
+    assert (
+        old.info.status == "KILLED"
+    )  # the old run is left as it was: nothing in the checkpoint names it
     assert checkpoint_run_id(project) == new.info.run_id
     assert_complete(client, new, project)
     train(project)

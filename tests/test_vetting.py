@@ -86,12 +86,16 @@ def test_a_models_from_code_pyfunc_with_other_code_is_refused(workspace, capsys,
     folder = save_variant(workspace.models, "vae") / "seed0"
     use_store(workspace)
     with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="vae", python_model=str(code),
-                                       artifacts={"weights": str(folder / "model.pt"),
-                                                  "config": str(folder / "config.json")})
+        info = mlflow.pyfunc.log_model(
+            name="vae",
+            python_model=str(code),
+            artifacts={"weights": str(folder / "model.pt"), "config": str(folder / "config.json")},
+        )
     marker.unlink(missing_ok=True)
 
-    error = run_cli(["generate", "--model", info.model_uri, "--out", str(workspace.root / "s.png")], capsys)
+    error = run_cli(
+        ["generate", "--model", info.model_uri, "--out", str(workspace.root / "s.png")], capsys
+    )
     assert "its model_code.py differs from the installed vaelab's" in error
     assert not marker.exists()
 
@@ -120,14 +124,19 @@ def _doctor(mlmodel: dict, case: str, folder: Path) -> None:
         ("another flavour", "its flavours are python_function, sklearn"),
         ("code paths", "it ships code paths ('code')"),
         ("pickled loader", "it is a pickled python model"),
-        ("artifact outside", "its weights artifact '../../outside/model.pt' is not a model.pt inside the model"),
+        (
+            "artifact outside",
+            "its weights artifact '../../outside/model.pt' is not a model.pt inside the model",
+        ),
         ("extra artifact", "its artifacts are config, extra, weights"),
         ("unknown code file", "its model code '/somewhere/agent.py' is not one of vaelab's"),
     ],
 )
 def test_a_doctored_vaelab_model_is_refused(workspace, capsys, case, message):
     uri = register_genuine(workspace)
-    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workspace.root / "dl")))
+    folder = Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workspace.root / "dl"))
+    )
     outside = workspace.root / "outside"
     outside.mkdir()
     shutil.copy(folder / "artifacts" / "model.pt", outside / "model.pt")
@@ -135,15 +144,21 @@ def test_a_doctored_vaelab_model_is_refused(workspace, capsys, case, message):
     _doctor(mlmodel, case, folder)
     (folder / "MLmodel").write_text(yaml.safe_dump(mlmodel))
 
-    error = run_cli(["generate", "--model", str(folder), "--out", str(workspace.root / "s.png")], capsys)
+    error = run_cli(
+        ["generate", "--model", str(folder), "--out", str(workspace.root / "s.png")], capsys
+    )
     assert f"--model {folder}: refused before loading: {message}" in error
 
 
 def test_the_genuine_model_passes_the_vetting_from_the_registry_and_a_folder(workspace):
     uri = register_genuine(workspace)
-    folder = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workspace.root / "dl"))
+    folder = mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, dst_path=str(workspace.root / "dl")
+    )
     for ref, out in ((uri, "a.png"), (folder, "b.png"), ("models:/vaelab-vae@champion", "c.png")):
         main(["generate", "--model", ref, "-n", "4", "--out", str(workspace.root / out)])
     first = (workspace.root / "a.png").read_bytes()
-    assert first == (workspace.root / "b.png").read_bytes() == (workspace.root / "c.png").read_bytes()
+    assert (
+        first == (workspace.root / "b.png").read_bytes() == (workspace.root / "c.png").read_bytes()
+    )
     assert np.frombuffer(first, dtype=np.uint8).size > 0

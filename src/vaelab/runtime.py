@@ -29,7 +29,9 @@ def _mps_available() -> bool:
     return bool(backend and backend.is_available())
 
 
-def select_runtime(device: str, precision: str = "fp32", *, key: str, local_rank: int = 0) -> Runtime:
+def select_runtime(
+    device: str, precision: str = "fp32", *, key: str, local_rank: int = 0
+) -> Runtime:
     """``device`` (auto | cpu | cuda | mps) and ``precision`` (auto | fp32 | bf16) as set in
     params under ``key`` (e.g. ``"train"``), which the error messages name.
 
@@ -39,16 +41,24 @@ def select_runtime(device: str, precision: str = "fp32", *, key: str, local_rank
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{key}.device: cuda, but torch sees no CUDA device; use device: auto or cpu")
+        raise UserError(
+            f"{key}.device: cuda, but torch sees no CUDA device; use device: auto or cpu"
+        )
     if device == "mps" and not _mps_available():
-        raise UserError(f"{key}.device: mps, but this torch has no MPS device; use device: auto or cpu")
+        raise UserError(
+            f"{key}.device: mps, but this torch has no MPS device; use device: auto or cpu"
+        )
     chosen = torch.device(f"cuda:{local_rank}") if device == "cuda" else torch.device(device)
 
     bf16_ok = chosen.type == "cuda" and torch.cuda.is_bf16_supported()
     if precision == "bf16" and chosen.type != "cuda":
-        raise UserError(f"{key}.precision: bf16 is for GPUs here; on {chosen.type} use precision: auto or fp32")
+        raise UserError(
+            f"{key}.precision: bf16 is for GPUs here; on {chosen.type} use precision: auto or fp32"
+        )
     if precision == "bf16" and not bf16_ok:
-        raise UserError(f"{key}.precision: bf16, but this GPU does not support bfloat16; use auto or fp32")
+        raise UserError(
+            f"{key}.precision: bf16, but this GPU does not support bfloat16; use auto or fp32"
+        )
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_ok)
     return Runtime(device=chosen, autocast_dtype=torch.bfloat16 if use_bf16 else None)
 

@@ -27,7 +27,9 @@ def _runner(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def stage_main(description: str | None, run: str, *, per_variant: bool = False) -> Callable[..., None]:
+def stage_main(
+    description: str | None, run: str, *, per_variant: bool = False
+) -> Callable[..., None]:
     """A ``main(argv=None)`` that calls ``run(params)``, or ``run(params, variant)`` with
     ``per_variant``; ``run`` is ``"module:function"``, imported after params are validated."""
 
@@ -36,7 +38,9 @@ def stage_main(description: str | None, run: str, *, per_variant: bool = False) 
         parser = argparse.ArgumentParser(description=description)
         if per_variant:
             parser.add_argument("variant", help="a key of models: in params.yaml")
-        parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        parser.add_argument(
+            "--params", default="params.yaml", help="params file (default: params.yaml)"
+        )
         args = parser.parse_args(argv)
         # Killing dvc must not leave the stage running on, to overwrite a later run's outputs.
         exit_with_parent()

@@ -66,7 +66,10 @@ def project_root(cwd: Path | None = None) -> Path:
 
 def tracking_uri(root: Path | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` when set, else the sqlite store at the project's root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root or project_root()) / DEFAULT_DB}"
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{(root or project_root()) / DEFAULT_DB}"
+    )
 
 
 def artifact_location(uri: str, root: Path | None = None) -> str | None:
@@ -155,7 +158,10 @@ class Provenance:
     baseline_rev: str | None  # DVC_EXP_BASELINE_REV
 
     def tags(self) -> dict[str, str]:
-        tags = {COMMIT_TAG: self.commit, DIRTY_TAG: "unknown" if self.dirty is None else str(self.dirty).lower()}
+        tags = {
+            COMMIT_TAG: self.commit,
+            DIRTY_TAG: "unknown" if self.dirty is None else str(self.dirty).lower(),
+        }
         if self.experiment:
             tags[EXP_NAME_TAG] = self.experiment
         if self.baseline_rev:

@@ -104,7 +104,11 @@ def one_try(cfg: RegistryConfig) -> Iterator[None]:
 
 
 def wait_for_server(
-    client: MlflowClient, uri: str, cfg: RegistryConfig, *, sleep: Callable[[float], None] = time.sleep
+    client: MlflowClient,
+    uri: str,
+    cfg: RegistryConfig,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Ask the server for one experiment until it answers; UserError after ``cfg.retries`` tries."""
     from mlflow.exceptions import MlflowException, RestException
@@ -119,14 +123,20 @@ def wait_for_server(
                 return
             except RestException as err:
                 # The server answered with an MLflow error (permissions, say): retrying won't help.
-                raise UserError(f"MLflow tracking server {shown} refused the request: {err.message}") from err
+                raise UserError(
+                    f"MLflow tracking server {shown} refused the request: {err.message}"
+                ) from err
             except MlflowException as err:
                 last_error = err.message
                 if attempt < cfg.retries:
                     wait = cfg.backoff * 2 ** (attempt - 1)
                     log.warning(
                         "MLflow tracking server %s not reachable (attempt %d of %d), retrying in %.1f s: %s",
-                        shown, attempt, cfg.retries, wait, last_error,
+                        shown,
+                        attempt,
+                        cfg.retries,
+                        wait,
+                        last_error,
                     )
                     sleep(wait)
     raise UserError(

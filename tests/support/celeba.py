@@ -17,15 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ATTRIBUTES = (
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
-    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
-    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard "
-    "Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair "
-    "Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
-).split()
-LANDMARK_NAMES = "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y".split()
-BBOX_NAMES = "x_1 y_1 width height".split()
+ATTRIBUTES = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young"]
+LANDMARK_NAMES = ["lefteye_x", "lefteye_y", "righteye_x", "righteye_y", "nose_x", "nose_y", "leftmouth_x", "leftmouth_y", "rightmouth_x", "rightmouth_y"]
+BBOX_NAMES = ["x_1", "y_1", "width", "height"]
 WIDTH, HEIGHT = 178, 218
 FIXED_TIME = (2015, 1, 1, 0, 0, 0)
 
@@ -57,7 +51,9 @@ def make_celeba(n: int = 12, seed: int = 0) -> TinyCelebA:
         Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
         jpegs.append(buffer.getvalue())
     partitions = np.array([0] * (n - 4) + [1, 1, 2, 2])[:n]
-    landmarks = np.tile([69, 111, 108, 111, 88, 135, 72, 152, 105, 152], (n, 1)) + rng.integers(-3, 4, (n, 10))
+    landmarks = np.tile([69, 111, 108, 111, 88, 135, 72, 152, 105, 152], (n, 1)) + rng.integers(
+        -3, 4, (n, 10)
+    )
     return TinyCelebA(
         names=names,
         attributes=rng.choice([-1, 1], size=(n, len(ATTRIBUTES))),
@@ -76,11 +72,19 @@ def _crlf(lines: list[str]) -> bytes:
 def official_texts(data: TinyCelebA) -> dict[str, bytes]:
     n = len(data.names)
     attr = [str(n), " ".join(ATTRIBUTES) + " "]
-    attr += [name + "".join(f" {v:>2}" for v in row) for name, row in zip(data.names, data.attributes)]
+    attr += [
+        name + "".join(f" {v:>2}" for v in row) for name, row in zip(data.names, data.attributes)
+    ]
     landmarks = [str(n), " ".join(LANDMARK_NAMES)]
-    landmarks += [f"{name:<10}" + "".join(f" {v:>5}" for v in row) for name, row in zip(data.names, data.landmarks)]
+    landmarks += [
+        f"{name:<10}" + "".join(f" {v:>5}" for v in row)
+        for name, row in zip(data.names, data.landmarks)
+    ]
     bbox = [str(n), " ".join(BBOX_NAMES)]
-    bbox += [f"{name:<10}" + "".join(f" {v:>5}" for v in row) for name, row in zip(data.names, data.bboxes)]
+    bbox += [
+        f"{name:<10}" + "".join(f" {v:>5}" for v in row)
+        for name, row in zip(data.names, data.bboxes)
+    ]
     return {
         "list_attr_celeba.txt": _crlf(attr),
         "identity_CelebA.txt": _crlf([f"{a} {b}" for a, b in zip(data.names, data.identities)]),
@@ -96,11 +100,16 @@ def image_zip_bytes(data: TinyCelebA, corrupt: dict[str, bytes] | None = None) -
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr(zipfile.ZipInfo("img_align_celeba/", FIXED_TIME), b"")
         for name, jpeg in zip(data.names, data.jpegs):
-            zf.writestr(zipfile.ZipInfo(f"img_align_celeba/{name}", FIXED_TIME), (corrupt or {}).get(name, jpeg))
+            zf.writestr(
+                zipfile.ZipInfo(f"img_align_celeba/{name}", FIXED_TIME),
+                (corrupt or {}).get(name, jpeg),
+            )
     return buffer.getvalue()
 
 
-def write_official(folder: Path, data: TinyCelebA, *, skip: tuple[str, ...] = (), corrupt=None) -> dict[str, str]:
+def write_official(
+    folder: Path, data: TinyCelebA, *, skip: tuple[str, ...] = (), corrupt=None
+) -> dict[str, str]:
     """The six official files in ``folder``; returns name → md5 (to stand in for the real sums)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {"img_align_celeba.zip": image_zip_bytes(data, corrupt), **official_texts(data)}
@@ -120,7 +129,9 @@ def write_kaggle(folder: Path, data: TinyCelebA) -> None:
         (images / name).write_bytes(jpeg)
 
     def csv(header: list[str], rows) -> str:
-        return "\n".join([",".join(header)] + [",".join(str(v) for v in row) for row in rows]) + "\n"
+        return (
+            "\n".join([",".join(header)] + [",".join(str(v) for v in row) for row in rows]) + "\n"
+        )
 
     (folder / "list_attr_celeba.csv").write_text(
         csv(["image_id", *ATTRIBUTES], ([n, *r] for n, r in zip(data.names, data.attributes)))

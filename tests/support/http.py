@@ -76,10 +76,10 @@ def _make_handler(behaviour: _Behaviour) -> type[BaseHTTPRequestHandler]:
         # HTTP/1.0: one request per connection, so a cut is simply a closed socket.
         protocol_version = "HTTP/1.0"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             """Keep test output quiet; requests are recorded instead."""
 
-        def do_GET(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
+        def do_GET(self) -> None:
             range_header = self.headers.get("Range")
             url_path = urlsplit(self.path).path
             behaviour.served.requests.append(RecordedRequest(url_path, range_header))
@@ -160,8 +160,12 @@ def serve_directory(
     server.daemon_threads = True
     host, port = server.server_address[:2]
     served.url = f"http://{host}:{port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="test-http-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="test-http-server",
+        daemon=True,
+    )
     thread.start()
     try:
         yield served

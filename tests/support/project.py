@@ -34,10 +34,14 @@ def project_env(cwd: Path) -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, *, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, *, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """``args`` in ``cwd`` with :func:`project_env`; with ``check`` a failure is an
     AssertionError carrying the output."""
-    done = subprocess.run(args, cwd=cwd, env=project_env(cwd), capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        args, cwd=cwd, env=project_env(cwd), capture_output=True, text=True, timeout=timeout
+    )
     if check:
         assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done
@@ -49,7 +53,9 @@ def copy_project(dest: Path) -> Path:
     for name in PIPELINE_FILES:
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy2(source, dest / name)
     params = yaml.safe_load((dest / "params.yaml").read_text())
@@ -71,7 +77,15 @@ def small_pipeline(params: dict, **train: object) -> dict:
         "small_ae": {"arch": "ae_pool"},
         "small_vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4},
     }
-    params["evaluate"].update({"batch_size": 8, "samples": 4, "show": 4, "radii": [1.0, 4.0], "radius_samples": 2,
-                               "interpolation": {"pairs": 1, "steps": 3, "method": "spherical"},
-                               "chain": {"vae": "small_vae", "ae": "small_ae", "passes": 2}})
+    params["evaluate"].update(
+        {
+            "batch_size": 8,
+            "samples": 4,
+            "show": 4,
+            "radii": [1.0, 4.0],
+            "radius_samples": 2,
+            "interpolation": {"pairs": 1, "steps": 3, "method": "spherical"},
+            "chain": {"vae": "small_vae", "ae": "small_ae", "passes": 2},
+        }
+    )
     return params

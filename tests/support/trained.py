@@ -49,7 +49,9 @@ TINY_DATA: dict[str, Any] = {
 }
 
 
-def tiny_params(variants: tuple[str, ...] = ("vae",), registry: dict[str, Any] | None = None) -> Any:
+def tiny_params(
+    variants: tuple[str, ...] = ("vae",), registry: dict[str, Any] | None = None
+) -> Any:
     """Validated Params with the given tiny variants and a registry section."""
     return params_from_dict(
         {
@@ -60,13 +62,23 @@ def tiny_params(variants: tuple[str, ...] = ("vae",), registry: dict[str, Any] |
     )
 
 
-def save_variant(models_root: Path, variant: str, *, seed: int = 0, channels: int = CHANNELS,
-                 image_size: int = IMAGE_SIZE) -> Path:
+def save_variant(
+    models_root: Path,
+    variant: str,
+    *,
+    seed: int = 0,
+    channels: int = CHANNELS,
+    image_size: int = IMAGE_SIZE,
+) -> Path:
     """Write ``models_root/<variant>/`` with one replicate, ``seed<seed>/``, whose weights
     come from ``seed`` (a new seed = a new md5), trained on ``image_size`` images; returns the variant folder."""
     torch.manual_seed(seed)
-    params = params_from_dict({"data": {**TINY_DATA, "channels": channels, "image_size": image_size},
-                               "models": {variant: TINY_MODELS[variant]}})
+    params = params_from_dict(
+        {
+            "data": {**TINY_DATA, "channels": channels, "image_size": image_size},
+            "models": {variant: TINY_MODELS[variant]},
+        }
+    )
     model_cfg = params.models[variant]
     model = build_model(model_cfg, image_size=image_size, channels=channels)
     folder = models_root / variant
@@ -95,8 +107,15 @@ def evaluated_on(test_md5: str = TEST_MD5, **settings: Any) -> dict[str, Any]:
     return {"test_md5": test_md5, "settings": {"seed": 0, **defaults, **settings}}
 
 
-def write_eval(metrics_root: Path, variant: str, mse: float, *, psnr: float = 20.0,
-               record: dict[str, Any] | None = None, **extra: Any) -> Path:
+def write_eval(
+    metrics_root: Path,
+    variant: str,
+    mse: float,
+    *,
+    psnr: float = 20.0,
+    record: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
     """``metrics/detail/eval/<variant>.json`` (what register reads) with ``recon.mse`` = ``mse``,
     plausible other keys and ``record`` (default :func:`evaluated_on`) as what it was measured on."""
     payload = {
@@ -134,7 +153,9 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         from mlflow import MlflowClient
 
         path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-        MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
+        MlflowClient(
+            tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}"
+        ).search_experiments()
         _TEMPLATE_DB = path
     return _TEMPLATE_DB
 
@@ -167,13 +188,20 @@ def workspace_fixture(
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow writes these back into os.environ; deleting them here makes monkeypatch restore them.
-    for name in ("MLFLOW_REGISTRY_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"):
+    for name in (
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER",
+    ):
         monkeypatch.delenv(name, raising=False)
     # Not inside a DVC experiment, whatever ran pytest: tests that want one set these.
     for name in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_ROOT"):
         monkeypatch.delenv(name, raising=False)
-    yield Workspace(root=tmp_path, models=tmp_path / "models", metrics=tmp_path / "metrics", uri=uri)
+    yield Workspace(
+        root=tmp_path, models=tmp_path / "models", metrics=tmp_path / "metrics", uri=uri
+    )
     import mlflow
 
     mlflow.set_tracking_uri(None)
@@ -194,26 +222,38 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(command: list[str], *, ready_url: str, log_path: Path, env: dict[str, str],
-                   deadline_s: float = 90.0) -> Iterator[subprocess.Popen]:
+def running_server(
+    command: list[str],
+    *,
+    ready_url: str,
+    log_path: Path,
+    env: dict[str, str],
+    deadline_s: float = 90.0,
+) -> Iterator[subprocess.Popen]:
     """Start ``command`` in its own process group, wait until ``ready_url`` answers 200,
     and stop the whole group (server and workers) on the way out."""
     import requests
 
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + deadline_s
             while True:
                 if process.poll() is not None:
-                    raise AssertionError(f"{command[:3]} exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+                    raise AssertionError(
+                        f"{command[:3]} exited with {process.returncode}:\n{log_path.read_text()[-4000:]}"
+                    )
                 try:
                     if requests.get(ready_url, timeout=1.0).status_code == 200:
                         break
                 except (requests.ConnectionError, requests.Timeout):
                     pass  # not listening, or listening but not answering yet: what the loop waits for
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"{ready_url} not up after {deadline_s:g} s:\n{log_path.read_text()[-4000:]}")
+                    raise AssertionError(
+                        f"{ready_url} not up after {deadline_s:g} s:\n{log_path.read_text()[-4000:]}"
+                    )
                 time.sleep(0.25)
             yield process
         finally:
@@ -235,8 +275,9 @@ class TrackingServer:
 
 
 @contextmanager
-def tracking_server(server_dir: Path, tmp_path_factory: pytest.TempPathFactory, *,
-                    port: int | None = None) -> Iterator[TrackingServer]:
+def tracking_server(
+    server_dir: Path, tmp_path_factory: pytest.TempPathFactory, *, port: int | None = None
+) -> Iterator[TrackingServer]:
     """A real ``mlflow server`` (one worker) on 127.0.0.1, its store and artifacts in ``server_dir``.
 
     The first start there copies a migrated empty database, so the server starts without
@@ -249,11 +290,27 @@ def tracking_server(server_dir: Path, tmp_path_factory: pytest.TempPathFactory, 
         shutil.copyfile(template_db(tmp_path_factory), backend)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{backend}",
-               "--artifacts-destination", str(server_dir / "artifacts"), "--serve-artifacts",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{backend}",
+        "--artifacts-destination",
+        str(server_dir / "artifacts"),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     log_path = server_dir / ("server.log" if fresh else "server-restarted.log")
-    with running_server(command, ready_url=f"{url}/health", log_path=log_path, env=subprocess_env()) as process:
+    with running_server(
+        command, ready_url=f"{url}/health", log_path=log_path, env=subprocess_env()
+    ) as process:
         yield TrackingServer(url, port, process)
 
 

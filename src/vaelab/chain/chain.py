@@ -24,20 +24,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.config import Params
-from vaelab.models.saved import check_fits
-from vaelab.data.prepared_data import load_prepared
 from vaelab import figures
-from vaelab.models.inference import batches, model_device, to_numpy
-from vaelab.measures.image_measures import PerImage, blur_metrics, colour_distances
-from vaelab.models.replicates import load_variant
+from vaelab.config import Params
+from vaelab.data.prepared_data import load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import headline_of, metric_files
+from vaelab.measures.image_measures import PerImage, blur_metrics, colour_distances
+from vaelab.models.inference import batches, model_device, to_numpy
+from vaelab.models.replicates import load_variant
+from vaelab.models.saved import check_fits
 
 log = logging.getLogger("vaelab.chain")
 
 SKIPPED_REASON = "evaluate.chain is null in params.yaml: no VAE/AE pair to chain"
-CSV_COLUMNS = ["pass", "images", "laplacian_var", "laplacian_var_norm", "hf_energy", "blur_effect", "mse_to_input"]
+CSV_COLUMNS = [
+    "pass",
+    "images",
+    "laplacian_var",
+    "laplacian_var_norm",
+    "hf_energy",
+    "blur_effect",
+    "mse_to_input",
+]
 # Colour drift means something only for colour images.
 COLOUR_COLUMNS = ["colour_shift_from_input", "colour_shift_from_vae"]
 
@@ -62,7 +70,11 @@ def run_chain(
     test = data.split("test")
     del data  # the split is a copy: unmapping images.npy gives back the pages the copy read
     show = params.evaluate.show
-    names = ["input", settings.vae, *[f"{settings.ae} x{step}" for step in range(1, settings.passes + 1)]]
+    names = [
+        "input",
+        settings.vae,
+        *[f"{settings.ae} x{step}" for step in range(1, settings.passes + 1)],
+    ]
     aggregates = [PassAggregate(name, len(test)) for name in names]
     rgb = test.shape[-1] == 3
     for inputs in batches(test, params.evaluate.batch_size, model_device(vae)):
@@ -81,23 +93,31 @@ def run_chain(
         row = {
             "pass": step - 1,  # -1: the inputs, 0: the VAE's output, n: after n AE passes
             "images": aggregate.name,
-            **{key: aggregate.blur_mean(key) for key in ("laplacian_var", "laplacian_var_norm", "hf_energy",
-                                                         "blur_effect")},
+            **{
+                key: aggregate.blur_mean(key)
+                for key in ("laplacian_var", "laplacian_var_norm", "hf_energy", "blur_effect")
+            },
             "mse_to_input": aggregate.mse_to_input(),
         }
         if rgb:
-            row |= {"colour_shift_from_input": aggregate.colour_shift("input"),
-                    "colour_shift_from_vae": aggregate.colour_shift("vae")}
+            row |= {
+                "colour_shift_from_input": aggregate.colour_shift("input"),
+                "colour_shift_from_vae": aggregate.colour_shift("vae"),
+            }
         rows.append(row)
-    metrics = {f"pass_{'input' if r['pass'] < 0 else r['pass']}": {k: v for k, v in r.items() if k not in ("pass", "images")}
-               for r in rows}
+    metrics = {
+        f"pass_{'input' if r['pass'] < 0 else r['pass']}": {
+            k: v for k, v in r.items() if k not in ("pass", "images")
+        }
+        for r in rows
+    }
 
     with atomic_directory(reports_root / "chain") as staging:
         figures.save(
             figures.image_rows(
                 [to_numpy(aggregate.shown()) for aggregate in aggregates],
                 title=f"study 000: {settings.vae}'s reconstructions (from μ) through {settings.ae}, pass by pass; "
-                      f"the first {min(show, len(test))} test images",
+                f"the first {min(show, len(test))} test images",
                 row_labels=names,
             ),
             staging / "chain.png",
@@ -107,14 +127,24 @@ def run_chain(
             figures.line_panels(
                 passes,
                 [
-                    ("Laplacian variance\n(higher is sharper)", {"raw": [r["laplacian_var"] for r in rows[1:]]},
-                     {"test images": rows[0]["laplacian_var"]}),
-                    ("Laplacian variance /\nintensity variance", {"normalised": [r["laplacian_var_norm"] for r in rows[1:]]},
-                     {"test images": rows[0]["laplacian_var_norm"]}),
-                    ("MSE to the inputs\n(lower is closer)", {"MSE": [r["mse_to_input"] for r in rows[1:]]}, {}),
+                    (
+                        "Laplacian variance\n(higher is sharper)",
+                        {"raw": [r["laplacian_var"] for r in rows[1:]]},
+                        {"test images": rows[0]["laplacian_var"]},
+                    ),
+                    (
+                        "Laplacian variance /\nintensity variance",
+                        {"normalised": [r["laplacian_var_norm"] for r in rows[1:]]},
+                        {"test images": rows[0]["laplacian_var_norm"]},
+                    ),
+                    (
+                        "MSE to the inputs\n(lower is closer)",
+                        {"MSE": [r["mse_to_input"] for r in rows[1:]]},
+                        {},
+                    ),
                 ],
                 title=f"study 000: {settings.vae} (seed {params.seed}) through {settings.ae}, {len(test)} test images; "
-                      "pass 0 = the VAE's output",
+                "pass 0 = the VAE's output",
                 xlabel="AE passes",
             ),
             staging / "chain_sharpness.png",
@@ -123,8 +153,10 @@ def run_chain(
             figures.save(
                 figures.line_chart(
                     passes,
-                    {"from the inputs": [r["colour_shift_from_input"] for r in rows[1:]],
-                     "from the VAE output": [r["colour_shift_from_vae"] for r in rows[1:]]},
+                    {
+                        "from the inputs": [r["colour_shift_from_input"] for r in rows[1:]],
+                        "from the VAE output": [r["colour_shift_from_vae"] for r in rows[1:]],
+                    },
                     title="Mean colour shift per pass",
                     xlabel="AE passes",
                     ylabel="colour shift (norm of mean-colour difference)",
@@ -133,13 +165,26 @@ def run_chain(
             )
     last = f"pass_{settings.passes}"
     metric_files(metrics_root, "chain.json").write(
-        headline_of(metrics, {"sharpness.vae": "pass_0.laplacian_var", "sharpness.last": f"{last}.laplacian_var",
-                              "mse_to_input.last": f"{last}.mse_to_input"}),
+        headline_of(
+            metrics,
+            {
+                "sharpness.vae": "pass_0.laplacian_var",
+                "sharpness.last": f"{last}.laplacian_var",
+                "mse_to_input.last": f"{last}.mse_to_input",
+            },
+        ),
         metrics,
     )
     write_table(metrics_root / "chain.csv", rows, rgb=rgb)
-    log.info("chain: Laplacian variance input %.5f, %s %.5f, after %d x %s %.5f", rows[0]["laplacian_var"],
-             settings.vae, rows[1]["laplacian_var"], settings.passes, settings.ae, rows[-1]["laplacian_var"])
+    log.info(
+        "chain: Laplacian variance input %.5f, %s %.5f, after %d x %s %.5f",
+        rows[0]["laplacian_var"],
+        settings.vae,
+        rows[1]["laplacian_var"],
+        settings.passes,
+        settings.ae,
+        rows[-1]["laplacian_var"],
+    )
     return metrics
 
 
@@ -153,7 +198,9 @@ class PassAggregate:
         self.name = name
         self.per_image = PerImage(count)
         self.filled = 0  # images added so far
-        self.squared_error = 0.0  # the batches' float32 sums of squared differences, added in float64
+        self.squared_error = (
+            0.0  # the batches' float32 sums of squared differences, added in float64
+        )
         self.values = 0  # pixels times channels times images summed
         self.first: list[Tensor] = []
         self.kept = 0
@@ -163,15 +210,24 @@ class PassAggregate:
         images, the VAE's output for the same inputs (None: no colour drift)."""
         rows = slice(self.filled, self.filled + len(images))
         self.filled += len(images)
-        self.per_image.put(rows, {f"blur.{key}": values for key, values in blur_metrics(images).items()})
+        self.per_image.put(
+            rows, {f"blur.{key}": values for key, values in blur_metrics(images).items()}
+        )
         # torch's float32 sum of the batch, the sum the whole split's float32 mean took; batches add in float64.
         self.squared_error += float((images - inputs).square().sum())
         self.values += images.numel()
         if vae_output is not None:
-            self.per_image.put(rows, {"shift.input": colour_distances(inputs, images),
-                                      "shift.vae": colour_distances(vae_output, images)})
+            self.per_image.put(
+                rows,
+                {
+                    "shift.input": colour_distances(inputs, images),
+                    "shift.vae": colour_distances(vae_output, images),
+                },
+            )
         if self.kept < show:
-            self.first.append(images[: show - self.kept].clone())  # a copy: a view would keep the batch
+            self.first.append(
+                images[: show - self.kept].clone()
+            )  # a copy: a view would keep the batch
             self.kept += len(self.first[-1])
 
     def blur_mean(self, key: str) -> float:
@@ -194,7 +250,9 @@ class PassAggregate:
 def write_table(path: Path, rows: list[dict[str, Any]], *, rgb: bool = False) -> None:
     """``metrics/chain.csv``: one row per pass (a DVC plot); only the header when there are none."""
     with atomic_file(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS + (COLOUR_COLUMNS if rgb else []), lineterminator="\n")
+        writer = csv.DictWriter(
+            handle, fieldnames=CSV_COLUMNS + (COLOUR_COLUMNS if rgb else []), lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
 
@@ -207,4 +265,3 @@ def write_skipped(reason: str, metrics_root: Path, reports_root: Path) -> dict[s
     write_table(metrics_root / "chain.csv", [])
     log.info("chain skipped: %s", reason)
     return {}
-

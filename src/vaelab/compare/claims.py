@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from vaelab.compare.families import find_families
 from vaelab.compare.verdicts import (
     INCONCLUSIVE,
     NOT_HOLDS,
@@ -28,11 +29,13 @@ from vaelab.compare.verdicts import (
     lower,
     not_measured,
 )
-from vaelab.compare.families import find_families
 from vaelab.stats.intervals import Estimate
 
 # The two sharpness measures every sharpness claim is decided on.
-SHARPNESS = {"laplacian_var": "Laplacian variance", "laplacian_var_norm": "contrast-normalised sharpness"}
+SHARPNESS = {
+    "laplacian_var": "Laplacian variance",
+    "laplacian_var_norm": "contrast-normalised sharpness",
+}
 # Knobs of a VAE's loss that its deterministic twin (variational: false) cannot have.
 POSTERIOR_KNOBS = frozenset({"variational", "kl_weight", "kl_warmup_epochs", "free_bits"})
 
@@ -45,14 +48,18 @@ class Evaluated:
     config: BaseModel  # the models: entry, every default filled in
     variational: bool
     latent_dim: int
-    estimates: dict[str, Estimate]  # dotted metric key -> mean, sd and interval over seeds and images
+    estimates: dict[
+        str, Estimate
+    ]  # dotted metric key -> mean, sd and interval over seeds and images
 
     def get(self, key: str) -> Estimate:
         try:
             return self.estimates[key]
         except KeyError:
-            raise KeyError(f"{self.name}: metrics/eval/{self.name}.json has no interval for {key!r}; "
-                           f"rerun `dvc repro evaluate@{self.name}`") from None
+            raise KeyError(
+                f"{self.name}: metrics/eval/{self.name}.json has no interval for {key!r}; "
+                f"rerun `dvc repro evaluate@{self.name}`"
+            ) from None
 
 
 ClaimCheck = Callable[[Sequence[Evaluated]], Claim]
@@ -71,8 +78,13 @@ def _decide(outcomes: dict[str, Outcome]) -> tuple[Outcome, str]:
     return INCONCLUSIVE, f" The two measures disagree ({said})."
 
 
-def _sharpness_pairs(key: str, text: str, pairs: list[tuple[Evaluated, str, Evaluated, str]],
-                     compare: Callable[[Estimate, Estimate], Outcome], what: str) -> Claim:
+def _sharpness_pairs(
+    key: str,
+    text: str,
+    pairs: list[tuple[Evaluated, str, Evaluated, str]],
+    compare: Callable[[Estimate, Estimate], Outcome],
+    what: str,
+) -> Claim:
     """A claim that, for every pair, the first's ``<metric>.<a>`` is ``compare``d to the second's ``<metric>.<b>``.
 
     ``pairs``: ``(first, source_a, second, source_b)`` with sources ``input`` / ``recon`` /
@@ -88,30 +100,48 @@ def _sharpness_pairs(key: str, text: str, pairs: list[tuple[Evaluated, str, Eval
             per_measure[metric].append(outcomes[metric])
             parts.append(f"{SHARPNESS[metric]} {x.shown()} vs {y.shown()} ({outcomes[metric]})")
         per_pair.append(_decide(outcomes)[0])
-        lines.append(f"{what(first, second)}: " + "; ".join(parts) + f", {_n(first.get(f'blur.laplacian_var.{a}'))}")
+        lines.append(
+            f"{what(first, second)}: "
+            + "; ".join(parts)
+            + f", {_n(first.get(f'blur.laplacian_var.{a}'))}"
+        )
     outcome, disagreement = _decide({m: every(outcomes) for m, outcomes in per_measure.items()})
-    variants = tuple(dict.fromkeys(v.name for first, _a, second, _b in pairs for v in (first, second)))
-    return Claim(key, text, outcome, variants, _tally(per_pair) + " " + "; ".join(lines) + "." + disagreement)
+    variants = tuple(
+        dict.fromkeys(v.name for first, _a, second, _b in pairs for v in (first, second))
+    )
+    return Claim(
+        key, text, outcome, variants, _tally(per_pair) + " " + "; ".join(lines) + "." + disagreement
+    )
 
 
 def _tally(outcomes: list[Outcome]) -> str:
     """``Of 9 comparisons: 7 hold, 2 inconclusive.``: how the comparisons behind a claim came out."""
     counts = {o: outcomes.count(o) for o in ("holds", NOT_HOLDS, INCONCLUSIVE) if o in outcomes}
     words = {"holds": "hold", NOT_HOLDS: "do not hold", INCONCLUSIVE: "inconclusive"}
-    return f"Of {len(outcomes)} comparison(s): " + ", ".join(f"{n} {words[o]}" for o, n in counts.items()) + "."
+    return (
+        f"Of {len(outcomes)} comparison(s): "
+        + ", ".join(f"{n} {words[o]}" for o, n in counts.items())
+        + "."
+    )
 
 
 def recon_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
     return _sharpness_pairs(
-        "recon_blurrier_than_inputs", "Reconstructions are blurrier than the test images they reconstruct",
-        [(v, "recon", v, "input") for v in variants], lower, lambda v, _same: f"{v.name} reconstructions vs inputs",
+        "recon_blurrier_than_inputs",
+        "Reconstructions are blurrier than the test images they reconstruct",
+        [(v, "recon", v, "input") for v in variants],
+        lower,
+        lambda v, _same: f"{v.name} reconstructions vs inputs",
     )
 
 
 def samples_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
     return _sharpness_pairs(
-        "samples_blurrier_than_inputs", "Decoded prior samples z ~ N(0, I) are blurrier than the test images",
-        [(v, "sample", v, "input") for v in variants], lower, lambda v, _same: f"{v.name} samples vs test images",
+        "samples_blurrier_than_inputs",
+        "Decoded prior samples z ~ N(0, I) are blurrier than the test images",
+        [(v, "sample", v, "input") for v in variants],
+        lower,
+        lambda v, _same: f"{v.name} samples vs test images",
     )
 
 
@@ -120,50 +150,99 @@ def _without(config: BaseModel, knobs: frozenset[str]) -> dict[str, Any]:
 
 
 def vae_blurrier_than_its_ae(variants: Sequence[Evaluated]) -> Claim:
-    key, text = "vae_blurrier_than_same_bottleneck_ae", (
-        "A VAE's reconstructions are blurrier than those of a deterministic AE with the same encoder, decoder and z")
+    key, text = (
+        "vae_blurrier_than_same_bottleneck_ae",
+        (
+            "A VAE's reconstructions are blurrier than those of a deterministic AE with the same encoder, decoder and z"
+        ),
+    )
     vaes = [v for v in variants if v.variational]
-    aes = [v for v in variants if not v.variational and "variational" in type(v.config).model_fields]
-    pairs = [(vae, "recon", ae, "recon") for vae in vaes for ae in aes
-             if _without(vae.config, POSTERIOR_KNOBS) == _without(ae.config, POSTERIOR_KNOBS)]
+    aes = [
+        v for v in variants if not v.variational and "variational" in type(v.config).model_fields
+    ]
+    pairs = [
+        (vae, "recon", ae, "recon")
+        for vae in vaes
+        for ae in aes
+        if _without(vae.config, POSTERIOR_KNOBS) == _without(ae.config, POSTERIOR_KNOBS)
+    ]
     if not pairs:
-        return not_measured(key, text, "needs a VAE and a vae_conv entry with the same knobs and variational: false")
-    return _sharpness_pairs(key, text, pairs, lower, lambda vae, ae: f"{vae.name} vs {ae.name} (z {vae.latent_dim})")
+        return not_measured(
+            key, text, "needs a VAE and a vae_conv entry with the same knobs and variational: false"
+        )
+    return _sharpness_pairs(
+        key, text, pairs, lower, lambda vae, ae: f"{vae.name} vs {ae.name} (z {vae.latent_dim})"
+    )
 
 
-def _family_claim(key: str, text: str, knob: str, variants: Sequence[Evaluated],
-                  compare: Callable[[Estimate, Estimate], Outcome], reason: str) -> Claim:
+def _family_claim(
+    key: str,
+    text: str,
+    knob: str,
+    variants: Sequence[Evaluated],
+    compare: Callable[[Estimate, Estimate], Outcome],
+    reason: str,
+) -> Claim:
     """Along every family of VAEs differing only in ``knob``: each member vs the next, by knob value."""
     by_name = {v.name: v for v in variants if v.variational}
-    families = [f for f in find_families({n: v.config for n, v in by_name.items()}) if f.knob == knob]
+    families = [
+        f for f in find_families({n: v.config for n, v in by_name.items()}) if f.knob == knob
+    ]
     if not families:
         return not_measured(key, text, reason)
-    pairs = [(by_name[a], "recon", by_name[b], "recon")
-             for family in families for a, b in zip(family.variants, family.variants[1:])]
-    return _sharpness_pairs(key, text, pairs, compare,
-                            lambda a, b: f"{a.name} ({knob} {getattr(a.config, knob)}) vs {b.name} "
-                                         f"({knob} {getattr(b.config, knob)})")
+    pairs = [
+        (by_name[a], "recon", by_name[b], "recon")
+        for family in families
+        for a, b in zip(family.variants, family.variants[1:])
+    ]
+    return _sharpness_pairs(
+        key,
+        text,
+        pairs,
+        compare,
+        lambda a, b: (
+            f"{a.name} ({knob} {getattr(a.config, knob)}) vs {b.name} "
+            f"({knob} {getattr(b.config, knob)})"
+        ),
+    )
 
 
 def smaller_latent_blurrier(variants: Sequence[Evaluated]) -> Claim:
     return _family_claim(
-        "smaller_latent_blurrier", "A VAE with a smaller latent is blurrier than the same VAE with a larger one",
-        "z_dim", variants, lower, "needs two or more VAEs that differ in z_dim alone")
+        "smaller_latent_blurrier",
+        "A VAE with a smaller latent is blurrier than the same VAE with a larger one",
+        "z_dim",
+        variants,
+        lower,
+        "needs two or more VAEs that differ in z_dim alone",
+    )
 
 
 def larger_kl_weight_blurrier(variants: Sequence[Evaluated]) -> Claim:
     return _family_claim(
-        "larger_kl_weight_blurrier", "A VAE with a larger KL weight is blurrier than the same VAE with a smaller one",
-        "kl_weight", variants, higher, "needs two or more VAEs that differ in kl_weight alone")
+        "larger_kl_weight_blurrier",
+        "A VAE with a larger KL weight is blurrier than the same VAE with a smaller one",
+        "kl_weight",
+        variants,
+        higher,
+        "needs two or more VAEs that differ in kl_weight alone",
+    )
 
 
 def _strongest_pil(variant: Evaluated) -> str | None:
-    factors = [k.split(".")[1] for k in variant.estimates if k.startswith("sharpen.pil_") and k.endswith(".mse")]
+    factors = [
+        k.split(".")[1]
+        for k in variant.estimates
+        if k.startswith("sharpen.pil_") and k.endswith(".mse")
+    ]
     return max(factors, key=lambda k: float(k.removeprefix("pil_").replace("_", ".")), default=None)
 
 
 def sharpening_raises_sharpness(variants: Sequence[Evaluated]) -> Claim:
-    key, text = "sharpening_raises_sharpness", "Sharpening the reconstructions (PIL Sharpness) makes them sharper"
+    key, text = (
+        "sharpening_raises_sharpness",
+        "Sharpening the reconstructions (PIL Sharpness) makes them sharper",
+    )
     measured = [(v, _strongest_pil(v)) for v in variants if _strongest_pil(v)]
     if not measured:
         return not_measured(key, text, "evaluate.sharpen.factors has no factor")
@@ -176,29 +255,52 @@ def sharpening_raises_sharpness(variants: Sequence[Evaluated]) -> Claim:
             outcome = higher(after, before)
             per_measure[metric].append(outcome)
             parts.append(f"{SHARPNESS[metric]} {before.shown()} → {after.shown()} ({outcome})")
-        lines.append(f"{v.name} ({factor}): " + "; ".join(parts) + f", {_n(v.get('sharpen.none.laplacian_var'))}")
+        lines.append(
+            f"{v.name} ({factor}): "
+            + "; ".join(parts)
+            + f", {_n(v.get('sharpen.none.laplacian_var'))}"
+        )
     outcome, disagreement = _decide({m: every(o) for m, o in per_measure.items()})
-    per_variant = [_decide({m: per_measure[m][i] for m in SHARPNESS})[0] for i in range(len(measured))]
-    return Claim(key, text, outcome, tuple(v.name for v, _f in measured),
-                 _tally(per_variant) + " " + "; ".join(lines) + "." + disagreement)
+    per_variant = [
+        _decide({m: per_measure[m][i] for m in SHARPNESS})[0] for i in range(len(measured))
+    ]
+    return Claim(
+        key,
+        text,
+        outcome,
+        tuple(v.name for v, _f in measured),
+        _tally(per_variant) + " " + "; ".join(lines) + "." + disagreement,
+    )
 
 
 def sharpening_brings_closer(variants: Sequence[Evaluated]) -> Claim:
-    key, text = "sharpening_brings_closer", "Sharpened reconstructions are closer to their inputs (lower MSE)"
+    key, text = (
+        "sharpening_brings_closer",
+        "Sharpened reconstructions are closer to their inputs (lower MSE)",
+    )
     measured = [(v, _strongest_pil(v)) for v in variants if _strongest_pil(v)]
     if not measured:
         return not_measured(key, text, "evaluate.sharpen.factors has no factor")
     outcomes, lines = [], []
     for v, factor in measured:
         before, after = v.get("sharpen.none.mse"), v.get(f"sharpen.{factor}.mse")
-        sharper = v.get(f"sharpen.{factor}.laplacian_var").mean / max(v.get("sharpen.none.laplacian_var").mean, 1e-12)
+        sharper = v.get(f"sharpen.{factor}.laplacian_var").mean / max(
+            v.get("sharpen.none.laplacian_var").mean, 1e-12
+        )
         outcome = lower(after, before)
         outcomes.append(outcome)
         direction = "closer to" if after.mean < before.mean else "farther from"
-        lines.append(f"{v.name} ({factor}): Laplacian variance ×{sharper:.2f}, MSE {before.shown()} → {after.shown()}, "
-                     f"{direction} the input by {abs(after.mean - before.mean):.3g} ({outcome}), {_n(before)}")
-    return Claim(key, text, every(outcomes), tuple(v.name for v, _f in measured),
-                 _tally(outcomes) + " " + "; ".join(lines) + ".")
+        lines.append(
+            f"{v.name} ({factor}): Laplacian variance ×{sharper:.2f}, MSE {before.shown()} → {after.shown()}, "
+            f"{direction} the input by {abs(after.mean - before.mean):.3g} ({outcome}), {_n(before)}"
+        )
+    return Claim(
+        key,
+        text,
+        every(outcomes),
+        tuple(v.name for v, _f in measured),
+        _tally(outcomes) + " " + "; ".join(lines) + ".",
+    )
 
 
 CLAIMS: list[ClaimCheck] = [

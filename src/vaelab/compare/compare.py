@@ -17,20 +17,20 @@ from typing import Any
 import pandas as pd
 import torch
 
-from vaelab.config import Params
-from vaelab.models.saved import check_fits
-from vaelab.data.prepared_data import load_prepared
 from vaelab import figures
 from vaelab.compare.claims import CLAIMS
-from vaelab.compare.report_md import render_markdown
-from vaelab.compare.variants import Variant, as_variant, read_records
-from vaelab.models.inference import reconstruct, to_numpy
-from vaelab.models.replicates import load_variant
-from vaelab.compare.verdicts import SCORE
 from vaelab.compare.families import Family, find_families
 from vaelab.compare.remedies import RemedyComparison, compare_remedies, verdict_scores
+from vaelab.compare.report_md import render_markdown
+from vaelab.compare.variants import Variant, as_variant, read_records
+from vaelab.compare.verdicts import SCORE
+from vaelab.config import Params
+from vaelab.data.prepared_data import load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import metric_files
+from vaelab.models.inference import reconstruct, to_numpy
+from vaelab.models.replicates import load_variant
+from vaelab.models.saved import check_fits
 
 log = logging.getLogger("vaelab.compare")
 
@@ -76,21 +76,32 @@ def run_compare(
         recon_rows.append(to_numpy(reconstruct(model, shown, params.evaluate.batch_size)))
         if model.is_variational:
             generator = torch.Generator().manual_seed(params.seed)
-            sample_rows.append((name, to_numpy(model.sample(params.evaluate.show, generator=generator))))
+            sample_rows.append(
+                (name, to_numpy(model.sample(params.evaluate.show, generator=generator)))
+            )
         history_path = metrics_root / "history" / f"{name}.csv"
         if history_path.is_file():
             history = pd.read_csv(history_path)
-            histories.append(history[[c for c in HISTORY_COLUMNS if c in history]].assign(variant=name))
+            histories.append(
+                history[[c for c in HISTORY_COLUMNS if c in history]].assign(variant=name)
+            )
 
     claims = [check([v.evaluated for v in variants]) for check in CLAIMS]
     families = find_families(params.models)
-    remedies = compare_remedies({name: entry.model_dump(mode="json") for name, entry in params.models.items()},
-                                {v.name: v.evaluated.estimates for v in variants})
-    reference = {key: variants[0].value(f"blur.{key}.input") for key in ("laplacian_var", "laplacian_var_norm")}
+    remedies = compare_remedies(
+        {name: entry.model_dump(mode="json") for name, entry in params.models.items()},
+        {v.name: v.evaluated.estimates for v in variants},
+    )
+    reference = {
+        key: variants[0].value(f"blur.{key}.input")
+        for key in ("laplacian_var", "laplacian_var_norm")
+    }
     result = {
         "reference": reference,
-        "variants": {v.name: {key: v.value(key) for key, _label in HEADLINE if v.value(key) is not None}
-                     for v in variants},
+        "variants": {
+            v.name: {key: v.value(key) for key, _label in HEADLINE if v.value(key) is not None}
+            for v in variants
+        },
         "claims": {c.key: SCORE[c.outcome] for c in claims if c.outcome in SCORE},
     }
     # Each remedy's verdicts against its plain VAE (1 better, 0 inconclusive, -1 worse), when there are any.
@@ -100,23 +111,33 @@ def run_compare(
 
     with atomic_directory(reports_root / "compare") as staging:
         figures.save(
-            figures.image_rows([shown / 255.0, *recon_rows],
-                               title=f"The first {len(shown)} test images reconstructed by every variant "
-                                     f"(seed {params.seed}, decoded from μ or the code)",
-                               row_labels=["input", *params.models]),
+            figures.image_rows(
+                [shown / 255.0, *recon_rows],
+                title=f"The first {len(shown)} test images reconstructed by every variant "
+                f"(seed {params.seed}, decoded from μ or the code)",
+                row_labels=["input", *params.models],
+            ),
             staging / "reconstructions.png",
         )
         if sample_rows:
             figures.save(
-                figures.image_rows([images for _v, images in sample_rows],
-                                   title=f"{params.evaluate.show} samples z ~ N(0, I) of every VAE (seed {params.seed})",
-                                   row_labels=[v for v, _images in sample_rows]),
+                figures.image_rows(
+                    [images for _v, images in sample_rows],
+                    title=f"{params.evaluate.show} samples z ~ N(0, I) of every VAE (seed {params.seed})",
+                    row_labels=[v for v, _images in sample_rows],
+                ),
                 staging / "samples.png",
             )
         figures.save(
             figures.scatter_chart(
-                {v.name: (v.value("recon.mse"), v.value("blur.laplacian_var.recon")) for v in variants},
-                errors={v.name: (v.sd("recon.mse") or 0.0, v.sd("blur.laplacian_var.recon") or 0.0) for v in variants},
+                {
+                    v.name: (v.value("recon.mse"), v.value("blur.laplacian_var.recon"))
+                    for v in variants
+                },
+                errors={
+                    v.name: (v.sd("recon.mse") or 0.0, v.sd("blur.laplacian_var.recon") or 0.0)
+                    for v in variants
+                },
                 title="Sharpness against reconstruction error (mean ± sd over seeds)",
                 xlabel="reconstruction MSE (test split, lower is better)",
                 ylabel="Laplacian variance of reconstructions\n(higher is sharper)",
@@ -125,24 +146,42 @@ def run_compare(
             staging / "sharpness_vs_error.png",
         )
         for family in families:
-            figures.save(family_figure(family, {v.name: v for v in variants}), staging / f"{family_file(family)}.png")
-        remedies_drawn = remedies_figure(remedies, shown, dict(zip(params.models, recon_rows, strict=True)),
-                                         staging / "remedies.png", seed=params.seed)
+            figures.save(
+                family_figure(family, {v.name: v for v in variants}),
+                staging / f"{family_file(family)}.png",
+            )
+        remedies_drawn = remedies_figure(
+            remedies,
+            shown,
+            dict(zip(params.models, recon_rows, strict=True)),
+            staging / "remedies.png",
+            seed=params.seed,
+        )
     metric_files(metrics_root, "compare.json").write(headline, result)
     if histories:
         with atomic_file(metrics_root / "compare" / "history.csv") as handle:
             pd.concat(histories, ignore_index=True).to_csv(handle, index=False, lineterminator="\n")
     with atomic_file(reports_root / "compare.md") as handle:
-        handle.write(render_markdown(params, variants, claims, families, has_samples=bool(sample_rows),
-                                     family_file=family_file, remedies=remedies,
-                                     remedies_figure="compare/remedies.png" if remedies_drawn else None))
+        handle.write(
+            render_markdown(
+                params,
+                variants,
+                claims,
+                families,
+                has_samples=bool(sample_rows),
+                family_file=family_file,
+                remedies=remedies,
+                remedies_figure="compare/remedies.png" if remedies_drawn else None,
+            )
+        )
     for claim in claims:
         log.info("%s: %s", claim.outcome, claim.text)
     return result
 
 
-def remedies_figure(remedies: list[RemedyComparison], shown: Any, recons: dict[str, Any], path: Path, *,
-                    seed: int) -> bool:
+def remedies_figure(
+    remedies: list[RemedyComparison], shown: Any, recons: dict[str, Any], path: Path, *, seed: int
+) -> bool:
     """The same test faces through each plain VAE and the remedies measured against it; False
     (nothing drawn) when no remedy has a baseline."""
     measured = [c for c in remedies if c.baseline is not None]
@@ -151,11 +190,15 @@ def remedies_figure(remedies: list[RemedyComparison], shown: Any, recons: dict[s
     order = list(dict.fromkeys(name for c in measured for name in (c.baseline, c.variant)))
     remedy_keys = {c.variant: ", ".join(r.key for r in c.remedies) for c in measured}
     labels = [f"{name}\n({remedy_keys[name]})" if name in remedy_keys else name for name in order]
-    figures.save(figures.image_rows([shown / 255.0, *(recons[name] for name in order)],
-                                    title=f"The first {len(shown)} test images through each plain VAE and its "
-                                          f"remedies (seed {seed}, decoded from μ or the code)",
-                                    row_labels=["input", *labels]),
-                 path)
+    figures.save(
+        figures.image_rows(
+            [shown / 255.0, *(recons[name] for name in order)],
+            title=f"The first {len(shown)} test images through each plain VAE and its "
+            f"remedies (seed {seed}, decoded from μ or the code)",
+            row_labels=["input", *labels],
+        ),
+        path,
+    )
     return True
 
 
@@ -174,7 +217,8 @@ def family_figure(family: Family, variants: dict[str, Variant]) -> Any:
             continue
         panels.append((label, values, [m.sd(key) or 0.0 for m in members]))
     return figures.knob_chart(
-        [str(v) for v in family.values], panels,
+        [str(v) for v in family.values],
+        panels,
         title=f"One-knob sweep: {family.knob} ({', '.join(family.variants)}), mean ± sd over seeds",
         xlabel=family.knob,
     )

@@ -26,7 +26,11 @@ class Family:
 
 def _sort_key(value: Any) -> tuple[int, Any]:
     # Numbers in numeric order, anything else (a tuple of filters, a name) by its text.
-    return (0, value) if isinstance(value, int | float) and not isinstance(value, bool) else (1, json.dumps(value))
+    return (
+        (0, value)
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else (1, json.dumps(value))
+    )
 
 
 def find_families(models: Mapping[str, BaseModel]) -> list[Family]:
@@ -45,6 +49,10 @@ def find_families(models: Mapping[str, BaseModel]) -> list[Family]:
             values = [entries[name][knob] for name in names]
             distinct = {json.dumps(value) for value in values}
             if len(names) >= 2 and len(distinct) == len(names):
-                ordered = sorted(zip(values, names, strict=True), key=lambda pair: _sort_key(pair[0]))
-                families.append(Family(knob, tuple(n for _v, n in ordered), tuple(v for v, _n in ordered)))
+                ordered = sorted(
+                    zip(values, names, strict=True), key=lambda pair: _sort_key(pair[0])
+                )
+                families.append(
+                    Family(knob, tuple(n for _v, n in ordered), tuple(v for v, _n in ordered))
+                )
     return sorted(families, key=lambda family: (family.knob, family.variants))

@@ -32,7 +32,9 @@ class Remedy:
     label: str
     paper: str
     applies: Callable[[dict[str, Any]], bool]  # on an entry's model_dump(mode="json")
-    knobs: frozenset[str]  # the entry keys that make the remedy (left out when matching the baseline)
+    knobs: frozenset[
+        str
+    ]  # the entry keys that make the remedy (left out when matching the baseline)
     deterministic: bool = False  # an AE with a latent penalty: the KL knobs are not compared
 
 
@@ -41,29 +43,77 @@ def _positive(key: str) -> Callable[[dict[str, Any]], bool]:
 
 
 REMEDIES: list[Remedy] = [
-    Remedy("sigma_vae", "calibrated Gaussian decoder (σ-VAE)", "Rybkin, Daniilidis and Levine 2021",
-           lambda e: e.get("recon_loss") == "gaussian", frozenset({"recon_loss", "sigma"})),
-    Remedy("msssim", "MS-SSIM reconstruction term", "Wang, Simoncelli and Bovik 2003; Pythae's MSSSIM_VAE",
-           _positive("msssim_weight"), frozenset({"msssim_weight"})),
-    Remedy("ffl", "focal frequency loss", "Jiang, Dai, Wu and Loy 2021",
-           _positive("ffl_weight"), frozenset({"ffl_weight", "ffl_alpha"})),
-    Remedy("resnet", "residual trunk", "study 003's third reason for blur",
-           lambda e: e.get("trunk") == "resnet", frozenset({"trunk"})),
-    Remedy("vae_gan", "adversarial training (VAE-GAN)", "Larsen, Sønderby, Larochelle and Winther 2016",
-           lambda e: e.get("arch") == "vae_gan",
-           frozenset({"discriminator", "feature_layer", "feature_weight", "adversarial_weight", "discriminator_lr",
-                      "recon_weight"})),
-    Remedy("wae_mmd", "Wasserstein AE, MMD penalty (WAE-MMD)", "Tolstikhin, Bousquet, Gelly and Schölkopf 2018",
-           _positive("mmd_weight"), frozenset({"mmd_weight"}), deterministic=True),
-    Remedy("rae", "regularised deterministic AE (RAE)", "Ghosh, Sajjadi, Vergari, Black and Schölkopf 2020",
-           lambda e: float(e.get("latent_norm_weight") or 0.0) > 0.0 or e.get("decoder_reg", "none") != "none",
-           frozenset({"latent_norm_weight", "decoder_reg", "decoder_reg_weight"}), deterministic=True),
+    Remedy(
+        "sigma_vae",
+        "calibrated Gaussian decoder (σ-VAE)",
+        "Rybkin, Daniilidis and Levine 2021",
+        lambda e: e.get("recon_loss") == "gaussian",
+        frozenset({"recon_loss", "sigma"}),
+    ),
+    Remedy(
+        "msssim",
+        "MS-SSIM reconstruction term",
+        "Wang, Simoncelli and Bovik 2003; Pythae's MSSSIM_VAE",
+        _positive("msssim_weight"),
+        frozenset({"msssim_weight"}),
+    ),
+    Remedy(
+        "ffl",
+        "focal frequency loss",
+        "Jiang, Dai, Wu and Loy 2021",
+        _positive("ffl_weight"),
+        frozenset({"ffl_weight", "ffl_alpha"}),
+    ),
+    Remedy(
+        "resnet",
+        "residual trunk",
+        "study 003's third reason for blur",
+        lambda e: e.get("trunk") == "resnet",
+        frozenset({"trunk"}),
+    ),
+    Remedy(
+        "vae_gan",
+        "adversarial training (VAE-GAN)",
+        "Larsen, Sønderby, Larochelle and Winther 2016",
+        lambda e: e.get("arch") == "vae_gan",
+        frozenset(
+            {
+                "discriminator",
+                "feature_layer",
+                "feature_weight",
+                "adversarial_weight",
+                "discriminator_lr",
+                "recon_weight",
+            }
+        ),
+    ),
+    Remedy(
+        "wae_mmd",
+        "Wasserstein AE, MMD penalty (WAE-MMD)",
+        "Tolstikhin, Bousquet, Gelly and Schölkopf 2018",
+        _positive("mmd_weight"),
+        frozenset({"mmd_weight"}),
+        deterministic=True,
+    ),
+    Remedy(
+        "rae",
+        "regularised deterministic AE (RAE)",
+        "Ghosh, Sajjadi, Vergari, Black and Schölkopf 2020",
+        lambda e: (
+            float(e.get("latent_norm_weight") or 0.0) > 0.0
+            or e.get("decoder_reg", "none") != "none"
+        ),
+        frozenset({"latent_norm_weight", "decoder_reg", "decoder_reg_weight"}),
+        deterministic=True,
+    ),
 ]
 
 # What the remedies table reports: (dotted eval key, label, True when higher is better).
-SHARPNESS_KEYS = {"recon": ("blur.laplacian_var.recon", "blur.laplacian_var_norm.recon"),
-                  "sample": ("blur.laplacian_var.sample", "blur.laplacian_var_norm.sample"),
-                  "gmm_sample": ("blur.laplacian_var.sample_gmm", "blur.laplacian_var_norm.sample_gmm")}
+SHARPNESS_KEYS = {
+    "recon": ("blur.laplacian_var.recon", "blur.laplacian_var_norm.recon"),
+    "sample": ("blur.laplacian_var.sample", "blur.laplacian_var_norm.sample"),
+    "gmm_sample": ("blur.laplacian_var.sample_gmm", "blur.laplacian_var_norm.sample_gmm"),
+}
 CHANGES: list[tuple[str, str, bool]] = [
     ("blur.laplacian_var.recon", "Lap var recon", True),
     ("blur.laplacian_var_norm.recon", "norm. sharp. recon", True),
@@ -97,7 +147,9 @@ class RemedyComparison:
     remedies: tuple[Remedy, ...]
     baseline: str | None  # None: no plain VAE with the same trunk and z among the variants
     changes: tuple[Change, ...]
-    verdicts: dict[str, str]  # "recon_sharpness", "mse", "sample_sharpness" (+ fid / kid) -> verdict
+    verdicts: dict[
+        str, str
+    ]  # "recon_sharpness", "mse", "sample_sharpness" (+ fid / kid) -> verdict
     reason: str = ""  # why there is no baseline
 
 
@@ -109,7 +161,9 @@ def is_plain_vae(entry: dict[str, Any]) -> bool:
     return entry.get("arch") == "vae_conv" and bool(entry.get("variational")) and not applied(entry)
 
 
-def baseline_for(entry: dict[str, Any], remedies: Sequence[Remedy], plain: dict[str, dict[str, Any]]) -> str | None:
+def baseline_for(
+    entry: dict[str, Any], remedies: Sequence[Remedy], plain: dict[str, dict[str, Any]]
+) -> str | None:
     """The first plain VAE equal to ``entry`` in every shared knob but the remedies' own (and
     the KL knobs for a deterministic remedy); None when there is none."""
     ignored = {"arch"}.union(*(r.knobs for r in remedies))
@@ -132,8 +186,9 @@ def _joint(verdicts: Sequence[str]) -> str:
     return verdicts[0] if len(set(verdicts)) == 1 else "inconclusive"
 
 
-def compare_remedies(entries: dict[str, dict[str, Any]],
-                     estimates: dict[str, dict[str, Estimate]]) -> list[RemedyComparison]:
+def compare_remedies(
+    entries: dict[str, dict[str, Any]], estimates: dict[str, dict[str, Estimate]]
+) -> list[RemedyComparison]:
     """Every variant that applies a remedy, against its baseline. ``entries``: each variant's
     ``models:`` entry dumped; ``estimates``: each variant's dotted metric key -> Estimate."""
     plain = {name: entry for name, entry in entries.items() if is_plain_vae(entry)}
@@ -144,13 +199,26 @@ def compare_remedies(entries: dict[str, dict[str, Any]],
             continue
         base = baseline_for(entry, remedies, plain)
         if base is None:
-            comparisons.append(RemedyComparison(name, remedies, None, (), {}, reason=(
-                "no plain VAE (vae_conv, variational, no remedy) with the same trunk, z and other knobs "
-                "among the variants")))
+            comparisons.append(
+                RemedyComparison(
+                    name,
+                    remedies,
+                    None,
+                    (),
+                    {},
+                    reason=(
+                        "no plain VAE (vae_conv, variational, no remedy) with the same trunk, z and other knobs "
+                        "among the variants"
+                    ),
+                )
+            )
             continue
         ours, theirs = estimates[name], estimates[base]
-        changes = tuple(Change(key, label, ours[key], theirs[key], _verdict(ours[key], theirs[key], better))
-                        for key, label, better in CHANGES if key in ours and key in theirs)
+        changes = tuple(
+            Change(key, label, ours[key], theirs[key], _verdict(ours[key], theirs[key], better))
+            for key, label, better in CHANGES
+            if key in ours and key in theirs
+        )
         by_key = {c.key: c.verdict for c in changes}
         verdicts = {}
         for what, keys in SHARPNESS_KEYS.items():
@@ -164,8 +232,21 @@ def compare_remedies(entries: dict[str, dict[str, Any]],
 
 def verdict_scores(comparisons: Sequence[RemedyComparison]) -> dict[str, dict[str, int]]:
     """``{variant: {"recon_sharpness": 1, "mse": -1, ...}}`` for metrics/compare.json."""
-    return {c.variant: {k: VERDICT_SCORE[v] for k, v in c.verdicts.items()} for c in comparisons if c.verdicts}
+    return {
+        c.variant: {k: VERDICT_SCORE[v] for k, v in c.verdicts.items()}
+        for c in comparisons
+        if c.verdicts
+    }
 
 
-__all__ = ["REMEDIES", "Change", "Remedy", "RemedyComparison", "applied", "baseline_for", "compare_remedies",
-           "is_plain_vae", "verdict_scores"]
+__all__ = [
+    "REMEDIES",
+    "Change",
+    "Remedy",
+    "RemedyComparison",
+    "applied",
+    "baseline_for",
+    "compare_remedies",
+    "is_plain_vae",
+    "verdict_scores",
+]

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from vaelab.config import Params
 from vaelab.compare.claims import summary
-from vaelab.compare.verdicts import Claim
 from vaelab.compare.families import Family
 from vaelab.compare.remedies import CHANGES, RemedyComparison
+from vaelab.compare.verdicts import Claim
+from vaelab.config import Params
 
 if TYPE_CHECKING:
     from vaelab.compare.variants import Variant
@@ -49,8 +49,12 @@ def variant_table(variants: Sequence[Variant], pixels: int) -> str:
     reference["norm. sharp. recon"] = _cell(first, "blur.laplacian_var_norm.input", ".3g")
     rows = [reference]
     for v in variants:
-        row = {"variant": v.name, "kind": "VAE" if v.evaluated.variational else "AE",
-               "code size": _code(v, pixels), "seeds": str(v.evaluation["images"]["seeds"])}
+        row = {
+            "variant": v.name,
+            "kind": "VAE" if v.evaluated.variational else "AE",
+            "code size": _code(v, pixels),
+            "seeds": str(v.evaluation["images"]["seeds"]),
+        }
         row |= {label: _cell(v, key, fmt) for key, label, fmt in TABLE}
         params = v.training.get("trainable_params")
         row["params"] = f"{params:,}" if params is not None else ""
@@ -76,8 +80,12 @@ def _change_cell(comparison: RemedyComparison, key: str) -> str:
 
 
 # FID and KID (evaluate.inception), when measured: one number per seed, no interval over images.
-QUALITY = [("inception.fid.sample", "FID sample"), ("inception.kid.sample", "KID sample"),
-           ("inception.fid.recon", "FID recon"), ("inception.kid.recon", "KID recon")]
+QUALITY = [
+    ("inception.fid.sample", "FID sample"),
+    ("inception.kid.sample", "KID sample"),
+    ("inception.fid.recon", "FID recon"),
+    ("inception.kid.recon", "KID recon"),
+]
 
 
 def _quality_cell(variant: Variant, baseline: Variant, key: str) -> str:
@@ -86,42 +94,72 @@ def _quality_cell(variant: Variant, baseline: Variant, key: str) -> str:
 
 
 def _quality_line(variant: Variant, baseline: Variant) -> str | None:
-    parts = [f"{label} {_cell(variant, key, '.4g')} vs {_cell(baseline, key, '.4g')}" for key, label in QUALITY
-             if variant.value(key) is not None and baseline.value(key) is not None]
+    parts = [
+        f"{label} {_cell(variant, key, '.4g')} vs {_cell(baseline, key, '.4g')}"
+        for key, label in QUALITY
+        if variant.value(key) is not None and baseline.value(key) is not None
+    ]
     return "; ".join(parts) if parts else None
 
 
-def remedies_section(comparisons: Sequence[RemedyComparison], variants: dict[str, Variant], *,
-                     figure: str | None) -> list[str]:
+def remedies_section(
+    comparisons: Sequence[RemedyComparison], variants: dict[str, Variant], *, figure: str | None
+) -> list[str]:
     """The remedies table (each remedy's change against its plain VAE), the intervals behind
     it, FID / KID when measured (or why not), the caveats, and the figure of the same test
     faces through every remedy."""
-    pairs = [(variants[c.variant], variants[c.baseline]) for c in comparisons if c.baseline is not None]
-    quality = [key for key, _label in QUALITY if any(v.value(key) is not None and b.value(key) is not None
-                                                     for v, b in pairs)]
+    pairs = [
+        (variants[c.variant], variants[c.baseline]) for c in comparisons if c.baseline is not None
+    ]
+    quality = [
+        key
+        for key, _label in QUALITY
+        if any(v.value(key) is not None and b.value(key) is not None for v, b in pairs)
+    ]
 
-    lines = ["", "## Remedies for blur", "",
-             "Each variant that applies a remedy against the plain VAE with the same trunk and z (a variational "
-             "`vae_conv` entry with no remedy, equal in every other knob): the change is the remedy's mean minus "
-             "the plain VAE's, and its verdict compares their 95 % intervals — better or worse when they are apart, "
-             "inconclusive when they overlap. Sharpness verdicts need the raw and the contrast-normalised measure "
-             "to agree.", ""]
+    lines = [
+        "",
+        "## Remedies for blur",
+        "",
+        "Each variant that applies a remedy against the plain VAE with the same trunk and z (a variational "
+        "`vae_conv` entry with no remedy, equal in every other knob): the change is the remedy's mean minus "
+        "the plain VAE's, and its verdict compares their 95 % intervals — better or worse when they are apart, "
+        "inconclusive when they overlap. Sharpness verdicts need the raw and the contrast-normalised measure "
+        "to agree.",
+        "",
+    ]
     rows = []
     for c in comparisons:
-        row = {"variant": c.variant, "remedy": "; ".join(f"{r.label} ({r.paper})" for r in c.remedies),
-               "against": c.baseline or "—"}
+        row = {
+            "variant": c.variant,
+            "remedy": "; ".join(f"{r.label} ({r.paper})" for r in c.remedies),
+            "against": c.baseline or "—",
+        }
         row |= {f"Δ {label}": _change_cell(c, key) for key, label, _better in CHANGES}
-        row |= {f"Δ {label}": _quality_cell(variants[c.variant], variants[c.baseline], key) if c.baseline else ""
-                for key, label in QUALITY if key in quality}
-        row |= {"verdict": ", ".join(f"{what.replace('_', ' ')} {verdict}" for what, verdict in c.verdicts.items())
-                or c.reason}
+        row |= {
+            f"Δ {label}": _quality_cell(variants[c.variant], variants[c.baseline], key)
+            if c.baseline
+            else ""
+            for key, label in QUALITY
+            if key in quality
+        }
+        row |= {
+            "verdict": ", ".join(
+                f"{what.replace('_', ' ')} {verdict}" for what, verdict in c.verdicts.items()
+            )
+            or c.reason
+        }
         rows.append(row)
     lines += [pd.DataFrame(rows).to_markdown(index=False), ""]
     for c in comparisons:
         if c.changes:
-            lines.append(f"- {c.variant} vs {c.baseline}: " + "; ".join(
-                f"{ch.label} {ch.remedy.shown()} vs {ch.baseline.shown()}" for ch in c.changes)
-                + f" (n = {c.changes[0].remedy.seeds} seed(s) × {c.changes[0].remedy.images}).")
+            lines.append(
+                f"- {c.variant} vs {c.baseline}: "
+                + "; ".join(
+                    f"{ch.label} {ch.remedy.shown()} vs {ch.baseline.shown()}" for ch in c.changes
+                )
+                + f" (n = {c.changes[0].remedy.seeds} seed(s) × {c.changes[0].remedy.images})."
+            )
             if line := _quality_line(variants[c.variant], variants[c.baseline]):
                 lines.append(f"  - {line} (mean ± sd over seeds; no verdict: one number per seed).")
     unmeasured = [v.evaluation.get("inception", {}) for v, _b in pairs]
@@ -129,22 +167,33 @@ def remedies_section(comparisons: Sequence[RemedyComparison], variants: dict[str
     if unmeasured:
         where = unmeasured[0].get("put the file at")
         reason = unmeasured[0]["reason"]
-        lines += ["", f"FID and KID: not measured — {reason}"
-                      + (f" (put the file at `{where}`)." if where and where not in reason else "")]
+        lines += [
+            "",
+            f"FID and KID: not measured — {reason}"
+            + (f" (put the file at `{where}`)." if where and where not in reason else ""),
+        ]
     elif quality:
-        lines += ["", "FID and KID (Inception-v3 features, against the test split) carry no interval over test "
-                      "images and are biased upward on few images: compare them at equal image counts only."]
+        lines += [
+            "",
+            "FID and KID (Inception-v3 features, against the test split) carry no interval over test "
+            "images and are biased upward on few images: compare them at equal image counts only.",
+        ]
     if any(r.key == "ffl" for c in comparisons for r in c.remedies):
-        lines += ["", "A model trained with the focal frequency loss was trained to reproduce its inputs' spectra, "
-                      "high frequencies included: its `blur.hf_energy` (and, in part, the Laplacian variance, a "
-                      "high-pass measure) is partly its training target, not an independent measure of its "
-                      "sharpness; its samples' sharpness (prior draws, never a target) is not."]
+        lines += [
+            "",
+            "A model trained with the focal frequency loss was trained to reproduce its inputs' spectra, "
+            "high frequencies included: its `blur.hf_energy` (and, in part, the Laplacian variance, a "
+            "high-pass measure) is partly its training target, not an independent measure of its "
+            "sharpness; its samples' sharpness (prior draws, never a target) is not.",
+        ]
     if figure:
         lines += ["", f"![remedies]({figure})"]
     return lines
 
 
-def summary_lines(params: Params, variants: Sequence[Variant], claims: Sequence[Claim]) -> list[str]:
+def summary_lines(
+    params: Params, variants: Sequence[Variant], claims: Sequence[Claim]
+) -> list[str]:
     data = params.data
     seeds = sorted({v.evaluation["images"]["seeds"] for v in variants})
     tests = variants[0].evaluation["images"]["test"]
@@ -158,7 +207,9 @@ def summary_lines(params: Params, variants: Sequence[Variant], claims: Sequence[
     ]
     for outcome, group in summary(claims).items():
         if group:
-            lines.append(f"- **{outcome}** ({len(group)}): " + "; ".join(c.text for c in group) + ".")
+            lines.append(
+                f"- **{outcome}** ({len(group)}): " + "; ".join(c.text for c in group) + "."
+            )
     return lines
 
 
@@ -167,55 +218,103 @@ def collapse_line(variant: Variant) -> str:
     collapsed = round(variant.value("collapse.collapsed") * seeds)
     active, dims = variant.value("latent.active_units"), variant.value("latent.dims")
     spread = variant.sd("latent.active_units")
-    units = f"{active:.3g}{f' ± {spread:.2g}' if spread else ''} of {dims:.0f} latent dimensions active"
+    units = (
+        f"{active:.3g}{f' ± {spread:.2g}' if spread else ''} of {dims:.0f} latent dimensions active"
+    )
     if collapsed == 0:
         return f"- {variant.name}: the decoder uses z in all {seeds} seed(s); {units}."
     return f"- {variant.name}: **posterior collapse in {collapsed} of {seeds} seed(s)**; {units}."
 
 
-def render_markdown(params: Params, variants: Sequence[Variant], claims: Sequence[Claim], families: Sequence[Family],
-                    *, has_samples: bool, family_file: Callable[[Family], str],
-                    remedies: Sequence[RemedyComparison] = (), remedies_figure: str | None = None) -> str:
-    pixels = params.data.image_size ** 2 * params.data.channels
+def render_markdown(
+    params: Params,
+    variants: Sequence[Variant],
+    claims: Sequence[Claim],
+    families: Sequence[Family],
+    *,
+    has_samples: bool,
+    family_file: Callable[[Family], str],
+    remedies: Sequence[RemedyComparison] = (),
+    remedies_figure: str | None = None,
+) -> str:
+    pixels = params.data.image_size**2 * params.data.channels
     by_name = {v.name: v for v in variants}
-    lines = ["# Variant comparison", "", "## Summary", "", *summary_lines(params, variants, claims), "",
-             "## Variants", "",
-             "Test split, mean ± standard deviation over seeds. MSE, PSNR (dB) and SSIM on images in [0, 1]; "
-             "`Lap var`: variance of the 3×3 Laplacian of the grey image (higher is sharper); `norm. sharp.`: the "
-             "same divided by the image's intensity variance, so that plain contrast does not count as sharpness. "
-             "`code size`: latent values per image; an overcomplete code (more values than pixels) can copy its "
-             "input, so those AEs are no like-for-like match for a VAE.", "",
-             variant_table(variants, pixels), "", "## The studies' claims, measured", ""]
+    lines = [
+        "# Variant comparison",
+        "",
+        "## Summary",
+        "",
+        *summary_lines(params, variants, claims),
+        "",
+        "## Variants",
+        "",
+        "Test split, mean ± standard deviation over seeds. MSE, PSNR (dB) and SSIM on images in [0, 1]; "
+        "`Lap var`: variance of the 3×3 Laplacian of the grey image (higher is sharper); `norm. sharp.`: the "
+        "same divided by the image's intensity variance, so that plain contrast does not count as sharpness. "
+        "`code size`: latent values per image; an overcomplete code (more values than pixels) can copy its "
+        "input, so those AEs are no like-for-like match for a VAE.",
+        "",
+        variant_table(variants, pixels),
+        "",
+        "## The studies' claims, measured",
+        "",
+    ]
     for claim in claims:
         named = f" Variants: {', '.join(claim.variants)}." if claim.variants else ""
         lines.append(f"- **{claim.outcome}**: {claim.text}.{named} {claim.detail}")
     if families:
-        lines += ["", "## One-knob sweeps", "",
-                  "Variants whose `models:` entries differ in exactly one knob, ordered by it.", ""]
+        lines += [
+            "",
+            "## One-knob sweeps",
+            "",
+            "Variants whose `models:` entries differ in exactly one knob, ordered by it.",
+            "",
+        ]
         for family in families:
-            lines += [f"### {family.knob}", "", family_table(family, by_name), "",
-                      f"![{family.knob}](compare/{family_file(family)}.png)", ""]
+            lines += [
+                f"### {family.knob}",
+                "",
+                family_table(family, by_name),
+                "",
+                f"![{family.knob}](compare/{family_file(family)}.png)",
+                "",
+            ]
     if remedies:
         lines += remedies_section(remedies, by_name, figure=remedies_figure)
     collapse = [collapse_line(v) for v in variants if v.value("collapse.collapsed") is not None]
     if collapse:
-        lines += ["", "## Posterior collapse", "",
-                  "A seed's VAE is collapsed when no latent dimension is active or its reconstructions barely vary "
-                  "from image to image (the verdict per seed is `notes.collapse` in `metrics/eval/<variant>.json`).",
-                  "", *collapse]
+        lines += [
+            "",
+            "## Posterior collapse",
+            "",
+            "A seed's VAE is collapsed when no latent dimension is active or its reconstructions barely vary "
+            "from image to image (the verdict per seed is `notes.collapse` in `metrics/eval/<variant>.json`).",
+            "",
+            *collapse,
+        ]
     ood = [v for v in variants if "ood" in v.evaluation]
     if ood:
-        lines += ["", "## Anomaly detection (study 004): AUROC, test faces against non-faces", "",
-                  "| variant | reconstruction error | negative ELBO |", "|---|---|---|"]
+        lines += [
+            "",
+            "## Anomaly detection (study 004): AUROC, test faces against non-faces",
+            "",
+            "| variant | reconstruction error | negative ELBO |",
+            "|---|---|---|",
+        ]
         for v in ood:
             elbo = v.value("ood.auroc_neg_elbo")
-            lines.append(f"| {v.name} | {v.value('ood.auroc_recon_error'):.3f} | "
-                         f"{'' if elbo is None else f'{elbo:.3f}'} |")
+            lines.append(
+                f"| {v.name} | {v.value('ood.auroc_recon_error'):.3f} | "
+                f"{'' if elbo is None else f'{elbo:.3f}'} |"
+            )
         paradox = [v for v in ood if (v.value("ood.auroc_neg_elbo") or 0.5) < 0.5]
         if paradox:
-            lines += ["", "Below 0.5 the model gives the non-faces the *higher* likelihood than the faces (the "
-                          "likelihood paradox of deep generative models, Nalisnick et al. 2019): its ELBO is no anomaly "
-                          f"score here, for {', '.join(v.name for v in paradox)}."]
+            lines += [
+                "",
+                "Below 0.5 the model gives the non-faces the *higher* likelihood than the faces (the "
+                "likelihood paradox of deep generative models, Nalisnick et al. 2019): its ELBO is no anomaly "
+                f"score here, for {', '.join(v.name for v in paradox)}.",
+            ]
     lines += ["", "## Figures", "", "![reconstructions](compare/reconstructions.png)", ""]
     if has_samples:
         lines += ["![samples](compare/samples.png)", ""]

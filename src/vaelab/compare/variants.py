@@ -50,18 +50,30 @@ def read_json(path: Path, how_to_fix: str) -> dict[str, Any]:
 def read_records(name: str, metrics_root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The detail of ``evaluate@<name>`` and of ``train@<name>`` (with its timing), or a UserError
     saying what to run."""
-    evaluated, trained = metric_files(metrics_root, f"eval/{name}.json"), metric_files(metrics_root, f"train/{name}.json")
+    evaluated, trained = (
+        metric_files(metrics_root, f"eval/{name}.json"),
+        metric_files(metrics_root, f"train/{name}.json"),
+    )
     evaluation = read_json(evaluated.detail, f"run `dvc repro evaluate@{name}` first")
     training = read_json(trained.detail, f"run `dvc repro train@{name}` first")
     if trained.timing.is_file():
         training |= json.loads(trained.timing.read_text())
     if "intervals" not in evaluation:
-        raise UserError(f"{evaluated.detail}: made by an older vaelab (no intervals); rerun `dvc repro evaluate@{name}`")
+        raise UserError(
+            f"{evaluated.detail}: made by an older vaelab (no intervals); rerun `dvc repro evaluate@{name}`"
+        )
     return evaluation, training
 
 
-def as_variant(params: Params, name: str, model: Autoencoder, evaluation: dict[str, Any],
-               training: dict[str, Any]) -> Variant:
+def as_variant(
+    params: Params,
+    name: str,
+    model: Autoencoder,
+    evaluation: dict[str, Any],
+    training: dict[str, Any],
+) -> Variant:
     estimates = {key: Estimate(**entry) for key, entry in evaluation["intervals"].items()}
-    evaluated = Evaluated(name, params.models[name], model.is_variational, model.latent_dim, estimates)
+    evaluated = Evaluated(
+        name, params.models[name], model.is_variational, model.latent_dim, estimates
+    )
     return Variant(evaluated, evaluation, training)

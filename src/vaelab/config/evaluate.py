@@ -96,7 +96,9 @@ class SharpenConfig(Section):
     @classmethod
     def _factors_non_negative(cls, factors: list[float]) -> list[float]:
         if not factors or any(f < 0 for f in factors):
-            raise ValueError("factors must be a non-empty list of numbers >= 0 (1 leaves an image unchanged)")
+            raise ValueError(
+                "factors must be a non-empty list of numbers >= 0 (1 leaves an image unchanged)"
+            )
         return factors
 
 
@@ -122,14 +124,18 @@ class InceptionConfig(Section):
     # project root); null: that file in torch's hub cache, torch.hub.get_dir()/checkpoints.
     weights: str | None = None
     kid_subsets: int = Field(100, ge=1)  # KID: the mean over this many random subsets ...
-    kid_subset_size: int = Field(1000, ge=2)  # ... of this many images (at most the smaller set's count)
+    kid_subset_size: int = Field(
+        1000, ge=2
+    )  # ... of this many images (at most the smaller set's count)
 
     @field_validator("weights")
     @classmethod
     def _weights_name_a_file(cls, weights: str | None) -> str | None:
         if weights is not None and (not weights.strip() or weights.endswith(("/", "\\"))):
-            raise ValueError(f"{weights!r} is no file name: name the weights file itself "
-                             "(pt_inception-2015-12-05-6726825d.pth), or null for torch's hub cache")
+            raise ValueError(
+                f"{weights!r} is no file name: name the weights file itself "
+                "(pt_inception-2015-12-05-6726825d.pth), or null for torch's hub cache"
+            )
         return weights
 
 
@@ -145,7 +151,9 @@ class EvaluateConfig(Section):
     radius_samples: int = Field(8, ge=1)  # images per radius row
     interpolation: InterpolationConfig = InterpolationConfig()
     arithmetic: ArithmeticConfig = ArithmeticConfig()
-    histogram_dims: int = Field(3, ge=1)  # single latent dimensions drawn beside the pooled histogram
+    histogram_dims: int = Field(
+        3, ge=1
+    )  # single latent dimensions drawn beside the pooled histogram
     sharpen: SharpenConfig = SharpenConfig()
     # A latent dimension is active when the variance of its encoder mean over the test set exceeds this.
     active_threshold: float = Field(0.01, gt=0.0)
@@ -160,7 +168,9 @@ class EvaluateConfig(Section):
     @classmethod
     def _normal_and_no_repeats(cls, sampler: list[str]) -> list[str]:
         if len(set(sampler)) != len(sampler):
-            raise ValueError(f"names a sampler twice: {sampler}; list each of normal, gmm at most once")
+            raise ValueError(
+                f"names a sampler twice: {sampler}; list each of normal, gmm at most once"
+            )
         if "normal" not in sampler:
             raise ValueError(
                 f"must include normal (got {sampler}): the claims, tables and headline of every variant are "

@@ -30,18 +30,27 @@ RUN_ONLY_WITHIN = {"inception": {"weights"}}
 # recon.* reads the test split alone; the ELBO takes one draw per image, seeded with `seed`;
 # FID and KID (inception.*) read the test split, the `samples` draws and their own settings.
 # A group not listed here depends on every recorded setting (the safe side).
-DEPENDS_ON: dict[str, tuple[str, ...]] = {"recon": (), "elbo": ("seed",), "elbo_terms": ("seed",),
-                                          "inception": ("seed", "samples", "inception")}
+DEPENDS_ON: dict[str, tuple[str, ...]] = {
+    "recon": (),
+    "elbo": ("seed",),
+    "elbo_terms": ("seed",),
+    "inception": ("seed", "samples", "inception"),
+}
 
 
 def evaluated_on(params: Params, test: np.ndarray) -> dict[str, Any]:
     """``{"test_md5": ..., "settings": {"seed": ..., **recorded_settings(params.evaluate)}}``."""
-    return {"test_md5": md5_of_array(test), "settings": {"seed": params.seed, **recorded_settings(params.evaluate)}}
+    return {
+        "test_md5": md5_of_array(test),
+        "settings": {"seed": params.seed, **recorded_settings(params.evaluate)},
+    }
 
 
 def recorded_settings(settings: EvaluateConfig) -> dict[str, Any]:
     """Every ``evaluate`` setting, JSON-ready, but RUN_ONLY and RUN_ONLY_WITHIN."""
-    return settings.model_dump(mode="json", exclude={**dict.fromkeys(RUN_ONLY, True), **RUN_ONLY_WITHIN})
+    return settings.model_dump(
+        mode="json", exclude={**dict.fromkeys(RUN_ONLY, True), **RUN_ONLY_WITHIN}
+    )
 
 
 def settings_changing(metric: str, recorded: Iterable[str]) -> list[str]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from types import UnionType
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
@@ -28,13 +28,17 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {_yaml_problem(err)}; fix the syntax there") from None
+        raise UserError(
+            f"{path}: not valid YAML: {_yaml_problem(err)}; fix the syntax there"
+        ) from None
     return params_from_dict(raw if raw is not None else {}, source=str(path))
 
 
 def params_from_dict(raw: Any, source: str = "params") -> Params:
     if not isinstance(raw, dict):
-        raise UserError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+        raise UserError(
+            f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}"
+        )
     try:
         return Params.model_validate(raw)
     except ValidationError as err:

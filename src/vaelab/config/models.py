@@ -24,8 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, TypeAdapter, field_validator, model_validator
 
-from vaelab.config.section import Section
 from vaelab.config.penalties import LatentPenaltyFields
+from vaelab.config.section import Section
 
 ReconLoss = Literal["bce", "mse", "gaussian"]
 # The Gaussian decoder's σ: one shared log σ trained with the weights, the batch's
@@ -71,7 +71,12 @@ class ReconLossFields(Section):
         # One message for the whole union, not one per member of it.
         if sigma in ("learned", "optimal"):
             return sigma
-        if isinstance(sigma, int | float) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma > 0:
+        if (
+            isinstance(sigma, int | float)
+            and not isinstance(sigma, bool)
+            and math.isfinite(sigma)
+            and sigma > 0
+        ):
             return float(sigma)
         raise ValueError(f"must be 'learned', 'optimal' or a fixed σ > 0 (a number), got {sigma!r}")
 
@@ -158,8 +163,11 @@ class VaeConvConfig(KlFields, TrunkFields, LatentPenaltyFields):
     def _no_kl_knobs_without_a_posterior(self) -> VaeConvConfig:
         if not self.variational:
             defaults = KlFields.model_fields
-            changed = [name for name in ("kl_weight", "kl_warmup_epochs", "free_bits")
-                       if getattr(self, name) != defaults[name].default]
+            changed = [
+                name
+                for name in ("kl_weight", "kl_warmup_epochs", "free_bits")
+                if getattr(self, name) != defaults[name].default
+            ]
             if changed:
                 raise ValueError(
                     f"{', '.join(changed)} would do nothing with variational: false (there is no KL term); "
@@ -206,14 +214,20 @@ class VaeGanConfig(VaeConvConfig):
     @model_validator(mode="after")
     def _a_gan_of_a_vae_that_reconstructs(self) -> VaeGanConfig:
         if not self.variational:
-            raise ValueError("vae_gan needs variational: true (its discriminator also judges samples of the prior); "
-                             "remove variational: false")
+            raise ValueError(
+                "vae_gan needs variational: true (its discriminator also judges samples of the prior); "
+                "remove variational: false"
+            )
         if self.feature_layer > len(self.discriminator):
-            raise ValueError(f"feature_layer {self.feature_layer} is past the discriminator's "
-                             f"{len(self.discriminator)} conv(s); use 1 to {len(self.discriminator)}")
+            raise ValueError(
+                f"feature_layer {self.feature_layer} is past the discriminator's "
+                f"{len(self.discriminator)} conv(s); use 1 to {len(self.discriminator)}"
+            )
         if self.recon_weight == 0 and self.feature_weight == 0:
-            raise ValueError("recon_weight and feature_weight are both 0, so nothing trains the reconstruction; "
-                             "set either above 0")
+            raise ValueError(
+                "recon_weight and feature_weight are both 0, so nothing trains the reconstruction; "
+                "set either above 0"
+            )
         return self
 
 
@@ -249,7 +263,13 @@ class VaeSmallConfig(KlFields):
 
 
 AnyModelConfig = (
-    AePoolConfig | AeConvConfig | AccordionConfig | VaeConvConfig | VaeGanConfig | VaeMlpConfig | VaeSmallConfig
+    AePoolConfig
+    | AeConvConfig
+    | AccordionConfig
+    | VaeConvConfig
+    | VaeGanConfig
+    | VaeMlpConfig
+    | VaeSmallConfig
 )
 
 # Use as a field type, e.g. ``models: dict[str, ModelConfig]``: pydantic picks the

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from vaelab.config.section import Section
 from vaelab.config.data import DataConfig
 from vaelab.config.evaluate import EvaluateConfig
 from vaelab.config.models import AePoolConfig, ModelConfig
 from vaelab.config.registry import RegistryConfig
+from vaelab.config.section import Section
 from vaelab.config.train import TrainConfig
-
 
 # reports/<variant>/ sits beside these stage outputs, so variants may not take their names.
 RESERVED_VARIANT_NAMES = frozenset({"compare", "chain", "pr"})
@@ -61,4 +60,3 @@ class Params(Section):
                         "evaluate.chain: null to skip the chain"
                     )
         return self
-

@@ -41,6 +41,9 @@ class LatentPenaltyFields(Section):
 
     def penalties_set(self) -> list[str]:
         """The keys of this entry that turn a penalty on."""
-        on = {"mmd_weight": self.mmd_weight > 0, "latent_norm_weight": self.latent_norm_weight > 0,
-              "decoder_reg": self.decoder_reg != "none"}
+        on = {
+            "mmd_weight": self.mmd_weight > 0,
+            "latent_norm_weight": self.latent_norm_weight > 0,
+            "decoder_reg": self.decoder_reg != "none",
+        }
         return [name for name, is_on in on.items() if is_on]

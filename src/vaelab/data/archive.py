@@ -81,18 +81,19 @@ def extract_zip(
     ``max_bytes`` and :class:`CorruptArchiveError` when the zip cannot be read.
     """
     archive = Path(archive)
-    with _reading(archive):
-        with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                _check_name(archive, info.filename)
-                _check_zip_type(archive, info)
-            plan = _plan(
-                archive,
-                ((info, info.filename, info.is_dir(), info.file_size) for info in infos),
-                max_bytes=max_bytes, select=select, strip=strip,
-            )
-            return _write(archive, dest, plan, max_bytes=max_bytes, open_member=zf.open)
+    with _reading(archive), zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        for info in infos:
+            _check_name(archive, info.filename)
+            _check_zip_type(archive, info)
+        plan = _plan(
+            archive,
+            ((info, info.filename, info.is_dir(), info.file_size) for info in infos),
+            max_bytes=max_bytes,
+            select=select,
+            strip=strip,
+        )
+        return _write(archive, dest, plan, max_bytes=max_bytes, open_member=zf.open)
 
 
 def extract_tar(
@@ -108,27 +109,28 @@ def extract_tar(
     Same contract as :func:`extract_zip`.
     """
     archive = Path(archive)
-    with _reading(archive):
-        with tarfile.open(archive, mode="r:*") as tf:
-            members = tf.getmembers()
-            for member in members:
-                _check_name(archive, member.name)
-                _check_tar_type(archive, member)
-            plan = _plan(
-                archive,
-                ((m, m.name, m.isdir(), m.size) for m in members),
-                max_bytes=max_bytes, select=select, strip=strip,
-            )
+    with _reading(archive), tarfile.open(archive, mode="r:*") as tf:
+        members = tf.getmembers()
+        for member in members:
+            _check_name(archive, member.name)
+            _check_tar_type(archive, member)
+        plan = _plan(
+            archive,
+            ((m, m.name, m.isdir(), m.size) for m in members),
+            max_bytes=max_bytes,
+            select=select,
+            strip=strip,
+        )
 
-            def open_member(member: tarfile.TarInfo) -> IO[bytes]:
-                handle = tf.extractfile(member)
-                if handle is None:  # pragma: no cover - only regular files reach here
-                    raise CorruptArchiveError(f"{archive}: cannot read member {member.name!r}")
-                return handle
+        def open_member(member: tarfile.TarInfo) -> IO[bytes]:
+            handle = tf.extractfile(member)
+            if handle is None:  # pragma: no cover - only regular files reach here
+                raise CorruptArchiveError(f"{archive}: cannot read member {member.name!r}")
+            return handle
 
-            # Members are extracted in archive order, so a compressed stream is read
-            # forward once after the listing pass instead of being rewound per member.
-            return _write(archive, dest, plan, max_bytes=max_bytes, open_member=open_member)
+        # Members are extracted in archive order, so a compressed stream is read
+        # forward once after the listing pass instead of being rewound per member.
+        return _write(archive, dest, plan, max_bytes=max_bytes, open_member=open_member)
 
 
 @contextmanager
@@ -136,8 +138,7 @@ def _reading(archive: Path) -> Iterator[None]:
     """Turn read errors of a damaged or missing archive into user errors."""
     if not archive.is_file():
         raise CorruptArchiveError(
-            f"archive {archive} does not exist; download it first (or fix the path in "
-            f"params.yaml)"
+            f"archive {archive} does not exist; download it first (or fix the path in params.yaml)"
         )
     try:
         yield
@@ -171,12 +172,13 @@ def _check_zip_type(archive: Path, info: zipfile.ZipInfo) -> None:
     mode = info.external_attr >> 16
     kind = stat.S_IFMT(mode)
     if stat.S_ISLNK(mode):
-        raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symlink; "
-                                 f"{_UNTRUSTED}.")
+        raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symlink; {_UNTRUSTED}.")
     # Zips made on Windows carry no unix mode (kind 0); those are plain files or folders.
     if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-        raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a special file "
-                                 f"(mode {oct(mode)}); {_UNTRUSTED}.")
+        raise UnsafeArchiveError(
+            f"{archive}: member {info.filename!r} is a special file "
+            f"(mode {oct(mode)}); {_UNTRUSTED}."
+        )
     if info.flag_bits & 0x1:
         raise CorruptArchiveError(
             f"{archive}: member {info.filename!r} is encrypted; vaelab cannot read "
@@ -215,14 +217,13 @@ def _plan(
         parts = tuple(_split(name))
         if parts[: len(prefix)] != prefix:
             continue
-        parts = parts[len(prefix):]
+        parts = parts[len(prefix) :]
         if select is not None and not select(name):
             continue
         if not parts:
             if is_dir:
                 continue  # the stripped prefix folder itself
-            raise UnsafeArchiveError(f"{archive}: member {name!r} has no file name; "
-                                     f"{_UNTRUSTED}.")
+            raise UnsafeArchiveError(f"{archive}: member {name!r} has no file name; {_UNTRUSTED}.")
         if not is_dir:
             declared += size
             if declared > max_bytes:

@@ -28,7 +28,9 @@ def run_download(params: Params, raw_root: Path = RAW_ROOT) -> Path:
     with atomic_directory(dest) as staging:
         report = module.download(cfg, staging, cache)
         manifest = write_manifest(staging, cfg.dataset, report)
-    log.info("%s: %d files, %d bytes in %s", cfg.dataset, manifest["count"], manifest["bytes"], dest)
+    log.info(
+        "%s: %d files, %d bytes in %s", cfg.dataset, manifest["count"], manifest["bytes"], dest
+    )
     for name, reason in report.missing.items():
         log.warning("%s: optional file %s is absent (%s)", cfg.dataset, name, reason)
     return dest

@@ -68,13 +68,18 @@ def check_md5(path: Path, expected: str | None, *, verify: bool, label: str) -> 
     matches = actual == expected.strip().lower()
     if not verify:
         if matches:
-            log.warning("md5 check is off (verify_md5: false) for %s; its md5 %s matches anyway",
-                        label, actual)
+            log.warning(
+                "md5 check is off (verify_md5: false) for %s; its md5 %s matches anyway",
+                label,
+                actual,
+            )
         else:
             log.warning(
                 "md5 check is off (verify_md5: false): %s has md5 %s but %s was expected; "
                 "using it anyway",
-                label, actual, expected,
+                label,
+                actual,
+                expected,
             )
         return actual
     if not matches:
@@ -117,8 +122,12 @@ def fetch_url(
         try:
             check_md5(dest, md5, verify=verify, label=dest.name)
         except ChecksumError as err:
-            log.warning("%s exists but its md5 is %s, not %s; downloading it again",
-                        dest, err.actual, err.expected)
+            log.warning(
+                "%s exists but its md5 is %s, not %s; downloading it again",
+                dest,
+                err.actual,
+                err.expected,
+            )
         else:
             log.info("using cached %s", dest)
             return dest
@@ -130,8 +139,16 @@ def fetch_url(
         with ExitStack() as stack:
             if session is None:
                 session = stack.enter_context(requests.Session())
-            _download_http(url, part, session=session, retries=retries, backoff=backoff,
-                           timeout=timeout, progress=progress, label=dest.name)
+            _download_http(
+                url,
+                part,
+                session=session,
+                retries=retries,
+                backoff=backoff,
+                timeout=timeout,
+                progress=progress,
+                label=dest.name,
+            )
     elif scheme == "file":
         _copy_local(url, part, progress=progress, label=dest.name)
     else:
@@ -177,12 +194,19 @@ def _download_http(
     for attempt in range(1, attempts + 1):
         if attempt > 1:
             delay = backoff * 2 ** (attempt - 2)
-            log.warning("download of %s failed (%s); attempt %d of %d in %.1f s",
-                        url, last_error, attempt, attempts, delay)
+            log.warning(
+                "download of %s failed (%s); attempt %d of %d in %.1f s",
+                url,
+                last_error,
+                attempt,
+                attempts,
+                delay,
+            )
             _sleep(delay)
         try:
-            _http_attempt(url, part, session=session, timeout=timeout, progress=progress,
-                          label=label)
+            _http_attempt(
+                url, part, session=session, timeout=timeout, progress=progress, label=label
+            )
         except _RetryableError as err:
             last_error = err
         else:
@@ -227,12 +251,17 @@ def _http_attempt(
             if total == offset:
                 log.info("%s is already complete (%d bytes)", part, offset)
                 return
-            log.warning("server refused to resume %s at byte %d (file size %s); starting over",
-                        url, offset, total)
+            log.warning(
+                "server refused to resume %s at byte %d (file size %s); starting over",
+                url,
+                offset,
+                total,
+            )
             part.unlink()
             response.close()
-            _http_attempt(url, part, session=session, timeout=timeout, progress=progress,
-                          label=label)
+            _http_attempt(
+                url, part, session=session, timeout=timeout, progress=progress, label=label
+            )
             return
         if status >= 500 or status in _RETRY_STATUSES:
             raise _RetryableError(f"HTTP {status} {response.reason}")
@@ -276,24 +305,30 @@ def _stream_body(
     length = response.headers.get("Content-Length")
     expected_end = offset + int(length) if length and length.isdigit() else None
     written = offset
-    with open(part, mode) as handle, tqdm(
-        total=expected_end,
-        initial=offset,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=label,
-        # None lets tqdm hide itself when stderr is not a terminal (logs, CI).
-        disable=None if progress else True,
-        leave=False,
-    ) as bar:
+    with (
+        open(part, mode) as handle,
+        tqdm(
+            total=expected_end,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label,
+            # None lets tqdm hide itself when stderr is not a terminal (logs, CI).
+            disable=None if progress else True,
+            leave=False,
+        ) as bar,
+    ):
         try:
             for chunk in response.iter_content(chunk_size=_CHUNK):
                 handle.write(chunk)
                 written += len(chunk)
                 bar.update(len(chunk))
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as err:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as err:
             raise _RetryableError(
                 f"connection lost after {written} bytes: {type(err).__name__}: {err}"
             ) from err
@@ -337,15 +372,19 @@ def _copy_local(url: str, part: Path, *, progress: bool, label: str) -> None:
             f"cannot copy {label}: {source} (from {url}) does not exist or is not a file; "
             f"fix the source setting for this data set in params.yaml"
         )
-    with open(source, "rb") as src, open(part, "wb") as dst, tqdm(
-        total=source.stat().st_size,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=label,
-        disable=None if progress else True,
-        leave=False,
-    ) as bar:
+    with (
+        open(source, "rb") as src,
+        open(part, "wb") as dst,
+        tqdm(
+            total=source.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label,
+            disable=None if progress else True,
+            leave=False,
+        ) as bar,
+    ):
         while chunk := src.read(1 << 20):
             dst.write(chunk)
             bar.update(len(chunk))

@@ -64,7 +64,9 @@ class ImageSpec:
         if self.channels not in (1, 3):
             raise ValueError(f"ImageSpec.channels must be 1 or 3, got {self.channels}")
         if self.resample not in get_args(Resample):
-            raise ValueError(f"ImageSpec.resample must be one of {get_args(Resample)}, got {self.resample!r}")
+            raise ValueError(
+                f"ImageSpec.resample must be one of {get_args(Resample)}, got {self.resample!r}"
+            )
 
     @property
     def mode(self) -> str:
@@ -155,7 +157,9 @@ def crop_box(
         mouth_x, mouth_y = (pts[6] + pts[8]) / 2.0, (pts[7] + pts[9]) / 2.0
         side = crop.landmarks.scale * float(np.hypot(mouth_x - eye_x, mouth_y - eye_y))
         if not side > 0.0:
-            raise ValueError(f"landmarks give an empty crop (eye and mouth centres coincide): {pts}")
+            raise ValueError(
+                f"landmarks give an empty crop (eye and mouth centres coincide): {pts}"
+            )
         return _fit_square((eye_x + mouth_x) / 2.0, (eye_y + mouth_y) / 2.0, side, height, width)
     raise ValueError(f"crop_box cannot handle crop.method {method!r}")
 
@@ -374,7 +378,9 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _FAST_COLORSPACES = ("Gray", "YCbCr")
 
 
-def _crop_jpeg_bytes(data: bytes, spec: ImageSpec, landmarks: np.ndarray | None) -> ImageResult | None:
+def _crop_jpeg_bytes(
+    data: bytes, spec: ImageSpec, landmarks: np.ndarray | None
+) -> ImageResult | None:
     """The fast path for JPEG files: libjpeg-turbo (simplejpeg) decodes straight to an
     array at the smallest DCT scale that keeps ``spec.size`` pixels across the crop,
     and the crop is cut out. None means: use the PIL path.
@@ -387,7 +393,8 @@ def _crop_jpeg_bytes(data: bytes, spec: ImageSpec, landmarks: np.ndarray | None)
         return None
     if height * width > (Image.MAX_IMAGE_PIXELS or float("inf")):
         return ImageResult(
-            None, f"decompression bomb: {width}x{height} pixels exceed PIL's limit of {Image.MAX_IMAGE_PIXELS}"
+            None,
+            f"decompression bomb: {width}x{height} pixels exceed PIL's limit of {Image.MAX_IMAGE_PIXELS}",
         )
     box = crop_box(height, width, spec.crop, landmarks)
     reduction = _jpeg_reduction(box, spec.size)

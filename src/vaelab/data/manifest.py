@@ -6,15 +6,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vaelab.data.datasets.catalog import DownloadReport
-from vaelab.io.hashing import md5sum
 from vaelab.io.atomic import write_json
+from vaelab.io.hashing import md5sum
 
 MANIFEST = "MANIFEST.json"
 
 
 def write_manifest(folder: Path, dataset: str, report: DownloadReport) -> dict:
     files = [
-        {"file": path.relative_to(folder).as_posix(), "bytes": path.stat().st_size, "md5": md5sum(path)}
+        {
+            "file": path.relative_to(folder).as_posix(),
+            "bytes": path.stat().st_size,
+            "md5": md5sum(path),
+        }
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     ]
     manifest = {

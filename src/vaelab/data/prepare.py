@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-
 from vaelab.config import Params
 from vaelab.data.datasets import DATASETS
 from vaelab.data.datasets.catalog import Catalog
@@ -26,8 +25,11 @@ PREPARED_DIR = Path("data/prepared")
 DATA_METRICS = Path("metrics/data.json")
 # Its DVC metrics (headline key -> key of the detail, metrics/detail/data.json); the skipped
 # files, their reasons and the timings are in the detail and timing files beside it.
-DATA_HEADLINE = {"images": "images", "skipped": "skipped.count",
-                 **{f"splits.{name}": f"splits.{name}" for name in (*SPLITS, OOD)}}
+DATA_HEADLINE = {
+    "images": "images",
+    "skipped": "skipped.count",
+    **{f"splits.{name}": f"splits.{name}" for name in (*SPLITS, OOD)},
+}
 # A skip reason that is a choice (detect.on_miss: skip), not a broken file.
 NO_FACE = "no face detected"
 
@@ -44,7 +46,9 @@ def run_prepare(
     cfg = params.data
     raw = raw_root / cfg.dataset
     if not raw.is_dir():
-        raise UserError(f"{raw}: no raw data for data.dataset '{cfg.dataset}'; run `dvc repro download` first")
+        raise UserError(
+            f"{raw}: no raw data for data.dataset '{cfg.dataset}'; run `dvc repro download` first"
+        )
     catalog = DATASETS[cfg.dataset].catalog(raw, cfg)
     if cfg.limit is not None:
         catalog = Catalog(
@@ -56,7 +60,9 @@ def run_prepare(
     if total == 0:
         raise UserError(f"{raw}: the data set holds no images")
 
-    spec = ImageSpec(size=cfg.image_size, channels=cfg.channels, crop=cfg.crop, resample=cfg.resample)
+    spec = ImageSpec(
+        size=cfg.image_size, channels=cfg.channels, crop=cfg.crop, resample=cfg.resample
+    )
     landmarks = catalog.landmarks if catalog.landmarks is not None else [None] * total
     tasks = list(zip(catalog.sources, landmarks))
     workers = min(cfg.workers or os.cpu_count() or 1, total)
@@ -89,7 +95,7 @@ def run_prepare(
     counts = Counter(index["split"])
     metrics = {
         "dataset": cfg.dataset,
-        "images": int(len(index)),
+        "images": len(index),
         "image_shape": list(result.pixels.shape[1:]),
         "splits": {name: int(counts.get(name, 0)) for name in (*SPLITS, OOD)},
         "skipped": {
@@ -116,4 +122,3 @@ def run_prepare(
         len(skipped),
     )
     return metrics | timing
-

@@ -21,7 +21,6 @@ import pandas as pd
 
 from vaelab.errors import UserError
 
-
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.csv"
 FINGERPRINT_FILE = "fingerprint.json"
@@ -49,7 +48,9 @@ def write_prepared(folder: Path, pixels: np.ndarray, index: pd.DataFrame) -> str
     digest.update(index_bytes)
     fingerprint = digest.hexdigest()
     sizes = {name: (folder / name).stat().st_size for name in (IMAGES_FILE, INDEX_FILE)}
-    (folder / FINGERPRINT_FILE).write_text(json.dumps({"md5": fingerprint, "bytes": sizes}, indent=2) + "\n")
+    (folder / FINGERPRINT_FILE).write_text(
+        json.dumps({"md5": fingerprint, "bytes": sizes}, indent=2) + "\n"
+    )
     return fingerprint
 
 
@@ -57,7 +58,9 @@ def read_fingerprint(prepared: Path) -> str:
     """The md5 prepare recorded for ``prepared``'s images and index, after checking that the files
     still have the sizes it wrote (a file changed since is a UserError: rerun prepare)."""
     path = prepared / FINGERPRINT_FILE
-    rerun = "rerun `dvc repro prepare` (or `dvc repro --force prepare` if DVC thinks it is up to date)"
+    rerun = (
+        "rerun `dvc repro prepare` (or `dvc repro --force prepare` if DVC thinks it is up to date)"
+    )
     try:
         recorded = json.loads(path.read_text())
         md5, sizes = recorded["md5"], recorded["bytes"]
@@ -79,7 +82,9 @@ class PreparedData:
 
     def split(self, name: str) -> np.ndarray:
         """The images of one split, in index order (empty when the split does not exist)."""
-        return np.ascontiguousarray(self.images[np.flatnonzero(self.index["split"].to_numpy() == name)])
+        return np.ascontiguousarray(
+            self.images[np.flatnonzero(self.index["split"].to_numpy() == name)]
+        )
 
     def has_split(self, name: str) -> bool:
         return bool((self.index["split"] == name).any())
@@ -93,7 +98,9 @@ def load_prepared(prepared: Path, columns: list[str] | None = None) -> PreparedD
     images = np.load(images_path, mmap_mode="r", allow_pickle=False)
     index = pd.read_csv(index_path, usecols=columns)
     if len(index) != len(images):
-        raise UserError(f"{prepared}: {len(images)} images but {len(index)} index rows; rerun `dvc repro prepare`")
+        raise UserError(
+            f"{prepared}: {len(images)} images but {len(index)} index rows; rerun `dvc repro prepare`"
+        )
     return PreparedData(images, index)
 
 

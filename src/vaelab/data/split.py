@@ -30,7 +30,9 @@ def assign_splits(index: pd.DataFrame, cfg: SplitConfig, seed: int) -> np.ndarra
 
     if cfg.method == "official":
         if "partition" not in index.columns:
-            raise UserError("data.split.method: official needs a partition, and this data set has none; use random")
+            raise UserError(
+                "data.split.method: official needs a partition, and this data set has none; use random"
+            )
         partition = index["partition"].to_numpy()
         splits[rows] = partition[rows]
         if not (partition[rows] == "val").any():

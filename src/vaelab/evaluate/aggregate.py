@@ -23,7 +23,9 @@ class Replicate:
     notes: dict[str, str]
 
 
-def combine(replicates: list[Replicate], *, bootstrap_seed: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def combine(
+    replicates: list[Replicate], *, bootstrap_seed: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """``(mean tree, sd tree, intervals)`` over ``replicates`` (which must measure the same keys).
 
     A leaf every replicate agrees on (a count, a dimension) is kept as it is; others are
@@ -34,16 +36,26 @@ def combine(replicates: list[Replicate], *, bootstrap_seed: int) -> tuple[dict[s
     keys = replicates[0].per_image.keys()
     for r in replicates[1:]:
         if r.per_image.keys() != keys:
-            raise ValueError(f"replicate seed {r.seed} measured other per-image metrics than seed {replicates[0].seed}")
-    intervals = {key: estimate(np.stack([r.per_image[key] for r in replicates]), seed=bootstrap_seed).to_dict()
-                 for key in sorted(keys)}
+            raise ValueError(
+                f"replicate seed {r.seed} measured other per-image metrics than seed {replicates[0].seed}"
+            )
+    intervals = {
+        key: estimate(
+            np.stack([r.per_image[key] for r in replicates]), seed=bootstrap_seed
+        ).to_dict()
+        for key in sorted(keys)
+    }
     return mean_tree, sd_tree, intervals
 
 
-def _combine_trees(trees: list[dict[str, Any]], path: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _combine_trees(
+    trees: list[dict[str, Any]], path: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     keys = trees[0].keys()
     if any(tree.keys() != keys for tree in trees[1:]):
-        raise ValueError(f"replicates measured different metrics under {'.'.join(path) or 'the top level'}")
+        raise ValueError(
+            f"replicates measured different metrics under {'.'.join(path) or 'the top level'}"
+        )
     means, sds = {}, {}
     for key in keys:
         values = [tree[key] for tree in trees]

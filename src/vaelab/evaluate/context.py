@@ -13,15 +13,20 @@ from torch import Tensor
 
 from vaelab.config import Params
 from vaelab.config.evaluate import EvaluateConfig
-from vaelab.models.saved import check_fits
 from vaelab.data.prepared_data import PreparedData, load_prepared
 from vaelab.errors import UserError
-from vaelab.evaluate.forward_pass import ForwardPass, InputMeasures, measure_inputs, run_forward_pass
-from vaelab.models.inference import model_device
+from vaelab.evaluate.forward_pass import (
+    ForwardPass,
+    InputMeasures,
+    measure_inputs,
+    run_forward_pass,
+)
 from vaelab.evaluate.latent_measures import PixelSpread, active_dims
-from vaelab.models.replicates import load_replicates
 from vaelab.models import Autoencoder
+from vaelab.models.inference import model_device
 from vaelab.models.latent_gmm import LatentGMM, sample_images
+from vaelab.models.replicates import load_replicates
+from vaelab.models.saved import check_fits
 
 # The metric-key source of each evaluate.sampler's samples (`blur.<metric>.<source>`, `spread.<source>`).
 SAMPLE_SOURCES = {"normal": "sample", "gmm": "sample_gmm"}
@@ -37,7 +42,9 @@ class SharedInputs:
 
     def measures(self, device: torch.device) -> InputMeasures:
         if device not in self._measured:
-            self._measured[device] = measure_inputs(self.test, batch_size=self.batch_size, device=device)
+            self._measured[device] = measure_inputs(
+                self.test, batch_size=self.batch_size, device=device
+            )
         return self._measured[device]
 
 
@@ -76,29 +83,44 @@ class Context:
         # The figures show the first `show` reconstructions; sharpening measures the first `sharpen.images`.
         keep = max(self.settings.show, self.settings.sharpen.images)
         inputs = None if self.inputs is None else self.inputs.measures(model_device(self.model))
-        return run_forward_pass(self.model, self.test, batch_size=self.batch_size, keep=keep, seed=self.seed,
-                                progress=self.progress, inputs=inputs)
+        return run_forward_pass(
+            self.model,
+            self.test,
+            batch_size=self.batch_size,
+            keep=keep,
+            seed=self.seed,
+            progress=self.progress,
+            inputs=inputs,
+        )
 
     @cached_property
     def samples(self) -> Tensor:
         """``(settings.samples, C, H, W)`` float32 decodings of z ~ N(0, I) on the model's device."""
-        return self.model.sample(self.settings.samples, generator=torch.Generator().manual_seed(self.seed)).float()
+        return self.model.sample(
+            self.settings.samples, generator=torch.Generator().manual_seed(self.seed)
+        ).float()
 
     @cached_property
     def gmm_samples(self) -> Tensor:
         """``(settings.samples, C, H, W)`` float32 decodings of draws of the model's ex-post GMM."""
         if self.gmm is None:
-            raise ValueError(f"{self.variant} (seed {self.replicate}) was saved without a latent GMM")
-        return sample_images(self.model, self.gmm, self.settings.samples,
-                             torch.Generator().manual_seed(self.seed)).float()
+            raise ValueError(
+                f"{self.variant} (seed {self.replicate}) was saved without a latent GMM"
+            )
+        return sample_images(
+            self.model, self.gmm, self.settings.samples, torch.Generator().manual_seed(self.seed)
+        ).float()
 
     @property
     def sampled(self) -> dict[str, Tensor]:
         """The samples of each ``settings.sampler`` this replicate has, by source (:data:`SAMPLE_SOURCES`):
         ``"sample"`` (N(0, I)) and, for a model saved with a GMM, ``"sample_gmm"``."""
         drawn = {"normal": lambda: self.samples, "gmm": lambda: self.gmm_samples}
-        return {SAMPLE_SOURCES[name]: drawn[name]() for name in self.settings.sampler
-                if name != "gmm" or self.gmm is not None}
+        return {
+            SAMPLE_SOURCES[name]: drawn[name]()
+            for name in self.settings.sampler
+            if name != "gmm" or self.gmm is not None
+        }
 
     @cached_property
     def spreads(self) -> dict[str, float]:
@@ -127,8 +149,9 @@ class Context:
         return self.test_pass.first_recons[: self.settings.show]
 
 
-def build_contexts(params: Params, variant: str, *, prepared: Path, models_root: Path,
-                   progress: bool) -> list[Context]:
+def build_contexts(
+    params: Params, variant: str, *, prepared: Path, models_root: Path, progress: bool
+) -> list[Context]:
     """One Context per replicate of ``models_root/<variant>`` (by seed), on the prepared data in
     ``prepared``, checked to fit each other; only the first draws figures."""
     loaded = load_replicates(params, variant, models_root)
@@ -141,6 +164,19 @@ def build_contexts(params: Params, variant: str, *, prepared: Path, models_root:
             f"{prepared}: the test split has {len(test)} image(s); evaluation needs at least 2 (data.split.test)"
         )
     inputs = SharedInputs(test, params.evaluate.batch_size)
-    return [Context(model=r.model, variant=variant, data=data, test=test, settings=params.evaluate, seed=params.seed,
-                    replicate=r.seed, draw=index == 0, progress=progress, inputs=inputs, gmm=r.gmm)
-            for index, r in enumerate(loaded)]
+    return [
+        Context(
+            model=r.model,
+            variant=variant,
+            data=data,
+            test=test,
+            settings=params.evaluate,
+            seed=params.seed,
+            replicate=r.seed,
+            draw=index == 0,
+            progress=progress,
+            inputs=inputs,
+            gmm=r.gmm,
+        )
+        for index, r in enumerate(loaded)
+    ]

@@ -21,12 +21,12 @@ import torch
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from vaelab.config import Params
 from vaelab import figures
+from vaelab.config import Params
+from vaelab.config.evaluated_on import EVALUATED_ON, evaluated_on
 from vaelab.evaluate import experiments, fid
 from vaelab.evaluate.aggregate import Replicate, combine, combine_notes
 from vaelab.evaluate.context import Context, build_contexts
-from vaelab.config.evaluated_on import EVALUATED_ON, evaluated_on
 from vaelab.evaluate.result import merge_into
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.metric_files import headline_of, metric_files
@@ -66,8 +66,12 @@ def run_evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the experiments in order on every replicate; returns what ``metrics/detail/eval/<variant>.json`` holds."""
-    contexts = build_contexts(params, variant, prepared=prepared, models_root=models_root, progress=progress)
-    inception = fid.resolve(params.evaluate.inception)  # before the experiments: a wrong weights file stops here
+    contexts = build_contexts(
+        params, variant, prepared=prepared, models_root=models_root, progress=progress
+    )
+    inception = fid.resolve(
+        params.evaluate.inception
+    )  # before the experiments: a wrong weights file stops here
     saved: dict[str, str] = {}  # figure file name -> the experiment that drew it
     replicates = []
     with atomic_directory(reports_root / variant) as staging:
@@ -78,21 +82,42 @@ def run_evaluate(
     metrics.update(
         sd=sd | quality.sd,
         intervals=intervals,
-        images={"test": len(contexts[0].test), "samples": contexts[0].settings.samples, "seeds": len(contexts)},
+        images={
+            "test": len(contexts[0].test),
+            "samples": contexts[0].settings.samples,
+            "seeds": len(contexts),
+        },
         notes=combine_notes(replicates),
         **{EVALUATED_ON: evaluated_on(params, contexts[0].test), fid.RECORD: quality.record},
     )
-    metric_files(metrics_root, f"eval/{variant}.json").write(headline_of(metrics, HEADLINE), metrics)
-    log.info("%s: %d experiments on %d replicate(s), %d figures", variant, len(experiments.EXPERIMENTS),
-             len(contexts), len(saved))
+    metric_files(metrics_root, f"eval/{variant}.json").write(
+        headline_of(metrics, HEADLINE), metrics
+    )
+    log.info(
+        "%s: %d experiments on %d replicate(s), %d figures",
+        variant,
+        len(experiments.EXPERIMENTS),
+        len(contexts),
+        len(saved),
+    )
     # The headline numbers, when the experiments that measure them are in the list.
     if "recon" in metrics and "blur" in metrics:
         sharpness = metrics["blur"]["laplacian_var"]
-        log.info("%s: recon mse %.5f, ssim %.3f, Laplacian variance input %.5f / recon %.5f / sample %.5f", variant,
-                 metrics["recon"]["mse"], metrics["recon"]["ssim"], sharpness["input"], sharpness["recon"],
-                 sharpness["sample"])
+        log.info(
+            "%s: recon mse %.5f, ssim %.3f, Laplacian variance input %.5f / recon %.5f / sample %.5f",
+            variant,
+            metrics["recon"]["mse"],
+            metrics["recon"]["ssim"],
+            sharpness["input"],
+            sharpness["recon"],
+            sharpness["sample"],
+        )
         if "sample_gmm" in sharpness:
-            log.info("%s: Laplacian variance of the latent GMM's samples %.5f", variant, sharpness["sample_gmm"])
+            log.info(
+                "%s: Laplacian variance of the latent GMM's samples %.5f",
+                variant,
+                sharpness["sample_gmm"],
+            )
     return metrics
 
 
@@ -110,14 +135,18 @@ def run_experiments(ctx: Context, staging: Path, saved: dict[str, str]) -> Repli
         save_figures(result.figures, staging, saved, source=name)
         taken = sorted(STAGE_KEYS & result.metrics.keys())
         if taken:
-            raise ValueError(f"experiment {name!r} writes metric {taken[0]!r}, which run_evaluate writes itself")
+            raise ValueError(
+                f"experiment {name!r} writes metric {taken[0]!r}, which run_evaluate writes itself"
+            )
         merge_into(metrics, result.metrics, kind="metric", source=name)
         merge_into(per_image, result.per_image, kind="per-image metric", source=name)
         merge_into(notes, result.notes, kind="note", source=name)
     return Replicate(ctx.replicate, metrics, per_image, notes)
 
 
-def save_figures(drawn: dict[str, Figure], folder: Path, saved: dict[str, str], *, source: str) -> None:
+def save_figures(
+    drawn: dict[str, Figure], folder: Path, saved: dict[str, str], *, source: str
+) -> None:
     """Save an experiment's figures as ``folder/<file name>`` and close them.
 
     ``saved`` records the names written so far: a name saved before, or one that is not a
@@ -126,7 +155,9 @@ def save_figures(drawn: dict[str, Figure], folder: Path, saved: dict[str, str], 
     try:
         for name in drawn:
             if Path(name).name != name or Path(name).suffix != ".png":
-                raise ValueError(f"experiment {source!r} names a figure {name!r}; figures are plain '<name>.png' files")
+                raise ValueError(
+                    f"experiment {source!r} names a figure {name!r}; figures are plain '<name>.png' files"
+                )
         merge_into(saved, dict.fromkeys(drawn, source), kind="figure", source=source)
         for name, figure in drawn.items():
             figures.save(figure, folder / name)

@@ -41,9 +41,9 @@ from vaelab.config.evaluate import InceptionConfig
 from vaelab.errors import UserError
 from vaelab.evaluate.aggregate import Replicate, combine
 from vaelab.evaluate.context import Context
-from vaelab.models.inference import batches, model_device
 from vaelab.io.hashing import sha256sum
 from vaelab.models import Autoencoder
+from vaelab.models.inference import batches, model_device
 
 log = logging.getLogger("vaelab.evaluate")
 
@@ -61,8 +61,10 @@ HUB_NAMES = (WEIGHTS_FILE, "weights-inception-2015-12-05-6726825d.pth")
 FEATURES = 2048  # Inception-v3's pool features, the FID's
 INCEPTION_BATCH = 50  # images per Inception forward (each one resized to 299 x 299)
 MEASURED = ("sample", "recon")  # what is compared with the test split
-BIAS = ("FID is biased upward on few images (the bias falls like 1/N; Chong and Forsyth 2020, 'Effectively "
-        "unbiased FID'): compare FIDs measured on equal image counts only. KID's estimator is unbiased.")
+BIAS = (
+    "FID is biased upward on few images (the bias falls like 1/N; Chong and Forsyth 2020, 'Effectively "
+    "unbiased FID'): compare FIDs measured on equal image counts only. KID's estimator is unbiased."
+)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,11 @@ def shown(path: Path) -> str:
     """``path`` as a person types it: under the home folder as ``~/...``, so that the default hub
     cache reads the same in every user's detail file (which is kept in git); else as it is."""
     home = Path.home()
-    return f"~/{path.relative_to(home).as_posix()}" if path.is_absolute() and path.is_relative_to(home) else str(path)
+    return (
+        f"~/{path.relative_to(home).as_posix()}"
+        if path.is_absolute() and path.is_relative_to(home)
+        else str(path)
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,9 @@ def resolve(settings: InceptionConfig) -> Weights | NotMeasured:
         return NotMeasured("evaluate.inception.enabled is false")
     places = candidates(settings)
     found = next((path for path in places if path.is_file()), None)
-    weights = None if found is None else checked(found)  # a wrong file stops here, torch-fidelity or not
+    weights = (
+        None if found is None else checked(found)
+    )  # a wrong file stops here, torch-fidelity or not
     problems = [] if weights is not None else [_missing(places)]
     if (backend := backend_problem()) is not None:
         problems.append(backend)
@@ -132,8 +140,10 @@ def _missing(places: tuple[Path, ...]) -> str:
     where = shown(places[0])
     others = "".join(f" or {shown(path)}" for path in places[1:])
     kind = " (a folder: name the file itself)" if places[0].is_dir() else ""
-    return (f"no Inception weights file at {where}{kind}{others}, and they are never downloaded here: get "
-            f"{WEIGHTS_FILE} (SHA-256 {SHA256_PREFIX}...) from {DOWNLOADS[0]} and put it at {where}")
+    return (
+        f"no Inception weights file at {where}{kind}{others}, and they are never downloaded here: get "
+        f"{WEIGHTS_FILE} (SHA-256 {SHA256_PREFIX}...) from {DOWNLOADS[0]} and put it at {where}"
+    )
 
 
 def checked(path: Path) -> Weights:
@@ -150,7 +160,9 @@ def checked(path: Path) -> Weights:
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise UserError(f"{path}: not a plain state dict of tensors, so it is not loaded ({err})") from None
+        raise UserError(
+            f"{path}: not a plain state dict of tensors, so it is not loaded ({err})"
+        ) from None
     return Weights(path, digest)
 
 
@@ -161,11 +173,18 @@ def backend_problem() -> str | None:
     except ModuleNotFoundError as err:
         if err.name != "torch_fidelity":
             return f"torch-fidelity cannot be imported: {err}"
-        return ("torch-fidelity (the Inception-v3 of the FID) is not installed: pip install -c constraints.txt "
-                "-e '.[fid]' (README: FID and KID)")
-    except (ImportError, RuntimeError) as err:  # a torchvision built for another torch fails with RuntimeError
-        return (f"torch-fidelity cannot be imported ({type(err).__name__}: {err}): the torchvision it imports must "
-                f"be the build made for this torch {torch.__version__} (README: FID and KID)")
+        return (
+            "torch-fidelity (the Inception-v3 of the FID) is not installed: pip install -c constraints.txt "
+            "-e '.[fid]' (README: FID and KID)"
+        )
+    except (
+        ImportError,
+        RuntimeError,
+    ) as err:  # a torchvision built for another torch fails with RuntimeError
+        return (
+            f"torch-fidelity cannot be imported ({type(err).__name__}: {err}): the torchvision it imports must "
+            f"be the build made for this torch {torch.__version__} (README: FID and KID)"
+        )
     return None
 
 
@@ -174,8 +193,12 @@ def inception(weights: Weights, device: torch.device) -> nn.Module:
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     # antialias=False: TensorFlow 1's resize (torch-fidelity's), that of the reference FID.
-    network = NoTrainInceptionV3(name="inception-v3-compat", features_list=[str(FEATURES)],
-                                 feature_extractor_weights_path=str(weights.path), antialias=False)
+    network = NoTrainInceptionV3(
+        name="inception-v3-compat",
+        features_list=[str(FEATURES)],
+        feature_extractor_weights_path=str(weights.path),
+        antialias=False,
+    )
     return network.to(device)
 
 
@@ -196,7 +219,9 @@ def kid_subset_size(settings: InceptionConfig, real: int, fake: int) -> int:
     return min(settings.kid_subset_size, real, fake)
 
 
-def distances(real: Tensor, fake: Tensor, settings: InceptionConfig, *, seed: int) -> dict[str, float]:
+def distances(
+    real: Tensor, fake: Tensor, settings: InceptionConfig, *, seed: int
+) -> dict[str, float]:
     """``fid``, ``kid`` and ``kid_subsets_sd`` (KID's sd over its subsets) of ``fake`` ``(M, D)``
     features against ``real`` ``(N, D)``, in float64 through torchmetrics; KID's subsets are
     drawn from torch's global generator seeded with ``seed`` (and restored afterwards)."""
@@ -208,8 +233,11 @@ def distances(real: Tensor, fake: Tensor, settings: InceptionConfig, *, seed: in
     frechet = FrechetInceptionDistance(feature=given)
     with warnings.catch_warnings():  # that it keeps the features: they are kept already
         warnings.filterwarnings("ignore", message="Metric `Kernel Inception Distance` will save")
-        kernel = KernelInceptionDistance(feature=given, subsets=settings.kid_subsets,
-                                         subset_size=kid_subset_size(settings, len(real), len(fake)))
+        kernel = KernelInceptionDistance(
+            feature=given,
+            subsets=settings.kid_subsets,
+            subset_size=kid_subset_size(settings, len(real), len(fake)),
+        )
     for metric in (frechet, kernel):
         metric.update(real, real=True)
         metric.update(fake, real=False)
@@ -228,8 +256,15 @@ def as_inception_input(images: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def extract(extractor: nn.Module, images: Iterable[Tensor], *, device: torch.device, count: int, what: str,
-            progress: bool = False) -> Tensor:
+def extract(
+    extractor: nn.Module,
+    images: Iterable[Tensor],
+    *,
+    device: torch.device,
+    count: int,
+    what: str,
+    progress: bool = False,
+) -> Tensor:
     """``extractor``'s features of every batch of ``images`` (``(B, C, H, W)`` in [0, 1]), in
     pieces of INCEPTION_BATCH on ``device``: ``(count, D)`` float32 on the CPU."""
     parts = []
@@ -260,35 +295,65 @@ class SampleQuality:
     sd: dict[str, Any] = field(default_factory=dict)
 
 
-def sample_quality(found: Weights | NotMeasured, contexts: list[Context], *, progress: bool = False) -> SampleQuality:
+def sample_quality(
+    found: Weights | NotMeasured, contexts: list[Context], *, progress: bool = False
+) -> SampleQuality:
     """The detail's RECORD for the replicates in ``contexts``: :func:`measure` on Inception-v3 with
     the ``found`` weights (and their SHA-256), or, when NotMeasured, why not (nothing is built)."""
     if isinstance(found, NotMeasured):
         log.warning("FID and KID not measured: %s", found.reason)
         return SampleQuality(found.record())
-    measured = measure(contexts, inception(found, model_device(contexts[0].model)), progress=progress)
+    measured = measure(
+        contexts, inception(found, model_device(contexts[0].model)), progress=progress
+    )
     return SampleQuality({**measured.record, "weights_sha256": found.sha256}, measured.sd)
 
 
-def measure(contexts: list[Context], extractor: nn.Module, *, progress: bool = False) -> SampleQuality:
+def measure(
+    contexts: list[Context], extractor: nn.Module, *, progress: bool = False
+) -> SampleQuality:
     """FID and KID of every replicate's samples and reconstructions against the test split, on
     ``extractor``'s features: the means over seeds (their sds apart), the image counts and
     the KID subsets. The test split's features are extracted once for all replicates."""
     first = contexts[0]
     settings = first.settings.inception
     device = model_device(first.model)
-    test = extract(extractor, batches(first.test, first.batch_size, device), device=device, count=len(first.test),
-                   what="test images", progress=progress)
+    test = extract(
+        extractor,
+        batches(first.test, first.batch_size, device),
+        device=device,
+        count=len(first.test),
+        what="test images",
+        progress=progress,
+    )
     replicates = []
     for ctx in contexts:
         fake = {
-            "sample": extract(extractor, ctx.samples.split(ctx.batch_size), device=device, count=len(ctx.samples),
-                              what=f"samples, seed {ctx.replicate}", progress=progress),
-            "recon": extract(extractor, reconstructions(ctx.model, ctx.test, ctx.batch_size), device=device,
-                             count=len(ctx.test), what=f"reconstructions, seed {ctx.replicate}", progress=progress),
+            "sample": extract(
+                extractor,
+                ctx.samples.split(ctx.batch_size),
+                device=device,
+                count=len(ctx.samples),
+                what=f"samples, seed {ctx.replicate}",
+                progress=progress,
+            ),
+            "recon": extract(
+                extractor,
+                reconstructions(ctx.model, ctx.test, ctx.batch_size),
+                device=device,
+                count=len(ctx.test),
+                what=f"reconstructions, seed {ctx.replicate}",
+                progress=progress,
+            ),
         }
-        measured = {source: distances(test, features, settings, seed=ctx.seed) for source, features in fake.items()}
-        tree = {name: {source: measured[source][name] for source in MEASURED} for name in measured["sample"]}
+        measured = {
+            source: distances(test, features, settings, seed=ctx.seed)
+            for source, features in fake.items()
+        }
+        tree = {
+            name: {source: measured[source][name] for source in MEASURED}
+            for name in measured["sample"]
+        }
         replicates.append(Replicate(ctx.replicate, tree, {}, {}))
     means, sds, _intervals = combine(replicates, bootstrap_seed=first.seed)
     counts = {"test": len(first.test), "sample": len(first.samples), "recon": len(first.test)}
@@ -297,10 +362,20 @@ def measure(contexts: list[Context], extractor: nn.Module, *, progress: bool = F
         **means,
         "images": counts,
         "kid_subsets": settings.kid_subsets,
-        "kid_subset_size": {source: kid_subset_size(settings, counts["test"], counts[source]) for source in MEASURED},
+        "kid_subset_size": {
+            source: kid_subset_size(settings, counts["test"], counts[source]) for source in MEASURED
+        },
         "note": BIAS,
     }
-    log.info("%s: FID samples %.2f, reconstructions %.2f; KID %.4f, %.4f (%d test images, %d samples, %d seed(s))",
-             first.variant, means["fid"]["sample"], means["fid"]["recon"], means["kid"]["sample"],
-             means["kid"]["recon"], counts["test"], counts["sample"], len(contexts))
+    log.info(
+        "%s: FID samples %.2f, reconstructions %.2f; KID %.4f, %.4f (%d test images, %d samples, %d seed(s))",
+        first.variant,
+        means["fid"]["sample"],
+        means["fid"]["recon"],
+        means["kid"]["sample"],
+        means["kid"]["recon"],
+        counts["test"],
+        counts["sample"],
+        len(contexts),
+    )
     return SampleQuality(record, {RECORD: sds})

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from vaelab.models.inference import batches, model_device
 from vaelab.evaluate.latent_measures import PixelSpread, elbo_terms
 from vaelab.measures.image_measures import PerImage, blur_metrics, reconstruction_metrics
 from vaelab.models import Autoencoder
+from vaelab.models.inference import batches, model_device
 
 # What the pass measures the blur and spread of: the test images and their reconstructions.
 SOURCES = ("input", "recon")
@@ -70,7 +70,13 @@ def measure_inputs(test: np.ndarray, *, batch_size: int, device: torch.device) -
 
 @torch.no_grad()
 def run_forward_pass(
-    model: Autoencoder, test: np.ndarray, *, batch_size: int, keep: int, seed: int, progress: bool,
+    model: Autoencoder,
+    test: np.ndarray,
+    *,
+    batch_size: int,
+    keep: int,
+    seed: int,
+    progress: bool,
     inputs: InputMeasures | None = None,
 ) -> ForwardPass:
     """Run ``model`` (eval mode) over ``test`` ``(N, H, W, C)`` uint8 in batches of ``batch_size``.
@@ -90,8 +96,13 @@ def run_forward_pass(
     kept_count = 0
     first = 0
     total = math.ceil(count / batch_size)
-    for x in tqdm(batches(test, batch_size, model_device(model)), total=total, desc="evaluate", unit="batch",
-                  disable=not progress):
+    for x in tqdm(
+        batches(test, batch_size, model_device(model)),
+        total=total,
+        desc="evaluate",
+        unit="batch",
+        disable=not progress,
+    ):
         rows = slice(first, first + len(x))
         first += len(x)
         outputs = model(x)

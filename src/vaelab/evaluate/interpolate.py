@@ -23,7 +23,9 @@ def interpolate(z0: Tensor, z1: Tensor, steps: int, method: str = "linear") -> T
         if omega < _PARALLEL:
             path = (1 - t)[:, None] * a + t[:, None] * b
         else:
-            path = (torch.sin((1 - t) * omega)[:, None] * a + torch.sin(t * omega)[:, None] * b) / torch.sin(omega)
+            path = (
+                torch.sin((1 - t) * omega)[:, None] * a + torch.sin(t * omega)[:, None] * b
+            ) / torch.sin(omega)
     else:
         raise ValueError(f"unknown interpolation {method!r}; use 'linear' or 'spherical'")
     return path.to(z0.dtype).reshape(steps, *z0.shape)

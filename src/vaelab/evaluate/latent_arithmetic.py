@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from vaelab.config.evaluate import ArithmeticConfig, parse_expression
-from vaelab.models.inference import decode_all, encode_all
 from vaelab.models import Autoencoder
+from vaelab.models.inference import decode_all, encode_all
 
 # Splits whose images may form groups: everything but the out-of-distribution set.
 _IN_DISTRIBUTION = ("train", "val", "test")
@@ -43,9 +43,15 @@ def skip_reason(index: pd.DataFrame, config: ArithmeticConfig) -> str | None:
             f"index.csv has no attribute column(s) {', '.join(missing)}: latent arithmetic needs 0/1 "
             "attribute columns such as CelebA's (set data.dataset: celeba, or edit evaluate.arithmetic.groups)"
         )
-    used = {group for expression in config.expressions.values() for _sign, group in parse_expression(expression)}
+    used = {
+        group
+        for expression in config.expressions.values()
+        for _sign, group in parse_expression(expression)
+    }
     used |= {name for name in config.expressions if name in config.groups}
-    empty = [group for group in sorted(used) if len(group_rows(index, config.groups[group], 1)) == 0]
+    empty = [
+        group for group in sorted(used) if len(group_rows(index, config.groups[group], 1)) == 0
+    ]
     if empty:
         return f"group(s) {', '.join(empty)} match no image in index.csv; edit evaluate.arithmetic.groups"
     return None
@@ -61,7 +67,11 @@ def group_rows(index: pd.DataFrame, condition: dict[str, int], limit: int) -> np
 
 @torch.no_grad()
 def run_arithmetic(
-    model: Autoencoder, images: np.ndarray, index: pd.DataFrame, config: ArithmeticConfig, batch_size: int
+    model: Autoencoder,
+    images: np.ndarray,
+    index: pd.DataFrame,
+    config: ArithmeticConfig,
+    batch_size: int,
 ) -> list[ArithmeticResult]:
     """Evaluate every expression of ``config`` on ``images`` (all prepared images, aligned with ``index``)."""
     codes: dict[str, Tensor] = {}
@@ -73,7 +83,9 @@ def run_arithmetic(
     for name, expression in config.expressions.items():
         terms = parse_expression(expression)
         total = sum(sign * codes[group] for sign, group in terms)
-        decoded = decode_all(model, torch.stack([codes[group] for _s, group in terms] + [total]), batch_size).cpu()
+        decoded = decode_all(
+            model, torch.stack([codes[group] for _s, group in terms] + [total]), batch_size
+        ).cpu()
         expected = mse = None
         if name in codes:
             expected = decode_all(model, codes[name][None], batch_size).cpu()[0]

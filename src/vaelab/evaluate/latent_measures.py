@@ -13,7 +13,10 @@ from vaelab.models.losses import kl_per_dim, reconstruction_error
 
 @torch.no_grad()
 def elbo_terms(
-    model: VariationalAutoencoder, x: Tensor, generator: torch.Generator, codes: dict[str, Tensor] | None = None
+    model: VariationalAutoencoder,
+    x: Tensor,
+    generator: torch.Generator,
+    codes: dict[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """One-sample ELBO of each image of ``x`` ``(B, C, H, W)``; ``codes`` (``mu``, ``logvar``
     from a forward pass already made on ``x``) spares a second run of the encoder.
@@ -71,8 +74,9 @@ def active_dims(mu: Tensor, threshold: float) -> Tensor:
     return mu.double().var(dim=0, unbiased=False) > threshold
 
 
-def collapse_verdict(recon_ratio: float, sample_ratio: float, threshold: float, *, active: int,
-                     dims: int) -> tuple[bool, str]:
+def collapse_verdict(
+    recon_ratio: float, sample_ratio: float, threshold: float, *, active: int, dims: int
+) -> tuple[bool, str]:
     """Say in words whether the decoder ignores z.
 
     ``recon_ratio``: spread of the reconstructions of different test images over the
@@ -81,8 +85,10 @@ def collapse_verdict(recon_ratio: float, sample_ratio: float, threshold: float, 
     No active dimension is collapse whatever the spread (the code carries nothing of the
     input); so is a spread of reconstructions below ``threshold``.
     """
-    share = f"reconstructions of different test images vary {recon_ratio:.0%} as much as the images do " \
-            f"(prior draws: {sample_ratio:.0%})"
+    share = (
+        f"reconstructions of different test images vary {recon_ratio:.0%} as much as the images do "
+        f"(prior draws: {sample_ratio:.0%})"
+    )
     units = f"{active} of {dims} latent dimensions active"
     if active == 0:
         return True, (

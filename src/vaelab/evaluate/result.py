@@ -33,7 +33,9 @@ class Result:
     figures: dict[str, Figure] = field(default_factory=dict)
 
 
-def merge_into(tree: dict[str, Any], addition: Mapping[str, Any], *, kind: str, source: str) -> None:
+def merge_into(
+    tree: dict[str, Any], addition: Mapping[str, Any], *, kind: str, source: str
+) -> None:
     """Copy ``addition`` into ``tree`` in place; nested dicts merge key by key.
 
     A key both already hold (other than two dicts) raises ValueError naming its dotted path,
@@ -43,7 +45,9 @@ def merge_into(tree: dict[str, Any], addition: Mapping[str, Any], *, kind: str, 
     _merge(tree, addition, (), kind, source)
 
 
-def _merge(tree: dict[str, Any], addition: Mapping[str, Any], path: tuple[str, ...], kind: str, source: str) -> None:
+def _merge(
+    tree: dict[str, Any], addition: Mapping[str, Any], path: tuple[str, ...], kind: str, source: str
+) -> None:
     for key, value in addition.items():
         where = (*path, key)
         if isinstance(value, Mapping):
@@ -76,4 +80,3 @@ def means(per_image: dict[str, np.ndarray]) -> dict[str, Any]:
             node = node.setdefault(branch, {})
         node[leaf] = float(np.mean(values))
     return tree
-

@@ -72,6 +72,8 @@ def unsharp(images: Tensor, radius: float, amount: float) -> Tensor:
     sharpened = []
     for array in images.detach().to(device="cpu", dtype=torch.float64).numpy():
         array = array[0] if channel_axis is None else np.moveaxis(array, 0, channel_axis)
-        filtered = unsharp_mask(array, radius=radius, amount=amount, channel_axis=channel_axis, preserve_range=True)
+        filtered = unsharp_mask(
+            array, radius=radius, amount=amount, channel_axis=channel_axis, preserve_range=True
+        )
         sharpened.append(np.clip(filtered, 0.0, 1.0))
     return _from_numpy(sharpened, images)

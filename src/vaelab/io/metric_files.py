@@ -33,8 +33,12 @@ class MetricFiles:
     detail: Path
     timing: Path
 
-    def write(self, headline: Mapping[str, Any], detail: Mapping[str, Any],
-              timing: Mapping[str, Any] | None = None) -> None:
+    def write(
+        self,
+        headline: Mapping[str, Any],
+        detail: Mapping[str, Any],
+        timing: Mapping[str, Any] | None = None,
+    ) -> None:
         """Write the record's files (each atomically); ``timing`` None writes no timing file."""
         write_json(self.detail, dict(detail))
         if timing is not None:
@@ -44,7 +48,11 @@ class MetricFiles:
 
 def metric_files(metrics_root: Path, record: str) -> MetricFiles:
     """The files of ``record`` (a path relative to ``metrics_root`` such as ``eval/vae.json``)."""
-    return MetricFiles(metrics_root / record, metrics_root / DETAIL_DIR / record, metrics_root / TIMING_DIR / record)
+    return MetricFiles(
+        metrics_root / record,
+        metrics_root / DETAIL_DIR / record,
+        metrics_root / TIMING_DIR / record,
+    )
 
 
 def headline_of(detail: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:

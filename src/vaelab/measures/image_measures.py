@@ -87,13 +87,19 @@ class PerImage:
 
 def _check_images(images: Tensor, name: str = "images") -> None:
     if not isinstance(images, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}"
+        )
     if images.ndim != 4:
         raise ValueError(f"{name} must have shape (B, C, H, W), got shape {tuple(images.shape)}")
     if images.shape[1] not in (1, 3):
-        raise ValueError(f"{name} must have 1 or 3 channels, got {images.shape[1]} (shape {tuple(images.shape)})")
+        raise ValueError(
+            f"{name} must have 1 or 3 channels, got {images.shape[1]} (shape {tuple(images.shape)})"
+        )
     if not images.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor with values in [0, 1], got dtype {images.dtype}")
+        raise ValueError(
+            f"{name} must be a floating-point tensor with values in [0, 1], got dtype {images.dtype}"
+        )
 
 
 def _piece_size(height: int, width: int) -> int:
@@ -209,8 +215,12 @@ def blur_metrics(images: Tensor) -> dict[str, np.ndarray]:
 def _blur(images: Tensor, names: tuple[str, ...], *, cutoff: float = 0.5) -> dict[str, np.ndarray]:
     """The blur metrics ``names`` of each image, piece by piece (see the module docstring)."""
     _check_images(images)
-    if {"laplacian_var", "laplacian_var_norm"} & set(names) and (images.shape[-2] < 3 or images.shape[-1] < 3):
-        raise ValueError(f"laplacian_variance needs images of at least 3x3 pixels, got shape {tuple(images.shape)}")
+    if {"laplacian_var", "laplacian_var_norm"} & set(names) and (
+        images.shape[-2] < 3 or images.shape[-1] < 3
+    ):
+        raise ValueError(
+            f"laplacian_variance needs images of at least 3x3 pixels, got shape {tuple(images.shape)}"
+        )
     out = {name: np.empty(len(images), dtype=np.float64) for name in names}
     with _one_thread():
         for piece in _pieces(len(images), _piece_size(*images.shape[2:])):
@@ -235,7 +245,8 @@ def _blur_piece(images: Tensor, names: tuple[str, ...], cutoff: float) -> dict[s
         if "laplacian_var_norm" in names:
             contrast = _row_variance(grey)
             measured["laplacian_var_norm"] = torch.where(
-                contrast > 0, raw / contrast.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+                contrast > 0, raw / contrast.clamp_min(torch.finfo(torch.float64).tiny), 0.0
+            )
     if "hf_energy" in names:
         measured["hf_energy"] = _hf_energy(torch.from_numpy(grey), cutoff)
     measured = {name: values.numpy() for name, values in measured.items()}
@@ -257,7 +268,9 @@ def _hf_energy(grey: Tensor, cutoff: float) -> Tensor:
     total = power.sum(dim=(-2, -1))
     high_power = (power * high).sum(dim=(-2, -1))
     # A constant image has zero total power: report no high-frequency content rather than 0/0.
-    return torch.where(total > 0, high_power / total.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    return torch.where(
+        total > 0, high_power / total.clamp_min(torch.finfo(torch.float64).tiny), 0.0
+    )
 
 
 @lru_cache(maxsize=16)
@@ -282,7 +295,9 @@ def _blur_effect(grey: np.ndarray) -> np.ndarray:
     per_axis = []
     for axis in (0, 1):
         reblurred = ndimage.uniform_filter1d(grey, BLUR_EFFECT_H_SIZE, axis=axis + 1)
-        edges = np.maximum(_BLUR_EFFECT_EPSILON, np.abs(_sobel(np.concatenate([grey, reblurred]), axis)))
+        edges = np.maximum(
+            _BLUR_EFFECT_EPSILON, np.abs(_sobel(np.concatenate([grey, reblurred]), axis))
+        )
         sharp, blurred = edges[:count], edges[count:]
         lost = np.maximum(0, sharp - blurred)
         m1 = np.array([np.sum(image[inner]) for image in sharp])
@@ -303,10 +318,14 @@ def _sobel(images: np.ndarray, axis: int) -> np.ndarray:
     can differ, and abs drops it.
     """
     height, width = images.shape[1:]
-    padded = torch.nn.functional.pad(torch.from_numpy(images)[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    padded = torch.nn.functional.pad(
+        torch.from_numpy(images)[:, None], (1, 1, 1, 1), mode="replicate"
+    )[:, 0]
     scaled = {weight: padded * weight for weight in (0.25, 0.5)}
     total = None
-    for (dy, dx), weight in np.ndenumerate(_SOBEL[axis][::-1, ::-1]):  # convolution: the kernel flipped
+    for (dy, dx), weight in np.ndenumerate(
+        _SOBEL[axis][::-1, ::-1]
+    ):  # convolution: the kernel flipped
         if abs(weight) <= _DBL_EPSILON:
             continue
         tap = scaled[abs(weight)][:, dy : dy + height, dx : dx + width]
@@ -341,7 +360,9 @@ def reconstruction_metrics(inputs: Tensor, recons: Tensor) -> dict[str, np.ndarr
     _check_images(inputs, "inputs")
     _check_images(recons, "recons")
     if inputs.shape != recons.shape:
-        raise ValueError(f"inputs and recons must have the same shape, got {tuple(inputs.shape)} and {tuple(recons.shape)}")
+        raise ValueError(
+            f"inputs and recons must have the same shape, got {tuple(inputs.shape)} and {tuple(recons.shape)}"
+        )
     channels, height, width = inputs.shape[1:]
     win_size = _ssim_window(height, width)
     out = {name: np.empty(inputs.shape[0], dtype=np.float64) for name in ("mse", "psnr", "ssim")}

@@ -8,7 +8,7 @@ from vaelab.models.interface import Autoencoder, VariationalAutoencoder
 from vaelab.models.zoo import ARCHITECTURES, build_model, register
 
 # Imported for their @register side effect; keep after the zoo import.
-from vaelab.models import ae, vae, vae_gan  # noqa: E402, F401  isort: skip
+from vaelab.models import ae, vae, vae_gan  # noqa: F401  isort: skip
 from vaelab.models.summary import ParamCounts, count_params, summarize
 
 __all__ = [

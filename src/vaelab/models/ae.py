@@ -14,7 +14,13 @@ from torch import Tensor, nn
 
 from vaelab.config.models import AccordionConfig, AeConvConfig, AePoolConfig, Trunk
 from vaelab.models.interface import Autoencoder
-from vaelab.models.layers import SameConv2d, UpsampleTo, residual_blocks, same_size, transposed_conv_to
+from vaelab.models.layers import (
+    SameConv2d,
+    UpsampleTo,
+    residual_blocks,
+    same_size,
+    transposed_conv_to,
+)
 from vaelab.models.losses import LossSettings
 from vaelab.models.zoo import loss_settings_from, register
 
@@ -126,7 +132,13 @@ class AccordionAutoencoder(Autoencoder):
     """
 
     def __init__(
-        self, *, image_size: int, channels: int, folds: int, loss_settings: LossSettings, trunk: Trunk = "plain"
+        self,
+        *,
+        image_size: int,
+        channels: int,
+        folds: int,
+        loss_settings: LossSettings,
+        trunk: Trunk = "plain",
     ) -> None:
         if folds < 1:
             raise ValueError(f"an accordion needs at least one fold, got {folds}")
@@ -135,7 +147,9 @@ class AccordionAutoencoder(Autoencoder):
         if loss_settings.recon_loss == "gaussian" and loss_settings.sigma == "learned":
             fold_settings = replace(loss_settings, sigma="optimal")
         fold_list = [
-            SpatialCodeConvAE(image_size=image_size, channels=channels, loss_settings=fold_settings, trunk=trunk)
+            SpatialCodeConvAE(
+                image_size=image_size, channels=channels, loss_settings=fold_settings, trunk=trunk
+            )
             for _ in range(folds)
         ]
         super().__init__(
@@ -157,17 +171,25 @@ class AccordionAutoencoder(Autoencoder):
 
 @register("ae_pool")
 def build_ae_pool(config: AePoolConfig, *, image_size: int, channels: int) -> PoolingAutoencoder:
-    return PoolingAutoencoder(image_size=image_size, channels=channels, loss_settings=loss_settings_from(config))
+    return PoolingAutoencoder(
+        image_size=image_size, channels=channels, loss_settings=loss_settings_from(config)
+    )
 
 
 @register("ae_conv")
 def build_ae_conv(config: AeConvConfig, *, image_size: int, channels: int) -> SpatialCodeConvAE:
-    return SpatialCodeConvAE(image_size=image_size, channels=channels, loss_settings=loss_settings_from(config),
-                           trunk=config.trunk)
+    return SpatialCodeConvAE(
+        image_size=image_size,
+        channels=channels,
+        loss_settings=loss_settings_from(config),
+        trunk=config.trunk,
+    )
 
 
 @register("accordion")
-def build_accordion(config: AccordionConfig, *, image_size: int, channels: int) -> AccordionAutoencoder:
+def build_accordion(
+    config: AccordionConfig, *, image_size: int, channels: int
+) -> AccordionAutoencoder:
     return AccordionAutoencoder(
         image_size=image_size,
         channels=channels,

@@ -122,7 +122,9 @@ def focal_frequency_term(recon: Tensor, target: Tensor, alpha: float) -> Tensor:
         with torch.no_grad():
             focus = distance.sqrt() ** alpha
             # A channel reproduced exactly has 0 / 0 weights: 0, as the package sets them.
-            focus = torch.nan_to_num(focus / focus.amax(dim=(-2, -1), keepdim=True), nan=0.0).clamp(0.0, 1.0)
+            focus = torch.nan_to_num(focus / focus.amax(dim=(-2, -1), keepdim=True), nan=0.0).clamp(
+                0.0, 1.0
+            )
         return (focus * distance).flatten(1).sum(dim=1)
 
 

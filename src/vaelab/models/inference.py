@@ -18,7 +18,13 @@ from vaelab.models import Autoencoder
 
 def to_tensor(images: np.ndarray, device: torch.device) -> Tensor:
     """``(N, H, W, C)`` uint8 → ``(N, C, H, W)`` float32 in [0, 1] on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    return (
+        torch.from_numpy(np.ascontiguousarray(images))
+        .to(device)
+        .permute(0, 3, 1, 2)
+        .float()
+        .div_(255.0)
+    )
 
 
 def to_numpy(images: Tensor) -> np.ndarray:
@@ -50,7 +56,9 @@ def encode_all(model: Autoencoder, images: np.ndarray, batch_size: int) -> dict[
 def decode_all(model: Autoencoder, z: Tensor, batch_size: int) -> Tensor:
     """Decode ``(N, *latent_shape)`` codes → ``(N, C, H, W)`` images in [0, 1] on the model's device."""
     device = model_device(model)
-    return torch.cat([model.decode(z[i : i + batch_size].to(device)) for i in range(0, len(z), batch_size)])
+    return torch.cat(
+        [model.decode(z[i : i + batch_size].to(device)) for i in range(0, len(z), batch_size)]
+    )
 
 
 @torch.no_grad()

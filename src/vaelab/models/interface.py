@@ -53,7 +53,9 @@ class Autoencoder(nn.Module, ABC):
     ) -> None:
         super().__init__()
         if image_size < 1 or channels < 1:
-            raise ValueError(f"image_size and channels must be positive, got {image_size} and {channels}")
+            raise ValueError(
+                f"image_size and channels must be positive, got {image_size} and {channels}"
+            )
         self.image_size = image_size
         self.channels = channels
         self.latent_shape = tuple(latent_shape)
@@ -105,8 +107,14 @@ class Autoencoder(nn.Module, ABC):
         ``"sigma"`` (the decoder's σ on this batch) for a Gaussian decoder, and ``"msssim"``,
         ``"ffl"`` where their weights are above 0 (batch means, :func:`image_terms`)."""
         log_sigma = self.decoder_log_sigma(outputs["recon"], x)
-        recon = reconstruction_loss(outputs["logits"], outputs["recon"], x, self.loss_settings.recon_loss, log_sigma)
-        terms = {"recon": recon} if log_sigma is None else {"recon": recon, "sigma": log_sigma.detach().exp()}
+        recon = reconstruction_loss(
+            outputs["logits"], outputs["recon"], x, self.loss_settings.recon_loss, log_sigma
+        )
+        terms = (
+            {"recon": recon}
+            if log_sigma is None
+            else {"recon": recon, "sigma": log_sigma.detach().exp()}
+        )
         return {**terms, **image_terms(outputs["recon"], x, self.loss_settings)}
 
     def loss(self, x: Tensor, outputs: dict[str, Tensor], *, epoch: int = 0) -> dict[str, Tensor]:
@@ -118,8 +126,12 @@ class Autoencoder(nn.Module, ABC):
         ``epoch`` is unused here (VAEs use it).
         """
         terms = self.reconstruction_terms(x, outputs)
-        return {**terms, "loss": add_image_terms(self.loss_settings.recon_weight * terms["recon"], terms,
-                                                 self.loss_settings)}
+        return {
+            **terms,
+            "loss": add_image_terms(
+                self.loss_settings.recon_weight * terms["recon"], terms, self.loss_settings
+            ),
+        }
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -174,7 +186,10 @@ class VariationalAutoencoder(Autoencoder):
         loss_settings: LossSettings,
     ) -> None:
         super().__init__(
-            image_size=image_size, channels=channels, latent_shape=(z_dim,), loss_settings=loss_settings
+            image_size=image_size,
+            channels=channels,
+            latent_shape=(z_dim,),
+            loss_settings=loss_settings,
         )
         self.z_dim = z_dim
 
@@ -223,5 +238,7 @@ class VariationalAutoencoder(Autoencoder):
             "kl_weight": as_tensor(weight, recon),
             "kl_loss": kl_loss,
             "elbo": -(recon + kl),
-            "loss": add_image_terms(settings.recon_weight * recon + weight * kl_loss, reconstruction, settings),
+            "loss": add_image_terms(
+                settings.recon_weight * recon + weight * kl_loss, reconstruction, settings
+            ),
         }

@@ -36,14 +36,20 @@ class LatentGMM:
 
     def __post_init__(self) -> None:
         k, d = self.means.shape if self.means.ndim == 2 else (-1, -1)
-        if (self.weights.shape != (k,) or self.covariances.shape != (k, d, d) or k < 1
-                or any(t.dtype != torch.float64 for t in (self.weights, self.means, self.covariances))):
+        if (
+            self.weights.shape != (k,)
+            or self.covariances.shape != (k, d, d)
+            or k < 1
+            or any(t.dtype != torch.float64 for t in (self.weights, self.means, self.covariances))
+        ):
             raise ValueError(
                 f"a latent GMM is float64 weights (K,), means (K, D) and covariances (K, D, D); got "
                 f"{[(tuple(t.shape), str(t.dtype)) for t in (self.weights, self.means, self.covariances)]}"
             )
         if not torch.all(self.weights >= 0) or abs(float(self.weights.sum()) - 1.0) > 1e-6:
-            raise ValueError(f"the mixture weights must be >= 0 and sum to 1, got {self.weights.tolist()}")
+            raise ValueError(
+                f"the mixture weights must be >= 0 and sum to 1, got {self.weights.tolist()}"
+            )
 
     @property
     def components(self) -> int:
@@ -89,28 +95,45 @@ def fit_latent_gmm(codes: np.ndarray, components: int, seed: int) -> LatentGMM:
 
     codes = np.asarray(codes, dtype=np.float64)
     if codes.ndim != 2 or len(codes) < 2:
-        raise ValueError(f"a latent GMM is fitted to (N, D) codes with N >= 2, got shape {codes.shape}")
+        raise ValueError(
+            f"a latent GMM is fitted to (N, D) codes with N >= 2, got shape {codes.shape}"
+        )
     if not np.isfinite(codes).all():
         raise ValueError("the codes to fit a latent GMM to are not all finite")
     count = min(components, len(codes))
     if count < components:
-        log.info("%d codes: fitting %d mixture components instead of %d", len(codes), count, components)
+        log.info(
+            "%d codes: fitting %d mixture components instead of %d", len(codes), count, components
+        )
     mixture = GaussianMixture(n_components=count, covariance_type="full", random_state=seed)
-    with threadpool_limits(limits=1, user_api="openmp"), warnings.catch_warnings(record=True) as caught:
+    with (
+        threadpool_limits(limits=1, user_api="openmp"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always", ConvergenceWarning)
         mixture.fit(codes)
     for warning in caught:
-        log.warning("latent GMM (%d components, %d-d codes): %s", count, codes.shape[1], warning.message)
-    return LatentGMM(*(torch.from_numpy(np.array(values, dtype=np.float64, order="C"))
-                       for values in (mixture.weights_, mixture.means_, mixture.covariances_)))
+        log.warning(
+            "latent GMM (%d components, %d-d codes): %s", count, codes.shape[1], warning.message
+        )
+    return LatentGMM(
+        *(
+            torch.from_numpy(np.array(values, dtype=np.float64, order="C"))
+            for values in (mixture.weights_, mixture.means_, mixture.covariances_)
+        )
+    )
 
 
 @torch.no_grad()
-def sample_images(model: torch.nn.Module, gmm: LatentGMM, n: int, generator: torch.Generator | None = None) -> Tensor:
+def sample_images(
+    model: torch.nn.Module, gmm: LatentGMM, n: int, generator: torch.Generator | None = None
+) -> Tensor:
     """Decode ``n`` draws of ``gmm``: ``(n, C, H, W)`` images in [0, 1] on the model's device, no
     gradients (the mixture's counterpart of :meth:`Autoencoder.sample`)."""
     if gmm.dim != model.latent_dim:
-        raise ValueError(f"the GMM is over {gmm.dim}-value codes, the model's are {model.latent_dim}")
+        raise ValueError(
+            f"the GMM is over {gmm.dim}-value codes, the model's are {model.latent_dim}"
+        )
     reference = next(model.parameters())
     z = gmm.sample(n, generator).reshape(n, *model.latent_shape)
     return model.decode(z.to(device=reference.device, dtype=reference.dtype))

@@ -44,7 +44,9 @@ def imq_kernel(x: Tensor, y: Tensor, scale: float) -> Tensor:
     return scale / (scale + squared_distances(x, y))
 
 
-def mmd_imq(codes: Tensor, prior: Tensor, *, sigma_z: float = 1.0, scales: Sequence[float] = (1.0,)) -> Tensor:
+def mmd_imq(
+    codes: Tensor, prior: Tensor, *, sigma_z: float = 1.0, scales: Sequence[float] = (1.0,)
+) -> Tensor:
     """The unbiased U-statistic of MMD² between ``codes`` ``(n, ...)`` and ``prior`` draws
     ``(m, ...)`` (both flattened to ``d`` values), with the IMQ kernel of ``C = 2 d σ_z²`` (the WAE
     paper's choice for a N(0, σ_z² I) prior), summed over ``C × scales`` (the WAE code sums over
@@ -56,10 +58,14 @@ def mmd_imq(codes: Tensor, prior: Tensor, *, sigma_z: float = 1.0, scales: Seque
     """
     n, m = len(codes), len(prior)
     if n < 2 or m < 2:
-        raise ValueError(f"the MMD's U-statistic needs at least 2 codes and 2 prior draws, got {n} and {m}")
+        raise ValueError(
+            f"the MMD's U-statistic needs at least 2 codes and 2 prior draws, got {n} and {m}"
+        )
     codes, prior = codes.flatten(1).float(), prior.flatten(1).float()
     if codes.shape[1] != prior.shape[1]:
-        raise ValueError(f"codes of {codes.shape[1]} values against prior draws of {prior.shape[1]}")
+        raise ValueError(
+            f"codes of {codes.shape[1]} values against prior draws of {prior.shape[1]}"
+        )
     base = 2.0 * codes.shape[1] * sigma_z**2
     total = codes.new_zeros(())
     for scale in scales:
@@ -87,10 +93,14 @@ def latent_norm(z: Tensor) -> Tensor:
 
 def decoder_l2(decoder: nn.Module) -> Tensor:
     """``‖θ‖²``: the squared values of every parameter of ``decoder``, summed (float32)."""
-    return torch.stack([parameter.float().square().sum() for parameter in decoder.parameters()]).sum()
+    return torch.stack(
+        [parameter.float().square().sum() for parameter in decoder.parameters()]
+    ).sum()
 
 
-def decoder_gradient_penalty(decode: Callable[[Tensor], Tensor], z: Tensor, images: Tensor | None = None) -> Tensor:
+def decoder_gradient_penalty(
+    decode: Callable[[Tensor], Tensor], z: Tensor, images: Tensor | None = None
+) -> Tensor:
     """``‖∇_z Σ D(z)‖²`` per code (the gradient of the decoded image's pixel sum with respect to
     its code, as the RAE and Pythae implementations compute it), averaged over the batch.
 
@@ -107,16 +117,26 @@ def decoder_gradient_penalty(decode: Callable[[Tensor], Tensor], z: Tensor, imag
     return gradient.float().flatten(1).square().sum(dim=1).mean()
 
 
-def penalty_terms(settings: LossSettings, z: Tensor, images: Tensor, *, decoder: nn.Module,
-                  decode: Callable[[Tensor], Tensor], training: bool) -> dict[str, Tensor]:
+def penalty_terms(
+    settings: LossSettings,
+    z: Tensor,
+    images: Tensor,
+    *,
+    decoder: nn.Module,
+    decode: Callable[[Tensor], Tensor],
+    training: bool,
+) -> dict[str, Tensor]:
     """The penalties ``settings`` turns on, unweighted: ``mmd`` (the codes ``z`` against as many
     prior draws; 0 for a batch of one, which has no pairs), ``latent_norm``, ``decoder_reg``.
     ``images``: the decoded ``z`` (the forward pass's ``recon``). Empty when all are off."""
     terms: dict[str, Tensor] = {}
     if settings.mmd_weight > 0:
         generator = None if training else torch.Generator().manual_seed(EVAL_PRIOR_SEED)
-        terms["mmd"] = (mmd_imq(z, prior_like(z.flatten(1), generator)) if len(z) >= 2
-                        else torch.zeros((), device=z.device))
+        terms["mmd"] = (
+            mmd_imq(z, prior_like(z.flatten(1), generator))
+            if len(z) >= 2
+            else torch.zeros((), device=z.device)
+        )
     if settings.latent_norm_weight > 0:
         terms["latent_norm"] = latent_norm(z)
     if settings.decoder_reg == "l2":
@@ -128,6 +148,9 @@ def penalty_terms(settings: LossSettings, z: Tensor, images: Tensor, *, decoder:
 
 def weighted_penalty(settings: LossSettings, terms: dict[str, Tensor]) -> Tensor:
     """``λ mmd + β latent_norm + λ_D decoder_reg`` over the terms :func:`penalty_terms` gave."""
-    weights = {"mmd": settings.mmd_weight, "latent_norm": settings.latent_norm_weight,
-               "decoder_reg": settings.decoder_reg_weight}
+    weights = {
+        "mmd": settings.mmd_weight,
+        "latent_norm": settings.latent_norm_weight,
+        "decoder_reg": settings.decoder_reg_weight,
+    }
     return torch.stack([weights[name] * value for name, value in terms.items()]).sum()

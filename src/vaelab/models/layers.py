@@ -43,7 +43,9 @@ class SameConv2d(nn.Conv2d):
     keeps the geometry (and hence trained weights) comparable with the Keras seeds.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -66,7 +68,9 @@ def transposed_conv_to(
     ``output_size`` at call time keeps the layer usable inside ``nn.Sequential``.
     """
     if kernel_size % 2 == 0:
-        raise ValueError(f"transposed convs need an odd kernel to hit every size, got {kernel_size}")
+        raise ValueError(
+            f"transposed convs need an odd kernel to hit every size, got {kernel_size}"
+        )
     padding = (kernel_size - 1) // 2
     natural = (in_size - 1) * stride - 2 * padding + kernel_size
     output_padding = out_size - natural
@@ -141,7 +145,9 @@ class ResidualBlock(nn.Module):
         return x + self.residual(x)
 
 
-def residual_blocks(trunk: str, maps: int, kernel: int, batch_norm: bool = False) -> list[nn.Module]:
+def residual_blocks(
+    trunk: str, maps: int, kernel: int, batch_norm: bool = False
+) -> list[nn.Module]:
     """The layers a ``trunk`` adds after a strided layer with ``maps`` outputs: one
     :class:`ResidualBlock` for ``resnet``, nothing for ``plain`` (so a plain trunk is built,
     and initialised, exactly as before the knob existed)."""
@@ -161,5 +167,7 @@ def gaussian_sample(mu: Tensor, logvar: Tensor, generator: torch.Generator | Non
     """
     # A generator can only draw on its own device, so draw there and move the noise.
     noise_device = generator.device if generator is not None else mu.device
-    eps = torch.randn(mu.shape, generator=generator, device=noise_device, dtype=mu.dtype).to(mu.device)
+    eps = torch.randn(mu.shape, generator=generator, device=noise_device, dtype=mu.dtype).to(
+        mu.device
+    )
     return mu + torch.exp(0.5 * logvar) * eps

@@ -77,7 +77,9 @@ def reconstruction_error(
         per_pixel = (recon - target).square()
     elif kind == "gaussian":
         if log_sigma is None:
-            raise ValueError("the gaussian reconstruction loss needs the decoder's log σ (decoder_log_sigma)")
+            raise ValueError(
+                "the gaussian reconstruction loss needs the decoder's log σ (decoder_log_sigma)"
+            )
         per_pixel = gaussian_nll(recon, target, log_sigma)
     else:
         raise ValueError(f"unknown reconstruction loss {kind!r}; use 'bce', 'mse' or 'gaussian'")
@@ -90,7 +92,11 @@ def gaussian_nll(mean: Tensor, target: Tensor, log_sigma: Tensor) -> Tensor:
     ``log_sigma`` broadcasts against ``mean`` (0-d: one σ for every pixel).
     """
     log_sigma = log_sigma.float()
-    return 0.5 * (target - mean).square() * torch.exp(-2.0 * log_sigma) + log_sigma + 0.5 * math.log(2 * math.pi)
+    return (
+        0.5 * (target - mean).square() * torch.exp(-2.0 * log_sigma)
+        + log_sigma
+        + 0.5 * math.log(2 * math.pi)
+    )
 
 
 def softclip(value: Tensor, low: float) -> Tensor:
@@ -109,7 +115,9 @@ def optimal_log_sigma(recon: Tensor, target: Tensor) -> Tensor:
     return softclip(0.5 * torch.log(mean_square), LOG_SIGMA_FLOOR)
 
 
-def decoder_log_sigma(sigma: DecoderSigma, recon: Tensor, target: Tensor, learned: Tensor | None = None) -> Tensor:
+def decoder_log_sigma(
+    sigma: DecoderSigma, recon: Tensor, target: Tensor, learned: Tensor | None = None
+) -> Tensor:
     """The Gaussian decoder's 0-d log σ for a batch: ``learned`` (the model's log σ
     parameter) soft-clipped, the batch's :func:`optimal_log_sigma`, or ``log(sigma)`` as given."""
     if sigma == "learned":

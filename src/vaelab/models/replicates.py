@@ -23,11 +23,15 @@ class Replicate:
     gmm: LatentGMM | None = None  # the ex-post GMM saved with it, if any (on the CPU)
 
 
-def load_replicates(params: Params, variant: str, models_root: Path, *, first_only: bool = False) -> list[Replicate]:
+def load_replicates(
+    params: Params, variant: str, models_root: Path, *, first_only: bool = False
+) -> list[Replicate]:
     """Every replicate of ``models_root/<variant>/``, by seed (the first is ``params.seed``'s),
     or only the first with ``first_only``."""
     if variant not in params.models:
-        raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
+        raise UserError(
+            f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})"
+        )
     device = select_runtime(params.evaluate.device, key="evaluate").device
     found = require_replicates(models_root / variant, variant)
     loaded = []
@@ -37,7 +41,9 @@ def load_replicates(params: Params, variant: str, models_root: Path, *, first_on
     return loaded
 
 
-def load_variant(params: Params, variant: str, models_root: Path) -> tuple[Autoencoder, SavedConfig]:
+def load_variant(
+    params: Params, variant: str, models_root: Path
+) -> tuple[Autoencoder, SavedConfig]:
     """The variant's first replicate (the one trained with ``params.seed``), in eval mode."""
     first = load_replicates(params, variant, models_root, first_only=True)[0]
     return first.model, first.config

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationError, model_validator
 
-from vaelab.config.section import Section
 from vaelab.config.data import DataConfig
 from vaelab.config.models import ModelConfig
+from vaelab.config.section import Section
 from vaelab.config.train import TrainConfig
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory
@@ -73,7 +73,11 @@ class SavedConfig(Section):
     def _upgrade(cls, raw: Any) -> Any:
         # Folders written before config.json carried a format version were prepared before
         # data.resample existed, with PIL's Lanczos: say so rather than take today's default.
-        if isinstance(raw, dict) and "format_version" not in raw and isinstance(raw.get("data"), dict):
+        if (
+            isinstance(raw, dict)
+            and "format_version" not in raw
+            and isinstance(raw.get("data"), dict)
+        ):
             raw = {**raw, "format_version": 1, "data": {"resample": "lanczos", **raw["data"]}}
         return raw
 
@@ -104,7 +108,9 @@ def resolve(folder: Path) -> Path:
         return folder
     found = replicates(folder)
     if not found:
-        raise UserError(f"{folder}: holds no trained vaelab model (no {WEIGHTS_FILE} + {CONFIG_FILE}, no seed<k>/)")
+        raise UserError(
+            f"{folder}: holds no trained vaelab model (no {WEIGHTS_FILE} + {CONFIG_FILE}, no seed<k>/)"
+        )
     return found[0][1]
 
 
@@ -117,7 +123,9 @@ def require_replicates(variant_folder: Path, variant: str) -> list[tuple[int, Pa
     """The replicates of a variant, or a UserError saying how to make them."""
     found = replicates(variant_folder)
     if not found:
-        raise UserError(f"{variant_folder}: no trained model; run `dvc repro train@{variant}` first")
+        raise UserError(
+            f"{variant_folder}: no trained model; run `dvc repro train@{variant}` first"
+        )
     return found
 
 
@@ -145,7 +153,9 @@ class Trained:
     gmm: LatentGMM | None = None
 
 
-def save_trained(folder: Path, model: torch.nn.Module, config: SavedConfig, gmm: LatentGMM | None = None) -> None:
+def save_trained(
+    folder: Path, model: torch.nn.Module, config: SavedConfig, gmm: LatentGMM | None = None
+) -> None:
     """Write one model's ``folder`` (weights on the CPU, config.json, the GMM if any) in one rename."""
     with atomic_directory(folder) as staging:
         _write_model(staging, Trained(model, config, gmm))
@@ -161,10 +171,15 @@ def save_replicates(variant_folder: Path, trained: list[Trained]) -> None:
 
 
 def _write_model(folder: Path, item: Trained) -> None:
-    torch.save({k: v.detach().cpu() for k, v in item.model.state_dict().items()}, folder / WEIGHTS_FILE)
+    torch.save(
+        {k: v.detach().cpu() for k, v in item.model.state_dict().items()}, folder / WEIGHTS_FILE
+    )
     _write_json(folder / CONFIG_FILE, item.config.model_dump(mode="json"))
     if item.gmm is not None:
-        torch.save({name: value.contiguous() for name, value in item.gmm.state_dict().items()}, folder / GMM_FILE)
+        torch.save(
+            {name: value.contiguous() for name, value in item.gmm.state_dict().items()},
+            folder / GMM_FILE,
+        )
 
 
 def load_config(config_path: Path) -> SavedConfig:
@@ -172,7 +187,9 @@ def load_config(config_path: Path) -> SavedConfig:
     try:
         return SavedConfig.model_validate(json.loads(config_path.read_text()))
     except (json.JSONDecodeError, ValidationError) as err:
-        raise UserError(f"{config_path}: not a usable vaelab model config ({_problems(err)}); retrain the model") from None
+        raise UserError(
+            f"{config_path}: not a usable vaelab model config ({_problems(err)}); retrain the model"
+        ) from None
 
 
 def load_files(weights_path: Path, config_path: Path) -> tuple[Autoencoder, SavedConfig]:
@@ -209,7 +226,9 @@ def _problems(err: json.JSONDecodeError | ValidationError) -> str:
     """What is wrong, on one line."""
     if isinstance(err, json.JSONDecodeError):
         return f"not JSON: {err}"
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors()
+    )
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

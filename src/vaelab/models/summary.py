@@ -62,7 +62,9 @@ def count_params(module: nn.Module) -> ParamCounts:
     """Trainable parameters, and non-trainable ones (frozen parameters + batch-norm running statistics)."""
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
-    return ParamCounts(trainable=trainable, non_trainable=frozen + _running_stats(module, recurse=True))
+    return ParamCounts(
+        trainable=trainable, non_trainable=frozen + _running_stats(module, recurse=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,10 @@ class _Namer:
         self._seen: dict[str, int] = {}
 
     def __call__(self, module: nn.Module) -> str:
-        base = next((name for cls, name in _KERAS_NAMES if isinstance(module, cls)), type(module).__name__.lower())
+        base = next(
+            (name for cls, name in _KERAS_NAMES if isinstance(module, cls)),
+            type(module).__name__.lower(),
+        )
         count = self._seen.get(base, 0)
         self._seen[base] = count + 1
         return base if count == 0 else f"{base}_{count}"
@@ -100,7 +105,14 @@ def _trace(root: nn.Module, run: Callable[[], object], namer: _Namer) -> list[_R
 
     def hook(module: nn.Module, _inputs: object, output: object) -> None:
         own = sum(p.numel() for p in module.parameters(recurse=False))
-        rows.append(_Row(namer(module), type(module).__name__, _shape(output), own + _running_stats(module, False)))
+        rows.append(
+            _Row(
+                namer(module),
+                type(module).__name__,
+                _shape(output),
+                own + _running_stats(module, False),
+            )
+        )
 
     handles = [
         module.register_forward_hook(hook)
@@ -115,7 +127,9 @@ def _trace(root: nn.Module, run: Callable[[], object], namer: _Namer) -> list[_R
     return rows
 
 
-def _table(title: str, input_name: str, input_shape: str, rows: list[_Row], counts: ParamCounts) -> str:
+def _table(
+    title: str, input_name: str, input_shape: str, rows: list[_Row], counts: ParamCounts
+) -> str:
     cells = [(f"{input_name} (Input)", input_shape, "0")]
     cells += [(f"{row.name} ({row.kind})", row.shape, f"{row.params:,}") for row in rows]
     headers = ("Layer (type)", "Output Shape", "Param #")
@@ -138,7 +152,9 @@ def _table(title: str, input_name: str, input_shape: str, rows: list[_Row], coun
     return "\n".join(out)
 
 
-def summarize(model: Autoencoder, image_size: int | None = None, channels: int | None = None) -> str:
+def summarize(
+    model: Autoencoder, image_size: int | None = None, channels: int | None = None
+) -> str:
     """A Keras-like table of ``model`` for ``channels``×``image_size``×``image_size`` inputs.
 
     Defaults to the model's own geometry. VAEs get an encoder table and a decoder table,
@@ -150,7 +166,9 @@ def summarize(model: Autoencoder, image_size: int | None = None, channels: int |
     image_size = model.image_size if image_size is None else image_size
     channels = model.channels if channels is None else channels
     reference = next(model.parameters())
-    x = torch.zeros(1, channels, image_size, image_size, device=reference.device, dtype=reference.dtype)
+    x = torch.zeros(
+        1, channels, image_size, image_size, device=reference.device, dtype=reference.dtype
+    )
     namer = _Namer()
     name = type(model).__name__
     was_training = model.training
@@ -164,21 +182,28 @@ def summarize(model: Autoencoder, image_size: int | None = None, channels: int |
             z = torch.zeros(1, *model.latent_shape, device=reference.device, dtype=reference.dtype)
             encoder_rows = _trace(encoder, lambda: encoder(x), namer)
             decoder_rows = _trace(decoder, lambda: decoder(z), namer)
-            others = {child_name: (child, _trace(child, lambda child=child: child(x), namer))
-                      for child_name, child in model.named_children() if child_name not in ("encoder", "decoder")}
+            others = {
+                child_name: (child, _trace(child, lambda child=child: child(x), namer))
+                for child_name, child in model.named_children()
+                if child_name not in ("encoder", "decoder")
+            }
     finally:
         model.train(was_training)
     encoder_counts, decoder_counts = count_params(encoder), count_params(decoder)
     overall = count_params(model)
     # What the total adds to encoder and decoder: the other tables' submodules and the model's
     # own parameters (a learned decoder log σ).
-    own = [f" + {part}" for part in others] + [f" + {param}" for param, _value in model.named_parameters(recurse=False)]
+    own = [f" + {part}" for part in others] + [
+        f" + {param}" for param, _value in model.named_parameters(recurse=False)
+    ]
     return "\n\n".join(
         [
             _table(f"{name}.encoder", "input_1", _shape(x), encoder_rows, encoder_counts),
             _table(f"{name}.decoder", "input_2", _shape(z), decoder_rows, decoder_counts),
-            *(_table(f"{name}.{part}", f"input_{index}", _shape(x), rows, count_params(child))
-              for index, (part, (child, rows)) in enumerate(others.items(), start=3)),
+            *(
+                _table(f"{name}.{part}", f"input_{index}", _shape(x), rows, count_params(child))
+                for index, (part, (child, rows)) in enumerate(others.items(), start=3)
+            ),
             f"Total params (encoder + decoder{''.join(own)}): {overall.total:,}\n"
             f"Trainable params: {overall.trainable:,}\n"
             f"Non-trainable params: {overall.non_trainable:,}",

@@ -21,7 +21,13 @@ from vaelab.config.models import (
 )
 from vaelab.models.interface import Autoencoder, GaussianEncoder, VariationalAutoencoder
 from vaelab.models.latent_penalties import penalty_terms, weighted_penalty
-from vaelab.models.layers import SameConv2d, residual_blocks, resize_conv_to, same_sizes, transposed_conv_to
+from vaelab.models.layers import (
+    SameConv2d,
+    residual_blocks,
+    resize_conv_to,
+    same_sizes,
+    transposed_conv_to,
+)
 from vaelab.models.losses import LossSettings
 from vaelab.models.zoo import loss_settings_from, register
 
@@ -40,8 +46,12 @@ class ConvVAE(VariationalAutoencoder):
     resolution of the decoder below the output (:class:`ConvTrunk`).
     """
 
-    def __init__(self, *, image_size: int, channels: int, trunk: ConvTrunk, loss_settings: LossSettings) -> None:
-        super().__init__(image_size=image_size, channels=channels, z_dim=trunk.z_dim, loss_settings=loss_settings)
+    def __init__(
+        self, *, image_size: int, channels: int, trunk: ConvTrunk, loss_settings: LossSettings
+    ) -> None:
+        super().__init__(
+            image_size=image_size, channels=channels, z_dim=trunk.z_dim, loss_settings=loss_settings
+        )
         body, features = trunk.encoder_body(image_size, channels)
         self.encoder = GaussianEncoder(body, features, trunk.z_dim)
         self.decoder = trunk.decoder(image_size, channels)
@@ -54,9 +64,15 @@ class VectorCodeConvAE(Autoencoder):
     that a VAE of the same bottleneck is compared with like for like. Its entry's latent
     penalties make it a WAE-MMD or an RAE (:mod:`vaelab.models.latent_penalties`)."""
 
-    def __init__(self, *, image_size: int, channels: int, trunk: ConvTrunk, loss_settings: LossSettings) -> None:
-        super().__init__(image_size=image_size, channels=channels, latent_shape=(trunk.z_dim,),
-                         loss_settings=loss_settings)
+    def __init__(
+        self, *, image_size: int, channels: int, trunk: ConvTrunk, loss_settings: LossSettings
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            channels=channels,
+            latent_shape=(trunk.z_dim,),
+            loss_settings=loss_settings,
+        )
         body, features = trunk.encoder_body(image_size, channels)
         self.encoder = nn.Sequential(body, nn.Linear(features, trunk.z_dim))
         self.decoder = trunk.decoder(image_size, channels)
@@ -72,11 +88,21 @@ class VectorCodeConvAE(Autoencoder):
         ``mmd``, RAE's ``latent_norm`` and ``decoder_reg``, unweighted; none by default), their
         weighted sum added to ``loss``."""
         terms = super().loss(x, outputs, epoch=epoch)
-        penalties = penalty_terms(self.loss_settings, outputs["z"], outputs["recon"], decoder=self.decoder,
-                                  decode=self.decode, training=self.training)
+        penalties = penalty_terms(
+            self.loss_settings,
+            outputs["z"],
+            outputs["recon"],
+            decoder=self.decoder,
+            decode=self.decode,
+            training=self.training,
+        )
         if not penalties:
             return terms
-        return {**terms, **penalties, "loss": terms["loss"] + weighted_penalty(self.loss_settings, penalties)}
+        return {
+            **terms,
+            **penalties,
+            "loss": terms["loss"] + weighted_penalty(self.loss_settings, penalties),
+        }
 
 
 class ConvTrunk:
@@ -95,7 +121,12 @@ class ConvTrunk:
         self.filters = list(filters)
         if not self.filters:
             raise ValueError("filters needs at least one entry")
-        self.z_dim, self.kernel, self.batch_norm, self.decoder_upsample = z_dim, kernel, batch_norm, decoder_upsample
+        self.z_dim, self.kernel, self.batch_norm, self.decoder_upsample = (
+            z_dim,
+            kernel,
+            batch_norm,
+            decoder_upsample,
+        )
         self.trunk = trunk
 
     def _blocks(self, maps: int) -> list[nn.Module]:
@@ -126,16 +157,28 @@ class ConvTrunk:
         (a resnet trunk's blocks too: one at the bottleneck and after each hidden upsampling)."""
         sizes = self._sizes(image_size)
         bottleneck = (self.filters[-1], sizes[-1], sizes[-1])
-        decoder: list[nn.Module] = [nn.Linear(self.z_dim, math.prod(bottleneck)), nn.ReLU(), nn.Unflatten(1, bottleneck)]
+        decoder: list[nn.Module] = [
+            nn.Linear(self.z_dim, math.prod(bottleneck)),
+            nn.ReLU(),
+            nn.Unflatten(1, bottleneck),
+        ]
         decoder += self._blocks(self.filters[-1])
         mirrored = self.filters[::-1]
         targets = [*mirrored[1:], channels]
         for index, (in_maps, out_maps) in enumerate(zip(mirrored, targets, strict=True)):
             in_size, out_size = sizes[-1 - index], sizes[-2 - index]
             if self.decoder_upsample == "transpose":
-                decoder.append(transposed_conv_to(in_maps, out_maps, self.kernel, 2, in_size=in_size, out_size=out_size))
+                decoder.append(
+                    transposed_conv_to(
+                        in_maps, out_maps, self.kernel, 2, in_size=in_size, out_size=out_size
+                    )
+                )
             else:
-                decoder.append(resize_conv_to(in_maps, out_maps, self.kernel, in_size=in_size, out_size=out_size))
+                decoder.append(
+                    resize_conv_to(
+                        in_maps, out_maps, self.kernel, in_size=in_size, out_size=out_size
+                    )
+                )
             if index < len(targets) - 1:
                 decoder.append(nn.ReLU())
                 if self.batch_norm == "all":
@@ -160,7 +203,9 @@ class MlpVAE(VariationalAutoencoder):
         z_dim: int,
         loss_settings: LossSettings,
     ) -> None:
-        super().__init__(image_size=image_size, channels=channels, z_dim=z_dim, loss_settings=loss_settings)
+        super().__init__(
+            image_size=image_size, channels=channels, z_dim=z_dim, loss_settings=loss_settings
+        )
         pixels = channels * image_size * image_size
         body: list[nn.Module] = [nn.Flatten()]
         width = pixels
@@ -201,7 +246,9 @@ class SmallConvVAE(VariationalAutoencoder):
         z_dim: int,
         loss_settings: LossSettings,
     ) -> None:
-        super().__init__(image_size=image_size, channels=channels, z_dim=z_dim, loss_settings=loss_settings)
+        super().__init__(
+            image_size=image_size, channels=channels, z_dim=z_dim, loss_settings=loss_settings
+        )
         filters, kernels = list(filters), list(kernels)
         if len(filters) != len(kernels) or not filters:
             raise ValueError(f"need one kernel per filter, got filters={filters} kernels={kernels}")
@@ -229,7 +276,9 @@ class SmallConvVAE(VariationalAutoencoder):
         ]
         mirrored = filters[::-1]
         targets = [*mirrored[1:], channels]
-        for index, (in_maps, out_maps, kernel) in enumerate(zip(mirrored, targets, kernels[::-1], strict=True)):
+        for index, (in_maps, out_maps, kernel) in enumerate(
+            zip(mirrored, targets, kernels[::-1], strict=True)
+        ):
             decoder.append(nn.ConvTranspose2d(in_maps, out_maps, kernel))
             if index < len(targets) - 1:
                 decoder.append(nn.ReLU())
@@ -242,21 +291,35 @@ VAE_CONV_PRESETS: dict[str, VaeConvConfig] = {
     # 203,251 trainable parameters; batch norm after the last encoder conv only.
     "study001_vae_v1": VaeConvConfig(filters=(128, 64, 32, 16), z_dim=256, batch_norm="last"),
     # Study 003 (CelebA): filters (32, 64, 128, 256), 3×3 kernels, stride 2, BCE, fact=5.
-    "study003_celeba": VaeConvConfig(filters=(32, 64, 128, 256), z_dim=256, recon_loss="bce", kl_weight=5.0),
+    "study003_celeba": VaeConvConfig(
+        filters=(32, 64, 128, 256), z_dim=256, recon_loss="bce", kl_weight=5.0
+    ),
 }
 
 
 def conv_trunk(config: VaeConvConfig) -> ConvTrunk:
     """The encoder and decoder layers of a ``vae_conv`` entry (or an entry built on its knobs)."""
-    return ConvTrunk(filters=config.filters, z_dim=config.z_dim, kernel=config.kernel,
-                     batch_norm=config.batch_norm, decoder_upsample=config.decoder_upsample, trunk=config.trunk)
+    return ConvTrunk(
+        filters=config.filters,
+        z_dim=config.z_dim,
+        kernel=config.kernel,
+        batch_norm=config.batch_norm,
+        decoder_upsample=config.decoder_upsample,
+        trunk=config.trunk,
+    )
 
 
 @register("vae_conv")
-def build_vae_conv(config: VaeConvConfig, *, image_size: int, channels: int) -> ConvVAE | VectorCodeConvAE:
+def build_vae_conv(
+    config: VaeConvConfig, *, image_size: int, channels: int
+) -> ConvVAE | VectorCodeConvAE:
     model = ConvVAE if config.variational else VectorCodeConvAE
-    return model(image_size=image_size, channels=channels, trunk=conv_trunk(config),
-                 loss_settings=loss_settings_from(config))
+    return model(
+        image_size=image_size,
+        channels=channels,
+        trunk=conv_trunk(config),
+        loss_settings=loss_settings_from(config),
+    )
 
 
 @register("vae_mlp")

@@ -72,7 +72,9 @@ class PatchDiscriminator(nn.Module):
         self.feature_layer = feature_layer
         self.convs = nn.ModuleList()
         for in_maps, maps in zip([channels, *widths[:-1]], widths, strict=True):
-            self.convs.append(nn.Sequential(SameConv2d(in_maps, maps, 4, stride=2), nn.LeakyReLU(LEAKY_SLOPE)))
+            self.convs.append(
+                nn.Sequential(SameConv2d(in_maps, maps, 4, stride=2), nn.LeakyReLU(LEAKY_SLOPE))
+            )
         self.logits = SameConv2d(widths[-1], 1, 3)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,7 +91,12 @@ def patch_bce(logits: Tensor, real: bool) -> Tensor:
     image's patches and averaged over the batch: a scalar."""
     logits = logits.float()
     target = torch.ones_like(logits) if real else torch.zeros_like(logits)
-    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(dim=1).mean()
+    return (
+        F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        .flatten(1)
+        .sum(dim=1)
+        .mean()
+    )
 
 
 def feature_error(fake: Tensor, real: Tensor) -> Tensor:
@@ -102,9 +109,19 @@ class VaeGan(ConvVAE):
     """:class:`ConvVAE` (built first, so its weights are a ``vae_conv``'s of the same knobs)
     with a :class:`PatchDiscriminator` and the adversarial terms in its loss."""
 
-    def __init__(self, *, image_size: int, channels: int, trunk: ConvTrunk, discriminator: Sequence[int],
-                 adversarial: AdversarialSettings, loss_settings: LossSettings) -> None:
-        super().__init__(image_size=image_size, channels=channels, trunk=trunk, loss_settings=loss_settings)
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        channels: int,
+        trunk: ConvTrunk,
+        discriminator: Sequence[int],
+        adversarial: AdversarialSettings,
+        loss_settings: LossSettings,
+    ) -> None:
+        super().__init__(
+            image_size=image_size, channels=channels, trunk=trunk, loss_settings=loss_settings
+        )
         self.adversarial = adversarial
         self.discriminator = PatchDiscriminator(channels, discriminator, adversarial.feature_layer)
 
@@ -126,8 +143,11 @@ class VaeGan(ConvVAE):
     def discriminator_optimizer(self, lr: float) -> torch.optim.Adam:
         """The discriminator's Adam: ``discriminator_lr`` (else ``lr``, the model's) and DCGAN's betas."""
         own = self.adversarial.discriminator_lr
-        return torch.optim.Adam(self.discriminator.parameters(), lr=lr if own is None else own,
-                                betas=DISCRIMINATOR_BETAS)
+        return torch.optim.Adam(
+            self.discriminator.parameters(),
+            lr=lr if own is None else own,
+            betas=DISCRIMINATOR_BETAS,
+        )
 
     def _judged_frozen(self, images: Tensor) -> tuple[Tensor, Tensor]:
         # The discriminator with its weights as constants: the gradient reaches the images only.
@@ -142,12 +162,21 @@ class VaeGan(ConvVAE):
         with torch.no_grad():
             _, real_features = self.discriminator(x)
         logits, features = self._judged_frozen(outputs["recon"])
-        terms |= {"feature": feature_error(features, real_features), "adversarial": patch_bce(logits, real=True)}
+        terms |= {
+            "feature": feature_error(features, real_features),
+            "adversarial": patch_bce(logits, real=True),
+        }
         fooled = terms["adversarial"]
         if "prior" in outputs:
-            terms["adversarial_prior"] = patch_bce(self._judged_frozen(outputs["prior"])[0], real=True)
+            terms["adversarial_prior"] = patch_bce(
+                self._judged_frozen(outputs["prior"])[0], real=True
+            )
             fooled = fooled + terms["adversarial_prior"]
-        terms["loss"] = terms["loss"] + settings.feature_weight * terms["feature"] + settings.adversarial_weight * fooled
+        terms["loss"] = (
+            terms["loss"]
+            + settings.feature_weight * terms["feature"]
+            + settings.adversarial_weight * fooled
+        )
         return terms
 
     def discriminator_loss(self, x: Tensor, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -157,7 +186,9 @@ class VaeGan(ConvVAE):
         fakes = [outputs["recon"]] + ([outputs["prior"]] if "prior" in outputs else [])
         batch = torch.cat([x, *(fake.detach().to(x.dtype) for fake in fakes)])
         logits = self.discriminator(batch)[0].chunk(1 + len(fakes))
-        loss = patch_bce(logits[0], real=True) + sum(patch_bce(fake, real=False) for fake in logits[1:])
+        loss = patch_bce(logits[0], real=True) + sum(
+            patch_bce(fake, real=False) for fake in logits[1:]
+        )
         return {
             "discriminator_loss": loss,
             "discriminator_real": torch.sigmoid(logits[0].detach().float()).mean(),
@@ -167,8 +198,17 @@ class VaeGan(ConvVAE):
 
 @register("vae_gan")
 def build_vae_gan(config: VaeGanConfig, *, image_size: int, channels: int) -> VaeGan:
-    adversarial = AdversarialSettings(feature_layer=config.feature_layer, feature_weight=config.feature_weight,
-                                      adversarial_weight=config.adversarial_weight,
-                                      discriminator_lr=config.discriminator_lr)
-    return VaeGan(image_size=image_size, channels=channels, trunk=conv_trunk(config), discriminator=config.discriminator,
-                  adversarial=adversarial, loss_settings=loss_settings_from(config))
+    adversarial = AdversarialSettings(
+        feature_layer=config.feature_layer,
+        feature_weight=config.feature_weight,
+        adversarial_weight=config.adversarial_weight,
+        discriminator_lr=config.discriminator_lr,
+    )
+    return VaeGan(
+        image_size=image_size,
+        channels=channels,
+        trunk=conv_trunk(config),
+        discriminator=config.discriminator,
+        adversarial=adversarial,
+        loss_settings=loss_settings_from(config),
+    )

@@ -90,7 +90,9 @@ def build_report(
     """
     out = Path(out)
     if out.suffix.lower() != ".md":
-        raise UserError(f"--out {out}: the report is Markdown; give a path ending in .md, e.g. reports/pr.md")
+        raise UserError(
+            f"--out {out}: the report is Markdown; give a path ending in .md, e.g. reports/pr.md"
+        )
     root = Path.cwd() if root is None else Path(root)
     with _open_repo(root, "run vaelab report in the project (where dvc.yaml is)") as repo:
         repo_root = Path(repo.root_dir)
@@ -104,7 +106,9 @@ def build_report(
                 f"`{rev}` (`{sha[:8]}`) is read from the workspace of `{base_dir}`, a checkout of it in which "
                 "the pipeline was reproduced, not from its commit."
             )
-            with _open_repo(base_root, f"--base-dir must be a checkout of this project at {rev}") as base_repo:
+            with _open_repo(
+                base_root, f"--base-dir must be a checkout of this project at {rev}"
+            ) as base_repo:
                 params, metrics = workspace_diffs(base_repo, repo, rev)
 
     # A base checkout is read like the workspace: its files as the reproduction left them.
@@ -112,7 +116,10 @@ def build_report(
     with old_side:
         old_records, old_figures = read_eval_records(old_side, rev), read_figures(old_side)
     with Side(repo_root, None) as new_side:
-        new_records, new_figures = read_eval_records(new_side, "the workspace"), read_figures(new_side)
+        new_records, new_figures = (
+            read_eval_records(new_side, "the workspace"),
+            read_figures(new_side),
+        )
     sharpness = sharpness_changes(old_records, new_records, rev)
 
     if not out.is_absolute():
@@ -123,21 +130,33 @@ def build_report(
     figures = [
         Figure(
             name=name,
-            old_link=f"{quote(assets.name)}/{quote(slug)}/{quote(name)}" if name in old_figures else None,
-            new_link=f"{quote(assets.name)}/{WORKSPACE}/{quote(name)}" if name in new_figures else None,
+            old_link=f"{quote(assets.name)}/{quote(slug)}/{quote(name)}"
+            if name in old_figures
+            else None,
+            new_link=f"{quote(assets.name)}/{WORKSPACE}/{quote(name)}"
+            if name in new_figures
+            else None,
             identical=old_figures.get(name) == new_figures.get(name),
         )
         for name in sorted(set(old_figures) | set(new_figures))
     ]
     markdown = render_report(
-        rev_label=rev, sha=sha, params=params, metrics=metrics, sharpness=sharpness, figures=figures, source=source
+        rev_label=rev,
+        sha=sha,
+        params=params,
+        metrics=metrics,
+        sharpness=sharpness,
+        figures=figures,
+        source=source,
     )
 
     _check_assets_folder(assets, repo_root / FIGURES_DIR)
     with atomic_directory(assets) as staging:
         # mkdtemp makes the staging folder private (0700); the figures are for everyone to read.
         staging.chmod(0o755)
-        (staging / MARKER).write_text("Figures of the report beside this folder, written by vaelab report.\n")
+        (staging / MARKER).write_text(
+            "Figures of the report beside this folder, written by vaelab report.\n"
+        )
         for folder, images in ((slug, old_figures), (WORKSPACE, new_figures)):
             (staging / folder).mkdir()
             for name, data in images.items():

@@ -13,7 +13,9 @@ def _report(args: argparse.Namespace) -> None:
     report = build_report(args.rev, args.out, base_dir=args.base_dir)
     for change in report.sharpness:
         print(sharpness_line(change, args.rev).removeprefix("- ").replace("**", ""))
-    print(f"wrote {args.out} ({len(report.figures)} comparison figure(s), copied under {args.out.with_suffix('')})")
+    print(
+        f"wrote {args.out} ({len(report.figures)} comparison figure(s), copied under {args.out.with_suffix('')})"
+    )
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +30,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     report.add_argument(
-        "--rev", default="HEAD", help="git revision to compare with, e.g. main or origin/main (default: HEAD)"
+        "--rev",
+        default="HEAD",
+        help="git revision to compare with, e.g. main or origin/main (default: HEAD)",
     )
     report.add_argument(
         "--base-dir",

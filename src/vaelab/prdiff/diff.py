@@ -56,7 +56,9 @@ class DiffResult:
 
 def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``git -C root args...``, its output captured; the caller judges the exit status."""
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+    )
 
 
 def resolve_rev(root: Path, rev: str) -> str:
@@ -66,7 +68,9 @@ def resolve_rev(root: Path, rev: str) -> str:
     """
     if not rev or rev.startswith("-"):
         # A leading dash would be read by git as an option.
-        raise UserError(f"--rev {rev!r}: not a git revision; give a branch, tag or commit such as main or HEAD~1")
+        raise UserError(
+            f"--rev {rev!r}: not a git revision; give a branch, tag or commit such as main or HEAD~1"
+        )
     found = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if found.returncode != 0:
         raise UserError(
@@ -86,7 +90,10 @@ def _errors(raw: Mapping[str, Any], rev_label: str, sha: str) -> list[str]:
     for rev, problem in raw.items():
         side = rev_label if rev == sha else rev
         if isinstance(problem, Mapping):
-            lines.extend(f"{path} at {side}: {type(exc).__name__}: {exc}" for path, exc in sorted(problem.items()))
+            lines.extend(
+                f"{path} at {side}: {type(exc).__name__}: {exc}"
+                for path, exc in sorted(problem.items())
+            )
         else:
             lines.append(f"{side}: {type(problem).__name__}: {problem}")
     return lines
@@ -105,8 +112,12 @@ def dvc_diffs(repo: Repo, sha: str, rev_label: str) -> tuple[DiffResult, DiffRes
     params = repo.params.diff(a_rev=sha, b_rev="workspace")
     metrics = repo.metrics.diff(a_rev=sha, b_rev="workspace")
     return (
-        DiffResult(_changes(params.get("diff", {})), _errors(params.get("errors", {}), rev_label, sha)),
-        DiffResult(_changes(metrics.get("diff", {})), _errors(metrics.get("errors", {}), rev_label, sha)),
+        DiffResult(
+            _changes(params.get("diff", {})), _errors(params.get("errors", {}), rev_label, sha)
+        ),
+        DiffResult(
+            _changes(metrics.get("diff", {})), _errors(metrics.get("errors", {}), rev_label, sha)
+        ),
     )
 
 
@@ -137,7 +148,9 @@ class Side:
     def glob(self, pattern: str) -> list[str]:
         """Repo-relative POSIX paths of the files matching ``pattern``, sorted."""
         if self._fs is None:
-            return sorted(p.relative_to(self.root).as_posix() for p in self.root.glob(pattern) if p.is_file())
+            return sorted(
+                p.relative_to(self.root).as_posix() for p in self.root.glob(pattern) if p.is_file()
+            )
         return sorted(str(p).lstrip("/") for p in self._fs.glob(pattern) if self._fs.isfile(p))
 
     def read_bytes(self, path: str) -> bytes:

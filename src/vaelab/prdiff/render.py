@@ -124,8 +124,16 @@ def figures_table(figures: list[Figure], rev_label: str) -> str:
     rows = []
     for figure in figures:
         title = f"`{figure.name}`" + (" (unchanged)" if figure.identical else "")
-        old = f"![{figure.name} at {rev_label}]({figure.old_link})" if figure.old_link else "*(absent)*"
-        new = f"![{figure.name} in the workspace]({figure.new_link})" if figure.new_link else "*(absent)*"
+        old = (
+            f"![{figure.name} at {rev_label}]({figure.old_link})"
+            if figure.old_link
+            else "*(absent)*"
+        )
+        new = (
+            f"![{figure.name} in the workspace]({figure.new_link})"
+            if figure.new_link
+            else "*(absent)*"
+        )
         rows.append(f"| {_cell(title)} | {_cell(old)} | {_cell(new)} |")
     return "\n".join([header, *rows])
 
@@ -157,7 +165,10 @@ def render_report(
         "(about 1.96 standard errors each); where a side has no interval over two or more seeds, "
         f"when |Δ| > {RELATIVE_THRESHOLD:.0%} of |old|. Otherwise: no significant change.",
         "",
-        *([sharpness_line(change, rev_label) for change in sharpness] or ["No evaluated variant on either side."]),
+        *(
+            [sharpness_line(change, rev_label) for change in sharpness]
+            or ["No evaluated variant on either side."]
+        ),
         "",
         "## Params",
         "",

@@ -118,9 +118,13 @@ def measured(metrics: Any) -> Measured | None:
             continue
         intervals = metrics.get("intervals") if isinstance(metrics, Mapping) else None
         interval = intervals.get(key) if isinstance(intervals, Mapping) else None
-        if not isinstance(interval, Mapping) or not all(_is_number(interval.get(k)) for k in ("low", "high", "seeds")):
+        if not isinstance(interval, Mapping) or not all(
+            _is_number(interval.get(k)) for k in ("low", "high", "seeds")
+        ):
             return Measured(float(mean))
-        return Measured(float(mean), float(interval["low"]), float(interval["high"]), int(interval["seeds"]))
+        return Measured(
+            float(mean), float(interval["low"]), float(interval["high"]), int(interval["seeds"])
+        )
     return None
 
 
@@ -134,19 +138,25 @@ def read_eval_records(side: Side, label: str) -> dict[str, EvalRecord]:
         try:
             metrics = json.loads(side.read_bytes(path))
         except json.JSONDecodeError as err:
-            raise UserError(f"{path} at {label}: not valid JSON ({err}); fix or regenerate it with dvc repro") from None
+            raise UserError(
+                f"{path} at {label}: not valid JSON ({err}); fix or regenerate it with dvc repro"
+            ) from None
         records[variant] = EvalRecord(path, measured(metrics))
     return records
 
 
-def _compare(variant: str, old: Measured, new: Measured, old_label: str, new_label: str) -> SharpnessChange:
+def _compare(
+    variant: str, old: Measured, new: Measured, old_label: str, new_label: str
+) -> SharpnessChange:
     delta = new.mean - old.mean
     if old.half_width is not None and new.half_width is not None:
         rule: Rule = "interval"
         threshold, note = math.hypot(old.half_width, new.half_width), ""
     else:
         rule, threshold = "relative", RELATIVE_THRESHOLD * abs(old.mean)
-        lacking = [label for label, side in ((old_label, old), (new_label, new)) if side.half_width is None]
+        lacking = [
+            label for label, side in ((old_label, old), (new_label, new)) if side.half_width is None
+        ]
         note = "no 95 % interval over two or more seeds at " + " and ".join(lacking)
     if abs(delta) > threshold:
         status: Status = "sharper" if delta > 0 else "blurrier"
@@ -156,7 +166,10 @@ def _compare(variant: str, old: Measured, new: Measured, old_label: str, new_lab
 
 
 def sharpness_changes(
-    old: Mapping[str, EvalRecord], new: Mapping[str, EvalRecord], old_label: str, new_label: str = "the workspace"
+    old: Mapping[str, EvalRecord],
+    new: Mapping[str, EvalRecord],
+    old_label: str,
+    new_label: str = "the workspace",
 ) -> list[SharpnessChange]:
     """One verdict per variant found on either side (see the module's rule)."""
     verdicts: list[SharpnessChange] = []
@@ -174,7 +187,13 @@ def sharpness_changes(
         elif after is None:
             verdicts.append(SharpnessChange(variant, "removed", before.sharpness, None))
         elif before.sharpness is None or after.sharpness is None:
-            verdicts.append(SharpnessChange(variant, "incomparable", before.sharpness, after.sharpness, note=note))
+            verdicts.append(
+                SharpnessChange(
+                    variant, "incomparable", before.sharpness, after.sharpness, note=note
+                )
+            )
         else:
-            verdicts.append(_compare(variant, before.sharpness, after.sharpness, old_label, new_label))
+            verdicts.append(
+                _compare(variant, before.sharpness, after.sharpness, old_label, new_label)
+            )
     return verdicts

@@ -72,7 +72,9 @@ def _workspace(repo: Repo, kind: str, label: str) -> tuple[dict[str, dict[str, A
     return files, errors
 
 
-def _changes(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> list[Change]:
+def _changes(
+    old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]
+) -> list[Change]:
     changes = []
     for path in sorted(set(old) | set(new)):
         before, after = old.get(path, {}), new.get(path, {})
@@ -84,7 +86,9 @@ def _changes(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
     return changes
 
 
-def workspace_diffs(old_repo: Repo, new_repo: Repo, old_label: str) -> tuple[DiffResult, DiffResult]:
+def workspace_diffs(
+    old_repo: Repo, new_repo: Repo, old_label: str
+) -> tuple[DiffResult, DiffResult]:
     """(params, metrics) changed between the workspaces of ``old_repo`` and ``new_repo``."""
     diffs = []
     for kind in ("params", "metrics"):

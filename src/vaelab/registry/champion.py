@@ -58,7 +58,9 @@ class ChampionRule:
     def may_move(self) -> bool:
         return self.kind == REPRO
 
-    def held_reason(self, variant: str, number: int, champion: int | None, not_compared: str | None = None) -> str:
+    def held_reason(
+        self, variant: str, number: int, champion: int | None, not_compared: str | None = None
+    ) -> str:
         """Why champion did not move (when :attr:`may_move` is false), with the way to move it;
         ``not_compared`` says why the champion is not comparable with this evaluation, if it is not."""
         stays = "no champion yet" if champion is None else f"champion stays at version {champion}"
@@ -91,7 +93,9 @@ def champion_rule(provenance: Provenance, params_committed: bool | None) -> Cham
     ``params_committed`` None (no git repository: no experiments either) counts as committed.
     """
     if provenance.experiment:
-        return ChampionRule(EXPERIMENT, provenance.experiment, experiment_alias(provenance.experiment))
+        return ChampionRule(
+            EXPERIMENT, provenance.experiment, experiment_alias(provenance.experiment)
+        )
     if params_committed is False:
         return ChampionRule(UNCOMMITTED)
     return ChampionRule(REPRO)
@@ -122,7 +126,9 @@ def decide_champion(
     """
     shown = f"{metric} = {candidate_value:g}"
     if champion is None:
-        return ChampionDecision(True, f"no champion yet: version {candidate} becomes champion ({shown})", candidate)
+        return ChampionDecision(
+            True, f"no champion yet: version {candidate} becomes champion ({shown})", candidate
+        )
     if champion == candidate:
         return ChampionDecision(False, f"version {candidate} is already the champion ({shown})")
     if not is_new:
@@ -134,35 +140,51 @@ def decide_champion(
         )
     if champion_value is None or math.isnan(champion_value):
         return ChampionDecision(
-            True, f"champion version {champion} has no {metric}: version {candidate} takes over ({shown})", candidate
+            True,
+            f"champion version {champion} has no {metric}: version {candidate} takes over ({shown})",
+            candidate,
         )
     better = candidate_value < champion_value if mode == "min" else candidate_value > champion_value
     sign = ("<" if mode == "min" else ">") if better else (">=" if mode == "min" else "<=")
     direction = "lower" if mode == "min" else "higher"
     comparison = f"{metric} {candidate_value:g} {sign} {champion_value:g} ({direction} is better)"
     if better:
-        return ChampionDecision(True, f"version {candidate} beats champion version {champion}: {comparison}",
-                                candidate)
+        return ChampionDecision(
+            True, f"version {candidate} beats champion version {champion}: {comparison}", candidate
+        )
     return ChampionDecision(
-        False, f"version {candidate} does not beat champion version {champion}: {comparison}; champion stays"
+        False,
+        f"version {candidate} does not beat champion version {champion}: {comparison}; champion stays",
     )
 
 
 def best_version(contenders: dict[int, float], mode: str, prefer: int) -> int:
     """The version with the best value (lowest for ``min``); a tie goes to ``prefer``, then to the newer."""
     sign = 1 if mode == "min" else -1
-    return min(contenders, key=lambda number: (sign * contenders[number], number != prefer, -number))
+    return min(
+        contenders, key=lambda number: (sign * contenders[number], number != prefer, -number)
+    )
 
 
 def decide_incomparable(
-    *, metric: str, mode: str, candidate: int, champion: int, not_compared: str, contenders: dict[int, float]
+    *,
+    metric: str,
+    mode: str,
+    candidate: int,
+    champion: int,
+    not_compared: str,
+    contenders: dict[int, float],
 ) -> ChampionDecision:
     """The champion was evaluated on other data or settings than the current evaluation
     (``not_compared`` says how): champion moves to the best of ``contenders``, the versions
     that are comparable (``candidate`` among them), and the reason says so."""
     best = best_version(contenders, mode, prefer=candidate)
-    among = ("the only version" if len(contenders) == 1 else f"the best ({'lowest' if mode == 'min' else 'highest'} "
-             f"{metric}) of {len(contenders)} versions")
+    among = (
+        "the only version"
+        if len(contenders) == 1
+        else f"the best ({'lowest' if mode == 'min' else 'highest'} "
+        f"{metric}) of {len(contenders)} versions"
+    )
     return ChampionDecision(
         True,
         f"champion version {champion} is not compared with the current evaluation ({not_compared}): version {best} "

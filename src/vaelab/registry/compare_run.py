@@ -34,7 +34,9 @@ def report_files(reports_root: Path) -> Logged | None:
     return Logged(((report, ""), *((png, FIGURES_DIR) for png in pngs)), {})
 
 
-def log_compare(client: MlflowClient, experiment_id: str, reports_root: Path) -> dict[str, str | bool] | None:
+def log_compare(
+    client: MlflowClient, experiment_id: str, reports_root: Path
+) -> dict[str, str | bool] | None:
     """Log the compare report once per content; ``{"run_id", "logged"}``, or None without a report."""
     files = report_files(reports_root)
     if files is None:

@@ -28,7 +28,11 @@ def architecture(config: SavedConfig) -> str:
     knobs = config.model.model_dump(mode="json", exclude_defaults=True)
     knobs.pop("arch", None)
     shown = ", ".join(f"{key} {value}" for key, value in sorted(knobs.items()))
-    return f"{config.model.arch}" + (f" ({shown})" if shown else "") + f", {config.trainable_params:,} parameters"
+    return (
+        f"{config.model.arch}"
+        + (f" ({shown})" if shown else "")
+        + f", {config.trainable_params:,} parameters"
+    )
 
 
 def data(config: SavedConfig) -> str:
@@ -47,12 +51,18 @@ def _count(n: int, noun: str) -> str:
 
 
 def headline(metrics: dict[str, float], metric: str) -> str:
-    keys = [key for key in HEADLINE if key in metrics] + ([metric] if metric not in HEADLINE else [])
+    keys = [key for key in HEADLINE if key in metrics] + (
+        [metric] if metric not in HEADLINE else []
+    )
     return ", ".join(f"{key} {metrics[key]:.4g}" for key in keys if key in metrics)
 
 
 def version_description(
-    config: SavedConfig, metrics: dict[str, float], metric: str, provenance: Provenance, model_md5: str,
+    config: SavedConfig,
+    metrics: dict[str, float],
+    metric: str,
+    provenance: Provenance,
+    model_md5: str,
     fingerprint: str | None = None,
 ) -> str:
     """A new version's description (``fingerprint``: the id of the data and evaluation its metrics are of)."""
@@ -60,12 +70,14 @@ def version_description(
     if provenance.experiment:
         origin += f", DVC experiment `{provenance.experiment}`"
     evaluated = "" if fingerprint is None else f"; data and evaluation fingerprint `{fingerprint}`"
-    return "\n\n".join([
-        f"**{config.variant}**: {architecture(config)}.",
-        f"Data: {data(config)}.",
-        f"Evaluation (mean over seeds, test split): {headline(metrics, metric)}{evaluated}.",
-        f"Weights md5 {model_md5}; registered from {origin}.",
-    ])
+    return "\n\n".join(
+        [
+            f"**{config.variant}**: {architecture(config)}.",
+            f"Data: {data(config)}.",
+            f"Evaluation (mean over seeds, test split): {headline(metrics, metric)}{evaluated}.",
+            f"Weights md5 {model_md5}; registered from {origin}.",
+        ]
+    )
 
 
 def model_description(variant: str, version: int, alias: str, version_text: str) -> str:

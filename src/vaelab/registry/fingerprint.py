@@ -32,7 +32,16 @@ log = logging.getLogger("vaelab.registry")
 FINGERPRINT_TAG = "fingerprint"  # version tag: the id
 FIELDS_TAG = "fingerprint.fields"  # version tag: the fields, canonical JSON
 ID_LENGTH = 12
-DATA_FIELDS = ("dataset", "image_size", "channels", "resample", "limit", "crop", "split", "test_md5")
+DATA_FIELDS = (
+    "dataset",
+    "image_size",
+    "channels",
+    "resample",
+    "limit",
+    "crop",
+    "split",
+    "test_md5",
+)
 SETTINGS = "evaluate"  # the fields' key of the evaluation settings
 SHOWN_MD5 = 8  # hex digits of an md5 shown in a reason
 NOT_RECORDED = "not recorded"
@@ -85,8 +94,13 @@ class Fingerprint:
 
     def compared_on(self, metric: str, other: Fingerprint | None = None) -> list[str]:
         """The dotted fields that must match for ``metric`` to rank this version and ``other``."""
-        recorded = set(self.fields.get(SETTINGS, {})) | set(() if other is None else other.fields.get(SETTINGS, {}))
-        return [*DATA_FIELDS, *(f"{SETTINGS}.{name}" for name in settings_changing(metric, recorded))]
+        recorded = set(self.fields.get(SETTINGS, {})) | set(
+            () if other is None else other.fields.get(SETTINGS, {})
+        )
+        return [
+            *DATA_FIELDS,
+            *(f"{SETTINGS}.{name}" for name in settings_changing(metric, recorded)),
+        ]
 
     def differences(self, other: Fingerprint, metric: str) -> list[str]:
         """What of ``other`` differs from this (the current) fingerprint where ``metric`` depends on it,
@@ -94,7 +108,9 @@ class Fingerprint:
         mine, theirs = _flat(self.fields), _flat(other.fields)
         found = []
         for field in self.compared_on(metric, other):
-            keys = sorted({key for key in (*mine, *theirs) if key == field or key.startswith(field + ".")}) or [field]
+            keys = sorted(
+                {key for key in (*mine, *theirs) if key == field or key.startswith(field + ".")}
+            ) or [field]
             for key in keys:
                 current, then = mine.get(key, _MISSING), theirs.get(key, _MISSING)
                 if current != then:
@@ -109,17 +125,19 @@ class Fingerprint:
 def of_evaluation(config: SavedConfig, evaluated_on: Mapping[str, Any]) -> Fingerprint:
     """The fingerprint of a variant trained with ``config`` and evaluated as ``evaluated_on`` records."""
     data = config.data
-    return Fingerprint({
-        "dataset": data.dataset,
-        "image_size": config.image_size,
-        "channels": config.channels,
-        "resample": data.resample,
-        "limit": data.limit,
-        "crop": crop_fields(data.crop),
-        "split": data.split.model_dump(mode="json"),
-        "test_md5": evaluated_on["test_md5"],
-        SETTINGS: dict(evaluated_on["settings"]),
-    })
+    return Fingerprint(
+        {
+            "dataset": data.dataset,
+            "image_size": config.image_size,
+            "channels": config.channels,
+            "resample": data.resample,
+            "limit": data.limit,
+            "crop": crop_fields(data.crop),
+            "split": data.split.model_dump(mode="json"),
+            "test_md5": evaluated_on["test_md5"],
+            SETTINGS: dict(evaluated_on["settings"]),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -142,10 +160,14 @@ def of_tags(tags: Mapping[str, str], where: str) -> Tagged:
     try:
         fields = json.loads(raw)
     except json.JSONDecodeError as err:
-        log.warning("%s: tag %s is not JSON (%s); the version is not compared", where, FIELDS_TAG, err)
+        log.warning(
+            "%s: tag %s is not JSON (%s); the version is not compared", where, FIELDS_TAG, err
+        )
         return Tagged(None, f"its {FIELDS_TAG} tag is not JSON ({err})")
     if not isinstance(fields, dict):
-        log.warning("%s: tag %s is not a JSON object; the version is not compared", where, FIELDS_TAG)
+        log.warning(
+            "%s: tag %s is not a JSON object; the version is not compared", where, FIELDS_TAG
+        )
         return Tagged(None, f"its {FIELDS_TAG} tag is not a JSON object")
     return Tagged(Fingerprint(fields))
 

@@ -51,7 +51,11 @@ def open_model(ref: str) -> VariantModel:
             log.info("loading %s", folder)
             return VariantModel.from_folder(folder)
         if not (folder / "MLmodel").is_file():
-            what = "no such folder" if not folder.exists() else "holds neither a trained vaelab model nor MLmodel"
+            what = (
+                "no such folder"
+                if not folder.exists()
+                else "holds neither a trained vaelab model nor MLmodel"
+            )
             raise UserError(
                 f"--model {ref}: {what}; pass a models/<variant> folder or a URI such as models:/vaelab-vae@champion"
             )
@@ -71,7 +75,11 @@ def _load_mlflow_model(ref: str) -> VariantModel:
     import mlflow
 
     uri = tracking_uri()
-    if _is_uri(ref) and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+    if (
+        _is_uri(ref)
+        and uri.startswith("sqlite:///")
+        and not Path(uri.removeprefix("sqlite:///")).is_file()
+    ):
         # MLflow would create an empty database here and then report the model as unknown.
         raise UserError(
             f"--model {ref}: there is no MLflow registry at {uri}; run from the repository root "
@@ -84,8 +92,13 @@ def _load_mlflow_model(ref: str) -> VariantModel:
         try:
             # The registry's default patience: a dead server fails in seconds, not minutes.
             with bounded_mlflow_http(RegistryConfig()):
-                local = Path(ref) if not _is_uri(ref) else Path(
-                    mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=scratch))
+                local = (
+                    Path(ref)
+                    if not _is_uri(ref)
+                    else Path(
+                        mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=scratch)
+                    )
+                )
         except MlflowException as err:
             raise UserError(
                 f"--model {ref}: cannot load it (MLflow tracking URI {display_uri(uri)}): {err.message} "
@@ -100,9 +113,13 @@ def _load_mlflow_model(ref: str) -> VariantModel:
     try:
         python_model = loaded.unwrap_python_model()
     except MlflowException as err:  # another flavour's pyfunc (sklearn, say) has no python model
-        raise UserError(f"--model {ref}: an MLflow model, but not one vaelab registered ({err.message})") from err
+        raise UserError(
+            f"--model {ref}: an MLflow model, but not one vaelab registered ({err.message})"
+        ) from err
     if not isinstance(python_model, VariantModel):
-        raise UserError(f"--model {ref}: an MLflow model, but not one vaelab registered ({type(python_model).__name__})")
+        raise UserError(
+            f"--model {ref}: an MLflow model, but not one vaelab registered ({type(python_model).__name__})"
+        )
     return python_model
 
 
@@ -158,7 +175,9 @@ def _check_out(out: Path) -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def generate(model_ref: str, n: int, out: Path, *, seed: int = 0, sampler: str = "normal") -> tuple[int, int]:
+def generate(
+    model_ref: str, n: int, out: Path, *, seed: int = 0, sampler: str = "normal"
+) -> tuple[int, int]:
     """Decode ``n`` draws from N(0, I) (``sampler`` normal) or from the model's latent GMM (gmm)
     and write them as one grid; returns (rows, cols)."""
     if n < 1:
@@ -166,12 +185,22 @@ def generate(model_ref: str, n: int, out: Path, *, seed: int = 0, sampler: str =
     _check_out(out)
     model = open_model(model_ref)
     if sampler == "gmm" and model.gmm is None:
-        raise UserError(f"--model {model_ref}: has no latent GMM to sample (only a models/<variant> folder trained "
-                        "with train.gmm has one, not a registered model); use --sampler normal")
+        raise UserError(
+            f"--model {model_ref}: has no latent GMM to sample (only a models/<variant> folder trained "
+            "with train.gmm has one, not a registered model); use --sampler normal"
+        )
     samples = model.generate(n, seed, sampler)
     rows, cols = grid_shape(n)
     write_png(out, montage(samples, rows, cols))
-    log.info("wrote %s: %d samples (seed %d, sampler %s) in a %dx%d grid", out, n, seed, sampler, rows, cols)
+    log.info(
+        "wrote %s: %d samples (seed %d, sampler %s) in a %dx%d grid",
+        out,
+        n,
+        seed,
+        sampler,
+        rows,
+        cols,
+    )
     return rows, cols
 
 
@@ -188,7 +217,9 @@ def load_images(paths: list[Path], config: SavedConfig) -> np.ndarray:
             "the model was prepared with data.crop.method landmarks, which needs CelebA's landmark "
             "file; vaelab reconstruct cannot crop other images that way"
         )
-    spec = ImageSpec(size=config.image_size, channels=config.channels, crop=crop, resample=config.data.resample)
+    spec = ImageSpec(
+        size=config.image_size, channels=config.channels, crop=crop, resample=config.data.resample
+    )
     images = []
     for path in paths:
         if not path.is_file():
@@ -214,7 +245,10 @@ def reconstruct(model_ref: str, paths: list[Path], out: Path) -> tuple[int, int]
     inputs, recons = np.concatenate([inputs, blank]), np.concatenate([recons, blank])
     # Row pairs: a row of inputs, then the same images' reconstructions right below.
     tiles = np.concatenate(
-        [np.concatenate([inputs[i * cols : (i + 1) * cols], recons[i * cols : (i + 1) * cols]]) for i in range(pairs)]
+        [
+            np.concatenate([inputs[i * cols : (i + 1) * cols], recons[i * cols : (i + 1) * cols]])
+            for i in range(pairs)
+        ]
     )
     write_png(out, montage(tiles, 2 * pairs, cols))
     log.info("wrote %s: %d image(s) above their reconstructions", out, count)
@@ -233,38 +267,65 @@ def _promote_command(args: argparse.Namespace) -> None:
     from vaelab.config import load_params
     from vaelab.registry.promote import promote
 
-    done = promote(load_params(args.params), args.variant, version=args.version, alias=args.alias,
-                   force=args.force)
+    done = promote(
+        load_params(args.params),
+        args.variant,
+        version=args.version,
+        alias=args.alias,
+        force=args.force,
+    )
     was = "no champion" if done.previous is None else f"version {done.previous}"
     fingerprint = f"fingerprint {done.fingerprint}" if done.fingerprint else "no fingerprint"
-    print(f"{done.name}: champion -> version {done.version} (was {was}); serve it as models:/{done.name}@champion "
-          f"(data and evaluation {fingerprint})")
+    print(
+        f"{done.name}: champion -> version {done.version} (was {was}); serve it as models:/{done.name}@champion "
+        f"(data and evaluation {fingerprint})"
+    )
     if not done.checked:
-        print("--force: not checked against the workspace's evaluation; if it was evaluated on other data or "
-              "settings, the next `dvc repro` moves champion to the best version evaluated like the current params")
+        print(
+            "--force: not checked against the workspace's evaluation; if it was evaluated on other data or "
+            "settings, the next `dvc repro` moves champion to the best version evaluated like the current params"
+        )
 
 
-MODEL_HELP = ("models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, runs:/RUN_ID/VARIANT, "
-              "or a models/<variant> folder")
+MODEL_HELP = (
+    "models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, runs:/RUN_ID/VARIANT, "
+    "or a models/<variant> folder"
+)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``generate``, ``reconstruct`` and ``promote`` on the ``vaelab`` command."""
-    gen = subparsers.add_parser("generate", help="decode draws from N(0, I) (or the latent GMM) into one PNG grid")
+    gen = subparsers.add_parser(
+        "generate", help="decode draws from N(0, I) (or the latent GMM) into one PNG grid"
+    )
     gen.add_argument("--model", required=True, help=MODEL_HELP)
     gen.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
     gen.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
-    gen.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG to write (default: samples.png)")
-    gen.add_argument("--sampler", choices=["normal", "gmm"], default="normal",
-                     help="normal: z ~ N(0, I) (default); gmm: the latent GMM saved in a models/<variant> folder")
+    gen.add_argument(
+        "--out", type=Path, default=Path("samples.png"), help="PNG to write (default: samples.png)"
+    )
+    gen.add_argument(
+        "--sampler",
+        choices=["normal", "gmm"],
+        default="normal",
+        help="normal: z ~ N(0, I) (default); gmm: the latent GMM saved in a models/<variant> folder",
+    )
     gen.set_defaults(func=_generate_command)
 
     rec = subparsers.add_parser(
-        "reconstruct", help="crop and resize images as prepare did, and show them above their reconstructions"
+        "reconstruct",
+        help="crop and resize images as prepare did, and show them above their reconstructions",
     )
     rec.add_argument("--model", required=True, help=MODEL_HELP)
-    rec.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (JPEG, PNG, ...)")
-    rec.add_argument("--out", type=Path, default=Path("reconstructions.png"), help="PNG to write (default: reconstructions.png)")
+    rec.add_argument(
+        "images", nargs="+", type=Path, metavar="IMAGE", help="image files (JPEG, PNG, ...)"
+    )
+    rec.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reconstructions.png"),
+        help="PNG to write (default: reconstructions.png)",
+    )
     rec.set_defaults(func=_reconstruct_command)
 
     pro = subparsers.add_parser(
@@ -274,11 +335,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "points at, or (neither) to the version of the weights in models/<variant>/. A version whose data and "
         "evaluation fingerprint does not compare with the workspace's evaluation is refused unless --force.",
     )
-    pro.add_argument("variant", help="a variant name (the registered model is <registry.prefix>-<variant>)")
+    pro.add_argument(
+        "variant", help="a variant name (the registered model is <registry.prefix>-<variant>)"
+    )
     which = pro.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, help="the version number to promote")
-    which.add_argument("--alias", help="promote the version this alias points at, e.g. exp-<experiment name>")
-    pro.add_argument("--force", action="store_true",
-                     help="promote it even if it was evaluated on other data or settings than the workspace's "
-                          "evaluation (metrics/detail/eval/<variant>.json)")
+    which.add_argument(
+        "--alias", help="promote the version this alias points at, e.g. exp-<experiment name>"
+    )
+    pro.add_argument(
+        "--force",
+        action="store_true",
+        help="promote it even if it was evaluated on other data or settings than the workspace's "
+        "evaluation (metrics/detail/eval/<variant>.json)",
+    )
     pro.set_defaults(func=_promote_command)

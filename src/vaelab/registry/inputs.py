@@ -17,11 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vaelab.config.evaluated_on import EVALUATED_ON
 from vaelab.config.registry import RegistryConfig
 from vaelab.errors import UserError
-from vaelab.config.evaluated_on import EVALUATED_ON
 from vaelab.io.metric_files import metric_files
-from vaelab.models.saved import SavedConfig, config_file, load_config, require_replicates, weights_md5
+from vaelab.models.saved import (
+    SavedConfig,
+    config_file,
+    load_config,
+    require_replicates,
+    weights_md5,
+)
 from vaelab.registry.fingerprint import Fingerprint, of_evaluation
 from vaelab.tracking import flatten
 
@@ -75,8 +81,11 @@ def _read_json(path: Path, stage: str) -> Any:
 
 def _evaluated_on(payload: dict[str, Any], eval_path: Path, variant: str) -> dict[str, Any]:
     record = payload.get(EVALUATED_ON)
-    if (not isinstance(record, dict) or not isinstance(record.get("test_md5"), str)
-            or not isinstance(record.get("settings"), dict)):
+    if (
+        not isinstance(record, dict)
+        or not isinstance(record.get("test_md5"), str)
+        or not isinstance(record.get("settings"), dict)
+    ):
         raise UserError(
             f"{eval_path}: no {EVALUATED_ON} record of the test split and settings (written by an older vaelab); "
             f"rerun `dvc repro evaluate@{variant}`"
@@ -91,13 +100,17 @@ def read_variant(
     try:
         found = require_replicates(models_root / variant, variant)
     except UserError as err:
-        raise UserError(f"{err} (register needs every variant in params.yaml models: trained)") from None
+        raise UserError(
+            f"{err} (register needs every variant in params.yaml models: trained)"
+        ) from None
     eval_path = eval_file(metrics_root, variant)
     if not eval_path.is_file():
         raise UserError(f"{eval_path}: not found; run `dvc repro evaluate@{variant}` first")
     payload = _read_json(eval_path, f"evaluate@{variant}")
     if not isinstance(payload, dict):
-        raise UserError(f"{eval_path}: expected a JSON object of metrics; rerun `dvc repro evaluate@{variant}`")
+        raise UserError(
+            f"{eval_path}: expected a JSON object of metrics; rerun `dvc repro evaluate@{variant}`"
+        )
     metrics = numeric_leaves({key: value for key, value in payload.items() if key != EVALUATED_ON})
     if cfg.metric not in metrics:
         raise UserError(

@@ -32,8 +32,14 @@ def metric_tag(version: ModelVersion, metric: str) -> float | None:
     try:
         return float(raw)
     except ValueError:
-        log.warning("%s version %s: tag %s%s = %r is not a number; treated as missing",
-                    version.name, version.version, METRIC_TAG, metric, raw)
+        log.warning(
+            "%s version %s: tag %s%s = %r is not a number; treated as missing",
+            version.name,
+            version.version,
+            METRIC_TAG,
+            metric,
+            raw,
+        )
         return None
 
 
@@ -61,8 +67,11 @@ class Peers:
     def contenders(self, candidate: int, candidate_value: float) -> dict[int, float]:
         """The peers that may take champion now, with their values: ``candidate`` and every
         peer that has competed before and has a number."""
-        found = {number: value for number, value in self.values.items()
-                 if number not in self.pending and value is not None and not math.isnan(value)}
+        found = {
+            number: value
+            for number, value in self.values.items()
+            if number not in self.pending and value is not None and not math.isnan(value)
+        }
         return found | {candidate: candidate_value}
 
 

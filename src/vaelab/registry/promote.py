@@ -37,23 +37,33 @@ class Promotion:
     checked: bool  # whether it was checked against the workspace's evaluation (not with force)
 
 
-def current_fingerprint(params: Params, variant: str, models_root: Path, metrics_root: Path) -> Fingerprint:
+def current_fingerprint(
+    params: Params, variant: str, models_root: Path, metrics_root: Path
+) -> Fingerprint:
     """The fingerprint of the workspace's evaluation of ``variant``; a UserError says how to get one."""
     try:
-        return read_variant(variant, params.registry, models_root, metrics_root, Path("reports")).fingerprint
+        return read_variant(
+            variant, params.registry, models_root, metrics_root, Path("reports")
+        ).fingerprint
     except UserError as err:
-        raise UserError(f"{err} (promote checks the version against the workspace's evaluation; "
-                        "--force skips the check)") from None
+        raise UserError(
+            f"{err} (promote checks the version against the workspace's evaluation; "
+            "--force skips the check)"
+        ) from None
 
 
-def _target(client, name: str, variant: str, version: int | None, alias: str | None, models_root: Path):
+def _target(
+    client, name: str, variant: str, version: int | None, alias: str | None, models_root: Path
+):
     from mlflow.exceptions import MlflowException
 
     if version is not None:
         try:
             return client.get_model_version(name, str(version))
         except MlflowException:
-            raise UserError(f"{name} has no version {version}; see `metrics/registry.json` or the MLflow UI") from None
+            raise UserError(
+                f"{name} has no version {version}; see `metrics/registry.json` or the MLflow UI"
+            ) from None
     if alias is not None:
         aliases = client.get_registered_model(name).aliases or {}
         if alias not in aliases:
@@ -63,7 +73,11 @@ def _target(client, name: str, variant: str, version: int | None, alias: str | N
     from vaelab.models.saved import require_replicates, weights_md5
 
     md5 = weights_md5(require_replicates(models_root / variant, variant)[0][1])
-    same = [v for v in client.search_model_versions(f"name='{name}'") if (v.tags or {}).get(MODEL_MD5_TAG) == md5]
+    same = [
+        v
+        for v in client.search_model_versions(f"name='{name}'")
+        if (v.tags or {}).get(MODEL_MD5_TAG) == md5
+    ]
     if not same:
         raise UserError(
             f"{models_root / variant}: these weights (md5 {md5}) are not registered in {name}; "
@@ -73,8 +87,14 @@ def _target(client, name: str, variant: str, version: int | None, alias: str | N
 
 
 def promote(
-    params: Params, variant: str, *, version: int | None = None, alias: str | None = None, force: bool = False,
-    models_root: Path = Path("models"), metrics_root: Path = Path("metrics"),
+    params: Params,
+    variant: str,
+    *,
+    version: int | None = None,
+    alias: str | None = None,
+    force: bool = False,
+    models_root: Path = Path("models"),
+    metrics_root: Path = Path("metrics"),
 ) -> Promotion:
     """Point ``champion`` of ``<prefix>-<variant>`` at the chosen version: one evaluated like the
     workspace's evaluation, or any with ``force``."""
@@ -86,15 +106,26 @@ def promote(
     name = f"{params.registry.prefix}-{variant}"
     uri = tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"there is no MLflow registry at {uri}; run from the project root (where `dvc repro` "
-                        "made mlflow.db) or set MLFLOW_TRACKING_URI")
+        raise UserError(
+            f"there is no MLflow registry at {uri}; run from the project root (where `dvc repro` "
+            "made mlflow.db) or set MLFLOW_TRACKING_URI"
+        )
     with connect(uri, params.registry) as client:
         if not client.search_registered_models(f"name='{name}'"):
-            raise UserError(f"no registered model {name} in {display_uri(uri)}; run `dvc repro register` first")
+            raise UserError(
+                f"no registered model {name} in {display_uri(uri)}; run `dvc repro register` first"
+            )
         target = _target(client, name, variant, version, alias, models_root)
         tagged = of_tags(target.tags or {}, f"{name} version {target.version}")
-        why = None if force else why_not_compared(
-            current_fingerprint(params, variant, models_root, metrics_root), tagged, params.registry.metric)
+        why = (
+            None
+            if force
+            else why_not_compared(
+                current_fingerprint(params, variant, models_root, metrics_root),
+                tagged,
+                params.registry.metric,
+            )
+        )
         if why is not None:
             raise UserError(
                 f"{name} version {target.version} is not comparable with the current evaluation of {variant} "
@@ -109,6 +140,11 @@ def promote(
             client.delete_model_version_tag(name, target.version, PENDING_TAG)
     promotion = Promotion(name, int(target.version), previous, tagged.id, checked=not force)
     was = "no champion" if previous is None else f"version {previous}"
-    log.info("%s: champion -> version %d (was %s), fingerprint %s", name, promotion.version, was,
-             tagged.id or "none")
+    log.info(
+        "%s: champion -> version %d (was %s), fingerprint %s",
+        name,
+        promotion.version,
+        was,
+        tagged.id or "none",
+    )
     return promotion

@@ -37,7 +37,14 @@ from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 from vaelab.models.inference import decode_all, to_numpy
 from vaelab.models.interface import Autoencoder
 from vaelab.models.latent_gmm import LatentGMM, sample_images
-from vaelab.models.saved import SavedConfig, config_file, load_files, load_gmm, resolve, weights_file
+from vaelab.models.saved import (
+    SavedConfig,
+    config_file,
+    load_files,
+    load_gmm,
+    resolve,
+    weights_file,
+)
 from vaelab.runtime import select_runtime
 
 WEIGHTS_ARTIFACT = "weights"
@@ -97,7 +104,9 @@ class VariantModel(PythonModel):
     # ------------------------------------------------------------------ loading
 
     def load_context(self, context: Any) -> None:
-        self.load_files(Path(context.artifacts[WEIGHTS_ARTIFACT]), Path(context.artifacts[CONFIG_ARTIFACT]))
+        self.load_files(
+            Path(context.artifacts[WEIGHTS_ARTIFACT]), Path(context.artifacts[CONFIG_ARTIFACT])
+        )
 
     def load_files(self, weights: Path, config: Path) -> None:
         """Rebuild the variant from its state dict and config.json (weights only, strict),
@@ -133,26 +142,39 @@ class VariantModel(PythonModel):
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """``(N, H, W, C)`` uint8 → ``(N, H, W, C)`` float32 reconstructions in [0, 1]."""
         pixels = self._pixels(images)
-        return self._batched(pixels, lambda batch: to_numpy(self._trained(batch)["recon"]), self.image_shape)
+        return self._batched(
+            pixels, lambda batch: to_numpy(self._trained(batch)["recon"]), self.image_shape
+        )
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """``(N, H, W, C)`` uint8 → ``(N, latent_dim)`` float32 (the posterior mean for VAEs)."""
         pixels = self._pixels(images)
-        return self._batched(pixels, lambda batch: self._trained.encode(batch)["z"].flatten(1).float().cpu().numpy(),
-                             (self._trained.latent_dim,))
+        return self._batched(
+            pixels,
+            lambda batch: self._trained.encode(batch)["z"].flatten(1).float().cpu().numpy(),
+            (self._trained.latent_dim,),
+        )
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """``(N, latent_dim)`` float → ``(N, H, W, C)`` float32 images in [0, 1]."""
         model = self._trained
         latents = np.asarray(latents)
-        if latents.ndim != 2 or latents.shape[1] != model.latent_dim or not np.issubdtype(latents.dtype, np.floating):
-            raise _bad_input(f"expected float latents of shape (N, {model.latent_dim}) for this model, "
-                             f"got {latents.dtype} {latents.shape}")
+        if (
+            latents.ndim != 2
+            or latents.shape[1] != model.latent_dim
+            or not np.issubdtype(latents.dtype, np.floating)
+        ):
+            raise _bad_input(
+                f"expected float latents of shape (N, {model.latent_dim}) for this model, "
+                f"got {latents.dtype} {latents.shape}"
+            )
         if not np.isfinite(latents).all():
             raise _bad_input("latents must be finite numbers")
         if len(latents) == 0:
             return np.zeros((0, *self.image_shape), dtype=np.float32)
-        z = torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32)).reshape(len(latents), *model.latent_shape)
+        z = torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32)).reshape(
+            len(latents), *model.latent_shape
+        )
         with torch.inference_mode():
             return to_numpy(decode_all(model, z, BATCH_SIZE))
 
@@ -165,8 +187,10 @@ class VariantModel(PythonModel):
             raise _bad_input(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
         gmm = self.gmm
         if sampler == "gmm" and gmm is None:
-            raise _bad_input("this model has no latent GMM (a models/<variant> folder trained with train.gmm has one; "
-                             "a registered model carries its weights and config only)")
+            raise _bad_input(
+                "this model has no latent GMM (a models/<variant> folder trained with train.gmm has one; "
+                "a registered model carries its weights and config only)"
+            )
         # A CPU generator: the same seed gives the same draws on any device.
         generator = torch.Generator().manual_seed(seed)
         model = self._trained
@@ -177,7 +201,9 @@ class VariantModel(PythonModel):
             return model.sample(count, generator=generator)
 
         with torch.inference_mode():
-            chunks = [to_numpy(draw(min(BATCH_SIZE, n - start))) for start in range(0, n, BATCH_SIZE)]
+            chunks = [
+                to_numpy(draw(min(BATCH_SIZE, n - start))) for start in range(0, n, BATCH_SIZE)
+            ]
         return np.concatenate(chunks)
 
     # ------------------------------------------------------------------ helpers
@@ -190,14 +216,19 @@ class VariantModel(PythonModel):
         if images.dtype != np.uint8:
             raise _bad_input(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
         if images.ndim != 4 or images.shape[1:] != self.image_shape:
-            raise _bad_input(f"expected images of shape (N, {size}, {size}, {channels}) for this model, "
-                             f"got {images.shape}")
+            raise _bad_input(
+                f"expected images of shape (N, {size}, {size}, {channels}) for this model, "
+                f"got {images.shape}"
+            )
         pixels = images.astype(np.float32) / 255.0
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
 
     def _batched(self, pixels: torch.Tensor, step: Any, item_shape: tuple[int, ...]) -> np.ndarray:
         with torch.inference_mode():
-            outputs = [step(pixels[i : i + BATCH_SIZE].to(self.device)) for i in range(0, len(pixels), BATCH_SIZE)]
+            outputs = [
+                step(pixels[i : i + BATCH_SIZE].to(self.device))
+                for i in range(0, len(pixels), BATCH_SIZE)
+            ]
         return np.concatenate(outputs) if outputs else np.zeros((0, *item_shape), dtype=np.float32)
 
 
@@ -205,11 +236,15 @@ class VaelabPyfunc(VariantModel):
     """The registered model: images in; ``params["mode"]`` picks reconstruct or encode."""
 
     # np.ndarray: the input schema is given explicitly at log time (see image_signature).
-    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(
+        self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         mode = (params or {}).get("mode") or DEFAULT_MODE
         if mode not in IMAGE_MODES:
-            raise _bad_input(f"params.mode {mode!r} is not one of {', '.join(IMAGE_MODES)} "
-                             f"(decode latents with the logged model <variant>{DECODER_SUFFIX})")
+            raise _bad_input(
+                f"params.mode {mode!r} is not one of {', '.join(IMAGE_MODES)} "
+                f"(decode latents with the logged model <variant>{DECODER_SUFFIX})"
+            )
         images = _legacy_images(model_input)
         return self.reconstruct(images) if mode == "reconstruct" else self.encode(images)
 
@@ -221,8 +256,14 @@ def _legacy_images(model_input: Any) -> Any:
     if hasattr(model_input, "to_numpy"):
         model_input = model_input.to_numpy()
     array = np.asarray(model_input) if isinstance(model_input, list) else model_input
-    if (isinstance(array, np.ndarray) and array.size and np.issubdtype(array.dtype, np.integer)
-            and array.dtype != np.uint8 and array.min() >= 0 and array.max() <= 255):
+    if (
+        isinstance(array, np.ndarray)
+        and array.size
+        and np.issubdtype(array.dtype, np.integer)
+        and array.dtype != np.uint8
+        and array.min() >= 0
+        and array.max() <= 255
+    ):
         return array.astype(np.uint8)
     return array
 
@@ -230,5 +271,7 @@ def _legacy_images(model_input: Any) -> Any:
 class VaelabDecoder(VariantModel):
     """The variant's decoder, logged next to it: latents in, images out."""
 
-    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(
+        self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         return self.decode(model_input)

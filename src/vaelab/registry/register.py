@@ -113,7 +113,12 @@ def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
         return client.get_model_version_by_alias(name, CHAMPION)
     except RestException as err:
         # The alias can outlive its version on some stores; treat it as no champion, loudly.
-        log.warning("%s: alias %s points at no version (%s); treated as no champion", name, CHAMPION, err.message)
+        log.warning(
+            "%s: alias %s points at no version (%s); treated as no champion",
+            name,
+            CHAMPION,
+            err.message,
+        )
         return None
 
 
@@ -133,7 +138,11 @@ def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int) -> dict[str, Any]:
         # the weights load strictly, so a model that no longer fits the code fails loudly,
         # and the git_commit tag says which code to check out.
         "pip_requirements": pyfunc_requirements(),
-        "metadata": {"vaelab_variant": inputs.variant, "arch": inputs.config.model.arch, "latent_dim": latent_dim},
+        "metadata": {
+            "vaelab_variant": inputs.variant,
+            "arch": inputs.config.model.arch,
+            "latent_dim": latent_dim,
+        },
     }
 
 
@@ -180,8 +189,15 @@ def _log_and_register(
     }
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
         mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
-        mlflow.log_params(flatten({"model": config.model.model_dump(mode="json"), "image_size": size,
-                                   "channels": channels}))
+        mlflow.log_params(
+            flatten(
+                {
+                    "model": config.model.model_dump(mode="json"),
+                    "image_size": size,
+                    "channels": channels,
+                }
+            )
+        )
         info = mlflow.pyfunc.log_model(
             # Named after the variant: runs:/<run id>/<variant> and the UI's model list say which.
             name=inputs.variant,
@@ -190,9 +206,18 @@ def _log_and_register(
             signature=image_signature(size, channels),
             # One black image: documents the request format (serving_input_example.json)
             # and makes MLflow load and call the logged model once before it is registered.
-            input_example=(np.zeros((1, size, size, channels), dtype=np.uint8), {"mode": "reconstruct"}),
-            **{**shared, "metadata": {**shared["metadata"], "role": "images",
-                                      "decoder": decoder_name(inputs.variant)}},
+            input_example=(
+                np.zeros((1, size, size, channels), dtype=np.uint8),
+                {"mode": "reconstruct"},
+            ),
+            **{
+                **shared,
+                "metadata": {
+                    **shared["metadata"],
+                    "role": "images",
+                    "decoder": decoder_name(inputs.variant),
+                },
+            },
         )
         decoder_uri = _log_decoder(inputs, run.info.run_id, latent_dim)
         # The metrics after both models, attached to the image model in the same call: logged
@@ -223,8 +248,13 @@ def _retag(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> 
             client.delete_model_version_tag(inputs.name, found.version, key)
     for key, value in current.items():
         client.set_model_version_tag(inputs.name, found.version, key, value)
-    log.info("%s: version %s takes the current evaluation's tags (fingerprint %s, was %s)", inputs.name,
-             found.version, inputs.fingerprint.id, (found.tags or {}).get(FINGERPRINT_TAG, "none"))
+    log.info(
+        "%s: version %s takes the current evaluation's tags (fingerprint %s, was %s)",
+        inputs.name,
+        found.version,
+        inputs.fingerprint.id,
+        (found.tags or {}).get(FINGERPRINT_TAG, "none"),
+    )
     return client.get_model_version(inputs.name, found.version)
 
 
@@ -242,21 +272,40 @@ def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersio
 def _origin(tags: dict[str, str]) -> Provenance:
     """The provenance a version was registered with, from its tags."""
     dirty = tags.get(DIRTY_TAG)
-    return Provenance(tags.get(COMMIT_TAG, "unknown"), None if dirty in (None, "unknown") else dirty == "true",
-                      tags.get(EXP_NAME_TAG), tags.get(BASELINE_TAG))
+    return Provenance(
+        tags.get(COMMIT_TAG, "unknown"),
+        None if dirty in (None, "unknown") else dirty == "true",
+        tags.get(EXP_NAME_TAG),
+        tags.get(BASELINE_TAG),
+    )
 
 
-def describe(client: MlflowClient, inputs: VariantInputs, number: int, cfg: RegistryConfig,
-             *, refresh: bool = False) -> None:
+def describe(
+    client: MlflowClient,
+    inputs: VariantInputs,
+    number: int,
+    cfg: RegistryConfig,
+    *,
+    refresh: bool = False,
+) -> None:
     """Give the version a description if it has none (a new one when ``refresh``: its tags
     changed), and the registered model its champion's (else its newest version's)."""
     current = client.get_model_version(inputs.name, str(number))
     if refresh or not current.description:
         tags = current.tags or {}
-        metrics = {key.removeprefix(METRIC_TAG): float(value) for key, value in tags.items()
-                   if key.startswith(METRIC_TAG)}
-        text = version_description(inputs.config, metrics or inputs.metrics, cfg.metric, _origin(tags),
-                                   inputs.model_md5, tags.get(FINGERPRINT_TAG))
+        metrics = {
+            key.removeprefix(METRIC_TAG): float(value)
+            for key, value in tags.items()
+            if key.startswith(METRIC_TAG)
+        }
+        text = version_description(
+            inputs.config,
+            metrics or inputs.metrics,
+            cfg.metric,
+            _origin(tags),
+            inputs.model_md5,
+            tags.get(FINGERPRINT_TAG),
+        )
         client.update_model_version(inputs.name, str(number), description=text)
     registered = client.get_registered_model(inputs.name)
     alias = CHAMPION if CHAMPION in (registered.aliases or {}) else LATEST
@@ -266,36 +315,67 @@ def describe(client: MlflowClient, inputs: VariantInputs, number: int, cfg: Regi
         client.update_registered_model(inputs.name, description=text)
 
 
-def _reuse(client: MlflowClient, inputs: VariantInputs, same: list[ModelVersion], cfg: RegistryConfig,
-           rule: ChampionRule) -> tuple[ModelVersion, dict[str, Any] | None, bool]:
+def _reuse(
+    client: MlflowClient,
+    inputs: VariantInputs,
+    same: list[ModelVersion],
+    cfg: RegistryConfig,
+    rule: ChampionRule,
+) -> tuple[ModelVersion, dict[str, Any] | None, bool]:
     """The version of these weights, given a decoder if it lacks one and, in a plain repro, the
     current evaluation's tags if its fingerprint is another; with what was retagged (None: nothing)
     and whether the version has to compete as if new (it was not comparable before)."""
     found = min(same, key=lambda v: int(v.version))
-    log.info("%s: model unchanged (md5 %s), reusing version %s", inputs.name, inputs.model_md5, found.version)
+    log.info(
+        "%s: model unchanged (md5 %s), reusing version %s",
+        inputs.name,
+        inputs.model_md5,
+        found.version,
+    )
     if DECODER_TAG not in (found.tags or {}):
         found = _add_decoder(client, inputs, found)
     tags = found.tags or {}
     if not rule.may_move or tags.get(FINGERPRINT_TAG) == inputs.fingerprint.id:
         return found, None, False
-    why = why_not_compared(inputs.fingerprint, of_tags(tags, f"{inputs.name} version {found.version}"), cfg.metric)
-    retagged = {"version": int(found.version), "fingerprint_was": tags.get(FINGERPRINT_TAG), "why": why}
+    why = why_not_compared(
+        inputs.fingerprint, of_tags(tags, f"{inputs.name} version {found.version}"), cfg.metric
+    )
+    retagged = {
+        "version": int(found.version),
+        "fingerprint_was": tags.get(FINGERPRINT_TAG),
+        "why": why,
+    }
     return _retag(client, inputs, found), retagged, why is not None
 
 
-def _decide(client: MlflowClient, inputs: VariantInputs, cfg: RegistryConfig, rule: ChampionRule, number: int,
-            is_new: bool, peers: Peers) -> ChampionDecision:
+def _decide(
+    client: MlflowClient,
+    inputs: VariantInputs,
+    cfg: RegistryConfig,
+    rule: ChampionRule,
+    number: int,
+    is_new: bool,
+    peers: Peers,
+) -> ChampionDecision:
     """Where champion goes (moving the alias), and why."""
     champion = _champion(client, inputs.name)
     champion_number = None if champion is None else int(champion.version)
     not_compared = peers.not_compared.get(champion_number) if champion_number is not None else None
     if not rule.may_move:
         why = None if not_compared is None else not_compared.reason
-        return ChampionDecision(False, rule.held_reason(inputs.variant, number, champion_number, why))
+        return ChampionDecision(
+            False, rule.held_reason(inputs.variant, number, champion_number, why)
+        )
     value = inputs.metrics[cfg.metric]
     if not_compared is not None:
-        decision = decide_incomparable(metric=cfg.metric, mode=cfg.mode, candidate=number, champion=champion_number,
-                                       not_compared=not_compared.reason, contenders=peers.contenders(number, value))
+        decision = decide_incomparable(
+            metric=cfg.metric,
+            mode=cfg.mode,
+            candidate=number,
+            champion=champion_number,
+            not_compared=not_compared.reason,
+            contenders=peers.contenders(number, value),
+        )
     else:
         decision = decide_champion(
             metric=cfg.metric,
@@ -312,16 +392,26 @@ def _decide(client: MlflowClient, inputs: VariantInputs, cfg: RegistryConfig, ru
 
 
 def register_variant(
-    client: MlflowClient, experiment_id: str, inputs: VariantInputs, cfg: RegistryConfig, prov: Provenance,
+    client: MlflowClient,
+    experiment_id: str,
+    inputs: VariantInputs,
+    cfg: RegistryConfig,
+    prov: Provenance,
     rule: ChampionRule,
 ) -> dict[str, Any]:
     """Register (or reuse) one variant's version, move the aliases, and say what happened."""
     train_runs = enrich_train_runs(client, experiment_id, inputs)
-    same = [v for v in _versions(client, inputs.name) if (v.tags or {}).get(MODEL_MD5_TAG) == inputs.model_md5]
+    same = [
+        v
+        for v in _versions(client, inputs.name)
+        if (v.tags or {}).get(MODEL_MD5_TAG) == inputs.model_md5
+    ]
     if same:
         found, retagged, newly_compared = _reuse(client, inputs, same, cfg, rule)
     else:
-        found = _log_and_register(inputs, prov, rule, train_runs.get(str(inputs.replicates[0].seed)))
+        found = _log_and_register(
+            inputs, prov, rule, train_runs.get(str(inputs.replicates[0].seed))
+        )
         retagged, newly_compared = None, False
         log.info("%s: registered version %s", inputs.name, found.version)
     number = int(found.version)
@@ -330,7 +420,9 @@ def register_variant(
     pending = bool(same) and (found.tags or {}).get(PENDING_TAG) == "true"
     # A version registered in an experiment competes the first time a plain repro meets it, and
     # so does one that meets the current evaluation for the first time (it was not comparable).
-    decision = _decide(client, inputs, cfg, rule, number, not same or pending or newly_compared, peers)
+    decision = _decide(
+        client, inputs, cfg, rule, number, not same or pending or newly_compared, peers
+    )
     if rule.may_move and pending:
         client.delete_model_version_tag(inputs.name, str(number), PENDING_TAG)
     if rule.alias:
@@ -340,7 +432,10 @@ def register_variant(
         log.info("%s: version %d not compared: %s", inputs.name, skipped.version, skipped.reason)
     describe(client, inputs, number, cfg, refresh=retagged is not None)
 
-    aliases = {alias: int(v) for alias, v in (client.get_registered_model(inputs.name).aliases or {}).items()}
+    aliases = {
+        alias: int(v)
+        for alias, v in (client.get_registered_model(inputs.name).aliases or {}).items()
+    }
     # MLflow reserves "latest": it cannot be set, and @latest always resolves to the newest version.
     aliases[LATEST] = int(client.get_model_version_by_alias(inputs.name, LATEST).version)
     return {
@@ -379,7 +474,9 @@ def run_register(
     """Register every variant of ``params.models``; write and return ``metrics/registry.json``'s content."""
     cfg = params.registry
     # Every file is checked before MLflow is touched, so a missing one writes nothing.
-    variants = [read_variant(v, cfg, models_root, metrics_root, reports_root) for v in params.models]
+    variants = [
+        read_variant(v, cfg, models_root, metrics_root, reports_root) for v in params.models
+    ]
     uri = tracking_uri()
     prov = provenance()
     rule = champion_rule(prov, is_committed(params_file))
@@ -387,7 +484,8 @@ def run_register(
     with connect(uri, cfg) as client:
         experiment_id = use_experiment(uri)
         results = {
-            inputs.variant: register_variant(client, experiment_id, inputs, cfg, prov, rule) for inputs in variants
+            inputs.variant: register_variant(client, experiment_id, inputs, cfg, prov, rule)
+            for inputs in variants
         }
         compare = log_compare(client, experiment_id, reports_root)
     report = {

@@ -36,21 +36,28 @@ EVAL_PREFIX = "eval."
 SKIPPED_PREFIXES = ("intervals.",)  # each interval's mean and sd are logged already
 
 
-def find_train_run(client: MlflowClient, experiment_id: str, variant: str, replicate: Replicate) -> Run | None:
+def find_train_run(
+    client: MlflowClient, experiment_id: str, variant: str, replicate: Replicate
+) -> Run | None:
     """The newest training run of ``variant``'s replicate whose weights have its md5."""
     # Variant names are [A-Za-z0-9_-] (params validation), md5s hex: nothing to quote.
     query = (
         f"tags.{STAGE_TAG} = '{TRAIN_STAGE}' and tags.{VARIANT_TAG} = '{variant}' "
         f"and tags.{SEED_TAG} = '{replicate.seed}' and tags.{MODEL_MD5_TAG} = '{replicate.model_md5}'"
     )
-    runs = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"],
-                              max_results=1)
+    runs = client.search_runs(
+        [experiment_id], filter_string=query, order_by=["attributes.start_time DESC"], max_results=1
+    )
     return runs[0] if runs else None
 
 
 def eval_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """The evaluation's numeric leaves as the training run's metrics: ``eval.recon.mse``, ..."""
-    return {EVAL_PREFIX + key: value for key, value in metrics.items() if not key.startswith(SKIPPED_PREFIXES)}
+    return {
+        EVAL_PREFIX + key: value
+        for key, value in metrics.items()
+        if not key.startswith(SKIPPED_PREFIXES)
+    }
 
 
 @dataclass(frozen=True)
@@ -87,26 +94,39 @@ def log_evaluation(client: MlflowClient, run: Run, logged: Logged) -> bool:
     if run.data.tags.get(LOGGED_TAG) == digest:
         return False
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(key, value, now, 0) for key, value in logged.metrics.items()])
+    client.log_batch(
+        run_id, metrics=[Metric(key, value, now, 0) for key, value in logged.metrics.items()]
+    )
     for path, folder in logged.files:
         client.log_artifact(run_id, str(path), folder)
     client.set_tag(run_id, LOGGED_TAG, digest)
     return True
 
 
-def enrich_train_runs(client: MlflowClient, experiment_id: str, inputs: VariantInputs) -> dict[str, str | None]:
+def enrich_train_runs(
+    client: MlflowClient, experiment_id: str, inputs: VariantInputs
+) -> dict[str, str | None]:
     """Every replicate's training run, found by tag and given the evaluation; ``{seed: run id}``
     (None for a replicate whose run is not in this store, e.g. trained against another one)."""
     found: dict[str, str | None] = {}
     for replicate in inputs.replicates:
         run = find_train_run(client, experiment_id, inputs.variant, replicate)
         if run is None:
-            log.warning("%s seed %d: no training run tagged model_md5 %s in this tracking store; "
-                        "nothing logged to it", inputs.variant, replicate.seed, replicate.model_md5)
+            log.warning(
+                "%s seed %d: no training run tagged model_md5 %s in this tracking store; "
+                "nothing logged to it",
+                inputs.variant,
+                replicate.seed,
+                replicate.model_md5,
+            )
             found[str(replicate.seed)] = None
             continue
         if log_evaluation(client, run, what_to_log(inputs, replicate)):
-            log.info("%s seed %d: logged the evaluation to training run %s", inputs.variant, replicate.seed,
-                     run.info.run_id)
+            log.info(
+                "%s seed %d: logged the evaluation to training run %s",
+                inputs.variant,
+                replicate.seed,
+                run.info.run_id,
+            )
         found[str(replicate.seed)] = run.info.run_id
     return found

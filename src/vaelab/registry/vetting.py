@@ -35,8 +35,10 @@ ARTIFACT_FILES = {"weights": "model.pt", "config": "config.json"}
 
 
 def _refuse(ref: str, why: str) -> UserError:
-    return UserError(f"--model {ref}: refused before loading: {why}; vaelab loads only the models its "
-                     "`register` stage logs (a vaelab models-from-code pyfunc with weights-only artifacts)")
+    return UserError(
+        f"--model {ref}: refused before loading: {why}; vaelab loads only the models its "
+        "`register` stage logs (a vaelab models-from-code pyfunc with weights-only artifacts)"
+    )
 
 
 def _read_mlmodel(folder: Path, ref: str) -> dict[str, Any]:
@@ -78,13 +80,17 @@ def vet_model_folder(folder: Path, ref: str) -> None:
     if pyfunc.get("python_model") is not None:
         raise _refuse(ref, "it carries a pickled python_model")
     if pyfunc.get("code"):
-        raise _refuse(ref, f"it ships code paths ({pyfunc['code']!r}) that would go first on sys.path")
+        raise _refuse(
+            ref, f"it ships code paths ({pyfunc['code']!r}) that would go first on sys.path"
+        )
 
     code_path = pyfunc.get("model_code_path")
     name = Path(code_path).name if isinstance(code_path, str) else ""
     shipped = _inside(folder, name) if name in TRUSTED_CODE else None
     if shipped is None:
-        raise _refuse(ref, f"its model code {code_path!r} is not one of vaelab's ({', '.join(TRUSTED_CODE)})")
+        raise _refuse(
+            ref, f"its model code {code_path!r} is not one of vaelab's ({', '.join(TRUSTED_CODE)})"
+        )
     installed = Path(__file__).with_name(name)
     if shipped.read_bytes() != installed.read_bytes():
         raise _refuse(ref, f"its {name} differs from the installed vaelab's {installed}")
@@ -97,4 +103,6 @@ def vet_model_folder(folder: Path, ref: str) -> None:
         entry = artifacts[key]
         relative = entry.get("path") if isinstance(entry, dict) else None
         if _inside(folder, relative) is None or Path(relative).name != filename:
-            raise _refuse(ref, f"its {key} artifact {relative!r} is not a {filename} inside the model")
+            raise _refuse(
+                ref, f"its {key} artifact {relative!r} is not a {filename} inside the model"
+            )

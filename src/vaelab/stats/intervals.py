@@ -38,7 +38,9 @@ class Estimate:
         return f"{self.mean:.{digits}g} [{self.low:.{digits}g}, {self.high:.{digits}g}]"
 
 
-def estimate(values: np.ndarray, *, seed: int = 0, resamples: int = RESAMPLES, level: float = LEVEL) -> Estimate:
+def estimate(
+    values: np.ndarray, *, seed: int = 0, resamples: int = RESAMPLES, level: float = LEVEL
+) -> Estimate:
     """``values`` (S, N) — or (N,) for one seed — → its :class:`Estimate`.
 
     The bootstrap draws come from ``numpy.random.default_rng(seed)``, so a rerun gives the
@@ -61,7 +63,9 @@ def estimate(values: np.ndarray, *, seed: int = 0, resamples: int = RESAMPLES, l
         picked_seeds = rng.integers(0, seeds, size=(count, seeds))
         # (S, count): every seed's mean over the resampled images, then the resampled seeds.
         seed_means = values[:, picked_images].mean(axis=2)
-        means[start : start + count] = np.take_along_axis(seed_means.T, picked_seeds, axis=1).mean(axis=1)
+        means[start : start + count] = np.take_along_axis(seed_means.T, picked_seeds, axis=1).mean(
+            axis=1
+        )
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return Estimate(

@@ -40,7 +40,9 @@ class Batches:
         world_size: int = 1,
     ) -> None:
         if images.dtype != np.uint8 or images.ndim != 4:
-            raise ValueError(f"expected (N, H, W, C) uint8 images, got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"expected (N, H, W, C) uint8 images, got {images.dtype} {images.shape}"
+            )
         self.device = device
         self.batch_size = batch_size
         self.seed = seed

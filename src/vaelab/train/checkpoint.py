@@ -42,7 +42,9 @@ class TrainState:
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
-            "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            "optimizers": {
+                name: optimizer.state_dict() for name, optimizer in self.optimizers.items()
+            },
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.step,

@@ -76,9 +76,13 @@ def train_model(
     core = unwrap(model)
     gan = core if isinstance(core, VaeGan) else None
     if gan is not None and dist.is_initialized():
-        raise UserError("vae_gan trains in one process only (its discriminator is stepped outside "
-                        "DistributedDataParallel); run it without torchrun")
-    optimizer = torch.optim.Adam(model.parameters() if gan is None else gan.generator_parameters(), lr=cfg.lr)
+        raise UserError(
+            "vae_gan trains in one process only (its discriminator is stepped outside "
+            "DistributedDataParallel); run it without torchrun"
+        )
+    optimizer = torch.optim.Adam(
+        model.parameters() if gan is None else gan.generator_parameters(), lr=cfg.lr
+    )
     optimizers = {"model": optimizer}
     if gan is not None:
         optimizers["discriminator"] = gan.discriminator_optimizer(cfg.lr)
@@ -87,10 +91,19 @@ def train_model(
     if restore_checkpoint(checkpoint_path, state, config_hash):
         resumed_from = {"epoch": state.epoch, "batch": state.batch, "step": state.step}
         if state.epoch >= cfg.epochs:
-            log.info("the training is complete in %s (%d of %d epochs): nothing to train", checkpoint_path,
-                     state.epoch, cfg.epochs)
+            log.info(
+                "the training is complete in %s (%d of %d epochs): nothing to train",
+                checkpoint_path,
+                state.epoch,
+                cfg.epochs,
+            )
         else:
-            log.info("resuming from %s at epoch %d, batch %d", checkpoint_path, state.epoch + 1, state.batch)
+            log.info(
+                "resuming from %s at epoch %d, batch %d",
+                checkpoint_path,
+                state.epoch + 1,
+                state.batch,
+            )
 
     saved_at = time.monotonic()
 
@@ -114,8 +127,14 @@ def train_model(
         # One epoch of steps, from the batch a resumed run had reached.
         model.train()
         started, images_seen, pending = time.perf_counter(), 0, []
-        bar = tqdm(total=len(train_batches), initial=state.batch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-                   unit="batch", disable=not progress, leave=False)
+        bar = tqdm(
+            total=len(train_batches),
+            initial=state.batch,
+            desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
         for images in train_batches.epoch(state.epoch, state.batch):
             with autocast:
                 outputs = model(images)
@@ -132,15 +151,21 @@ def train_model(
                 critic_terms["discriminator_loss"].backward()
                 optimizers["discriminator"].step()
                 terms |= critic_terms
-            state.step, state.batch, images_seen = state.step + 1, state.batch + 1, images_seen + len(images)
+            state.step, state.batch, images_seen = (
+                state.step + 1,
+                state.batch + 1,
+                images_seen + len(images),
+            )
             pending.append((len(images), {k: v.detach().float() for k, v in terms.items()}))
 
             # Now and then: losses to the host (NaN check, progress bar), and a checkpoint.
             at_checkpoint = state.step % cfg.checkpoint_every == 0
             if len(pending) >= sync_every or at_checkpoint:
                 absorb(pending, state.meter, state.epoch, state.step)
-                bar.set_postfix(loss=f"{state.meter.mean('loss'):.4g}",
-                                img_s=f"{images_seen / (time.perf_counter() - started):.0f}")
+                bar.set_postfix(
+                    loss=f"{state.meter.mean('loss'):.4g}",
+                    img_s=f"{images_seen / (time.perf_counter() - started):.0f}",
+                )
             if at_checkpoint:
                 checkpoint()
             bar.update(1)
@@ -152,9 +177,15 @@ def train_model(
         train_means = state.meter.means()
         val_means = evaluate_loss(model, core, val_batches, state.epoch, autocast)
         seconds = time.perf_counter() - started
-        row = {"epoch": state.epoch + 1, "step": state.step, **{f"train_{k}": v for k, v in train_means.items()}}
+        row = {
+            "epoch": state.epoch + 1,
+            "step": state.step,
+            **{f"train_{k}": v for k, v in train_means.items()},
+        }
         row |= {f"val_{k}": v for k, v in val_means.items()}
-        row["images_per_second"] = images_seen * (dist.get_world_size() if dist.is_initialized() else 1) / seconds
+        row["images_per_second"] = (
+            images_seen * (dist.get_world_size() if dist.is_initialized() else 1) / seconds
+        )
         row["seconds"] = seconds
         state.history.append(row)
         state.epoch, state.batch, state.meter = state.epoch + 1, 0, LossMeter()
@@ -164,8 +195,14 @@ def train_model(
         # Report it.
         if run is not None:
             run.log_epoch(row)
-        log.info("epoch %d/%d: train loss %.5g, val loss %.5g, %.0f images/s", state.epoch, cfg.epochs,
-                 train_means["loss"], val_means["loss"], row["images_per_second"])
+        log.info(
+            "epoch %d/%d: train loss %.5g, val loss %.5g, %.0f images/s",
+            state.epoch,
+            cfg.epochs,
+            train_means["loss"],
+            val_means["loss"],
+            row["images_per_second"],
+        )
 
     return TrainResult(history=state.history, steps=state.step, resumed_from=resumed_from)
 

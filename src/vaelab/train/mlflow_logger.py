@@ -78,7 +78,9 @@ class Tracking:
                 log.warning(
                     "MLflow tracking store %s failed while %s (%s). Training goes on without it: nothing more is "
                     "sent until one last try at the end of this training, and the metrics are kept for it",
-                    display_uri(self.uri), what, err.message,
+                    display_uri(self.uri),
+                    what,
+                    err.message,
                 )
             self.failure = f"{what}: {err.message}"
             return False
@@ -130,8 +132,12 @@ class TrainRun:
     run_id: str | None = None
     status: str | None = None  # the run's status as last seen or set
     trained: int = 0  # epochs trained so far
-    pending: list[tuple[int, Row]] = field(default_factory=list)  # (ms timestamp, row) not known to be sent
-    checked: bool = True  # whether the epochs the run holds are known (else it is asked before sending)
+    pending: list[tuple[int, Row]] = field(
+        default_factory=list
+    )  # (ms timestamp, row) not known to be sent
+    checked: bool = (
+        True  # whether the epochs the run holds are known (else it is asked before sending)
+    )
     opened: bool = False  # the run exists, with its params
     complete: bool = False  # every epoch sent and the run ended
     sent_at: float = float("-inf")  # time.monotonic() of the last send of epochs (SEND_EVERY)
@@ -152,7 +158,9 @@ class TrainRun:
         if time.monotonic() - self.sent_at < SEND_EVERY:
             return
         self.sent_at = time.monotonic()
-        self.tracking.attempt(f"logging epoch {int(row['epoch'])} of {self.epochs} of {self.name}", self._sync)
+        self.tracking.attempt(
+            f"logging epoch {int(row['epoch'])} of {self.epochs} of {self.name}", self._sync
+        )
 
     def end(self, status: str = FINISHED) -> None:
         """Send what is pending and mark the run ``status``; warn when the store does not let it.
@@ -171,11 +179,19 @@ class TrainRun:
             epochs = sorted({int(row["epoch"]) for _, row in self.pending})
             span = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}-{epochs[-1]}"
             lacks.append(f"{span} of {self.epochs} not sent")
-        lacks.append(f"it is not marked {status}" + (" and has no model_md5 tag" if status == FINISHED else ""))
+        lacks.append(
+            f"it is not marked {status}"
+            + (" and has no model_md5 tag" if status == FINISHED else "")
+        )
         log.warning(
             "MLflow run %s (%s) is incomplete: %s (%s).%s Once %s answers, %s completes it.",
-            self.run_id or "-", self.name, "; ".join(lacks), self.tracking.failure,
-            " The model is written." if status == FINISHED else "", display_uri(self.tracking.uri), self.rerun,
+            self.run_id or "-",
+            self.name,
+            "; ".join(lacks),
+            self.tracking.failure,
+            " The model is written." if status == FINISHED else "",
+            display_uri(self.tracking.uri),
+            self.rerun,
         )
 
     def tag(self, key: str, value: str) -> None:
@@ -183,10 +199,19 @@ class TrainRun:
         if not self.complete or self.run_id is None:
             return  # end() warned that the run is incomplete
         run_id = self.run_id
-        if not self.tracking.attempt(f"tagging the run {self.name}",
-                                     lambda: self.tracking.client.set_tag(run_id, key, value), patient=True):
-            log.warning("MLflow run %s (%s) has no %s tag: `register` will not find it. Once %s answers, %s adds it.",
-                        run_id, self.name, key, display_uri(self.tracking.uri), self.rerun)
+        if not self.tracking.attempt(
+            f"tagging the run {self.name}",
+            lambda: self.tracking.client.set_tag(run_id, key, value),
+            patient=True,
+        ):
+            log.warning(
+                "MLflow run %s (%s) has no %s tag: `register` will not find it. Once %s answers, %s adds it.",
+                run_id,
+                self.name,
+                key,
+                display_uri(self.tracking.uri),
+                self.rerun,
+            )
 
     # ------------------------------------------------------------------ MLflow requests
 
@@ -208,16 +233,22 @@ class TrainRun:
         run = self._existing() if self.run_id is not None else None
         if run is None:
             # resolve_tags adds what mlflow.start_run would (user, source, ...).
-            run = client.create_run(self.tracking.experiment_id, run_name=self.name, tags=resolve_tags(dict(self.tags)))
+            run = client.create_run(
+                self.tracking.experiment_id, run_name=self.name, tags=resolve_tags(dict(self.tags))
+            )
             self.run_id, self.status, self.checked = run.info.run_id, run.info.status, True
         else:
             self.status = was = run.info.status
             if was != RUNNING and not (was == FINISHED and self.trained >= self.epochs):
-                client.update_run(self.run_id, status=RUNNING)  # a killed or failed training goes on
+                client.update_run(
+                    self.run_id, status=RUNNING
+                )  # a killed or failed training goes on
                 self.status = RUNNING
             log.info("continuing MLflow run %s (%s), which was %s", self.run_id, self.name, was)
         if not run.data.params:  # also when creating it succeeded and logging its params did not
-            client.log_batch(self.run_id, params=[Param(key, str(value)) for key, value in self.params.items()])
+            client.log_batch(
+                self.run_id, params=[Param(key, str(value)) for key, value in self.params.items()]
+            )
         self.opened = True
 
     def _existing(self) -> Run | None:
@@ -233,9 +264,14 @@ class TrainRun:
             run = None
         if run is not None and run.info.lifecycle_stage == "active":
             return run
-        log.warning("MLflow run %s of the checkpoint of %s is not in %s (deleted, or made in another tracking "
-                    "store): a new run gets its %d epoch(s) so far", self.run_id, self.name,
-                    display_uri(self.tracking.uri), self.trained)
+        log.warning(
+            "MLflow run %s of the checkpoint of %s is not in %s (deleted, or made in another tracking "
+            "store): a new run gets its %d epoch(s) so far",
+            self.run_id,
+            self.name,
+            display_uri(self.tracking.uri),
+            self.trained,
+        )
         self.run_id = None
         return None
 
@@ -261,7 +297,10 @@ class TrainRun:
         """The epochs the run has, per metric key of the pending rows."""
         keys = {key for _, row in self.pending for key in row if key != "epoch"}
         client = self.tracking.client
-        return {key: {metric.step for metric in client.get_metric_history(self.run_id, key)} for key in sorted(keys)}
+        return {
+            key: {metric.step for metric in client.get_metric_history(self.run_id, key)}
+            for key in sorted(keys)
+        }
 
 
 def ended_status(error: BaseException) -> str:

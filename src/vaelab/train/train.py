@@ -29,14 +29,29 @@ from vaelab.io.atomic import atomic_file
 from vaelab.io.metric_files import headline_of, metric_files
 from vaelab.models import build_model, count_params
 from vaelab.models.latent_gmm import LatentGMM, fit_latent_gmm
-from vaelab.models.saved import REPLICATE_PREFIX, SavedConfig, Trained, replicate_folder, save_replicates, weights_md5
+from vaelab.models.saved import (
+    REPLICATE_PREFIX,
+    SavedConfig,
+    Trained,
+    replicate_folder,
+    save_replicates,
+    weights_md5,
+)
 from vaelab.runtime import Runtime, deterministic, select_runtime
-from vaelab.tracking import MODEL_MD5_TAG, SEED_TAG, STAGE_TAG, TRAIN_STAGE, VARIANT_TAG, flatten, run_tags
+from vaelab.tracking import (
+    MODEL_MD5_TAG,
+    SEED_TAG,
+    STAGE_TAG,
+    TRAIN_STAGE,
+    VARIANT_TAG,
+    flatten,
+    run_tags,
+)
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
 from vaelab.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from vaelab.train.loop import TrainResult, train_model
-from vaelab.train.mlflow_logger import TrainRun, Tracking, ended_status, open_tracking
+from vaelab.train.mlflow_logger import Tracking, TrainRun, ended_status, open_tracking
 
 log = logging.getLogger("vaelab.train")
 
@@ -104,11 +119,17 @@ def run_train(
     progress: bool = True,
 ) -> dict[str, Any]:
     if variant not in params.models:
-        raise UserError(f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})")
+        raise UserError(
+            f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})"
+        )
     dist_info = init_distributed()
     try:
         # Before the first step: a tracking server that does not answer stops the stage here.
-        with open_tracking(params.registry) if dist_info.is_writer else contextlib.nullcontext() as tracking:
+        with (
+            open_tracking(params.registry)
+            if dist_info.is_writer
+            else contextlib.nullcontext() as tracking
+        ):
             splits = load_splits(prepared)
             fitted = []
             for seed in params.replicate_seeds():
@@ -130,14 +151,18 @@ def training_for(params: Params, variant: str) -> TrainConfig:
 def load_splits(prepared: Path) -> Splits:
     train_images = load_split(prepared, "train")
     if train_images.shape[1] != train_images.shape[2]:
-        raise UserError(f"{prepared}: images are {train_images.shape[1:3]}, not square; rerun prepare")
+        raise UserError(
+            f"{prepared}: images are {train_images.shape[1:3]}, not square; rerun prepare"
+        )
     return Splits(train_images, load_split(prepared, "val"), read_fingerprint(prepared))
 
 
 def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: Splits) -> Setup:
     """The replicate's model on its device (wrapped for DDP / compile) and its checkpoint's key."""
     model_cfg, train_cfg = params.models[variant], training_for(params, variant)
-    runtime = select_runtime(train_cfg.device, train_cfg.precision, key="train", local_rank=dist_info.local_rank)
+    runtime = select_runtime(
+        train_cfg.device, train_cfg.precision, key="train", local_rank=dist_info.local_rank
+    )
     deterministic(train_cfg.threads, compiled=train_cfg.compile)
     torch.manual_seed(seed)
     model = build_model(model_cfg, image_size=splits.train.shape[1], channels=splits.train.shape[3])
@@ -149,35 +174,73 @@ def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: 
     if train_cfg.compile:
         stepped = torch.compile(stepped)
 
-    key = config_hash({
-        "model": model_cfg.model_dump(mode="json"),
-        # The number of replicates is not part of one replicate's training, nor is the GMM fitted
-        # after it, nor when checkpoints are written (checkpoint_every stays: older keys had it).
-        "train": train_cfg.model_dump(mode="json", exclude={"seeds", "gmm", "checkpoint_seconds"}),
-        "seed": seed,
-        "data": splits.md5,
-        "code": code_fingerprint(),
-    })
+    key = config_hash(
+        {
+            "model": model_cfg.model_dump(mode="json"),
+            # The number of replicates is not part of one replicate's training, nor is the GMM fitted
+            # after it, nor when checkpoints are written (checkpoint_every stays: older keys had it).
+            "train": train_cfg.model_dump(
+                mode="json", exclude={"seeds", "gmm", "checkpoint_seconds"}
+            ),
+            "seed": seed,
+            "data": splits.md5,
+            "code": code_fingerprint(),
+        }
+    )
     return Setup(variant, seed, model, stepped, runtime, key)
 
 
-def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progress: bool,
-        tracking: Tracking | None) -> Fitted:
+def fit(
+    params: Params,
+    setup: Setup,
+    splits: Splits,
+    dist_info: DistInfo,
+    progress: bool,
+    tracking: Tracking | None,
+) -> Fitted:
     """Run the loop, logging to the replicate's MLflow run (rank 0 only: ``tracking``)."""
-    model_cfg, train_cfg, variant = params.models[setup.variant], training_for(params, setup.variant), setup.variant
-    batches = dict(batch_size=train_cfg.batch_size, device=setup.runtime.device, seed=setup.seed,
-                   rank=dist_info.rank, world_size=dist_info.world_size)
+    model_cfg, train_cfg, variant = (
+        params.models[setup.variant],
+        training_for(params, setup.variant),
+        setup.variant,
+    )
+    batches = dict(
+        batch_size=train_cfg.batch_size,
+        device=setup.runtime.device,
+        seed=setup.seed,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+    )
     run = None
     if tracking is not None:
         # run_tags: the provenance (git commit and dirtiness, the DVC experiment).
-        tags = {**run_tags(), STAGE_TAG: TRAIN_STAGE, VARIANT_TAG: variant, SEED_TAG: str(setup.seed),
-                "data_md5": splits.md5, "arch": model_cfg.arch}
-        run_params = {"variant": variant, "seed": setup.seed, "model": model_cfg.model_dump(mode="json"),
-                      "train": train_cfg.model_dump(mode="json"), "data": params.data.model_dump(mode="json")}
-        rerun = (f"rerunning this training (`python stages/train.py {variant}`, "
-                 f"or `dvc repro --force --single-item train@{variant}`)")
-        run = TrainRun(tracking, f"{variant}/{REPLICATE_PREFIX}{setup.seed}", flatten(run_params), tags,
-                       epochs=train_cfg.epochs, rerun=rerun)
+        tags = {
+            **run_tags(),
+            STAGE_TAG: TRAIN_STAGE,
+            VARIANT_TAG: variant,
+            SEED_TAG: str(setup.seed),
+            "data_md5": splits.md5,
+            "arch": model_cfg.arch,
+        }
+        run_params = {
+            "variant": variant,
+            "seed": setup.seed,
+            "model": model_cfg.model_dump(mode="json"),
+            "train": train_cfg.model_dump(mode="json"),
+            "data": params.data.model_dump(mode="json"),
+        }
+        rerun = (
+            f"rerunning this training (`python stages/train.py {variant}`, "
+            f"or `dvc repro --force --single-item train@{variant}`)"
+        )
+        run = TrainRun(
+            tracking,
+            f"{variant}/{REPLICATE_PREFIX}{setup.seed}",
+            flatten(run_params),
+            tags,
+            epochs=train_cfg.epochs,
+            rerun=rerun,
+        )
     try:
         result = train_model(
             setup.stepped,
@@ -185,7 +248,9 @@ def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progr
             Batches(splits.val, shuffle=False, **batches),
             train_cfg,
             setup.runtime,
-            checkpoint_path=Path(train_cfg.checkpoint_dir) / variant / f"{REPLICATE_PREFIX}{setup.seed}.pt",
+            checkpoint_path=Path(train_cfg.checkpoint_dir)
+            / variant
+            / f"{REPLICATE_PREFIX}{setup.seed}.pt",
             config_hash=setup.checkpoint_key,
             is_writer=dist_info.is_writer,
             progress=progress and dist_info.is_writer,
@@ -201,14 +266,20 @@ def fit(params: Params, setup: Setup, splits: Splits, dist_info: DistInfo, progr
 
 
 @torch.no_grad()
-def training_codes(model: torch.nn.Module, images: np.ndarray, *, batch_size: int, device: torch.device) -> np.ndarray:
+def training_codes(
+    model: torch.nn.Module, images: np.ndarray, *, batch_size: int, device: torch.device
+) -> np.ndarray:
     """The flattened codes ``encode(x)["z"]`` of ``(N, H, W, C)`` uint8 images, in order, with the
     model in eval mode (as it is sampled; VAEs: the posterior means) and in float32: ``(N, D)`` float64."""
     was_training = model.training
     model.eval()
     try:
-        codes = [model.encode(x)["z"].flatten(1).float().cpu()
-                 for x in Batches(images, batch_size=batch_size, device=device, seed=0, shuffle=False).epoch(0)]
+        codes = [
+            model.encode(x)["z"].flatten(1).float().cpu()
+            for x in Batches(
+                images, batch_size=batch_size, device=device, seed=0, shuffle=False
+            ).epoch(0)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(codes).double().numpy()
@@ -221,18 +292,34 @@ def fit_gmm(params: Params, setup: Setup, splits: Splits) -> LatentGMM | None:
     if settings.components == 0:
         return None
     if model.latent_dim > settings.max_dim:
-        log.info("%s: no latent GMM: its code has %d values, above train.gmm.max_dim %d", setup.variant,
-                 model.latent_dim, settings.max_dim)
+        log.info(
+            "%s: no latent GMM: its code has %d values, above train.gmm.max_dim %d",
+            setup.variant,
+            model.latent_dim,
+            settings.max_dim,
+        )
         return None
-    codes = training_codes(model, splits.train, batch_size=training_for(params, setup.variant).batch_size,
-                           device=setup.runtime.device)
+    codes = training_codes(
+        model,
+        splits.train,
+        batch_size=training_for(params, setup.variant).batch_size,
+        device=setup.runtime.device,
+    )
     try:
         gmm = fit_latent_gmm(codes, settings.components, setup.seed)
     except ValueError as err:  # e.g. scikit-learn's ill-defined covariances of degenerate codes
-        raise UserError(f"{setup.variant} seed {setup.seed}: cannot fit train.gmm's mixture to its training codes "
-                        f"({err}); set train.gmm.components lower, or 0 for none") from err
-    log.info("%s seed %d: a %d-component GMM on %d training codes of %d values", setup.variant, setup.seed,
-             gmm.components, len(codes), gmm.dim)
+        raise UserError(
+            f"{setup.variant} seed {setup.seed}: cannot fit train.gmm's mixture to its training codes "
+            f"({err}); set train.gmm.components lower, or 0 for none"
+        ) from err
+    log.info(
+        "%s seed %d: a %d-component GMM on %d training codes of %d values",
+        setup.variant,
+        setup.seed,
+        gmm.components,
+        len(codes),
+        gmm.dim,
+    )
     return gmm
 
 
@@ -242,10 +329,14 @@ def tag_weights(fitted: list[Fitted], variant_folder: Path) -> None:
     whose DVC hash then depends on the weights alone."""
     for item in fitted:
         if item.run is not None:
-            item.run.tag(MODEL_MD5_TAG, weights_md5(replicate_folder(variant_folder, item.setup.seed)))
+            item.run.tag(
+                MODEL_MD5_TAG, weights_md5(replicate_folder(variant_folder, item.setup.seed))
+            )
 
 
-def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Path, metrics_root: Path) -> dict[str, Any]:
+def write(
+    params: Params, splits: Splits, fitted: list[Fitted], models_root: Path, metrics_root: Path
+) -> dict[str, Any]:
     """``models/<variant>/seed<k>/``; the metrics (``metrics/train/<variant>.json``, its detail
     and timing files) and ``metrics/history/<variant>.csv``, averaged over the replicates."""
     variant = fitted[0].setup.variant
@@ -267,15 +358,23 @@ def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Pat
     tag_weights(fitted, models_root / variant)
 
     # Every replicate has one row per epoch; the history is their mean, epoch by epoch.
-    history = pd.DataFrame([row for item in fitted for row in item.result.history]).groupby("epoch", sort=True).mean()
+    history = (
+        pd.DataFrame([row for item in fitted for row in item.result.history])
+        .groupby("epoch", sort=True)
+        .mean()
+    )
     history = history.reset_index()[list(fitted[0].result.history[0])]
     history["step"] = history["step"].round().astype(int)  # the same for every replicate
     final = history.iloc[-1]
     seconds = sum(row["seconds"] for item in fitted for row in item.result.history)
-    images = sum(row["images_per_second"] * row["seconds"] for item in fitted for row in item.result.history)
+    images = sum(
+        row["images_per_second"] * row["seconds"] for item in fitted for row in item.result.history
+    )
     runtime = fitted[0].setup.runtime
     detail = {
-        "train": {k.removeprefix("train_"): float(v) for k, v in final.items() if k.startswith("train_")},
+        "train": {
+            k.removeprefix("train_"): float(v) for k, v in final.items() if k.startswith("train_")
+        },
         "val": {k.removeprefix("val_"): float(v) for k, v in final.items() if k.startswith("val_")},
         "seeds": len(fitted),
         "epochs": len(history),
@@ -289,7 +388,9 @@ def write(params: Params, splits: Splits, fitted: list[Fitted], models_root: Pat
         "device": str(runtime.device),
         "precision": runtime.precision,
     }
-    metric_files(metrics_root, f"train/{variant}.json").write(headline_of(detail, TRAIN_HEADLINE), detail, timing)
+    metric_files(metrics_root, f"train/{variant}.json").write(
+        headline_of(detail, TRAIN_HEADLINE), detail, timing
+    )
     # The curves only: per-epoch timings would make the table differ on every run.
     with atomic_file(metrics_root / "history" / f"{variant}.csv") as handle:
         history.drop(columns=TIMING_COLUMNS).to_csv(handle, index=False, lineterminator="\n")

@@ -26,9 +26,9 @@ from vaelab.config.data import DataConfig
 from vaelab.data.archive import extract_zip
 from vaelab.data.datasets.catalog import Catalog, DownloadReport
 from vaelab.data.fetch import DownloadError, check_md5
-from vaelab.io.hashing import md5sum
 from vaelab.data.sources import is_url, obtain
 from vaelab.errors import UserError
+from vaelab.io.hashing import md5sum
 
 log = logging.getLogger("vaelab.celeba")
 
@@ -51,12 +51,27 @@ class OfficialFile:
 
 # From torchvision's datasets/celeba.py and the files themselves.
 FILES: tuple[OfficialFile, ...] = (
-    OfficialFile(IMAGE_ZIP, "0B7EVK8r0v71pZjFTYXZWM3FlRnM", "00d2c5bc6d35e252742224ab0c1e8fcb", True),
-    OfficialFile(ATTR_FILE, "0B7EVK8r0v71pblRyaVFSWGxPY0U", "75e246fa4810816ffd6ee81facbd244c", False),
-    OfficialFile(IDENTITY_FILE, "1_ee_0u7vcNLOfNLegJRHmolfH5ICW-XS", "32bd1bd63d3c78cd57e08160ec5ed1e2", False),
-    OfficialFile(BBOX_FILE, "0B7EVK8r0v71pbThiMVRxWXZ4dU0", "00566efa6fedff7a56946cd1c10f1c16", False),
-    OfficialFile(LANDMARKS_FILE, "0B7EVK8r0v71pd0FJY3Blby1HUTQ", "cc24ecafdb5b50baae59b03474781f8c", False),
-    OfficialFile(PARTITION_FILE, "0B7EVK8r0v71pY0NSMzRuSXJEVkk", "d32c9cbf5e040fd4025c592c306e6668", False),
+    OfficialFile(
+        IMAGE_ZIP, "0B7EVK8r0v71pZjFTYXZWM3FlRnM", "00d2c5bc6d35e252742224ab0c1e8fcb", True
+    ),
+    OfficialFile(
+        ATTR_FILE, "0B7EVK8r0v71pblRyaVFSWGxPY0U", "75e246fa4810816ffd6ee81facbd244c", False
+    ),
+    OfficialFile(
+        IDENTITY_FILE,
+        "1_ee_0u7vcNLOfNLegJRHmolfH5ICW-XS",
+        "32bd1bd63d3c78cd57e08160ec5ed1e2",
+        False,
+    ),
+    OfficialFile(
+        BBOX_FILE, "0B7EVK8r0v71pbThiMVRxWXZ4dU0", "00566efa6fedff7a56946cd1c10f1c16", False
+    ),
+    OfficialFile(
+        LANDMARKS_FILE, "0B7EVK8r0v71pd0FJY3Blby1HUTQ", "cc24ecafdb5b50baae59b03474781f8c", False
+    ),
+    OfficialFile(
+        PARTITION_FILE, "0B7EVK8r0v71pY0NSMzRuSXJEVkk", "d32c9cbf5e040fd4025c592c306e6668", False
+    ),
 )
 ANNOTATION_FILES = tuple(f for f in FILES if f.name != IMAGE_ZIP)
 
@@ -203,7 +218,9 @@ def _from_folder(cfg: DataConfig, dest: Path, folder: Path) -> DownloadReport:
             strip=f"{IMAGE_DIR}/",
         )
     elif (folder / IMAGE_DIR).is_dir():
-        report.notes.append(f"images copied from the extracted folder {folder / IMAGE_DIR} (no zip to check)")
+        report.notes.append(
+            f"images copied from the extracted folder {folder / IMAGE_DIR} (no zip to check)"
+        )
         _copy_images(folder / IMAGE_DIR, dest / IMAGE_DIR)
     else:
         raise UserError(
@@ -214,7 +231,9 @@ def _from_folder(cfg: DataConfig, dest: Path, folder: Path) -> DownloadReport:
 
 
 def _from_kaggle_folder(dest: Path, folder: Path, report: DownloadReport) -> DownloadReport:
-    report.notes.append("Kaggle layout: CSV annotations rewritten in the official text format; no official md5 applies")
+    report.notes.append(
+        "Kaggle layout: CSV annotations rewritten in the official text format; no official md5 applies"
+    )
     for csv_name, official in KAGGLE_CSV.items():
         path = folder / csv_name
         if path.is_file():
@@ -224,7 +243,9 @@ def _from_kaggle_folder(dest: Path, folder: Path, report: DownloadReport) -> Dow
     report.missing[IDENTITY_FILE] = "the Kaggle mirror does not ship identities"
     images = folder / IMAGE_DIR / IMAGE_DIR
     if not images.is_dir():
-        raise UserError(f"data.celeba.source: {folder} has no {IMAGE_DIR}/{IMAGE_DIR}/ image folder.\n{HOW_TO_SUPPLY}")
+        raise UserError(
+            f"data.celeba.source: {folder} has no {IMAGE_DIR}/{IMAGE_DIR}/ image folder.\n{HOW_TO_SUPPLY}"
+        )
     _copy_images(images, dest / IMAGE_DIR)
     _check_images(dest)
     return report
@@ -236,7 +257,9 @@ def _from_zip(cfg: DataConfig, dest: Path, archive: Path) -> DownloadReport:
     name_set = set(names)
     if any(n.startswith(KAGGLE_IMAGE_PREFIX) for n in names):
         report = DownloadReport(source=str(archive))
-        report.notes.append("Kaggle layout: CSV annotations rewritten in the official text format; no official md5 applies")
+        report.notes.append(
+            "Kaggle layout: CSV annotations rewritten in the official text format; no official md5 applies"
+        )
         with zipfile.ZipFile(archive) as zf:
             for csv_name, official in KAGGLE_CSV.items():
                 member = _find_member(name_set, csv_name)
@@ -260,7 +283,9 @@ def _from_zip(cfg: DataConfig, dest: Path, archive: Path) -> DownloadReport:
                 target = dest / file.name
                 target.write_bytes(zf.read(member))
                 _reject_html(target, file.name)
-                check_md5(target, file.md5, verify=cfg.celeba.verify_md5, label=f"{archive.name}:{member}")
+                check_md5(
+                    target, file.md5, verify=cfg.celeba.verify_md5, label=f"{archive.name}:{member}"
+                )
         prefix = f"{IMAGE_DIR}/"
     else:
         raise UserError(
@@ -280,7 +305,7 @@ def _from_zip(cfg: DataConfig, dest: Path, archive: Path) -> DownloadReport:
 def _find_member(names: set[str], file_name: str) -> str | None:
     """The archive member called ``file_name`` at the top or one folder down."""
     for name in sorted(names, key=len):
-        if name == file_name or name.endswith("/" + file_name) and name.count("/") <= 1:
+        if name == file_name or (name.endswith("/" + file_name) and name.count("/") <= 1):
             return name
     return None
 
@@ -322,18 +347,26 @@ def _write_official_from_csv(data: bytes, csv_name: str, target: Path) -> None:
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise UserError(f"{csv_name}: not a readable CSV ({err})") from err
     if table.columns[0] != "image_id":
-        raise UserError(f"{csv_name}: expected an 'image_id' first column, got {table.columns[0]!r}")
+        raise UserError(
+            f"{csv_name}: expected an 'image_id' first column, got {table.columns[0]!r}"
+        )
     lines: list[str] = []
     if target.name == PARTITION_FILE:
         lines = [f"{row[0]} {row[1]}" for row in table.itertuples(index=False)]
     elif target.name == ATTR_FILE:
         lines = [str(len(table)), " ".join(table.columns[1:]) + " "]
-        lines += [row[0] + "".join(f" {int(v):>2}" for v in row[1:]) for row in table.itertuples(index=False)]
+        lines += [
+            row[0] + "".join(f" {int(v):>2}" for v in row[1:])
+            for row in table.itertuples(index=False)
+        ]
     else:
         # bbox and landmarks: left-aligned names, right-aligned integers (official widths vary;
         # the parser below splits on whitespace).
         lines = [str(len(table)), " ".join(table.columns[1:])]
-        lines += [row[0] + "".join(f" {int(v):>4}" for v in row[1:]) for row in table.itertuples(index=False)]
+        lines += [
+            row[0] + "".join(f" {int(v):>4}" for v in row[1:])
+            for row in table.itertuples(index=False)
+        ]
     target.write_bytes(("\r\n".join(lines) + "\r\n").encode("ascii"))
 
 
@@ -363,7 +396,9 @@ def catalog(raw: Path, cfg: DataConfig) -> Catalog:
         index = index.join(partition, on="image_id")
         if index["partition"].isna().any():
             missing = index.loc[index["partition"].isna(), "image_id"].head(3).tolist()
-            raise UserError(f"{raw / PARTITION_FILE}: no partition for some images (e.g. {missing})")
+            raise UserError(
+                f"{raw / PARTITION_FILE}: no partition for some images (e.g. {missing})"
+            )
 
     landmarks = None
     if cfg.crop.method == "landmarks":
@@ -371,7 +406,9 @@ def catalog(raw: Path, cfg: DataConfig) -> Catalog:
         aligned = table.reindex(index["image_id"])
         if aligned.isna().any(axis=None):
             missing = aligned.index[aligned.isna().any(axis=1)][:3].tolist()
-            raise UserError(f"{raw / LANDMARKS_FILE}: no landmarks for some images (e.g. {missing})")
+            raise UserError(
+                f"{raw / LANDMARKS_FILE}: no landmarks for some images (e.g. {missing})"
+            )
         landmarks = aligned.to_numpy(dtype=np.float64)
 
     sources = [str(images_dir / name) for name in names]
@@ -399,9 +436,13 @@ def _read_counted_table(path: Path, what: str, dtype: type) -> pd.DataFrame:
         raise UserError(f"{path}: not a CelebA {what} file (first line should be the image count)")
     names = [n for n in header.split() if n != "image_id"]
     try:
-        table = pd.read_csv(path, sep=r"\s+", skiprows=2, header=None, names=["image_id", *names], index_col=0)
+        table = pd.read_csv(
+            path, sep=r"\s+", skiprows=2, header=None, names=["image_id", *names], index_col=0
+        )
     except (pd.errors.ParserError, ValueError) as err:
-        raise UserError(f"{path}: rows do not match the {len(names)} columns of its header ({err})") from err
+        raise UserError(
+            f"{path}: rows do not match the {len(names)} columns of its header ({err})"
+        ) from err
     if len(table) != int(count):
         raise UserError(f"{path}: the first line says {count} images but {len(table)} rows follow")
     if table.isna().any(axis=None):

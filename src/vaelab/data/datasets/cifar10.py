@@ -55,7 +55,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"{path}: missing; run `dvc repro download` first")
     data = np.fromfile(path, dtype=np.uint8)
     if data.size % RECORD_BYTES:
-        raise UserError(f"{path}: size {data.size} is not a multiple of the {RECORD_BYTES}-byte record")
+        raise UserError(
+            f"{path}: size {data.size} is not a multiple of the {RECORD_BYTES}-byte record"
+        )
     records = data.reshape(-1, RECORD_BYTES)
     # Each record: label byte, then the red, green and blue 32x32 planes.
     images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)

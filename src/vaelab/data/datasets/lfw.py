@@ -34,12 +34,16 @@ def catalog(raw: Path, cfg: DataConfig) -> Catalog:
         raise UserError(f"{path}: missing; run `dvc repro download` first")
     images = np.load(path, allow_pickle=False)
     if images.ndim != 3:
-        raise UserError(f"{path}: expected an (N, H, W) array of grey images, got shape {images.shape}")
+        raise UserError(
+            f"{path}: expected an (N, H, W) array of grey images, got shape {images.shape}"
+        )
     count = len(images)
     is_face = np.arange(count) < N_FACES
     index = pd.DataFrame(
         {
-            "image_id": [f"{'face' if face else 'nonface'}_{i:03d}" for i, face in enumerate(is_face)],
+            "image_id": [
+                f"{'face' if face else 'nonface'}_{i:03d}" for i, face in enumerate(is_face)
+            ],
             "face": is_face.astype(np.int8),
         }
     )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from vaelab.evaluate.context import Context
-from vaelab.measures.image_measures import blur_metrics
 from vaelab.evaluate.result import Result, means
+from vaelab.measures.image_measures import blur_metrics
 
 
 def blur(ctx: Context) -> Result:
@@ -12,7 +12,13 @@ def blur(ctx: Context) -> Result:
     (``input``), their reconstructions (``recon``) and the samples (``sample``; ``sample_gmm``
     too where the model has a GMM and ``evaluate.sampler`` lists it), per image and averaged."""
     # source -> metric -> (N,)
-    per_source = {**ctx.test_pass.blur, **{source: blur_metrics(images) for source, images in ctx.sampled.items()}}
-    per_image = {f"blur.{name}.{source}": values
-                 for source, by_name in per_source.items() for name, values in by_name.items()}
+    per_source = {
+        **ctx.test_pass.blur,
+        **{source: blur_metrics(images) for source, images in ctx.sampled.items()},
+    }
+    per_image = {
+        f"blur.{name}.{source}": values
+        for source, by_name in per_source.items()
+        for name, values in by_name.items()
+    }
     return Result(metrics=means(per_image), per_image=per_image)

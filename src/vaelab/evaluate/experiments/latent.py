@@ -13,7 +13,10 @@ def elbo(ctx: Context) -> Result:
     terms = ctx.test_pass.elbo
     if terms is None:
         return Result()
-    per_image = {"elbo": terms["elbo"], **{f"elbo_terms.{name}": terms[name] for name in ("recon", "kl")}}
+    per_image = {
+        "elbo": terms["elbo"],
+        **{f"elbo_terms.{name}": terms[name] for name in ("recon", "kl")},
+    }
     return Result(metrics=means(per_image), per_image=per_image)
 
 
@@ -28,13 +31,21 @@ def latent_code(ctx: Context) -> Result:
     drawn = {}
     if ctx.draw:
         drawn["kl_per_dim.png"] = figures.kl_per_dim_chart(
-            kl.numpy(), active.numpy(), threshold=ctx.settings.active_threshold,
+            kl.numpy(),
+            active.numpy(),
+            threshold=ctx.settings.active_threshold,
             title=f"{ctx.variant} (seed {ctx.replicate}): mean KL per latent dimension over the "
-                  f"{len(ctx.test)} test images",
+            f"{len(ctx.test)} test images",
         )
     return Result(
-        metrics={"latent": {"dims": int(kl.numel()), "kl_per_dim": float(kl.mean()), "kl_per_dim_max": float(kl.max()),
-                            "active_units": int(active.sum())}},
+        metrics={
+            "latent": {
+                "dims": int(kl.numel()),
+                "kl_per_dim": float(kl.mean()),
+                "kl_per_dim_max": float(kl.max()),
+                "active_units": int(active.sum()),
+            }
+        },
         figures=drawn,
     )
 
@@ -48,5 +59,8 @@ def latent_histograms(ctx: Context) -> Result:
     dims = list(range(min(ctx.settings.histogram_dims, codes.shape[1])))
     what = "encoder means μ" if ctx.model.is_variational else "latent values"
     figure = figures.latent_histograms(
-        codes, dims, title=f"{ctx.variant} (seed {ctx.replicate}): {what} of all {len(codes)} test images vs N(0, 1)")
+        codes,
+        dims,
+        title=f"{ctx.variant} (seed {ctx.replicate}): {what} of all {len(codes)} test images vs N(0, 1)",
+    )
     return Result(figures={"latent_histograms.png": figure})

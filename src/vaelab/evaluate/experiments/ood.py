@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from vaelab.evaluate.context import Context
-from vaelab.models.inference import batches, model_device
 from vaelab.evaluate.latent_measures import elbo_terms
-from vaelab.measures.image_measures import auroc
 from vaelab.evaluate.result import Result
+from vaelab.measures.image_measures import auroc
+from vaelab.models.inference import batches, model_device
 
 
 @torch.no_grad()
@@ -19,21 +19,29 @@ def ood(ctx: Context) -> Result:
     A note instead when the data set has no such split, and one when the ELBO ranks the
     outliers as more likely than the faces (AUROC below 0.5)."""
     if not ctx.data.has_split("ood"):
-        return Result(notes={"ood": "no out-of-distribution split in this data set (lfw's non-faces are one); "
-                                    "AUROC not measured"})
+        return Result(
+            notes={
+                "ood": "no out-of-distribution split in this data set (lfw's non-faces are one); "
+                "AUROC not measured"
+            }
+        )
     model, outliers = ctx.model, ctx.data.split("ood")
     errors, elbos = [], []
     generator = torch.Generator().manual_seed(ctx.seed + 1)
     for x in batches(outliers, ctx.batch_size, model_device(model)):
         outputs = model(x)
-        errors.append((outputs["recon"].float() - x).square().flatten(1).mean(dim=1).cpu().double().numpy())
+        errors.append(
+            (outputs["recon"].float() - x).square().flatten(1).mean(dim=1).cpu().double().numpy()
+        )
         if model.is_variational:
-            elbos.append(elbo_terms(model, x, generator, codes=outputs)["elbo"].cpu().double().numpy())
+            elbos.append(
+                elbo_terms(model, x, generator, codes=outputs)["elbo"].cpu().double().numpy()
+            )
     faces = ctx.test_pass  # the inliers
     result = {
         "auroc_recon_error": auroc(faces.recon["mse"], np.concatenate(errors)),
-        "inliers": int(len(faces.recon["mse"])),
-        "outliers": int(len(outliers)),
+        "inliers": len(faces.recon["mse"]),
+        "outliers": len(outliers),
     }
     notes = {}
     if faces.elbo is not None:

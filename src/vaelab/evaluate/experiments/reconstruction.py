@@ -6,8 +6,8 @@ import numpy as np
 
 from vaelab import figures
 from vaelab.evaluate.context import Context
-from vaelab.models.inference import to_numpy
 from vaelab.evaluate.result import Result, means
+from vaelab.models.inference import to_numpy
 
 # PSNR of a perfect reconstruction is infinite; JSON has no infinity, so cap it.
 PSNR_CAP_DB = 100.0
@@ -24,7 +24,7 @@ def reconstruction(ctx: Context) -> Result:
         drawn["reconstructions.png"] = figures.image_rows(
             [ctx.shown / 255.0, to_numpy(ctx.shown_recons)],
             title=f"{ctx.variant} (seed {ctx.replicate}): the first {len(ctx.shown)} test images (top) and their "
-                  f"reconstructions, decoded from {decoded}",
+            f"reconstructions, decoded from {decoded}",
             row_labels=["input", "reconstruction"],
         )
     return Result(metrics=means(per_image), per_image=per_image, figures=drawn)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from vaelab import figures
 from vaelab.evaluate.context import Context
-from vaelab.models.inference import to_numpy
 from vaelab.evaluate.result import Result
+from vaelab.models.inference import to_numpy
 
 # The figure shows at most this many samples, this many to a row.
 SHOWN, PER_ROW = 64, 8
 # Each sampler's figure, and what its draws are.
-FIGURES = {"sample": ("samples.png", "z ~ N(0, I)"), "sample_gmm": ("samples_gmm.png", "z ~ the latent GMM")}
+FIGURES = {
+    "sample": ("samples.png", "z ~ N(0, I)"),
+    "sample_gmm": ("samples_gmm.png", "z ~ the latent GMM"),
+}
 
 
 def samples(ctx: Context) -> Result:
@@ -24,6 +27,7 @@ def samples(ctx: Context) -> Result:
         name, what = FIGURES[source]
         shown = to_numpy(images[:SHOWN])
         rows = [shown[i : i + PER_ROW] for i in range(0, len(shown), PER_ROW)]
-        drawn[name] = figures.image_rows(rows, title=f"{ctx.variant} (seed {ctx.replicate}): {len(shown)} decoded "
-                                                     f"draws {what}")
+        drawn[name] = figures.image_rows(
+            rows, title=f"{ctx.variant} (seed {ctx.replicate}): {len(shown)} decoded draws {what}"
+        )
     return Result(figures=drawn)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from vaelab.config.evaluate import SharpenConfig
 from vaelab import figures
+from vaelab.config.evaluate import SharpenConfig
 from vaelab.evaluate.context import Context
 from vaelab.evaluate.experiments.reconstruction import PSNR_CAP_DB
-from vaelab.models.inference import to_numpy, to_tensor
-from vaelab.measures.image_measures import blur_metrics, reconstruction_metrics
 from vaelab.evaluate.result import Result, key_segment, means
 from vaelab.evaluate.sharpen_filters import pil_sharpness, unsharp
+from vaelab.measures.image_measures import blur_metrics, reconstruction_metrics
+from vaelab.models.inference import to_numpy, to_tensor
 
 
 def sharpening(ctx: Context) -> Result:
@@ -35,10 +35,13 @@ def sharpening(ctx: Context) -> Result:
         drawn["sharpening.png"] = figures.image_rows(
             [ctx.shown / 255.0, *[to_numpy(images[:shown]) for images in versions.values()]],
             title=f"{ctx.variant} (seed {ctx.replicate}): the first {len(ctx.shown)} reconstructions (from μ or the "
-                  f"code) sharpened (study 003); numbers over the first {len(recons)}",
-            row_labels=["input"] + [
+            f"code) sharpened (study 003); numbers over the first {len(recons)}",
+            row_labels=["input"]
+            + [
                 f"{key}\nLap var {per_image[f'sharpen.{key}.laplacian_var'].mean():.4f}"
-                f"\nMSE {per_image[f'sharpen.{key}.mse'].mean():.4f}" for key in versions],
+                f"\nMSE {per_image[f'sharpen.{key}.mse'].mean():.4f}"
+                for key in versions
+            ],
         )
     return Result(metrics=means(per_image), per_image=per_image, figures=drawn)
 

@@ -25,9 +25,20 @@ def collapse(ctx: Context) -> Result:
     spreads = ctx.spreads
     recon_ratio = spreads["recon"] / max(spreads["input"], _NO_SPREAD)
     sample_ratio = spreads["sample"] / max(spreads["input"], _NO_SPREAD)
-    collapsed, verdict = collapse_verdict(recon_ratio, sample_ratio, ctx.settings.collapse_ratio,
-                                          active=int(ctx.active.sum()), dims=int(ctx.active.numel()))
+    collapsed, verdict = collapse_verdict(
+        recon_ratio,
+        sample_ratio,
+        ctx.settings.collapse_ratio,
+        active=int(ctx.active.sum()),
+        dims=int(ctx.active.numel()),
+    )
     return Result(
-        metrics={"collapse": {"recon_ratio": recon_ratio, "sample_ratio": sample_ratio, "collapsed": int(collapsed)}},
+        metrics={
+            "collapse": {
+                "recon_ratio": recon_ratio,
+                "sample_ratio": sample_ratio,
+                "collapsed": int(collapsed),
+            }
+        },
         notes={"collapse": verdict},
     )
