@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from vaelab.io.atomic import atomic_directory, atomic_file, write_json
+from vaelab.io.atomic import atomic_directory, atomic_file
+from vaelab.io.json_files import write_json
 
 
 @pytest.fixture

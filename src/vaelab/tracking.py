@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,18 +106,6 @@ def use_experiment(uri: str) -> str:
     exp_id = experiment_id(MlflowClient(tracking_uri=uri), uri)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
-
-
-def flatten(payload: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 1e-3}} → {"train.lr": 1e-3}; lists become their string form."""
-    flat: dict[str, Any] = {}
-    for key, value in payload.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat |= flatten(value, f"{name}.")
-        else:
-            flat[name] = value
-    return flat
 
 
 def _git(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from vaelab.compare.claims import Evaluated
 from vaelab.config import Params
 from vaelab.errors import UserError
+from vaelab.io.json_files import read_json
 from vaelab.io.metric_files import lookup, metric_files
 from vaelab.models import Autoencoder
 from vaelab.stats.intervals import Estimate
@@ -41,12 +41,6 @@ def _lookup(tree: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def read_json(path: Path, how_to_fix: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path}: missing; {how_to_fix}")
-    return json.loads(path.read_text())
-
-
 def read_records(name: str, metrics_root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The detail of ``evaluate@<name>`` and of ``train@<name>`` (with its timing), or a UserError
     saying what to run."""
@@ -57,7 +51,7 @@ def read_records(name: str, metrics_root: Path) -> tuple[dict[str, Any], dict[st
     evaluation = read_json(evaluated.detail, f"run `dvc repro evaluate@{name}` first")
     training = read_json(trained.detail, f"run `dvc repro train@{name}` first")
     if trained.timing.is_file():
-        training |= json.loads(trained.timing.read_text())
+        training |= read_json(trained.timing, f"run `dvc repro train@{name}` first")
     if "intervals" not in evaluation:
         raise UserError(
             f"{evaluated.detail}: made by an older vaelab (no intervals); rerun `dvc repro evaluate@{name}`"

@@ -6,8 +6,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vaelab.data.datasets.catalog import DownloadReport
-from vaelab.io.atomic import write_json
 from vaelab.io.hashing import md5sum
+from vaelab.io.json_files import write_json
 
 MANIFEST = "MANIFEST.json"
 

@@ -9,7 +9,6 @@ every other file.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -105,10 +104,3 @@ def atomic_file(dest: Path, mode: str = "w") -> Iterator[Any]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def write_json(dest: Path, payload: Any) -> None:
-    """Write ``payload`` as indented, key-sorted JSON, atomically."""
-    with atomic_file(dest) as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.write("\n")

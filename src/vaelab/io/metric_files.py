@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vaelab.io.atomic import write_json
+from vaelab.io.json_files import write_json
 
 DETAIL_DIR = "detail"
 TIMING_DIR = "timing"

@@ -41,6 +41,7 @@ from vaelab.config.train import TrainConfig
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.hashing import md5sum
+from vaelab.io.json_files import write_json
 from vaelab.models.interface import Autoencoder
 from vaelab.models.latent_gmm import LatentGMM
 from vaelab.models.zoo import build_model
@@ -174,7 +175,7 @@ def _write_model(folder: Path, item: Trained) -> None:
     torch.save(
         {k: v.detach().cpu() for k, v in item.model.state_dict().items()}, folder / WEIGHTS_FILE
     )
-    _write_json(folder / CONFIG_FILE, item.config.model_dump(mode="json"))
+    write_json(folder / CONFIG_FILE, item.config.model_dump(mode="json"))
     if item.gmm is not None:
         torch.save(
             {name: value.contiguous() for name, value in item.gmm.state_dict().items()},
@@ -229,10 +230,6 @@ def _problems(err: json.JSONDecodeError | ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors()
     )
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def check_fits(config: SavedConfig, images: np.ndarray, where: str) -> None:

@@ -6,7 +6,6 @@ importing the CLI stays fast.
 
 from __future__ import annotations
 
-import math
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaelab.errors import UserError
+from vaelab.io.json_files import is_number
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -33,7 +33,7 @@ class Change:
 
     @property
     def delta(self) -> float | None:
-        if _is_number(self.old) and _is_number(self.new):
+        if is_number(self.old) and is_number(self.new):
             return self.new - self.old
         return None
 
@@ -78,10 +78,6 @@ def resolve_rev(root: Path, rev: str) -> str:
             "check the name (git branch -a), or fetch it first (git fetch origin)"
         )
     return found.stdout.strip()
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _errors(raw: Mapping[str, Any], rev_label: str, sha: str) -> list[str]:

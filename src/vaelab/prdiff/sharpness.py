@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vaelab.errors import UserError
+from vaelab.io.json_files import is_number
 from vaelab.io.metric_files import lookup
 
 if TYPE_CHECKING:
@@ -106,20 +107,16 @@ class SharpnessChange:
         return 100.0 * self.delta / abs(self.old.mean)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def measured(metrics: Any) -> Measured | None:
     """The sharpness in one parsed evaluation file, with its interval when the file has one."""
     for key in (SHARPNESS_KEY, HEADLINE_KEY):
         mean = lookup(metrics, key)
-        if not _is_number(mean):
+        if not is_number(mean):
             continue
         intervals = metrics.get("intervals") if isinstance(metrics, Mapping) else None
         interval = intervals.get(key) if isinstance(intervals, Mapping) else None
         if not isinstance(interval, Mapping) or not all(
-            _is_number(interval.get(k)) for k in ("low", "high", "seeds")
+            is_number(interval.get(k)) for k in ("low", "high", "seeds")
         ):
             return Measured(float(mean))
         return Measured(

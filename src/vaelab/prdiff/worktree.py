@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaelab.errors import UserError
+from vaelab.io.json_files import flatten
 from vaelab.prdiff.diff import Change, DiffResult, git
 
 if TYPE_CHECKING:
@@ -42,16 +43,9 @@ def check_base_dir(base: Path, sha: str, rev: str) -> Path:
     return Path(toplevel)
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
     """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists become their text, as DVC compares them."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = str(value) if isinstance(value, list) else value
-    return flat
+    return {k: str(v) if isinstance(v, list) else v for k, v in flatten(tree).items()}
 
 
 def _workspace(repo: Repo, kind: str, label: str) -> tuple[dict[str, dict[str, Any]], list[str]]:

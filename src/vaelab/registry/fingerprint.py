@@ -25,6 +25,7 @@ from typing import Any
 
 from vaelab.config.data import CropConfig
 from vaelab.config.evaluated_on import settings_changing
+from vaelab.io.json_files import flatten
 from vaelab.models.saved import SavedConfig
 
 log = logging.getLogger("vaelab.registry")
@@ -61,16 +62,6 @@ def crop_fields(crop: CropConfig) -> dict[str, Any]:
     return {"method": crop.method, **({own: dumped[own]} if own in dumped else {})}
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
-            flat |= _flat(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _shown(key: str, value: Any) -> str:
     if value is _MISSING:
         return NOT_RECORDED
@@ -105,7 +96,7 @@ class Fingerprint:
     def differences(self, other: Fingerprint, metric: str) -> list[str]:
         """What of ``other`` differs from this (the current) fingerprint where ``metric`` depends on it,
         in words: ``["image_size 7 (current 32)", ...]``; empty when the two compare on ``metric``."""
-        mine, theirs = _flat(self.fields), _flat(other.fields)
+        mine, theirs = flatten(self.fields), flatten(other.fields)
         found = []
         for field in self.compared_on(metric, other):
             keys = sorted(

@@ -11,7 +11,6 @@ config and ``evaluated_on`` make the variant's fingerprint (:mod:`.fingerprint`)
 
 from __future__ import annotations
 
-import json
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from vaelab.config.evaluated_on import EVALUATED_ON
 from vaelab.config.registry import RegistryConfig
 from vaelab.errors import UserError
+from vaelab.io.json_files import flatten, read_json
 from vaelab.io.metric_files import metric_files
 from vaelab.models.saved import (
     SavedConfig,
@@ -29,7 +29,6 @@ from vaelab.models.saved import (
     weights_md5,
 )
 from vaelab.registry.fingerprint import Fingerprint, of_evaluation
-from vaelab.tracking import flatten
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def numeric_leaves(payload: dict[str, Any]) -> dict[str, float]:
     """Nested metrics → ``{"recon.mse": 0.01, ...}``; strings, lists, booleans and nulls dropped."""
     return {
         key: float(value)
-        for key, value in flatten(payload).items()
+        for key, value in flatten(payload, keep_empty=False).items()
         if isinstance(value, numbers.Real) and not isinstance(value, bool)
     }
 
@@ -70,13 +69,6 @@ def numeric_leaves(payload: dict[str, Any]) -> dict[str, float]:
 def eval_file(metrics_root: Path, variant: str) -> Path:
     """The variant's full evaluation, ``metrics/detail/eval/<variant>.json``."""
     return metric_files(metrics_root, f"eval/{variant}.json").detail
-
-
-def _read_json(path: Path, stage: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err}); rerun `dvc repro {stage}`") from None
 
 
 def _evaluated_on(payload: dict[str, Any], eval_path: Path, variant: str) -> dict[str, Any]:
@@ -106,7 +98,7 @@ def read_variant(
     eval_path = eval_file(metrics_root, variant)
     if not eval_path.is_file():
         raise UserError(f"{eval_path}: not found; run `dvc repro evaluate@{variant}` first")
-    payload = _read_json(eval_path, f"evaluate@{variant}")
+    payload = read_json(eval_path, f"rerun `dvc repro evaluate@{variant}`")
     if not isinstance(payload, dict):
         raise UserError(
             f"{eval_path}: expected a JSON object of metrics; rerun `dvc repro evaluate@{variant}`"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaelab.config import Params
 from vaelab.config.registry import RegistryConfig
-from vaelab.io.atomic import write_json
+from vaelab.io.json_files import flatten, write_json
 from vaelab.models.saved import config_file, load_trained, weights_file
 from vaelab.registry.champion import (
     CHAMPION,
@@ -57,7 +57,6 @@ from vaelab.tracking import (
     STAGE_TAG,
     VARIANT_TAG,
     Provenance,
-    flatten,
     is_committed,
     provenance,
     tracking_uri,
@@ -195,7 +194,8 @@ def _log_and_register(
                     "model": config.model.model_dump(mode="json"),
                     "image_size": size,
                     "channels": channels,
-                }
+                },
+                keep_empty=False,
             )
         )
         info = mlflow.pyfunc.log_model(

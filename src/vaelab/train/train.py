@@ -26,6 +26,7 @@ from vaelab.config.train import TrainConfig
 from vaelab.data.prepared_data import load_split, read_fingerprint
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_file
+from vaelab.io.json_files import flatten
 from vaelab.io.metric_files import headline_of, metric_files
 from vaelab.models import build_model, count_params
 from vaelab.models.latent_gmm import LatentGMM, fit_latent_gmm
@@ -44,7 +45,6 @@ from vaelab.tracking import (
     STAGE_TAG,
     TRAIN_STAGE,
     VARIANT_TAG,
-    flatten,
     run_tags,
 )
 from vaelab.train.batches import Batches
@@ -236,7 +236,7 @@ def fit(
         run = TrainRun(
             tracking,
             f"{variant}/{REPLICATE_PREFIX}{setup.seed}",
-            flatten(run_params),
+            flatten(run_params, keep_empty=False),
             tags,
             epochs=train_cfg.epochs,
             rerun=rerun,
