@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test bench clean
+.PHONY: install repro test lint bench clean
 
 install: $(STAMP)
 
@@ -29,7 +29,13 @@ repro: install
 	@$(BIN)/vaelab params > /dev/null
 	$(BIN)/dvc repro
 
-test: install
+# ruff (lint and format) and mypy, configured in pyproject.toml; .pre-commit-config.yaml runs the same.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install lint
 	$(BIN)/python -m pytest
 
 bench: install
