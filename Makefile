@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test lint bench clean
+.PHONY: install repro test lint deps bench clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest
+
+# Each stage's deps in dvc.yaml: the files of src/vaelab its script imports (scripts/dvc_deps.py;
+# tests/test_dvc_deps.py fails until this is run after an import changes).
+deps: install
+	$(BIN)/python scripts/dvc_deps.py --write
 
 bench: install
 	$(BIN)/python bench/prepare.py
