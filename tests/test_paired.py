@@ -95,3 +95,15 @@ def test_mismatched_images_are_refused():
         paired_difference(np.zeros((3, 5)), np.zeros((3, 6)))
     with pytest.raises(ValueError, match="finite"):
         paired_difference(np.full((1, 3), np.nan), np.zeros((1, 3)))
+
+
+def test_unpaired_samples_are_resampled_each_on_its_own():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.0, 1.0, size=(3, 200)), rng.normal(0.5, 1.0, size=(3, 150))
+    unpaired = paired_difference(a, b, joint=False, resamples=2000)
+    assert unpaired.direction == "lower" and unpaired.images == 200
+    # A spread shared item by item is only cancelled when the items are paired.
+    shared = rng.uniform(0, 5, size=200) + rng.normal(0.0, 0.001, size=(3, 200))
+    x, y = shared, shared + 0.05
+    assert paired_difference(x, y, resamples=2000).direction == "lower"
+    assert paired_difference(x, y, joint=False, resamples=2000).direction == "undecided"

@@ -98,20 +98,20 @@ def _counts(rng: np.random.Generator, rows: int, size: int) -> np.ndarray:
 
 
 def _resampled_means(
-    a: np.ndarray, b: np.ndarray, rng: np.random.Generator, resamples: int
+    a: np.ndarray, b: np.ndarray, rng: np.random.Generator, resamples: int, *, joint: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each side's mean in each resample: images drawn jointly, seeds within each side."""
-    (seeds_a, images), seeds_b = a.shape, b.shape[0]
+    """Each side's mean in each resample: seeds drawn within each side; items (images) drawn
+    jointly for both sides when ``joint``, else independently (unpaired samples)."""
     means_a, means_b = np.empty(resamples), np.empty(resamples)
     for start in range(0, resamples, _CHUNK):
         count = min(_CHUNK, resamples - start)
-        weights = _counts(rng, count, images)  # the same images for both sides
-        for side, seeds, out in ((a, seeds_a, means_a), (b, seeds_b, means_b)):
-            # mean over drawn seeds and drawn images = (seed counts @ values) · image counts / (S N)
-            per_image = _counts(rng, count, seeds) @ side  # (count, N)
-            out[start : start + count] = np.einsum("rn,rn->r", per_image, weights) / (
-                seeds * images
-            )
+        shared = _counts(rng, count, a.shape[1]) if joint else None
+        for side, out in ((a, means_a), (b, means_b)):
+            seeds, items = side.shape
+            weights = shared if shared is not None else _counts(rng, count, items)
+            # mean over drawn seeds and items = (seed counts @ values) · item counts / (S N)
+            per_item = _counts(rng, count, seeds) @ side  # (count, N)
+            out[start : start + count] = np.einsum("rn,rn->r", per_item, weights) / (seeds * items)
     return means_a, means_b
 
 
@@ -122,19 +122,21 @@ def paired_difference(
     seed: int = 0,
     resamples: int = RESAMPLES,
     level: float = 1.0 - ALPHA,
+    joint: bool = True,
 ) -> PairedDifference:
     """The difference ``a - b`` of two ``(S, N)`` arrays on the same ``N`` images, with its
     percentile-bootstrap interval at ``level`` (and the ratio's). Seeded: a rerun gives the
-    same bytes. Identical inputs give a zero difference and a point interval at 0."""
+    same bytes. With ``joint=False`` the two sides are independent samples (decoded prior
+    draws, say), resampled each on its own, and may differ in size."""
     a, b = _as_seeds_by_images(a, "a"), _as_seeds_by_images(b, "b")
-    if a.shape[1] != b.shape[1]:
+    if joint and a.shape[1] != b.shape[1]:
         raise ValueError(
             f"a and b must be measured on the same images: {a.shape[1]} != {b.shape[1]}"
         )
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     mean_a, mean_b = float(a.mean(axis=1).mean()), float(b.mean(axis=1).mean())
-    boot_a, boot_b = _resampled_means(a, b, np.random.default_rng(seed), resamples)
+    boot_a, boot_b = _resampled_means(a, b, np.random.default_rng(seed), resamples, joint=joint)
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(boot_a - boot_b, [tail, 1.0 - tail])
     difference = mean_a - mean_b
