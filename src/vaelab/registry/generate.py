@@ -1,5 +1,5 @@
 """``vaelab generate`` and ``vaelab reconstruct``: a trained model, by URI or folder, to a PNG
-grid; ``vaelab promote``: move a registered model's ``champion`` alias by hand.
+grid; and the command line of ``vaelab promote`` (:mod:`.promote` moves ``champion``).
 
 ``--model`` takes an MLflow model URI (``models:/vaelab-vae@champion``,
 ``models:/vaelab-vae/3``, ``runs:/<id>/<variant>``: the logged model is named after its
@@ -66,8 +66,7 @@ def _load_mlflow_model(ref: str) -> VariantModel:
     from mlflow.exceptions import MlflowException
 
     from vaelab.config.registry import RegistryConfig
-    from vaelab.registry.pyfunc import VariantModel
-    from vaelab.registry.vetting import vet_model_folder
+    from vaelab.registry.pyfunc import VariantModel, vet_model_folder
     from vaelab.tracking import tracking_uri
     from vaelab.tracking_http import bounded_mlflow_http, display_uri, quiet_mlflow_env
 

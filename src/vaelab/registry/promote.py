@@ -7,7 +7,7 @@ experiment's ``exp-<name>``), or, with neither, to the version of the weights in
 
 Champion is the model for the data of the current params: a version whose fingerprint
 does not compare with the workspace's evaluation (``models/<variant>/`` and
-``metrics/detail/eval/<variant>.json``, :mod:`.fingerprint`) on ``registry.metric`` is
+``metrics/detail/eval/<variant>.json``, :mod:`.inputs`) on ``registry.metric`` is
 refused, naming what differs, unless ``force``; the next plain ``dvc repro`` of these
 params moves a forced champion back to the best version evaluated like them.
 """
@@ -21,8 +21,7 @@ from pathlib import Path
 from vaelab.config import Params
 from vaelab.errors import UserError
 from vaelab.registry.champion import CHAMPION, PENDING_TAG
-from vaelab.registry.fingerprint import Fingerprint, of_tags, why_not_compared
-from vaelab.registry.inputs import read_variant
+from vaelab.registry.inputs import Fingerprint, of_tags, read_variant, why_not_compared
 from vaelab.tracking import MODEL_MD5_TAG
 
 log = logging.getLogger("vaelab.registry")

@@ -4,10 +4,10 @@ For each variant of ``params.models``, the registered model ``<registry.prefix>-
 gets a new version when ``models/<variant>/seed<k>/model.pt`` (its first seed) is new to it
 (matched on the ``model_md5`` version tag), logged as the pyfunc of :mod:`.pyfunc`, named
 after the variant, in a run of the ``vaelab`` experiment, and tagged with its data and
-evaluation fingerprint (:mod:`.fingerprint`). Aliases, not the deprecated stages:
+evaluation fingerprint (:mod:`.inputs`). Aliases, not the deprecated stages:
 ``champion`` moves by the rule of :mod:`.champion` (a plain repro of committed params, to a
 version that beats it on ``registry.metric`` among the versions evaluated like the current
-one, :mod:`.peers`; never inside a DVC experiment, which sets ``exp-<name>`` instead);
+one; never inside a DVC experiment, which sets ``exp-<name>`` instead);
 ``latest`` is MLflow's built-in alias for the newest version (reserved: it resolves by
 itself and cannot be set).
 
@@ -17,8 +17,8 @@ evaluation's fingerprint and ``metric.*`` tags: the same weights, evaluated as t
 current params say.
 
 The stage also gives each replicate's training run its evaluation, figures, history and
-config (:mod:`.train_runs`), logs the compare report once per content (:mod:`.compare_run`),
-and keeps the registered models' and versions' descriptions (:mod:`.describe`).
+config, logs the compare report once per content, and keeps the registered models' and
+versions' descriptions (all three in :mod:`.runs`).
 ``metrics/registry.json`` records what happened and why.
 """
 
@@ -35,19 +35,30 @@ from vaelab.io.json_files import flatten, write_json
 from vaelab.models.saved import config_file, load_trained, weights_file
 from vaelab.registry.champion import (
     CHAMPION,
+    METRIC_TAG,
     PENDING_TAG,
     ChampionDecision,
     ChampionRule,
+    Peers,
     champion_rule,
     decide_champion,
     decide_incomparable,
+    find_peers,
+    metric_tag,
 )
-from vaelab.registry.compare_run import log_compare
-from vaelab.registry.describe import model_description, version_description
-from vaelab.registry.fingerprint import FINGERPRINT_TAG, of_tags, why_not_compared
-from vaelab.registry.inputs import VariantInputs, read_variant
-from vaelab.registry.peers import METRIC_TAG, Peers, find_peers, metric_tag
-from vaelab.registry.train_runs import enrich_train_runs
+from vaelab.registry.inputs import (
+    FINGERPRINT_TAG,
+    VariantInputs,
+    of_tags,
+    read_variant,
+    why_not_compared,
+)
+from vaelab.registry.runs import (
+    enrich_train_runs,
+    log_compare,
+    model_description,
+    version_description,
+)
 from vaelab.tracking import (
     BASELINE_TAG,
     COMMIT_TAG,
