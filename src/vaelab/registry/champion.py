@@ -72,25 +72,29 @@ class ChampionRule:
         self, variant: str, number: int, champion: int | None, not_compared: str | None = None
     ) -> str:
         """Why champion did not move (when :attr:`may_move` is false), with the way to move it;
-        ``not_compared`` says why the champion is not comparable with this evaluation, if it is not."""
+        ``not_compared`` says why the champion is not comparable with this evaluation, if it
+        is not."""
         stays = "no champion yet" if champion is None else f"champion stays at version {champion}"
         promote = f"`vaelab promote {variant} --version {number}`"
         if self.kind == EXPERIMENT:
             held = (
-                f"DVC experiment {self.experiment!r}: version {number} gets alias {self.alias}; {stays} "
-                f"(an experiment never moves champion: `vaelab promote {variant} --alias {self.alias}`, or "
+                f"DVC experiment {self.experiment!r}: version {number} gets alias {self.alias}; "
+                f"{stays} (an experiment never moves champion: "
+                f"`vaelab promote {variant} --alias {self.alias}`, or "
                 "`dvc exp apply` it, commit, and `dvc repro`)"
             )
         else:
             held = (
-                f"params.yaml has uncommitted changes: {stays} (champion moves only in a `dvc repro` of "
-                f"committed params: commit params.yaml and rerun `dvc repro register`, or {promote})"
+                f"params.yaml has uncommitted changes: {stays} (champion moves only in a "
+                "`dvc repro` of committed params: commit params.yaml and rerun "
+                f"`dvc repro register`, or {promote})"
             )
         if not_compared is None or champion is None:
             return held
         return (
-            f"{held}; champion version {champion} is not compared with this evaluation ({not_compared}): "
-            "a `dvc repro` of these params, committed, makes the best version evaluated like this one champion"
+            f"{held}; champion version {champion} is not compared with this evaluation "
+            f"({not_compared}): a `dvc repro` of these params, committed, makes the best version "
+            "evaluated like this one champion"
         )
 
     def summary(self) -> dict[str, str | None]:
@@ -151,7 +155,8 @@ def decide_champion(
     if champion_value is None or math.isnan(champion_value):
         return ChampionDecision(
             True,
-            f"champion version {champion} has no {metric}: version {candidate} takes over ({shown})",
+            f"champion version {champion} has no {metric}: "
+            f"version {candidate} takes over ({shown})",
             candidate,
         )
     better = candidate_value < champion_value if mode == "min" else candidate_value > champion_value
@@ -164,12 +169,14 @@ def decide_champion(
         )
     return ChampionDecision(
         False,
-        f"version {candidate} does not beat champion version {champion}: {comparison}; champion stays",
+        f"version {candidate} does not beat champion version {champion}: {comparison}; "
+        "champion stays",
     )
 
 
 def best_version(contenders: dict[int, float], mode: str, prefer: int) -> int:
-    """The version with the best value (lowest for ``min``); a tie goes to ``prefer``, then to the newer."""
+    """The version with the best value (lowest for ``min``); a tie goes to ``prefer``, then to
+    the newer."""
     sign = 1 if mode == "min" else -1
     return min(
         contenders, key=lambda number: (sign * contenders[number], number != prefer, -number)
@@ -197,8 +204,9 @@ def decide_incomparable(
     )
     return ChampionDecision(
         True,
-        f"champion version {champion} is not compared with the current evaluation ({not_compared}): version {best} "
-        f"becomes champion, {among} evaluated on the current data and settings ({metric} = {contenders[best]:g})",
+        f"champion version {champion} is not compared with the current evaluation "
+        f"({not_compared}): version {best} becomes champion, {among} evaluated on the current "
+        f"data and settings ({metric} = {contenders[best]:g})",
         best,
     )
 
@@ -209,7 +217,8 @@ METRIC_TAG = "metric."  # version tag prefix: metric.recon.mse = "0.0123"
 
 
 def metric_tag(version: ModelVersion, metric: str) -> float | None:
-    """The version's ``metric.<metric>`` tag as a number; None when it is missing or not a number."""
+    """The version's ``metric.<metric>`` tag as a number; None when it is missing or not a
+    number."""
     raw = (version.tags or {}).get(METRIC_TAG + metric)
     if raw is None:
         return None

@@ -118,8 +118,9 @@ class Fingerprint:
         ]
 
     def differences(self, other: Fingerprint, metric: str) -> list[str]:
-        """What of ``other`` differs from this (the current) fingerprint where ``metric`` depends on it,
-        in words: ``["image_size 7 (current 32)", ...]``; empty when the two compare on ``metric``."""
+        """What of ``other`` differs from this (the current) fingerprint where ``metric`` depends
+        on it, in words: ``["image_size 7 (current 32)", ...]``; empty when the two compare on
+        ``metric``."""
         mine, theirs = flatten(self.fields), flatten(other.fields)
         found = []
         for field in self.compared_on(metric, other):
@@ -138,7 +139,8 @@ class Fingerprint:
 
 
 def of_evaluation(config: SavedConfig, evaluated_on: Mapping[str, Any]) -> Fingerprint:
-    """The fingerprint of a variant trained with ``config`` and evaluated as ``evaluated_on`` records."""
+    """The fingerprint of a variant trained with ``config`` and evaluated as ``evaluated_on``
+    records."""
     data = config.data
     return Fingerprint(
         {
@@ -188,7 +190,8 @@ def of_tags(tags: Mapping[str, str], where: str) -> Tagged:
 
 
 def why_not_compared(current: Fingerprint, tagged: Tagged, metric: str) -> str | None:
-    """Why ``metric`` cannot rank a version fingerprinted ``tagged`` against the current data; None when it can."""
+    """Why ``metric`` cannot rank a version fingerprinted ``tagged`` against the current data;
+    None when it can."""
     if tagged.fingerprint is None:
         return tagged.missing
     found = current.differences(tagged.fingerprint, metric)
@@ -246,8 +249,8 @@ def _evaluated_on(payload: dict[str, Any], eval_path: Path, variant: str) -> dic
         or not isinstance(record.get("settings"), dict)
     ):
         raise UserError(
-            f"{eval_path}: no {EVALUATED_ON} record of the test split and settings (written by an older vaelab); "
-            f"rerun `dvc repro evaluate@{variant}`"
+            f"{eval_path}: no {EVALUATED_ON} record of the test split and settings "
+            f"(written by an older vaelab); rerun `dvc repro evaluate@{variant}`"
         )
     return record
 
@@ -273,8 +276,9 @@ def read_variant(
     metrics = numeric_leaves({key: value for key, value in payload.items() if key != EVALUATED_ON})
     if cfg.metric not in metrics:
         raise UserError(
-            f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions by; "
-            f"set registry.metric in params.yaml to one of: {', '.join(sorted(metrics)) or '(none found)'}"
+            f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions "
+            "by; set registry.metric in params.yaml to one of: "
+            f"{', '.join(sorted(metrics)) or '(none found)'}"
         )
     evaluated_on = _evaluated_on(payload, eval_path, variant)
     replicates = tuple(Replicate(seed, folder, weights_md5(folder)) for seed, folder in found)

@@ -39,7 +39,8 @@ class Promotion:
 def current_fingerprint(
     params: Params, variant: str, models_root: Path, metrics_root: Path
 ) -> Fingerprint:
-    """The fingerprint of the workspace's evaluation of ``variant``; a UserError says how to get one."""
+    """The fingerprint of the workspace's evaluation of ``variant``; a UserError says how to get
+    one."""
     try:
         return read_variant(
             variant, params.registry, models_root, metrics_root, Path("reports")
@@ -127,10 +128,10 @@ def promote(
         )
         if why is not None:
             raise UserError(
-                f"{name} version {target.version} is not comparable with the current evaluation of {variant} "
-                f"({why}): champion is the model for the current params' data, and the next `dvc repro` would "
-                "move it back; to serve it, make its params the current ones (`dvc exp apply` and commit, then "
-                "`dvc repro`), or pass --force"
+                f"{name} version {target.version} is not comparable with the current evaluation "
+                f"of {variant} ({why}): champion is the model for the current params' data, and "
+                "the next `dvc repro` would move it back; to serve it, make its params the current "
+                "ones (`dvc exp apply` and commit, then `dvc repro`), or pass --force"
             )
         aliases = client.get_registered_model(name).aliases or {}
         previous = int(aliases[CHAMPION]) if CHAMPION in aliases else None

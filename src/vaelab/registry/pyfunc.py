@@ -199,8 +199,9 @@ class VariantModel(PythonModel):
             return to_numpy(decode_all(model, z, BATCH_SIZE))
 
     def generate(self, n: int, seed: int = 0, sampler: str = "normal") -> np.ndarray:
-        """``n`` images decoded from draws made with ``seed``: ``(n, H, W, C)`` float32. ``sampler``:
-        ``normal``, z ~ N(0, I); ``gmm``, the latent GMM saved with the model (loaded from its folder)."""
+        """``n`` images decoded from draws made with ``seed``: ``(n, H, W, C)`` float32.
+        ``sampler``: ``normal``, z ~ N(0, I); ``gmm``, the latent GMM saved with the model
+        (loaded from its folder)."""
         if n < 1:
             raise _bad_input(f"generate needs n >= 1, got {n}")
         if sampler not in SAMPLERS:
@@ -208,8 +209,8 @@ class VariantModel(PythonModel):
         gmm = self.gmm
         if sampler == "gmm" and gmm is None:
             raise _bad_input(
-                "this model has no latent GMM (a models/<variant> folder trained with train.gmm has one; "
-                "a registered model carries its weights and config only)"
+                "this model has no latent GMM (a models/<variant> folder trained with train.gmm "
+                "has one; a registered model carries its weights and config only)"
             )
         # A CPU generator: the same seed gives the same draws on any device.
         generator = torch.Generator().manual_seed(seed)
@@ -327,7 +328,8 @@ def _read_mlmodel(folder: Path, ref: str) -> dict[str, Any]:
 
 
 def _inside(folder: Path, relative: Any) -> Path | None:
-    """``folder / relative`` when that is a file inside ``folder`` (no ``..``, no absolute path, no link out)."""
+    """``folder / relative`` when that is a file inside ``folder`` (no ``..``, no absolute path,
+    no link out)."""
     if not isinstance(relative, str) or not relative:
         return None
     root = folder.resolve()

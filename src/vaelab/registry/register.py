@@ -97,7 +97,8 @@ PYFUNC_DISTRIBUTIONS = ("mlflow", "torch", "numpy", "pydantic", "pyyaml")
 
 
 def pyfunc_requirements() -> list[str]:
-    """Pins of the installed versions, given explicitly so that log_model skips its slow inference."""
+    """Pins of the installed versions, given explicitly so that log_model skips its slow
+    inference."""
     pins = []
     for dist in PYFUNC_DISTRIBUTIONS:
         try:
@@ -179,7 +180,8 @@ def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int) -> str:
 def _log_and_register(
     inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
 ) -> ModelVersion:
-    """One MLflow run that logs the pyfunc and its decoder, then a registry version tagged for idempotence."""
+    """One MLflow run that logs the pyfunc and its decoder, then a registry version tagged for
+    idempotence."""
     import mlflow
     import numpy as np
 
@@ -270,7 +272,8 @@ def _retag(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> 
 
 
 def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> ModelVersion:
-    """A version registered before decoders were logged gets one, in its own run (same weights: same md5)."""
+    """A version registered before decoders were logged gets one, in its own run (same weights:
+    same md5)."""
     import mlflow
 
     with mlflow.start_run(run_id=found.run_id):
@@ -482,7 +485,8 @@ def run_register(
     reports_root: Path = Path("reports"),
     params_file: Path = PARAMS_FILE,
 ) -> dict[str, Any]:
-    """Register every variant of ``params.models``; write and return ``metrics/registry.json``'s content."""
+    """Register every variant of ``params.models``; write and return
+    ``metrics/registry.json``'s content."""
     cfg = params.registry
     # Every file is checked before MLflow is touched, so a missing one writes nothing.
     variants = [

@@ -67,7 +67,8 @@ def find_train_run(
     # Variant names are [A-Za-z0-9_-] (params validation), md5s hex: nothing to quote.
     query = (
         f"tags.{STAGE_TAG} = '{TRAIN_STAGE}' and tags.{VARIANT_TAG} = '{variant}' "
-        f"and tags.{SEED_TAG} = '{replicate.seed}' and tags.{MODEL_MD5_TAG} = '{replicate.model_md5}'"
+        f"and tags.{SEED_TAG} = '{replicate.seed}' "
+        f"and tags.{MODEL_MD5_TAG} = '{replicate.model_md5}'"
     )
     runs = client.search_runs(
         [experiment_id], filter_string=query, order_by=["attributes.start_time DESC"], max_results=1
@@ -110,7 +111,8 @@ def what_to_log(inputs: VariantInputs, replicate: Replicate) -> Logged:
 
 
 def log_evaluation(client: MlflowClient, run: Run, logged: Logged) -> bool:
-    """Log ``logged`` to the finished ``run`` unless its ``logged_md5`` tag says it has it; whether it logged."""
+    """Log ``logged`` to the finished ``run`` unless its ``logged_md5`` tag says it has it;
+    whether it logged."""
     from mlflow.entities import Metric
 
     digest = logged.md5()
@@ -176,7 +178,8 @@ def report_files(reports_root: Path) -> Logged | None:
 def log_compare(
     client: MlflowClient, experiment_id: str, reports_root: Path
 ) -> dict[str, str | bool] | None:
-    """Log the compare report once per content; ``{"run_id", "logged"}``, or None without a report."""
+    """Log the compare report once per content; ``{"run_id", "logged"}``, or None without a
+    report."""
     files = report_files(reports_root)
     if files is None:
         log.info("%s: no compare report, none logged", reports_root / REPORT_FILE)
@@ -232,8 +235,9 @@ def data(config: SavedConfig) -> str:
     train = config.train
     return (
         f"{config.data.dataset}, {config.image_size}x{config.image_size} {colour} (crop {crop}, "
-        f"resample {config.data.resample}); {_count(train.epochs, 'epoch')}, batch {train.batch_size}, "
-        f"lr {train.lr:g}; seed {config.seed} of {_count(train.seeds, 'replicate')}"
+        f"resample {config.data.resample}); {_count(train.epochs, 'epoch')}, "
+        f"batch {train.batch_size}, lr {train.lr:g}; "
+        f"seed {config.seed} of {_count(train.seeds, 'replicate')}"
     )
 
 
@@ -256,7 +260,8 @@ def version_description(
     model_md5: str,
     fingerprint: str | None = None,
 ) -> str:
-    """A new version's description (``fingerprint``: the id of the data and evaluation its metrics are of)."""
+    """A new version's description (``fingerprint``: the id of the data and evaluation its
+    metrics are of)."""
     origin = f"git {provenance.commit[:12]}" + (" (dirty tree)" if provenance.dirty else "")
     if provenance.experiment:
         origin += f", DVC experiment `{provenance.experiment}`"
