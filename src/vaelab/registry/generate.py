@@ -153,7 +153,7 @@ def montage(tiles: np.ndarray, rows: int, cols: int) -> np.ndarray:
         fill=(GAP_VALUE,) * channels,  # one value per channel: a scalar fails for RGB
         channel_axis=-1,
     )
-    pixels = np.rint(np.clip(grid, 0.0, 1.0) * 255.0).astype(np.uint8)
+    pixels: np.ndarray = np.rint(np.clip(grid, 0.0, 1.0) * 255.0).astype(np.uint8)
     return pixels[..., 0] if channels == 1 else pixels
 
 
@@ -238,7 +238,7 @@ def reconstruct(model_ref: str, paths: list[Path], out: Path) -> tuple[int, int]
     (rows, cols)."""
     _check_out(out)
     model = open_model(model_ref)
-    images = load_images(paths, model.config)
+    images = load_images(paths, model.loaded_config)
     recons = model.reconstruct(images)
     inputs = images.astype(np.float32) / 255.0
     count = len(images)
@@ -297,7 +297,7 @@ MODEL_HELP = (
 )
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``generate``, ``reconstruct`` and ``promote`` on the ``vaelab`` command."""
     gen = subparsers.add_parser(
         "generate", help="decode draws from N(0, I) (or the latent GMM) into one PNG grid"

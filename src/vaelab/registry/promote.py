@@ -17,12 +17,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vaelab.config import Params
 from vaelab.errors import UserError
 from vaelab.registry.champion import CHAMPION, PENDING_TAG
 from vaelab.registry.inputs import Fingerprint, of_tags, read_variant, why_not_compared
 from vaelab.tracking import MODEL_MD5_TAG
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger("vaelab.registry")
 
@@ -53,8 +58,13 @@ def current_fingerprint(
 
 
 def _target(
-    client, name: str, variant: str, version: int | None, alias: str | None, models_root: Path
-):
+    client: MlflowClient,
+    name: str,
+    variant: str,
+    version: int | None,
+    alias: str | None,
+    models_root: Path,
+) -> ModelVersion:
     from mlflow.exceptions import MlflowException
 
     if version is not None:

@@ -50,7 +50,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from vaelab.errors import UserError
@@ -152,9 +152,16 @@ class VariantModel(PythonModel):
         return self.model
 
     @property
+    def loaded_config(self) -> SavedConfig:
+        """The loaded variant's saved config (its data section, image size and channels)."""
+        if self.config is None:
+            raise RuntimeError(f"{type(self).__name__} used before load_context / load_files")
+        return self.config
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of this model's images."""
-        size, channels = self.config.image_size, self.config.channels
+        size, channels = self.loaded_config.image_size, self.loaded_config.channels
         return (size, size, channels)
 
     # ------------------------------------------------------------------ operations
@@ -376,7 +383,11 @@ def vet_model_folder(folder: Path, ref: str) -> None:
     for key, filename in ARTIFACT_FILES.items():
         entry = artifacts[key]
         relative = entry.get("path") if isinstance(entry, dict) else None
-        if _inside(folder, relative) is None or Path(relative).name != filename:
+        if (
+            not isinstance(relative, str)
+            or _inside(folder, relative) is None
+            or Path(relative).name != filename
+        ):
             raise _refuse(
                 ref, f"its {key} artifact {relative!r} is not a {filename} inside the model"
             )

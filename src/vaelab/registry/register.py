@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vaelab.config import Params
 from vaelab.config.registry import RegistryConfig
@@ -276,8 +276,10 @@ def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersio
     same md5)."""
     import mlflow
 
-    with mlflow.start_run(run_id=found.run_id):
-        uri = _log_decoder(inputs, found.run_id, load_trained(inputs.folder)[0].latent_dim)
+    # Every version register logs comes from a run, so it has a run id.
+    run_id = cast(str, found.run_id)
+    with mlflow.start_run(run_id=run_id):
+        uri = _log_decoder(inputs, run_id, load_trained(inputs.folder)[0].latent_dim)
     client.set_model_version_tag(inputs.name, found.version, DECODER_TAG, uri)
     log.info("%s: version %s had no decoder; logged %s", inputs.name, found.version, uri)
     return client.get_model_version(inputs.name, found.version)
@@ -386,7 +388,7 @@ def _decide(
             metric=cfg.metric,
             mode=cfg.mode,
             candidate=number,
-            champion=champion_number,
+            champion=not_compared.version,
             not_compared=not_compared.reason,
             contenders=peers.contenders(number, value),
         )
