@@ -78,6 +78,7 @@ from vaelab.tracking_http import connect, display_uri
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
 
 log = logging.getLogger("vaelab.registry")
 
@@ -177,61 +178,75 @@ def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int) -> str:
     return f"runs:/{run_id}/{name}"
 
 
+def _run_tags(inputs: VariantInputs, prov: Provenance, train_run_id: str | None) -> dict[str, str]:
+    """The tags the register run and its version share: provenance, variant, weights,
+    fingerprint, and the first seed's training run."""
+    return {
+        **prov.tags(),
+        VARIANT_TAG: inputs.variant,
+        MODEL_MD5_TAG: inputs.model_md5,
+        "dataset": inputs.config.data.dataset,
+        **inputs.fingerprint.tags(),
+        **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
+    }
+
+
+def _log_images_model(inputs: VariantInputs, shared: dict[str, Any]) -> ModelInfo:
+    """Log ``<variant>`` (images in: the model that is registered) into the active run."""
+    import mlflow
+    import numpy as np
+
+    from vaelab.registry.pyfunc import decoder_name, image_signature
+
+    size, channels = inputs.config.image_size, inputs.config.channels
+    info: ModelInfo = mlflow.pyfunc.log_model(
+        # Named after the variant: runs:/<run id>/<variant> and the UI's model list say which.
+        name=inputs.variant,
+        # Models-from-code: MLflow stores this file, not a pickle, and runs it to load.
+        python_model=str(MODEL_CODE),
+        signature=image_signature(size, channels),
+        # One black image: documents the request format (serving_input_example.json)
+        # and makes MLflow load and call the logged model once before it is registered.
+        input_example=(
+            np.zeros((1, size, size, channels), dtype=np.uint8),
+            {"mode": "reconstruct"},
+        ),
+        **{
+            **shared,
+            "metadata": {
+                **shared["metadata"],
+                "role": "images",
+                "decoder": decoder_name(inputs.variant),
+            },
+        },
+    )
+    return info
+
+
 def _log_and_register(
     inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
 ) -> ModelVersion:
     """One MLflow run that logs the pyfunc and its decoder, then a registry version tagged for
     idempotence."""
     import mlflow
-    import numpy as np
-
-    from vaelab.registry.pyfunc import decoder_name, image_signature
 
     config = inputs.config
-    size, channels = config.image_size, config.channels
     latent_dim = load_trained(inputs.folder)[0].latent_dim
     shared = _pyfunc_kwargs(inputs, latent_dim)
-    tags = {
-        **prov.tags(),
-        VARIANT_TAG: inputs.variant,
-        MODEL_MD5_TAG: inputs.model_md5,
-        "dataset": config.data.dataset,
-        **inputs.fingerprint.tags(),
-        **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
-    }
+    tags = _run_tags(inputs, prov, train_run_id)
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
         mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
         mlflow.log_params(
             flatten(
                 {
                     "model": config.model.model_dump(mode="json"),
-                    "image_size": size,
-                    "channels": channels,
+                    "image_size": config.image_size,
+                    "channels": config.channels,
                 },
                 keep_empty=False,
             )
         )
-        info = mlflow.pyfunc.log_model(
-            # Named after the variant: runs:/<run id>/<variant> and the UI's model list say which.
-            name=inputs.variant,
-            # Models-from-code: MLflow stores this file, not a pickle, and runs it to load.
-            python_model=str(MODEL_CODE),
-            signature=image_signature(size, channels),
-            # One black image: documents the request format (serving_input_example.json)
-            # and makes MLflow load and call the logged model once before it is registered.
-            input_example=(
-                np.zeros((1, size, size, channels), dtype=np.uint8),
-                {"mode": "reconstruct"},
-            ),
-            **{
-                **shared,
-                "metadata": {
-                    **shared["metadata"],
-                    "role": "images",
-                    "decoder": decoder_name(inputs.variant),
-                },
-            },
-        )
+        info = _log_images_model(inputs, shared)
         decoder_uri = _log_decoder(inputs, run.info.run_id, latent_dim)
         # The metrics after both models, attached to the image model in the same call: logged
         # before, each log_model would read back every metric's history to attach it (a
@@ -407,6 +422,42 @@ def _decide(
     return decision
 
 
+def _move_aliases(
+    client: MlflowClient,
+    inputs: VariantInputs,
+    cfg: RegistryConfig,
+    rule: ChampionRule,
+    found: ModelVersion,
+    reused: bool,
+    newly_compared: bool,
+    peers: Peers,
+) -> ChampionDecision:
+    """Move champion (:func:`_decide`) and an experiment's alias to the version; a pending
+    version that competed loses its pending tag."""
+    number = int(found.version)
+    pending = reused and (found.tags or {}).get(PENDING_TAG) == "true"
+    # A version registered in an experiment competes the first time a plain repro meets it, and
+    # so does one that meets the current evaluation for the first time (it was not comparable).
+    decision = _decide(
+        client, inputs, cfg, rule, number, not reused or pending or newly_compared, peers
+    )
+    if rule.may_move and pending:
+        client.delete_model_version_tag(inputs.name, str(number), PENDING_TAG)
+    if rule.alias:
+        client.set_registered_model_alias(inputs.name, rule.alias, str(number))
+    return decision
+
+
+def _aliases(client: MlflowClient, name: str) -> dict[str, int]:
+    """The registered model's aliases and the versions they point at, ``latest`` included."""
+    aliases = {
+        alias: int(v) for alias, v in (client.get_registered_model(name).aliases or {}).items()
+    }
+    # MLflow reserves "latest": it cannot be set, and @latest always resolves to the newest version.
+    aliases[LATEST] = int(client.get_model_version_by_alias(name, LATEST).version)
+    return aliases
+
+
 def register_variant(
     client: MlflowClient,
     experiment_id: str,
@@ -433,27 +484,13 @@ def register_variant(
     number = int(found.version)
 
     peers = find_peers(_versions(client, inputs.name), inputs.fingerprint, cfg.metric)
-    pending = bool(same) and (found.tags or {}).get(PENDING_TAG) == "true"
-    # A version registered in an experiment competes the first time a plain repro meets it, and
-    # so does one that meets the current evaluation for the first time (it was not comparable).
-    decision = _decide(
-        client, inputs, cfg, rule, number, not same or pending or newly_compared, peers
-    )
-    if rule.may_move and pending:
-        client.delete_model_version_tag(inputs.name, str(number), PENDING_TAG)
-    if rule.alias:
-        client.set_registered_model_alias(inputs.name, rule.alias, str(number))
+    decision = _move_aliases(client, inputs, cfg, rule, found, bool(same), newly_compared, peers)
     log.info("%s: %s", inputs.name, decision.reason)
     for skipped in peers.not_compared.values():
         log.info("%s: version %d not compared: %s", inputs.name, skipped.version, skipped.reason)
     describe(client, inputs, number, cfg, refresh=retagged is not None)
 
-    aliases = {
-        alias: int(v)
-        for alias, v in (client.get_registered_model(inputs.name).aliases or {}).items()
-    }
-    # MLflow reserves "latest": it cannot be set, and @latest always resolves to the newest version.
-    aliases[LATEST] = int(client.get_model_version_by_alias(inputs.name, LATEST).version)
+    aliases = _aliases(client, inputs.name)
     return {
         "name": inputs.name,
         "version": number,
