@@ -27,7 +27,7 @@ from vaelab.config.evaluated_on import evaluated_on as record_of
 from vaelab.io.hashing import md5_of_array
 from vaelab.models.saved import load_config
 from vaelab.registry.champion import best_version
-from vaelab.registry.fingerprint import (
+from vaelab.registry.inputs import (
     FIELDS_TAG,
     FINGERPRINT_TAG,
     NO_FINGERPRINT,

@@ -1,4 +1,4 @@
-"""Who may move ``champion``, and when it moves.
+"""Who may move ``champion``, when it moves, and which versions it is chosen among.
 
 ``champion`` is what serving uses, so it moves only in a plain ``dvc repro`` of committed
 params (:func:`champion_rule`), or by hand with ``vaelab promote``:
@@ -13,19 +13,29 @@ lets it compete then, as if it were new. In a plain repro, :func:`decide_champio
 whether the version beats the champion on ``registry.metric``.
 
 A metric ranks only versions evaluated on the same data and settings (their fingerprints,
-:mod:`.fingerprint`): when the champion is not comparable with the current evaluation (the
-params moved to other data, or it was registered before fingerprints), champion moves to
-the best version that is (:func:`decide_incomparable`). Champion is the model for the
-data of the current params.
+:mod:`.inputs`). Those are the current evaluation's peers (:func:`find_peers`); every other
+version is not compared, with the reason: other data or settings (the fields that
+differ), or no fingerprint at all (registered before fingerprints). When the champion is
+not comparable with the current evaluation (the params moved to other data, or it was
+registered before fingerprints), champion moves to the best version that is
+(:func:`decide_incomparable`). Champion is the model for the data of the current params.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from vaelab.registry.inputs import Fingerprint, of_tags, why_not_compared
 from vaelab.tracking import Provenance
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+log = logging.getLogger("vaelab.registry")
 
 CHAMPION = "champion"
 PENDING_TAG = "champion_pending"  # version tag: registered where champion could not move
@@ -62,25 +72,29 @@ class ChampionRule:
         self, variant: str, number: int, champion: int | None, not_compared: str | None = None
     ) -> str:
         """Why champion did not move (when :attr:`may_move` is false), with the way to move it;
-        ``not_compared`` says why the champion is not comparable with this evaluation, if it is not."""
+        ``not_compared`` says why the champion is not comparable with this evaluation, if it
+        is not."""
         stays = "no champion yet" if champion is None else f"champion stays at version {champion}"
         promote = f"`vaelab promote {variant} --version {number}`"
         if self.kind == EXPERIMENT:
             held = (
-                f"DVC experiment {self.experiment!r}: version {number} gets alias {self.alias}; {stays} "
-                f"(an experiment never moves champion: `vaelab promote {variant} --alias {self.alias}`, or "
+                f"DVC experiment {self.experiment!r}: version {number} gets alias {self.alias}; "
+                f"{stays} (an experiment never moves champion: "
+                f"`vaelab promote {variant} --alias {self.alias}`, or "
                 "`dvc exp apply` it, commit, and `dvc repro`)"
             )
         else:
             held = (
-                f"params.yaml has uncommitted changes: {stays} (champion moves only in a `dvc repro` of "
-                f"committed params: commit params.yaml and rerun `dvc repro register`, or {promote})"
+                f"params.yaml has uncommitted changes: {stays} (champion moves only in a "
+                "`dvc repro` of committed params: commit params.yaml and rerun "
+                f"`dvc repro register`, or {promote})"
             )
         if not_compared is None or champion is None:
             return held
         return (
-            f"{held}; champion version {champion} is not compared with this evaluation ({not_compared}): "
-            "a `dvc repro` of these params, committed, makes the best version evaluated like this one champion"
+            f"{held}; champion version {champion} is not compared with this evaluation "
+            f"({not_compared}): a `dvc repro` of these params, committed, makes the best version "
+            "evaluated like this one champion"
         )
 
     def summary(self) -> dict[str, str | None]:
@@ -141,7 +155,8 @@ def decide_champion(
     if champion_value is None or math.isnan(champion_value):
         return ChampionDecision(
             True,
-            f"champion version {champion} has no {metric}: version {candidate} takes over ({shown})",
+            f"champion version {champion} has no {metric}: "
+            f"version {candidate} takes over ({shown})",
             candidate,
         )
     better = candidate_value < champion_value if mode == "min" else candidate_value > champion_value
@@ -154,12 +169,14 @@ def decide_champion(
         )
     return ChampionDecision(
         False,
-        f"version {candidate} does not beat champion version {champion}: {comparison}; champion stays",
+        f"version {candidate} does not beat champion version {champion}: {comparison}; "
+        "champion stays",
     )
 
 
 def best_version(contenders: dict[int, float], mode: str, prefer: int) -> int:
-    """The version with the best value (lowest for ``min``); a tie goes to ``prefer``, then to the newer."""
+    """The version with the best value (lowest for ``min``); a tie goes to ``prefer``, then to
+    the newer."""
     sign = 1 if mode == "min" else -1
     return min(
         contenders, key=lambda number: (sign * contenders[number], number != prefer, -number)
@@ -187,7 +204,83 @@ def decide_incomparable(
     )
     return ChampionDecision(
         True,
-        f"champion version {champion} is not compared with the current evaluation ({not_compared}): version {best} "
-        f"becomes champion, {among} evaluated on the current data and settings ({metric} = {contenders[best]:g})",
+        f"champion version {champion} is not compared with the current evaluation "
+        f"({not_compared}): version {best} becomes champion, {among} evaluated on the current "
+        f"data and settings ({metric} = {contenders[best]:g})",
         best,
     )
+
+
+# --------------------------------------------------------------------------- peers
+
+METRIC_TAG = "metric."  # version tag prefix: metric.recon.mse = "0.0123"
+
+
+def metric_tag(version: ModelVersion, metric: str) -> float | None:
+    """The version's ``metric.<metric>`` tag as a number; None when it is missing or not a
+    number."""
+    raw = (version.tags or {}).get(METRIC_TAG + metric)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        log.warning(
+            "%s version %s: tag %s%s = %r is not a number; treated as missing",
+            version.name,
+            version.version,
+            METRIC_TAG,
+            metric,
+            raw,
+        )
+        return None
+
+
+@dataclass(frozen=True)
+class NotCompared:
+    version: int
+    fingerprint: str | None  # its id, None when it has none
+    reason: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"version": self.version, "fingerprint": self.fingerprint, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Peers:
+    """The versions ``metric`` ranks against the current evaluation, and those it does not."""
+
+    values: dict[int, float | None]  # peer version -> its metric tag (None: missing)
+    pending: frozenset[int]  # peers registered where champion could not move, not yet competed
+    not_compared: dict[int, NotCompared]
+
+    def compared(self) -> list[int]:
+        return sorted(self.values)
+
+    def contenders(self, candidate: int, candidate_value: float) -> dict[int, float]:
+        """The peers that may take champion now, with their values: ``candidate`` and every
+        peer that has competed before and has a number."""
+        found = {
+            number: value
+            for number, value in self.values.items()
+            if number not in self.pending and value is not None and not math.isnan(value)
+        }
+        return found | {candidate: candidate_value}
+
+
+def find_peers(versions: list[ModelVersion], current: Fingerprint, metric: str) -> Peers:
+    """Sort ``versions`` into peers of ``current`` on ``metric`` and versions not compared."""
+    values: dict[int, float | None] = {}
+    pending = set()
+    not_compared = {}
+    for version in versions:
+        number, tags = int(version.version), version.tags or {}
+        tagged = of_tags(tags, f"{version.name} version {number}")
+        reason = why_not_compared(current, tagged, metric)
+        if reason is None:
+            values[number] = metric_tag(version, metric)
+            if tags.get(PENDING_TAG) == "true":
+                pending.add(number)
+        else:
+            not_compared[number] = NotCompared(number, tagged.id, reason)
+    return Peers(values, frozenset(pending), dict(sorted(not_compared.items())))

@@ -1,5 +1,5 @@
 """``vaelab generate`` and ``vaelab reconstruct``: a trained model, by URI or folder, to a PNG
-grid; ``vaelab promote``: move a registered model's ``champion`` alias by hand.
+grid; and the command line of ``vaelab promote`` (:mod:`.promote` moves ``champion``).
 
 ``--model`` takes an MLflow model URI (``models:/vaelab-vae@champion``,
 ``models:/vaelab-vae/3``, ``runs:/<id>/<variant>``: the logged model is named after its
@@ -57,7 +57,8 @@ def open_model(ref: str) -> VariantModel:
                 else "holds neither a trained vaelab model nor MLmodel"
             )
             raise UserError(
-                f"--model {ref}: {what}; pass a models/<variant> folder or a URI such as models:/vaelab-vae@champion"
+                f"--model {ref}: {what}; pass a models/<variant> folder or a URI such as "
+                "models:/vaelab-vae@champion"
             )
     return _load_mlflow_model(ref)
 
@@ -66,8 +67,7 @@ def _load_mlflow_model(ref: str) -> VariantModel:
     from mlflow.exceptions import MlflowException
 
     from vaelab.config.registry import RegistryConfig
-    from vaelab.registry.pyfunc import VariantModel
-    from vaelab.registry.vetting import vet_model_folder
+    from vaelab.registry.pyfunc import VariantModel, vet_model_folder
     from vaelab.tracking import tracking_uri
     from vaelab.tracking_http import bounded_mlflow_http, display_uri, quiet_mlflow_env
 
@@ -101,7 +101,8 @@ def _load_mlflow_model(ref: str) -> VariantModel:
                 )
         except MlflowException as err:
             raise UserError(
-                f"--model {ref}: cannot load it (MLflow tracking URI {display_uri(uri)}): {err.message} "
+                f"--model {ref}: cannot load it (MLflow tracking URI {display_uri(uri)}): "
+                f"{err.message} "
                 "(check the name and alias in the MLflow UI, and MLFLOW_TRACKING_URI)"
             ) from err
         # Read the MLmodel before anything of the model runs, then load that same copy.
@@ -118,7 +119,8 @@ def _load_mlflow_model(ref: str) -> VariantModel:
         ) from err
     if not isinstance(python_model, VariantModel):
         raise UserError(
-            f"--model {ref}: an MLflow model, but not one vaelab registered ({type(python_model).__name__})"
+            f"--model {ref}: an MLflow model, but not one vaelab registered "
+            f"({type(python_model).__name__})"
         )
     return python_model
 
@@ -151,7 +153,7 @@ def montage(tiles: np.ndarray, rows: int, cols: int) -> np.ndarray:
         fill=(GAP_VALUE,) * channels,  # one value per channel: a scalar fails for RGB
         channel_axis=-1,
     )
-    pixels = np.rint(np.clip(grid, 0.0, 1.0) * 255.0).astype(np.uint8)
+    pixels: np.ndarray = np.rint(np.clip(grid, 0.0, 1.0) * 255.0).astype(np.uint8)
     return pixels[..., 0] if channels == 1 else pixels
 
 
@@ -186,8 +188,8 @@ def generate(
     model = open_model(model_ref)
     if sampler == "gmm" and model.gmm is None:
         raise UserError(
-            f"--model {model_ref}: has no latent GMM to sample (only a models/<variant> folder trained "
-            "with train.gmm has one, not a registered model); use --sampler normal"
+            f"--model {model_ref}: has no latent GMM to sample (only a models/<variant> folder "
+            "trained with train.gmm has one, not a registered model); use --sampler normal"
         )
     samples = model.generate(n, seed, sampler)
     rows, cols = grid_shape(n)
@@ -232,10 +234,11 @@ def load_images(paths: list[Path], config: SavedConfig) -> np.ndarray:
 
 
 def reconstruct(model_ref: str, paths: list[Path], out: Path) -> tuple[int, int]:
-    """Write the images, cropped like ``prepare``, above their reconstructions; returns (rows, cols)."""
+    """Write the images, cropped like ``prepare``, above their reconstructions; returns
+    (rows, cols)."""
     _check_out(out)
     model = open_model(model_ref)
-    images = load_images(paths, model.config)
+    images = load_images(paths, model.loaded_config)
     recons = model.reconstruct(images)
     inputs = images.astype(np.float32) / 255.0
     count = len(images)
@@ -277,23 +280,24 @@ def _promote_command(args: argparse.Namespace) -> None:
     was = "no champion" if done.previous is None else f"version {done.previous}"
     fingerprint = f"fingerprint {done.fingerprint}" if done.fingerprint else "no fingerprint"
     print(
-        f"{done.name}: champion -> version {done.version} (was {was}); serve it as models:/{done.name}@champion "
-        f"(data and evaluation {fingerprint})"
+        f"{done.name}: champion -> version {done.version} (was {was}); "
+        f"serve it as models:/{done.name}@champion (data and evaluation {fingerprint})"
     )
     if not done.checked:
         print(
-            "--force: not checked against the workspace's evaluation; if it was evaluated on other data or "
-            "settings, the next `dvc repro` moves champion to the best version evaluated like the current params"
+            "--force: not checked against the workspace's evaluation; if it was evaluated on "
+            "other data or settings, the next `dvc repro` moves champion to the best version "
+            "evaluated like the current params"
         )
 
 
 MODEL_HELP = (
-    "models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, runs:/RUN_ID/VARIANT, "
-    "or a models/<variant> folder"
+    "models:/NAME@ALIAS (e.g. models:/vaelab-vae@champion), models:/NAME/VERSION, "
+    "runs:/RUN_ID/VARIANT, or a models/<variant> folder"
 )
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``generate``, ``reconstruct`` and ``promote`` on the ``vaelab`` command."""
     gen = subparsers.add_parser(
         "generate", help="decode draws from N(0, I) (or the latent GMM) into one PNG grid"
@@ -308,7 +312,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--sampler",
         choices=["normal", "gmm"],
         default="normal",
-        help="normal: z ~ N(0, I) (default); gmm: the latent GMM saved in a models/<variant> folder",
+        help="normal: z ~ N(0, I) (default); "
+        "gmm: the latent GMM saved in a models/<variant> folder",
     )
     gen.set_defaults(func=_generate_command)
 
@@ -330,10 +335,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     pro = subparsers.add_parser(
         "promote",
-        help="point a registered model's champion alias at a version (a DVC experiment's exp-<name>, say)",
-        description="Move champion of <registry.prefix>-<variant> to --version N, to the version --alias "
-        "points at, or (neither) to the version of the weights in models/<variant>/. A version whose data and "
-        "evaluation fingerprint does not compare with the workspace's evaluation is refused unless --force.",
+        help="point a registered model's champion alias at a version "
+        "(a DVC experiment's exp-<name>, say)",
+        description="Move champion of <registry.prefix>-<variant> to --version N, to the version "
+        "--alias points at, or (neither) to the version of the weights in models/<variant>/. "
+        "A version whose data and evaluation fingerprint does not compare with the workspace's "
+        "evaluation is refused unless --force.",
     )
     pro.add_argument(
         "variant", help="a variant name (the registered model is <registry.prefix>-<variant>)"

@@ -1,22 +1,42 @@
-"""What ``register`` reads from the pipeline's files, checked before MLflow is touched.
+"""What ``register`` reads from the pipeline's files, checked before MLflow is touched, and
+the data and evaluation fingerprint made of it.
 
 Per variant: its replicates in ``models/<variant>/`` (the first seed stands for the
 variant in the registry), its evaluation (``metrics/detail/eval/<variant>.json``, the
-whole evaluation, not the headline of ``metrics/eval/``), its history ``metrics/history/<variant>.csv`` and its figures
-``reports/<variant>/``. A missing model or evaluation is a UserError, and so is an
-evaluation without its ``evaluated_on`` record (written before fingerprints: evaluate
-again); a missing history or figure folder only means there is less to log. The saved
-config and ``evaluated_on`` make the variant's fingerprint (:mod:`.fingerprint`).
+whole evaluation, not the headline of ``metrics/eval/``), its history
+``metrics/history/<variant>.csv`` and its figures ``reports/<variant>/``. A missing model
+or evaluation is a UserError, and so is an evaluation without its ``evaluated_on`` record
+(written before fingerprints: evaluate again); a missing history or figure folder only
+means there is less to log.
+
+The fingerprint says what a version's metrics were measured on. A metric ranks two
+versions only when both were evaluated on the same data with the same settings. The
+fingerprint's fields are read from what the variant was trained and evaluated on, not
+from params: its saved ``config.json`` (dataset, image size, channels, resample, limit,
+crop, split) and its evaluation's ``evaluated_on`` record (the md5 of the test split, the
+evaluation settings: :mod:`vaelab.config.evaluated_on`). Its id is a short sha256 of the
+fields as canonical JSON. A version carries both as tags (``fingerprint``,
+``fingerprint.fields``).
+
+Two versions are compared on a metric when their data fields and the evaluation settings
+that can change that metric are equal (:meth:`Fingerprint.differences`): ``recon.mse``
+depends on the test split alone, so a changed ``evaluate.samples`` changes the id but
+keeps the versions comparable on it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vaelab.config.evaluated_on import EVALUATED_ON
+from vaelab.config.data import CropConfig
+from vaelab.config.evaluated_on import EVALUATED_ON, settings_changing
 from vaelab.config.registry import RegistryConfig
 from vaelab.errors import UserError
 from vaelab.io.json_files import flatten, read_json
@@ -28,7 +48,157 @@ from vaelab.models.saved import (
     require_replicates,
     weights_md5,
 )
-from vaelab.registry.fingerprint import Fingerprint, of_evaluation
+
+log = logging.getLogger("vaelab.registry")
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+FINGERPRINT_TAG = "fingerprint"  # version tag: the id
+FIELDS_TAG = "fingerprint.fields"  # version tag: the fields, canonical JSON
+ID_LENGTH = 12
+DATA_FIELDS = (
+    "dataset",
+    "image_size",
+    "channels",
+    "resample",
+    "limit",
+    "crop",
+    "split",
+    "test_md5",
+)
+SETTINGS = "evaluate"  # the fields' key of the evaluation settings
+SHOWN_MD5 = 8  # hex digits of an md5 shown in a reason
+NOT_RECORDED = "not recorded"
+_MISSING = object()  # a field one of two fingerprints lacks
+NO_FINGERPRINT = "registered before fingerprints (no fingerprint tag)"
+
+
+def canonical(payload: Mapping[str, Any]) -> str:
+    """One JSON text per content: sorted keys, no spaces."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+def crop_fields(crop: CropConfig) -> dict[str, Any]:
+    """The crop's method and the settings of that method only (the others change no pixel)."""
+    dumped = crop.model_dump(mode="json")
+    own = "size" if crop.method == "center" else crop.method
+    return {"method": crop.method, **({own: dumped[own]} if own in dumped else {})}
+
+
+def _shown(key: str, value: Any) -> str:
+    if value is _MISSING:
+        return NOT_RECORDED
+    if key == "test_md5" and isinstance(value, str):
+        return value[:SHOWN_MD5]
+    return json.dumps(value)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """The fields one evaluation of a version was measured on, JSON-ready."""
+
+    fields: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(canonical(self.fields).encode()).hexdigest()[:ID_LENGTH]
+
+    def tags(self) -> dict[str, str]:
+        return {FINGERPRINT_TAG: self.id, FIELDS_TAG: canonical(self.fields)}
+
+    def compared_on(self, metric: str, other: Fingerprint | None = None) -> list[str]:
+        """The dotted fields that must match for ``metric`` to rank this version and ``other``."""
+        recorded = set(self.fields.get(SETTINGS, {})) | set(
+            () if other is None else other.fields.get(SETTINGS, {})
+        )
+        return [
+            *DATA_FIELDS,
+            *(f"{SETTINGS}.{name}" for name in settings_changing(metric, recorded)),
+        ]
+
+    def differences(self, other: Fingerprint, metric: str) -> list[str]:
+        """What of ``other`` differs from this (the current) fingerprint where ``metric`` depends
+        on it, in words: ``["image_size 7 (current 32)", ...]``; empty when the two compare on
+        ``metric``."""
+        mine, theirs = flatten(self.fields), flatten(other.fields)
+        found = []
+        for field in self.compared_on(metric, other):
+            keys = sorted(
+                {key for key in (*mine, *theirs) if key == field or key.startswith(field + ".")}
+            ) or [field]
+            for key in keys:
+                current, then = mine.get(key, _MISSING), theirs.get(key, _MISSING)
+                if current != then:
+                    found.append(f"{key} {_shown(key, then)} (current {_shown(key, current)})")
+        return found
+
+    def summary(self, metric: str) -> dict[str, Any]:
+        """What ``metrics/registry.json`` shows of it."""
+        return {"id": self.id, "fields": self.fields, "compared_on": self.compared_on(metric)}
+
+
+def of_evaluation(config: SavedConfig, evaluated_on: Mapping[str, Any]) -> Fingerprint:
+    """The fingerprint of a variant trained with ``config`` and evaluated as ``evaluated_on``
+    records."""
+    data = config.data
+    return Fingerprint(
+        {
+            "dataset": data.dataset,
+            "image_size": config.image_size,
+            "channels": config.channels,
+            "resample": data.resample,
+            "limit": data.limit,
+            "crop": crop_fields(data.crop),
+            "split": data.split.model_dump(mode="json"),
+            "test_md5": evaluated_on["test_md5"],
+            SETTINGS: dict(evaluated_on["settings"]),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """A version's fingerprint as its tags hold it: the fingerprint, or why there is none."""
+
+    fingerprint: Fingerprint | None
+    missing: str | None = None  # why there is no fingerprint
+
+    @property
+    def id(self) -> str | None:
+        return None if self.fingerprint is None else self.fingerprint.id
+
+
+def of_tags(tags: Mapping[str, str], where: str) -> Tagged:
+    """The fingerprint in a version's tags (``where`` names the version in a warning)."""
+    raw = tags.get(FIELDS_TAG)
+    if raw is None:
+        return Tagged(None, NO_FINGERPRINT)
+    try:
+        fields = json.loads(raw)
+    except json.JSONDecodeError as err:
+        log.warning(
+            "%s: tag %s is not JSON (%s); the version is not compared", where, FIELDS_TAG, err
+        )
+        return Tagged(None, f"its {FIELDS_TAG} tag is not JSON ({err})")
+    if not isinstance(fields, dict):
+        log.warning(
+            "%s: tag %s is not a JSON object; the version is not compared", where, FIELDS_TAG
+        )
+        return Tagged(None, f"its {FIELDS_TAG} tag is not a JSON object")
+    return Tagged(Fingerprint(fields))
+
+
+def why_not_compared(current: Fingerprint, tagged: Tagged, metric: str) -> str | None:
+    """Why ``metric`` cannot rank a version fingerprinted ``tagged`` against the current data;
+    None when it can."""
+    if tagged.fingerprint is None:
+        return tagged.missing
+    found = current.differences(tagged.fingerprint, metric)
+    return None if not found else "evaluated on other data or settings: " + ", ".join(found)
+
+
+# --------------------------------------------------------------------------- inputs
 
 
 @dataclass(frozen=True)
@@ -79,8 +249,8 @@ def _evaluated_on(payload: dict[str, Any], eval_path: Path, variant: str) -> dic
         or not isinstance(record.get("settings"), dict)
     ):
         raise UserError(
-            f"{eval_path}: no {EVALUATED_ON} record of the test split and settings (written by an older vaelab); "
-            f"rerun `dvc repro evaluate@{variant}`"
+            f"{eval_path}: no {EVALUATED_ON} record of the test split and settings "
+            f"(written by an older vaelab); rerun `dvc repro evaluate@{variant}`"
         )
     return record
 
@@ -106,8 +276,9 @@ def read_variant(
     metrics = numeric_leaves({key: value for key, value in payload.items() if key != EVALUATED_ON})
     if cfg.metric not in metrics:
         raise UserError(
-            f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions by; "
-            f"set registry.metric in params.yaml to one of: {', '.join(sorted(metrics)) or '(none found)'}"
+            f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions "
+            "by; set registry.metric in params.yaml to one of: "
+            f"{', '.join(sorted(metrics)) or '(none found)'}"
         )
     evaluated_on = _evaluated_on(payload, eval_path, variant)
     replicates = tuple(Replicate(seed, folder, weights_md5(folder)) for seed, folder in found)

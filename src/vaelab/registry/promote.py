@@ -7,7 +7,7 @@ experiment's ``exp-<name>``), or, with neither, to the version of the weights in
 
 Champion is the model for the data of the current params: a version whose fingerprint
 does not compare with the workspace's evaluation (``models/<variant>/`` and
-``metrics/detail/eval/<variant>.json``, :mod:`.fingerprint`) on ``registry.metric`` is
+``metrics/detail/eval/<variant>.json``, :mod:`.inputs`) on ``registry.metric`` is
 refused, naming what differs, unless ``force``; the next plain ``dvc repro`` of these
 params moves a forced champion back to the best version evaluated like them.
 """
@@ -17,13 +17,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vaelab.config import Params
 from vaelab.errors import UserError
 from vaelab.registry.champion import CHAMPION, PENDING_TAG
-from vaelab.registry.fingerprint import Fingerprint, of_tags, why_not_compared
-from vaelab.registry.inputs import read_variant
+from vaelab.registry.inputs import Fingerprint, of_tags, read_variant, why_not_compared
 from vaelab.tracking import MODEL_MD5_TAG
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger("vaelab.registry")
 
@@ -40,7 +44,8 @@ class Promotion:
 def current_fingerprint(
     params: Params, variant: str, models_root: Path, metrics_root: Path
 ) -> Fingerprint:
-    """The fingerprint of the workspace's evaluation of ``variant``; a UserError says how to get one."""
+    """The fingerprint of the workspace's evaluation of ``variant``; a UserError says how to get
+    one."""
     try:
         return read_variant(
             variant, params.registry, models_root, metrics_root, Path("reports")
@@ -53,8 +58,13 @@ def current_fingerprint(
 
 
 def _target(
-    client, name: str, variant: str, version: int | None, alias: str | None, models_root: Path
-):
+    client: MlflowClient,
+    name: str,
+    variant: str,
+    version: int | None,
+    alias: str | None,
+    models_root: Path,
+) -> ModelVersion:
     from mlflow.exceptions import MlflowException
 
     if version is not None:
@@ -128,10 +138,10 @@ def promote(
         )
         if why is not None:
             raise UserError(
-                f"{name} version {target.version} is not comparable with the current evaluation of {variant} "
-                f"({why}): champion is the model for the current params' data, and the next `dvc repro` would "
-                "move it back; to serve it, make its params the current ones (`dvc exp apply` and commit, then "
-                "`dvc repro`), or pass --force"
+                f"{name} version {target.version} is not comparable with the current evaluation "
+                f"of {variant} ({why}): champion is the model for the current params' data, and "
+                "the next `dvc repro` would move it back; to serve it, make its params the current "
+                "ones (`dvc exp apply` and commit, then `dvc repro`), or pass --force"
             )
         aliases = client.get_registered_model(name).aliases or {}
         previous = int(aliases[CHAMPION]) if CHAMPION in aliases else None

@@ -4,10 +4,10 @@ For each variant of ``params.models``, the registered model ``<registry.prefix>-
 gets a new version when ``models/<variant>/seed<k>/model.pt`` (its first seed) is new to it
 (matched on the ``model_md5`` version tag), logged as the pyfunc of :mod:`.pyfunc`, named
 after the variant, in a run of the ``vaelab`` experiment, and tagged with its data and
-evaluation fingerprint (:mod:`.fingerprint`). Aliases, not the deprecated stages:
+evaluation fingerprint (:mod:`.inputs`). Aliases, not the deprecated stages:
 ``champion`` moves by the rule of :mod:`.champion` (a plain repro of committed params, to a
 version that beats it on ``registry.metric`` among the versions evaluated like the current
-one, :mod:`.peers`; never inside a DVC experiment, which sets ``exp-<name>`` instead);
+one; never inside a DVC experiment, which sets ``exp-<name>`` instead);
 ``latest`` is MLflow's built-in alias for the newest version (reserved: it resolves by
 itself and cannot be set).
 
@@ -17,8 +17,8 @@ evaluation's fingerprint and ``metric.*`` tags: the same weights, evaluated as t
 current params say.
 
 The stage also gives each replicate's training run its evaluation, figures, history and
-config (:mod:`.train_runs`), logs the compare report once per content (:mod:`.compare_run`),
-and keeps the registered models' and versions' descriptions (:mod:`.describe`).
+config, logs the compare report once per content, and keeps the registered models' and
+versions' descriptions (all three in :mod:`.runs`).
 ``metrics/registry.json`` records what happened and why.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vaelab.config import Params
 from vaelab.config.registry import RegistryConfig
@@ -35,19 +35,30 @@ from vaelab.io.json_files import flatten, write_json
 from vaelab.models.saved import config_file, load_trained, weights_file
 from vaelab.registry.champion import (
     CHAMPION,
+    METRIC_TAG,
     PENDING_TAG,
     ChampionDecision,
     ChampionRule,
+    Peers,
     champion_rule,
     decide_champion,
     decide_incomparable,
+    find_peers,
+    metric_tag,
 )
-from vaelab.registry.compare_run import log_compare
-from vaelab.registry.describe import model_description, version_description
-from vaelab.registry.fingerprint import FINGERPRINT_TAG, of_tags, why_not_compared
-from vaelab.registry.inputs import VariantInputs, read_variant
-from vaelab.registry.peers import METRIC_TAG, Peers, find_peers, metric_tag
-from vaelab.registry.train_runs import enrich_train_runs
+from vaelab.registry.inputs import (
+    FINGERPRINT_TAG,
+    VariantInputs,
+    of_tags,
+    read_variant,
+    why_not_compared,
+)
+from vaelab.registry.runs import (
+    enrich_train_runs,
+    log_compare,
+    model_description,
+    version_description,
+)
 from vaelab.tracking import (
     BASELINE_TAG,
     COMMIT_TAG,
@@ -67,6 +78,7 @@ from vaelab.tracking_http import connect, display_uri
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
 
 log = logging.getLogger("vaelab.registry")
 
@@ -86,7 +98,8 @@ PYFUNC_DISTRIBUTIONS = ("mlflow", "torch", "numpy", "pydantic", "pyyaml")
 
 
 def pyfunc_requirements() -> list[str]:
-    """Pins of the installed versions, given explicitly so that log_model skips its slow inference."""
+    """Pins of the installed versions, given explicitly so that log_model skips its slow
+    inference."""
     pins = []
     for dist in PYFUNC_DISTRIBUTIONS:
         try:
@@ -165,60 +178,75 @@ def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int) -> str:
     return f"runs:/{run_id}/{name}"
 
 
-def _log_and_register(
-    inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
-) -> ModelVersion:
-    """One MLflow run that logs the pyfunc and its decoder, then a registry version tagged for idempotence."""
+def _run_tags(inputs: VariantInputs, prov: Provenance, train_run_id: str | None) -> dict[str, str]:
+    """The tags the register run and its version share: provenance, variant, weights,
+    fingerprint, and the first seed's training run."""
+    return {
+        **prov.tags(),
+        VARIANT_TAG: inputs.variant,
+        MODEL_MD5_TAG: inputs.model_md5,
+        "dataset": inputs.config.data.dataset,
+        **inputs.fingerprint.tags(),
+        **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
+    }
+
+
+def _log_images_model(inputs: VariantInputs, shared: dict[str, Any]) -> ModelInfo:
+    """Log ``<variant>`` (images in: the model that is registered) into the active run."""
     import mlflow
     import numpy as np
 
     from vaelab.registry.pyfunc import decoder_name, image_signature
 
+    size, channels = inputs.config.image_size, inputs.config.channels
+    info: ModelInfo = mlflow.pyfunc.log_model(
+        # Named after the variant: runs:/<run id>/<variant> and the UI's model list say which.
+        name=inputs.variant,
+        # Models-from-code: MLflow stores this file, not a pickle, and runs it to load.
+        python_model=str(MODEL_CODE),
+        signature=image_signature(size, channels),
+        # One black image: documents the request format (serving_input_example.json)
+        # and makes MLflow load and call the logged model once before it is registered.
+        input_example=(
+            np.zeros((1, size, size, channels), dtype=np.uint8),
+            {"mode": "reconstruct"},
+        ),
+        **{
+            **shared,
+            "metadata": {
+                **shared["metadata"],
+                "role": "images",
+                "decoder": decoder_name(inputs.variant),
+            },
+        },
+    )
+    return info
+
+
+def _log_and_register(
+    inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
+) -> ModelVersion:
+    """One MLflow run that logs the pyfunc and its decoder, then a registry version tagged for
+    idempotence."""
+    import mlflow
+
     config = inputs.config
-    size, channels = config.image_size, config.channels
     latent_dim = load_trained(inputs.folder)[0].latent_dim
     shared = _pyfunc_kwargs(inputs, latent_dim)
-    tags = {
-        **prov.tags(),
-        VARIANT_TAG: inputs.variant,
-        MODEL_MD5_TAG: inputs.model_md5,
-        "dataset": config.data.dataset,
-        **inputs.fingerprint.tags(),
-        **({TRAIN_RUN_TAG: train_run_id} if train_run_id else {}),
-    }
+    tags = _run_tags(inputs, prov, train_run_id)
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
         mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
         mlflow.log_params(
             flatten(
                 {
                     "model": config.model.model_dump(mode="json"),
-                    "image_size": size,
-                    "channels": channels,
+                    "image_size": config.image_size,
+                    "channels": config.channels,
                 },
                 keep_empty=False,
             )
         )
-        info = mlflow.pyfunc.log_model(
-            # Named after the variant: runs:/<run id>/<variant> and the UI's model list say which.
-            name=inputs.variant,
-            # Models-from-code: MLflow stores this file, not a pickle, and runs it to load.
-            python_model=str(MODEL_CODE),
-            signature=image_signature(size, channels),
-            # One black image: documents the request format (serving_input_example.json)
-            # and makes MLflow load and call the logged model once before it is registered.
-            input_example=(
-                np.zeros((1, size, size, channels), dtype=np.uint8),
-                {"mode": "reconstruct"},
-            ),
-            **{
-                **shared,
-                "metadata": {
-                    **shared["metadata"],
-                    "role": "images",
-                    "decoder": decoder_name(inputs.variant),
-                },
-            },
-        )
+        info = _log_images_model(inputs, shared)
         decoder_uri = _log_decoder(inputs, run.info.run_id, latent_dim)
         # The metrics after both models, attached to the image model in the same call: logged
         # before, each log_model would read back every metric's history to attach it (a
@@ -259,11 +287,14 @@ def _retag(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> 
 
 
 def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> ModelVersion:
-    """A version registered before decoders were logged gets one, in its own run (same weights: same md5)."""
+    """A version registered before decoders were logged gets one, in its own run (same weights:
+    same md5)."""
     import mlflow
 
-    with mlflow.start_run(run_id=found.run_id):
-        uri = _log_decoder(inputs, found.run_id, load_trained(inputs.folder)[0].latent_dim)
+    # Every version register logs comes from a run, so it has a run id.
+    run_id = cast(str, found.run_id)
+    with mlflow.start_run(run_id=run_id):
+        uri = _log_decoder(inputs, run_id, load_trained(inputs.folder)[0].latent_dim)
     client.set_model_version_tag(inputs.name, found.version, DECODER_TAG, uri)
     log.info("%s: version %s had no decoder; logged %s", inputs.name, found.version, uri)
     return client.get_model_version(inputs.name, found.version)
@@ -372,7 +403,7 @@ def _decide(
             metric=cfg.metric,
             mode=cfg.mode,
             candidate=number,
-            champion=champion_number,
+            champion=not_compared.version,
             not_compared=not_compared.reason,
             contenders=peers.contenders(number, value),
         )
@@ -389,6 +420,42 @@ def _decide(
     if decision.target is not None:
         client.set_registered_model_alias(inputs.name, CHAMPION, str(decision.target))
     return decision
+
+
+def _move_aliases(
+    client: MlflowClient,
+    inputs: VariantInputs,
+    cfg: RegistryConfig,
+    rule: ChampionRule,
+    found: ModelVersion,
+    reused: bool,
+    newly_compared: bool,
+    peers: Peers,
+) -> ChampionDecision:
+    """Move champion (:func:`_decide`) and an experiment's alias to the version; a pending
+    version that competed loses its pending tag."""
+    number = int(found.version)
+    pending = reused and (found.tags or {}).get(PENDING_TAG) == "true"
+    # A version registered in an experiment competes the first time a plain repro meets it, and
+    # so does one that meets the current evaluation for the first time (it was not comparable).
+    decision = _decide(
+        client, inputs, cfg, rule, number, not reused or pending or newly_compared, peers
+    )
+    if rule.may_move and pending:
+        client.delete_model_version_tag(inputs.name, str(number), PENDING_TAG)
+    if rule.alias:
+        client.set_registered_model_alias(inputs.name, rule.alias, str(number))
+    return decision
+
+
+def _aliases(client: MlflowClient, name: str) -> dict[str, int]:
+    """The registered model's aliases and the versions they point at, ``latest`` included."""
+    aliases = {
+        alias: int(v) for alias, v in (client.get_registered_model(name).aliases or {}).items()
+    }
+    # MLflow reserves "latest": it cannot be set, and @latest always resolves to the newest version.
+    aliases[LATEST] = int(client.get_model_version_by_alias(name, LATEST).version)
+    return aliases
 
 
 def register_variant(
@@ -417,27 +484,13 @@ def register_variant(
     number = int(found.version)
 
     peers = find_peers(_versions(client, inputs.name), inputs.fingerprint, cfg.metric)
-    pending = bool(same) and (found.tags or {}).get(PENDING_TAG) == "true"
-    # A version registered in an experiment competes the first time a plain repro meets it, and
-    # so does one that meets the current evaluation for the first time (it was not comparable).
-    decision = _decide(
-        client, inputs, cfg, rule, number, not same or pending or newly_compared, peers
-    )
-    if rule.may_move and pending:
-        client.delete_model_version_tag(inputs.name, str(number), PENDING_TAG)
-    if rule.alias:
-        client.set_registered_model_alias(inputs.name, rule.alias, str(number))
+    decision = _move_aliases(client, inputs, cfg, rule, found, bool(same), newly_compared, peers)
     log.info("%s: %s", inputs.name, decision.reason)
     for skipped in peers.not_compared.values():
         log.info("%s: version %d not compared: %s", inputs.name, skipped.version, skipped.reason)
     describe(client, inputs, number, cfg, refresh=retagged is not None)
 
-    aliases = {
-        alias: int(v)
-        for alias, v in (client.get_registered_model(inputs.name).aliases or {}).items()
-    }
-    # MLflow reserves "latest": it cannot be set, and @latest always resolves to the newest version.
-    aliases[LATEST] = int(client.get_model_version_by_alias(inputs.name, LATEST).version)
+    aliases = _aliases(client, inputs.name)
     return {
         "name": inputs.name,
         "version": number,
@@ -471,7 +524,8 @@ def run_register(
     reports_root: Path = Path("reports"),
     params_file: Path = PARAMS_FILE,
 ) -> dict[str, Any]:
-    """Register every variant of ``params.models``; write and return ``metrics/registry.json``'s content."""
+    """Register every variant of ``params.models``; write and return
+    ``metrics/registry.json``'s content."""
     cfg = params.registry
     # Every file is checked before MLflow is touched, so a missing one writes nothing.
     variants = [
