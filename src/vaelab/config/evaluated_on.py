@@ -2,7 +2,7 @@
 
 ``evaluate@<variant>`` writes :func:`evaluated_on` under ``evaluated_on`` in
 ``metrics/detail/eval/<variant>.json``; the registry builds each version's data and
-evaluation fingerprint from it (:mod:`vaelab.registry.fingerprint`). :func:`settings_changing`
+evaluation fingerprint from it (:mod:`vaelab.registry.inputs`). :func:`settings_changing`
 says which of the recorded settings a metric depends on, so that versions are compared on
 ``registry.metric`` only when those match.
 """
