@@ -42,7 +42,7 @@ def write_prepared(folder: Path, pixels: np.ndarray, index: pd.DataFrame) -> str
     staging folder: see io.atomic); returns the fingerprint, the md5 of the two files' bytes."""
     digest = hashlib.md5(usedforsecurity=False)
     with open(folder / IMAGES_FILE, "wb") as handle:
-        np.save(_HashingWriter(handle, digest), pixels, allow_pickle=False)  # type: ignore[arg-type]
+        np.save(_HashingWriter(handle, digest), pixels, allow_pickle=False)
     index_bytes = index.to_csv(index=False, lineterminator="\n").encode()
     (folder / INDEX_FILE).write_bytes(index_bytes)
     digest.update(index_bytes)
@@ -99,7 +99,8 @@ def load_prepared(prepared: Path, columns: list[str] | None = None) -> PreparedD
     index = pd.read_csv(index_path, usecols=columns)
     if len(index) != len(images):
         raise UserError(
-            f"{prepared}: {len(images)} images but {len(index)} index rows; rerun `dvc repro prepare`"
+            f"{prepared}: {len(images)} images but {len(index)} index rows; "
+            "rerun `dvc repro prepare`"
         )
     return PreparedData(images, index)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +26,7 @@ class Catalog:
     """
 
     index: pd.DataFrame
-    sources: list[ImageSource]
+    sources: Sequence[ImageSource]
     # (N, 10) aligned landmarks for crop.method: landmarks, else None.
     landmarks: np.ndarray | None = None
 

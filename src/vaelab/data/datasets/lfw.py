@@ -23,7 +23,7 @@ N_FACES = 100
 def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
     from skimage import data as skdata
 
-    images = skdata.lfw_subset()
+    images = skdata.lfw_subset()  # type: ignore[no-untyped-call]  # scikit-image: no annotations
     np.save(dest / FILE_NAME, images, allow_pickle=False)
     return DownloadReport(source="skimage.data.lfw_subset (bundled with scikit-image)")
 

@@ -25,7 +25,8 @@ PARTS = {"train": "train", "test": "t10k"}
 
 HOW_TO_SUPPLY = (
     "Ways to supply MNIST (set data.mnist.source in params.yaml):\n"
-    "  - an http(s):// or file:// URL base holding the four *-ubyte.gz files (the default is a mirror)\n"
+    "  - an http(s):// or file:// URL base holding the four *-ubyte.gz files "
+    "(the default is a mirror)\n"
     "  - a local folder holding the four *-ubyte.gz files"
 )
 
@@ -60,7 +61,8 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def catalog(raw: Path, cfg: DataConfig) -> Catalog:
-    frames, sources = [], []
+    frames: list[pd.DataFrame] = []
+    sources: list[np.ndarray] = []
     for partition, prefix in PARTS.items():
         images = read_idx(raw / f"{prefix}-images-idx3-ubyte.gz")
         labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte.gz")
