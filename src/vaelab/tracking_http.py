@@ -131,7 +131,8 @@ def wait_for_server(
                 if attempt < cfg.retries:
                     wait = cfg.backoff * 2 ** (attempt - 1)
                     log.warning(
-                        "MLflow tracking server %s not reachable (attempt %d of %d), retrying in %.1f s: %s",
+                        "MLflow tracking server %s not reachable (attempt %d of %d), "
+                        "retrying in %.1f s: %s",
                         shown,
                         attempt,
                         cfg.retries,
@@ -141,8 +142,8 @@ def wait_for_server(
                     sleep(wait)
     raise UserError(
         f"cannot reach the MLflow tracking server at {shown} (MLFLOW_TRACKING_URI) after "
-        f"{cfg.retries} attempt(s), {cfg.timeout:g} s timeout each: {last_error}. Start the server, "
-        "or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db; "
+        f"{cfg.retries} attempt(s), {cfg.timeout:g} s timeout each: {last_error}. Start the "
+        "server, or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db; "
         "registry.retries, registry.backoff and registry.timeout in params.yaml set the patience"
     )
 
