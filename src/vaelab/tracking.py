@@ -117,6 +117,7 @@ def _git(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess[str]:
 
 
 def git_commit(cwd: Path | None = None) -> str:
+    """The commit HEAD names, or ``"unknown"`` outside a git repository."""
     done = _git(["rev-parse", "HEAD"], cwd)
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
@@ -149,6 +150,7 @@ class Provenance:
     baseline_rev: str | None  # DVC_EXP_BASELINE_REV
 
     def tags(self) -> dict[str, str]:
+        """The MLflow tags of this provenance (the DVC ones only when set)."""
         tags = {
             COMMIT_TAG: self.commit,
             DIRTY_TAG: "unknown" if self.dirty is None else str(self.dirty).lower(),

@@ -46,6 +46,7 @@ _MLFLOW_RETRY_LIMIT = 10
 
 
 def is_remote(uri: str) -> bool:
+    """Whether ``uri`` names a tracking server (http or https), not a local store."""
     return urlsplit(uri).scheme in REMOTE_SCHEMES
 
 

@@ -163,6 +163,7 @@ class _Tally:
     fell_back: int = 0
 
     def record(self, start: int, statuses: _Statuses) -> None:
+        """Note the statuses of the range of tasks that begins at ``start``."""
         for offset, reason in enumerate(statuses):
             if reason is None:
                 self.kept[start + offset] = True

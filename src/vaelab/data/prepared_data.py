@@ -77,6 +77,8 @@ def read_fingerprint(prepared: Path) -> str:
 
 @dataclass(frozen=True)
 class PreparedData:
+    """The prepared images and their index, row for row."""
+
     images: np.ndarray  # (N, H, W, C) uint8, memory-mapped
     index: pd.DataFrame  # one row per image: image_id, split, attributes...
 
@@ -87,6 +89,7 @@ class PreparedData:
         )
 
     def has_split(self, name: str) -> bool:
+        """Whether any image is in split ``name``."""
         return bool((self.index["split"] == name).any())
 
 

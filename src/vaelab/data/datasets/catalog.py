@@ -46,6 +46,8 @@ class DownloadReport:
 
 
 class DatasetModule(Protocol):
+    """A module of :mod:`vaelab.data.datasets`: one data set's download and catalog."""
+
     def download(self, cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
         """Write the data set in its official layout into the empty folder ``dest``."""
 

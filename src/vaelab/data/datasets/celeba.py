@@ -44,6 +44,8 @@ PARTITION_FILE = "list_eval_partition.txt"
 
 @dataclass(frozen=True)
 class OfficialFile:
+    """One of the six official files: its name, Google Drive id and md5."""
+
     name: str
     drive_id: str
     md5: str
@@ -106,6 +108,7 @@ HOW_TO_SUPPLY = (
 
 
 def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
+    """Write CelebA's official layout into ``dest`` from ``data.celeba.source``."""
     source = cfg.celeba.source.strip()
     if source == "gdrive":
         return _from_remote(cfg, dest, cache, source, _gdrive_fetcher(cfg, cache))
@@ -385,6 +388,8 @@ def _write_official_from_csv(data: bytes, csv_name: str, target: Path) -> None:
 
 
 def catalog(raw: Path, cfg: DataConfig) -> Catalog:
+    """Every JPEG under ``raw``, with the attributes, identities, partition and landmarks
+    that the files and the settings call for."""
     images_dir = raw / IMAGE_DIR
     if not images_dir.is_dir():
         raise UserError(f"{images_dir}: missing; run `dvc repro download` first")
@@ -488,6 +493,7 @@ def read_two_column(path: Path, column: str) -> pd.DataFrame:
 
 
 def read_partition(path: Path) -> pd.DataFrame:
+    """``list_eval_partition.txt`` → DataFrame indexed by image_id: train, val or test."""
     table = read_two_column(path, "partition")
     unknown = set(table["partition"].unique()) - set(PARTITION_NAMES)
     if unknown:

@@ -31,6 +31,7 @@ HOW_TO_SUPPLY = (
 
 
 def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
+    """Fetch the binary archive and extract its batches into ``dest``."""
     archive = obtain(
         ARCHIVE,
         ARCHIVE_MD5,
@@ -66,6 +67,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def catalog(raw: Path, cfg: DataConfig) -> Catalog:
+    """The training batches, then the test batch, in file order, with their labels."""
     frames: list[pd.DataFrame] = []
     sources: list[np.ndarray] = []
     for partition, files in BATCHES.items():

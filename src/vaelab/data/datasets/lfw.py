@@ -21,6 +21,7 @@ N_FACES = 100
 
 
 def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
+    """Save scikit-image's bundled subset as one array in ``dest``."""
     from skimage import data as skdata
 
     images = skdata.lfw_subset()  # type: ignore[no-untyped-call]  # scikit-image: no annotations
@@ -29,6 +30,7 @@ def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
 
 
 def catalog(raw: Path, cfg: DataConfig) -> Catalog:
+    """The 100 faces, then (unless ``data.lfw.nonfaces`` is false) the 100 non-faces."""
     path = raw / FILE_NAME
     if not path.is_file():
         raise UserError(f"{path}: missing; run `dvc repro download` first")

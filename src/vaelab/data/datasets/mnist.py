@@ -32,6 +32,7 @@ HOW_TO_SUPPLY = (
 
 
 def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
+    """Fetch the four idx files into ``dest``, each checked against its md5."""
     for name, md5 in FILES.items():
         path = obtain(
             name,
@@ -61,6 +62,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def catalog(raw: Path, cfg: DataConfig) -> Catalog:
+    """The training images, then the test images, with their labels."""
     frames: list[pd.DataFrame] = []
     sources: list[np.ndarray] = []
     for partition, prefix in PARTS.items():
