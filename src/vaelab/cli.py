@@ -63,6 +63,7 @@ def _summary(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``vaelab`` command line and its subcommands."""
     parser = argparse.ArgumentParser(prog="vaelab", description=__doc__)
     parser.add_argument(
         "--params", default="params.yaml", help="params file (default: params.yaml)"
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
+    """Run the ``vaelab`` subcommand named in ``argv``."""
     args = build_parser().parse_args(argv)
     setup_logging()
     args.func(args)

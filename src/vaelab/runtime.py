@@ -15,12 +15,15 @@ from vaelab.errors import UserError
 
 @dataclass(frozen=True)
 class Runtime:
+    """The device a stage runs on and its autocast dtype."""
+
     device: torch.device
     # None: plain fp32; torch.bfloat16: autocast region for forward and loss.
     autocast_dtype: torch.dtype | None
 
     @property
     def precision(self) -> str:
+        """``"bf16"`` under bf16 autocast, else ``"fp32"``."""
         return "bf16" if self.autocast_dtype is torch.bfloat16 else "fp32"
 
 

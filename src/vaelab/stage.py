@@ -2,10 +2,11 @@
 params.yaml, set up logging, then import and run the stage; a UserError exits 2 with one
 message.
 
-The stage's module is named, not imported, by the script (``"vaelab.evaluate.evaluate:run_evaluate"``)
-and imported only once the arguments and params.yaml are checked: torch, MLflow and
-matplotlib take seconds to import, and ``--help`` or a params mistake should not wait for
-them. (tests/test_dvc_deps.py reads the name as an import.)"""
+The stage's module is named, not imported, by the script
+(``"vaelab.evaluate.evaluate:run_evaluate"``) and imported only once the arguments and
+params.yaml are checked: torch, MLflow and matplotlib take seconds to import, and ``--help``
+or a params mistake should not wait for them. (tests/test_dvc_deps.py reads the name as an
+import.)"""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from vaelab.logs import setup_logging
 def _runner(target: str) -> Callable[..., Any]:
     """``"package.module:function"`` → the function, importing the module now."""
     module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return function
 
 
 def stage_main(

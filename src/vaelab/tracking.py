@@ -86,15 +86,19 @@ def experiment_id(client: Any, uri: str) -> str:
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
     found = client.get_experiment_by_name(EXPERIMENT)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri))
-    except MlflowException as err:
-        # Another process (a parallel stage) created it in between: use that one.
-        if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-            raise
-        return client.get_experiment_by_name(EXPERIMENT).experiment_id
+    if found is None:
+        try:
+            created: str = client.create_experiment(
+                EXPERIMENT, artifact_location=artifact_location(uri)
+            )
+            return created
+        except MlflowException as err:
+            # Another process (a parallel stage) created it in between: use that one.
+            if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+        found = client.get_experiment_by_name(EXPERIMENT)
+    exp_id: str = found.experiment_id
+    return exp_id
 
 
 def use_experiment(uri: str) -> str:
@@ -108,11 +112,12 @@ def use_experiment(uri: str) -> str:
     return exp_id
 
 
-def _git(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess:
+def _git(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
 
 
 def git_commit(cwd: Path | None = None) -> str:
+    """The commit HEAD names, or ``"unknown"`` outside a git repository."""
     done = _git(["rev-parse", "HEAD"], cwd)
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
@@ -145,6 +150,7 @@ class Provenance:
     baseline_rev: str | None  # DVC_EXP_BASELINE_REV
 
     def tags(self) -> dict[str, str]:
+        """The MLflow tags of this provenance (the DVC ones only when set)."""
         tags = {
             COMMIT_TAG: self.commit,
             DIRTY_TAG: "unknown" if self.dirty is None else str(self.dirty).lower(),

@@ -46,6 +46,7 @@ _MLFLOW_RETRY_LIMIT = 10
 
 
 def is_remote(uri: str) -> bool:
+    """Whether ``uri`` names a tracking server (http or https), not a local store."""
     return urlsplit(uri).scheme in REMOTE_SCHEMES
 
 
@@ -131,7 +132,8 @@ def wait_for_server(
                 if attempt < cfg.retries:
                     wait = cfg.backoff * 2 ** (attempt - 1)
                     log.warning(
-                        "MLflow tracking server %s not reachable (attempt %d of %d), retrying in %.1f s: %s",
+                        "MLflow tracking server %s not reachable (attempt %d of %d), "
+                        "retrying in %.1f s: %s",
                         shown,
                         attempt,
                         cfg.retries,
@@ -141,8 +143,8 @@ def wait_for_server(
                     sleep(wait)
     raise UserError(
         f"cannot reach the MLflow tracking server at {shown} (MLFLOW_TRACKING_URI) after "
-        f"{cfg.retries} attempt(s), {cfg.timeout:g} s timeout each: {last_error}. Start the server, "
-        "or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db; "
+        f"{cfg.retries} attempt(s), {cfg.timeout:g} s timeout each: {last_error}. Start the "
+        "server, or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db; "
         "registry.retries, registry.backoff and registry.timeout in params.yaml set the patience"
     )
 

@@ -22,7 +22,8 @@ def parse_expression(expression: str) -> list[tuple[int, str]]:
         if match is None or (terms and not match.group(1)):
             raise ValueError(
                 f"cannot read {expression!r} at character {position + 1}: "
-                "write group names joined by + and -, e.g. 'smiling_woman - neutral_woman + neutral_man'"
+                "write group names joined by + and -, "
+                "e.g. 'smiling_woman - neutral_woman + neutral_man'"
             )
         terms.append((-1 if match.group(1) == "-" else 1, match.group(2)))
         position = match.end()
@@ -48,6 +49,16 @@ class InterpolationConfig(Section):
     method: Literal["linear", "spherical"] = "linear"
 
 
+def _default_groups() -> dict[str, dict[str, Literal[0, 1]]]:
+    """Study 001's four groups: smiling or not, woman or man."""
+    return {
+        "smiling_woman": {"Smiling": 1, "Male": 0},
+        "neutral_woman": {"Smiling": 0, "Male": 0},
+        "neutral_man": {"Smiling": 0, "Male": 1},
+        "smiling_man": {"Smiling": 1, "Male": 1},
+    }
+
+
 class ArithmeticConfig(Section):
     """Latent arithmetic from attribute groups of the index (study 001).
 
@@ -57,14 +68,7 @@ class ArithmeticConfig(Section):
     record how close the decoded result is to that group's decoded mean.
     """
 
-    groups: dict[str, dict[str, Literal[0, 1]]] = Field(
-        default_factory=lambda: {
-            "smiling_woman": {"Smiling": 1, "Male": 0},
-            "neutral_woman": {"Smiling": 0, "Male": 0},
-            "neutral_man": {"Smiling": 0, "Male": 1},
-            "smiling_man": {"Smiling": 1, "Male": 1},
-        }
-    )
+    groups: dict[str, dict[str, Literal[0, 1]]] = Field(default_factory=_default_groups)
     expressions: dict[str, str] = Field(
         default_factory=lambda: {"smiling_man": "smiling_woman - neutral_woman + neutral_man"}
     )
@@ -139,6 +143,10 @@ class InceptionConfig(Section):
         return weights
 
 
+def _both_samplers() -> list[Sampler]:
+    return ["normal", "gmm"]
+
+
 class EvaluateConfig(Section):
     batch_size: int = Field(256, gt=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -146,16 +154,16 @@ class EvaluateConfig(Section):
     samples: int = Field(64, ge=2)  # draws from N(0, I) for the sample metrics and figures
     # The samplers measured and drawn, each with `samples` draws: normal (metrics `*.sample`,
     # samples.png) and gmm (`*.sample_gmm`, samples_gmm.png; for models saved with a GMM only).
-    sampler: list[Sampler] = Field(default_factory=lambda: ["normal", "gmm"])
+    sampler: list[Sampler] = Field(default_factory=_both_samplers)
     radii: list[float] = Field(default_factory=lambda: list(STUDY003_RADII))
     radius_samples: int = Field(8, ge=1)  # images per radius row
     interpolation: InterpolationConfig = InterpolationConfig()
     arithmetic: ArithmeticConfig = ArithmeticConfig()
-    histogram_dims: int = Field(
-        3, ge=1
-    )  # single latent dimensions drawn beside the pooled histogram
+    # Single latent dimensions drawn beside the pooled histogram.
+    histogram_dims: int = Field(3, ge=1)
     sharpen: SharpenConfig = SharpenConfig()
-    # A latent dimension is active when the variance of its encoder mean over the test set exceeds this.
+    # A latent dimension is active when the variance of its encoder mean over the test set
+    # exceeds this.
     active_threshold: float = Field(0.01, gt=0.0)
     # The decoder is said to ignore z when reconstructions of different images vary less
     # than this fraction of how much the images themselves vary (study 002's symptom).
@@ -173,8 +181,9 @@ class EvaluateConfig(Section):
             )
         if "normal" not in sampler:
             raise ValueError(
-                f"must include normal (got {sampler}): the claims, tables and headline of every variant are "
-                "about draws of N(0, I); write [normal, gmm] to measure the GMM's samples as well"
+                f"must include normal (got {sampler}): the claims, tables and headline of every "
+                "variant are about draws of N(0, I); write [normal, gmm] to measure the GMM's "
+                "samples as well"
             )
         return sampler
 

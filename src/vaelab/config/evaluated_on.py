@@ -21,7 +21,8 @@ from vaelab.io.hashing import md5_of_array
 EVALUATED_ON = "evaluated_on"
 # evaluate settings that change how the evaluation runs or what it draws, never a number
 # (beyond floating-point noise): they are left out of the record. Every other setting is in it.
-# sampler only adds the GMM's sample metrics (`*.sample_gmm`) beside the N(0, I) ones it never changes.
+# sampler only adds the GMM's sample metrics (`*.sample_gmm`) beside the N(0, I) ones it never
+# changes.
 RUN_ONLY = frozenset({"batch_size", "device", "show", "histogram_dims", "chain", "sampler"})
 # Settings inside a section that change no number either: where the Inception weights lie
 # (their checksum is checked, so any copy gives the same features).

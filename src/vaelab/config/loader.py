@@ -35,6 +35,8 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
 
 
 def params_from_dict(raw: Any, source: str = "params") -> Params:
+    """Validate ``raw`` (params.yaml's contents) as Params; a UserError lists what is wrong,
+    naming ``source``."""
     if not isinstance(raw, dict):
         raise UserError(
             f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}"

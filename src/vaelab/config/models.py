@@ -6,7 +6,8 @@ Each entry is a discriminated union on ``arch``::
       ae_pool:   {arch: ae_pool}
       ae_conv:   {arch: ae_conv}
       accordion: {arch: accordion, folds: 2}
-      vae:       {arch: vae_conv, filters: [32, 64, 128, 256], z_dim: 256, recon_loss: bce, kl_weight: 5.0}
+      vae:       {arch: vae_conv, filters: [32, 64, 128, 256], z_dim: 256,
+                  recon_loss: bce, kl_weight: 5.0}
       mnist_vae: {arch: vae_mlp, hidden: [512, 256], z_dim: 2}
       small:     {arch: vae_small, z_dim: 8}
       gan:       {arch: vae_gan, filters: [16, 32, 64], z_dim: 16, discriminator: [32, 64, 128]}
@@ -84,8 +85,8 @@ class ReconLossFields(Section):
     def _sigma_only_with_a_gaussian_decoder(self) -> ReconLossFields:
         if self.recon_loss != "gaussian" and self.sigma != type(self).model_fields["sigma"].default:
             raise ValueError(
-                f"sigma would do nothing with recon_loss: {self.recon_loss} (only the gaussian decoder has a σ); "
-                "remove it or set recon_loss: gaussian"
+                f"sigma would do nothing with recon_loss: {self.recon_loss} "
+                "(only the gaussian decoder has a σ); remove it or set recon_loss: gaussian"
             )
         return self
 
@@ -170,13 +171,13 @@ class VaeConvConfig(KlFields, TrunkFields, LatentPenaltyFields):
             ]
             if changed:
                 raise ValueError(
-                    f"{', '.join(changed)} would do nothing with variational: false (there is no KL term); "
-                    "remove them or set variational: true"
+                    f"{', '.join(changed)} would do nothing with variational: false "
+                    "(there is no KL term); remove them or set variational: true"
                 )
         elif self.penalties_set():
             raise ValueError(
-                f"{', '.join(self.penalties_set())}: a deterministic autoencoder's penalty (WAE-MMD, RAE), "
-                "while a VAE has its KL term; remove it or set variational: false"
+                f"{', '.join(self.penalties_set())}: a deterministic autoencoder's penalty "
+                "(WAE-MMD, RAE), while a VAE has its KL term; remove it or set variational: false"
             )
         return self
 
@@ -194,7 +195,9 @@ class VaeGanConfig(VaeConvConfig):
     """VAE-GAN (Larsen et al. 2016): vae_conv's encoder and decoder, a patch discriminator,
     the reconstruction also measured in one of its feature layers, an adversarial term."""
 
-    arch: Literal["vae_gan"] = "vae_gan"
+    # The union's tag narrows to this subclass's own; mypy reads that as an incompatible
+    # override of vae_conv's tag.
+    arch: Literal["vae_gan"] = "vae_gan"  # type: ignore[assignment]
     # The pixel term's weight; 0 is Larsen's VAE-GAN, whose reconstruction is measured in
     # the discriminator's features alone (feature_weight must then be above 0).
     recon_weight: float = Field(1.0, ge=0.0)
@@ -215,8 +218,8 @@ class VaeGanConfig(VaeConvConfig):
     def _a_gan_of_a_vae_that_reconstructs(self) -> VaeGanConfig:
         if not self.variational:
             raise ValueError(
-                "vae_gan needs variational: true (its discriminator also judges samples of the prior); "
-                "remove variational: false"
+                "vae_gan needs variational: true (its discriminator also judges samples of the "
+                "prior); remove variational: false"
             )
         if self.feature_layer > len(self.discriminator):
             raise ValueError(

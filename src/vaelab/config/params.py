@@ -15,22 +15,27 @@ from vaelab.config.train import TrainConfig
 RESERVED_VARIANT_NAMES = frozenset({"compare", "chain", "pr"})
 
 
+def _default_models() -> dict[str, ModelConfig]:
+    return {"ae_pool": AePoolConfig()}
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     # Variant name -> architecture and knobs; `train@<variant>` runs once per entry.
-    models: dict[str, ModelConfig] = Field(default_factory=lambda: {"ae_pool": AePoolConfig()})
+    models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     evaluate: EvaluateConfig = EvaluateConfig()
     registry: RegistryConfig = RegistryConfig()
 
     @field_validator("models")
     @classmethod
-    def _variant_names_are_path_safe(cls, models: dict) -> dict:
+    def _variant_names_are_path_safe(cls, models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
         for name in models:
             if not name or not all(c.isalnum() or c in "_-" for c in name):
                 raise ValueError(
-                    f"variant name {name!r} must use letters, digits, '_' or '-' (it names folders and DVC stages)"
+                    f"variant name {name!r} must use letters, digits, '_' or '-' "
+                    "(it names folders and DVC stages)"
                 )
         if not models:
             raise ValueError("at least one variant is needed")

@@ -1,5 +1,6 @@
 """The knobs that make a deterministic ``vae_conv`` (``variational: false``) a generative
-model: a penalty on its codes and one on its decoder (the math: :mod:`vaelab.models.latent_penalties`)."""
+model: a penalty on its codes and one on its decoder (the math:
+:mod:`vaelab.models.latent_penalties`)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ class LatentPenaltyFields(Section):
         default = type(self).model_fields["decoder_reg_weight"].default
         if self.decoder_reg == "none" and self.decoder_reg_weight != default:
             raise ValueError(
-                "decoder_reg_weight would do nothing with decoder_reg: none; remove it or set decoder_reg: l2 or gp"
+                "decoder_reg_weight would do nothing with decoder_reg: none; remove it or set "
+                "decoder_reg: l2 or gp"
             )
         return self
 

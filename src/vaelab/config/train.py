@@ -11,7 +11,8 @@ from vaelab.config.section import Section
 
 class GmmConfig(Section):
     """The ex-post density of Ghosh et al. 2020: after training, a Gaussian mixture fitted to
-    each replicate's codes of the training split and saved with it, for ``evaluate.sampler: gmm``."""
+    each replicate's codes of the training split and saved with it, for
+    ``evaluate.sampler: gmm``."""
 
     # Full-covariance components (fewer when the training split has fewer images); 0 = none.
     components: int = Field(10, ge=0, le=1000)

@@ -230,13 +230,32 @@ def _http_attempt(
 ) -> None:
     """Make one request and append its body to ``part``; raise _RetryableError if incomplete."""
     offset = part.stat().st_size if part.exists() else 0
+    response = _request(url, offset, session=session, timeout=timeout, label=label)
+    with response:
+        if response.status_code == 416 and offset:
+            if not _refused_resume_is_complete(response, part, offset, url=url):
+                part.unlink()
+                response.close()
+                _http_attempt(
+                    url, part, session=session, timeout=timeout, progress=progress, label=label
+                )
+            return
+        _check_status(response, url=url, label=label)
+        mode, offset = _write_mode(response, part, offset, url=url, label=label)
+        _stream_body(response, part, mode=mode, offset=offset, progress=progress, label=label)
+
+
+def _request(
+    url: str, offset: int, *, session: requests.Session, timeout: float, label: str
+) -> requests.Response:
+    """GET ``url`` from byte ``offset`` on; a lost connection or a timeout is retryable."""
     # Identity encoding: with gzip, Content-Length and Range would count compressed
     # bytes while we count decoded ones.
     headers = {"Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        response = session.get(url, headers=headers, stream=True, timeout=timeout)
+        return session.get(url, headers=headers, stream=True, timeout=timeout)
     except (requests.ConnectionError, requests.Timeout) as err:
         raise _RetryableError(f"{type(err).__name__}: {err}") from err
     except requests.RequestException as err:
@@ -244,52 +263,60 @@ def _http_attempt(
             f"cannot download {url} for {label}: {err}; check the URL in params.yaml"
         ) from err
 
-    with response:
-        status = response.status_code
-        if status == 416 and offset:
-            total = _content_range(response.headers.get("Content-Range"))[2]
-            if total == offset:
-                log.info("%s is already complete (%d bytes)", part, offset)
-                return
-            log.warning(
-                "server refused to resume %s at byte %d (file size %s); starting over",
-                url,
-                offset,
-                total,
-            )
+
+def _refused_resume_is_complete(
+    response: requests.Response, part: Path, offset: int, *, url: str
+) -> bool:
+    """After a 416 to a resume: whether ``part`` already holds the whole file (else the
+    download starts over)."""
+    total = _content_range(response.headers.get("Content-Range"))[2]
+    if total == offset:
+        log.info("%s is already complete (%d bytes)", part, offset)
+        return True
+    log.warning(
+        "server refused to resume %s at byte %d (file size %s); starting over",
+        url,
+        offset,
+        total,
+    )
+    return False
+
+
+def _check_status(response: requests.Response, *, url: str, label: str) -> None:
+    """Raise _RetryableError on 5xx, 408 and 429, DownloadError on any other 4xx."""
+    status = response.status_code
+    if status >= 500 or status in _RETRY_STATUSES:
+        raise _RetryableError(f"HTTP {status} {response.reason}")
+    if status >= 400:
+        raise DownloadError(
+            f"cannot download {url} for {label}: the server answered HTTP {status} "
+            f"{response.reason}. Check the URL (or the source setting for this data set "
+            f"in params.yaml); retrying will not help."
+        )
+
+
+def _write_mode(
+    response: requests.Response, part: Path, offset: int, *, url: str, label: str
+) -> tuple[str, int]:
+    """(file mode, offset) for the body: append at ``offset`` to a resumed 206, write a 200
+    from the start."""
+    status = response.status_code
+    if status == 206 and offset:
+        start = _content_range(response.headers.get("Content-Range"))[0]
+        if start != offset:
             part.unlink()
-            response.close()
-            _http_attempt(
-                url, part, session=session, timeout=timeout, progress=progress, label=label
+            raise _RetryableError(
+                f"server resumed at byte {start} instead of {offset}; starting over"
             )
-            return
-        if status >= 500 or status in _RETRY_STATUSES:
-            raise _RetryableError(f"HTTP {status} {response.reason}")
-        if status >= 400:
-            raise DownloadError(
-                f"cannot download {url} for {label}: the server answered HTTP {status} "
-                f"{response.reason}. Check the URL (or the source setting for this data set "
-                f"in params.yaml); retrying will not help."
-            )
-        if status == 206 and offset:
-            start = _content_range(response.headers.get("Content-Range"))[0]
-            if start != offset:
-                part.unlink()
-                raise _RetryableError(
-                    f"server resumed at byte {start} instead of {offset}; starting over"
-                )
-            mode = "ab"
-        elif status == 200:
-            if offset:
-                log.info("server ignored the resume request for %s; starting over", url)
-            offset = 0
-            mode = "wb"
-        else:
-            raise DownloadError(
-                f"cannot download {url} for {label}: unexpected HTTP {status} "
-                f"{response.reason}; check the URL in params.yaml"
-            )
-        _stream_body(response, part, mode=mode, offset=offset, progress=progress, label=label)
+        return "ab", offset
+    if status == 200:
+        if offset:
+            log.info("server ignored the resume request for %s; starting over", url)
+        return "wb", 0
+    raise DownloadError(
+        f"cannot download {url} for {label}: unexpected HTTP {status} "
+        f"{response.reason}; check the URL in params.yaml"
+    )
 
 
 def _stream_body(

@@ -13,9 +13,9 @@ Speed: CelebA-sized JPEGs are decoded by libjpeg-turbo (simplejpeg) with DCT
 scaling whenever the crop, at the reduced scale, still holds at least
 ``spec.size`` pixels per side; bicubic and bilinear resizing run through torch's
 antialiased ``uint8`` kernels (PIL's algorithm with integer weights, vectorised;
-batched, under a third of PIL's time for a 74 -> 64 crop here). bench/prepare.py measures the whole path
-against the obvious ``open / convert / crop / resize`` PIL pipeline with the
-same filter.
+batched, under a third of PIL's time for a 74 -> 64 crop here). bench/prepare.py
+measures the whole path against the obvious ``open / convert / crop / resize`` PIL
+pipeline with the same filter.
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ def _lbp_cascade() -> Cascade:
         from skimage.data import lbp_frontal_face_cascade_filename
         from skimage.feature import Cascade
 
-        _cascade = Cascade(lbp_frontal_face_cascade_filename())
+        # scikit-image's function has no annotations.
+        _cascade = Cascade(lbp_frontal_face_cascade_filename())  # type: ignore[no-untyped-call]
     return _cascade
 
 
@@ -226,10 +227,8 @@ def _detect_mtcnn(img: Image.Image, crop: CropConfig) -> tuple[float, float, flo
 def _detect_box(img: Image.Image, crop: CropConfig) -> tuple[Box | None, bool]:
     """(crop box, fell_back) for method detect; (None, False) means skip the image."""
     width, height = img.size
-    if crop.detect.detector == "mtcnn":
-        face = _detect_mtcnn(img, crop)
-    else:
-        face = _detect_lbp(img, crop)
+    detect = _detect_mtcnn if crop.detect.detector == "mtcnn" else _detect_lbp
+    face = detect(img, crop)
     if face is None:
         if crop.detect.on_miss == "skip":
             return None, False
@@ -277,7 +276,8 @@ def resize(pixels: np.ndarray, size: int, resample: Resample) -> np.ndarray:
     bytes do not depend on the machine. lanczos uses PIL. An array already of the
     output size comes back unchanged.
     """
-    return resize_batch([pixels], size, resample)[0]
+    resized: np.ndarray = resize_batch([pixels], size, resample)[0]
+    return resized
 
 
 # Crops resized in one torch call at most: enough to amortise the call (a 74x74 -> 64x64
@@ -394,7 +394,8 @@ def _crop_jpeg_bytes(
     if height * width > (Image.MAX_IMAGE_PIXELS or float("inf")):
         return ImageResult(
             None,
-            f"decompression bomb: {width}x{height} pixels exceed PIL's limit of {Image.MAX_IMAGE_PIXELS}",
+            f"decompression bomb: {width}x{height} pixels exceed PIL's limit of "
+            f"{Image.MAX_IMAGE_PIXELS}",
         )
     box = crop_box(height, width, spec.crop, landmarks)
     reduction = _jpeg_reduction(box, spec.size)
@@ -456,7 +457,9 @@ def _load_crop(
         return _crop_pil(_array_to_image(source), spec, landmarks)
 
     try:
-        fh = open(source, "rb")  # closed by the `with fh` below
+        # Opened apart from its `with` (below, which closes it) so that only open()'s own
+        # OSError becomes a skip reason.
+        fh = open(source, "rb")  # noqa: SIM115
     except OSError as err:
         return ImageResult(None, f"unreadable file: {err.strerror or err}")
     with fh:

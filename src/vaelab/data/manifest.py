@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from vaelab.data.datasets.catalog import DownloadReport
 from vaelab.io.hashing import md5sum
@@ -12,8 +13,10 @@ from vaelab.io.json_files import write_json
 MANIFEST = "MANIFEST.json"
 
 
-def write_manifest(folder: Path, dataset: str, report: DownloadReport) -> dict:
-    files = [
+def write_manifest(folder: Path, dataset: str, report: DownloadReport) -> dict[str, Any]:
+    """Write ``folder/MANIFEST.json`` (every other file's path, size and md5, and ``report``)
+    and return what it holds."""
+    files: list[dict[str, Any]] = [
         {
             "file": path.relative_to(folder).as_posix(),
             "bytes": path.stat().st_size,

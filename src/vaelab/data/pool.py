@@ -146,52 +146,82 @@ def process_all(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     workers = max(1, min(workers, n))
-    shape = (n, spec.size, spec.size, spec.channels)
-    kept = np.zeros(n, dtype=bool)
-    skipped: dict[int, str] = {}
-    fell_back = 0
+    tally = _Tally(np.zeros(n, dtype=bool))
+    if workers == 1:
+        pixels = _process_here(tasks, spec, tally, progress=progress, desc=desc)
+    else:
+        pixels = _process_in_pool(tasks, spec, workers, tally, progress=progress, desc=desc)
+    return PoolResult(_compact(pixels, tally.kept), tally.kept, tally.skipped, tally.fell_back)
 
-    def record(start: int, statuses: _Statuses) -> None:
+
+@dataclass
+class _Tally:
+    """Which tasks were kept, why the others were skipped, and how many fell back."""
+
+    kept: np.ndarray  # bool mask over tasks
+    skipped: dict[int, str] = field(default_factory=dict)
+    fell_back: int = 0
+
+    def record(self, start: int, statuses: _Statuses) -> None:
+        """Note the statuses of the range of tasks that begins at ``start``."""
         for offset, reason in enumerate(statuses):
             if reason is None:
-                kept[start + offset] = True
+                self.kept[start + offset] = True
             else:
-                skipped[start + offset] = reason
+                self.skipped[start + offset] = reason
 
-    if workers == 1:
-        pixels = np.empty(shape, dtype=np.uint8)
-        with _one_thread(), tqdm(total=n, unit="img", desc=desc, disable=not progress) as bar:
-            for start in range(0, n, _MAX_RANGE):
-                stop = min(start + _MAX_RANGE, n)
-                rows, range_pixels, statuses, fell = _prepare_range(tasks, start, stop, spec)
-                pixels[rows] = range_pixels
-                record(start, statuses)
-                fell_back += fell
-                bar.update(stop - start)
-    else:
-        size = max(1, math.ceil(n / (workers * _RANGES_PER_WORKER)))
-        size = min(_MAX_RANGE, size)
-        ranges = [(start, min(start + size, n)) for start in range(0, n, size)]
-        fork = _use_fork()
-        shared = mmap.mmap(-1, max(1, math.prod(shape))) if fork else None
-        pixels = _as_images(shared, n, spec) if shared is not None else np.empty(shape, np.uint8)
-        context = multiprocessing.get_context("fork" if fork else None)
-        # Fork the workers before tqdm starts its monitor thread.
-        with (
-            context.Pool(workers, _init_worker, (spec, tasks, shared)) as pool,
-            tqdm(total=n, unit="img", desc=desc, disable=not progress) as bar,
+
+def _process_here(
+    tasks: Sequence[Task], spec: ImageSpec, tally: _Tally, *, progress: bool, desc: str
+) -> np.ndarray:
+    """Every task in this process, a range at a time: the (n, size, size, channels) pixels."""
+    n = len(tasks)
+    pixels = np.empty((n, spec.size, spec.size, spec.channels), dtype=np.uint8)
+    with _one_thread(), tqdm(total=n, unit="img", desc=desc, disable=not progress) as bar:
+        for start in range(0, n, _MAX_RANGE):
+            stop = min(start + _MAX_RANGE, n)
+            rows, range_pixels, statuses, fell = _prepare_range(tasks, start, stop, spec)
+            pixels[rows] = range_pixels
+            tally.record(start, statuses)
+            tally.fell_back += fell
+            bar.update(stop - start)
+    return pixels
+
+
+def _process_in_pool(
+    tasks: Sequence[Task],
+    spec: ImageSpec,
+    workers: int,
+    tally: _Tally,
+    *,
+    progress: bool,
+    desc: str,
+) -> np.ndarray:
+    """Every task on a pool of ``workers`` processes: the (n, size, size, channels) pixels."""
+    n = len(tasks)
+    shape = (n, spec.size, spec.size, spec.channels)
+    size = max(1, math.ceil(n / (workers * _RANGES_PER_WORKER)))
+    size = min(_MAX_RANGE, size)
+    ranges = [(start, min(start + size, n)) for start in range(0, n, size)]
+    fork = _use_fork()
+    shared = mmap.mmap(-1, max(1, math.prod(shape))) if fork else None
+    pixels = _as_images(shared, n, spec) if shared is not None else np.empty(shape, np.uint8)
+    context = multiprocessing.get_context("fork" if fork else None)
+    # Fork the workers before tqdm starts its monitor thread.
+    with (
+        context.Pool(workers, _init_worker, (spec, tasks, shared)) as pool,
+        tqdm(total=n, unit="img", desc=desc, disable=not progress) as bar,
+    ):
+        for (start, stop), (packed, statuses, fell) in zip(
+            ranges, pool.imap(_run_range, ranges, chunksize=1), strict=True
         ):
-            for (start, stop), (packed, statuses, fell) in zip(
-                ranges, pool.imap(_run_range, ranges, chunksize=1), strict=True
-            ):
-                record(start, statuses)
-                fell_back += fell
-                if packed is not None:
-                    rows = [start + i for i, reason in enumerate(statuses) if reason is None]
-                    pixels[rows] = np.frombuffer(packed, np.uint8).reshape(-1, *shape[1:])
-                bar.update(stop - start)
-
-    return PoolResult(_compact(pixels, kept), kept, skipped, fell_back)
+            tally.record(start, statuses)
+            tally.fell_back += fell
+            if packed is not None:
+                rows = [start + i for i, reason in enumerate(statuses) if reason is None]
+                pixels[rows] = np.frombuffer(packed, np.uint8).reshape(-1, *shape[1:])
+            bar.update(stop - start)
+    return pixels
 
 
 def _compact(pixels: np.ndarray, kept: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ def write_prepared(folder: Path, pixels: np.ndarray, index: pd.DataFrame) -> str
     staging folder: see io.atomic); returns the fingerprint, the md5 of the two files' bytes."""
     digest = hashlib.md5(usedforsecurity=False)
     with open(folder / IMAGES_FILE, "wb") as handle:
-        np.save(_HashingWriter(handle, digest), pixels, allow_pickle=False)  # type: ignore[arg-type]
+        np.save(_HashingWriter(handle, digest), pixels, allow_pickle=False)
     index_bytes = index.to_csv(index=False, lineterminator="\n").encode()
     (folder / INDEX_FILE).write_bytes(index_bytes)
     digest.update(index_bytes)
@@ -77,6 +77,8 @@ def read_fingerprint(prepared: Path) -> str:
 
 @dataclass(frozen=True)
 class PreparedData:
+    """The prepared images and their index, row for row."""
+
     images: np.ndarray  # (N, H, W, C) uint8, memory-mapped
     index: pd.DataFrame  # one row per image: image_id, split, attributes...
 
@@ -87,6 +89,7 @@ class PreparedData:
         )
 
     def has_split(self, name: str) -> bool:
+        """Whether any image is in split ``name``."""
         return bool((self.index["split"] == name).any())
 
 
@@ -99,7 +102,8 @@ def load_prepared(prepared: Path, columns: list[str] | None = None) -> PreparedD
     index = pd.read_csv(index_path, usecols=columns)
     if len(index) != len(images):
         raise UserError(
-            f"{prepared}: {len(images)} images but {len(index)} index rows; rerun `dvc repro prepare`"
+            f"{prepared}: {len(images)} images but {len(index)} index rows; "
+            "rerun `dvc repro prepare`"
         )
     return PreparedData(images, index)
 

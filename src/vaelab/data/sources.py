@@ -11,6 +11,7 @@ from vaelab.errors import UserError
 
 
 def is_url(source: str) -> bool:
+    """Whether ``source`` is an http(s):// or file:// URL (else a local path)."""
     return urlparse(source).scheme.lower() in ("http", "https", "file")
 
 

@@ -31,19 +31,20 @@ def assign_splits(index: pd.DataFrame, cfg: SplitConfig, seed: int) -> np.ndarra
     if cfg.method == "official":
         if "partition" not in index.columns:
             raise UserError(
-                "data.split.method: official needs a partition, and this data set has none; use random"
+                "data.split.method: official needs a partition, and this data set has none; "
+                "use random"
             )
         partition = index["partition"].to_numpy()
         splits[rows] = partition[rows]
         if not (partition[rows] == "val").any():
             train_rows = rows[partition[rows] == "train"]
-            n_val = int(round(cfg.val * len(train_rows)))
+            n_val = round(cfg.val * len(train_rows))
             splits[rng.permutation(train_rows)[:n_val]] = "val"
         fix = "use data.split.method: random, or a larger data.limit"
     else:
         shuffled = rng.permutation(rows)
-        n_test = int(round(cfg.test * len(rows)))
-        n_val = int(round(cfg.val * len(rows)))
+        n_test = round(cfg.test * len(rows))
+        n_val = round(cfg.val * len(rows))
         splits[shuffled[:n_test]] = "test"
         splits[shuffled[n_test : n_test + n_val]] = "val"
         splits[shuffled[n_test + n_val :]] = "train"

@@ -44,7 +44,7 @@ def remove_leftovers(dest: Path) -> list[Path]:
     """Remove the temporaries of ``dest`` that a writer killed before its rename left behind
     (their process has exited); returns what was removed."""
     pattern = re.compile(rf"\.{re.escape(dest.name)}\.(?:tmp|old)-(\d+)-[^/]+")
-    removed = []
+    removed: list[Path] = []
     if not dest.parent.is_dir():
         return removed
     for path in dest.parent.iterdir():
@@ -96,7 +96,8 @@ def atomic_file(dest: Path, mode: str = "w") -> Iterator[Any]:
     tmp = Path(tmp_name)
     os.chmod(tmp, _default_mode(0o666))  # mkstemp's 0600 would make every output owner-only
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

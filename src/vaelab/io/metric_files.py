@@ -1,4 +1,5 @@
-"""The three files a stage's numbers go to under ``metrics/``; the one module that knows their paths.
+"""The three files a stage's numbers go to under ``metrics/``; the one module that knows their
+paths.
 
 For a record ``<name>.json`` of ``metrics/`` (``eval/vae.json``, ``train/vae.json``, ``data.json``):
 

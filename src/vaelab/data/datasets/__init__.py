@@ -1,12 +1,11 @@
-"""One module per data set, each with ``download`` and ``catalog`` (see :mod:`.base`)."""
+"""One module per data set, each with ``download`` and ``catalog`` (see :mod:`.catalog`)."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from vaelab.data.datasets import celeba, cifar10, lfw, mnist
+from vaelab.data.datasets.catalog import DatasetModule
 
-DATASETS: dict[str, ModuleType] = {
+DATASETS: dict[str, DatasetModule] = {
     "lfw": lfw,
     "celeba": celeba,
     "mnist": mnist,

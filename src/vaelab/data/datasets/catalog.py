@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +26,7 @@ class Catalog:
     """
 
     index: pd.DataFrame
-    sources: list[ImageSource]
+    sources: Sequence[ImageSource]
     # (N, 10) aligned landmarks for crop.method: landmarks, else None.
     landmarks: np.ndarray | None = None
 
@@ -45,6 +46,8 @@ class DownloadReport:
 
 
 class DatasetModule(Protocol):
+    """A module of :mod:`vaelab.data.datasets`: one data set's download and catalog."""
+
     def download(self, cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
         """Write the data set in its official layout into the empty folder ``dest``."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,8 @@ PARTITION_FILE = "list_eval_partition.txt"
 
 @dataclass(frozen=True)
 class OfficialFile:
+    """One of the six official files: its name, Google Drive id and md5."""
+
     name: str
     drive_id: str
     md5: str
@@ -74,6 +77,8 @@ FILES: tuple[OfficialFile, ...] = (
     ),
 )
 ANNOTATION_FILES = tuple(f for f in FILES if f.name != IMAGE_ZIP)
+# Brings one official file into the download cache and returns its path there.
+Fetcher = Callable[[OfficialFile], Path]
 
 # The Kaggle mirror ships the annotation files as CSVs with a header row.
 KAGGLE_CSV = {
@@ -83,14 +88,19 @@ KAGGLE_CSV = {
     "list_eval_partition.csv": PARTITION_FILE,
 }
 KAGGLE_IMAGE_PREFIX = "img_align_celeba/img_align_celeba/"
+KAGGLE_NOTE = (
+    "Kaggle layout: CSV annotations rewritten in the official text format; no official md5 applies"
+)
 PARTITION_NAMES = {0: "train", 1: "val", 2: "test"}
 
 HOW_TO_SUPPLY = (
     "Ways to supply CelebA (set data.celeba.source in params.yaml):\n"
     "  - gdrive: the official Google Drive files (needs network access to Google Drive)\n"
     "  - an http(s):// or file:// URL base holding img_align_celeba.zip and the .txt files\n"
-    "  - a local folder with img_align_celeba.zip (or the extracted img_align_celeba/) and the .txt files\n"
-    "  - a local zip or folder in the Kaggle layout (img_align_celeba/img_align_celeba/ and .csv files)"
+    "  - a local folder with img_align_celeba.zip (or the extracted img_align_celeba/) "
+    "and the .txt files\n"
+    "  - a local zip or folder in the Kaggle layout "
+    "(img_align_celeba/img_align_celeba/ and .csv files)"
 )
 
 
@@ -98,6 +108,7 @@ HOW_TO_SUPPLY = (
 
 
 def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
+    """Write CelebA's official layout into ``dest`` from ``data.celeba.source``."""
     source = cfg.celeba.source.strip()
     if source == "gdrive":
         return _from_remote(cfg, dest, cache, source, _gdrive_fetcher(cfg, cache))
@@ -115,7 +126,7 @@ def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
     raise UserError(f"data.celeba.source: {source} does not exist.\n{HOW_TO_SUPPLY}")
 
 
-def _gdrive_fetcher(cfg: DataConfig, cache: Path):
+def _gdrive_fetcher(cfg: DataConfig, cache: Path) -> Fetcher:
     import gdown
     import requests
     from gdown.exceptions import DownloadError as GdownError
@@ -139,7 +150,8 @@ def _gdrive_fetcher(cfg: DataConfig, cache: Path):
             )
         except (GdownError, requests.RequestException, OSError) as err:
             raise DownloadError(
-                f"{file.name}: Google Drive download failed ({type(err).__name__}: {err}).\n{HOW_TO_SUPPLY}"
+                f"{file.name}: Google Drive download failed ({type(err).__name__}: {err}).\n"
+                f"{HOW_TO_SUPPLY}"
             ) from err
         _reject_html(part, file.name)
         try:
@@ -153,7 +165,7 @@ def _gdrive_fetcher(cfg: DataConfig, cache: Path):
     return fetch
 
 
-def _url_fetcher(cfg: DataConfig, cache: Path, base: str):
+def _url_fetcher(cfg: DataConfig, cache: Path, base: str) -> Fetcher:
     def fetch(file: OfficialFile) -> Path:
         path = obtain(
             file.name,
@@ -170,7 +182,9 @@ def _url_fetcher(cfg: DataConfig, cache: Path, base: str):
     return fetch
 
 
-def _from_remote(cfg: DataConfig, dest: Path, cache: Path, source: str, fetch) -> DownloadReport:
+def _from_remote(
+    cfg: DataConfig, dest: Path, cache: Path, source: str, fetch: Fetcher
+) -> DownloadReport:
     report = DownloadReport(source=source)
     # The required image zip first: without network this fails before any optional file.
     archive = fetch(FILES[0])
@@ -224,16 +238,15 @@ def _from_folder(cfg: DataConfig, dest: Path, folder: Path) -> DownloadReport:
         _copy_images(folder / IMAGE_DIR, dest / IMAGE_DIR)
     else:
         raise UserError(
-            f"data.celeba.source: {folder} has neither {IMAGE_ZIP} nor {IMAGE_DIR}/.\n{HOW_TO_SUPPLY}"
+            f"data.celeba.source: {folder} has neither {IMAGE_ZIP} nor {IMAGE_DIR}/.\n"
+            f"{HOW_TO_SUPPLY}"
         )
     _check_images(dest)
     return report
 
 
 def _from_kaggle_folder(dest: Path, folder: Path, report: DownloadReport) -> DownloadReport:
-    report.notes.append(
-        "Kaggle layout: CSV annotations rewritten in the official text format; no official md5 applies"
-    )
+    report.notes.append(KAGGLE_NOTE)
     for csv_name, official in KAGGLE_CSV.items():
         path = folder / csv_name
         if path.is_file():
@@ -244,7 +257,8 @@ def _from_kaggle_folder(dest: Path, folder: Path, report: DownloadReport) -> Dow
     images = folder / IMAGE_DIR / IMAGE_DIR
     if not images.is_dir():
         raise UserError(
-            f"data.celeba.source: {folder} has no {IMAGE_DIR}/{IMAGE_DIR}/ image folder.\n{HOW_TO_SUPPLY}"
+            f"data.celeba.source: {folder} has no {IMAGE_DIR}/{IMAGE_DIR}/ image folder.\n"
+            f"{HOW_TO_SUPPLY}"
         )
     _copy_images(images, dest / IMAGE_DIR)
     _check_images(dest)
@@ -257,9 +271,7 @@ def _from_zip(cfg: DataConfig, dest: Path, archive: Path) -> DownloadReport:
     name_set = set(names)
     if any(n.startswith(KAGGLE_IMAGE_PREFIX) for n in names):
         report = DownloadReport(source=str(archive))
-        report.notes.append(
-            "Kaggle layout: CSV annotations rewritten in the official text format; no official md5 applies"
-        )
+        report.notes.append(KAGGLE_NOTE)
         with zipfile.ZipFile(archive) as zf:
             for csv_name, official in KAGGLE_CSV.items():
                 member = _find_member(name_set, csv_name)
@@ -289,7 +301,8 @@ def _from_zip(cfg: DataConfig, dest: Path, archive: Path) -> DownloadReport:
         prefix = f"{IMAGE_DIR}/"
     else:
         raise UserError(
-            f"data.celeba.source: {archive} holds no {IMAGE_DIR}/ folder; it is not a CelebA archive.\n{HOW_TO_SUPPLY}"
+            f"data.celeba.source: {archive} holds no {IMAGE_DIR}/ folder; it is not a CelebA "
+            f"archive.\n{HOW_TO_SUPPLY}"
         )
     extract_zip(
         archive,
@@ -336,7 +349,8 @@ def _reject_html(path: Path, name: str) -> None:
         path.unlink(missing_ok=True)
         raise UserError(
             f"{name}: the download is an HTML page, not the data file (Google Drive quota or "
-            f"error page); it was deleted ({path_text}). Try again later or use another source.\n{HOW_TO_SUPPLY}"
+            f"error page); it was deleted ({path_text}). Try again later or use another "
+            f"source.\n{HOW_TO_SUPPLY}"
         )
 
 
@@ -374,6 +388,8 @@ def _write_official_from_csv(data: bytes, csv_name: str, target: Path) -> None:
 
 
 def catalog(raw: Path, cfg: DataConfig) -> Catalog:
+    """Every JPEG under ``raw``, with the attributes, identities, partition and landmarks
+    that the files and the settings call for."""
     images_dir = raw / IMAGE_DIR
     if not images_dir.is_dir():
         raise UserError(f"{images_dir}: missing; run `dvc repro download` first")
@@ -415,11 +431,11 @@ def catalog(raw: Path, cfg: DataConfig) -> Catalog:
     return Catalog(index=index, sources=sources, landmarks=landmarks)
 
 
-def _read_optional(path: Path, reader):
+def _read_optional(path: Path, reader: Callable[[Path], pd.DataFrame]) -> pd.DataFrame | None:
     return reader(path) if path.is_file() else None
 
 
-def _require(path: Path, needed_by: str, reader):
+def _require(path: Path, needed_by: str, reader: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(
             f"{path.name} is missing from {path.parent}, and {needed_by} needs it. Supply a "
@@ -429,7 +445,8 @@ def _require(path: Path, needed_by: str, reader):
 
 
 def _read_counted_table(path: Path, what: str, dtype: type) -> pd.DataFrame:
-    """Official files with a count line and a header of column names (attributes, landmarks, boxes)."""
+    """Official files with a count line and a header of column names (attributes, landmarks,
+    boxes)."""
     with open(path, encoding="ascii", errors="replace") as handle:
         count, header = handle.readline().strip(), handle.readline()
     if not count.isdigit():
@@ -476,6 +493,7 @@ def read_two_column(path: Path, column: str) -> pd.DataFrame:
 
 
 def read_partition(path: Path) -> pd.DataFrame:
+    """``list_eval_partition.txt`` → DataFrame indexed by image_id: train, val or test."""
     table = read_two_column(path, "partition")
     unknown = set(table["partition"].unique()) - set(PARTITION_NAMES)
     if unknown:

@@ -24,12 +24,14 @@ RECORD_BYTES = 1 + 32 * 32 * 3
 
 HOW_TO_SUPPLY = (
     "Ways to supply CIFAR-10 (set data.cifar10.source in params.yaml):\n"
-    "  - an http(s):// or file:// URL base holding cifar-10-binary.tar.gz (the default is the official page)\n"
+    "  - an http(s):// or file:// URL base holding cifar-10-binary.tar.gz "
+    "(the default is the official page)\n"
     "  - a local folder holding cifar-10-binary.tar.gz, or the path of the archive itself"
 )
 
 
 def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
+    """Fetch the binary archive and extract its batches into ``dest``."""
     archive = obtain(
         ARCHIVE,
         ARCHIVE_MD5,
@@ -65,7 +67,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def catalog(raw: Path, cfg: DataConfig) -> Catalog:
-    frames, sources = [], []
+    """The training batches, then the test batch, in file order, with their labels."""
+    frames: list[pd.DataFrame] = []
+    sources: list[np.ndarray] = []
     for partition, files in BATCHES.items():
         for name in files:
             images, labels = read_batch(raw / FOLDER / name)

@@ -21,14 +21,16 @@ N_FACES = 100
 
 
 def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
+    """Save scikit-image's bundled subset as one array in ``dest``."""
     from skimage import data as skdata
 
-    images = skdata.lfw_subset()
+    images = skdata.lfw_subset()  # type: ignore[no-untyped-call]  # scikit-image: no annotations
     np.save(dest / FILE_NAME, images, allow_pickle=False)
     return DownloadReport(source="skimage.data.lfw_subset (bundled with scikit-image)")
 
 
 def catalog(raw: Path, cfg: DataConfig) -> Catalog:
+    """The 100 faces, then (unless ``data.lfw.nonfaces`` is false) the 100 non-faces."""
     path = raw / FILE_NAME
     if not path.is_file():
         raise UserError(f"{path}: missing; run `dvc repro download` first")

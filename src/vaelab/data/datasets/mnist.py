@@ -25,12 +25,14 @@ PARTS = {"train": "train", "test": "t10k"}
 
 HOW_TO_SUPPLY = (
     "Ways to supply MNIST (set data.mnist.source in params.yaml):\n"
-    "  - an http(s):// or file:// URL base holding the four *-ubyte.gz files (the default is a mirror)\n"
+    "  - an http(s):// or file:// URL base holding the four *-ubyte.gz files "
+    "(the default is a mirror)\n"
     "  - a local folder holding the four *-ubyte.gz files"
 )
 
 
 def download(cfg: DataConfig, dest: Path, cache: Path) -> DownloadReport:
+    """Fetch the four idx files into ``dest``, each checked against its md5."""
     for name, md5 in FILES.items():
         path = obtain(
             name,
@@ -60,7 +62,9 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def catalog(raw: Path, cfg: DataConfig) -> Catalog:
-    frames, sources = [], []
+    """The training images, then the test images, with their labels."""
+    frames: list[pd.DataFrame] = []
+    sources: list[np.ndarray] = []
     for partition, prefix in PARTS.items():
         images = read_idx(raw / f"{prefix}-images-idx3-ubyte.gz")
         labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte.gz")
