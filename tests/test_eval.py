@@ -388,7 +388,7 @@ def test_the_radius_figure_labels_its_rows_with_the_reported_numbers(workspace, 
     )
     assert labels == [
         f"r = {r:g}\nLap var {raw[key]:.4f}\nnormalised {normalised[key]:.3f}"
-        for r, key in zip([0.5, 3.0], ["r0_5", "r3"])
+        for r, key in zip([0.5, 3.0], ["r0_5", "r3"], strict=True)
     ]
 
 

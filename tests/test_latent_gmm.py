@@ -28,7 +28,10 @@ def clusters(per_cluster: int = 200, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     counts = [per_cluster, 2 * per_cluster, per_cluster]
     return np.concatenate(
-        [centre + 0.5 * rng.standard_normal((count, 2)) for centre, count in zip(CENTRES, counts)]
+        [
+            centre + 0.5 * rng.standard_normal((count, 2))
+            for centre, count in zip(CENTRES, counts, strict=True)
+        ]
     )
 
 
