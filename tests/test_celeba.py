@@ -236,7 +236,7 @@ def test_optional_file_missing_fails_only_when_needed(tmp_path, make_params, tin
         "progress": False,
     }
     run_prepare(_params(make_params, tmp_path / "src", split={"val": 0.2, "test": 0.2}), **common)
-    with pytest.raises(UserError, match="list_landmarks_align_celeba.txt is missing"):
+    with pytest.raises(UserError, match=r"list_landmarks_align_celeba\.txt is missing"):
         run_prepare(_params(make_params, tmp_path / "src", crop={"method": "landmarks"}), **common)
 
 

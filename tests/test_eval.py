@@ -678,7 +678,7 @@ def test_the_chain_table_has_colour_columns_for_rgb_images_only(tmp_path):
 
 def test_chain_names_a_missing_variant(workspace, make_params):
     # Caught when params load, before any stage runs.
-    with pytest.raises(UserError, match="evaluate.chain.vae: 'nope' is not a variant of models"):
+    with pytest.raises(UserError, match=r"evaluate\.chain\.vae: 'nope' is not a variant of models"):
         make_params(
             {
                 "models": VARIANTS,

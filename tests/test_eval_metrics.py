@@ -87,7 +87,7 @@ def test_to_grey_keeps_single_channel_and_dtype() -> None:
 
 @pytest.mark.parametrize("shape", [(2, 2, 5, 5), (5, 5), (1, 4, 8, 8)])
 def test_to_grey_rejects_bad_shapes(shape: tuple[int, ...]) -> None:
-    with pytest.raises(ValueError, match="shape|channels"):
+    with pytest.raises(ValueError, match=r"shape|channels"):
         to_grey(torch.rand(shape))
 
 
