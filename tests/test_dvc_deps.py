@@ -19,7 +19,8 @@ SRC = REPO / "src"
 
 
 def module_file(name: str) -> Path | None:
-    """``vaelab.evaluate.evaluate`` → ``src/vaelab/evaluate/evaluate.py`` (or a package's ``__init__.py``)."""
+    """``vaelab.evaluate.evaluate`` → ``src/vaelab/evaluate/evaluate.py`` (or a package's
+    ``__init__.py``)."""
     base = SRC.joinpath(*name.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
@@ -50,7 +51,8 @@ def imported_modules(path: Path) -> set[str]:
                 visit(child)
             return
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "stage_main":
-            # stage_main(doc, "vaelab.evaluate.evaluate:run_evaluate"): imported by name after parsing.
+            # stage_main(doc, "vaelab.evaluate.evaluate:run_evaluate"): imported by name after
+            # parsing.
             for arg in node.args:
                 if (
                     isinstance(arg, ast.Constant)
@@ -76,7 +78,8 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def import_closure(script: Path) -> set[Path]:
-    """Every file under ``src/vaelab`` that running ``script`` imports, packages' ``__init__`` included."""
+    """Every file under ``src/vaelab`` that running ``script`` imports, packages' ``__init__``
+    included."""
     seen: set[Path] = set()
     todo = [script]
     while todo:
@@ -150,6 +153,7 @@ def test_type_checking_imports_are_not_followed(tmp_path, monkeypatch):
 def test_the_stage_named_to_stage_main_is_an_import(tmp_path):
     fake = tmp_path / "stage.py"
     fake.write_text(
-        'from vaelab.stage import stage_main\nmain = stage_main(__doc__, "vaelab.chain.chain:run_chain")\n'
+        "from vaelab.stage import stage_main\n"
+        'main = stage_main(__doc__, "vaelab.chain.chain:run_chain")\n'
     )
     assert "vaelab.chain.chain" in imported_modules(fake)

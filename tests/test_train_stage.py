@@ -272,7 +272,8 @@ def test_train_fits_each_replicate_a_gmm_on_its_training_codes(
         model, _config = load_trained(folder)
         gmm = load_gmm(folder)
         assert gmm.components == 3 and gmm.dim == 2
-        # The training split's codes in eval mode (in train.batch_size batches), fitted with the replicate's seed.
+        # The training split's codes in eval mode (in train.batch_size batches), fitted with the
+        # replicate's seed.
         codes = training_codes(model, train_split, batch_size=32, device=torch.device("cpu"))
         assert codes.shape == (len(train_split), 2) and codes.dtype == np.float64
         expected = fit_latent_gmm(codes, 3, seed)
