@@ -62,7 +62,8 @@ METRIC_BATCH = 256
 
 
 def synthetic_images(count: int, seed: int = 0) -> np.ndarray:
-    """(count, 64, 64, 3) uint8: a smooth random colour field, a bright disc with a hard edge, noise."""
+    """(count, 64, 64, 3) uint8: a smooth random colour field, a bright disc with a hard edge,
+    noise."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -147,7 +148,8 @@ def status_mb(field: str) -> float:
 
 
 def worker(stage: str, root: Path) -> None:
-    """In a fresh process, with the code under test first on PYTHONPATH: run one stage, print JSON."""
+    """In a fresh process, with the code under test first on PYTHONPATH: run one stage, print
+    JSON."""
     from vaelab import figures
     from vaelab.chain.chain import run_chain
     from vaelab.config import params_from_dict
@@ -221,7 +223,8 @@ def baseline_tree(rev: str, folder: Path) -> Path:
 
 
 def baseline_metrics(rev: str) -> ModuleType:
-    """``rev``'s vaelab.measures.image_measures, read from git (it imports only numpy, scipy, skimage, torch)."""
+    """``rev``'s vaelab.measures.image_measures, read from git (it imports only numpy, scipy,
+    skimage, torch)."""
     source = subprocess.run(
         ["git", "-C", str(REPO), "show", f"{rev}:src/vaelab/measures/image_measures.py"],
         capture_output=True,
@@ -262,7 +265,8 @@ def metric_rates(
     def measure(
         module: ModuleType, inputs_once: bool = False
     ) -> tuple[float, list[dict[str, np.ndarray]]]:
-        # One stage of `seeds` replicates over the same images (one measured: 1 when not inputs_once).
+        # One stage of `seeds` replicates over the same images (one measured: 1 when not
+        # inputs_once).
         started, values = time.perf_counter(), []
         replicates = seeds if inputs_once else 1
         inputs = (
@@ -342,10 +346,11 @@ def main() -> None:
         args.baseline, args.metric_batches, args.repeats, args.seeds
     )
     print(
-        f"(2) per-image metrics, {args.metric_batches * METRIC_BATCH} images in batches of {METRIC_BATCH}, "
-        f"best of {args.repeats}, ms per image and replicate: baseline {old_ms:.2f}; this tree "
-        f"{all_ms:.2f} measuring everything per replicate ({old_ms / all_ms:.1f}x), {new_ms:.2f} in a "
-        f"{args.seeds}-seed stage that measures the inputs once ({old_ms / new_ms:.1f}x); "
+        f"(2) per-image metrics, {args.metric_batches * METRIC_BATCH} images in batches of "
+        f"{METRIC_BATCH}, best of {args.repeats}, ms per image and replicate: baseline "
+        f"{old_ms:.2f}; this tree {all_ms:.2f} measuring everything per replicate "
+        f"({old_ms / all_ms:.1f}x), {new_ms:.2f} in a {args.seeds}-seed stage that measures "
+        f"the inputs once ({old_ms / new_ms:.1f}x); "
         f"values {'identical' if equal else 'DIFFERENT'}"
     )
     print(f"    target <= 1.5 ms/image: {'MET' if new_ms <= 1.5 else 'NOT MET'}")
@@ -365,8 +370,10 @@ def main() -> None:
                     result = run_worker(src, stage, root)
                     rows.append((code, stage, count, result))
                     print(
-                        f"(1) {code:>9} {stage:8} {count:6d} images: peak RSS {result['peak_mb']:7.0f} MB "
-                        f"(before the stage {result['before_mb']:4.0f} MB), {result['seconds']:7.1f} s "
+                        f"(1) {code:>9} {stage:8} {count:6d} images: "
+                        f"peak RSS {result['peak_mb']:7.0f} MB "
+                        f"(before the stage {result['before_mb']:4.0f} MB), "
+                        f"{result['seconds']:7.1f} s "
                         f"({result['seconds'] / count * 1e3:5.2f} ms/image)"
                         + (
                             f", figures {result['figure_seconds']:.2f} s"
@@ -383,7 +390,8 @@ def main() -> None:
         peaks = {count: r["peak_mb"] for s, count, r in ours if s == stage}
         print(
             f"    {stage}: peak RSS {' / '.join(f'{peaks[c]:.0f}' for c in sorted(peaks))} MB at "
-            f"{' / '.join(f'{c:,}' for c in sorted(peaks))} images; target <= 1.5 GB at {largest:,}: "
+            f"{' / '.join(f'{c:,}' for c in sorted(peaks))} images; "
+            f"target <= 1.5 GB at {largest:,}: "
             f"{'MET' if peaks[largest] <= 1536 else 'NOT MET'}"
         )
     figure_seconds = [r["figure_seconds"] for s, _count, r in ours if s == "evaluate"]

@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{n} synthetic {WIDTH}x{HEIGHT} JPEGs, mean {mean_kb:.1f} KB (quality {JPEG_QUALITY})"
         )
         print(
-            f"cores: {os.cpu_count()}, vaelab workers: {workers}, best of {args.repeats} interleaved passes"
+            f"cores: {os.cpu_count()}, vaelab workers: {workers}, "
+            f"best of {args.repeats} interleaved passes"
         )
         print(
             f"task: centre crop {CROP} -> {OUT_SIZE}x{OUT_SIZE} RGB, {resample} (both pipelines)\n"
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     per_core = rate["vaelab"] / workers
     ratio = per_core / rate["plain_1"]
     print(
-        f"vaelab, {workers} worker(s):  {rate['vaelab']:7.0f} images/s total, {per_core:6.0f} images/s per core"
+        f"vaelab, {workers} worker(s):  {rate['vaelab']:7.0f} images/s total, "
+        f"{per_core:6.0f} images/s per core"
     )
     print(f"vaelab, 1 process:     {rate['vaelab_1']:7.0f} images/s")
     print(f"plain PIL, 1 process:  {rate['plain_1']:7.0f} images/s")
@@ -226,10 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     ok_rate = per_core >= TARGET_PER_CORE
     ok_ratio = ratio >= TARGET_RATIO
     print(
-        f"target >= {TARGET_PER_CORE:.0f} images/s per core: {'MET' if ok_rate else 'NOT MET'} ({per_core:.0f})"
+        f"target >= {TARGET_PER_CORE:.0f} images/s per core: "
+        f"{'MET' if ok_rate else 'NOT MET'} ({per_core:.0f})"
     )
     print(
-        f"target >= {TARGET_RATIO:.0f}x plain per core:      {'MET' if ok_ratio else 'NOT MET'} ({ratio:.2f}x)"
+        f"target >= {TARGET_RATIO:.0f}x plain per core:      "
+        f"{'MET' if ok_ratio else 'NOT MET'} ({ratio:.2f}x)"
     )
     return 0
 

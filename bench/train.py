@@ -195,7 +195,8 @@ def main() -> None:
 
         print(
             f"device: {runtime.device} ({runtime.precision}), cores: {workers}, torch threads: "
-            f"{torch.get_num_threads()}, {args.images} images {SIZE}x{SIZE}x3, batch {args.batch_size}"
+            f"{torch.get_num_threads()}, {args.images} images {SIZE}x{SIZE}x3, "
+            f"batch {args.batch_size}"
         )
         floor = rate_floor(images, args.batch_size, runtime)
         ours = rate_vaelab(images, args.batch_size, runtime, folder)
@@ -203,7 +204,8 @@ def main() -> None:
 
     print(f"(a) floor, one tensor in memory:     {floor:8.1f} images/s")
     print(
-        f"(b) vaelab train path:               {ours:8.1f} images/s  ({ours / floor:.1%} of the floor)"
+        f"(b) vaelab train path:               {ours:8.1f} images/s  "
+        f"({ours / floor:.1%} of the floor)"
     )
     print(f"(c) JPEG Dataset + DataLoader({workers}):   {conventional:8.1f} images/s")
     print(f"(b)/(c) = {ours / conventional:.2f}x")

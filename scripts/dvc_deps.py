@@ -36,14 +36,15 @@ FIX = "python scripts/dvc_deps.py --write"
 
 
 class DepsError(Exception):
-    """A ``dvc.yaml`` whose deps this script cannot edit as text (or a stage script that is missing)."""
+    """A ``dvc.yaml`` whose deps this script cannot edit as text, or a stage script missing."""
 
 
 # --- the import closure -------------------------------------------------------------------
 
 
 def module_file(name: str, src: Path = SRC) -> Path | None:
-    """``vaelab.evaluate.evaluate`` → ``src/vaelab/evaluate/evaluate.py`` (or a package's ``__init__.py``)."""
+    """``vaelab.evaluate.evaluate`` → ``src/vaelab/evaluate/evaluate.py`` (or a package's
+    ``__init__.py``)."""
     base = src.joinpath(*name.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
@@ -60,7 +61,8 @@ def _is_type_checking(node: ast.If) -> bool:
 
 
 def _stage_main_targets(node: ast.Call) -> set[str]:
-    """The module of ``stage_main(doc, "vaelab.evaluate.evaluate:run_evaluate")``, imported by name later."""
+    """The module of ``stage_main(doc, "vaelab.evaluate.evaluate:run_evaluate")``, imported
+    by name later."""
     if getattr(node.func, "id", None) != "stage_main":
         return set()
     return {
@@ -186,7 +188,7 @@ def _script_of(cmd: yaml.Node | None) -> str | None:
 
 
 def stages(text: str) -> list[Stage]:
-    """Each stage of a ``dvc.yaml`` text that runs a script (a ``foreach``'s ``do`` body for its)."""
+    """Each stage of a ``dvc.yaml`` text that runs a script (a ``foreach``'s ``do`` body too)."""
     document = yaml.compose(text)
     stages_node = _get(document, "stages") if document is not None else None
     found: list[Stage] = []
@@ -214,7 +216,7 @@ def stage_scripts(dvc_yaml: Path = REPO / "dvc.yaml", root: Path = REPO) -> dict
 
 
 def wanted_deps(script: Path, root: Path = REPO) -> list[str]:
-    """The sorted ``src/vaelab/...py`` files (relative to ``root``) that running ``script`` imports."""
+    """The sorted ``src/vaelab/...py`` files (relative to ``root``) that ``script`` imports."""
     if not script.is_file():
         raise DepsError(f"{script.relative_to(root).as_posix()}: the stage script does not exist")
     return sorted(
@@ -316,7 +318,8 @@ def apply(lines: list[str], edits: list[Edit]) -> list[str]:
 
 
 def plan(text: str, root: Path = REPO) -> list[Edit]:
-    """For each stage whose src deps are not the sorted closure of its script, the edit that makes them so."""
+    """For each stage whose src deps are not the sorted closure of its script, the edit that
+    makes them so."""
     lines = text.splitlines(keepends=True)
     edits = [stage_edit(stage, lines, root) for stage in stages(text)]
     return [edit for edit in edits if apply(lines, [edit]) != lines]
@@ -333,7 +336,8 @@ def rewrite(text: str, root: Path = REPO) -> str:
 def report(name: str, edits: list[Edit]) -> str:
     """What ``--check`` prints for stale stages: per stage, the missing and the superfluous deps."""
     out = [
-        f"{name}: the deps of {len(edits)} stage(s) do not match their imports; fix: {FIX} (make deps)"
+        f"{name}: the deps of {len(edits)} stage(s) do not match their imports; "
+        f"fix: {FIX} (make deps)"
     ]
     for edit in edits:
         out.append(f"  {edit.stage}:")
@@ -347,7 +351,7 @@ def report(name: str, edits: list[Edit]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``--check`` or ``--write`` the src deps of every stage; the exit status (module docstring)."""
+    """``--check`` or ``--write`` the src deps of every stage; the exit status (see above)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="exit 1 listing each stale stage's deps")

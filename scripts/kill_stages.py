@@ -109,7 +109,8 @@ def alive(pid: int) -> bool:
 
 
 def kill_trial(root: Path, stage: str, delay: float, whole_group: bool) -> dict[str, object]:
-    """Force ``stage``, SIGKILL it ``delay`` s after DVC starts it; how long its children outlived dvc."""
+    """Force ``stage``, SIGKILL it ``delay`` s after DVC starts it; how long its children
+    outlived dvc."""
     if stage.startswith("train@"):
         shutil.rmtree(root / "checkpoints" / stage.split("@")[1], ignore_errors=True)
     process = subprocess.Popen(
@@ -184,9 +185,11 @@ def main() -> int:
         ok = rerun.returncode == 0 and not differ and not left and kill["survivors"] == 0
         failures += not ok
         print(
-            f"trial {number:2d}: {stage:20s} kill {'group' if whole_group else 'dvc  '} at {delay:5.1f} s"
-            f"{' (stage already done)' if kill['finished_before_kill'] else ''}; children {kill['children']}, "
-            f"gone in {kill['children_gone_s']} s, alive after 30 s {kill['survivors']}; rerun rc {rerun.returncode}; "
+            f"trial {number:2d}: {stage:20s} kill {'group' if whole_group else 'dvc  '} "
+            f"at {delay:5.1f} s"
+            f"{' (stage already done)' if kill['finished_before_kill'] else ''}; "
+            f"children {kill['children']}, gone in {kill['children_gone_s']} s, "
+            f"alive after 30 s {kill['survivors']}; rerun rc {rerun.returncode}; "
             f"differing outputs {len(differ)}; leftover temporaries {len(left)}"
             + (
                 f"\n    differ: {differ[:5]}\n    left: {left[:5]}\n{rerun.stderr[-2000:]}"

@@ -1,4 +1,5 @@
-"""DVC stage `register`: every variant into the MLflow model registry, aliases moved, metrics/registry.json."""
+"""DVC stage `register`: every variant into the MLflow model registry, aliases moved,
+metrics/registry.json."""
 
 from vaelab.stage import run_script, stage_main
 

@@ -56,7 +56,8 @@ def make_params(tiny_params_dict: dict[str, Any]) -> Callable[..., Params]:
 
 @pytest.fixture
 def torch_globals():
-    """Put back what :func:`vaelab.runtime.deterministic` (or a test) changes for the whole process."""
+    """Put back what :func:`vaelab.runtime.deterministic` (or a test) changes for the whole
+    process."""
     import torch
 
     threads = torch.get_num_threads()
@@ -74,7 +75,8 @@ def _own_torch_hub(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """torch's hub cache is an empty folder of the test's (TORCH_HOME, which subprocesses inherit):
-    evaluate looks there for FID's Inception weights, and no test depends on what a machine holds."""
+    evaluate looks there for FID's Inception weights, and no test depends on what a machine
+    holds."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
 
 

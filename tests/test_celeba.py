@@ -85,7 +85,7 @@ def _write_extracted_official(folder: Path, tiny) -> None:
     write_official(folder, tiny, skip=("img_align_celeba.zip",))
     images = folder / "img_align_celeba"
     images.mkdir()
-    for name, jpeg in zip(tiny.names, tiny.jpegs):
+    for name, jpeg in zip(tiny.names, tiny.jpegs, strict=True):
         (images / name).write_bytes(jpeg)
 
 
@@ -229,14 +229,14 @@ def test_html_error_page_saved_as_the_file_is_refused(tmp_path, make_params, tin
 def test_optional_file_missing_fails_only_when_needed(tmp_path, make_params, tiny, official_sums):
     write_official(tmp_path / "src", tiny, skip=("list_landmarks_align_celeba.txt",))
     run_download(_params(make_params, tmp_path / "src"), raw_root=tmp_path / "raw")
-    common = dict(
-        raw_root=tmp_path / "raw",
-        out_dir=tmp_path / "prepared",
-        metrics_path=tmp_path / "data.json",
-        progress=False,
-    )
+    common = {
+        "raw_root": tmp_path / "raw",
+        "out_dir": tmp_path / "prepared",
+        "metrics_path": tmp_path / "data.json",
+        "progress": False,
+    }
     run_prepare(_params(make_params, tmp_path / "src", split={"val": 0.2, "test": 0.2}), **common)
-    with pytest.raises(UserError, match="list_landmarks_align_celeba.txt is missing"):
+    with pytest.raises(UserError, match=r"list_landmarks_align_celeba\.txt is missing"):
         run_prepare(_params(make_params, tmp_path / "src", crop={"method": "landmarks"}), **common)
 
 

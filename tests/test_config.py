@@ -138,8 +138,8 @@ def test_the_chain_reference_error_is_exit_2_from_a_stage(tmp_path, tiny_params_
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
-        "vaelab: error: params.yaml: evaluate.chain.ae: 'gone' is not a variant of models: (allowed: vae); "
-        "name one of them, or set evaluate.chain: null to skip the chain"
+        "vaelab: error: params.yaml: evaluate.chain.ae: 'gone' is not a variant of models: "
+        "(allowed: vae); name one of them, or set evaluate.chain: null to skip the chain"
     ]
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "reports").exists()
 

@@ -106,9 +106,12 @@ def test_deterministic_leaves_inductor_unimported_unless_the_model_is_compiled()
     import sys
 
     script = (
-        "import sys, torch; from vaelab.runtime import deterministic; deterministic(compiled={compiled}); "
-        "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), "
-        "'torch._inductor.config' in sys.modules and sys.modules['torch._inductor.config'].deterministic)"
+        "import sys, torch; from vaelab.runtime import deterministic; "
+        "deterministic(compiled={compiled}); "
+        "print(torch.are_deterministic_algorithms_enabled(), "
+        "torch.is_deterministic_algorithms_warn_only_enabled(), "
+        "'torch._inductor.config' in sys.modules and "
+        "sys.modules['torch._inductor.config'].deterministic)"
     )
     plain = subprocess.run(
         [sys.executable, "-c", script.format(compiled=False)],
@@ -128,7 +131,8 @@ def test_deterministic_leaves_inductor_unimported_unless_the_model_is_compiled()
 
 @pytest.mark.parametrize("name", sorted(SMALL_CONFIGS))
 def test_every_architecture_trains_under_strict_determinism_on_cpu(name, torch_globals):
-    """warn_only is for GPUs: on the CPU no op of any architecture or loss lacks a deterministic kernel."""
+    """warn_only is for GPUs: on the CPU no op of any architecture or loss lacks a deterministic
+    kernel."""
     torch.use_deterministic_algorithms(True)  # raise, not warn
     model = make(SMALL_CONFIGS[name], 32, 3)
     images = torch.rand(4, 3, 32, 32)

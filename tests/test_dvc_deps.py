@@ -43,7 +43,8 @@ FIX = "python scripts/dvc_deps.py --write"
 
 
 def stale(text: str) -> str:
-    """``text`` with train missing ``src/vaelab/runtime.py`` and listing ``registry/register.py``."""
+    """``text`` with train missing ``src/vaelab/runtime.py`` and listing
+    ``registry/register.py``."""
     lines = text.splitlines(keepends=True)
     train = lines.index("  train:\n")
     runtime = lines.index("        - src/vaelab/runtime.py\n", train)

@@ -245,7 +245,8 @@ def test_replicates_give_means_spreads_and_intervals(workspace, params):
     single = run_evaluate(params, "tiny_ae", progress=False, **_roots(workspace))
     assert metrics["images"] == {"test": 10, "samples": params.evaluate.samples, "seeds": 2}
     assert single["images"]["seeds"] == 1
-    # Two different untrained models: their means differ, so the sd is positive and the mean between.
+    # Two different untrained models: their means differ, so the sd is positive and the mean
+    # between.
     assert metrics["sd"]["recon"]["mse"] > 0 and set(metrics["sd"]) == set(metrics) - {
         "sd",
         "intervals",
@@ -304,7 +305,8 @@ def _context(workspace: Path, params, variant: str) -> Context:
 
 
 def _metric_leaves(tree: dict, path: str = "") -> dict[str, float]:
-    """The leaves of a metric tree by dotted path; fails on anything but str keys and int/float leaves."""
+    """The leaves of a metric tree by dotted path; fails on anything but str keys and int/float
+    leaves."""
     leaves = {}
     for key, value in tree.items():
         assert isinstance(key, str) and "." not in key, f"{path}{key!r}"
@@ -388,7 +390,7 @@ def test_the_radius_figure_labels_its_rows_with_the_reported_numbers(workspace, 
     )
     assert labels == [
         f"r = {r:g}\nLap var {raw[key]:.4f}\nnormalised {normalised[key]:.3f}"
-        for r, key in zip([0.5, 3.0], ["r0_5", "r3"])
+        for r, key in zip([0.5, 3.0], ["r0_5", "r3"], strict=True)
     ]
 
 
@@ -484,7 +486,8 @@ def test_evaluate_refuses_two_experiments_writing_one_name(
     workspace, params, monkeypatch, field, what
 ):
     def writes(experiment: str) -> dict:
-        """The clashing name, and a figure of the experiment's own unless the figure is the clash."""
+        """The clashing name, and a figure of the experiment's own unless the figure is the
+        clash."""
         if field == "figures":
             return {"figures": {"shared.png": _figure()}}
         shared = {"metrics": {"shared": {"value": 1.0}}, "notes": {"shared": "text"}}[field]
@@ -678,7 +681,7 @@ def test_the_chain_table_has_colour_columns_for_rgb_images_only(tmp_path):
 
 def test_chain_names_a_missing_variant(workspace, make_params):
     # Caught when params load, before any stage runs.
-    with pytest.raises(UserError, match="evaluate.chain.vae: 'nope' is not a variant of models"):
+    with pytest.raises(UserError, match=r"evaluate\.chain\.vae: 'nope' is not a variant of models"):
         make_params(
             {
                 "models": VARIANTS,
@@ -745,7 +748,8 @@ def _estimate(low: float, high: float) -> Estimate:
 
 
 def _evaluated(name: str, config: dict, **blur: tuple[float, float]) -> Evaluated:
-    """A variant whose blur.<metric>.<source> intervals are given as ``metric__source=(low, high)``."""
+    """A variant whose blur.<metric>.<source> intervals are given as
+    ``metric__source=(low, high)``."""
     parsed = parse_model_config(config)
     estimates = {
         f"blur.{key.replace('__', '.')}": _estimate(*bounds) for key, bounds in blur.items()
@@ -767,7 +771,8 @@ def test_like_for_like_claim_outcomes_on_intervals():
     assert claims.vae_blurrier_than_its_ae([ae, sharp_vae]).outcome == "does not hold"
     overlapping = _evaluated("vae", trunk, **_sharpness((0.015, 0.025)))
     assert claims.vae_blurrier_than_its_ae([ae, overlapping]).outcome == "inconclusive"
-    # The raw measure says blurrier, the contrast-normalised one says sharper: inconclusive, and said so.
+    # The raw measure says blurrier, the contrast-normalised one says sharper: inconclusive,
+    # and said so.
     disagree = _evaluated("vae", trunk, **_sharpness((0.005, 0.010), norm=(0.040, 0.050)))
     claim = claims.vae_blurrier_than_its_ae([ae, disagree])
     assert claim.outcome == "inconclusive" and "The two measures disagree" in claim.detail
@@ -1036,7 +1041,8 @@ def test_compare_measures_each_remedy_against_its_plain_vae_in_a_table_a_figure_
         and "(n = 1 seed(s) × 10)" in section
     )
     assert "![remedies](compare/remedies.png)" in section
-    # No Inception weights in the tests' hub cache: FID and KID are said to be unmeasured, with no column.
+    # No Inception weights in the tests' hub cache: FID and KID are said to be unmeasured,
+    # with no column.
     assert "FID and KID: not measured — " in section and "Δ FID" not in section
     width, height = _opens(workspace / "reports" / "compare" / "remedies.png")
     assert height > width / 8  # three rows: input, tiny_vae, tiny_vae_sigma

@@ -1,4 +1,5 @@
-"""Tests for vaelab.measures.image_measures and vaelab.evaluate.sharpen_filters: blur, reconstruction, AUROC, colour, sharpening."""
+"""Tests for vaelab.measures.image_measures and vaelab.evaluate.sharpen_filters: blur,
+reconstruction, AUROC, colour, sharpening."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ SIZE = 48
 
 
 def camera_batch(channels: int) -> torch.Tensor:
-    """(1, channels, SIZE, SIZE) float32 in [0, 1]: the camera man, small; colour from skimage's astronaut."""
+    """(1, channels, SIZE, SIZE) float32 in [0, 1]: the camera man, small; colour from
+    skimage's astronaut."""
     if channels == 1:
         image = transform.resize(data.camera(), (SIZE, SIZE), anti_aliasing=True)[None]
     else:
@@ -87,7 +89,7 @@ def test_to_grey_keeps_single_channel_and_dtype() -> None:
 
 @pytest.mark.parametrize("shape", [(2, 2, 5, 5), (5, 5), (1, 4, 8, 8)])
 def test_to_grey_rejects_bad_shapes(shape: tuple[int, ...]) -> None:
-    with pytest.raises(ValueError, match="shape|channels"):
+    with pytest.raises(ValueError, match=r"shape|channels"):
         to_grey(torch.rand(shape))
 
 
@@ -248,12 +250,14 @@ def random_pairs(
 
 
 def hwc(image: torch.Tensor) -> np.ndarray:
-    """(C, H, W) -> the float64 (H, W) or (H, W, C) array the per-image implementation gave scikit-image."""
+    """(C, H, W) -> the float64 (H, W) or (H, W, C) array the per-image implementation gave
+    scikit-image."""
     array = image.to(torch.float64).numpy()
     return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
 
 
-# Batches that span several pieces (a last piece of one included) and sizes whose SSIM window shrinks.
+# Batches that span several pieces (a last piece of one included) and sizes whose SSIM
+# window shrinks.
 BATCHED_SHAPES = [
     (90, 3, 16, 16),
     (70, 1, 32, 32),
@@ -532,7 +536,7 @@ def test_unsharp_with_zero_amount_is_identity() -> None:
     torch.testing.assert_close(unsharp(images, radius=1.0, amount=0.0), images)
 
 
-# --- devices, batch sizes --------------------------------------------------------------------------
+# --- devices, batch sizes ------------------------------------------------------------------
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

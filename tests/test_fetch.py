@@ -222,7 +222,7 @@ def test_file_url_copy(tmp_path: Path, payload: bytes) -> None:
 
 def test_file_url_missing(tmp_path: Path) -> None:
     missing = tmp_path / "nope.zip"
-    with pytest.raises(DownloadError, match="nope.zip"):
+    with pytest.raises(DownloadError, match=r"nope\.zip"):
         fetch_url(missing.as_uri(), tmp_path / "x.zip", md5=None, progress=False)
 
 

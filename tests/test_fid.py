@@ -54,7 +54,8 @@ MU2, VAR2 = (
 
 
 def closed_form(mu1, var1, mu2, var2) -> float:
-    """The Fréchet distance of N(mu1, diag var1) and N(mu2, diag var2): ||mu1 - mu2||² + Σ (s1 + s2 - 2 √(s1 s2))."""
+    """The Fréchet distance of N(mu1, diag var1) and N(mu2, diag var2):
+    ||mu1 - mu2||² + Σ (s1 + s2 - 2 √(s1 s2))."""
     return float((mu1 - mu2).square().sum() + (var1 + var2 - 2 * (var1 * var2).sqrt()).sum())
 
 
@@ -118,8 +119,9 @@ def test_the_frechet_distance_of_sampled_gaussians_is_within_its_sampling_error(
 
 
 def mmd2_unbiased(x: list[list[float]], y: list[list[float]]) -> float:
-    """The unbiased MMD² U-statistic of two sets of m points under k(a, b) = (a·b / d + 1)³, by hand:
-    the mean of k over pairs i ≠ j within each set, less twice the mean over all cross pairs."""
+    """The unbiased MMD² U-statistic of two sets of m points under k(a, b) = (a·b / d + 1)³,
+    by hand: the mean of k over pairs i ≠ j within each set, less twice the mean over all
+    cross pairs."""
     m, d = len(x), len(x[0])
 
     def k(a: list[float], b: list[float]) -> float:
@@ -270,7 +272,8 @@ def test_fid_and_kid_plumbing_with_a_small_network_as_the_feature_extractor(
     quality = fid.measure(contexts, network)
 
     # Every call got uint8 RGB pieces of at most INCEPTION_BATCH images; the test split went
-    # through once, first, as its own pixels; then each replicate's 12 samples and 9 reconstructions.
+    # through once, first, as its own pixels; then each replicate's 12 samples and 9
+    # reconstructions.
     assert all(
         x.dtype == torch.uint8 and x.shape[1:] == (3, image_size, image_size) and len(x) <= 2
         for x in network.inputs
@@ -385,8 +388,8 @@ def test_a_missing_file_is_not_measured_with_the_exact_place_to_put_it(tmp_path,
     record = found.record()
     assert record["measured"] is False and record["put the file at"] == str(place)
     assert (
-        f"no Inception weights file at {place} or {hub_file('weights-inception-2015-12-05-6726825d.pth')}"
-        in record["reason"]
+        f"no Inception weights file at {place} or "
+        f"{hub_file('weights-inception-2015-12-05-6726825d.pth')}" in record["reason"]
     )
     assert fid.DOWNLOADS[0] in record["reason"] and "never downloaded" in record["reason"]
     # Nothing measured: no number in the record, no sd, nothing for the headline.
@@ -460,7 +463,8 @@ def test_a_file_with_the_checksum_is_found_by_either_name_and_must_hold_tensors_
 
 @pytest.fixture
 def no_network(monkeypatch) -> list[str]:
-    """Every way out of the machine raises and is recorded: sockets, urllib and torch.hub's downloads."""
+    """Every way out of the machine raises and is recorded: sockets, urllib and torch.hub's
+    downloads."""
     calls: list[str] = []
 
     def refuse(name: str):
@@ -497,8 +501,8 @@ def test_the_resolver_never_opens_a_connection(no_network, monkeypatch):
 def test_without_torch_fidelity_the_reason_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # as if not installed
     assert (
-        "torch-fidelity (the Inception-v3 of the FID) is not installed: pip install -c constraints.txt -e "
-        "'.[fid]'" in fid.backend_problem()
+        "torch-fidelity (the Inception-v3 of the FID) is not installed: "
+        "pip install -c constraints.txt -e '.[fid]'" in fid.backend_problem()
     )
     # Installed beside a torchvision built for another torch: importing it fails with RuntimeError.
     monkeypatch.delitem(sys.modules, "torch_fidelity")
@@ -530,7 +534,9 @@ def _machine_weights() -> Path | None:
 
 @pytest.mark.skipif(
     _machine_weights() is None or fid.backend_problem() is not None,
-    reason=f"needs {fid.WEIGHTS_FILE} in torch's hub cache ({MACHINE_CHECKPOINTS}) and torch-fidelity",
+    reason=(
+        f"needs {fid.WEIGHTS_FILE} in torch's hub cache ({MACHINE_CHECKPOINTS}) and torch-fidelity"
+    ),
 )
 def test_the_real_inception_gives_pool_features_offline(no_network):
     found = fid.resolve(InceptionConfig(weights=str(_machine_weights())))

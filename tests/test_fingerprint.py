@@ -51,7 +51,8 @@ def register(ws, metric="recon.mse", mode="min"):
 
 
 def train(ws, seed, mse, *, image_size=IMAGE_SIZE, record=None):
-    """Stand-in for train + evaluate: weights from ``seed`` on ``image_size`` data, ``recon.mse`` = ``mse``."""
+    """Stand-in for train + evaluate: weights from ``seed`` on ``image_size`` data,
+    ``recon.mse`` = ``mse``."""
     save_variant(ws.models, "vae", seed=seed, image_size=image_size)
     if record is None:
         record = evaluated_on() if image_size == IMAGE_SIZE else evaluated_on(test_md5=SMALL_MD5)
@@ -253,8 +254,11 @@ def test_champion_follows_the_data_of_the_params_and_comes_back_when_they_are_re
         {
             "version": 1,
             "fingerprint": original["id"],
-            "reason": f"evaluated on other data or settings: image_size {IMAGE_SIZE} (current {SMALL}), "
-            f"test_md5 {evaluated_on()['test_md5'][:8]} (current {SMALL_MD5[:8]})",
+            "reason": (
+                f"evaluated on other data or settings: image_size {IMAGE_SIZE} "
+                f"(current {SMALL}), test_md5 {evaluated_on()['test_md5'][:8]} "
+                f"(current {SMALL_MD5[:8]})"
+            ),
         }
     ]
     assert small["champion"]["reason"].startswith(
@@ -273,10 +277,10 @@ def test_champion_follows_the_data_of_the_params_and_comes_back_when_they_are_re
     assert back["champion"]["version"] == 1 and back["champion"]["moved"] is True
     assert "champion stays at version 2" not in back["champion"]["reason"]
     assert back["champion"]["reason"] == (
-        f"champion version 2 is not compared with the current evaluation (evaluated on other data or settings: "
-        f"image_size {SMALL} (current {IMAGE_SIZE}), test_md5 {SMALL_MD5[:8]} (current "
-        f"{evaluated_on()['test_md5'][:8]})): version 1 becomes champion, the only version evaluated on the "
-        "current data and settings (recon.mse = 0.05)"
+        f"champion version 2 is not compared with the current evaluation (evaluated on other "
+        f"data or settings: image_size {SMALL} (current {IMAGE_SIZE}), test_md5 {SMALL_MD5[:8]} "
+        f"(current {evaluated_on()['test_md5'][:8]})): version 1 becomes champion, the only "
+        "version evaluated on the current data and settings (recon.mse = 0.05)"
     )
     assert [entry["version"] for entry in back["not_compared"]] == [2]
     assert back == json.loads((workspace.metrics / "registry.json").read_text())["variants"]["vae"]
@@ -426,7 +430,7 @@ def test_weights_evaluated_anew_like_the_champion_compete_with_it_as_if_new(work
     assert champion_of(workspace) == 2 and again["compared"] == [1, 2, 3]
 
 
-# --------------------------------------------------------------------------- experiments and promote
+# -------------------------------------------------------------------------- experiments and promote
 
 
 def test_an_experiment_on_other_data_gets_its_alias_and_says_why_champion_is_not_its_peer(
@@ -443,11 +447,12 @@ def test_an_experiment_on_other_data_gets_its_alias_and_says_why_champion_is_not
     )
     assert exp["compared"] == [2] and [entry["version"] for entry in exp["not_compared"]] == [1]
     assert (
-        f"champion version 1 is not compared with this evaluation (evaluated on other data or settings: "
-        f"image_size {IMAGE_SIZE} (current {SMALL})"
+        f"champion version 1 is not compared with this evaluation (evaluated on other data or "
+        f"settings: image_size {IMAGE_SIZE} (current {SMALL})"
     ) in exp["champion"]["reason"]
 
-    # An experiment leaves the tags of the versions it reuses alone (other evaluation settings here).
+    # An experiment leaves the tags of the versions it reuses alone (other evaluation settings
+    # here).
     train(workspace, 0, 0.05, record=evaluated_on(samples=8))
     reused = register(workspace)
     assert reused["version"] == 1 and reused["retagged"] is None
@@ -490,8 +495,8 @@ def test_promote_refuses_a_version_of_other_data_unless_forced(workspace, capsys
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert (
-        f"vaelab-vae version 1 is not comparable with the current evaluation of vae (evaluated on other data "
-        f"or settings: image_size {SMALL} (current {IMAGE_SIZE})"
+        f"vaelab-vae version 1 is not comparable with the current evaluation of vae (evaluated on "
+        f"other data or settings: image_size {SMALL} (current {IMAGE_SIZE})"
     ) in err
     assert "pass --force" in err and "Traceback" not in err
     assert champion_of(workspace) == 2

@@ -1,4 +1,5 @@
-"""`vaelab generate` and `vaelab reconstruct`: PNG grids from a folder or a registry URI, and user errors."""
+"""`vaelab generate` and `vaelab reconstruct`: PNG grids from a folder or a registry URI, and
+user errors."""
 
 from __future__ import annotations
 

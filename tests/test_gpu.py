@@ -1,4 +1,5 @@
-"""The CUDA path: the split in device memory, bf16 autocast, a few real steps. Skipped without a GPU."""
+"""The CUDA path: the split in device memory, bf16 autocast, a few real steps. Skipped without
+a GPU."""
 
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ def images(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 def similar(x: torch.Tensor, noise: float = 0.1, seed: int = 1) -> torch.Tensor:
-    """``x`` with a little noise, clipped to [0, 1]: structure in common, so MS-SSIM is well above 0."""
+    """``x`` with a little noise, clipped to [0, 1]: structure in common, so MS-SSIM is well
+    above 0."""
     return (x + noise * (images(*x.shape, seed=seed) - 0.5)).clamp(0.0, 1.0)
 
 
@@ -181,7 +182,8 @@ def test_ffl_by_hand_on_a_4x4_image():
         assert focal_frequency_term(recon, target, alpha).item() == pytest.approx(
             expected, rel=1e-6
         )
-    # alpha 0 is the plain spectrum distance, by Parseval the summed squared error: 15 · 0.0625 + 0.25.
+    # alpha 0 is the plain spectrum distance, by Parseval the summed squared error:
+    # 15 · 0.0625 + 0.25.
     assert focal_frequency_term(recon, target, 0.0).item() == pytest.approx(1.1875, rel=1e-6)
 
 

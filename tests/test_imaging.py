@@ -76,7 +76,7 @@ def test_crop_box_center_largest_square_when_size_is_null() -> None:
 
 
 def test_crop_box_center_larger_than_the_image_is_a_user_error() -> None:
-    with pytest.raises(UserError, match="crop.size 200"):
+    with pytest.raises(UserError, match=r"crop\.size 200"):
         crop_box(H, W, center(200))
 
 

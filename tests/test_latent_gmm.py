@@ -28,7 +28,10 @@ def clusters(per_cluster: int = 200, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     counts = [per_cluster, 2 * per_cluster, per_cluster]
     return np.concatenate(
-        [centre + 0.5 * rng.standard_normal((count, 2)) for centre, count in zip(CENTRES, counts)]
+        [
+            centre + 0.5 * rng.standard_normal((count, 2))
+            for centre, count in zip(CENTRES, counts, strict=True)
+        ]
     )
 
 
@@ -142,7 +145,7 @@ def test_a_broken_or_foreign_gmm_file_is_a_user_error(tmp_path):
     _model, config = load_trained(tmp_path / "trained" / "model")
     save_trained(tmp_path / "m", fitted.model, config, fit_latent_gmm(clusters(20), 2, seed=0))
     torch.save({"weights": torch.ones(1, dtype=torch.float64)}, gmm_file(tmp_path / "m"))
-    with pytest.raises(UserError, match="not a usable latent GMM .*weights, means, covariances"):
+    with pytest.raises(UserError, match=r"not a usable latent GMM .*weights, means, covariances"):
         load_gmm(tmp_path / "m")
     gmm_file(tmp_path / "m").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a usable latent GMM"):

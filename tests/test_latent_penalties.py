@@ -48,7 +48,8 @@ def test_the_imq_u_statistic_of_three_points_by_hand():
         return sum((k(a, b) for a, b in itertools.permutations(points, 2)), Fraction(0)) / 6
 
     cross = sum((k(a, b) for a in codes for b in prior), Fraction(0)) * 2 / 9
-    # Pairs of codes: 2/3, 2/11, 1/3 (twice each); of prior draws 2/3, 1/3, 2/3; the cross sum 491/99.
+    # Pairs of codes: 2/3, 2/11, 1/3 (twice each); of prior draws 2/3, 1/3, 2/3; the cross sum
+    # 491/99.
     assert (
         within(codes) == Fraction(13, 33)
         and within(prior) == Fraction(5, 9)
@@ -180,7 +181,8 @@ def test_the_gradient_penalty_equals_autograds_jacobian_and_reuses_the_forward_g
     assert decoder_gradient_penalty(decode, z).item() == pytest.approx(
         by_jacobian.mean().item(), rel=1e-5
     )
-    # Given the images a forward pass made from z (in its graph), the same number without a second decode.
+    # Given the images a forward pass made from z (in its graph), the same number without a
+    # second decode.
     encoded = (z * 1.0).requires_grad_()
     images = decode(encoded)
     calls = []
@@ -298,8 +300,8 @@ def test_the_mmd_draws_from_the_prior_fresh_in_training_and_fixed_in_evaluation(
     [
         (
             {"arch": "vae_conv", "mmd_weight": 10.0},
-            "models.v: mmd_weight: a deterministic autoencoder's penalty (WAE-MMD, RAE), while a VAE has its KL term; "
-            "remove it or set variational: false",
+            "models.v: mmd_weight: a deterministic autoencoder's penalty (WAE-MMD, RAE), "
+            "while a VAE has its KL term; remove it or set variational: false",
         ),
         (
             {"arch": "vae_conv", "latent_norm_weight": 1.0, "decoder_reg": "gp"},
@@ -307,7 +309,8 @@ def test_the_mmd_draws_from_the_prior_fresh_in_training_and_fixed_in_evaluation(
         ),
         (
             {**TINY_AE, "decoder_reg_weight": 0.1},
-            "models.v: decoder_reg_weight would do nothing with decoder_reg: none; remove it or set decoder_reg: l2 or gp",
+            "models.v: decoder_reg_weight would do nothing with decoder_reg: none; "
+            "remove it or set decoder_reg: l2 or gp",
         ),
         (
             {**TINY_AE, "decoder_reg": "sn"},

@@ -58,7 +58,8 @@ def vaelab_imports(path: Path) -> set[str]:
 
 
 def function_lengths(path: Path) -> list[tuple[str, int]]:
-    """(name, lines) of every function and method, from ``def`` to its end, docstring not counted."""
+    """(name, lines) of every function and method, from ``def`` to its end, docstring
+    not counted."""
     out = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

@@ -15,7 +15,8 @@ VENV = Path(sys.executable).parent.parent
 
 
 def make_repro(folder: Path) -> subprocess.CompletedProcess[str]:
-    """``make repro`` in ``folder`` with this test's venv, its install step taken as done (``-o``)."""
+    """``make repro`` in ``folder`` with this test's venv, its install step taken as done
+    (``-o``)."""
     shutil.copy2(REPO / "Makefile", folder / "Makefile")
     return subprocess.run(
         ["make", "-o", str(VENV / ".vaelab-installed"), f"VENV={VENV}", "repro"],

@@ -1,4 +1,5 @@
-"""The model zoo: the studies' parameter counts, shapes at any image size, losses by hand, configs."""
+"""The model zoo: the studies' parameter counts, shapes at any image size, losses by hand,
+configs."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from vaelab.stats.paired import family_level, paired_difference
 
 
 def faces(seeds: int = 3, images: int = 25, seed: int = 0) -> np.ndarray:
-    """(seeds, images): a wide spread between images that every seed shares, little between seeds."""
+    """(seeds, images): a wide spread between images, shared by every seed; little between seeds."""
     rng = np.random.default_rng(seed)
     per_image = rng.uniform(0.0, 1.0, size=images)
     return per_image[None, :] + rng.normal(0.0, 0.002, size=(seeds, images))

@@ -94,7 +94,9 @@ def test_the_champion_moves_only_to_a_lower_mse(workspace):
             assert outcome["champion"] == {
                 "version": 2,
                 "moved": True,
-                "reason": "version 2 beats champion version 1: recon.mse 0.04 < 0.05 (lower is better)",
+                "reason": (
+                    "version 2 beats champion version 1: recon.mse 0.04 < 0.05 (lower is better)"
+                ),
                 "rule": "repro",
             }
     assert outcome["version"] == 3 and outcome["registered"] is True
@@ -187,8 +189,8 @@ def test_missing_inputs_fail_before_anything_is_written(workspace, missing):
             json.dumps({"recon": {"mse": 0.05}})
         )
         expected = (
-            "metrics/detail/eval/ae_pool.json: no evaluated_on record of the test split and settings "
-            r"\(written by an older vaelab\); rerun `dvc repro evaluate@ae_pool`"
+            "metrics/detail/eval/ae_pool.json: no evaluated_on record of the test split and "
+            r"settings \(written by an older vaelab\); rerun `dvc repro evaluate@ae_pool`"
         )
 
     with pytest.raises(UserError, match=expected):

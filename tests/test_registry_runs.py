@@ -193,8 +193,8 @@ def test_the_logged_model_is_named_after_the_variant_with_a_signature_and_descri
 
     assert "**vae**: vae_conv (filters [4, 8], z_dim 4)" in version.description
     assert (
-        "Data: lfw, 16x16 grey (crop center, resample bicubic); 10 epochs, batch 64, lr 0.001; seed 0 of 1 "
-        "replicate." in version.description
+        "Data: lfw, 16x16 grey (crop center, resample bicubic); 10 epochs, batch 64, lr 0.001; "
+        "seed 0 of 1 replicate." in version.description
     )
     assert "recon.mse 0.05, recon.psnr 20" in version.description
     registered = client.get_registered_model("vaelab-vae")

@@ -66,7 +66,8 @@ def test_each_remedy_is_measured_against_the_plain_vae_with_its_trunk_and_z():
         "wae",
     }
     assert by_variant["vae_gan_larsen"].baseline == "vae"  # another arch, the vae_conv knobs shared
-    # A WAE has no KL knobs to compare (TRUNK's kl_weight 0.5 is a VAE's): still the plain VAE of its trunk and z.
+    # A WAE has no KL knobs to compare (TRUNK's kl_weight 0.5 is a VAE's): still the plain VAE
+    # of its trunk and z.
     assert by_variant["wae"].baseline == "vae"
     assert by_variant["vae_sigma"].baseline == "vae"  # not vae_z4: another z
     assert by_variant["vae_resnet"].baseline == "vae"  # the trunk is the remedy itself

@@ -73,7 +73,8 @@ def test_push_clone_pull_reproduce_nothing_then_the_two_side_report(pushed: Path
     assert (clone / "models" / "small_vae" / "seed0" / "model.pt").read_bytes() == (
         pushed / "models" / "small_vae" / "seed0" / "model.pt"
     ).read_bytes()
-    # register always runs (its output is the MLflow registry, which DVC cannot see); nothing else may.
+    # register always runs (its output is the MLflow registry, which DVC cannot see); nothing
+    # else may.
     status = _run([*DVC, "status"], clone).stdout
     assert re.sub(r"\s+", " ", status).strip() == "register: always changed", status
     again = _run([*DVC, "repro"], clone)

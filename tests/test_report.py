@@ -1,4 +1,5 @@
-"""`vaelab report` against a throwaway git + DVC repo whose two commits differ in params, metrics and figures."""
+"""`vaelab report` against a throwaway git + DVC repo whose two commits differ in params,
+metrics and figures."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def png_bytes(path: Path, value: int) -> bytes:
 
 
 def write_state(repo: Path, lr: float, sharpness: dict[str, float]) -> None:
-    """params.yaml, one eval JSON per variant (stale ones removed), as the pipeline would leave them."""
+    """params.yaml, one eval JSON per variant (stale ones removed), as the pipeline would leave
+    them."""
     models = {variant: {"z_dim": 8} for variant in sharpness}
     (repo / "params.yaml").write_text(
         yaml.safe_dump({"train": {"lr": lr, "epochs": 3}, "models": models})
@@ -79,7 +81,8 @@ def write_state(repo: Path, lr: float, sharpness: dict[str, float]) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    """A repo at its second commit; the first is tagged ``base``. Returns the figure bytes per side."""
+    """A repo at its second commit; the first is tagged ``base``. Returns the figure bytes per
+    side."""
     from dvc.repo import Repo
 
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
@@ -170,8 +173,8 @@ def test_report_tables_lines_and_figures(repo, capsys):
     assert "- **c**: new, 0.03 (not at HEAD~1)" in report
     assert "- **d**: removed (was 0.005 at HEAD~1)" in report
     assert (
-        f"- **e**: no significant change, 0.007 → 0.007 (Δ +0.0, +0.0%; |Δ| ≤ 0.00035 = 5% of |old|, {fallback})"
-        in report
+        f"- **e**: no significant change, 0.007 → 0.007 "
+        f"(Δ +0.0, +0.0%; |Δ| ≤ 0.00035 = 5% of |old|, {fallback})" in report
     )
     assert "|Δ| > √(hw_old² + hw_new²)" in report  # the rule is stated
 
@@ -284,7 +287,8 @@ def test_outside_a_dvc_repo_is_a_user_error(tmp_path, monkeypatch, capsys):
 def evaluation(
     value: float | None, interval: tuple[float, float] | None = None, seeds: int = 3
 ) -> dict:
-    """An evaluation file as evaluate writes it (before the headline split): the mean, and its interval."""
+    """An evaluation file as evaluate writes it (before the headline split): the mean, and its
+    interval."""
     metrics: dict = {"blur": {"laplacian_var": {"recon": value}}}
     if interval is not None:
         low, high = interval
@@ -372,17 +376,18 @@ def test_sharpness_verdicts_that_cannot_be_a_percentage():
     )
     lines = [sharpness_line(verdict, "main") for verdict in verdicts]
     assert lines == [
-        "- **broken**: cannot compare: no numeric blur.laplacian_var.recon in metrics/eval/broken.json "
-        "at the workspace",
-        "- **old_format**: cannot compare: no numeric blur.laplacian_var.recon in metrics/eval/old_format.json "
-        "at main",
+        "- **broken**: cannot compare: no numeric blur.laplacian_var.recon in "
+        "metrics/eval/broken.json at the workspace",
+        "- **old_format**: cannot compare: no numeric blur.laplacian_var.recon in "
+        "metrics/eval/old_format.json at main",
         "- **zero**: sharper, 0.0 → 0.5 (Δ +0.5, no % from 0; |Δ| > 0.0 = 5% of |old|, "
         "as there is no 95 % interval over two or more seeds at main and the workspace)",
     ]
 
 
 def test_the_detail_file_is_read_when_there_is_one(tmp_path):
-    """After the headline/detail split the interval is in metrics/detail/eval/; before it, in metrics/eval/."""
+    """After the headline/detail split the interval is in metrics/detail/eval/; before it, in
+    metrics/eval/."""
     from vaelab.prdiff.diff import Side
 
     old_root, new_root = tmp_path / "old", tmp_path / "new"
@@ -413,7 +418,8 @@ def test_the_detail_file_is_read_when_there_is_one(tmp_path):
 
 @pytest.fixture
 def base_worktree(repo, tmp_path) -> Path:
-    """A git worktree of ``base`` in which a reproduction left other numbers than the committed ones."""
+    """A git worktree of ``base`` in which a reproduction left other numbers than the committed
+    ones."""
     base = tmp_path / "base"
     git(repo["root"], "worktree", "add", "-q", "--detach", str(base), "base")
     write_state(base, 0.001, {**OLD_SHARPNESS, "a": 0.0115})

@@ -76,7 +76,7 @@ def test_a_config_from_before_format_versions_reads_as_lanczos(tmp_path):
 )
 def test_an_unusable_config_is_one_user_error(tmp_path, content):
     (tmp_path / "config.json").write_text(content)
-    with pytest.raises(UserError, match="not a usable vaelab model config.*retrain"):
+    with pytest.raises(UserError, match=r"not a usable vaelab model config.*retrain"):
         load_config(tmp_path / "config.json")
 
 

@@ -1,4 +1,5 @@
-"""The training loop on a tiny model: resume equality (a VAE-GAN's two optimisers too), NaN guard, history."""
+"""The training loop on a tiny model: resume equality (a VAE-GAN's two optimisers too), NaN guard,
+history."""
 
 from __future__ import annotations
 

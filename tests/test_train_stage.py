@@ -98,7 +98,7 @@ def test_train_writes_model_metrics_history_and_an_mlflow_run(
 
 
 def test_an_unknown_variant_is_a_user_error(make_params, prepared):
-    with pytest.raises(UserError, match="not in params.yaml models"):
+    with pytest.raises(UserError, match=r"not in params\.yaml models"):
         run_train(make_params(), "nope", prepared=prepared)
 
 
@@ -272,7 +272,8 @@ def test_train_fits_each_replicate_a_gmm_on_its_training_codes(
         model, _config = load_trained(folder)
         gmm = load_gmm(folder)
         assert gmm.components == 3 and gmm.dim == 2
-        # The training split's codes in eval mode (in train.batch_size batches), fitted with the replicate's seed.
+        # The training split's codes in eval mode (in train.batch_size batches), fitted with the
+        # replicate's seed.
         codes = training_codes(model, train_split, batch_size=32, device=torch.device("cpu"))
         assert codes.shape == (len(train_split), 2) and codes.dtype == np.float64
         expected = fit_latent_gmm(codes, 3, seed)
@@ -304,7 +305,7 @@ def test_train_fits_each_replicate_a_gmm_on_its_training_codes(
 
     monkeypatch.setattr(run, "training_codes", lambda *args, **kwargs: np.full((4, 2), np.nan))
     with pytest.raises(
-        UserError, match="ae seed 0: cannot fit train.gmm's mixture .*not all finite"
+        UserError, match=r"ae seed 0: cannot fit train\.gmm's mixture .*not all finite"
     ):
         run_train(params, "ae", **roots)
     monkeypatch.undo()

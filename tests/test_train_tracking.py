@@ -103,7 +103,8 @@ def train_runs(client) -> list:
 
 
 def assert_complete(client, run, project) -> None:
-    """``run`` ended FINISHED with every epoch of every metric once, tagged with the weights' md5."""
+    """``run`` ended FINISHED with every epoch of every metric once, tagged with the weights'
+    md5."""
     assert run.info.status == "FINISHED"
     steps = metric_steps(client, run.info.run_id)
     assert {"train_loss", "val_loss", "step"} <= set(steps)
@@ -227,7 +228,8 @@ def test_a_server_lost_mid_training_neither_stops_nor_slows_it(
 
         client = MlflowClient(tracking_uri=server.url)
         (run,) = train_runs(client)
-        # What the server had when it died: the first three epochs, once each; the run was never ended.
+        # What the server had when it died: the first three epochs, once each; the run was
+        # never ended.
         assert run.info.status == "RUNNING" and checkpoint_run_id(project) == run.info.run_id
         steps = metric_steps(client, run.info.run_id)
         assert "train_loss" in steps and all(s == [1, 2, 3] for s in steps.values()), steps
@@ -333,8 +335,8 @@ def test_a_complete_checkpoint_trains_nothing_and_leaves_its_finished_run_alone(
     assert train(project)["epochs"] == EPOCHS
     logged = messages(caplog)
     assert (
-        f"the training is complete in checkpoints/vae/seed0.pt ({EPOCHS} of {EPOCHS} epochs): nothing to train"
-        in logged
+        f"the training is complete in checkpoints/vae/seed0.pt ({EPOCHS} of {EPOCHS} epochs): "
+        "nothing to train" in logged
     )
     assert not any("resuming" in m or f"epoch {EPOCHS + 1}" in m for m in logged), logged
     assert checkpoint_file(project).read_bytes() == saved  # not a step taken

@@ -62,7 +62,8 @@ def same(parameters, saved: list[torch.Tensor]) -> list[bool]:
 def test_the_discriminator_gives_one_logit_per_patch(image_size, patches):
     discriminator = PatchDiscriminator(3, (32, 64, 128), feature_layer=2)
     logits, features = discriminator(torch.rand(2, 3, image_size, image_size))
-    # Three 'same' stride-2 convs: ceil(n / 8) patches a side; the second conv's 64 maps at ceil(n / 4).
+    # Three 'same' stride-2 convs: ceil(n / 8) patches a side; the second conv's 64 maps at
+    # ceil(n / 4).
     assert logits.shape == (2, 1, patches, patches)
     assert features.shape == (2, 64, math.ceil(image_size / 4), math.ceil(image_size / 4))
     _, first = PatchDiscriminator(3, (32, 64, 128), feature_layer=1)(
@@ -117,8 +118,9 @@ def hand_outputs(prior: bool) -> dict[str, torch.Tensor]:
 def test_the_feature_reconstruction_and_the_adversarial_terms_by_hand():
     model = hand_model(recon_weight=3.0, feature_weight=2.0, adversarial_weight=0.5)
     terms = model.loss(REAL, hand_outputs(prior=True))
-    # Features leaky(x - 0.5): real (0.5, -0.1, -0.1, 0.5) and (0.5, 0.5, 0.5, 0.5), fake (0.25, -0.05, 0, 0)
-    # and (0, 0, 0, 0); half the squared distances: 0.5 (0.0625 + 0.0025 + 0.01 + 0.25) = 0.1625 and 0.5.
+    # Features leaky(x - 0.5): real (0.5, -0.1, -0.1, 0.5) and (0.5, 0.5, 0.5, 0.5),
+    # fake (0.25, -0.05, 0, 0) and (0, 0, 0, 0); half the squared distances:
+    # 0.5 (0.0625 + 0.0025 + 0.01 + 0.25) = 0.1625 and 0.5.
     assert terms["feature"].item() == pytest.approx((0.1625 + 0.5) / 2)
     # Four patches an image, each -log sigmoid(0.3); the prior samples' the same.
     fooled = 4 * math.log1p(math.exp(-0.3))
@@ -298,7 +300,8 @@ def test_the_discriminator_lr_defaults_to_train_lr():
     "raw",
     [
         TINY_GAN,
-        # Larsen's: no pixel term, the reconstruction in the discriminator's features alone; the default discriminator.
+        # Larsen's: no pixel term, the reconstruction in the discriminator's features alone; the
+        # default discriminator.
         {"arch": "vae_gan", "filters": [4, 8], "z_dim": 4, "recon_weight": 0, "feature_layer": 3},
         {
             **TINY_GAN,
@@ -414,7 +417,8 @@ def test_a_vae_gan_under_torchrun_is_refused_before_the_first_step(tmp_path):
         ),
         (
             {**TINY_GAN, "recon_weight": 0, "feature_weight": 0},
-            "models.v: recon_weight and feature_weight are both 0, so nothing trains the reconstruction",
+            "models.v: recon_weight and feature_weight are both 0, "
+            "so nothing trains the reconstruction",
         ),
         ({**TINY_GAN, "variational": False}, "models.v: vae_gan needs variational: true"),
         ({**TINY_GAN, "discriminator": []}, "models.v.discriminator: [] is not allowed"),

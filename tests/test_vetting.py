@@ -39,7 +39,8 @@ class EvilModel(mlflow.pyfunc.PythonModel):
 
 
 def use_store(ws) -> None:
-    """This test's store and an experiment of its own: no URI or experiment id left by an earlier test."""
+    """This test's store and an experiment of its own: no URI or experiment id left by an earlier
+    test."""
     mlflow.set_tracking_uri(ws.uri)
     mlflow.set_registry_uri(ws.uri)
     mlflow.set_experiment("someone-else")
@@ -80,7 +81,9 @@ def test_a_models_from_code_pyfunc_with_other_code_is_refused(workspace, capsys,
     marker = workspace.root / MARKER
     code = tmp_path / "model_code.py"  # vaelab's name, someone else's code
     code.write_text(
-        "import pathlib\nfrom mlflow.models import set_model\nfrom vaelab.registry.pyfunc import VaelabPyfunc\n"
+        "import pathlib\n"
+        "from mlflow.models import set_model\n"
+        "from vaelab.registry.pyfunc import VaelabPyfunc\n"
         f"pathlib.Path({str(marker)!r}).touch()\nset_model(VaelabPyfunc())\n"
     )
     folder = save_variant(workspace.models, "vae") / "seed0"

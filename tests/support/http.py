@@ -8,6 +8,7 @@ connections and never answers: a hung service.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -116,11 +117,9 @@ def _make_handler(behaviour: _Behaviour) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
             self.end_headers()
             cut = behaviour.take_cut(rel)
-            try:
+            # The client may hang up (as download code may do on purpose); nothing to serve then.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(body if cut is None else body[:cut])
-            except (BrokenPipeError, ConnectionResetError):
-                # The client hung up (as download code may do on purpose); nothing to serve.
-                pass
             self.close_connection = True
 
         def _send_empty(self, status: int, headers: dict[str, str] | None = None) -> None:

@@ -48,7 +48,8 @@ def run(
 
 
 def copy_project(dest: Path) -> Path:
-    """The pipeline's files in ``dest``, at 16x16 with one prepare worker, as a git + DVC repository."""
+    """The pipeline's files in ``dest``, at 16x16 with one prepare worker, as a git + DVC
+    repository."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in PIPELINE_FILES:
         source = REPO / name
@@ -71,7 +72,8 @@ def copy_project(dest: Path) -> Path:
 
 def small_pipeline(params: dict, **train: object) -> dict:
     """Two small variants (``small_ae``, ``small_vae``) and a quick evaluation, in place of
-    the default models: a whole `dvc repro` in about a minute. ``train`` updates ``params["train"]``."""
+    the default models: a whole `dvc repro` in about a minute. ``train`` updates
+    ``params["train"]``."""
     params["train"].update({"batch_size": 32, **train})
     params["models"] = {
         "small_ae": {"arch": "ae_pool"},

@@ -1,9 +1,10 @@
 """Tiny trained-looking variants for registry, serving and CLI tests.
 
 ``save_variant`` writes ``models/<variant>/`` through the same ``save_replicates`` as
-``train`` (one ``seed<k>/`` with state dict and config.json) from an untrained model, so no test has to train;
-``write_eval`` writes ``metrics/detail/eval/<variant>.json`` in the evaluate stage's nested form,
-with its ``evaluated_on`` record (a test split's md5 and the evaluation settings).
+``train`` (one ``seed<k>/`` with state dict and config.json) from an untrained model, so no
+test has to train; ``write_eval`` writes ``metrics/detail/eval/<variant>.json`` in the
+evaluate stage's nested form, with its ``evaluated_on`` record (a test split's md5 and the
+evaluation settings).
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def save_variant(
     image_size: int = IMAGE_SIZE,
 ) -> Path:
     """Write ``models_root/<variant>/`` with one replicate, ``seed<seed>/``, whose weights
-    come from ``seed`` (a new seed = a new md5), trained on ``image_size`` images; returns the variant folder."""
+    come from ``seed`` (a new seed = a new md5), trained on ``image_size`` images; returns the
+    variant folder."""
     torch.manual_seed(seed)
     params = params_from_dict(
         {
@@ -117,7 +119,8 @@ def write_eval(
     **extra: Any,
 ) -> Path:
     """``metrics/detail/eval/<variant>.json`` (what register reads) with ``recon.mse`` = ``mse``,
-    plausible other keys and ``record`` (default :func:`evaluated_on`) as what it was measured on."""
+    plausible other keys and ``record`` (default :func:`evaluated_on`) as what it was measured
+    on."""
     payload = {
         "recon": {"mse": mse, "psnr": psnr, "ssim": 0.5},
         "blur": {"laplacian_var": {"input": 0.02, "recon": 0.01, "sample": 0.005}},
@@ -243,16 +246,19 @@ def running_server(
             while True:
                 if process.poll() is not None:
                     raise AssertionError(
-                        f"{command[:3]} exited with {process.returncode}:\n{log_path.read_text()[-4000:]}"
+                        f"{command[:3]} exited with {process.returncode}:\n"
+                        f"{log_path.read_text()[-4000:]}"
                     )
                 try:
                     if requests.get(ready_url, timeout=1.0).status_code == 200:
                         break
                 except (requests.ConnectionError, requests.Timeout):
-                    pass  # not listening, or listening but not answering yet: what the loop waits for
+                    # Not listening, or listening but not answering yet: what the loop waits for.
+                    pass
                 if time.monotonic() > deadline:
                     raise AssertionError(
-                        f"{ready_url} not up after {deadline_s:g} s:\n{log_path.read_text()[-4000:]}"
+                        f"{ready_url} not up after {deadline_s:g} s:\n"
+                        f"{log_path.read_text()[-4000:]}"
                     )
                 time.sleep(0.25)
             yield process
@@ -278,10 +284,12 @@ class TrackingServer:
 def tracking_server(
     server_dir: Path, tmp_path_factory: pytest.TempPathFactory, *, port: int | None = None
 ) -> Iterator[TrackingServer]:
-    """A real ``mlflow server`` (one worker) on 127.0.0.1, its store and artifacts in ``server_dir``.
+    """A real ``mlflow server`` (one worker) on 127.0.0.1, its store and artifacts in
+    ``server_dir``.
 
     The first start there copies a migrated empty database, so the server starts without
-    running MLflow's migrations; a restart in the same folder (and ``port``) serves the same store.
+    running MLflow's migrations; a restart in the same folder (and ``port``) serves the same
+    store.
     """
     server_dir.mkdir(parents=True, exist_ok=True)
     backend = server_dir / "backend.db"
