@@ -12,7 +12,8 @@ from vaelab.evaluate.context import Context
 from vaelab.evaluate.result import Result
 from vaelab.models.inference import decode_all, to_numpy
 
-# Below this angle (radians) slerp's sin(omega) denominator loses precision; the arc is a line there.
+# Below this angle (radians) slerp's sin(omega) denominator loses precision; the arc is a line
+# there.
 _PARALLEL = 1e-4
 
 
@@ -46,9 +47,8 @@ def interpolation(ctx: Context) -> Result:
         return Result()
     settings = ctx.settings.interpolation
     pairs = min(settings.pairs, len(ctx.test) // 2)
-    ends = ctx.test_pass.codes[: 2 * pairs].view(
-        -1, *ctx.model.latent_shape
-    )  # (2 * pairs, *latent_shape)
+    # (2 * pairs, *latent_shape)
+    ends = ctx.test_pass.codes[: 2 * pairs].view(-1, *ctx.model.latent_shape)
     paths = [
         interpolate(ends[2 * p], ends[2 * p + 1], settings.steps, settings.method)
         for p in range(pairs)
@@ -62,8 +62,8 @@ def interpolation(ctx: Context) -> Result:
     decoded = "μ" if ctx.model.is_variational else "codes"
     figure = figures.image_rows(
         rows,
-        title=f"{ctx.variant} (seed {ctx.replicate}): {settings.method} interpolation between the {decoded} of "
-        f"{pairs} pairs of test images",
+        title=f"{ctx.variant} (seed {ctx.replicate}): {settings.method} interpolation between "
+        f"the {decoded} of {pairs} pairs of test images",
         col_labels=["input", *[f"t={t:.2f}" for t in np.linspace(0, 1, settings.steps)], "input"],
     )
     return Result(figures={"interpolation.png": figure})
