@@ -32,7 +32,7 @@ from vaelab.errors import UserError
 from vaelab.evaluate import experiments, fid
 from vaelab.evaluate.context import Context, build_contexts
 from vaelab.evaluate.evaluate import run_evaluate
-from vaelab.evaluate.interpolate import interpolate
+from vaelab.evaluate.experiments.interpolation import interpolate
 from vaelab.evaluate.latent_arithmetic import run_arithmetic, skip_reason
 from vaelab.evaluate.latent_measures import PixelSpread, active_dims, collapse_verdict, elbo_terms
 from vaelab.evaluate.result import Result, merge_into

@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only: no display on CI machines or GPU nodes
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 TILE_INCHES = 0.85
@@ -227,7 +228,8 @@ def scatter_chart(
     errors: dict[str, tuple[float, float]] | None = None,
     reference: tuple[str, float] | None = None,
 ) -> Figure:
-    """Labelled points (one per variant) with optional (x, y) error bars and a horizontal reference line."""
+    """Labelled points (one per variant) with optional (x, y) error bars and a horizontal
+    reference line."""
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     for label, (x, y) in points.items():
         xerr, yerr = (errors or {}).get(label, (0.0, 0.0))
@@ -267,7 +269,8 @@ def knob_chart(
     return fig
 
 
-def _label(fig: Figure, ax: plt.Axes, title: str, xlabel: str, ylabel: str) -> Figure:
+def _label(fig: Figure, ax: Axes, title: str, xlabel: str, ylabel: str) -> Figure:
+    """Label ``ax``'s axes, title it, lay ``fig`` out tight and return it."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

@@ -37,7 +37,8 @@ def combine(
     for r in replicates[1:]:
         if r.per_image.keys() != keys:
             raise ValueError(
-                f"replicate seed {r.seed} measured other per-image metrics than seed {replicates[0].seed}"
+                f"replicate seed {r.seed} measured other per-image metrics than "
+                f"seed {replicates[0].seed}"
             )
     intervals = {
         key: estimate(
@@ -51,12 +52,14 @@ def combine(
 def _combine_trees(
     trees: list[dict[str, Any]], path: tuple[str, ...]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The mean tree and the sd tree of ``trees`` (at ``path``), key by key."""
     keys = trees[0].keys()
     if any(tree.keys() != keys for tree in trees[1:]):
         raise ValueError(
             f"replicates measured different metrics under {'.'.join(path) or 'the top level'}"
         )
-    means, sds = {}, {}
+    means: dict[str, Any] = {}
+    sds: dict[str, Any] = {}
     for key in keys:
         values = [tree[key] for tree in trees]
         if isinstance(values[0], dict):

@@ -28,7 +28,8 @@ from vaelab.models.latent_gmm import LatentGMM, sample_images
 from vaelab.models.replicates import load_replicates
 from vaelab.models.saved import check_fits
 
-# The metric-key source of each evaluate.sampler's samples (`blur.<metric>.<source>`, `spread.<source>`).
+# The metric-key source of each evaluate.sampler's samples (`blur.<metric>.<source>`,
+# `spread.<source>`).
 SAMPLE_SOURCES = {"normal": "sample", "gmm": "sample_gmm"}
 
 
@@ -41,6 +42,7 @@ class SharedInputs:
         self._measured: dict[torch.device, InputMeasures] = {}
 
     def measures(self, device: torch.device) -> InputMeasures:
+        """The test split's measures, made on ``device`` the first time it is asked for."""
         if device not in self._measured:
             self._measured[device] = measure_inputs(
                 self.test, batch_size=self.batch_size, device=device
@@ -75,12 +77,14 @@ class Context:
 
     @property
     def batch_size(self) -> int:
+        """``evaluate.batch_size``."""
         return self.settings.batch_size
 
     @cached_property
     def test_pass(self) -> ForwardPass:
         """The one forward pass over the test split (ELBO draws seeded with ``seed``)."""
-        # The figures show the first `show` reconstructions; sharpening measures the first `sharpen.images`.
+        # The figures show the first `show` reconstructions; sharpening measures the first
+        # `sharpen.images`.
         keep = max(self.settings.show, self.settings.sharpen.images)
         inputs = None if self.inputs is None else self.inputs.measures(model_device(self.model))
         return run_forward_pass(
@@ -95,7 +99,8 @@ class Context:
 
     @cached_property
     def samples(self) -> Tensor:
-        """``(settings.samples, C, H, W)`` float32 decodings of z ~ N(0, I) on the model's device."""
+        """``(settings.samples, C, H, W)`` float32 decodings of z ~ N(0, I) on the model's
+        device."""
         return self.model.sample(
             self.settings.samples, generator=torch.Generator().manual_seed(self.seed)
         ).float()
@@ -113,8 +118,9 @@ class Context:
 
     @property
     def sampled(self) -> dict[str, Tensor]:
-        """The samples of each ``settings.sampler`` this replicate has, by source (:data:`SAMPLE_SOURCES`):
-        ``"sample"`` (N(0, I)) and, for a model saved with a GMM, ``"sample_gmm"``."""
+        """The samples of each ``settings.sampler`` this replicate has, by source
+        (:data:`SAMPLE_SOURCES`): ``"sample"`` (N(0, I)) and, for a model saved with a GMM,
+        ``"sample_gmm"``."""
         drawn = {"normal": lambda: self.samples, "gmm": lambda: self.gmm_samples}
         return {
             SAMPLE_SOURCES[name]: drawn[name]()
@@ -140,7 +146,8 @@ class Context:
 
     @property
     def shown(self) -> np.ndarray:
-        """The test images the figures show: ``(show, H, W, C)`` uint8 (fewer if the split is smaller)."""
+        """The test images the figures show: ``(show, H, W, C)`` uint8 (fewer if the split is
+        smaller)."""
         return self.test[: self.settings.show]
 
     @property
@@ -161,7 +168,8 @@ def build_contexts(
     test = data.split("test")
     if len(test) < 2:
         raise UserError(
-            f"{prepared}: the test split has {len(test)} image(s); evaluation needs at least 2 (data.split.test)"
+            f"{prepared}: the test split has {len(test)} image(s); "
+            "evaluation needs at least 2 (data.split.test)"
         )
     inputs = SharedInputs(test, params.evaluate.batch_size)
     return [

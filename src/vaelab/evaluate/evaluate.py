@@ -4,8 +4,9 @@ the test split, for each trained replicate (seed) of one variant.
 Writes ``metrics/detail/eval/<variant>.json`` (its keys are listed in the README): every
 metric's mean over seeds, its standard deviation over seeds under ``sd``, for the per-image
 metrics their 95 % interval over seeds and test images under ``intervals``, and the notes
-in words, and what it was measured on under ``evaluated_on`` (:mod:`vaelab.config.evaluated_on`),
-FID and KID under ``inception`` (:mod:`vaelab.evaluate.fid`: the numbers, or why not measured);
+in words, and what it was measured on under ``evaluated_on``
+(:mod:`vaelab.config.evaluated_on`), FID and KID under ``inception`` (:mod:`vaelab.evaluate.fid`:
+the numbers, or why not measured);
 ``metrics/eval/<variant>.json``, the :data:`HEADLINE` numbers of it (the DVC
 metrics); and ``reports/<variant>/*.png``, drawn from the first replicate.
 """
@@ -65,13 +66,13 @@ def run_evaluate(
     reports_root: Path = Path("reports"),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the experiments in order on every replicate; returns what ``metrics/detail/eval/<variant>.json`` holds."""
+    """Run the experiments in order on every replicate; returns what
+    ``metrics/detail/eval/<variant>.json`` holds."""
     contexts = build_contexts(
         params, variant, prepared=prepared, models_root=models_root, progress=progress
     )
-    inception = fid.resolve(
-        params.evaluate.inception
-    )  # before the experiments: a wrong weights file stops here
+    # Before the experiments: a wrong weights file stops here.
+    inception = fid.resolve(params.evaluate.inception)
     saved: dict[str, str] = {}  # figure file name -> the experiment that drew it
     replicates = []
     with atomic_directory(reports_root / variant) as staging:
@@ -93,18 +94,25 @@ def run_evaluate(
     metric_files(metrics_root, f"eval/{variant}.json").write(
         headline_of(metrics, HEADLINE), metrics
     )
+    log_summary(variant, metrics, replicates=len(contexts), drawn=len(saved))
+    return metrics
+
+
+def log_summary(variant: str, metrics: dict[str, Any], *, replicates: int, drawn: int) -> None:
+    """Log what ran and, when measured, the headline numbers."""
     log.info(
         "%s: %d experiments on %d replicate(s), %d figures",
         variant,
         len(experiments.EXPERIMENTS),
-        len(contexts),
-        len(saved),
+        replicates,
+        drawn,
     )
     # The headline numbers, when the experiments that measure them are in the list.
     if "recon" in metrics and "blur" in metrics:
         sharpness = metrics["blur"]["laplacian_var"]
         log.info(
-            "%s: recon mse %.5f, ssim %.3f, Laplacian variance input %.5f / recon %.5f / sample %.5f",
+            "%s: recon mse %.5f, ssim %.3f, "
+            "Laplacian variance input %.5f / recon %.5f / sample %.5f",
             variant,
             metrics["recon"]["mse"],
             metrics["recon"]["ssim"],
@@ -118,12 +126,12 @@ def run_evaluate(
                 variant,
                 sharpness["sample_gmm"],
             )
-    return metrics
 
 
 def run_experiments(ctx: Context, staging: Path, saved: dict[str, str]) -> Replicate:
     """Every experiment on one replicate; its figures (when ``ctx.draw``) go to ``staging``."""
-    # Every experiment seeds a generator of its own; this covers any library call that takes none.
+    # Every experiment seeds a generator of its own; this covers any library call that takes
+    # none.
     torch.manual_seed(ctx.seed)
     metrics: dict[str, Any] = {}
     per_image: dict[str, np.ndarray] = {}
@@ -156,7 +164,8 @@ def save_figures(
         for name in drawn:
             if Path(name).name != name or Path(name).suffix != ".png":
                 raise ValueError(
-                    f"experiment {source!r} names a figure {name!r}; figures are plain '<name>.png' files"
+                    f"experiment {source!r} names a figure {name!r}; "
+                    "figures are plain '<name>.png' files"
                 )
         merge_into(saved, dict.fromkeys(drawn, source), kind="figure", source=source)
         for name, figure in drawn.items():

@@ -54,27 +54,32 @@ SHA256_PREFIX = "6726825d"
 # torch-fidelity's (URL_INCEPTION_V3 in its feature_extractor_inceptionv3.py), whose own
 # download keeps its name in the hub cache; both carry the SHA-256 prefix in the name.
 DOWNLOADS = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+    "pt_inception-2015-12-05-6726825d.pth",
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+    "weights-inception-2015-12-05-6726825d.pth",
 )
 HUB_NAMES = (WEIGHTS_FILE, "weights-inception-2015-12-05-6726825d.pth")
 FEATURES = 2048  # Inception-v3's pool features, the FID's
 INCEPTION_BATCH = 50  # images per Inception forward (each one resized to 299 x 299)
 MEASURED = ("sample", "recon")  # what is compared with the test split
 BIAS = (
-    "FID is biased upward on few images (the bias falls like 1/N; Chong and Forsyth 2020, 'Effectively "
-    "unbiased FID'): compare FIDs measured on equal image counts only. KID's estimator is unbiased."
+    "FID is biased upward on few images (the bias falls like 1/N; Chong and Forsyth 2020, "
+    "'Effectively unbiased FID'): compare FIDs measured on equal image counts only. "
+    "KID's estimator is unbiased."
 )
 
 
 @dataclass(frozen=True)
 class NotMeasured:
-    """Why FID and KID are not measured; ``put_file_at``: where the weights belong, when they are missing."""
+    """Why FID and KID are not measured; ``put_file_at``: where the weights belong, when they
+    are missing."""
 
     reason: str
     put_file_at: Path | None = None
 
     def record(self) -> dict[str, Any]:
+        """The detail's RECORD: not measured, why, and where to put the file."""
         record: dict[str, Any] = {"measured": False, "reason": self.reason}
         if self.put_file_at is not None:
             record["put the file at"] = shown(self.put_file_at)
@@ -115,7 +120,8 @@ def candidates(settings: InceptionConfig) -> tuple[Path, ...]:
 
 
 def resolve(settings: InceptionConfig) -> Weights | NotMeasured:
-    """The checked weights file, or why FID and KID are not measured (every missing piece, in one reason).
+    """The checked weights file, or why FID and KID are not measured (every missing piece, in
+    one reason).
 
     Reads files and imports torch-fidelity; never opens a connection. A file that is there
     with a SHA-256 not starting with SHA256_PREFIX, or that holds more than tensors, is a
@@ -125,9 +131,8 @@ def resolve(settings: InceptionConfig) -> Weights | NotMeasured:
         return NotMeasured("evaluate.inception.enabled is false")
     places = candidates(settings)
     found = next((path for path in places if path.is_file()), None)
-    weights = (
-        None if found is None else checked(found)
-    )  # a wrong file stops here, torch-fidelity or not
+    # A wrong file stops here, torch-fidelity or not.
+    weights = None if found is None else checked(found)
     problems = [] if weights is not None else [_missing(places)]
     if (backend := backend_problem()) is not None:
         problems.append(backend)
@@ -141,19 +146,21 @@ def _missing(places: tuple[Path, ...]) -> str:
     others = "".join(f" or {shown(path)}" for path in places[1:])
     kind = " (a folder: name the file itself)" if places[0].is_dir() else ""
     return (
-        f"no Inception weights file at {where}{kind}{others}, and they are never downloaded here: get "
-        f"{WEIGHTS_FILE} (SHA-256 {SHA256_PREFIX}...) from {DOWNLOADS[0]} and put it at {where}"
+        f"no Inception weights file at {where}{kind}{others}, and they are never downloaded "
+        f"here: get {WEIGHTS_FILE} (SHA-256 {SHA256_PREFIX}...) from {DOWNLOADS[0]} and put it "
+        f"at {where}"
     )
 
 
 def checked(path: Path) -> Weights:
-    """``path`` as Weights when its SHA-256 starts with SHA256_PREFIX and it loads as tensors only."""
+    """``path`` as Weights when its SHA-256 starts with SHA256_PREFIX and it loads as tensors
+    only."""
     digest = sha256sum(path)
     if not digest.startswith(SHA256_PREFIX):
         raise UserError(
-            f"{path}: SHA-256 {digest[:16]}... does not start with {SHA256_PREFIX}, so it is not the Inception "
-            f"weights FID and KID are defined with ({WEIGHTS_FILE}, from {DOWNLOADS[0]}); replace the file, or set "
-            "evaluate.inception.enabled: false"
+            f"{path}: SHA-256 {digest[:16]}... does not start with {SHA256_PREFIX}, so it is not "
+            f"the Inception weights FID and KID are defined with ({WEIGHTS_FILE}, from "
+            f"{DOWNLOADS[0]}); replace the file, or set evaluate.inception.enabled: false"
         )
     # torch-fidelity loads the file with weights_only=False (any pickle), after a check of 32
     # bits: refuse first a file that holds more than tensors, as saved models are loaded here.
@@ -174,26 +181,26 @@ def backend_problem() -> str | None:
         if err.name != "torch_fidelity":
             return f"torch-fidelity cannot be imported: {err}"
         return (
-            "torch-fidelity (the Inception-v3 of the FID) is not installed: pip install -c constraints.txt "
-            "-e '.[fid]' (README: FID and KID)"
+            "torch-fidelity (the Inception-v3 of the FID) is not installed: "
+            "pip install -c constraints.txt -e '.[fid]' (README: FID and KID)"
         )
-    except (
-        ImportError,
-        RuntimeError,
-    ) as err:  # a torchvision built for another torch fails with RuntimeError
+    # A torchvision built for another torch fails with RuntimeError.
+    except (ImportError, RuntimeError) as err:
         return (
-            f"torch-fidelity cannot be imported ({type(err).__name__}: {err}): the torchvision it imports must "
-            f"be the build made for this torch {torch.__version__} (README: FID and KID)"
+            f"torch-fidelity cannot be imported ({type(err).__name__}: {err}): the torchvision it "
+            f"imports must be the build made for this torch {torch.__version__} "
+            "(README: FID and KID)"
         )
     return None
 
 
 def inception(weights: Weights, device: torch.device) -> nn.Module:
-    """Inception-v3 with ``weights`` on ``device``: uint8 ``(B, 3, H, W)`` → ``(B, 2048)`` pool features."""
+    """Inception-v3 with ``weights`` on ``device``: uint8 ``(B, 3, H, W)`` → ``(B, 2048)`` pool
+    features."""
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     # antialias=False: TensorFlow 1's resize (torch-fidelity's), that of the reference FID.
-    network = NoTrainInceptionV3(
+    network: nn.Module = NoTrainInceptionV3(
         name="inception-v3-compat",
         features_list=[str(FEATURES)],
         feature_extractor_weights_path=str(weights.path),
@@ -211,6 +218,7 @@ class GivenFeatures(nn.Module):
         self.num_features = dim  # read by FrechetInceptionDistance instead of a trial forward
 
     def forward(self, features: Tensor) -> Tensor:
+        """The features, unchanged."""
         return features
 
 
@@ -248,9 +256,10 @@ def distances(
 
 
 def as_inception_input(images: Tensor) -> Tensor:
-    """``(B, C, H, W)`` in [0, 1] (C = 1 or 3) → ``(B, 3, H, W)`` uint8: the nearest of the 256 levels
-    (a uint8 image divided by 255 comes back exactly), grey repeated to RGB, contiguous: test
-    images arrive channels-last, decoded ones not, and a conv's float sums depend on the layout."""
+    """``(B, C, H, W)`` in [0, 1] (C = 1 or 3) → ``(B, 3, H, W)`` uint8: the nearest of the 256
+    levels (a uint8 image divided by 255 comes back exactly), grey repeated to RGB, contiguous:
+    test images arrive channels-last, decoded ones not, and a conv's float sums depend on the
+    layout."""
     pixels = images.float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
     return (pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels).contiguous()
 
@@ -270,7 +279,7 @@ def extract(
     parts = []
     with tqdm(total=count, desc=f"inception: {what}", unit="image", disable=not progress) as bar:
         for batch in images:
-            for piece in as_inception_input(batch).split(INCEPTION_BATCH):
+            for piece in torch.split(as_inception_input(batch), INCEPTION_BATCH):
                 parts.append(extractor(piece.to(device)).float().cpu())
                 bar.update(len(piece))
     features = torch.cat(parts)
@@ -281,7 +290,8 @@ def extract(
 
 @torch.no_grad()
 def reconstructions(model: Autoencoder, test: np.ndarray, batch_size: int) -> Iterator[Tensor]:
-    """The model's reconstructions of ``test`` (eval mode: decoded from μ or the code), a batch at a time."""
+    """The model's reconstructions of ``test`` (eval mode: decoded from μ or the code), a batch
+    at a time."""
     for x in batches(test, batch_size, model_device(model)):
         yield model(x)["recon"]
 
@@ -298,8 +308,9 @@ class SampleQuality:
 def sample_quality(
     found: Weights | NotMeasured, contexts: list[Context], *, progress: bool = False
 ) -> SampleQuality:
-    """The detail's RECORD for the replicates in ``contexts``: :func:`measure` on Inception-v3 with
-    the ``found`` weights (and their SHA-256), or, when NotMeasured, why not (nothing is built)."""
+    """The detail's RECORD for the replicates in ``contexts``: :func:`measure` on Inception-v3
+    with the ``found`` weights (and their SHA-256), or, when NotMeasured, why not (nothing is
+    built)."""
     if isinstance(found, NotMeasured):
         log.warning("FID and KID not measured: %s", found.reason)
         return SampleQuality(found.record())
@@ -326,35 +337,10 @@ def measure(
         what="test images",
         progress=progress,
     )
-    replicates = []
-    for ctx in contexts:
-        fake = {
-            "sample": extract(
-                extractor,
-                ctx.samples.split(ctx.batch_size),
-                device=device,
-                count=len(ctx.samples),
-                what=f"samples, seed {ctx.replicate}",
-                progress=progress,
-            ),
-            "recon": extract(
-                extractor,
-                reconstructions(ctx.model, ctx.test, ctx.batch_size),
-                device=device,
-                count=len(ctx.test),
-                what=f"reconstructions, seed {ctx.replicate}",
-                progress=progress,
-            ),
-        }
-        measured = {
-            source: distances(test, features, settings, seed=ctx.seed)
-            for source, features in fake.items()
-        }
-        tree = {
-            name: {source: measured[source][name] for source in MEASURED}
-            for name in measured["sample"]
-        }
-        replicates.append(Replicate(ctx.replicate, tree, {}, {}))
+    replicates = [
+        replicate_distances(ctx, test, extractor, settings, device=device, progress=progress)
+        for ctx in contexts
+    ]
     means, sds, _intervals = combine(replicates, bootstrap_seed=first.seed)
     counts = {"test": len(first.test), "sample": len(first.samples), "recon": len(first.test)}
     record = {
@@ -368,7 +354,8 @@ def measure(
         "note": BIAS,
     }
     log.info(
-        "%s: FID samples %.2f, reconstructions %.2f; KID %.4f, %.4f (%d test images, %d samples, %d seed(s))",
+        "%s: FID samples %.2f, reconstructions %.2f; KID %.4f, %.4f "
+        "(%d test images, %d samples, %d seed(s))",
         first.variant,
         means["fid"]["sample"],
         means["fid"]["recon"],
@@ -379,3 +366,42 @@ def measure(
         len(contexts),
     )
     return SampleQuality(record, {RECORD: sds})
+
+
+def replicate_distances(
+    ctx: Context,
+    test: Tensor,
+    extractor: nn.Module,
+    settings: InceptionConfig,
+    *,
+    device: torch.device,
+    progress: bool,
+) -> Replicate:
+    """One replicate's FID and KID of its samples and of its reconstructions against the
+    ``test`` features."""
+    fake = {
+        "sample": extract(
+            extractor,
+            torch.split(ctx.samples, ctx.batch_size),
+            device=device,
+            count=len(ctx.samples),
+            what=f"samples, seed {ctx.replicate}",
+            progress=progress,
+        ),
+        "recon": extract(
+            extractor,
+            reconstructions(ctx.model, ctx.test, ctx.batch_size),
+            device=device,
+            count=len(ctx.test),
+            what=f"reconstructions, seed {ctx.replicate}",
+            progress=progress,
+        ),
+    }
+    measured = {
+        source: distances(test, features, settings, seed=ctx.seed)
+        for source, features in fake.items()
+    }
+    tree = {
+        name: {source: measured[source][name] for source in MEASURED} for name in measured["sample"]
+    }
+    return Replicate(ctx.replicate, tree, {}, {})

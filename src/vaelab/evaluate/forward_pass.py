@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from vaelab.evaluate.latent_measures import PixelSpread, elbo_terms
 from vaelab.measures.image_measures import PerImage, blur_metrics, reconstruction_metrics
-from vaelab.models import Autoencoder
+from vaelab.models import Autoencoder, VariationalAutoencoder
 from vaelab.models.inference import batches, model_device
 
 # What the pass measures the blur and spread of: the test images and their reconstructions.
@@ -32,7 +32,8 @@ SOURCES = ("input", "recon")
 class ForwardPass:
     """What one pass of the model over the ``N`` test images leaves for the experiments."""
 
-    # "mse", "psnr", "ssim" -> (N,) float64 (reconstruction_metrics; psnr is inf for a perfect copy).
+    # "mse", "psnr", "ssim" -> (N,) float64 (reconstruction_metrics; psnr is inf for a perfect
+    # copy).
     recon: dict[str, np.ndarray]
     # "input" / "recon" -> blur metric name (blur_metrics) -> (N,) float64.
     blur: dict[str, dict[str, np.ndarray]]
@@ -44,13 +45,15 @@ class ForwardPass:
     first_recons: Tensor
     # VAEs only (None for AEs): "elbo", "recon", "kl" -> (N,) float64, one draw of z per image.
     elbo: dict[str, np.ndarray] | None
-    # VAEs only (None for AEs): (N, z_dim) float32 on the CPU, KL(q(z|x) || N(0, I)) per dimension.
+    # VAEs only (None for AEs): (N, z_dim) float32 on the CPU, KL(q(z|x) || N(0, I)) per
+    # dimension.
     kl_per_dim: Tensor | None
 
 
 @dataclass(frozen=True)
 class InputMeasures:
-    """The blur metrics and the spread of the test images themselves: the same for every model."""
+    """The blur metrics and the spread of the test images themselves: the same for every
+    model."""
 
     blur: dict[str, np.ndarray]  # blur metric name (blur_metrics) -> (N,) float64
     spread: float  # PixelSpread.spread() of the N images
@@ -79,7 +82,8 @@ def run_forward_pass(
     progress: bool,
     inputs: InputMeasures | None = None,
 ) -> ForwardPass:
-    """Run ``model`` (eval mode) over ``test`` ``(N, H, W, C)`` uint8 in batches of ``batch_size``.
+    """Run ``model`` (eval mode) over ``test`` ``(N, H, W, C)`` uint8 in batches of
+    ``batch_size``.
 
     ``keep``: how many reconstructions (the first) to hold on to; ``seed`` seeds the one
     generator of the VAE's ELBO draws, used batch after batch in order; ``inputs``: the test
@@ -116,7 +120,7 @@ def run_forward_pass(
         if kept_count < keep:
             kept.append(recons[: keep - kept_count])
             kept_count += len(kept[-1])
-        if model.is_variational:
+        if isinstance(model, VariationalAutoencoder):
             terms = elbo_terms(model, x, generator, codes=outputs)
             elbo.put(rows, {name: terms[name].cpu().double() for name in ("elbo", "recon", "kl")})
             latent.put(rows, {"kl_per_dim": terms["kl_per_dim"]})

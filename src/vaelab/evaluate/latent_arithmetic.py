@@ -8,7 +8,9 @@ decoded and compared with the decoded code of the group it should resemble.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -25,23 +27,28 @@ _IN_DISTRIBUTION = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class ArithmeticResult:
+    """One expression evaluated: its terms, their decoded group codes, the decoded sum and,
+    when a group is named like the expression, its decoded code and the MSE to it."""
+
     name: str
     expression: str
     terms: list[tuple[int, str]]
     term_images: Tensor  # (T, C, H, W): each term's decoded group code
     result: Tensor  # (C, H, W): the decoded sum
-    expected: Tensor | None  # (C, H, W): the decoded code of the group named like the expression
+    expected: Tensor | None  # (C, H, W): the decoded code of the group named like it
     mse_to_expected: float | None
 
 
 def skip_reason(index: pd.DataFrame, config: ArithmeticConfig) -> str | None:
-    """Why arithmetic cannot run on this index (missing attribute columns, empty groups), or None."""
+    """Why arithmetic cannot run on this index (missing attribute columns, empty groups), or
+    None."""
     needed = sorted({column for condition in config.groups.values() for column in condition})
     missing = [column for column in needed if column not in index.columns]
     if missing:
         return (
-            f"index.csv has no attribute column(s) {', '.join(missing)}: latent arithmetic needs 0/1 "
-            "attribute columns such as CelebA's (set data.dataset: celeba, or edit evaluate.arithmetic.groups)"
+            f"index.csv has no attribute column(s) {', '.join(missing)}: latent arithmetic "
+            "needs 0/1 attribute columns such as CelebA's (set data.dataset: celeba, or edit "
+            "evaluate.arithmetic.groups)"
         )
     used = {
         group
@@ -53,12 +60,16 @@ def skip_reason(index: pd.DataFrame, config: ArithmeticConfig) -> str | None:
         group for group in sorted(used) if len(group_rows(index, config.groups[group], 1)) == 0
     ]
     if empty:
-        return f"group(s) {', '.join(empty)} match no image in index.csv; edit evaluate.arithmetic.groups"
+        return (
+            f"group(s) {', '.join(empty)} match no image in index.csv; "
+            "edit evaluate.arithmetic.groups"
+        )
     return None
 
 
-def group_rows(index: pd.DataFrame, condition: dict[str, int], limit: int) -> np.ndarray:
-    """Row numbers of the first ``limit`` in-distribution images meeting every ``column == value``."""
+def group_rows(index: pd.DataFrame, condition: Mapping[str, int], limit: int) -> np.ndarray:
+    """Row numbers of the first ``limit`` in-distribution images meeting every
+    ``column == value``."""
     mask = index["split"].isin(_IN_DISTRIBUTION).to_numpy()
     for column, value in condition.items():
         mask = mask & (index[column].to_numpy() == value)
@@ -73,7 +84,8 @@ def run_arithmetic(
     config: ArithmeticConfig,
     batch_size: int,
 ) -> list[ArithmeticResult]:
-    """Evaluate every expression of ``config`` on ``images`` (all prepared images, aligned with ``index``)."""
+    """Evaluate every expression of ``config`` on ``images`` (all prepared images, aligned with
+    ``index``)."""
     codes: dict[str, Tensor] = {}
     for name, condition in config.groups.items():
         rows = group_rows(index, condition, config.images_per_group)
@@ -82,7 +94,8 @@ def run_arithmetic(
     results = []
     for name, expression in config.expressions.items():
         terms = parse_expression(expression)
-        total = sum(sign * codes[group] for sign, group in terms)
+        # A Tensor: parse_expression returns at least one term.
+        total = cast(Tensor, sum(sign * codes[group] for sign, group in terms))
         decoded = decode_all(
             model, torch.stack([codes[group] for _s, group in terms] + [total]), batch_size
         ).cpu()

@@ -53,7 +53,7 @@ class PixelSpread:
     def add(self, images: Tensor) -> None:
         """Add ``(B, C, H, W)`` images."""
         flat = images.detach().flatten(1).double()
-        if self.total is None:
+        if self.total is None or self.squares is None:
             self.total, self.squares = flat.sum(dim=0), flat.square().sum(dim=0)
         else:
             self.total += flat.sum(dim=0)
@@ -61,6 +61,7 @@ class PixelSpread:
         self.count += len(flat)
 
     def spread(self) -> float:
+        """The per-pixel standard deviation across the images added, averaged over pixels."""
         if self.total is None or self.squares is None or self.count < 2:
             raise ValueError("the spread needs at least two images")
         mean = self.total / self.count
@@ -86,18 +87,18 @@ def collapse_verdict(
     input); so is a spread of reconstructions below ``threshold``.
     """
     share = (
-        f"reconstructions of different test images vary {recon_ratio:.0%} as much as the images do "
-        f"(prior draws: {sample_ratio:.0%})"
+        f"reconstructions of different test images vary {recon_ratio:.0%} as much as the "
+        f"images do (prior draws: {sample_ratio:.0%})"
     )
     units = f"{active} of {dims} latent dimensions active"
     if active == 0:
         return True, (
-            f"posterior collapse: {units}, so the code carries nothing of the input and the decoder ignores z; "
-            f"{share} (study 002's symptom)."
+            f"posterior collapse: {units}, so the code carries nothing of the input and the "
+            f"decoder ignores z; {share} (study 002's symptom)."
         )
     if recon_ratio < threshold:
         return True, (
-            f"posterior collapse: {units}, but {share}, below the {threshold:.0%} threshold: nearly the same "
-            "output for every input (study 002's symptom)."
+            f"posterior collapse: {units}, but {share}, below the {threshold:.0%} threshold: "
+            "nearly the same output for every input (study 002's symptom)."
         )
     return False, f"the decoder uses z: {units}; {share}."

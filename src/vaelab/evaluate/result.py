@@ -48,6 +48,7 @@ def merge_into(
 def _merge(
     tree: dict[str, Any], addition: Mapping[str, Any], path: tuple[str, ...], kind: str, source: str
 ) -> None:
+    """:func:`merge_into` at ``path``."""
     for key, value in addition.items():
         where = (*path, key)
         if isinstance(value, Mapping):
@@ -62,7 +63,11 @@ def _merge(
 
 
 def _clash(where: tuple[str, ...], kind: str, source: str) -> str:
-    return f"experiment {source!r} writes {kind} {'.'.join(where)!r}, which another experiment wrote already"
+    """The error message for a key written twice."""
+    return (
+        f"experiment {source!r} writes {kind} {'.'.join(where)!r}, "
+        "which another experiment wrote already"
+    )
 
 
 def key_segment(value: float) -> str:
@@ -71,7 +76,8 @@ def key_segment(value: float) -> str:
 
 
 def means(per_image: dict[str, np.ndarray]) -> dict[str, Any]:
-    """``{"a.b": (N,) values}`` → ``{"a": {"b": mean}}``: the metrics a per-image dict stands for."""
+    """``{"a.b": (N,) values}`` → ``{"a": {"b": mean}}``: the metrics a per-image dict stands
+    for."""
     tree: dict[str, Any] = {}
     for key, values in per_image.items():
         *branches, leaf = key.split(".")

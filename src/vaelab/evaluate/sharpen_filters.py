@@ -30,10 +30,7 @@ def _images_to_uint8(images: Tensor) -> np.ndarray:
 def _from_numpy(arrays: list[np.ndarray], like: Tensor) -> Tensor:
     """Per-image (H, W) or (H, W, C) arrays -> a (B, C, H, W) tensor on like's device and dtype."""
     stacked = np.stack(arrays)
-    if stacked.ndim == 3:
-        stacked = stacked[:, None]
-    else:
-        stacked = np.moveaxis(stacked, -1, 1)
+    stacked = stacked[:, None] if stacked.ndim == 3 else np.moveaxis(stacked, -1, 1)
     return torch.from_numpy(np.ascontiguousarray(stacked)).to(device=like.device, dtype=like.dtype)
 
 
@@ -72,7 +69,8 @@ def unsharp(images: Tensor, radius: float, amount: float) -> Tensor:
     sharpened = []
     for array in images.detach().to(device="cpu", dtype=torch.float64).numpy():
         array = array[0] if channel_axis is None else np.moveaxis(array, 0, channel_axis)
-        filtered = unsharp_mask(
+        # scikit-image ships no type annotations.
+        filtered = unsharp_mask(  # type: ignore[no-untyped-call]
             array, radius=radius, amount=amount, channel_axis=channel_axis, preserve_range=True
         )
         sharpened.append(np.clip(filtered, 0.0, 1.0))

@@ -31,7 +31,8 @@ from torch import Tensor
 
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, Tensor)
 
-# scikit-image's rgb2gray (ITU-R BT.709 luma) weights, so that our grey matches skimage.color.rgb2gray.
+# scikit-image's rgb2gray (ITU-R BT.709 luma) weights, so that our grey matches
+# skimage.color.rgb2gray.
 GREY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
 LAPLACIAN_KERNEL = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
@@ -52,7 +53,8 @@ BLUR_METRICS = ("laplacian_var", "laplacian_var_norm", "hf_energy", "blur_effect
 # skimage.measure.blur_effect's defaults: the re-blurring window and the floor on gradients.
 BLUR_EFFECT_H_SIZE = 11
 _BLUR_EFFECT_EPSILON = np.spacing(np.float64(1))
-# skimage.filters.sobel's kernel along an axis: edge weights [1, 0, -1] along it, smoothing [1, 2, 1] / 4 across.
+# skimage.filters.sobel's kernel along an axis: edge weights [1, 0, -1] along it, smoothing
+# [1, 2, 1] / 4 across.
 _SOBEL_EDGE, _SOBEL_SMOOTH = np.array([1, 0, -1]), np.array([1, 2, 1]) / 4
 _SOBEL = {0: np.outer(_SOBEL_EDGE, _SOBEL_SMOOTH), 1: np.outer(_SOBEL_SMOOTH, _SOBEL_EDGE)}
 _DBL_EPSILON = np.finfo(np.float64).eps  # ndimage keeps a kernel weight when |w| exceeds it
@@ -82,6 +84,7 @@ class PerImage:
             self._arrays[name][rows] = value
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """Each name's array (the arrays themselves, in a new dict)."""
         return dict(self._arrays)
 
 
@@ -98,7 +101,8 @@ def _check_images(images: Tensor, name: str = "images") -> None:
         )
     if not images.is_floating_point():
         raise ValueError(
-            f"{name} must be a floating-point tensor with values in [0, 1], got dtype {images.dtype}"
+            f"{name} must be a floating-point tensor with values in [0, 1], "
+            f"got dtype {images.dtype}"
         )
 
 
@@ -133,7 +137,8 @@ def _one_thread() -> Iterator[None]:
 
 
 def _to_numpy(images: Tensor) -> np.ndarray:
-    """(B, C, H, W) tensor -> float64 (B, C, H, W) numpy on the CPU (the float32 values, exactly)."""
+    """(B, C, H, W) tensor -> float64 (B, C, H, W) numpy on the CPU (the float32 values,
+    exactly)."""
     return images.detach().to(device="cpu", dtype=torch.float64).numpy()
 
 
@@ -151,7 +156,8 @@ def to_grey(images: Tensor) -> Tensor:
 
 
 def laplacian(grey: ArrayOrTensor) -> ArrayOrTensor:
-    """(..., H, W) -> (..., H-2, W-2): the 3x3 LAPLACIAN_KERNEL, 'valid' (no padding); numpy or torch.
+    """(..., H, W) -> (..., H-2, W-2): the 3x3 LAPLACIAN_KERNEL, 'valid' (no padding); numpy or
+    torch.
 
     Its five non-zero taps added as shifted slices, in the kernel's row-major order (up, left,
     -4 x centre, right, down): the order in which conv2d's im2col-and-matrix-product adds them,
@@ -162,7 +168,8 @@ def laplacian(grey: ArrayOrTensor) -> ArrayOrTensor:
     """
     up, left, centre = grey[..., :-2, 1:-1], grey[..., 1:-1, :-2], grey[..., 1:-1, 1:-1]
     right, down = grey[..., 1:-1, 2:], grey[..., 2:, 1:-1]
-    return up + left + centre * -4.0 + right + down
+    result: ArrayOrTensor = up + left + centre * -4.0 + right + down
+    return result
 
 
 def laplacian_variance(images: Tensor) -> Tensor:
@@ -175,7 +182,8 @@ def laplacian_variance(images: Tensor) -> Tensor:
 
 
 def normalised_laplacian_variance(images: Tensor) -> Tensor:
-    """(B, C, H, W) in [0, 1] -> (B,) float64 CPU tensor: Laplacian variance over intensity variance.
+    """(B, C, H, W) in [0, 1] -> (B,) float64 CPU tensor: Laplacian variance over intensity
+    variance.
 
     The Laplacian variance of the greyscale image divided by the variance of its pixels: a
     sharpness that does not rise with plain contrast (scaling an image by ``a`` and shifting
@@ -207,8 +215,9 @@ def blur_effect(images: Tensor) -> np.ndarray:
 
 
 def blur_metrics(images: Tensor) -> dict[str, np.ndarray]:
-    """(B, C, H, W) in [0, 1] -> {"laplacian_var", "laplacian_var_norm", "hf_energy", "blur_effect"},
-    each (B,) float64 numpy: the four functions' values, from one grey image and one Laplacian."""
+    """(B, C, H, W) in [0, 1] -> {"laplacian_var", "laplacian_var_norm", "hf_energy",
+    "blur_effect"}, each (B,) float64 numpy: the four functions' values, from one grey image and
+    one Laplacian."""
     return _blur(images, BLUR_METRICS)
 
 
@@ -219,7 +228,8 @@ def _blur(images: Tensor, names: tuple[str, ...], *, cutoff: float = 0.5) -> dic
         images.shape[-2] < 3 or images.shape[-1] < 3
     ):
         raise ValueError(
-            f"laplacian_variance needs images of at least 3x3 pixels, got shape {tuple(images.shape)}"
+            "laplacian_variance needs images of at least 3x3 pixels, "
+            f"got shape {tuple(images.shape)}"
         )
     out = {name: np.empty(len(images), dtype=np.float64) for name in names}
     with _one_thread():
@@ -238,25 +248,26 @@ def _blur_piece(images: Tensor, names: tuple[str, ...], cutoff: float) -> dict[s
     for the rest."""
     # float64 because the variance of small second differences loses digits in float32.
     grey = to_grey(images).to(device="cpu", dtype=torch.float64)[:, 0].numpy()  # (b, H, W)
-    measured = {}
+    by_torch: dict[str, Tensor] = {}
     if "laplacian_var" in names or "laplacian_var_norm" in names:
         raw = _row_variance(laplacian(grey))
-        measured["laplacian_var"] = raw
+        by_torch["laplacian_var"] = raw
         if "laplacian_var_norm" in names:
             contrast = _row_variance(grey)
-            measured["laplacian_var_norm"] = torch.where(
+            by_torch["laplacian_var_norm"] = torch.where(
                 contrast > 0, raw / contrast.clamp_min(torch.finfo(torch.float64).tiny), 0.0
             )
     if "hf_energy" in names:
-        measured["hf_energy"] = _hf_energy(torch.from_numpy(grey), cutoff)
-    measured = {name: values.numpy() for name, values in measured.items()}
+        by_torch["hf_energy"] = _hf_energy(torch.from_numpy(grey), cutoff)
+    measured = {name: values.numpy() for name, values in by_torch.items()}
     if "blur_effect" in names:
         measured["blur_effect"] = _blur_effect(grey)
     return {name: measured[name] for name in names}
 
 
 def _row_variance(values: np.ndarray) -> Tensor:
-    """(b, ...) float64 -> (b,) tensor: each image's population variance, by torch's per-row kernel."""
+    """(b, ...) float64 -> (b,) tensor: each image's population variance, by torch's per-row
+    kernel."""
     return torch.from_numpy(values.reshape(len(values), -1)).var(dim=1, correction=0)
 
 
@@ -275,7 +286,8 @@ def _hf_energy(grey: Tensor, cutoff: float) -> Tensor:
 
 @lru_cache(maxsize=16)
 def _high_frequencies(height: int, width: int, cutoff: float) -> Tensor:
-    """(H, W) bool CPU tensor: where the FFT's frequency radius exceeds cutoff * NYQUIST (read only)."""
+    """(H, W) bool CPU tensor: where the FFT's frequency radius exceeds cutoff * NYQUIST (read
+    only)."""
     fy = torch.fft.fftfreq(height, dtype=torch.float64)
     fx = torch.fft.fftfreq(width, dtype=torch.float64)
     return torch.sqrt(fy[:, None].square() + fx[None, :].square()) > cutoff * NYQUIST
@@ -303,7 +315,8 @@ def _blur_effect(grey: np.ndarray) -> np.ndarray:
         m1 = np.array([np.sum(image[inner]) for image in sharp])
         m2 = np.array([np.sum(image[inner]) for image in lost])
         per_axis.append(np.abs(m1 - m2) / m1)
-    return np.maximum(*per_axis)
+    blurriness: np.ndarray = np.maximum(*per_axis)
+    return blurriness
 
 
 def _sobel(images: np.ndarray, axis: int) -> np.ndarray:
@@ -322,10 +335,9 @@ def _sobel(images: np.ndarray, axis: int) -> np.ndarray:
         torch.from_numpy(images)[:, None], (1, 1, 1, 1), mode="replicate"
     )[:, 0]
     scaled = {weight: padded * weight for weight in (0.25, 0.5)}
-    total = None
-    for (dy, dx), weight in np.ndenumerate(
-        _SOBEL[axis][::-1, ::-1]
-    ):  # convolution: the kernel flipped
+    total: Tensor | None = None
+    # A convolution: the kernel flipped.
+    for (dy, dx), weight in np.ndenumerate(_SOBEL[axis][::-1, ::-1]):
         if abs(weight) <= _DBL_EPSILON:
             continue
         tap = scaled[abs(weight)][:, dy : dy + height, dx : dx + width]
@@ -335,10 +347,12 @@ def _sobel(images: np.ndarray, axis: int) -> np.ndarray:
             total -= tap
         else:
             total += tap
+    assert total is not None  # the kernel has non-zero taps
     return total.numpy()
 
 
 def _ssim_window(height: int, width: int) -> int:
+    """SSIM's window side: SSIM_DEFAULT_WIN, else the largest odd side that fits."""
     side = min(height, width)
     if side >= SSIM_DEFAULT_WIN:
         return SSIM_DEFAULT_WIN
@@ -361,7 +375,8 @@ def reconstruction_metrics(inputs: Tensor, recons: Tensor) -> dict[str, np.ndarr
     _check_images(recons, "recons")
     if inputs.shape != recons.shape:
         raise ValueError(
-            f"inputs and recons must have the same shape, got {tuple(inputs.shape)} and {tuple(recons.shape)}"
+            "inputs and recons must have the same shape, "
+            f"got {tuple(inputs.shape)} and {tuple(recons.shape)}"
         )
     channels, height, width = inputs.shape[1:]
     win_size = _ssim_window(height, width)
@@ -432,7 +447,8 @@ def auroc(inlier_scores: ArrayLike, outlier_scores: ArrayLike) -> float:
     outliers = np.asarray(outlier_scores, dtype=np.float64).ravel()
     if inliers.size == 0 or outliers.size == 0:
         raise ValueError(
-            f"auroc needs at least one inlier and one outlier score, got {inliers.size} inliers and {outliers.size} outliers"
+            "auroc needs at least one inlier and one outlier score, "
+            f"got {inliers.size} inliers and {outliers.size} outliers"
         )
     labels = np.concatenate([np.zeros(inliers.size), np.ones(outliers.size)])
     scores = np.concatenate([inliers, outliers])
@@ -453,14 +469,17 @@ def colour_shift(reference: Tensor, images: Tensor) -> float:
 
 
 def colour_distances(reference: Tensor, images: Tensor) -> Tensor:
-    """(B,) float64 on reference's device: ||mean colour(reference[i]) - mean colour(images[i])||_2,
-    whose mean is :func:`colour_shift` (a split's, batch by batch: each value is its image's alone)."""
+    """(B,) float64 on reference's device: ||mean colour(reference[i]) - mean
+    colour(images[i])||_2, whose mean is :func:`colour_shift` (a split's, batch by batch: each
+    value is its image's alone)."""
     _check_images(reference, "reference")
     _check_images(images, "images")
     if reference.shape[:2] != images.shape[:2]:
         raise ValueError(
-            f"reference and images must have the same batch size and channels, got {tuple(reference.shape)} and {tuple(images.shape)}"
+            "reference and images must have the same batch size and channels, "
+            f"got {tuple(reference.shape)} and {tuple(images.shape)}"
         )
     reference_colours = reference.to(torch.float64).mean(dim=(-2, -1))
     image_colours = images.to(device=reference.device, dtype=torch.float64).mean(dim=(-2, -1))
-    return torch.linalg.vector_norm(reference_colours - image_colours, dim=1)
+    distances: Tensor = torch.linalg.vector_norm(reference_colours - image_colours, dim=1)
+    return distances

@@ -39,12 +39,14 @@ def batches(images: np.ndarray, batch_size: int, device: torch.device) -> Iterat
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's (first) parameters."""
     return next(model.parameters()).device
 
 
 @torch.no_grad()
 def encode_all(model: Autoencoder, images: np.ndarray, batch_size: int) -> dict[str, Tensor]:
-    """Encode every image: ``{"z": (N, *latent_shape)}`` plus ``mu``/``logvar`` ``(N, z_dim)`` for VAEs."""
+    """Encode every image: ``{"z": (N, *latent_shape)}`` plus ``mu``/``logvar`` ``(N, z_dim)``
+    for VAEs."""
     parts: dict[str, list[Tensor]] = {}
     for x in batches(images, batch_size, model_device(model)):
         for name, value in model.encode(x).items():
@@ -54,7 +56,8 @@ def encode_all(model: Autoencoder, images: np.ndarray, batch_size: int) -> dict[
 
 @torch.no_grad()
 def decode_all(model: Autoencoder, z: Tensor, batch_size: int) -> Tensor:
-    """Decode ``(N, *latent_shape)`` codes → ``(N, C, H, W)`` images in [0, 1] on the model's device."""
+    """Decode ``(N, *latent_shape)`` codes → ``(N, C, H, W)`` images in [0, 1] on the model's
+    device."""
     device = model_device(model)
     return torch.cat(
         [model.decode(z[i : i + batch_size].to(device)) for i in range(0, len(z), batch_size)]
@@ -63,7 +66,8 @@ def decode_all(model: Autoencoder, z: Tensor, batch_size: int) -> Tensor:
 
 @torch.no_grad()
 def reconstruct(model: Autoencoder, images: np.ndarray, batch_size: int) -> Tensor:
-    """``(N, H, W, C)`` uint8 → ``(N, C, H, W)`` reconstructions on the model's device (eval mode: z = mean)."""
+    """``(N, H, W, C)`` uint8 → ``(N, C, H, W)`` reconstructions on the model's device (eval
+    mode: z = mean)."""
     return torch.cat([model(x)["recon"] for x in batches(images, batch_size, model_device(model))])
 
 

@@ -1,4 +1,5 @@
-"""A trained variant of ``params.models``, each replicate on the device ``evaluate.device`` names."""
+"""A trained variant of ``params.models``, each replicate on the device ``evaluate.device``
+names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Latent arithmetic on attribute groups (study 001: smiling woman − neutral woman + neutral man)."""
+"""Latent arithmetic on attribute groups (study 001: smiling woman − neutral woman + neutral
+man)."""
 
 from __future__ import annotations
 

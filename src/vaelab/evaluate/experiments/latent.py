@@ -1,4 +1,5 @@
-"""What the latent code holds: the ELBO, KL per dimension, active units, and how normal the codes look."""
+"""What the latent code holds: the ELBO, KL per dimension, active units, and how normal the
+codes look."""
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ def latent_histograms(ctx: Context) -> Result:
     figure = figures.latent_histograms(
         codes,
         dims,
-        title=f"{ctx.variant} (seed {ctx.replicate}): {what} of all {len(codes)} test images vs N(0, 1)",
+        title=f"{ctx.variant} (seed {ctx.replicate}): {what} of all {len(codes)} test images "
+        "vs N(0, 1)",
     )
     return Result(figures={"latent_histograms.png": figure})

@@ -9,6 +9,7 @@ from vaelab.evaluate.context import Context
 from vaelab.evaluate.latent_measures import elbo_terms
 from vaelab.evaluate.result import Result
 from vaelab.measures.image_measures import auroc
+from vaelab.models import VariationalAutoencoder
 from vaelab.models.inference import batches, model_device
 
 
@@ -33,7 +34,7 @@ def ood(ctx: Context) -> Result:
         errors.append(
             (outputs["recon"].float() - x).square().flatten(1).mean(dim=1).cpu().double().numpy()
         )
-        if model.is_variational:
+        if isinstance(model, VariationalAutoencoder):
             elbos.append(
                 elbo_terms(model, x, generator, codes=outputs)["elbo"].cpu().double().numpy()
             )
@@ -48,8 +49,9 @@ def ood(ctx: Context) -> Result:
         result["auroc_neg_elbo"] = auroc(-faces.elbo["elbo"], -np.concatenate(elbos))
         if result["auroc_neg_elbo"] < 0.5:
             notes["ood"] = (
-                f"AUROC of the negative ELBO is {result['auroc_neg_elbo']:.3f}, below chance: the model gives the "
-                "out-of-distribution images the higher likelihood (the known likelihood paradox of deep "
-                "generative models, Nalisnick et al. 2019), so its likelihood is no anomaly score here."
+                f"AUROC of the negative ELBO is {result['auroc_neg_elbo']:.3f}, below chance: "
+                "the model gives the out-of-distribution images the higher likelihood (the known "
+                "likelihood paradox of deep generative models, Nalisnick et al. 2019), so its "
+                "likelihood is no anomaly score here."
             )
     return Result(metrics={"ood": result}, notes=notes)

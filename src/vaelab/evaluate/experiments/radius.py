@@ -34,7 +34,7 @@ def radius(ctx: Context) -> Result:
         drawn["radius.png"] = figures.image_rows(
             rows,
             row_labels=labels,
-            title=f"{ctx.variant} (seed {ctx.replicate}): {ctx.settings.radius_samples} decodings per row of z uniform "
-            "in [-r, r] per coordinate (study 003)",
+            title=f"{ctx.variant} (seed {ctx.replicate}): {ctx.settings.radius_samples} "
+            "decodings per row of z uniform in [-r, r] per coordinate (study 003)",
         )
     return Result(metrics=means(per_image), per_image=per_image, figures=drawn)

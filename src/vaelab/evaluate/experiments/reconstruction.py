@@ -23,8 +23,8 @@ def reconstruction(ctx: Context) -> Result:
         decoded = "μ, the encoder's mean" if ctx.model.is_variational else "the encoder's code"
         drawn["reconstructions.png"] = figures.image_rows(
             [ctx.shown / 255.0, to_numpy(ctx.shown_recons)],
-            title=f"{ctx.variant} (seed {ctx.replicate}): the first {len(ctx.shown)} test images (top) and their "
-            f"reconstructions, decoded from {decoded}",
+            title=f"{ctx.variant} (seed {ctx.replicate}): the first {len(ctx.shown)} test images "
+            f"(top) and their reconstructions, decoded from {decoded}",
             row_labels=["input", "reconstruction"],
         )
     return Result(metrics=means(per_image), per_image=per_image, figures=drawn)

@@ -1,5 +1,6 @@
-"""What decoded draws from the prior look like (study 003: an AE's latent space is no generative model),
-and draws from the ex-post GMM fitted to the training codes (Ghosh et al. 2020), which may make it one."""
+"""What decoded draws from the prior look like (study 003: an AE's latent space is no generative
+model), and draws from the ex-post GMM fitted to the training codes (Ghosh et al. 2020), which
+may make it one."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ FIGURES = {
 
 
 def samples(ctx: Context) -> Result:
-    """The first 64 decoded draws of each sampler, 8 to a row: ``samples.png`` (z ~ N(0, I)) and, for
-    a model with a GMM, ``samples_gmm.png`` (their metrics: the blur experiment)."""
+    """The first 64 decoded draws of each sampler, 8 to a row: ``samples.png`` (z ~ N(0, I))
+    and, for a model with a GMM, ``samples_gmm.png`` (their metrics: the blur experiment)."""
     if not ctx.draw:
         return Result()
     drawn = {}

@@ -24,7 +24,7 @@ def sharpening(ctx: Context) -> Result:
     recons = ctx.test_pass.first_recons[: ctx.settings.sharpen.images]
     inputs = to_tensor(ctx.test[: len(recons)], recons.device)
     versions = sharpen_variants(recons, ctx.settings.sharpen)
-    per_image = {}
+    per_image: dict[str, np.ndarray] = {}
     for key, images in versions.items():
         measured = {**blur_metrics(images), **reconstruction_metrics(inputs, images.float())}
         measured["psnr"] = np.minimum(measured["psnr"], PSNR_CAP_DB)
@@ -34,8 +34,9 @@ def sharpening(ctx: Context) -> Result:
         shown = ctx.settings.show
         drawn["sharpening.png"] = figures.image_rows(
             [ctx.shown / 255.0, *[to_numpy(images[:shown]) for images in versions.values()]],
-            title=f"{ctx.variant} (seed {ctx.replicate}): the first {len(ctx.shown)} reconstructions (from μ or the "
-            f"code) sharpened (study 003); numbers over the first {len(recons)}",
+            title=f"{ctx.variant} (seed {ctx.replicate}): the first {len(ctx.shown)} "
+            f"reconstructions (from μ or the code) sharpened (study 003); numbers over the first "
+            f"{len(recons)}",
             row_labels=["input"]
             + [
                 f"{key}\nLap var {per_image[f'sharpen.{key}.laplacian_var'].mean():.4f}"

@@ -1,4 +1,5 @@
-"""How much outputs differ from image to image, and whether a VAE's decoder ignores z (study 002)."""
+"""How much outputs differ from image to image, and whether a VAE's decoder ignores z (study
+002)."""
 
 from __future__ import annotations
 
