@@ -48,9 +48,8 @@ class Evaluated:
     config: BaseModel  # the models: entry, every default filled in
     variational: bool
     latent_dim: int
-    estimates: dict[
-        str, Estimate
-    ]  # dotted metric key -> mean, sd and interval over seeds and images
+    # dotted metric key -> mean, sd and interval over seeds and images
+    estimates: dict[str, Estimate]
 
     def get(self, key: str) -> Estimate:
         try:
@@ -85,7 +84,8 @@ def _sharpness_pairs(
     compare: Callable[[Estimate, Estimate], Outcome],
     what: str,
 ) -> Claim:
-    """A claim that, for every pair, the first's ``<metric>.<a>`` is ``compare``d to the second's ``<metric>.<b>``.
+    """A claim that, for every pair, the first's ``<metric>.<a>`` is ``compare``d to the
+    second's ``<metric>.<b>``.
 
     ``pairs``: ``(first, source_a, second, source_b)`` with sources ``input`` / ``recon`` /
     ``sample`` of the ``blur.<metric>.<source>`` keys.
@@ -115,7 +115,7 @@ def _sharpness_pairs(
 
 
 def _tally(outcomes: list[Outcome]) -> str:
-    """``Of 9 comparisons: 7 hold, 2 inconclusive.``: how the comparisons behind a claim came out."""
+    """``Of 9 comparisons: 7 hold, 2 inconclusive.``: how a claim's comparisons came out."""
     counts = {o: outcomes.count(o) for o in ("holds", NOT_HOLDS, INCONCLUSIVE) if o in outcomes}
     words = {"holds": "hold", NOT_HOLDS: "do not hold", INCONCLUSIVE: "inconclusive"}
     return (
@@ -153,7 +153,8 @@ def vae_blurrier_than_its_ae(variants: Sequence[Evaluated]) -> Claim:
     key, text = (
         "vae_blurrier_than_same_bottleneck_ae",
         (
-            "A VAE's reconstructions are blurrier than those of a deterministic AE with the same encoder, decoder and z"
+            "A VAE's reconstructions are blurrier than those of a deterministic AE with the same "
+            "encoder, decoder and z"
         ),
     )
     vaes = [v for v in variants if v.variational]
@@ -183,7 +184,8 @@ def _family_claim(
     compare: Callable[[Estimate, Estimate], Outcome],
     reason: str,
 ) -> Claim:
-    """Along every family of VAEs differing only in ``knob``: each member vs the next, by knob value."""
+    """Along every family of VAEs differing only in ``knob``: each member vs the next, by knob
+    value."""
     by_name = {v.name: v for v in variants if v.variational}
     families = [
         f for f in find_families({n: v.config for n, v in by_name.items()}) if f.knob == knob
@@ -193,7 +195,7 @@ def _family_claim(
     pairs = [
         (by_name[a], "recon", by_name[b], "recon")
         for family in families
-        for a, b in zip(family.variants, family.variants[1:])
+        for a, b in zip(family.variants, family.variants[1:], strict=False)
     ]
     return _sharpness_pairs(
         key,
@@ -291,8 +293,10 @@ def sharpening_brings_closer(variants: Sequence[Evaluated]) -> Claim:
         outcomes.append(outcome)
         direction = "closer to" if after.mean < before.mean else "farther from"
         lines.append(
-            f"{v.name} ({factor}): Laplacian variance ×{sharper:.2f}, MSE {before.shown()} → {after.shown()}, "
-            f"{direction} the input by {abs(after.mean - before.mean):.3g} ({outcome}), {_n(before)}"
+            f"{v.name} ({factor}): Laplacian variance ×{sharper:.2f}, "
+            f"MSE {before.shown()} → {after.shown()}, "
+            f"{direction} the input by {abs(after.mean - before.mean):.3g} ({outcome}), "
+            f"{_n(before)}"
         )
     return Claim(
         key,

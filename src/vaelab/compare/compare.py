@@ -104,7 +104,8 @@ def run_compare(
         },
         "claims": {c.key: SCORE[c.outcome] for c in claims if c.outcome in SCORE},
     }
-    # Each remedy's verdicts against its plain VAE (1 better, 0 inconclusive, -1 worse), when there are any.
+    # Each remedy's verdicts against its plain VAE (1 better, 0 inconclusive, -1 worse), when
+    # there are any.
     headline = {"claims": result["claims"]}
     if scores := verdict_scores(remedies):
         result["remedies"] = headline["remedies"] = scores
@@ -123,7 +124,8 @@ def run_compare(
             figures.save(
                 figures.image_rows(
                     [images for _v, images in sample_rows],
-                    title=f"{params.evaluate.show} samples z ~ N(0, I) of every VAE (seed {params.seed})",
+                    title=f"{params.evaluate.show} samples z ~ N(0, I) of every VAE "
+                    f"(seed {params.seed})",
                     row_labels=[v for v, _images in sample_rows],
                 ),
                 staging / "samples.png",

@@ -34,7 +34,8 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def find_families(models: Mapping[str, BaseModel]) -> list[Family]:
-    """Every family of two or more variants differing in exactly one knob, by knob then first member."""
+    """Every family of two or more variants differing in exactly one knob, by knob then
+    first member."""
     entries = {name: config.model_dump(mode="json") for name, config in models.items()}
     families = []
     knobs = sorted({key for entry in entries.values() for key in entry} - {"arch"})

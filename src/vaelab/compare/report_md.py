@@ -121,11 +121,11 @@ def remedies_section(
         "",
         "## Remedies for blur",
         "",
-        "Each variant that applies a remedy against the plain VAE with the same trunk and z (a variational "
-        "`vae_conv` entry with no remedy, equal in every other knob): the change is the remedy's mean minus "
-        "the plain VAE's, and its verdict compares their 95 % intervals — better or worse when they are apart, "
-        "inconclusive when they overlap. Sharpness verdicts need the raw and the contrast-normalised measure "
-        "to agree.",
+        "Each variant that applies a remedy against the plain VAE with the same trunk and z (a "
+        "variational `vae_conv` entry with no remedy, equal in every other knob): the change is "
+        "the remedy's mean minus the plain VAE's, and its verdict compares their 95 % intervals — "
+        "better or worse when they are apart, inconclusive when they overlap. Sharpness verdicts "
+        "need the raw and the contrast-normalised measure to agree.",
         "",
     ]
     rows = []
@@ -175,16 +175,18 @@ def remedies_section(
     elif quality:
         lines += [
             "",
-            "FID and KID (Inception-v3 features, against the test split) carry no interval over test "
-            "images and are biased upward on few images: compare them at equal image counts only.",
+            "FID and KID (Inception-v3 features, against the test split) carry no interval over "
+            "test images and are biased upward on few images: compare them at equal image counts "
+            "only.",
         ]
     if any(r.key == "ffl" for c in comparisons for r in c.remedies):
         lines += [
             "",
-            "A model trained with the focal frequency loss was trained to reproduce its inputs' spectra, "
-            "high frequencies included: its `blur.hf_energy` (and, in part, the Laplacian variance, a "
-            "high-pass measure) is partly its training target, not an independent measure of its "
-            "sharpness; its samples' sharpness (prior draws, never a target) is not.",
+            "A model trained with the focal frequency loss was trained to reproduce its inputs' "
+            "spectra, high frequencies included: its `blur.hf_energy` (and, in part, the Laplacian "
+            "variance, a high-pass measure) is partly its training target, not an independent "
+            "measure of its sharpness; its samples' sharpness (prior draws, never a target) is "
+            "not.",
         ]
     if figure:
         lines += ["", f"![remedies]({figure})"]
@@ -199,10 +201,11 @@ def summary_lines(
     tests = variants[0].evaluation["images"]["test"]
     colour = "grey" if data.channels == 1 else "RGB"
     lines = [
-        f"On {data.dataset} ({data.image_size}×{data.image_size} {colour}), {'/'.join(map(str, seeds))} training "
-        f"seed(s) per variant and {tests} test images: every number is a mean over seeds (± their standard "
-        "deviation), and each claim is decided on 95 % bootstrap intervals over seeds and test images (in "
-        "brackets) — it holds or does not when the intervals are apart, and is inconclusive when they overlap.",
+        f"On {data.dataset} ({data.image_size}×{data.image_size} {colour}), "
+        f"{'/'.join(map(str, seeds))} training seed(s) per variant and {tests} test images: "
+        "every number is a mean over seeds (± their standard deviation), and each claim is "
+        "decided on 95 % bootstrap intervals over seeds and test images (in brackets) — it holds "
+        "or does not when the intervals are apart, and is inconclusive when they overlap.",
         "",
     ]
     for outcome, group in summary(claims).items():
@@ -248,11 +251,12 @@ def render_markdown(
         "",
         "## Variants",
         "",
-        "Test split, mean ± standard deviation over seeds. MSE, PSNR (dB) and SSIM on images in [0, 1]; "
-        "`Lap var`: variance of the 3×3 Laplacian of the grey image (higher is sharper); `norm. sharp.`: the "
-        "same divided by the image's intensity variance, so that plain contrast does not count as sharpness. "
-        "`code size`: latent values per image; an overcomplete code (more values than pixels) can copy its "
-        "input, so those AEs are no like-for-like match for a VAE.",
+        "Test split, mean ± standard deviation over seeds. MSE, PSNR (dB) and SSIM on images in "
+        "[0, 1]; `Lap var`: variance of the 3×3 Laplacian of the grey image (higher is sharper); "
+        "`norm. sharp.`: the same divided by the image's intensity variance, so that plain "
+        "contrast does not count as sharpness. `code size`: latent values per image; an "
+        "overcomplete code (more values than pixels) can copy its input, so those AEs are no "
+        "like-for-like match for a VAE.",
         "",
         variant_table(variants, pixels),
         "",
@@ -287,8 +291,9 @@ def render_markdown(
             "",
             "## Posterior collapse",
             "",
-            "A seed's VAE is collapsed when no latent dimension is active or its reconstructions barely vary "
-            "from image to image (the verdict per seed is `notes.collapse` in `metrics/eval/<variant>.json`).",
+            "A seed's VAE is collapsed when no latent dimension is active or its reconstructions "
+            "barely vary from image to image (the verdict per seed is `notes.collapse` in "
+            "`metrics/eval/<variant>.json`).",
             "",
             *collapse,
         ]
@@ -311,9 +316,9 @@ def render_markdown(
         if paradox:
             lines += [
                 "",
-                "Below 0.5 the model gives the non-faces the *higher* likelihood than the faces (the "
-                "likelihood paradox of deep generative models, Nalisnick et al. 2019): its ELBO is no anomaly "
-                f"score here, for {', '.join(v.name for v in paradox)}.",
+                "Below 0.5 the model gives the non-faces the *higher* likelihood than the faces "
+                "(the likelihood paradox of deep generative models, Nalisnick et al. 2019): its "
+                f"ELBO is no anomaly score here, for {', '.join(v.name for v in paradox)}.",
             ]
     lines += ["", "## Figures", "", "![reconstructions](compare/reconstructions.png)", ""]
     if has_samples:

@@ -54,7 +54,8 @@ def read_records(name: str, metrics_root: Path) -> tuple[dict[str, Any], dict[st
         training |= read_json(trained.timing, f"run `dvc repro train@{name}` first")
     if "intervals" not in evaluation:
         raise UserError(
-            f"{evaluated.detail}: made by an older vaelab (no intervals); rerun `dvc repro evaluate@{name}`"
+            f"{evaluated.detail}: made by an older vaelab (no intervals); "
+            f"rerun `dvc repro evaluate@{name}`"
         )
     return evaluation, training
 

@@ -1,4 +1,5 @@
-"""Build the report: read both sides, then write the figures folder and the Markdown file atomically."""
+"""Build the report: read both sides, then write the figures folder and the Markdown file
+atomically."""
 
 from __future__ import annotations
 
@@ -34,14 +35,16 @@ class Report:
 
 
 def rev_slug(rev: str, sha: str) -> str:
-    """A folder name for ``rev``'s figures: ``origin/main`` → ``origin-main``, ``HEAD~1`` → ``HEAD-1``."""
+    """A folder name for ``rev``'s figures: ``origin/main`` → ``origin-main``,
+    ``HEAD~1`` → ``HEAD-1``."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", rev).strip("-.")
     # The workspace's figures live in a folder of that name; a branch called so must not collide.
     return slug if slug and slug != WORKSPACE else f"rev-{sha[:8]}"
 
 
 def _check_assets_folder(assets: Path, figures_dir: Path) -> None:
-    """Refuse to replace a folder this command did not write (e.g. ``--out reports.md`` → ``reports/``).
+    """Refuse to replace a folder this command did not write (e.g. ``--out reports.md`` →
+    ``reports/``).
 
     The folder is replaced whole, so that figures of an earlier run do not linger; the marker
     file is what tells our folder from a user's.
@@ -55,8 +58,9 @@ def _check_assets_folder(assets: Path, figures_dir: Path) -> None:
         )
     if assets.exists() and not (assets / MARKER).is_file():
         raise UserError(
-            f"{assets}: would be replaced by the report's figures, but vaelab report did not write it "
-            f"(no {MARKER} file); choose another --out (its figures go to a folder of the same name without .md)"
+            f"{assets}: would be replaced by the report's figures, but vaelab report did not "
+            f"write it (no {MARKER} file); choose another --out (its figures go to a folder of "
+            "the same name without .md)"
         )
 
 
@@ -103,8 +107,8 @@ def build_report(
         else:
             base_root = check_base_dir(Path(base_dir), sha, rev)
             source = (
-                f"`{rev}` (`{sha[:8]}`) is read from the workspace of `{base_dir}`, a checkout of it in which "
-                "the pipeline was reproduced, not from its commit."
+                f"`{rev}` (`{sha[:8]}`) is read from the workspace of `{base_dir}`, a checkout "
+                "of it in which the pipeline was reproduced, not from its commit."
             )
             with _open_repo(
                 base_root, f"--base-dir must be a checkout of this project at {rev}"
@@ -126,7 +130,8 @@ def build_report(
         out = Path.cwd() / out
     assets = out.with_suffix("")
     slug = rev_slug(rev, sha)
-    # Links are relative to the report's folder: GitHub, CML's image upload and editors resolve them so.
+    # Links are relative to the report's folder: GitHub, CML's image upload and editors
+    # resolve them so.
     figures = [
         Figure(
             name=name,

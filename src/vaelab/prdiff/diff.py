@@ -39,7 +39,8 @@ class Change:
 
     @property
     def percent(self) -> float | None:
-        """Relative change in percent of |old|; None when old is 0 or either side is not a number."""
+        """Relative change in percent of |old|; None when old is 0 or either side is not a
+        number."""
         delta = self.delta
         if delta is None or self.old == 0:
             return None
@@ -69,7 +70,8 @@ def resolve_rev(root: Path, rev: str) -> str:
     if not rev or rev.startswith("-"):
         # A leading dash would be read by git as an option.
         raise UserError(
-            f"--rev {rev!r}: not a git revision; give a branch, tag or commit such as main or HEAD~1"
+            f"--rev {rev!r}: not a git revision; "
+            "give a branch, tag or commit such as main or HEAD~1"
         )
     found = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if found.returncode != 0:
@@ -118,7 +120,8 @@ def dvc_diffs(repo: Repo, sha: str, rev_label: str) -> tuple[DiffResult, DiffRes
 
 
 class Side:
-    """Read files of one side: the workspace (``sha`` None) or a git commit through DVC's filesystem.
+    """Read files of one side: the workspace (``sha`` None) or a git commit through DVC's
+    filesystem.
 
     DVC's filesystem reads git-tracked files and DVC-tracked outputs alike, so a figure
     folder that moves into the DVC cache later still works. Use it as a context manager:

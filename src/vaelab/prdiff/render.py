@@ -57,11 +57,15 @@ def _cell(text: str) -> str:
 
 
 def changes_table(diff: DiffResult, what: str, rev_label: str) -> str:
-    """A `dvc params diff`/`dvc metrics diff`-style table: every changed key with old, new, change, %."""
+    """A `dvc params diff`/`dvc metrics diff`-style table: every changed key with old, new,
+    change, %."""
     if not diff.changes:
         body = f"No {what.lower()}s changed."
     else:
-        header = f"| Path | {what} | {_cell(rev_label)} | workspace | Change | % |\n|---|---|---:|---:|---:|---:|"
+        header = (
+            f"| Path | {what} | {_cell(rev_label)} | workspace | Change | % |\n"
+            "|---|---|---:|---:|---:|---:|"
+        )
         rows = [
             "| "
             + " | ".join(
@@ -95,7 +99,8 @@ def _measured(value: Measured | None) -> str:
 
 
 def sharpness_line(change: SharpnessChange, rev_label: str) -> str:
-    """One sentence per variant: the verdict, both values, the change and the rule that decided it."""
+    """One sentence per variant: the verdict, both values, the change and the rule that
+    decided it."""
     name = f"**{change.variant}**"
     if change.status in ("sharper", "blurrier", "no significant change"):
         # A percentage of zero is undefined; the two values still say how much.
@@ -158,8 +163,9 @@ def render_report(
         *([source, ""] if source else []),
         "## Sharpness of reconstructions",
         "",
-        f"`{SHARPNESS_KEY}` (variance of the Laplacian of the test reconstructions; higher is sharper), "
-        f"`{rev_label}` → workspace, with its 95 % bootstrap interval over seeds × test images where recorded. "
+        f"`{SHARPNESS_KEY}` (variance of the Laplacian of the test reconstructions; higher is "
+        f"sharper), `{rev_label}` → workspace, with its 95 % bootstrap interval over seeds × "
+        "test images where recorded. "
         "A variant is sharper or blurrier only when the change is larger than the noise: "
         "|Δ| > √(hw_old² + hw_new²), hw being the half-widths of the two sides' intervals "
         "(about 1.96 standard errors each); where a side has no interval over two or more seeds, "

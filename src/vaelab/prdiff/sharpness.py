@@ -66,7 +66,8 @@ class Measured:
 
     @property
     def half_width(self) -> float | None:
-        """Half the 95 % interval; None when there is none, or it comes from fewer than two seeds."""
+        """Half the 95 % interval; None when there is none, or it comes from fewer than two
+        seeds."""
         if self.low is None or self.high is None or (self.seeds or 0) < MIN_SEEDS:
             return None
         return (self.high - self.low) / 2.0
