@@ -82,7 +82,7 @@ def _sharpness_pairs(
     text: str,
     pairs: list[tuple[Evaluated, str, Evaluated, str]],
     compare: Callable[[Estimate, Estimate], Outcome],
-    what: str,
+    what: Callable[[Evaluated, Evaluated], str],
 ) -> Claim:
     """A claim that, for every pair, the first's ``<metric>.<a>`` is ``compare``d to the
     second's ``<metric>.<b>``.

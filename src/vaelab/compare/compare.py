@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from vaelab import figures
 from vaelab.compare.claims import CLAIMS
@@ -130,10 +132,14 @@ def run_compare(
                 ),
                 staging / "samples.png",
             )
+        # evaluate measures these of every variant and of the test images: no None here.
         figures.save(
             figures.scatter_chart(
                 {
-                    v.name: (v.value("recon.mse"), v.value("blur.laplacian_var.recon"))
+                    v.name: cast(
+                        tuple[float, float],
+                        (v.value("recon.mse"), v.value("blur.laplacian_var.recon")),
+                    )
                     for v in variants
                 },
                 errors={
@@ -143,7 +149,7 @@ def run_compare(
                 title="Sharpness against reconstruction error (mean ± sd over seeds)",
                 xlabel="reconstruction MSE (test split, lower is better)",
                 ylabel="Laplacian variance of reconstructions\n(higher is sharper)",
-                reference=("test images", reference["laplacian_var"]),
+                reference=("test images", cast(float, reference["laplacian_var"])),
             ),
             staging / "sharpness_vs_error.png",
         )
@@ -182,15 +188,20 @@ def run_compare(
 
 
 def remedies_figure(
-    remedies: list[RemedyComparison], shown: Any, recons: dict[str, Any], path: Path, *, seed: int
+    remedies: list[RemedyComparison],
+    shown: np.ndarray,
+    recons: dict[str, np.ndarray],
+    path: Path,
+    *,
+    seed: int,
 ) -> bool:
     """The same test faces through each plain VAE and the remedies measured against it; False
     (nothing drawn) when no remedy has a baseline."""
-    measured = [c for c in remedies if c.baseline is not None]
+    measured = [(c.baseline, c) for c in remedies if c.baseline is not None]
     if not measured:
         return False
-    order = list(dict.fromkeys(name for c in measured for name in (c.baseline, c.variant)))
-    remedy_keys = {c.variant: ", ".join(r.key for r in c.remedies) for c in measured}
+    order = list(dict.fromkeys(name for baseline, c in measured for name in (baseline, c.variant)))
+    remedy_keys = {c.variant: ", ".join(r.key for r in c.remedies) for _b, c in measured}
     labels = [f"{name}\n({remedy_keys[name]})" if name in remedy_keys else name for name in order]
     figures.save(
         figures.image_rows(
@@ -209,15 +220,16 @@ def family_file(family: Family) -> str:
     return f"family_{family.knob}_{'_'.join(family.variants)}"
 
 
-def family_figure(family: Family, variants: dict[str, Variant]) -> Any:
+def family_figure(family: Family, variants: dict[str, Variant]) -> Figure:
     """One panel per FAMILY_METRICS entry: the metric against the knob, error bars the seeds' sd."""
     panels = []
     for key, label in FAMILY_METRICS:
         members = [variants[name] for name in family.variants]
         values = [m.value(key) for m in members]
-        if any(v is None for v in values):
+        means = [v for v in values if v is not None]
+        if len(means) < len(values):
             continue
-        panels.append((label, values, [m.sd(key) or 0.0 for m in members]))
+        panels.append((label, means, [m.sd(key) or 0.0 for m in members]))
     return figures.knob_chart(
         [str(v) for v in family.values],
         panels,

@@ -61,7 +61,7 @@ def variant_table(variants: Sequence[Variant], pixels: int) -> str:
         seconds = v.training.get("seconds")
         row["train s"] = f"{seconds:.0f}" if seconds is not None else ""
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return _markdown(rows)
 
 
 def family_table(family: Family, variants: dict[str, Variant]) -> str:
@@ -71,7 +71,13 @@ def family_table(family: Family, variants: dict[str, Variant]) -> str:
         row = {family.knob: str(knob_value), "variant": name}
         row |= {label: _cell(v, key, fmt) for key, label, fmt in TABLE}
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return _markdown(rows)
+
+
+def _markdown(rows: list[dict[str, str]]) -> str:
+    """The rows as a Markdown table, one column per key."""
+    table: str = pd.DataFrame(rows).to_markdown(index=False)
+    return table
 
 
 def _change_cell(comparison: RemedyComparison, key: str) -> str:
@@ -152,7 +158,7 @@ def remedies_section(
         rows.append(row)
     lines += [pd.DataFrame(rows).to_markdown(index=False), ""]
     for c in comparisons:
-        if c.changes:
+        if c.changes and c.baseline is not None:
             lines.append(
                 f"- {c.variant} vs {c.baseline}: "
                 + "; ".join(

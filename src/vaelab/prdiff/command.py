@@ -19,7 +19,7 @@ def _report(args: argparse.Namespace) -> None:
     )
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``report`` on the ``vaelab`` command's subparsers."""
     report = subparsers.add_parser(
         "report",

@@ -34,7 +34,8 @@ class Change:
     @property
     def delta(self) -> float | None:
         if is_number(self.old) and is_number(self.new):
-            return self.new - self.old
+            delta: float = self.new - self.old
+            return delta
         return None
 
     @property
@@ -44,7 +45,8 @@ class Change:
         delta = self.delta
         if delta is None or self.old == 0:
             return None
-        return 100.0 * delta / abs(self.old)
+        percent: float = 100.0 * delta / abs(self.old)
+        return percent
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ class Side:
     def read_bytes(self, path: str) -> bytes:
         if self._fs is None:
             return (self.root / path).read_bytes()
-        return self._fs.cat_file(path)
+        data: bytes = self._fs.cat_file(path)
+        return data
 
 
 def read_figures(side: Side) -> dict[str, bytes]:

@@ -180,8 +180,10 @@ def sharpness_changes(
         ]
         note = f"no numeric {SHARPNESS_KEY} in " + " and ".join(missing) if missing else ""
         if before is None:
-            status: Status = "new" if after.sharpness is not None else "incomparable"
-            verdicts.append(SharpnessChange(variant, status, None, after.sharpness, note=note))
+            # Not on the old side, so on the new one.
+            added = new[variant].sharpness
+            status: Status = "new" if added is not None else "incomparable"
+            verdicts.append(SharpnessChange(variant, status, None, added, note=note))
         elif after is None:
             verdicts.append(SharpnessChange(variant, "removed", before.sharpness, None))
         elif before.sharpness is None or after.sharpness is None:

@@ -73,7 +73,7 @@ def _workspace(repo: Repo, kind: str, label: str) -> tuple[dict[str, dict[str, A
 def _changes(
     old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]
 ) -> list[Change]:
-    changes = []
+    changes: list[Change] = []
     for path in sorted(set(old) | set(new)):
         before, after = old.get(path, {}), new.get(path, {})
         changes.extend(
