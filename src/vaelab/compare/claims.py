@@ -52,6 +52,7 @@ class Evaluated:
     estimates: dict[str, Estimate]
 
     def get(self, key: str) -> Estimate:
+        """The estimate of a dotted metric key; a KeyError saying what to rerun when absent."""
         try:
             return self.estimates[key]
         except KeyError:
@@ -126,6 +127,7 @@ def _tally(outcomes: list[Outcome]) -> str:
 
 
 def recon_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
+    """Every variant's reconstructions against its own test images."""
     return _sharpness_pairs(
         "recon_blurrier_than_inputs",
         "Reconstructions are blurrier than the test images they reconstruct",
@@ -136,6 +138,7 @@ def recon_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
 
 
 def samples_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
+    """Every variant's prior samples against the test images."""
     return _sharpness_pairs(
         "samples_blurrier_than_inputs",
         "Decoded prior samples z ~ N(0, I) are blurrier than the test images",
@@ -150,6 +153,7 @@ def _without(config: BaseModel, knobs: frozenset[str]) -> dict[str, Any]:
 
 
 def vae_blurrier_than_its_ae(variants: Sequence[Evaluated]) -> Claim:
+    """Each VAE against every AE equal to it but for the posterior knobs."""
     key, text = (
         "vae_blurrier_than_same_bottleneck_ae",
         (
@@ -210,6 +214,7 @@ def _family_claim(
 
 
 def smaller_latent_blurrier(variants: Sequence[Evaluated]) -> Claim:
+    """Along each z_dim family of VAEs, each member against the next larger."""
     return _family_claim(
         "smaller_latent_blurrier",
         "A VAE with a smaller latent is blurrier than the same VAE with a larger one",
@@ -221,6 +226,7 @@ def smaller_latent_blurrier(variants: Sequence[Evaluated]) -> Claim:
 
 
 def larger_kl_weight_blurrier(variants: Sequence[Evaluated]) -> Claim:
+    """Along each kl_weight family of VAEs, each member against the next larger."""
     return _family_claim(
         "larger_kl_weight_blurrier",
         "A VAE with a larger KL weight is blurrier than the same VAE with a smaller one",
@@ -241,6 +247,7 @@ def _strongest_pil(variant: Evaluated) -> str | None:
 
 
 def sharpening_raises_sharpness(variants: Sequence[Evaluated]) -> Claim:
+    """Each variant's reconstructions before and after its strongest PIL sharpening."""
     key, text = (
         "sharpening_raises_sharpness",
         "Sharpening the reconstructions (PIL Sharpness) makes them sharper",
@@ -276,6 +283,7 @@ def sharpening_raises_sharpness(variants: Sequence[Evaluated]) -> Claim:
 
 
 def sharpening_brings_closer(variants: Sequence[Evaluated]) -> Claim:
+    """The MSE to the inputs before and after each variant's strongest PIL sharpening."""
     key, text = (
         "sharpening_brings_closer",
         "Sharpened reconstructions are closer to their inputs (lower MSE)",

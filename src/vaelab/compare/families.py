@@ -19,6 +19,8 @@ from pydantic import BaseModel
 
 @dataclass(frozen=True)
 class Family:
+    """Variants that differ in one knob only, ordered by its value."""
+
     knob: str  # the one key in which the members differ, e.g. "z_dim"
     variants: tuple[str, ...]  # ordered by the knob's value
     values: tuple[Any, ...]  # the knob's value for each variant, in that order

@@ -29,6 +29,8 @@ KL_KNOBS = frozenset({"variational", "kl_weight", "kl_warmup_epochs", "free_bits
 
 @dataclass(frozen=True)
 class Remedy:
+    """A remedy for blur: how to tell that an entry applies it, and its own knobs."""
+
     key: str
     label: str
     paper: str
@@ -131,6 +133,8 @@ VERDICT_SCORE = {"better": 1, "inconclusive": 0, "worse": -1}
 
 @dataclass(frozen=True)
 class Change:
+    """One metric of a remedy against its baseline, and the verdict on their intervals."""
+
     key: str
     label: str
     remedy: Estimate
@@ -139,11 +143,14 @@ class Change:
 
     @property
     def delta(self) -> float:
+        """The remedy's mean minus the baseline's."""
         return self.remedy.mean - self.baseline.mean
 
 
 @dataclass(frozen=True)
 class RemedyComparison:
+    """A variant that applies remedies, against its plain VAE when there is one."""
+
     variant: str
     remedies: tuple[Remedy, ...]
     baseline: str | None  # None: no plain VAE with the same trunk and z among the variants
@@ -154,10 +161,12 @@ class RemedyComparison:
 
 
 def applied(entry: dict[str, Any]) -> tuple[Remedy, ...]:
+    """The remedies that a dumped ``models:`` entry applies."""
     return tuple(r for r in REMEDIES if r.applies(entry))
 
 
 def is_plain_vae(entry: dict[str, Any]) -> bool:
+    """Whether the entry is a variational ``vae_conv`` that applies no remedy."""
     return entry.get("arch") == "vae_conv" and bool(entry.get("variational")) and not applied(entry)
 
 

@@ -42,6 +42,7 @@ def _code(variant: Variant, pixels: int) -> str:
 
 
 def variant_table(variants: Sequence[Variant], pixels: int) -> str:
+    """The variants table: the test images' sharpness first, then one row per variant."""
     first = variants[0]
     reference = {"variant": "test images (inputs)", "kind": "", "code size": "", "seeds": ""}
     reference |= {label: "" for _key, label, _fmt in TABLE} | {"params": "", "train s": ""}
@@ -65,6 +66,7 @@ def variant_table(variants: Sequence[Variant], pixels: int) -> str:
 
 
 def family_table(family: Family, variants: dict[str, Variant]) -> str:
+    """One family's table: a row per member, by knob value."""
     rows = []
     for name, knob_value in zip(family.variants, family.values, strict=True):
         v = variants[name]
@@ -235,6 +237,7 @@ def _inception_note(pairs: list[tuple[Variant, Variant]], quality: list[str]) ->
 def summary_lines(
     params: Params, variants: Sequence[Variant], claims: Sequence[Claim]
 ) -> list[str]:
+    """What was measured on how much, then the claims grouped by outcome."""
     data = params.data
     seeds = sorted({v.evaluation["images"]["seeds"] for v in variants})
     tests = variants[0].evaluation["images"]["test"]
@@ -256,6 +259,7 @@ def summary_lines(
 
 
 def collapse_line(variant: Variant) -> str:
+    """One VAE's collapse verdict over its seeds and its active latent dimensions."""
     seeds = variant.evaluation["images"]["seeds"]
     collapsed = round(variant.value("collapse.collapsed") * seeds)
     active, dims = variant.value("latent.active_units"), variant.value("latent.dims")

@@ -25,6 +25,7 @@ class Variant:
 
     @property
     def name(self) -> str:
+        """The variant's key in ``models:``."""
         return self.evaluated.name
 
     def value(self, key: str) -> float | None:
@@ -67,6 +68,7 @@ def as_variant(
     evaluation: dict[str, Any],
     training: dict[str, Any],
 ) -> Variant:
+    """The variant ``name`` from its model and its evaluate and train records."""
     estimates = {key: Estimate(**entry) for key, entry in evaluation["intervals"].items()}
     evaluated = Evaluated(
         name, params.models[name], model.is_variational, model.latent_dim, estimates

@@ -33,6 +33,7 @@ class Change:
 
     @property
     def delta(self) -> float | None:
+        """New minus old when both are numbers, else None."""
         if is_number(self.old) and is_number(self.new):
             delta: float = self.new - self.old
             return delta
@@ -155,6 +156,7 @@ class Side:
         return sorted(str(p).lstrip("/") for p in self._fs.glob(pattern) if self._fs.isfile(p))
 
     def read_bytes(self, path: str) -> bytes:
+        """The bytes of the repo-relative file ``path`` on this side."""
         if self._fs is None:
             return (self.root / path).read_bytes()
         data: bytes = self._fs.cat_file(path)

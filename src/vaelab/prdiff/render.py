@@ -32,6 +32,7 @@ def _float(value: float, sign: str = "") -> str:
 
 
 def format_value(value: Any) -> str:
+    """A value as the tables show it: floats to five significant digits, None as a dash."""
     if value is None:
         return NONE
     if isinstance(value, float):
@@ -40,6 +41,7 @@ def format_value(value: Any) -> str:
 
 
 def format_delta(value: float | None) -> str:
+    """A change with its sign; None as a dash."""
     if value is None:
         return NONE
     if isinstance(value, int):
@@ -48,6 +50,7 @@ def format_delta(value: float | None) -> str:
 
 
 def format_percent(value: float | None) -> str:
+    """A percentage with its sign and one decimal; None as a dash."""
     return NONE if value is None else f"{value:+.1f}%"
 
 
@@ -123,6 +126,7 @@ def sharpness_line(change: SharpnessChange, rev_label: str) -> str:
 
 
 def figures_table(figures: list[Figure], rev_label: str) -> str:
+    """A row per figure: the revision's and the workspace's side by side."""
     if not figures:
         return "No comparison figures on either side."
     header = f"| Figure | {_cell(rev_label)} | workspace |\n|---|---|---|"

@@ -99,10 +99,12 @@ class SharpnessChange:
 
     @property
     def delta(self) -> float | None:
+        """New mean minus old mean; None when a side is absent."""
         return None if self.old is None or self.new is None else self.new.mean - self.old.mean
 
     @property
     def percent(self) -> float | None:
+        """The change in percent of |old|; None when a side is absent or old is 0."""
         if self.delta is None or self.old is None or self.old.mean == 0:
             return None
         return 100.0 * self.delta / abs(self.old.mean)
