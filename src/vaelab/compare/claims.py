@@ -48,11 +48,11 @@ class Evaluated:
     config: BaseModel  # the models: entry, every default filled in
     variational: bool
     latent_dim: int
-    estimates: dict[
-        str, Estimate
-    ]  # dotted metric key -> mean, sd and interval over seeds and images
+    # dotted metric key -> mean, sd and interval over seeds and images
+    estimates: dict[str, Estimate]
 
     def get(self, key: str) -> Estimate:
+        """The estimate of a dotted metric key; a KeyError saying what to rerun when absent."""
         try:
             return self.estimates[key]
         except KeyError:
@@ -83,9 +83,10 @@ def _sharpness_pairs(
     text: str,
     pairs: list[tuple[Evaluated, str, Evaluated, str]],
     compare: Callable[[Estimate, Estimate], Outcome],
-    what: str,
+    what: Callable[[Evaluated, Evaluated], str],
 ) -> Claim:
-    """A claim that, for every pair, the first's ``<metric>.<a>`` is ``compare``d to the second's ``<metric>.<b>``.
+    """A claim that, for every pair, the first's ``<metric>.<a>`` is ``compare``d to the
+    second's ``<metric>.<b>``.
 
     ``pairs``: ``(first, source_a, second, source_b)`` with sources ``input`` / ``recon`` /
     ``sample`` of the ``blur.<metric>.<source>`` keys.
@@ -115,7 +116,7 @@ def _sharpness_pairs(
 
 
 def _tally(outcomes: list[Outcome]) -> str:
-    """``Of 9 comparisons: 7 hold, 2 inconclusive.``: how the comparisons behind a claim came out."""
+    """``Of 9 comparisons: 7 hold, 2 inconclusive.``: how a claim's comparisons came out."""
     counts = {o: outcomes.count(o) for o in ("holds", NOT_HOLDS, INCONCLUSIVE) if o in outcomes}
     words = {"holds": "hold", NOT_HOLDS: "do not hold", INCONCLUSIVE: "inconclusive"}
     return (
@@ -126,6 +127,7 @@ def _tally(outcomes: list[Outcome]) -> str:
 
 
 def recon_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
+    """Every variant's reconstructions against its own test images."""
     return _sharpness_pairs(
         "recon_blurrier_than_inputs",
         "Reconstructions are blurrier than the test images they reconstruct",
@@ -136,6 +138,7 @@ def recon_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
 
 
 def samples_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
+    """Every variant's prior samples against the test images."""
     return _sharpness_pairs(
         "samples_blurrier_than_inputs",
         "Decoded prior samples z ~ N(0, I) are blurrier than the test images",
@@ -150,10 +153,12 @@ def _without(config: BaseModel, knobs: frozenset[str]) -> dict[str, Any]:
 
 
 def vae_blurrier_than_its_ae(variants: Sequence[Evaluated]) -> Claim:
+    """Each VAE against every AE equal to it but for the posterior knobs."""
     key, text = (
         "vae_blurrier_than_same_bottleneck_ae",
         (
-            "A VAE's reconstructions are blurrier than those of a deterministic AE with the same encoder, decoder and z"
+            "A VAE's reconstructions are blurrier than those of a deterministic AE with the same "
+            "encoder, decoder and z"
         ),
     )
     vaes = [v for v in variants if v.variational]
@@ -183,7 +188,8 @@ def _family_claim(
     compare: Callable[[Estimate, Estimate], Outcome],
     reason: str,
 ) -> Claim:
-    """Along every family of VAEs differing only in ``knob``: each member vs the next, by knob value."""
+    """Along every family of VAEs differing only in ``knob``: each member vs the next, by knob
+    value."""
     by_name = {v.name: v for v in variants if v.variational}
     families = [
         f for f in find_families({n: v.config for n, v in by_name.items()}) if f.knob == knob
@@ -193,7 +199,7 @@ def _family_claim(
     pairs = [
         (by_name[a], "recon", by_name[b], "recon")
         for family in families
-        for a, b in zip(family.variants, family.variants[1:])
+        for a, b in zip(family.variants, family.variants[1:], strict=False)
     ]
     return _sharpness_pairs(
         key,
@@ -208,6 +214,7 @@ def _family_claim(
 
 
 def smaller_latent_blurrier(variants: Sequence[Evaluated]) -> Claim:
+    """Along each z_dim family of VAEs, each member against the next larger."""
     return _family_claim(
         "smaller_latent_blurrier",
         "A VAE with a smaller latent is blurrier than the same VAE with a larger one",
@@ -219,6 +226,7 @@ def smaller_latent_blurrier(variants: Sequence[Evaluated]) -> Claim:
 
 
 def larger_kl_weight_blurrier(variants: Sequence[Evaluated]) -> Claim:
+    """Along each kl_weight family of VAEs, each member against the next larger."""
     return _family_claim(
         "larger_kl_weight_blurrier",
         "A VAE with a larger KL weight is blurrier than the same VAE with a smaller one",
@@ -239,6 +247,7 @@ def _strongest_pil(variant: Evaluated) -> str | None:
 
 
 def sharpening_raises_sharpness(variants: Sequence[Evaluated]) -> Claim:
+    """Each variant's reconstructions before and after its strongest PIL sharpening."""
     key, text = (
         "sharpening_raises_sharpness",
         "Sharpening the reconstructions (PIL Sharpness) makes them sharper",
@@ -274,6 +283,7 @@ def sharpening_raises_sharpness(variants: Sequence[Evaluated]) -> Claim:
 
 
 def sharpening_brings_closer(variants: Sequence[Evaluated]) -> Claim:
+    """The MSE to the inputs before and after each variant's strongest PIL sharpening."""
     key, text = (
         "sharpening_brings_closer",
         "Sharpened reconstructions are closer to their inputs (lower MSE)",
@@ -291,8 +301,10 @@ def sharpening_brings_closer(variants: Sequence[Evaluated]) -> Claim:
         outcomes.append(outcome)
         direction = "closer to" if after.mean < before.mean else "farther from"
         lines.append(
-            f"{v.name} ({factor}): Laplacian variance ×{sharper:.2f}, MSE {before.shown()} → {after.shown()}, "
-            f"{direction} the input by {abs(after.mean - before.mean):.3g} ({outcome}), {_n(before)}"
+            f"{v.name} ({factor}): Laplacian variance ×{sharper:.2f}, "
+            f"MSE {before.shown()} → {after.shown()}, "
+            f"{direction} the input by {abs(after.mean - before.mean):.3g} ({outcome}), "
+            f"{_n(before)}"
         )
     return Claim(
         key,

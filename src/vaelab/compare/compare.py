@@ -11,11 +11,14 @@ one DVC plot), ``reports/compare.md`` and ``reports/compare/*.png``.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from vaelab import figures
 from vaelab.compare.claims import CLAIMS
@@ -23,9 +26,9 @@ from vaelab.compare.families import Family, find_families
 from vaelab.compare.remedies import RemedyComparison, compare_remedies, verdict_scores
 from vaelab.compare.report_md import render_markdown
 from vaelab.compare.variants import Variant, as_variant, read_records
-from vaelab.compare.verdicts import SCORE
+from vaelab.compare.verdicts import SCORE, Claim
 from vaelab.config import Params
-from vaelab.data.prepared_data import load_prepared
+from vaelab.data.prepared_data import PreparedData, load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import metric_files
 from vaelab.models.inference import reconstruct, to_numpy
@@ -57,6 +60,16 @@ FAMILY_METRICS = [
 ]
 
 
+@dataclass
+class Gathered:
+    """What compare reads and draws of every variant, in the order of ``models:``."""
+
+    variants: list[Variant] = field(default_factory=list)
+    recon_rows: list[np.ndarray] = field(default_factory=list)  # the shown test images
+    sample_rows: list[tuple[str, np.ndarray]] = field(default_factory=list)  # VAEs only
+    histories: list[pd.DataFrame] = field(default_factory=list)  # where training wrote one
+
+
 def run_compare(
     params: Params,
     *,
@@ -65,26 +78,12 @@ def run_compare(
     metrics_root: Path = Path("metrics"),
     reports_root: Path = Path("reports"),
 ) -> dict[str, Any]:
+    """Compare every variant of ``params.models``: decide the claims, write the figures,
+    ``metrics/compare.json`` (its detail returned), the training history and the report."""
     data = load_prepared(prepared)
     shown = data.split("test")[: params.evaluate.show]
-    variants, recon_rows, sample_rows, histories = [], [], [], []
-    for name in params.models:
-        evaluation, training = read_records(name, metrics_root)
-        model, config = load_variant(params, name, models_root)
-        check_fits(config, data.images, f"models/{name}")
-        variants.append(as_variant(params, name, model, evaluation, training))
-        recon_rows.append(to_numpy(reconstruct(model, shown, params.evaluate.batch_size)))
-        if model.is_variational:
-            generator = torch.Generator().manual_seed(params.seed)
-            sample_rows.append(
-                (name, to_numpy(model.sample(params.evaluate.show, generator=generator)))
-            )
-        history_path = metrics_root / "history" / f"{name}.csv"
-        if history_path.is_file():
-            history = pd.read_csv(history_path)
-            histories.append(
-                history[[c for c in HISTORY_COLUMNS if c in history]].assign(variant=name)
-            )
+    gathered = gather(params, data, shown, models_root, metrics_root)
+    variants = gathered.variants
 
     claims = [check([v.evaluated for v in variants]) for check in CLAIMS]
     families = find_families(params.models)
@@ -96,71 +95,14 @@ def run_compare(
         key: variants[0].value(f"blur.{key}.input")
         for key in ("laplacian_var", "laplacian_var_norm")
     }
-    result = {
-        "reference": reference,
-        "variants": {
-            v.name: {key: v.value(key) for key, _label in HEADLINE if v.value(key) is not None}
-            for v in variants
-        },
-        "claims": {c.key: SCORE[c.outcome] for c in claims if c.outcome in SCORE},
-    }
-    # Each remedy's verdicts against its plain VAE (1 better, 0 inconclusive, -1 worse), when there are any.
-    headline = {"claims": result["claims"]}
-    if scores := verdict_scores(remedies):
-        result["remedies"] = headline["remedies"] = scores
+    result, headline = compare_metrics(variants, claims, remedies, reference)
 
     with atomic_directory(reports_root / "compare") as staging:
-        figures.save(
-            figures.image_rows(
-                [shown / 255.0, *recon_rows],
-                title=f"The first {len(shown)} test images reconstructed by every variant "
-                f"(seed {params.seed}, decoded from μ or the code)",
-                row_labels=["input", *params.models],
-            ),
-            staging / "reconstructions.png",
-        )
-        if sample_rows:
-            figures.save(
-                figures.image_rows(
-                    [images for _v, images in sample_rows],
-                    title=f"{params.evaluate.show} samples z ~ N(0, I) of every VAE (seed {params.seed})",
-                    row_labels=[v for v, _images in sample_rows],
-                ),
-                staging / "samples.png",
-            )
-        figures.save(
-            figures.scatter_chart(
-                {
-                    v.name: (v.value("recon.mse"), v.value("blur.laplacian_var.recon"))
-                    for v in variants
-                },
-                errors={
-                    v.name: (v.sd("recon.mse") or 0.0, v.sd("blur.laplacian_var.recon") or 0.0)
-                    for v in variants
-                },
-                title="Sharpness against reconstruction error (mean ± sd over seeds)",
-                xlabel="reconstruction MSE (test split, lower is better)",
-                ylabel="Laplacian variance of reconstructions\n(higher is sharper)",
-                reference=("test images", reference["laplacian_var"]),
-            ),
-            staging / "sharpness_vs_error.png",
-        )
-        for family in families:
-            figures.save(
-                family_figure(family, {v.name: v for v in variants}),
-                staging / f"{family_file(family)}.png",
-            )
-        remedies_drawn = remedies_figure(
-            remedies,
-            shown,
-            dict(zip(params.models, recon_rows, strict=True)),
-            staging / "remedies.png",
-            seed=params.seed,
+        remedies_drawn = draw_figures(
+            staging, params, shown, gathered, families, remedies, reference["laplacian_var"]
         )
     metric_files(metrics_root, "compare.json").write(headline, result)
-    if histories:
-        with atomic_file(metrics_root / "compare" / "history.csv") as handle:
-            pd.concat(histories, ignore_index=True).to_csv(handle, index=False, lineterminator="\n")
+    write_history(gathered.histories, metrics_root / "compare" / "history.csv")
     with atomic_file(reports_root / "compare.md") as handle:
         handle.write(
             render_markdown(
@@ -168,7 +110,7 @@ def run_compare(
                 variants,
                 claims,
                 families,
-                has_samples=bool(sample_rows),
+                has_samples=bool(gathered.sample_rows),
                 family_file=family_file,
                 remedies=remedies,
                 remedies_figure="compare/remedies.png" if remedies_drawn else None,
@@ -179,16 +121,146 @@ def run_compare(
     return result
 
 
+def gather(
+    params: Params, data: PreparedData, shown: np.ndarray, models_root: Path, metrics_root: Path
+) -> Gathered:
+    """Every variant's records and model: the shown test images reconstructed, prior samples
+    of each VAE (seeded by ``params.seed``), and its training history when there is one."""
+    gathered = Gathered()
+    for name in params.models:
+        evaluation, training = read_records(name, metrics_root)
+        model, config = load_variant(params, name, models_root)
+        check_fits(config, data.images, f"models/{name}")
+        gathered.variants.append(as_variant(params, name, model, evaluation, training))
+        gathered.recon_rows.append(to_numpy(reconstruct(model, shown, params.evaluate.batch_size)))
+        if model.is_variational:
+            generator = torch.Generator().manual_seed(params.seed)
+            gathered.sample_rows.append(
+                (name, to_numpy(model.sample(params.evaluate.show, generator=generator)))
+            )
+        history_path = metrics_root / "history" / f"{name}.csv"
+        if history_path.is_file():
+            history = pd.read_csv(history_path)
+            gathered.histories.append(
+                history[[c for c in HISTORY_COLUMNS if c in history]].assign(variant=name)
+            )
+    return gathered
+
+
+def compare_metrics(
+    variants: list[Variant],
+    claims: list[Claim],
+    remedies: list[RemedyComparison],
+    reference: dict[str, float | None],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(detail, headline)`` of metrics/compare.json: the claims' scores in both, the test
+    images' sharpness and the HEADLINE numbers per variant in the detail."""
+    result: dict[str, Any] = {
+        "reference": reference,
+        "variants": {
+            v.name: {key: v.value(key) for key, _label in HEADLINE if v.value(key) is not None}
+            for v in variants
+        },
+        "claims": {c.key: SCORE[c.outcome] for c in claims if c.outcome in SCORE},
+    }
+    # Each remedy's verdicts against its plain VAE (1 better, 0 inconclusive, -1 worse), when
+    # there are any.
+    headline = {"claims": result["claims"]}
+    if scores := verdict_scores(remedies):
+        result["remedies"] = headline["remedies"] = scores
+    return result, headline
+
+
+def draw_figures(
+    staging: Path,
+    params: Params,
+    shown: np.ndarray,
+    gathered: Gathered,
+    families: list[Family],
+    remedies: list[RemedyComparison],
+    reference: float | None,
+) -> bool:
+    """Every figure of reports/compare/ into ``staging``; True when the remedies figure was
+    drawn."""
+    figures.save(
+        figures.image_rows(
+            [shown / 255.0, *gathered.recon_rows],
+            title=f"The first {len(shown)} test images reconstructed by every variant "
+            f"(seed {params.seed}, decoded from μ or the code)",
+            row_labels=["input", *params.models],
+        ),
+        staging / "reconstructions.png",
+    )
+    if gathered.sample_rows:
+        figures.save(
+            figures.image_rows(
+                [images for _v, images in gathered.sample_rows],
+                title=f"{params.evaluate.show} samples z ~ N(0, I) of every VAE "
+                f"(seed {params.seed})",
+                row_labels=[v for v, _images in gathered.sample_rows],
+            ),
+            staging / "samples.png",
+        )
+    figures.save(sharpness_figure(gathered.variants, reference), staging / "sharpness_vs_error.png")
+    for family in families:
+        figures.save(
+            family_figure(family, {v.name: v for v in gathered.variants}),
+            staging / f"{family_file(family)}.png",
+        )
+    return remedies_figure(
+        remedies,
+        shown,
+        dict(zip(params.models, gathered.recon_rows, strict=True)),
+        staging / "remedies.png",
+        seed=params.seed,
+    )
+
+
+def sharpness_figure(variants: list[Variant], reference: float | None) -> Figure:
+    """Every variant's sharpness against its reconstruction error, the test images' sharpness
+    (``reference``) as a line."""
+    # evaluate measures these of every variant and of the test images: no None here.
+    return figures.scatter_chart(
+        {
+            v.name: cast(
+                tuple[float, float], (v.value("recon.mse"), v.value("blur.laplacian_var.recon"))
+            )
+            for v in variants
+        },
+        errors={
+            v.name: (v.sd("recon.mse") or 0.0, v.sd("blur.laplacian_var.recon") or 0.0)
+            for v in variants
+        },
+        title="Sharpness against reconstruction error (mean ± sd over seeds)",
+        xlabel="reconstruction MSE (test split, lower is better)",
+        ylabel="Laplacian variance of reconstructions\n(higher is sharper)",
+        reference=("test images", cast(float, reference)),
+    )
+
+
+def write_history(histories: list[pd.DataFrame], path: Path) -> None:
+    """Every variant's training curves in one long table at ``path``; nothing when there are
+    none."""
+    if histories:
+        with atomic_file(path) as handle:
+            pd.concat(histories, ignore_index=True).to_csv(handle, index=False, lineterminator="\n")
+
+
 def remedies_figure(
-    remedies: list[RemedyComparison], shown: Any, recons: dict[str, Any], path: Path, *, seed: int
+    remedies: list[RemedyComparison],
+    shown: np.ndarray,
+    recons: dict[str, np.ndarray],
+    path: Path,
+    *,
+    seed: int,
 ) -> bool:
     """The same test faces through each plain VAE and the remedies measured against it; False
     (nothing drawn) when no remedy has a baseline."""
-    measured = [c for c in remedies if c.baseline is not None]
+    measured = [(c.baseline, c) for c in remedies if c.baseline is not None]
     if not measured:
         return False
-    order = list(dict.fromkeys(name for c in measured for name in (c.baseline, c.variant)))
-    remedy_keys = {c.variant: ", ".join(r.key for r in c.remedies) for c in measured}
+    order = list(dict.fromkeys(name for baseline, c in measured for name in (baseline, c.variant)))
+    remedy_keys = {c.variant: ", ".join(r.key for r in c.remedies) for _b, c in measured}
     labels = [f"{name}\n({remedy_keys[name]})" if name in remedy_keys else name for name in order]
     figures.save(
         figures.image_rows(
@@ -207,15 +279,16 @@ def family_file(family: Family) -> str:
     return f"family_{family.knob}_{'_'.join(family.variants)}"
 
 
-def family_figure(family: Family, variants: dict[str, Variant]) -> Any:
+def family_figure(family: Family, variants: dict[str, Variant]) -> Figure:
     """One panel per FAMILY_METRICS entry: the metric against the knob, error bars the seeds' sd."""
     panels = []
     for key, label in FAMILY_METRICS:
         members = [variants[name] for name in family.variants]
         values = [m.value(key) for m in members]
-        if any(v is None for v in values):
+        means = [v for v in values if v is not None]
+        if len(means) < len(values):
             continue
-        panels.append((label, values, [m.sd(key) or 0.0 for m in members]))
+        panels.append((label, means, [m.sd(key) or 0.0 for m in members]))
     return figures.knob_chart(
         [str(v) for v in family.values],
         panels,

@@ -19,6 +19,8 @@ from pydantic import BaseModel
 
 @dataclass(frozen=True)
 class Family:
+    """Variants that differ in one knob only, ordered by its value."""
+
     knob: str  # the one key in which the members differ, e.g. "z_dim"
     variants: tuple[str, ...]  # ordered by the knob's value
     values: tuple[Any, ...]  # the knob's value for each variant, in that order
@@ -34,7 +36,8 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def find_families(models: Mapping[str, BaseModel]) -> list[Family]:
-    """Every family of two or more variants differing in exactly one knob, by knob then first member."""
+    """Every family of two or more variants differing in exactly one knob, by knob then
+    first member."""
     entries = {name: config.model_dump(mode="json") for name, config in models.items()}
     families = []
     knobs = sorted({key for entry in entries.values() for key in entry} - {"arch"})

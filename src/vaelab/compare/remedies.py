@@ -3,14 +3,15 @@
 A variant *applies* a remedy when its ``models:`` entry sets that remedy's knobs (a Gaussian
 decoder, an MS-SSIM or focal-frequency term, a residual trunk, adversarial training, a
 WAE / RAE latent penalty). Sample sharpness is compared for draws from N(0, I) and, where
-both sides have one, from the ex-post Gaussian mixture fitted on the training codes. Its **baseline** is a plain VAE among the variants: a variational
-``vae_conv`` entry that applies no remedy, with the same trunk and z — equal to the remedy's
-entry in every knob the two share, except the remedy's own knobs (and, for the deterministic
-WAE / RAE, the KL knobs a VAE has and they cannot). Every change is the remedy's mean minus
-the baseline's, and its verdict is decided on their 95 % intervals, like the studies' claims:
-better or worse when the intervals are apart, inconclusive when they overlap. Sharpness is
-decided on the raw and the contrast-normalised Laplacian variance together; when the two
-disagree the verdict is inconclusive.
+both sides have one, from the ex-post Gaussian mixture fitted on the training codes. Its
+**baseline** is a plain VAE among the variants: a variational ``vae_conv`` entry that
+applies no remedy, with the same trunk and z — equal to the remedy's entry in every knob
+the two share, except the remedy's own knobs (and, for the deterministic WAE / RAE, the KL
+knobs a VAE has and they cannot). Every change is the remedy's mean minus the baseline's,
+and its verdict is decided on their 95 % intervals, like the studies' claims: better or
+worse when the intervals are apart, inconclusive when they overlap. Sharpness is decided
+on the raw and the contrast-normalised Laplacian variance together; when the two disagree
+the verdict is inconclusive.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ KL_KNOBS = frozenset({"variational", "kl_weight", "kl_warmup_epochs", "free_bits
 
 @dataclass(frozen=True)
 class Remedy:
+    """A remedy for blur: how to tell that an entry applies it, and its own knobs."""
+
     key: str
     label: str
     paper: str
     applies: Callable[[dict[str, Any]], bool]  # on an entry's model_dump(mode="json")
-    knobs: frozenset[
-        str
-    ]  # the entry keys that make the remedy (left out when matching the baseline)
+    # The entry keys that make the remedy (left out when matching the baseline).
+    knobs: frozenset[str]
     deterministic: bool = False  # an AE with a latent penalty: the KL knobs are not compared
 
 
@@ -120,7 +122,8 @@ CHANGES: list[tuple[str, str, bool]] = [
     ("recon.mse", "MSE", False),
     ("blur.laplacian_var.sample", "Lap var sample", True),
     ("blur.laplacian_var_norm.sample", "norm. sharp. sample", True),
-    # Samples of the ex-post Gaussian mixture on the training codes (evaluate.sampler: gmm), both sides.
+    # Samples of the ex-post Gaussian mixture on the training codes (evaluate.sampler: gmm),
+    # both sides.
     ("blur.laplacian_var.sample_gmm", "Lap var GMM sample", True),
     ("blur.laplacian_var_norm.sample_gmm", "norm. sharp. GMM sample", True),
 ]
@@ -130,6 +133,8 @@ VERDICT_SCORE = {"better": 1, "inconclusive": 0, "worse": -1}
 
 @dataclass(frozen=True)
 class Change:
+    """One metric of a remedy against its baseline, and the verdict on their intervals."""
+
     key: str
     label: str
     remedy: Estimate
@@ -138,26 +143,30 @@ class Change:
 
     @property
     def delta(self) -> float:
+        """The remedy's mean minus the baseline's."""
         return self.remedy.mean - self.baseline.mean
 
 
 @dataclass(frozen=True)
 class RemedyComparison:
+    """A variant that applies remedies, against its plain VAE when there is one."""
+
     variant: str
     remedies: tuple[Remedy, ...]
     baseline: str | None  # None: no plain VAE with the same trunk and z among the variants
     changes: tuple[Change, ...]
-    verdicts: dict[
-        str, str
-    ]  # "recon_sharpness", "mse", "sample_sharpness" (+ fid / kid) -> verdict
+    # "recon_sharpness", "mse", "sample_sharpness" (+ fid / kid) -> verdict
+    verdicts: dict[str, str]
     reason: str = ""  # why there is no baseline
 
 
 def applied(entry: dict[str, Any]) -> tuple[Remedy, ...]:
+    """The remedies that a dumped ``models:`` entry applies."""
     return tuple(r for r in REMEDIES if r.applies(entry))
 
 
 def is_plain_vae(entry: dict[str, Any]) -> bool:
+    """Whether the entry is a variational ``vae_conv`` that applies no remedy."""
     return entry.get("arch") == "vae_conv" and bool(entry.get("variational")) and not applied(entry)
 
 
@@ -207,8 +216,8 @@ def compare_remedies(
                     (),
                     {},
                     reason=(
-                        "no plain VAE (vae_conv, variational, no remedy) with the same trunk, z and other knobs "
-                        "among the variants"
+                        "no plain VAE (vae_conv, variational, no remedy) with the same trunk, "
+                        "z and other knobs among the variants"
                     ),
                 )
             )

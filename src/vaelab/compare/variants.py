@@ -25,6 +25,7 @@ class Variant:
 
     @property
     def name(self) -> str:
+        """The variant's key in ``models:``."""
         return self.evaluated.name
 
     def value(self, key: str) -> float | None:
@@ -54,7 +55,8 @@ def read_records(name: str, metrics_root: Path) -> tuple[dict[str, Any], dict[st
         training |= read_json(trained.timing, f"run `dvc repro train@{name}` first")
     if "intervals" not in evaluation:
         raise UserError(
-            f"{evaluated.detail}: made by an older vaelab (no intervals); rerun `dvc repro evaluate@{name}`"
+            f"{evaluated.detail}: made by an older vaelab (no intervals); "
+            f"rerun `dvc repro evaluate@{name}`"
         )
     return evaluation, training
 
@@ -66,6 +68,7 @@ def as_variant(
     evaluation: dict[str, Any],
     training: dict[str, Any],
 ) -> Variant:
+    """The variant ``name`` from its model and its evaluate and train records."""
     estimates = {key: Estimate(**entry) for key, entry in evaluation["intervals"].items()}
     evaluated = Evaluated(
         name, params.models[name], model.is_variational, model.latent_dim, estimates

@@ -27,6 +27,8 @@ SCORE: dict[Outcome, int] = {HOLDS: 1, INCONCLUSIVE: 0, NOT_HOLDS: -1}
 
 @dataclass(frozen=True)
 class Claim:
+    """A claim of the studies and how it came out on the variants at hand."""
+
     key: str
     text: str
     outcome: Outcome
@@ -61,4 +63,5 @@ def every(outcomes: Iterable[Outcome]) -> Outcome:
 
 
 def not_measured(key: str, text: str, reason: str) -> Claim:
+    """A claim that the variants at hand cannot test, and why."""
     return Claim(key, text, NOT_MEASURED, (), reason)

@@ -33,17 +33,21 @@ class Change:
 
     @property
     def delta(self) -> float | None:
+        """New minus old when both are numbers, else None."""
         if is_number(self.old) and is_number(self.new):
-            return self.new - self.old
+            delta: float = self.new - self.old
+            return delta
         return None
 
     @property
     def percent(self) -> float | None:
-        """Relative change in percent of |old|; None when old is 0 or either side is not a number."""
+        """Relative change in percent of |old|; None when old is 0 or either side is not a
+        number."""
         delta = self.delta
         if delta is None or self.old == 0:
             return None
-        return 100.0 * delta / abs(self.old)
+        percent: float = 100.0 * delta / abs(self.old)
+        return percent
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,8 @@ def resolve_rev(root: Path, rev: str) -> str:
     if not rev or rev.startswith("-"):
         # A leading dash would be read by git as an option.
         raise UserError(
-            f"--rev {rev!r}: not a git revision; give a branch, tag or commit such as main or HEAD~1"
+            f"--rev {rev!r}: not a git revision; "
+            "give a branch, tag or commit such as main or HEAD~1"
         )
     found = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if found.returncode != 0:
@@ -118,7 +123,8 @@ def dvc_diffs(repo: Repo, sha: str, rev_label: str) -> tuple[DiffResult, DiffRes
 
 
 class Side:
-    """Read files of one side: the workspace (``sha`` None) or a git commit through DVC's filesystem.
+    """Read files of one side: the workspace (``sha`` None) or a git commit through DVC's
+    filesystem.
 
     DVC's filesystem reads git-tracked files and DVC-tracked outputs alike, so a figure
     folder that moves into the DVC cache later still works. Use it as a context manager:
@@ -150,9 +156,11 @@ class Side:
         return sorted(str(p).lstrip("/") for p in self._fs.glob(pattern) if self._fs.isfile(p))
 
     def read_bytes(self, path: str) -> bytes:
+        """The bytes of the repo-relative file ``path`` on this side."""
         if self._fs is None:
             return (self.root / path).read_bytes()
-        return self._fs.cat_file(path)
+        data: bytes = self._fs.cat_file(path)
+        return data
 
 
 def read_figures(side: Side) -> dict[str, bytes]:

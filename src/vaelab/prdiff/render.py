@@ -32,6 +32,7 @@ def _float(value: float, sign: str = "") -> str:
 
 
 def format_value(value: Any) -> str:
+    """A value as the tables show it: floats to five significant digits, None as a dash."""
     if value is None:
         return NONE
     if isinstance(value, float):
@@ -40,6 +41,7 @@ def format_value(value: Any) -> str:
 
 
 def format_delta(value: float | None) -> str:
+    """A change with its sign; None as a dash."""
     if value is None:
         return NONE
     if isinstance(value, int):
@@ -48,6 +50,7 @@ def format_delta(value: float | None) -> str:
 
 
 def format_percent(value: float | None) -> str:
+    """A percentage with its sign and one decimal; None as a dash."""
     return NONE if value is None else f"{value:+.1f}%"
 
 
@@ -57,11 +60,15 @@ def _cell(text: str) -> str:
 
 
 def changes_table(diff: DiffResult, what: str, rev_label: str) -> str:
-    """A `dvc params diff`/`dvc metrics diff`-style table: every changed key with old, new, change, %."""
+    """A `dvc params diff`/`dvc metrics diff`-style table: every changed key with old, new,
+    change, %."""
     if not diff.changes:
         body = f"No {what.lower()}s changed."
     else:
-        header = f"| Path | {what} | {_cell(rev_label)} | workspace | Change | % |\n|---|---|---:|---:|---:|---:|"
+        header = (
+            f"| Path | {what} | {_cell(rev_label)} | workspace | Change | % |\n"
+            "|---|---|---:|---:|---:|---:|"
+        )
         rows = [
             "| "
             + " | ".join(
@@ -95,7 +102,8 @@ def _measured(value: Measured | None) -> str:
 
 
 def sharpness_line(change: SharpnessChange, rev_label: str) -> str:
-    """One sentence per variant: the verdict, both values, the change and the rule that decided it."""
+    """One sentence per variant: the verdict, both values, the change and the rule that
+    decided it."""
     name = f"**{change.variant}**"
     if change.status in ("sharper", "blurrier", "no significant change"):
         # A percentage of zero is undefined; the two values still say how much.
@@ -118,6 +126,7 @@ def sharpness_line(change: SharpnessChange, rev_label: str) -> str:
 
 
 def figures_table(figures: list[Figure], rev_label: str) -> str:
+    """A row per figure: the revision's and the workspace's side by side."""
     if not figures:
         return "No comparison figures on either side."
     header = f"| Figure | {_cell(rev_label)} | workspace |\n|---|---|---|"
@@ -158,8 +167,9 @@ def render_report(
         *([source, ""] if source else []),
         "## Sharpness of reconstructions",
         "",
-        f"`{SHARPNESS_KEY}` (variance of the Laplacian of the test reconstructions; higher is sharper), "
-        f"`{rev_label}` → workspace, with its 95 % bootstrap interval over seeds × test images where recorded. "
+        f"`{SHARPNESS_KEY}` (variance of the Laplacian of the test reconstructions; higher is "
+        f"sharper), `{rev_label}` → workspace, with its 95 % bootstrap interval over seeds × "
+        "test images where recorded. "
         "A variant is sharper or blurrier only when the change is larger than the noise: "
         "|Δ| > √(hw_old² + hw_new²), hw being the half-widths of the two sides' intervals "
         "(about 1.96 standard errors each); where a side has no interval over two or more seeds, "

@@ -66,7 +66,8 @@ class Measured:
 
     @property
     def half_width(self) -> float | None:
-        """Half the 95 % interval; None when there is none, or it comes from fewer than two seeds."""
+        """Half the 95 % interval; None when there is none, or it comes from fewer than two
+        seeds."""
         if self.low is None or self.high is None or (self.seeds or 0) < MIN_SEEDS:
             return None
         return (self.high - self.low) / 2.0
@@ -98,10 +99,12 @@ class SharpnessChange:
 
     @property
     def delta(self) -> float | None:
+        """New mean minus old mean; None when a side is absent."""
         return None if self.old is None or self.new is None else self.new.mean - self.old.mean
 
     @property
     def percent(self) -> float | None:
+        """The change in percent of |old|; None when a side is absent or old is 0."""
         if self.delta is None or self.old is None or self.old.mean == 0:
             return None
         return 100.0 * self.delta / abs(self.old.mean)
@@ -179,8 +182,10 @@ def sharpness_changes(
         ]
         note = f"no numeric {SHARPNESS_KEY} in " + " and ".join(missing) if missing else ""
         if before is None:
-            status: Status = "new" if after.sharpness is not None else "incomparable"
-            verdicts.append(SharpnessChange(variant, status, None, after.sharpness, note=note))
+            # Not on the old side, so on the new one.
+            added = new[variant].sharpness
+            status: Status = "new" if added is not None else "incomparable"
+            verdicts.append(SharpnessChange(variant, status, None, added, note=note))
         elif after is None:
             verdicts.append(SharpnessChange(variant, "removed", before.sharpness, None))
         elif before.sharpness is None or after.sharpness is None:

@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 
 
 def check_base_dir(base: Path, sha: str, rev: str) -> Path:
-    """``base``'s root when it is a git checkout of commit ``sha`` (what ``rev`` names); else a UserError."""
+    """``base``'s root when it is a git checkout of commit ``sha`` (what ``rev`` names); else a
+    UserError."""
     if not base.is_dir():
         raise UserError(
-            f"--base-dir {base}: no such folder; create it with git worktree add --detach {base} {rev}"
+            f"--base-dir {base}: no such folder; "
+            f"create it with git worktree add --detach {base} {rev}"
         )
     found = git(base, "rev-parse", "HEAD", "--show-toplevel")
     if found.returncode != 0:
@@ -38,7 +40,8 @@ def check_base_dir(base: Path, sha: str, rev: str) -> Path:
     if head != sha:
         raise UserError(
             f"--base-dir {base}: a checkout of {head[:8]}, not of --rev {rev} ({sha[:8]}); "
-            f"check out that revision there (git -C {base} checkout --detach {sha}) and reproduce it"
+            f"check out that revision there (git -C {base} checkout --detach {sha}) "
+            "and reproduce it"
         )
     return Path(toplevel)
 
@@ -49,7 +52,8 @@ def _flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _workspace(repo: Repo, kind: str, label: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """``({file: {dotted key: value}}, errors)`` of the params or metrics of ``repo``'s workspace."""
+    """``({file: {dotted key: value}}, errors)`` of the params or metrics of ``repo``'s
+    workspace."""
     # Without revisions DVC reads the workspace only, under the key "".
     (shown,) = getattr(repo, kind).show(hide_workspace=False).values()
     if "error" in shown:
@@ -69,7 +73,7 @@ def _workspace(repo: Repo, kind: str, label: str) -> tuple[dict[str, dict[str, A
 def _changes(
     old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]
 ) -> list[Change]:
-    changes = []
+    changes: list[Change] = []
     for path in sorted(set(old) | set(new)):
         before, after = old.get(path, {}), new.get(path, {})
         changes.extend(

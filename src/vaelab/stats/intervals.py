@@ -31,6 +31,7 @@ class Estimate:
     images: int
 
     def to_dict(self) -> dict[str, float | int]:
+        """The fields as a plain dict (for JSON)."""
         return asdict(self)
 
     def shown(self, digits: int = 4) -> str:
