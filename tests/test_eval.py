@@ -22,7 +22,7 @@ from tests.support.features import SmallFeatures
 from vaelab.chain.chain import run_chain
 from vaelab.compare import claims
 from vaelab.compare.claims import Evaluated
-from vaelab.compare.compare import HEADLINE, run_compare
+from vaelab.compare.compare import run_compare
 from vaelab.config.evaluate import ArithmeticConfig, parse_expression
 from vaelab.config.models import parse_model_config
 from vaelab.data.download import run_download
@@ -38,6 +38,7 @@ from vaelab.evaluate.latent_measures import PixelSpread, active_dims, collapse_v
 from vaelab.evaluate.result import Result, merge_into
 from vaelab.io.hashing import md5_of_array
 from vaelab.io.metric_files import metric_files
+from vaelab.measures.headline import compare_json
 from vaelab.models import Autoencoder, build_model
 from vaelab.models.layers import gaussian_sample
 from vaelab.models.losses import LossSettings
@@ -695,7 +696,7 @@ def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, par
         run_evaluate(params, variant, progress=False, **_roots(workspace))
     result = run_compare(params, **_roots(workspace))
     assert set(result["variants"]) == set(VARIANTS)
-    assert set(result["variants"]["tiny_vae"]) == {key for key, _label in HEADLINE}
+    assert set(result["variants"]["tiny_vae"]) == {m.detail for m in compare_json()}
     # Measured claims only (1 / 0 / -1); no same-bottleneck AE and no KL family here: absent, not 0.
     assert set(result["claims"]) == {
         "recon_blurrier_than_inputs",

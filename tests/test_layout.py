@@ -133,3 +133,23 @@ def test_pre_commit_runs_what_make_lint_runs():
         line.strip().removeprefix("$(BIN)/").removesuffix(" .") for line in lint.splitlines()[1:]
     }
     assert entries == commands
+
+
+def test_one_table_of_headline_metrics_serves_every_reader():
+    from vaelab.compare import compare, report_md
+    from vaelab.evaluate import evaluate
+    from vaelab.measures import headline
+    from vaelab.prdiff import sharpness
+    from vaelab.registry import runs
+
+    assert headline.eval_headline() == evaluate.HEADLINE
+    assert [key for key, _label, _fmt in report_md.TABLE] == [
+        m.detail for m in headline.compare_table()
+    ]
+    assert not hasattr(compare, "HEADLINE")
+    assert tuple(m.detail for m in headline.described()) == runs.HEADLINE
+    assert (
+        headline.SHARPNESS.detail,
+        headline.SHARPNESS.headline,
+    ) == (sharpness.SHARPNESS_KEY, sharpness.HEADLINE_KEY)
+    assert len({m.detail for m in headline.METRICS}) == len(headline.METRICS)

@@ -31,6 +31,7 @@ from vaelab.config import Params
 from vaelab.data.prepared_data import PreparedData, load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import metric_files
+from vaelab.measures.headline import compare_json
 from vaelab.models.inference import reconstruct, to_numpy
 from vaelab.models.replicates import load_variant
 from vaelab.models.saved import check_fits
@@ -40,16 +41,6 @@ log = logging.getLogger("vaelab.compare")
 # Training-curve columns every variant has (VAEs add their KL terms).
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_recon", "val_recon"]
 
-# The numbers per variant in metrics/compare.json and the table: (dotted eval key, label).
-HEADLINE = [
-    ("recon.mse", "MSE"),
-    ("recon.psnr", "PSNR"),
-    ("recon.ssim", "SSIM"),
-    ("blur.laplacian_var.recon", "Lap var recon"),
-    ("blur.laplacian_var_norm.recon", "norm. sharpness recon"),
-    ("blur.laplacian_var.sample", "Lap var sample"),
-    ("blur.laplacian_var_norm.sample", "norm. sharpness sample"),
-]
 # What each one-knob family is drawn against: (dotted eval key, axis label); a key a variant
 # lacks (active units of an AE) is left out of its panel.
 FAMILY_METRICS = [
@@ -154,11 +145,13 @@ def compare_metrics(
     reference: dict[str, float | None],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(detail, headline)`` of metrics/compare.json: the claims' scores in both, the test
-    images' sharpness and the HEADLINE numbers per variant in the detail."""
+    images' sharpness and the headline numbers per variant (measures.headline) in the detail."""
     result: dict[str, Any] = {
         "reference": reference,
         "variants": {
-            v.name: {key: v.value(key) for key, _label in HEADLINE if v.value(key) is not None}
+            v.name: {
+                m.detail: v.value(m.detail) for m in compare_json() if v.value(m.detail) is not None
+            }
             for v in variants
         },
         "claims": {c.key: SCORE[c.outcome] for c in claims if c.outcome in SCORE},

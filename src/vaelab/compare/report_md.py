@@ -13,20 +13,13 @@ from vaelab.compare.families import Family
 from vaelab.compare.remedies import CHANGES, RemedyComparison
 from vaelab.compare.verdicts import Claim
 from vaelab.config import Params
+from vaelab.measures.headline import compare_table
 
 if TYPE_CHECKING:
     from vaelab.compare.variants import Variant
 
-TABLE = [
-    ("recon.mse", "MSE", ".4g"),
-    ("recon.psnr", "PSNR dB", ".3g"),
-    ("recon.ssim", "SSIM", ".3f"),
-    ("blur.laplacian_var.recon", "Lap var recon", ".4g"),
-    ("blur.laplacian_var_norm.recon", "norm. sharp. recon", ".3g"),
-    ("blur.laplacian_var.sample", "Lap var sample", ".4g"),
-    ("blur.laplacian_var_norm.sample", "norm. sharp. sample", ".3g"),
-    ("latent.active_units", "active units", ".3g"),
-]
+# The variant table's columns: (dotted eval key, label, format), from measures.headline.
+TABLE = [(m.detail, m.label, m.fmt) for m in compare_table()]
 
 
 def _cell(variant: Variant, key: str, fmt: str) -> str:

@@ -31,6 +31,7 @@ from vaelab.evaluate.context import Context, build_contexts
 from vaelab.evaluate.result import merge_into
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.metric_files import headline_of, metric_files
+from vaelab.measures.headline import eval_headline
 
 log = logging.getLogger("vaelab.evaluate")
 
@@ -38,22 +39,9 @@ log = logging.getLogger("vaelab.evaluate")
 STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals", EVALUATED_ON, fid.RECORD})
 
 # The DVC metrics of a variant, ``metrics/eval/<variant>.json``: headline key -> the key of the
-# detail it copies (means over seeds). A key the variant lacks (an AE's ELBO) is left out.
-HEADLINE = {
-    "recon.mse": "recon.mse",
-    "recon.psnr": "recon.psnr",
-    "recon.ssim": "recon.ssim",
-    "sharpness.recon": "blur.laplacian_var.recon",
-    "sharpness.sample": "blur.laplacian_var.sample",
-    "sharpness.sample_gmm": "blur.laplacian_var.sample_gmm",
-    "active_units": "latent.active_units",
-    "elbo": "elbo",
-    "collapsed": "collapse.collapsed",
-    "fid.sample": f"{fid.RECORD}.fid.sample",  # FID and KID only when measured
-    "fid.recon": f"{fid.RECORD}.fid.recon",
-    "kid.sample": f"{fid.RECORD}.kid.sample",
-    "kid.recon": f"{fid.RECORD}.kid.recon",
-}
+# detail it copies (means over seeds; vaelab.measures.headline). A key the variant lacks (an AE's
+# ELBO, FID and KID when not measured) is left out.
+HEADLINE = eval_headline()
 
 
 def run_evaluate(

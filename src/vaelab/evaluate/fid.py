@@ -42,12 +42,13 @@ from vaelab.errors import UserError
 from vaelab.evaluate.aggregate import Replicate, combine
 from vaelab.evaluate.context import Context
 from vaelab.io.hashing import sha256sum
+from vaelab.measures.headline import FID_RECORD
 from vaelab.models import Autoencoder
 from vaelab.models.inference import batches, model_device
 
 log = logging.getLogger("vaelab.evaluate")
 
-RECORD = "inception"  # the detail's key for what this module measured, or why it did not
+RECORD = FID_RECORD  # the detail's key for what this module measured, or why it did not
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 SHA256_PREFIX = "6726825d"
 # Where the weights are published: pytorch-fid's release under WEIGHTS_FILE, and

@@ -41,8 +41,8 @@ TEST_IMAGE_PREFIXES = ("sharpened_",)
 def split_key(key: str) -> tuple[str, str]:
     """A per-image metric's dotted key → ``(set, measure)``.
 
-    >>> split_key("blur.laplacian_var.recon"), split_key("recon.mse"), split_key("sharpen.pil_3.ssim")
-    (('recon', 'laplacian_var'), ('recon', 'mse'), ('sharpened_pil_3', 'ssim'))
+    >>> split_key("blur.laplacian_var.recon"), split_key("sharpen.pil_3.ssim")
+    (('recon', 'laplacian_var'), ('sharpened_pil_3', 'ssim'))
     """
     parts = key.split(".")
     match parts:
@@ -133,4 +133,4 @@ def paired_values(
     missing = sorted(set(image_ids) - set(wide.columns))
     if missing:
         raise KeyError(f"{variant}: {source}/{measure} lacks images {missing[:3]}")
-    return wide.loc[:, list(image_ids)].to_numpy(dtype=np.float64)
+    return np.asarray(wide.loc[:, list(image_ids)].to_numpy(), dtype=np.float64)

@@ -62,7 +62,8 @@ def rapsd(grey: np.ndarray) -> np.ndarray:
     bins = len(sizes)
     flat = (index[inside][None, :] + bins * np.arange(count)[:, None]).ravel()
     totals = np.bincount(flat, weights=power[:, inside].ravel(), minlength=count * bins)
-    return totals.reshape(count, bins) / np.maximum(sizes, 1)
+    averaged: np.ndarray = totals.reshape(count, bins) / np.maximum(sizes, 1)
+    return averaged
 
 
 def spectral_ratio(input_psd: np.ndarray, output_psd: np.ndarray) -> np.ndarray:

@@ -37,15 +37,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from vaelab.errors import UserError
 from vaelab.io.json_files import is_number
 from vaelab.io.metric_files import lookup
+from vaelab.measures.headline import SHARPNESS, SHARPNESS_HEADLINE
 
 if TYPE_CHECKING:
     from vaelab.prdiff.diff import Side
 
 EVAL_METRICS_DIR = "metrics/eval"
 DETAIL_EVAL_DIR = "metrics/detail/eval"
-SHARPNESS_KEY = "blur.laplacian_var.recon"
-# The same number in the headline file of the split layout.
-HEADLINE_KEY = "sharpness.recon"
+# The reconstructions' sharpness in the detail, and the same number in the headline file.
+SHARPNESS_KEY = SHARPNESS.detail
+HEADLINE_KEY = SHARPNESS_HEADLINE
 # The fallback rule: a change larger than this fraction of |old| counts.
 RELATIVE_THRESHOLD = 0.05
 # An interval over fewer seeds than this leaves out the retraining noise.

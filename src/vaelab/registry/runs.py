@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vaelab.measures.headline import described
 from vaelab.models.saved import SavedConfig, config_file
 from vaelab.registry.inputs import Replicate, VariantInputs
 from vaelab.tracking import (
@@ -207,15 +208,7 @@ def log_compare(
 # --------------------------------------------------------------------------- descriptions
 
 # The numbers a person looks at first (those present in the evaluation), then registry.metric.
-HEADLINE = (
-    "recon.mse",
-    "recon.psnr",
-    "recon.ssim",
-    "blur.laplacian_var.recon",
-    "blur.laplacian_var.sample",
-    "latent.active_units",
-    "elbo",
-)
+HEADLINE = tuple(m.detail for m in described())
 
 
 def architecture(config: SavedConfig) -> str:

@@ -62,7 +62,8 @@ class PairedDifference:
         """``+0.000683 [+0.00028, +0.00113] (×1.25 [1.1, 1.4])``, for reports."""
         return (
             f"{self.difference:+.{digits}g} [{self.low:+.{digits}g}, {self.high:+.{digits}g}] "
-            f"(×{self.ratio:.{digits}g} [{self.ratio_low:.{digits}g}, {self.ratio_high:.{digits}g}])"
+            f"(×{self.ratio:.{digits}g} "
+            f"[{self.ratio_low:.{digits}g}, {self.ratio_high:.{digits}g}])"
         )
 
 
