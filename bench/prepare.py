@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from vaelab.config.data import CropConfig, Resample
+from vaelab.config.data_config import CropConfig, Resample
 from vaelab.data.imaging import ImageSpec
 from vaelab.data.pool import process_all
 

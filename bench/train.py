@@ -29,9 +29,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from vaelab.config.data import CropConfig
-from vaelab.config.models import VaeConvConfig
-from vaelab.config.train import TrainConfig
+from vaelab.config.data_config import CropConfig
+from vaelab.config.model_config import VaeConvConfig
+from vaelab.config.train_config import TrainConfig
 from vaelab.data.imaging import ImageSpec
 from vaelab.data.pool import process_all
 from vaelab.models import build_model

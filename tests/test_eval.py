@@ -23,8 +23,8 @@ from vaelab.chain.chain import run_chain
 from vaelab.compare import claims
 from vaelab.compare.claims import Evaluated
 from vaelab.compare.compare import run_compare
-from vaelab.config.evaluate import ArithmeticConfig, parse_expression
-from vaelab.config.models import parse_model_config
+from vaelab.config.evaluate_config import ArithmeticConfig, parse_expression
+from vaelab.config.model_config import parse_model_config
 from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 from vaelab.data.prepared_data import load_prepared
@@ -967,7 +967,7 @@ def test_a_cpu_generator_draws_for_codes_on_the_gpu():
 
 
 def build_model_vae():
-    from vaelab.config.models import parse_model_config
+    from vaelab.config.model_config import parse_model_config
 
     return build_model(
         parse_model_config({"arch": "vae_conv", "filters": [4], "z_dim": 2}),

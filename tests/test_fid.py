@@ -22,7 +22,7 @@ from tests.support.features import SmallFeatures
 from tests.support.fit import SHAPES, fit
 from tests.test_eval import IdentityCode
 from vaelab.config import load_params, params_from_dict
-from vaelab.config.evaluate import EvaluateConfig, InceptionConfig
+from vaelab.config.evaluate_config import EvaluateConfig, InceptionConfig
 from vaelab.data.prepared_data import PreparedData
 from vaelab.errors import USER_ERROR_EXIT, UserError, exit_on_user_error
 from vaelab.evaluate import fid

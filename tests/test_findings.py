@@ -16,7 +16,7 @@ from vaelab.compare.verdicts import (
     higher,
     lower,
 )
-from vaelab.config.models import AeConvConfig, VaeConvConfig
+from vaelab.config.model_config import AeConvConfig, VaeConvConfig
 from vaelab.stats.intervals import Estimate, estimate
 
 
@@ -92,7 +92,7 @@ def test_families_differ_in_exactly_one_knob():
 
 
 def test_two_architectures_are_no_family():
-    from vaelab.config.models import AePoolConfig
+    from vaelab.config.model_config import AePoolConfig
 
     assert find_families({"a": AeConvConfig(), "b": AePoolConfig()}) == []  # same knobs, other arch
 

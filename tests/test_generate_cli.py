@@ -15,7 +15,7 @@ from tests.support.trained import (
     write_eval,
 )
 from vaelab.cli import main
-from vaelab.config.data import CropConfig
+from vaelab.config.data_config import CropConfig
 from vaelab.data.imaging import ImageSpec, process_image
 from vaelab.registry.generate import TILE_GAP, grid_shape
 from vaelab.registry.register import run_register

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, JpegImagePlugin
 from skimage import data as skdata
 
-from vaelab.config.data import CropConfig
+from vaelab.config.data_config import CropConfig
 from vaelab.data import imaging, pool
 from vaelab.data.imaging import (
     ImageResult,

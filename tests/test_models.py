@@ -10,7 +10,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from vaelab.config.models import AeConvConfig, ModelConfig, VaeConvConfig, parse_model_config
+from vaelab.config.model_config import AeConvConfig, ModelConfig, VaeConvConfig, parse_model_config
 from vaelab.config.section import Section
 from vaelab.models import ARCHITECTURES, Autoencoder, build_model, count_params, summarize
 from vaelab.models.layers import SameConv2d, same_size

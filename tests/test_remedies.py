@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vaelab.compare.remedies import applied, compare_remedies, is_plain_vae, verdict_scores
-from vaelab.config.models import parse_model_config
+from vaelab.config.model_config import parse_model_config
 from vaelab.stats.intervals import Estimate
 
 TRUNK = {"arch": "vae_conv", "filters": [16, 32, 64], "z_dim": 16, "kl_weight": 0.5}

@@ -13,7 +13,7 @@ from tests.support.fit import SHAPES, assert_round_trip, assert_trained, fit
 from tests.test_config import uncommented_params
 from vaelab.compare.remedies import applied
 from vaelab.config import params_from_dict
-from vaelab.config.train import TrainConfig
+from vaelab.config.train_config import TrainConfig
 from vaelab.models import build_model
 from vaelab.runtime import select_runtime
 from vaelab.train.batches import Batches

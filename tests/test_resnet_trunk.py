@@ -10,7 +10,7 @@ import torch
 
 from tests.support.fit import SHAPES, assert_round_trip, assert_trained, fit
 from vaelab.config import params_from_dict
-from vaelab.config.models import parse_model_config
+from vaelab.config.model_config import parse_model_config
 from vaelab.errors import UserError
 from vaelab.models import Autoencoder, build_model, count_params, summarize
 from vaelab.models.layers import ResidualBlock, SameConv2d

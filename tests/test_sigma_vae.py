@@ -11,7 +11,7 @@ from torch.distributions import Normal
 
 from tests.support.fit import SHAPES, assert_round_trip, assert_trained, fit
 from vaelab.config import params_from_dict
-from vaelab.config.models import parse_model_config
+from vaelab.config.model_config import parse_model_config
 from vaelab.errors import UserError
 from vaelab.evaluate.latent_measures import elbo_terms
 from vaelab.models import build_model, count_params

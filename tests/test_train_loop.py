@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.config.models import parse_model_config
-from vaelab.config.train import TrainConfig
+from vaelab.config.model_config import parse_model_config
+from vaelab.config.train_config import TrainConfig
 from vaelab.models import build_model
 from vaelab.runtime import select_runtime
 from vaelab.train.batches import Batches

@@ -17,8 +17,8 @@ from tests.support.fit import SHAPES, assert_round_trip, assert_trained, fit
 from tests.support.trained import workspace_fixture
 from tests.test_config import uncommented_params
 from vaelab.config import params_from_dict
-from vaelab.config.models import VaeGanConfig, parse_model_config
-from vaelab.config.train import TrainConfig
+from vaelab.config.model_config import VaeGanConfig, parse_model_config
+from vaelab.config.train_config import TrainConfig
 from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError

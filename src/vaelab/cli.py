@@ -33,7 +33,7 @@ def _prepare(args: argparse.Namespace) -> None:
 def _summary(args: argparse.Namespace) -> None:
     from pydantic import ValidationError
 
-    from vaelab.config.models import parse_model_config
+    from vaelab.config.model_config import parse_model_config
     from vaelab.errors import UserError
     from vaelab.models import build_model, summarize
     from vaelab.models.vae import VAE_CONV_PRESETS

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from vaelab.config.registry import RegistryConfig
+from vaelab.config.registry_config import RegistryConfig
 from vaelab.errors import UserError
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from vaelab import figures
 from vaelab.config import Params
-from vaelab.config.evaluate import ChainConfig
+from vaelab.config.evaluate_config import ChainConfig
 from vaelab.data.prepared_data import load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import headline_of, metric_files

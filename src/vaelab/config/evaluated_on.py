@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vaelab.config import Params
-from vaelab.config.evaluate import EvaluateConfig
+from vaelab.config.evaluate_config import EvaluateConfig
 from vaelab.io.hashing import md5_of_array
 
 EVALUATED_ON = "evaluated_on"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from vaelab.config.data import DataConfig
-from vaelab.config.evaluate import EvaluateConfig
-from vaelab.config.models import AePoolConfig, ModelConfig
-from vaelab.config.registry import RegistryConfig
+from vaelab.config.data_config import DataConfig
+from vaelab.config.evaluate_config import EvaluateConfig
+from vaelab.config.model_config import AePoolConfig, ModelConfig
+from vaelab.config.registry_config import RegistryConfig
 from vaelab.config.section import Section
-from vaelab.config.train import TrainConfig
+from vaelab.config.train_config import TrainConfig
 
 # reports/<variant>/ sits beside these stage outputs, so variants may not take their names.
 RESERVED_VARIANT_NAMES = frozenset({"compare", "chain", "pr"})

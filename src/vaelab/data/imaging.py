@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from vaelab.config.data import CropConfig, Resample
+from vaelab.config.data_config import CropConfig, Resample
 from vaelab.errors import UserError
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from vaelab.config import Params
-from vaelab.config.data import DataConfig
+from vaelab.config.data_config import DataConfig
 from vaelab.data.datasets import DATASETS
 from vaelab.data.datasets.catalog import Catalog
 from vaelab.data.imaging import ImageSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from vaelab.config.data import DownloadConfig
+from vaelab.config.data_config import DownloadConfig
 from vaelab.data.fetch import DownloadError, check_md5, fetch_url
 from vaelab.errors import UserError
 

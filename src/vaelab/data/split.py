@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaelab.config.data import SplitConfig
+from vaelab.config.data_config import SplitConfig
 from vaelab.errors import UserError
 
 SPLITS = ("train", "val", "test")

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from vaelab.config import Params
-from vaelab.config.evaluate import EvaluateConfig
+from vaelab.config.evaluate_config import EvaluateConfig
 from vaelab.data.prepared_data import PreparedData, load_prepared
 from vaelab.errors import UserError
 from vaelab.evaluate.forward_pass import (

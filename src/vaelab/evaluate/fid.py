@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vaelab.config.evaluate import InceptionConfig
+from vaelab.config.evaluate_config import InceptionConfig
 from vaelab.errors import UserError
 from vaelab.evaluate.aggregate import Replicate, combine
 from vaelab.evaluate.context import Context

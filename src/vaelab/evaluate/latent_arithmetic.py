@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from vaelab.config.evaluate import ArithmeticConfig, parse_expression
+from vaelab.config.evaluate_config import ArithmeticConfig, parse_expression
 from vaelab.models import Autoencoder
 from vaelab.models.inference import decode_all, encode_all
 

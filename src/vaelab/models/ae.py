@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from torch import Tensor, nn
 
-from vaelab.config.models import AccordionConfig, AeConvConfig, AePoolConfig, Trunk
+from vaelab.config.model_config import AccordionConfig, AeConvConfig, AePoolConfig, Trunk
 from vaelab.models.interface import Autoencoder
 from vaelab.models.layers import (
     SameConv2d,

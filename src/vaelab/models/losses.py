@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vaelab.config.models import DecoderSigma, ReconLoss
+from vaelab.config.model_config import DecoderSigma, ReconLoss
 from vaelab.config.penalties import DecoderReg
 
 # The soft lower bound of a learned or optimal log σ (the σ-VAE's): a decoder that

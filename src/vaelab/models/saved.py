@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationError, model_validator
 
-from vaelab.config.data import DataConfig
-from vaelab.config.models import ModelConfig
+from vaelab.config.data_config import DataConfig
+from vaelab.config.model_config import ModelConfig
 from vaelab.config.section import Section
-from vaelab.config.train import TrainConfig
+from vaelab.config.train_config import TrainConfig
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.hashing import md5sum

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from vaelab.config.models import (
+from vaelab.config.model_config import (
     BatchNormPlacement,
     DecoderUpsample,
     Trunk,

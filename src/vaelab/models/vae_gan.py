@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from vaelab.config.models import VaeGanConfig
+from vaelab.config.model_config import VaeGanConfig
 from vaelab.models.layers import SameConv2d
 from vaelab.models.losses import LossSettings
 from vaelab.models.vae import ConvTrunk, ConvVAE, conv_trunk

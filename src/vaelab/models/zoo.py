@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vaelab.models.losses import LossSettings
 
 if TYPE_CHECKING:
-    from vaelab.config.models import AnyModelConfig
+    from vaelab.config.model_config import AnyModelConfig
     from vaelab.models.interface import Autoencoder
 
 Builder = Callable[..., "Autoencoder"]

@@ -66,7 +66,7 @@ def open_model(ref: str) -> VariantModel:
 def _load_mlflow_model(ref: str) -> VariantModel:
     from mlflow.exceptions import MlflowException
 
-    from vaelab.config.registry import RegistryConfig
+    from vaelab.config.registry_config import RegistryConfig
     from vaelab.registry.pyfunc import VariantModel, vet_model_folder
     from vaelab.tracking import tracking_uri
     from vaelab.tracking_http import bounded_mlflow_http, display_uri, quiet_mlflow_env

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vaelab.config.data import CropConfig
+from vaelab.config.data_config import CropConfig
 from vaelab.config.evaluated_on import EVALUATED_ON, settings_changing
-from vaelab.config.registry import RegistryConfig
+from vaelab.config.registry_config import RegistryConfig
 from vaelab.errors import UserError
 from vaelab.io.json_files import flatten, read_json
 from vaelab.io.metric_files import metric_files

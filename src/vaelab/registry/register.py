@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from vaelab.config import Params
-from vaelab.config.registry import RegistryConfig
+from vaelab.config.registry_config import RegistryConfig
 from vaelab.io.json_files import flatten, write_json
 from vaelab.models.saved import config_file, load_trained, weights_file
 from vaelab.registry.champion import (

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from vaelab.config.train import TrainConfig
+from vaelab.config.train_config import TrainConfig
 from vaelab.errors import UserError
 from vaelab.models.vae_gan import VaeGan
 from vaelab.runtime import Runtime

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vaelab.config.registry import RegistryConfig
+from vaelab.config.registry_config import RegistryConfig
 from vaelab.errors import UserError
 from vaelab.tracking import experiment_id, tracking_uri
 from vaelab.tracking_http import bounded_mlflow_http, connect, display_uri, one_try

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from vaelab.config import Params
-from vaelab.config.train import TrainConfig
+from vaelab.config.train_config import TrainConfig
 from vaelab.data.prepared_data import load_split, read_fingerprint
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_file

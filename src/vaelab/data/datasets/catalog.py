@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from vaelab.config.data import DataConfig
+from vaelab.config.data_config import DataConfig
 
 # An image to prepare: a file to decode, or pixels already in memory.
 ImageSource = str | np.ndarray

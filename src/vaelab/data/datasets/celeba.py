@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vaelab.config.data import DataConfig
+from vaelab.config.data_config import DataConfig
 from vaelab.data.archive import extract_zip
 from vaelab.data.datasets.catalog import Catalog, DownloadReport
 from vaelab.data.fetch import DownloadError, check_md5

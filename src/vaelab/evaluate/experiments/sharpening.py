@@ -6,7 +6,7 @@ import numpy as np
 from torch import Tensor
 
 from vaelab import figures
-from vaelab.config.evaluate import SharpenConfig
+from vaelab.config.evaluate_config import SharpenConfig
 from vaelab.evaluate.context import Context
 from vaelab.evaluate.experiments.reconstruction import PSNR_CAP_DB
 from vaelab.evaluate.result import Result, key_segment, means
