@@ -1,4 +1,5 @@
-"""The model zoo: one :class:`Autoencoder` interface, an ``arch`` → builder table (:mod:`.zoo`), summaries.
+"""The model zoo: one :class:`Autoencoder` interface, an ``arch`` → builder table
+(:mod:`.zoo`), summaries.
 
 Importing the package registers every architecture (``ae``, ``vae``, ``vae_gan`` modules), so
 ``build_model(config, image_size=..., channels=...)`` works for any ``models:`` entry.

@@ -9,6 +9,7 @@ All convs are 3×3. Sizes in the comments are for a 128×128 input; any size wor
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -66,7 +67,8 @@ class PoolingAutoencoder(Autoencoder):
         return {"z": self.encoder(x)}
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
+        logits: Tensor = self.decoder(z)
+        return logits
 
 
 class SpatialCodeConvAE(Autoencoder):
@@ -118,7 +120,8 @@ class SpatialCodeConvAE(Autoencoder):
         return {"z": self.encoder(x)}
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
+        logits: Tensor = self.decoder(z)
+        return logits
 
 
 class AccordionAutoencoder(Autoencoder):
@@ -160,13 +163,19 @@ class AccordionAutoencoder(Autoencoder):
         )
         self.folds = nn.ModuleList(fold_list)
 
+    @property
+    def last_fold(self) -> SpatialCodeConvAE:
+        """The fold whose bottleneck is the accordion's code."""
+        # A ModuleList's items are typed as plain Modules; every fold is a SpatialCodeConvAE.
+        return cast(SpatialCodeConvAE, self.folds[-1])
+
     def encode(self, x: Tensor) -> dict[str, Tensor]:
         for fold in self.folds[:-1]:
             x = fold(x)["recon"]
-        return self.folds[-1].encode(x)
+        return self.last_fold.encode(x)
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        return self.folds[-1].decode_logits(z)
+        return self.last_fold.decode_logits(z)
 
 
 @register("ae_pool")

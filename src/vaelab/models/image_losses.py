@@ -103,7 +103,8 @@ def ms_ssim(recon: Tensor, target: Tensor, window: int, weights: tuple[float, ..
 
 
 def msssim_term(recon: Tensor, target: Tensor) -> Tensor:
-    """``(1 − MS-SSIM) · C·H·W`` per image, ``(B,)``, scales from :func:`msssim_scales`; 0 when equal."""
+    """``(1 − MS-SSIM) · C·H·W`` per image, ``(B,)``, scales from :func:`msssim_scales`;
+    0 when equal."""
     recon, target = recon.float(), target.float()
     with torch.autocast(recon.device.type, enabled=False):
         scales = msssim_scales(min(recon.shape[-2:]))
@@ -117,7 +118,7 @@ def focal_frequency_term(recon: Tensor, target: Tensor, alpha: float) -> Tensor:
     recon, target = recon.float(), target.float()
     with torch.autocast(recon.device.type, enabled=False):
         # The DFT is linear: one transform of the difference.
-        spectrum = torch.fft.fft2(recon - target, norm="ortho")
+        spectrum: Tensor = torch.fft.fft2(recon - target, norm="ortho")
         distance = spectrum.real.square() + spectrum.imag.square()
         with torch.no_grad():
             focus = distance.sqrt() ** alpha
@@ -129,7 +130,8 @@ def focal_frequency_term(recon: Tensor, target: Tensor, alpha: float) -> Tensor:
 
 
 def image_terms(recon: Tensor, target: Tensor, settings: LossSettings) -> dict[str, Tensor]:
-    """The batch means of the terms whose weight is above 0: ``msssim``, ``ffl``; ``{}`` when both are off."""
+    """The batch means of the terms whose weight is above 0: ``msssim``, ``ffl``; ``{}``
+    when both are off."""
     terms = {}
     if settings.msssim_weight > 0:
         terms["msssim"] = msssim_term(recon, target).mean()
@@ -139,7 +141,8 @@ def image_terms(recon: Tensor, target: Tensor, settings: LossSettings) -> dict[s
 
 
 def add_image_terms(loss: Tensor, terms: dict[str, Tensor], settings: LossSettings) -> Tensor:
-    """``loss`` plus each of :func:`image_terms`' terms times its weight; ``loss`` itself when they are off."""
+    """``loss`` plus each of :func:`image_terms`' terms times its weight; ``loss`` itself
+    when they are off."""
     for name, weight in (("msssim", settings.msssim_weight), ("ffl", settings.ffl_weight)):
         if name in terms:
             loss = loss + weight * terms[name]

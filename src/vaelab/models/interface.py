@@ -89,7 +89,8 @@ class Autoencoder(nn.Module, ABC):
         return torch.sigmoid(self.decode_logits(z))
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """``(B, C, H, W)`` → ``{"z", "logits", "recon"}``; logits and recon are ``(B, C, H, W)``."""
+        """``(B, C, H, W)`` → ``{"z", "logits", "recon"}``; logits and recon are
+        ``(B, C, H, W)``."""
         codes = self.encode(x)
         logits = self.decode_logits(codes["z"])
         return {**codes, "logits": logits, "recon": torch.sigmoid(logits)}
@@ -199,7 +200,8 @@ class VariationalAutoencoder(Autoencoder):
         return {"mu": mu, "logvar": logvar, "z": mu}
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
+        logits: Tensor = self.decoder(z)
+        return logits
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """``(B, C, H, W)`` → ``{"mu", "logvar", "z", "logits", "recon"}``.

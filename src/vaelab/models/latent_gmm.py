@@ -15,10 +15,14 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from vaelab.models.interface import Autoencoder
 
 log = logging.getLogger("vaelab.gmm")
 
@@ -36,15 +40,16 @@ class LatentGMM:
 
     def __post_init__(self) -> None:
         k, d = self.means.shape if self.means.ndim == 2 else (-1, -1)
+        tensors = (self.weights, self.means, self.covariances)
         if (
             self.weights.shape != (k,)
             or self.covariances.shape != (k, d, d)
             or k < 1
-            or any(t.dtype != torch.float64 for t in (self.weights, self.means, self.covariances))
+            or any(t.dtype != torch.float64 for t in tensors)
         ):
             raise ValueError(
-                f"a latent GMM is float64 weights (K,), means (K, D) and covariances (K, D, D); got "
-                f"{[(tuple(t.shape), str(t.dtype)) for t in (self.weights, self.means, self.covariances)]}"
+                "a latent GMM is float64 weights (K,), means (K, D) and covariances (K, D, D); got "
+                f"{[(tuple(t.shape), str(t.dtype)) for t in tensors]}"
             )
         if not torch.all(self.weights >= 0) or abs(float(self.weights.sum()) - 1.0) > 1e-6:
             raise ValueError(
@@ -126,7 +131,7 @@ def fit_latent_gmm(codes: np.ndarray, components: int, seed: int) -> LatentGMM:
 
 @torch.no_grad()
 def sample_images(
-    model: torch.nn.Module, gmm: LatentGMM, n: int, generator: torch.Generator | None = None
+    model: Autoencoder, gmm: LatentGMM, n: int, generator: torch.Generator | None = None
 ) -> Tensor:
     """Decode ``n`` draws of ``gmm``: ``(n, C, H, W)`` images in [0, 1] on the model's device, no
     gradients (the mixture's counterpart of :meth:`Autoencoder.sample`)."""

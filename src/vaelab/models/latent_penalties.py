@@ -40,7 +40,8 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
 
 
 def imq_kernel(x: Tensor, y: Tensor, scale: float) -> Tensor:
-    """The inverse multiquadratic kernel ``C / (C + ‖x_i − y_j‖²)`` with ``C = scale``: ``(n, m)``."""
+    """The inverse multiquadratic kernel ``C / (C + ‖x_i − y_j‖²)`` with ``C = scale``:
+    ``(n, m)``."""
     return scale / (scale + squared_distances(x, y))
 
 

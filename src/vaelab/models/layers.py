@@ -60,7 +60,8 @@ class SameConv2d(nn.Conv2d):
 def transposed_conv_to(
     in_channels: int, out_channels: int, kernel_size: int, stride: int, in_size: int, out_size: int
 ) -> nn.ConvTranspose2d:
-    """A transposed conv that maps ``(B, in, in_size, in_size)`` to exactly ``(B, out, out_size, out_size)``.
+    """A transposed conv that maps ``(B, in, in_size, in_size)`` to exactly
+    ``(B, out, out_size, out_size)``.
 
     With odd ``kernel_size`` and ``padding = (k - 1) / 2`` the natural output is
     ``(n - 1) * s + 1``; ``output_padding`` (0 .. s-1) adds the rest, so every size
@@ -90,7 +91,8 @@ def transposed_conv_to(
 
 
 class UpsampleTo(nn.Module):
-    """Nearest-neighbour ×``scale`` upsampling cropped to ``size``: ``(B, C, n, n) -> (B, C, size, size)``.
+    """Nearest-neighbour ×``scale`` upsampling cropped to ``size``:
+    ``(B, C, n, n) -> (B, C, size, size)``.
 
     The inverse of a ceil-mode pool or 'same' stride-2 conv: those padded the odd pixel
     at the bottom/right, so the surplus row and column are dropped from there.
@@ -142,7 +144,8 @@ class ResidualBlock(nn.Module):
         self.residual = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.residual(x)
+        residual: Tensor = self.residual(x)
+        return x + residual
 
 
 def residual_blocks(
@@ -159,7 +162,8 @@ def residual_blocks(
 
 
 def gaussian_sample(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Reparameterisation trick: ``mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``, shape of ``mu``.
+    """Reparameterisation trick: ``mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``,
+    shape of ``mu``.
 
     Written this way the sample is a differentiable function of ``mu`` and ``logvar``.
     ``generator`` makes the draw reproducible; it may live on the CPU while ``mu`` is on an

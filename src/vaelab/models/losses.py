@@ -100,7 +100,8 @@ def gaussian_nll(mean: Tensor, target: Tensor, log_sigma: Tensor) -> Tensor:
 
 
 def softclip(value: Tensor, low: float) -> Tensor:
-    """``low + softplus(value − low)``: above ``low`` everywhere, ≈ ``value`` well above it (the σ-VAE's)."""
+    """``low + softplus(value − low)``: above ``low`` everywhere, ≈ ``value`` well above it
+    (the σ-VAE's)."""
     return low + F.softplus(value - low)
 
 

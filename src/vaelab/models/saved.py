@@ -17,9 +17,10 @@ that may still hold an ``mlflow.json``, which nothing reads.
 
 :func:`save_replicates` writes a variant's folder at once (a killed writer leaves the old
 one), :func:`save_trained` one model's folder; :func:`load_trained` rebuilds a model and
-:func:`resolve` finds the model a variant folder stands for (its first seed). Everything else (evaluate, the registry, the
-pyfunc, the CLI, the tests) goes through these functions; Pythae's ``save`` /
-``load_from_folder`` and diffusers' ``save_pretrained`` / ``from_pretrained`` are the pattern.
+:func:`resolve` finds the model a variant folder stands for (its first seed). Everything else
+(evaluate, the registry, the pyfunc, the CLI, the tests) goes through these functions; Pythae's
+``save`` / ``load_from_folder`` and diffusers' ``save_pretrained`` / ``from_pretrained`` are the
+pattern.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def resolve(folder: Path) -> Path:
     found = replicates(folder)
     if not found:
         raise UserError(
-            f"{folder}: holds no trained vaelab model (no {WEIGHTS_FILE} + {CONFIG_FILE}, no seed<k>/)"
+            f"{folder}: holds no trained vaelab model "
+            f"(no {WEIGHTS_FILE} + {CONFIG_FILE}, no seed<k>/)"
         )
     return found[0][1]
 
@@ -147,7 +149,8 @@ def weights_md5(folder: Path) -> str:
 
 @dataclass(frozen=True)
 class Trained:
-    """One trained model as it is saved: weights, config and, when one was fitted, its ex-post GMM."""
+    """One trained model as it is saved: weights, config and, when one was fitted, its
+    ex-post GMM."""
 
     model: torch.nn.Module
     config: SavedConfig
@@ -157,13 +160,15 @@ class Trained:
 def save_trained(
     folder: Path, model: torch.nn.Module, config: SavedConfig, gmm: LatentGMM | None = None
 ) -> None:
-    """Write one model's ``folder`` (weights on the CPU, config.json, the GMM if any) in one rename."""
+    """Write one model's ``folder`` (weights on the CPU, config.json, the GMM if any) in one
+    rename."""
     with atomic_directory(folder) as staging:
         _write_model(staging, Trained(model, config, gmm))
 
 
 def save_replicates(variant_folder: Path, trained: list[Trained]) -> None:
-    """Write ``models/<variant>/`` with one ``seed<k>/`` per model, replacing the old folder in one rename."""
+    """Write ``models/<variant>/`` with one ``seed<k>/`` per model, replacing the old folder
+    in one rename."""
     with atomic_directory(variant_folder) as staging:
         for item in trained:
             folder = replicate_folder(staging, item.config.seed)
@@ -233,10 +238,12 @@ def _problems(err: json.JSONDecodeError | ValidationError) -> str:
 
 
 def check_fits(config: SavedConfig, images: np.ndarray, where: str) -> None:
-    """The model was trained on images of this size and channel count, or a UserError says to retrain."""
+    """The model was trained on images of this size and channel count, or a UserError says to
+    retrain."""
     trained = (config.image_size, config.image_size, config.channels)
     if tuple(images.shape[1:]) != trained:
         raise UserError(
-            f"{where}: trained on {trained[0]}x{trained[1]}x{trained[2]} images but the prepared data is "
-            f"{'x'.join(map(str, images.shape[1:]))}; retrain it (`dvc repro`)"
+            f"{where}: trained on {trained[0]}x{trained[1]}x{trained[2]} images "
+            f"but the prepared data is {'x'.join(map(str, images.shape[1:]))}; "
+            "retrain it (`dvc repro`)"
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -59,7 +60,8 @@ def _running_stats(module: nn.Module, recurse: bool) -> int:
 
 
 def count_params(module: nn.Module) -> ParamCounts:
-    """Trainable parameters, and non-trainable ones (frozen parameters + batch-norm running statistics)."""
+    """Trainable parameters, and non-trainable ones (frozen parameters + batch-norm running
+    statistics)."""
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
     return ParamCounts(
@@ -178,12 +180,12 @@ def summarize(
             if not model.is_variational:
                 rows = _trace(model, lambda: model(x), namer)
                 return _table(name, "input_1", _shape(x), rows, count_params(model))
-            encoder, decoder = model.encoder, model.decoder
+            encoder, decoder = model.get_submodule("encoder"), model.get_submodule("decoder")
             z = torch.zeros(1, *model.latent_shape, device=reference.device, dtype=reference.dtype)
             encoder_rows = _trace(encoder, lambda: encoder(x), namer)
             decoder_rows = _trace(decoder, lambda: decoder(z), namer)
             others = {
-                child_name: (child, _trace(child, lambda child=child: child(x), namer))
+                child_name: (child, _trace(child, partial(child, x), namer))
                 for child_name, child in model.named_children()
                 if child_name not in ("encoder", "decoder")
             }

@@ -81,7 +81,8 @@ class VectorCodeConvAE(Autoencoder):
         return {"z": self.encoder(x)}
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        return self.decoder(z)
+        logits: Tensor = self.decoder(z)
+        return logits
 
     def loss(self, x: Tensor, outputs: dict[str, Tensor], *, epoch: int = 0) -> dict[str, Tensor]:
         """The autoencoder's terms plus the latent penalties its entry turns on (WAE-MMD's
@@ -106,7 +107,8 @@ class VectorCodeConvAE(Autoencoder):
 
 
 class ConvTrunk:
-    """The layers :class:`ConvVAE` and :class:`VectorCodeConvAE` share, built from one ``vae_conv`` entry."""
+    """The layers :class:`ConvVAE` and :class:`VectorCodeConvAE` share, built from one
+    ``vae_conv`` entry."""
 
     def __init__(
         self,
@@ -138,7 +140,8 @@ class ConvTrunk:
         return same_sizes(image_size, [2] * len(self.filters))
 
     def encoder_body(self, image_size: int, channels: int) -> tuple[nn.Module, int]:
-        """The strided convs and the flatten: ``(B, C, n, n) -> (B, features)``, and ``features``."""
+        """The strided convs and the flatten: ``(B, C, n, n) -> (B, features)``, and
+        ``features``."""
         size = self._sizes(image_size)[-1]
         body: list[nn.Module] = []
         in_maps = channels

@@ -26,7 +26,8 @@ the model's step, on the step's reconstructions and prior samples, detached): La
 One loss trains encoder and decoder together, as most VAE-GAN code does; Larsen kept the
 adversarial term out of the encoder's gradient and weighted the decoder's feature term by a γ.
 The discriminator is a submodule, so ``model.pt`` and the checkpoint carry its weights and a
-saved model loads strictly; serving (``forward``, ``encode``, ``decode``, ``sample``) never calls it.
+saved model loads strictly; serving (``forward``, ``encode``, ``decode``, ``sample``) never
+calls it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class AdversarialSettings:
 
 
 class PatchDiscriminator(nn.Module):
-    """``(B, C, n, n)`` images → ``(B, 1, m, m)`` patch logits and the ``feature_layer``-th conv's maps."""
+    """``(B, C, n, n)`` images → ``(B, 1, m, m)`` patch logits and the ``feature_layer``-th
+    conv's maps."""
 
     def __init__(self, channels: int, widths: Sequence[int], feature_layer: int) -> None:
         super().__init__()
@@ -141,7 +143,8 @@ class VaeGan(ConvVAE):
         return [p for p in self.parameters() if id(p) not in judged]
 
     def discriminator_optimizer(self, lr: float) -> torch.optim.Adam:
-        """The discriminator's Adam: ``discriminator_lr`` (else ``lr``, the model's) and DCGAN's betas."""
+        """The discriminator's Adam: ``discriminator_lr`` (else ``lr``, the model's) and
+        DCGAN's betas."""
         own = self.adversarial.discriminator_lr
         return torch.optim.Adam(
             self.discriminator.parameters(),
@@ -152,7 +155,8 @@ class VaeGan(ConvVAE):
     def _judged_frozen(self, images: Tensor) -> tuple[Tensor, Tensor]:
         # The discriminator with its weights as constants: the gradient reaches the images only.
         weights = {name: value.detach() for name, value in self.discriminator.named_parameters()}
-        return functional_call(self.discriminator, weights, (images,))
+        judged: tuple[Tensor, Tensor] = functional_call(self.discriminator, weights, (images,))
+        return judged
 
     def loss(self, x: Tensor, outputs: dict[str, Tensor], *, epoch: int = 0) -> dict[str, Tensor]:
         """The ELBO's terms (:meth:`VariationalAutoencoder.loss`) plus ``feature``,

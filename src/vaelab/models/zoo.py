@@ -39,7 +39,8 @@ def register(name: str) -> Callable[[BuilderT], BuilderT]:
 
 
 def build_model(config: AnyModelConfig, *, image_size: int, channels: int) -> Autoencoder:
-    """Build the model a ``models:`` entry describes, for ``channels``×``image_size``×``image_size`` images."""
+    """Build the model a ``models:`` entry describes, for
+    ``channels``×``image_size``×``image_size`` images."""
     try:
         builder = ARCHITECTURES[config.arch]
     except KeyError:

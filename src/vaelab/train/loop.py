@@ -1,4 +1,5 @@
-"""The training loop: one function to read top to bottom (nanoGPT's train.py in spirit)."""
+"""The training loop: :func:`train_model` reads top to bottom (nanoGPT's train.py in spirit);
+its set-up, one epoch of steps and the end of an epoch are the helpers below it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.distributed as dist
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from vaelab.config.train_config import TrainConfig
 from vaelab.errors import UserError
+from vaelab.models.interface import Autoencoder
 from vaelab.models.vae_gan import VaeGan
 from vaelab.runtime import Runtime
 from vaelab.train.batches import Batches
@@ -74,6 +76,76 @@ def train_model(
     # The resumable state: the bare model, its optimisers, counters, history, RNG. A VAE-GAN's
     # model optimiser steps all but its discriminator, which has its own ("discriminator").
     core = unwrap(model)
+    state = TrainState(model=core, optimizers=make_optimizers(model, core, cfg.lr))
+    resumed_from = resume(state, checkpoint_path, config_hash, cfg.epochs)
+    checkpoints = Checkpoints(checkpoint_path, state, config_hash, is_writer)
+
+    if run is not None:
+        # The checkpoint's MLflow run goes on: one training, one run. A new run gets the epochs
+        # so far, and its id is saved at once: a training killed before its next checkpoint
+        # continues it.
+        previous, state.run_id = state.run_id, run.begin(state.run_id, state.history)
+        if state.run_id != previous:
+            checkpoints.save()
+
+    sync_every = SYNC_EVERY.get(runtime.device.type, 1)
+    autocast = autocast_context(runtime)
+    training = Training(model, core, state, cfg, autocast, sync_every, checkpoints)
+
+    while state.epoch < cfg.epochs:
+        # One epoch of steps, from the batch a resumed run had reached.
+        model.train()
+        started = time.perf_counter()
+        images_seen = train_epoch(training, train_batches, started, progress)
+        # The epoch's row: train and validation means, throughput; then a checkpoint at the
+        # boundary when the last is checkpoint_seconds old, and always after the last epoch.
+        end_epoch(training, val_batches, images_seen, started, run)
+
+    return TrainResult(history=state.history, steps=state.step, resumed_from=resumed_from)
+
+
+class Checkpoints:
+    """The writer's checkpoints of a training's state, and when the last one was saved."""
+
+    def __init__(self, path: Path, state: TrainState, config_hash: str, is_writer: bool) -> None:
+        self.path, self.state, self.config_hash = path, state, config_hash
+        self.is_writer = is_writer
+        self.saved_at = time.monotonic()
+
+    def save(self) -> None:
+        """Save the state now (the writer only; the other ranks do nothing)."""
+        if self.is_writer:
+            save_checkpoint(self.path, self.state, self.config_hash)
+            self.saved_at = time.monotonic()
+
+    def age(self) -> float:
+        """Seconds since the last save (or since the training started)."""
+        return time.monotonic() - self.saved_at
+
+
+@dataclass
+class Training:
+    """What the steps and the epoch ends of one training share."""
+
+    model: torch.nn.Module  # what is called: the model, or its DDP / compiled wrapper
+    core: Autoencoder  # the bare model: its loss, and the state's model
+    state: TrainState
+    cfg: TrainConfig
+    autocast: Any  # the forward's and loss's autocast context, or a null one
+    sync_every: int  # steps between bringing losses to the host
+    checkpoints: Checkpoints
+
+    @property
+    def gan(self) -> VaeGan | None:
+        """The model when it is a VAE-GAN, whose discriminator is stepped after the model."""
+        return self.core if isinstance(self.core, VaeGan) else None
+
+
+def make_optimizers(
+    model: torch.nn.Module, core: Autoencoder, lr: float
+) -> dict[str, torch.optim.Optimizer]:
+    """The model's Adam ("model") and, for a VAE-GAN, its discriminator's ("discriminator"):
+    the model's then steps all but the discriminator."""
     gan = core if isinstance(core, VaeGan) else None
     if gan is not None and dist.is_initialized():
         raise UserError(
@@ -81,138 +153,144 @@ def train_model(
             "DistributedDataParallel); run it without torchrun"
         )
     optimizer = torch.optim.Adam(
-        model.parameters() if gan is None else gan.generator_parameters(), lr=cfg.lr
+        model.parameters() if gan is None else gan.generator_parameters(), lr=lr
     )
-    optimizers = {"model": optimizer}
+    optimizers: dict[str, torch.optim.Optimizer] = {"model": optimizer}
     if gan is not None:
-        optimizers["discriminator"] = gan.discriminator_optimizer(cfg.lr)
-    state = TrainState(model=core, optimizers=optimizers)
-    resumed_from = None
-    if restore_checkpoint(checkpoint_path, state, config_hash):
-        resumed_from = {"epoch": state.epoch, "batch": state.batch, "step": state.step}
-        if state.epoch >= cfg.epochs:
-            log.info(
-                "the training is complete in %s (%d of %d epochs): nothing to train",
-                checkpoint_path,
-                state.epoch,
-                cfg.epochs,
-            )
-        else:
-            log.info(
-                "resuming from %s at epoch %d, batch %d",
-                checkpoint_path,
-                state.epoch + 1,
-                state.batch,
-            )
+        optimizers["discriminator"] = gan.discriminator_optimizer(lr)
+    return optimizers
 
-    saved_at = time.monotonic()
 
-    def checkpoint() -> None:
-        nonlocal saved_at
-        if is_writer:
-            save_checkpoint(checkpoint_path, state, config_hash)
-            saved_at = time.monotonic()
-
-    if run is not None:
-        # The checkpoint's MLflow run goes on: one training, one run. A new run gets the epochs so
-        # far, and its id is saved at once: a training killed before its next checkpoint continues it.
-        previous, state.run_id = state.run_id, run.begin(state.run_id, state.history)
-        if state.run_id != previous:
-            checkpoint()
-
-    sync_every = SYNC_EVERY.get(runtime.device.type, 1)
-    autocast = autocast_context(runtime)
-
-    while state.epoch < cfg.epochs:
-        # One epoch of steps, from the batch a resumed run had reached.
-        model.train()
-        started, images_seen, pending = time.perf_counter(), 0, []
-        bar = tqdm(
-            total=len(train_batches),
-            initial=state.batch,
-            desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            disable=not progress,
-            leave=False,
-        )
-        for images in train_batches.epoch(state.epoch, state.batch):
-            with autocast:
-                outputs = model(images)
-                terms = core.loss(images, outputs, epoch=state.epoch)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            if gan is not None:
-                # The discriminator's step: real images against this step's reconstructions and
-                # prior samples, detached (the model's loss saw the discriminator frozen).
-                with autocast:
-                    critic_terms = gan.discriminator_loss(images, outputs)
-                optimizers["discriminator"].zero_grad(set_to_none=True)
-                critic_terms["discriminator_loss"].backward()
-                optimizers["discriminator"].step()
-                terms |= critic_terms
-            state.step, state.batch, images_seen = (
-                state.step + 1,
-                state.batch + 1,
-                images_seen + len(images),
-            )
-            pending.append((len(images), {k: v.detach().float() for k, v in terms.items()}))
-
-            # Now and then: losses to the host (NaN check, progress bar), and a checkpoint.
-            at_checkpoint = state.step % cfg.checkpoint_every == 0
-            if len(pending) >= sync_every or at_checkpoint:
-                absorb(pending, state.meter, state.epoch, state.step)
-                bar.set_postfix(
-                    loss=f"{state.meter.mean('loss'):.4g}",
-                    img_s=f"{images_seen / (time.perf_counter() - started):.0f}",
-                )
-            if at_checkpoint:
-                checkpoint()
-            bar.update(1)
-        absorb(pending, state.meter, state.epoch, state.step)
-        bar.close()
-
-        # The epoch's row: train and validation means, throughput; then a checkpoint at the
-        # boundary when the last is checkpoint_seconds old, and always after the last epoch.
-        train_means = state.meter.means()
-        val_means = evaluate_loss(model, core, val_batches, state.epoch, autocast)
-        seconds = time.perf_counter() - started
-        row = {
-            "epoch": state.epoch + 1,
-            "step": state.step,
-            **{f"train_{k}": v for k, v in train_means.items()},
-        }
-        row |= {f"val_{k}": v for k, v in val_means.items()}
-        row["images_per_second"] = (
-            images_seen * (dist.get_world_size() if dist.is_initialized() else 1) / seconds
-        )
-        row["seconds"] = seconds
-        state.history.append(row)
-        state.epoch, state.batch, state.meter = state.epoch + 1, 0, LossMeter()
-        if state.epoch >= cfg.epochs or time.monotonic() - saved_at >= cfg.checkpoint_seconds:
-            checkpoint()
-
-        # Report it.
-        if run is not None:
-            run.log_epoch(row)
+def resume(state: TrainState, path: Path, config_hash: str, epochs: int) -> dict[str, int] | None:
+    """Load the checkpoint at ``path`` into ``state`` when it was made with ``config_hash``:
+    the epoch, batch and step it resumes from; None when it starts afresh."""
+    if not restore_checkpoint(path, state, config_hash):
+        return None
+    resumed_from = {"epoch": state.epoch, "batch": state.batch, "step": state.step}
+    if state.epoch >= epochs:
         log.info(
-            "epoch %d/%d: train loss %.5g, val loss %.5g, %.0f images/s",
+            "the training is complete in %s (%d of %d epochs): nothing to train",
+            path,
             state.epoch,
-            cfg.epochs,
-            train_means["loss"],
-            val_means["loss"],
-            row["images_per_second"],
+            epochs,
         )
+    else:
+        log.info("resuming from %s at epoch %d, batch %d", path, state.epoch + 1, state.batch)
+    return resumed_from
 
-    return TrainResult(history=state.history, steps=state.step, resumed_from=resumed_from)
+
+def train_epoch(training: Training, batches: Batches, started: float, progress: bool) -> int:
+    """The steps of the epoch in progress, from the batch it had reached, with a checkpoint
+    every ``checkpoint_every`` steps; its loss terms go to the state's meter. The images
+    stepped."""
+    state, cfg = training.state, training.cfg
+    images_seen, pending = 0, []
+    bar = tqdm(
+        total=len(batches),
+        initial=state.batch,
+        desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    )
+    for images in batches.epoch(state.epoch, state.batch):
+        terms = step(training, images)
+        state.step, state.batch, images_seen = (
+            state.step + 1,
+            state.batch + 1,
+            images_seen + len(images),
+        )
+        pending.append((len(images), {k: v.detach().float() for k, v in terms.items()}))
+
+        # Now and then: losses to the host (NaN check, progress bar), and a checkpoint.
+        at_checkpoint = state.step % cfg.checkpoint_every == 0
+        if len(pending) >= training.sync_every or at_checkpoint:
+            absorb(pending, state.meter, state.epoch, state.step)
+            bar.set_postfix(
+                loss=f"{state.meter.mean('loss'):.4g}",
+                img_s=f"{images_seen / (time.perf_counter() - started):.0f}",
+            )
+        if at_checkpoint:
+            training.checkpoints.save()
+        bar.update(1)
+    absorb(pending, state.meter, state.epoch, state.step)
+    bar.close()
+    return images_seen
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def step(training: Training, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One step on a batch: the model's optimiser, then a VAE-GAN's discriminator's. The
+    batch's loss terms, still on the device."""
+    state, gan, autocast = training.state, training.gan, training.autocast
+    with autocast:
+        outputs = training.model(images)
+        terms = training.core.loss(images, outputs, epoch=state.epoch)
+    optimizer = state.optimizers["model"]
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+    optimizer.step()
+    if gan is not None:
+        # The discriminator's step: real images against this step's reconstructions and
+        # prior samples, detached (the model's loss saw the discriminator frozen).
+        with autocast:
+            critic_terms = gan.discriminator_loss(images, outputs)
+        state.optimizers["discriminator"].zero_grad(set_to_none=True)
+        critic_terms["discriminator_loss"].backward()  # type: ignore[no-untyped-call]  # as above
+        state.optimizers["discriminator"].step()
+        terms |= critic_terms
+    return terms
+
+
+def end_epoch(
+    training: Training,
+    val_batches: Batches,
+    images_seen: int,
+    started: float,
+    run: TrainRun | None,
+) -> None:
+    """Close the epoch in progress: its row (train and validation means, throughput) in the
+    history, a checkpoint when one is due, and the row to ``run`` and the log."""
+    state, cfg = training.state, training.cfg
+    train_means = state.meter.means()
+    val_means = evaluate_loss(
+        training.model, training.core, val_batches, state.epoch, training.autocast
+    )
+    seconds = time.perf_counter() - started
+    row = {
+        "epoch": state.epoch + 1,
+        "step": state.step,
+        **{f"train_{k}": v for k, v in train_means.items()},
+    }
+    row |= {f"val_{k}": v for k, v in val_means.items()}
+    row["images_per_second"] = (
+        images_seen * (dist.get_world_size() if dist.is_initialized() else 1) / seconds
+    )
+    row["seconds"] = seconds
+    state.history.append(row)
+    state.epoch, state.batch, state.meter = state.epoch + 1, 0, LossMeter()
+    if state.epoch >= cfg.epochs or training.checkpoints.age() >= cfg.checkpoint_seconds:
+        training.checkpoints.save()
+
+    # Report it.
+    if run is not None:
+        run.log_epoch(row)
+    log.info(
+        "epoch %d/%d: train loss %.5g, val loss %.5g, %.0f images/s",
+        state.epoch,
+        cfg.epochs,
+        train_means["loss"],
+        val_means["loss"],
+        row["images_per_second"],
+    )
+
+
+def unwrap(model: torch.nn.Module) -> Autoencoder:
     """The bare module under torch.compile and DistributedDataParallel wrappers."""
     core = getattr(model, "_orig_mod", model)
     if isinstance(core, torch.nn.parallel.DistributedDataParallel):
         core = core.module
-    return core
+    # Typed as the Autoencoder it is in vaelab; the loop asks of it only ``loss``.
+    return cast(Autoencoder, core)
 
 
 def autocast_context(runtime: Runtime) -> Any:
@@ -241,7 +319,7 @@ def absorb(pending: Pending, meter: LossMeter, epoch: int, step: int) -> None:
 
 @torch.no_grad()
 def evaluate_loss(
-    model: torch.nn.Module, core: torch.nn.Module, batches: Batches, epoch: int, autocast: Any
+    model: torch.nn.Module, core: Autoencoder, batches: Batches, epoch: int, autocast: Any
 ) -> dict[str, float]:
     """Mean loss terms over ``batches`` with the model in eval mode (a VAE-GAN's discriminator
     terms too, on the reconstructions: eval mode decodes no prior samples)."""

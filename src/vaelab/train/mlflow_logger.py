@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vaelab.config.registry_config import RegistryConfig
 from vaelab.errors import UserError
@@ -42,7 +42,8 @@ log = logging.getLogger("vaelab.train")
 
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 
-# A row of the loop's history: {"epoch": 1, "step": 5, "train_loss": ..., ...}; the epoch is the step.
+# A row of the loop's history: {"epoch": 1, "step": 5, "train_loss": ..., ...}; the epoch is
+# the step.
 Row = dict[str, float]
 
 
@@ -57,7 +58,7 @@ class Tracking:
     failure: str | None = None  # what failed first since the store last answered
     retried: bool = False  # the one bounded attempt after that failure is spent
 
-    def attempt(self, what: str, action: Callable[[], None], *, patient: bool = False) -> bool:
+    def attempt(self, what: str, action: Callable[[], object], *, patient: bool = False) -> bool:
         """Run ``action`` (MLflow requests) with bounded HTTP; whether it succeeded.
 
         A quick attempt is one try of at most ``registry.timeout``; a patient one has
@@ -76,8 +77,9 @@ class Tracking:
         except MlflowException as err:
             if self.failure is None:
                 log.warning(
-                    "MLflow tracking store %s failed while %s (%s). Training goes on without it: nothing more is "
-                    "sent until one last try at the end of this training, and the metrics are kept for it",
+                    "MLflow tracking store %s failed while %s (%s). Training goes on without it: "
+                    "nothing more is sent until one last try at the end of this training, and the "
+                    "metrics are kept for it",
                     display_uri(self.uri),
                     what,
                     err.message,
@@ -102,8 +104,8 @@ def open_tracking(cfg: RegistryConfig) -> Iterator[Tracking]:
             exp_id = experiment_id(client, uri)
         except MlflowException as err:
             raise UserError(
-                f"MLflow tracking store {display_uri(uri)} (MLFLOW_TRACKING_URI): cannot find or create the "
-                f"experiment: {err.message}"
+                f"MLflow tracking store {display_uri(uri)} (MLFLOW_TRACKING_URI): "
+                f"cannot find or create the experiment: {err.message}"
             ) from err
         yield Tracking(client, uri, exp_id, cfg)
 
@@ -132,19 +134,18 @@ class TrainRun:
     run_id: str | None = None
     status: str | None = None  # the run's status as last seen or set
     trained: int = 0  # epochs trained so far
-    pending: list[tuple[int, Row]] = field(
-        default_factory=list
-    )  # (ms timestamp, row) not known to be sent
-    checked: bool = (
-        True  # whether the epochs the run holds are known (else it is asked before sending)
-    )
+    # (ms timestamp, row) not known to be sent
+    pending: list[tuple[int, Row]] = field(default_factory=list)
+    # whether the epochs the run holds are known (else it is asked before sending)
+    checked: bool = True
     opened: bool = False  # the run exists, with its params
     complete: bool = False  # every epoch sent and the run ended
     sent_at: float = float("-inf")  # time.monotonic() of the last send of epochs (SEND_EVERY)
 
     def begin(self, run_id: str | None, history: list[Row]) -> str | None:
-        """Before the first step: continue the checkpoint's run ``run_id`` (None: create one) and
-        send it the epochs of ``history`` it lacks. The run's id; ``run_id`` when the store failed."""
+        """Before the first step: continue the checkpoint's run ``run_id`` (None: create one)
+        and send it the epochs of ``history`` it lacks. The run's id; ``run_id`` when the store
+        failed."""
         self.run_id, self.trained, self.checked = run_id, len(history), run_id is None
         self.pending = [(_now_ms(), row) for row in history]
         self.tracking.attempt(f"starting the run {self.name}", self._sync)
@@ -205,7 +206,8 @@ class TrainRun:
             patient=True,
         ):
             log.warning(
-                "MLflow run %s (%s) has no %s tag: `register` will not find it. Once %s answers, %s adds it.",
+                "MLflow run %s (%s) has no %s tag: `register` will not find it. "
+                "Once %s answers, %s adds it.",
                 run_id,
                 self.name,
                 key,
@@ -215,6 +217,11 @@ class TrainRun:
 
     # ------------------------------------------------------------------ MLflow requests
 
+    @property
+    def _id(self) -> str:
+        """The run's id, once it has one (the requests below are made after :meth:`_open`)."""
+        return cast(str, self.run_id)
+
     def _sync(self, status: str | None = None) -> None:
         """Create the run if it is not there yet, send what is pending, mark it ``status``."""
         client = self.tracking.client
@@ -222,7 +229,7 @@ class TrainRun:
             self._open()
         self._send()
         if status is not None and status != self.status:
-            client.set_terminated(self.run_id, status)
+            client.set_terminated(self._id, status)
             self.status = status
 
     def _open(self) -> None:
@@ -240,24 +247,24 @@ class TrainRun:
         else:
             self.status = was = run.info.status
             if was != RUNNING and not (was == FINISHED and self.trained >= self.epochs):
-                client.update_run(
-                    self.run_id, status=RUNNING
-                )  # a killed or failed training goes on
+                # A killed or failed training goes on.
+                client.update_run(self._id, status=RUNNING)
                 self.status = RUNNING
             log.info("continuing MLflow run %s (%s), which was %s", self.run_id, self.name, was)
         if not run.data.params:  # also when creating it succeeded and logging its params did not
             client.log_batch(
-                self.run_id, params=[Param(key, str(value)) for key, value in self.params.items()]
+                self._id, params=[Param(key, str(value)) for key, value in self.params.items()]
             )
         self.opened = True
 
     def _existing(self) -> Run | None:
-        """The checkpoint's run, or None when the store does not have it (deleted, or another store)."""
+        """The checkpoint's run, or None when the store does not have it (deleted, or another
+        store)."""
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
         try:
-            run = self.tracking.client.get_run(self.run_id)
+            run = self.tracking.client.get_run(self._id)
         except MlflowException as err:
             if err.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
                 raise
@@ -265,8 +272,8 @@ class TrainRun:
         if run is not None and run.info.lifecycle_stage == "active":
             return run
         log.warning(
-            "MLflow run %s of the checkpoint of %s is not in %s (deleted, or made in another tracking "
-            "store): a new run gets its %d epoch(s) so far",
+            "MLflow run %s of the checkpoint of %s is not in %s (deleted, or made in another "
+            "tracking store): a new run gets its %d epoch(s) so far",
             self.run_id,
             self.name,
             display_uri(self.tracking.uri),
@@ -290,7 +297,7 @@ class TrainRun:
         ]
         # A request that fails may still have arrived: after a failure, ask first.
         self.checked = False
-        client.log_batch(self.run_id, metrics=metrics)
+        client.log_batch(self._id, metrics=metrics)
         self.checked, self.pending = True, []
 
     def _logged_steps(self) -> dict[str, set[int]]:
@@ -298,7 +305,7 @@ class TrainRun:
         keys = {key for _, row in self.pending for key in row if key != "epoch"}
         client = self.tracking.client
         return {
-            key: {metric.step for metric in client.get_metric_history(self.run_id, key)}
+            key: {metric.step for metric in client.get_metric_history(self._id, key)}
             for key in sorted(keys)
         }
 

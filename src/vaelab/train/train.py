@@ -28,7 +28,7 @@ from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_file
 from vaelab.io.json_files import flatten
 from vaelab.io.metric_files import headline_of, metric_files
-from vaelab.models import build_model, count_params
+from vaelab.models import Autoencoder, build_model, count_params
 from vaelab.models.latent_gmm import LatentGMM, fit_latent_gmm
 from vaelab.models.saved import (
     REPLICATE_PREFIX,
@@ -70,8 +70,8 @@ def code_fingerprint() -> str:
     import vaelab.train
 
     sources = [Path(vaelab.runtime.__file__)]
-    for package in (vaelab.models, vaelab.train):
-        sources += sorted(Path(package.__file__).parent.glob("*.py"))
+    for folder in (Path(vaelab.models.__file__).parent, Path(vaelab.train.__file__).parent):
+        sources += sorted(folder.glob("*.py"))
     digest = hashlib.md5()
     for path in sources:
         digest.update(path.name.encode())
@@ -94,7 +94,7 @@ class Setup:
 
     variant: str
     seed: int
-    model: torch.nn.Module  # the bare model
+    model: Autoencoder  # the bare model
     stepped: torch.nn.Module  # what the loop calls: the model, or its DDP / compiled wrapper
     runtime: Runtime
     checkpoint_key: str  # hash of model, training, seed, data and code: resume only on a match
@@ -118,6 +118,8 @@ def run_train(
     metrics_root: Path = Path("metrics"),
     progress: bool = True,
 ) -> dict[str, Any]:
+    """Train every replicate of ``variant`` (one per seed) and write its models and metrics
+    (rank 0 only: the other ranks of a distributed training return ``{}``); the metrics."""
     if variant not in params.models:
         raise UserError(
             f"variant '{variant}' is not in params.yaml models: ({', '.join(params.models)})"
@@ -149,6 +151,7 @@ def training_for(params: Params, variant: str) -> TrainConfig:
 
 
 def load_splits(prepared: Path) -> Splits:
+    """The prepared training and validation images (square, or a UserError) and their md5."""
     train_images = load_split(prepared, "train")
     if train_images.shape[1] != train_images.shape[2]:
         raise UserError(
@@ -172,13 +175,15 @@ def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: 
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         stepped = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if train_cfg.compile:
-        stepped = torch.compile(stepped)
+        # torch.compile of a Module gives an OptimizedModule (a Module), typed as a callable.
+        stepped = torch.compile(stepped)  # type: ignore[assignment]
 
     key = config_hash(
         {
             "model": model_cfg.model_dump(mode="json"),
-            # The number of replicates is not part of one replicate's training, nor is the GMM fitted
-            # after it, nor when checkpoints are written (checkpoint_every stays: older keys had it).
+            # The number of replicates is not part of one replicate's training, nor is the GMM
+            # fitted after it, nor when checkpoints are written (checkpoint_every stays: older
+            # keys had it).
             "train": train_cfg.model_dump(
                 mode="json", exclude={"seeds", "gmm", "checkpoint_seconds"}
             ),
@@ -199,57 +204,21 @@ def fit(
     tracking: Tracking | None,
 ) -> Fitted:
     """Run the loop, logging to the replicate's MLflow run (rank 0 only: ``tracking``)."""
-    model_cfg, train_cfg, variant = (
-        params.models[setup.variant],
-        training_for(params, setup.variant),
-        setup.variant,
-    )
-    batches = dict(
-        batch_size=train_cfg.batch_size,
-        device=setup.runtime.device,
-        seed=setup.seed,
-        rank=dist_info.rank,
-        world_size=dist_info.world_size,
-    )
-    run = None
-    if tracking is not None:
-        # run_tags: the provenance (git commit and dirtiness, the DVC experiment).
-        tags = {
-            **run_tags(),
-            STAGE_TAG: TRAIN_STAGE,
-            VARIANT_TAG: variant,
-            SEED_TAG: str(setup.seed),
-            "data_md5": splits.md5,
-            "arch": model_cfg.arch,
-        }
-        run_params = {
-            "variant": variant,
-            "seed": setup.seed,
-            "model": model_cfg.model_dump(mode="json"),
-            "train": train_cfg.model_dump(mode="json"),
-            "data": params.data.model_dump(mode="json"),
-        }
-        rerun = (
-            f"rerunning this training (`python stages/train.py {variant}`, "
-            f"or `dvc repro --force --single-item train@{variant}`)"
-        )
-        run = TrainRun(
-            tracking,
-            f"{variant}/{REPLICATE_PREFIX}{setup.seed}",
-            flatten(run_params, keep_empty=False),
-            tags,
-            epochs=train_cfg.epochs,
-            rerun=rerun,
-        )
+    train_cfg = training_for(params, setup.variant)
+    run = None if tracking is None else train_run(tracking, params, setup, splits.md5)
     try:
+        train_batches = replicate_batches(
+            splits.train, train_cfg, setup, dist_info, hflip=train_cfg.hflip
+        )
+        val_batches = replicate_batches(splits.val, train_cfg, setup, dist_info, shuffle=False)
         result = train_model(
             setup.stepped,
-            Batches(splits.train, hflip=train_cfg.hflip, **batches),
-            Batches(splits.val, shuffle=False, **batches),
+            train_batches,
+            val_batches,
             train_cfg,
             setup.runtime,
             checkpoint_path=Path(train_cfg.checkpoint_dir)
-            / variant
+            / setup.variant
             / f"{REPLICATE_PREFIX}{setup.seed}.pt",
             config_hash=setup.checkpoint_key,
             is_writer=dist_info.is_writer,
@@ -265,12 +234,70 @@ def fit(
     return Fitted(setup, result, run)
 
 
+def train_run(tracking: Tracking, params: Params, setup: Setup, data_md5: str) -> TrainRun:
+    """The replicate's MLflow run, not yet begun: its name, flattened params and tags."""
+    variant, model_cfg = setup.variant, params.models[setup.variant]
+    train_cfg = training_for(params, variant)
+    # run_tags: the provenance (git commit and dirtiness, the DVC experiment).
+    tags = {
+        **run_tags(),
+        STAGE_TAG: TRAIN_STAGE,
+        VARIANT_TAG: variant,
+        SEED_TAG: str(setup.seed),
+        "data_md5": data_md5,
+        "arch": model_cfg.arch,
+    }
+    run_params = {
+        "variant": variant,
+        "seed": setup.seed,
+        "model": model_cfg.model_dump(mode="json"),
+        "train": train_cfg.model_dump(mode="json"),
+        "data": params.data.model_dump(mode="json"),
+    }
+    rerun = (
+        f"rerunning this training (`python stages/train.py {variant}`, "
+        f"or `dvc repro --force --single-item train@{variant}`)"
+    )
+    return TrainRun(
+        tracking,
+        f"{variant}/{REPLICATE_PREFIX}{setup.seed}",
+        flatten(run_params, keep_empty=False),
+        tags,
+        epochs=train_cfg.epochs,
+        rerun=rerun,
+    )
+
+
+def replicate_batches(
+    images: np.ndarray,
+    train_cfg: TrainConfig,
+    setup: Setup,
+    dist_info: DistInfo,
+    *,
+    shuffle: bool = True,
+    hflip: bool = False,
+) -> Batches:
+    """Batches of ``images`` as the replicate is trained on them: ``train.batch_size`` on its
+    device, its seed, and this rank's share."""
+    return Batches(
+        images,
+        batch_size=train_cfg.batch_size,
+        device=setup.runtime.device,
+        seed=setup.seed,
+        shuffle=shuffle,
+        hflip=hflip,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+    )
+
+
 @torch.no_grad()
 def training_codes(
-    model: torch.nn.Module, images: np.ndarray, *, batch_size: int, device: torch.device
+    model: Autoencoder, images: np.ndarray, *, batch_size: int, device: torch.device
 ) -> np.ndarray:
-    """The flattened codes ``encode(x)["z"]`` of ``(N, H, W, C)`` uint8 images, in order, with the
-    model in eval mode (as it is sampled; VAEs: the posterior means) and in float32: ``(N, D)`` float64."""
+    """The flattened codes ``encode(x)["z"]`` of ``(N, H, W, C)`` uint8 images, in order, with
+    the model in eval mode (as it is sampled; VAEs: the posterior means) and in float32:
+    ``(N, D)`` float64."""
     was_training = model.training
     model.eval()
     try:
@@ -287,7 +314,8 @@ def training_codes(
 
 def fit_gmm(params: Params, setup: Setup, splits: Splits) -> LatentGMM | None:
     """The replicate's ex-post GMM (``train.gmm``), fitted to its training codes with its seed;
-    None when ``train.gmm.components`` is 0 or the code has more than ``train.gmm.max_dim`` values."""
+    None when ``train.gmm.components`` is 0 or the code has more than ``train.gmm.max_dim``
+    values."""
     settings, model = params.train.gmm, setup.model
     if settings.components == 0:
         return None
@@ -309,8 +337,8 @@ def fit_gmm(params: Params, setup: Setup, splits: Splits) -> LatentGMM | None:
         gmm = fit_latent_gmm(codes, settings.components, setup.seed)
     except ValueError as err:  # e.g. scikit-learn's ill-defined covariances of degenerate codes
         raise UserError(
-            f"{setup.variant} seed {setup.seed}: cannot fit train.gmm's mixture to its training codes "
-            f"({err}); set train.gmm.components lower, or 0 for none"
+            f"{setup.variant} seed {setup.seed}: cannot fit train.gmm's mixture to its "
+            f"training codes ({err}); set train.gmm.components lower, or 0 for none"
         ) from err
     log.info(
         "%s seed %d: a %d-component GMM on %d training codes of %d values",
@@ -341,36 +369,13 @@ def write(
     and timing files) and ``metrics/history/<variant>.csv``, averaged over the replicates."""
     variant = fitted[0].setup.variant
     trainable = count_params(fitted[0].setup.model).trainable
-    trained = []
-    for item in fitted:
-        config = SavedConfig(
-            variant=variant,
-            model=params.models[variant],
-            image_size=splits.train.shape[1],
-            channels=splits.train.shape[3],
-            seed=item.setup.seed,
-            train=training_for(params, variant),
-            trainable_params=trainable,
-            data=params.data,
-        )
-        trained.append(Trained(item.setup.model, config, fit_gmm(params, item.setup, splits)))
+    trained = [to_trained(params, splits, item, trainable) for item in fitted]
     save_replicates(models_root / variant, trained)
     tag_weights(fitted, models_root / variant)
 
-    # Every replicate has one row per epoch; the history is their mean, epoch by epoch.
-    history = (
-        pd.DataFrame([row for item in fitted for row in item.result.history])
-        .groupby("epoch", sort=True)
-        .mean()
-    )
-    history = history.reset_index()[list(fitted[0].result.history[0])]
-    history["step"] = history["step"].round().astype(int)  # the same for every replicate
+    history = mean_history(fitted)
     final = history.iloc[-1]
-    seconds = sum(row["seconds"] for item in fitted for row in item.result.history)
-    images = sum(
-        row["images_per_second"] * row["seconds"] for item in fitted for row in item.result.history
-    )
-    runtime = fitted[0].setup.runtime
+    timing = training_timing(fitted)
     detail = {
         "train": {
             k.removeprefix("train_"): float(v) for k, v in final.items() if k.startswith("train_")
@@ -381,13 +386,6 @@ def write(
         "steps": fitted[0].result.steps,
         "trainable_params": trainable,
     }
-    timing = {
-        # From the histories, so that a resumed run reports the whole training, not its tail.
-        "images_per_second": round(images / seconds, 1) if seconds > 0 else None,
-        "seconds": round(seconds, 3),
-        "device": str(runtime.device),
-        "precision": runtime.precision,
-    }
     metric_files(metrics_root, f"train/{variant}.json").write(
         headline_of(detail, TRAIN_HEADLINE), detail, timing
     )
@@ -395,3 +393,48 @@ def write(
     with atomic_file(metrics_root / "history" / f"{variant}.csv") as handle:
         history.drop(columns=TIMING_COLUMNS).to_csv(handle, index=False, lineterminator="\n")
     return detail | timing
+
+
+def to_trained(params: Params, splits: Splits, item: Fitted, trainable: int) -> Trained:
+    """A replicate as it is saved: its model, its config and its ex-post GMM (fitted here)."""
+    variant = item.setup.variant
+    config = SavedConfig(
+        variant=variant,
+        model=params.models[variant],
+        image_size=splits.train.shape[1],
+        channels=splits.train.shape[3],
+        seed=item.setup.seed,
+        train=training_for(params, variant),
+        trainable_params=trainable,
+        data=params.data,
+    )
+    return Trained(item.setup.model, config, fit_gmm(params, item.setup, splits))
+
+
+def mean_history(fitted: list[Fitted]) -> pd.DataFrame:
+    """The replicates' histories averaged epoch by epoch, in the loop's column order."""
+    # Every replicate has one row per epoch; the history is their mean, epoch by epoch.
+    history = (
+        pd.DataFrame([row for item in fitted for row in item.result.history])
+        .groupby("epoch", sort=True)
+        .mean()
+    )
+    history = history.reset_index()[list(fitted[0].result.history[0])]
+    history["step"] = history["step"].round().astype(int)  # the same for every replicate
+    return history
+
+
+def training_timing(fitted: list[Fitted]) -> dict[str, Any]:
+    """The timing metrics: images/s and seconds of all the replicates, device and precision."""
+    seconds = sum(row["seconds"] for item in fitted for row in item.result.history)
+    images = sum(
+        row["images_per_second"] * row["seconds"] for item in fitted for row in item.result.history
+    )
+    runtime = fitted[0].setup.runtime
+    return {
+        # From the histories, so that a resumed run reports the whole training, not its tail.
+        "images_per_second": round(images / seconds, 1) if seconds > 0 else None,
+        "seconds": round(seconds, 3),
+        "device": str(runtime.device),
+        "precision": runtime.precision,
+    }
