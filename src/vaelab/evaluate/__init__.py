@@ -1,1 +1,1 @@
-"""Evaluation: metrics, figures and experiments on trained variants."""
+"""The ``evaluate`` stage: metrics, figures and experiments on trained variants."""

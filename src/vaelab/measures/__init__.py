@@ -1,0 +1,1 @@
+"""Measures of images shared by the stages: blur and reconstruction, spectra, the headline table."""
