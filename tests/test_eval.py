@@ -20,8 +20,6 @@ from torch import Tensor
 
 from tests.support.features import SmallFeatures
 from vaelab.chain.chain import run_chain
-from vaelab.compare import claims
-from vaelab.compare.claims import Evaluated
 from vaelab.compare.compare import run_compare
 from vaelab.config.evaluate_config import ArithmeticConfig, parse_expression
 from vaelab.config.model_config import parse_model_config
@@ -43,7 +41,6 @@ from vaelab.models import Autoencoder, build_model
 from vaelab.models.layers import gaussian_sample
 from vaelab.models.losses import LossSettings
 from vaelab.models.saved import SavedConfig, Trained, save_replicates
-from vaelab.stats.intervals import Estimate
 
 VARIANTS = {
     "tiny_ae": {"arch": "ae_pool"},
@@ -255,7 +252,22 @@ def test_replicates_give_means_spreads_and_intervals(workspace, params):
         "notes",
         "evaluated_on",
         "inception",
+        "curves",
     }  # not measured
+    # The spectra: curves over frequency with their sd over seeds, and the per-image scalars.
+    curves = metrics["curves"]
+    bins = len(curves["freq"]["mean"])
+    assert bins == params.data.image_size // 2 and curves["freq"]["sd"] == [0.0] * bins
+    assert {"rapsd.input", "rapsd.recon", "rapsd.sample", "ratio.recon"} <= set(curves)
+    assert all(len(c["mean"]) == len(c["sd"]) == len(c["min"]) == bins for c in curves.values())
+    assert all(
+        lo <= m <= hi
+        for c in curves.values()
+        for lo, m, hi in zip(c["min"], c["mean"], c["max"], strict=True)
+    )
+    assert 0 < metrics["spectrum"]["half_power"]["recon"] <= 1
+    assert metrics["spectrum"]["half_power"]["input"] == 1.0
+    assert "spectrum.half_power_ref.sample" in metrics["intervals"]
     interval = metrics["intervals"]["recon.mse"]
     assert interval["seeds"] == 2 and interval["images"] == 10
     assert metrics["recon"]["mse"] == pytest.approx(interval["mean"])
@@ -697,39 +709,46 @@ def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, par
     result = run_compare(params, **_roots(workspace))
     assert set(result["variants"]) == set(VARIANTS)
     assert set(result["variants"]["tiny_vae"]) == {m.detail for m in compare_json()}
-    # Measured claims only (1 / 0 / -1); no same-bottleneck AE and no KL family here: absent, not 0.
-    assert set(result["claims"]) == {
-        "recon_blurrier_than_inputs",
-        "samples_blurrier_than_inputs",
-        "smaller_latent_blurrier",
-        "sharpening_raises_sharpness",
-        "sharpening_brings_closer",
-    }
-    assert set(result["claims"].values()) <= {-1, 0, 1}
+    # Every claim is in the detail, measured or not; no same-bottleneck AE and no KL family here.
+    claims = result["claims"]
+    assert claims["vae_vs_ae"]["outcome"] == "not measured" and "hold" not in claims["vae_vs_ae"]
+    measured = {key for key, claim in claims.items() if "hold" in claim}
+    assert measured == {"recon_blur", "sample_blur", "sharpen", "sharpen_mse"}
+    # The untrained tiny VAEs are collapsed: the z_dim family is compared, and counts for nothing.
+    assert claims["small_z"]["outcome"] == "collapsed" and claims["small_z"]["comparisons"]
+    recon = claims["recon_blur"]
+    assert len(recon["comparisons"]) == len(VARIANTS) and 0 <= recon["hold"] <= 1
+    first = recon["comparisons"][0]
+    assert first["a"] == ["tiny_ae", "recon"] and first["b"] == ["tiny_ae", "input"]
+    assert set(first["results"]) == {"laplacian_var", "half_power"}
+    assert first["results"]["laplacian_var"]["images"] == 10
+    assert first["results"]["laplacian_var"]["level"] == pytest.approx(1 - 0.05 / len(VARIANTS))
     files = metric_files(workspace / "metrics", "compare.json")
     assert json.loads(files.detail.read_text()) == json.loads(json.dumps(result))
+    # The headline: per measured claim the fractions holding and against, nothing else.
     assert json.loads(files.headline.read_text()) == {
-        "claims": result["claims"]
-    }  # the verdicts only
+        "claims": {key: {"hold": claims[key]["hold"], "against": claims[key]["against"]}
+                   for key in sorted(measured)}
+    }  # fmt: skip
     report = (workspace / "reports" / "compare.md").read_text()
-    assert (
-        report.index("## Summary")
-        < report.index("## Variants")
-        < report.index("## The studies' claims, measured")
-    )
-    assert "1/2 training seed(s) per variant and 10 test images" in report
-    assert "- **not measured** (2):" in report and "needs a VAE and a vae_conv entry" in report
-    assert (
-        "test images (inputs)" in report and "| tiny_vae " in report and "± " in report
-    )  # tiny_vae has 2 seeds
+    assert report.startswith("# What this run says about blur\n\n![verdicts")
+    assert len(report.splitlines()) <= 120 and len(report.split()) <= 1200
+    assert "1/2 seeds each, 10 test images" in report and "compare_detail.md" in report
+    detail = (workspace / "reports" / "compare_detail.md").read_text()
+    assert "### Reconstructions are blurrier than the test images" in detail
+    assert "tiny_vae: reconstructions vs inputs: " in detail and "n = 2/2 seeds × 10" in detail
+    assert "needs a VAE and a vae_conv entry" in detail
     # The parameter count comes from the training's detail, its seconds from the timing file.
-    assert re.search(r"\| tiny_vae .*\|\s+123 \|\s+2 \|$", report, re.MULTILINE)
-    assert "### z_dim" in report and "tiny_vae_z2 (z_dim 2) vs tiny_vae (z_dim 4)" in report
+    assert re.search(r"\| tiny_vae .*\|\s+123 \|\s+2 \|$", detail, re.MULTILINE)
+    assert "### z_dim" in detail and "tiny_vae_z2 (z_dim 2) vs tiny_vae (z_dim 4)" in detail
     for name in (
         "reconstructions",
         "samples",
         "sharpness_vs_error",
         "family_z_dim_tiny_vae_z2_tiny_vae",
+        "verdicts",
+        "forest",
+        "spectra",
     ):
         _opens(workspace / "reports" / "compare" / f"{name}.png")
     history = pd.read_csv(workspace / "metrics" / "compare" / "history.csv")
@@ -742,69 +761,6 @@ def test_compare_needs_every_evaluation(workspace, make_params):
     )
     with pytest.raises(UserError, match="evaluate@never_evaluated"):
         run_compare(params, **_roots(workspace))
-
-
-def _estimate(low: float, high: float) -> Estimate:
-    return Estimate(mean=(low + high) / 2, sd=0.0, low=low, high=high, seeds=3, images=25)
-
-
-def _evaluated(name: str, config: dict, **blur: tuple[float, float]) -> Evaluated:
-    """A variant whose blur.<metric>.<source> intervals are given as
-    ``metric__source=(low, high)``."""
-    parsed = parse_model_config(config)
-    estimates = {
-        f"blur.{key.replace('__', '.')}": _estimate(*bounds) for key, bounds in blur.items()
-    }
-    variational = getattr(parsed, "variational", parsed.arch.startswith("vae"))
-    return Evaluated(name, parsed, variational, getattr(parsed, "z_dim", 4096), estimates)
-
-
-def _sharpness(recon: tuple[float, float], norm: tuple[float, float] | None = None) -> dict:
-    return {"laplacian_var__recon": recon, "laplacian_var_norm__recon": norm or recon}
-
-
-def test_like_for_like_claim_outcomes_on_intervals():
-    trunk = {"arch": "vae_conv", "filters": [8], "z_dim": 16}
-    ae = _evaluated("ae_z16", {**trunk, "variational": False}, **_sharpness((0.020, 0.030)))
-    blurry_vae = _evaluated("vae", {**trunk, "kl_weight": 2.0}, **_sharpness((0.005, 0.010)))
-    assert claims.vae_blurrier_than_its_ae([ae, blurry_vae]).outcome == "holds"
-    sharp_vae = _evaluated("vae", trunk, **_sharpness((0.040, 0.050)))
-    assert claims.vae_blurrier_than_its_ae([ae, sharp_vae]).outcome == "does not hold"
-    overlapping = _evaluated("vae", trunk, **_sharpness((0.015, 0.025)))
-    assert claims.vae_blurrier_than_its_ae([ae, overlapping]).outcome == "inconclusive"
-    # The raw measure says blurrier, the contrast-normalised one says sharper: inconclusive,
-    # and said so.
-    disagree = _evaluated("vae", trunk, **_sharpness((0.005, 0.010), norm=(0.040, 0.050)))
-    claim = claims.vae_blurrier_than_its_ae([ae, disagree])
-    assert claim.outcome == "inconclusive" and "The two measures disagree" in claim.detail
-    # An AE of another trunk (or arch) is no twin: not measured, with the reason.
-    other = _evaluated("ae_pool", {"arch": "ae_pool"}, **_sharpness((0.02, 0.03)))
-    wider = _evaluated(
-        "ae_z32", {**trunk, "z_dim": 32, "variational": False}, **_sharpness((0.02, 0.03))
-    )
-    claim = claims.vae_blurrier_than_its_ae([other, wider, blurry_vae])
-    assert (
-        claim.outcome == "not measured"
-        and claim.variants == ()
-        and "variational: false" in claim.detail
-    )
-
-
-def test_family_claims_compare_neighbours_along_the_knob():
-    base = {"arch": "vae_conv", "filters": [8], "kl_weight": 1.0}
-    z4 = _evaluated("z4", {**base, "z_dim": 4}, **_sharpness((0.001, 0.002)))
-    z16 = _evaluated("z16", {**base, "z_dim": 16}, **_sharpness((0.003, 0.004)))
-    z64 = _evaluated("z64", {**base, "z_dim": 64}, **_sharpness((0.0035, 0.005)))
-    claim = claims.smaller_latent_blurrier([z64, z4, z16])
-    assert claim.outcome == "inconclusive" and claim.variants == (
-        "z4",
-        "z16",
-        "z64",
-    )  # z16 vs z64 overlap
-    assert claims.smaller_latent_blurrier([z4, z16]).outcome == "holds"
-    assert claims.larger_kl_weight_blurrier([z4, z16]).outcome == "not measured"
-    kl5 = _evaluated("kl5", {**base, "z_dim": 16, "kl_weight": 5.0}, **_sharpness((0.0001, 0.0002)))
-    assert claims.larger_kl_weight_blurrier([z16, kl5]).outcome == "holds"
 
 
 def test_interpolation_has_known_ends_and_midpoints():
@@ -967,7 +923,6 @@ def test_a_cpu_generator_draws_for_codes_on_the_gpu():
 
 
 def build_model_vae():
-    from vaelab.config.model_config import parse_model_config
 
     return build_model(
         parse_model_config({"arch": "vae_conv", "filters": [4], "z_dim": 2}),
@@ -1025,26 +980,25 @@ def test_compare_measures_each_remedy_against_its_plain_vae_in_a_table_a_figure_
     result = run_compare(params, **_roots(workspace))
 
     assert set(result["remedies"]) == {"tiny_vae_sigma"}
-    assert set(result["remedies"]["tiny_vae_sigma"]) == {
-        "recon_sharpness",
-        "sample_sharpness",
-        "mse",
-    }
-    assert set(result["remedies"]["tiny_vae_sigma"].values()) <= {-1, 0, 1}
+    remedy = result["remedies"]["tiny_vae_sigma"]
+    assert remedy["baseline"] == "tiny_vae"
+    assert set(remedy["verdicts"]) == {"recon_sharpness", "sample_sharpness", "mse"}
+    # The untrained tiny VAEs are collapsed: every verdict is marked so, and none is scored.
+    assert set(remedy["verdicts"].values()) == {"collapsed"}
+    assert "collapsed" in remedy["comparisons"]["mse"]["note"]
     headline = json.loads(metric_files(workspace / "metrics", "compare.json").headline.read_text())
-    assert headline == {"claims": result["claims"], "remedies": result["remedies"]}
+    assert "remedies" not in headline
     report = (workspace / "reports" / "compare.md").read_text()
-    section = report[report.index("## Remedies for blur") :]
-    assert "| tiny_vae_sigma " in section and "calibrated Gaussian decoder (σ-VAE)" in section
-    assert "| tiny_vae " in section.split("\n\n")[2]  # the "against" column of the table
-    assert (
-        "- tiny_vae_sigma vs tiny_vae: Lap var recon " in section
-        and "(n = 1 seed(s) × 10)" in section
-    )
-    assert "![remedies](compare/remedies.png)" in section
-    # No Inception weights in the tests' hub cache: FID and KID are said to be unmeasured,
-    # with no column.
-    assert "FID and KID: not measured — " in section and "Δ FID" not in section
+    section = report[report.index("## Remedies") :]
+    assert "| tiny_vae_sigma " in section and "| sigma_vae " in section
+    assert "| tiny_vae " in section  # the "against" column of the table
+    detail = (workspace / "reports" / "compare_detail.md").read_text()
+    remedies = detail[detail.index("## Remedies") :]
+    assert "- tiny_vae_sigma (calibrated Gaussian decoder (σ-VAE)" in remedies
+    assert "tiny_vae_sigma vs tiny_vae (mse): " in remedies and "n = 1/2 seeds × 10" in remedies
+    assert "![remedies](compare/remedies.png)" in remedies
+    # No Inception weights in the tests' hub cache: FID and KID are said to be unmeasured.
+    assert "FID and KID: not measured — " in remedies
     width, height = _opens(workspace / "reports" / "compare" / "remedies.png")
     assert height > width / 8  # three rows: input, tiny_vae, tiny_vae_sigma
 
@@ -1054,7 +1008,7 @@ def test_compare_without_remedies_writes_no_remedies_section_or_verdicts(workspa
         run_evaluate(params, variant, progress=False, **_roots(workspace))
     result = run_compare(params, **_roots(workspace))
     assert "remedies" not in result
-    assert "## Remedies for blur" not in (workspace / "reports" / "compare.md").read_text()
+    assert "## Remedies" not in (workspace / "reports" / "compare.md").read_text()
     assert not (workspace / "reports" / "compare" / "remedies.png").exists()
 
 
@@ -1126,3 +1080,20 @@ def test_a_model_saved_with_a_gmm_is_also_sampled_from_it(workspace, params, mak
 def test_a_wrong_sampler_is_one_message_naming_the_key(make_params, sampler, message):
     with pytest.raises(UserError, match=re.escape(message)):
         make_params({"evaluate": {"sampler": sampler}})
+
+
+def test_evaluate_keeps_every_per_image_value_in_a_table(workspace, params):
+    from vaelab.io.per_image_table import paired_values, per_image_path, read_tables
+
+    metrics = run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
+    path = per_image_path(workspace / "metrics", "tiny_vae")
+    table = read_tables([path])
+    assert set(table["seed"]) == {0, 1} and set(table["variant"]) == {"tiny_vae"}
+    # Every per-image key of the intervals is in it, one row per seed and image.
+    keys = {f"{s}/{m}" for s, m in zip(table["set"], table["measure"], strict=True)}
+    assert len(keys) == len(metrics["intervals"])
+    ids = list(table[(table["set"] == "input") & (table["measure"] == "laplacian_var")]["image_id"])
+    assert len(ids) == 2 * 10 and ids[:10] == ids[10:]
+    recon = paired_values(table, "tiny_vae", "recon", "mse", ids[:10])
+    assert recon.shape == (2, 10)
+    assert recon.mean() == pytest.approx(metrics["recon"]["mse"])

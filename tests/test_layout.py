@@ -136,14 +136,14 @@ def test_pre_commit_runs_what_make_lint_runs():
 
 
 def test_one_table_of_headline_metrics_serves_every_reader():
-    from vaelab.compare import compare, report_md
+    from vaelab.compare import compare, report_detail
     from vaelab.evaluate import evaluate
     from vaelab.measures import headline
     from vaelab.prdiff import sharpness
     from vaelab.registry import runs
 
     assert headline.eval_headline() == evaluate.HEADLINE
-    assert [key for key, _label, _fmt in report_md.TABLE] == [
+    assert [key for key, _label, _fmt in report_detail.TABLE] == [
         m.detail for m in headline.compare_table()
     ]
     assert not hasattr(compare, "HEADLINE")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vaelab.evaluate.aggregate import Replicate
-from vaelab.evaluate.per_image_table import (
+from vaelab.io.per_image_table import (
     COLUMNS,
     paired_values,
     per_image_table,

@@ -1,23 +1,17 @@
 """The remedies table's logic: which variant is which remedy, its plain-VAE baseline, and the
-verdicts decided on intervals (known answers on hand-made estimates)."""
+verdicts decided on paired comparisons (known answers on hand-made per-image values)."""
 
 from __future__ import annotations
 
-import pytest
-
+from tests.support.measured import faces, measured
 from vaelab.compare.remedies import applied, compare_remedies, is_plain_vae, verdict_scores
 from vaelab.config.model_config import parse_model_config
-from vaelab.stats.intervals import Estimate
 
 TRUNK = {"arch": "vae_conv", "filters": [16, 32, 64], "z_dim": 16, "kl_weight": 0.5}
 
 
 def _dump(**knobs) -> dict:
     return parse_model_config({**TRUNK, **knobs}).model_dump(mode="json")
-
-
-def _e(low: float, high: float) -> Estimate:
-    return Estimate(mean=(low + high) / 2, sd=0.0, low=low, high=high, seeds=3, images=25)
 
 
 ENTRIES = {
@@ -55,8 +49,7 @@ def test_remedies_are_recognised_from_their_knobs_and_plain_vaes_have_none():
 
 
 def test_each_remedy_is_measured_against_the_plain_vae_with_its_trunk_and_z():
-    estimates = {name: {} for name in ENTRIES}
-    by_variant = {c.variant: c for c in compare_remedies(ENTRIES, estimates)}
+    by_variant = {c.variant: c for c in compare_remedies(ENTRIES, measured({}))}
     assert set(by_variant) == {
         "vae_sigma",
         "vae_resnet",
@@ -77,63 +70,60 @@ def test_each_remedy_is_measured_against_the_plain_vae_with_its_trunk_and_z():
         by_variant["vae_sigma_kl4"].baseline is None
         and "no plain VAE" in by_variant["vae_sigma_kl4"].reason
     )
+    # Nothing measured: no verdict is guessed.
+    assert all(c.verdicts == {} for c in by_variant.values())
 
 
-def test_verdicts_are_decided_on_the_intervals_and_need_both_sharpness_measures():
-    plain = {
-        "blur.laplacian_var.recon": _e(1.0, 2.0),
-        "blur.laplacian_var_norm.recon": _e(0.10, 0.20),
-        "recon.mse": _e(0.020, 0.030),
-        "blur.laplacian_var.sample": _e(1.0, 2.0),
-        "blur.laplacian_var_norm.sample": _e(0.10, 0.20),
+def _sides(variant: str, *, recon: float, half: float, mse: float, sample: float, ref: float):
+    """One variant's per-image values, offsets added to the same images."""
+    base, noise = faces(), faces(seed=5, low=0.0) * 0.002
+    return {
+        (variant, "recon", "laplacian_var"): base + recon,
+        (variant, "recon", "half_power"): base / 4 + half,
+        (variant, "recon", "mse"): base / 100 + mse + noise,
+        (variant, "sample", "laplacian_var"): faces(seed=9) + sample,
+        (variant, "sample", "half_power_ref"): faces(seed=11) / 4 + ref,
     }
-    sigma = {
-        "blur.laplacian_var.recon": _e(3.0, 4.0),
-        "blur.laplacian_var_norm.recon": _e(0.30, 0.40),  # sharper
-        "recon.mse": _e(0.025, 0.035),  # overlaps: inconclusive
-        "blur.laplacian_var.sample": _e(3.0, 4.0),
-        "blur.laplacian_var_norm.sample": _e(0.01, 0.05),
-    }  # disagree
-    resnet = {
-        **plain,
-        "recon.mse": _e(0.031, 0.040),
-        "blur.laplacian_var.recon": _e(0.1, 0.5),
-        "blur.laplacian_var_norm.recon": _e(0.01, 0.05),
+
+
+def test_verdicts_are_paired_and_need_both_sharpness_measures():
+    values = {
+        **_sides("vae", recon=0.0, half=0.0, mse=0.0, sample=0.0, ref=0.0),
+        # Sharper on both measures; MSE within the noise; samples: the two measures disagree.
+        **_sides("vae_sigma", recon=0.05, half=0.02, mse=0.0, sample=3.0, ref=-3.0),
+        # Blurrier on both, and a worse MSE.
+        **_sides("vae_resnet", recon=-0.05, half=-0.02, mse=0.01, sample=0.0, ref=0.0),
     }
-    entries = {
-        "vae": ENTRIES["vae"],
-        "vae_sigma": ENTRIES["vae_sigma"],
-        "vae_resnet": ENTRIES["vae_resnet"],
-    }
-    result = {
-        c.variant: c
-        for c in compare_remedies(entries, {"vae": plain, "vae_sigma": sigma, "vae_resnet": resnet})
-    }
+    entries = {name: ENTRIES[name] for name in ("vae", "vae_sigma", "vae_resnet")}
+    result = {c.variant: c for c in compare_remedies(entries, measured(values))}
     assert result["vae_sigma"].verdicts == {
         "recon_sharpness": "better",
-        "sample_sharpness": "inconclusive",
         "mse": "inconclusive",
+        "sample_sharpness": "inconclusive",
     }
+    assert "do not agree" in result["vae_sigma"].comparisons["sample_sharpness"].note
     assert result["vae_resnet"].verdicts == {
         "recon_sharpness": "worse",
-        "sample_sharpness": "inconclusive",
         "mse": "worse",
+        "sample_sharpness": "inconclusive",
     }
-    change = next(c for c in result["vae_sigma"].changes if c.key == "blur.laplacian_var.recon")
-    assert change.delta == pytest.approx(2.0) and change.verdict == "better"
+    recon = result["vae_sigma"].comparisons["recon_sharpness"].results["laplacian_var"]
+    assert recon.difference > 0 and recon.low > 0 and recon.images == 30
+    # The family is the whole table: 6 verdicts, each at 1 − 0.05 / 6.
+    assert recon.level == 1 - 0.05 / 6
     assert verdict_scores(result.values()) == {
-        "vae_sigma": {"recon_sharpness": 1, "sample_sharpness": 0, "mse": 0},
-        "vae_resnet": {"recon_sharpness": -1, "sample_sharpness": 0, "mse": -1},
+        "vae_sigma": {"recon_sharpness": 1, "mse": 0, "sample_sharpness": 0},
+        "vae_resnet": {"recon_sharpness": -1, "mse": -1, "sample_sharpness": 0},
     }
 
 
-def test_a_metric_one_side_lacks_is_left_out_not_guessed():
-    plain = {"recon.mse": _e(0.02, 0.03)}
-    sigma = {"recon.mse": _e(0.01, 0.015), "blur.laplacian_var.recon": _e(3.0, 4.0)}
+def test_a_measure_one_side_lacks_is_left_out_not_guessed():
+    values = {
+        ("vae", "recon", "mse"): faces(),
+        ("vae_sigma", "recon", "mse"): faces() - 0.5,
+        ("vae_sigma", "recon", "laplacian_var"): faces(),
+    }
     (comparison,) = compare_remedies(
-        {"vae": ENTRIES["vae"], "vae_sigma": ENTRIES["vae_sigma"]},
-        {"vae": plain, "vae_sigma": sigma},
+        {"vae": ENTRIES["vae"], "vae_sigma": ENTRIES["vae_sigma"]}, measured(values)
     )
-    assert [c.key for c in comparison.changes] == ["recon.mse"] and comparison.verdicts == {
-        "mse": "better"
-    }
+    assert comparison.verdicts == {"mse": "better"}

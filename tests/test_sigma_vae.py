@@ -227,3 +227,28 @@ def test_gaussian_autoencoders_train_saves_and_load_back(tmp_path, raw):
     fitted = fit({**raw, "recon_loss": "gaussian", "sigma": "learned"}, 16, 1, tmp_path)
     assert_trained(fitted)
     assert_round_trip(fitted)
+
+
+def _sigma_after(tmp_path, steps: int, **knobs) -> tuple[float, float]:
+    """(σ, the RMS reconstruction error) of a tiny σ-VAE after ``steps`` steps."""
+    fitted = fit({**TINY_VAE, **knobs}, 8, 1, tmp_path, steps=steps)
+    model = fitted.model.eval()
+    with torch.no_grad():
+        rms = (model(fitted.images)["recon"] - fitted.images).square().mean().sqrt()
+    return float(model.log_sigma.exp()), float(rms)
+
+
+def test_the_learned_sigma_reaches_the_rms_error_with_its_own_learning_rate(tmp_path):
+    # At train.lr (0.001) log σ moves about 0.001 a step: after 60 steps σ ≈ 0.94, far above
+    # the RMS error; at sigma_lr 0.02 it gets there (the σ-VAE's optimum), within a third.
+    slow_sigma, slow_rms = _sigma_after(tmp_path / "slow", 60, sigma_lr=None)
+    sigma, rms = _sigma_after(tmp_path / "own", 60)
+    assert slow_sigma > 0.9 and slow_sigma > 2 * slow_rms
+    assert abs(math.log(sigma / rms)) < math.log(1.35)
+
+
+def test_sigma_lr_needs_a_learned_sigma():
+    with pytest.raises(UserError, match="sigma_lr would do nothing"):
+        params_from_dict({"models": {"v": {**TINY_VAE, "sigma": "optimal", "sigma_lr": 0.1}}})
+    with pytest.raises(UserError, match="sigma_lr would do nothing"):
+        params_from_dict({"models": {"v": {"arch": "vae_conv", "sigma_lr": 0.1}}})

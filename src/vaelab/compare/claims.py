@@ -1,12 +1,12 @@
 """The studies' claims about blur, each one function of the evaluated variants returning a
-:class:`~vaelab.compare.verdicts.Claim` decided on 95 % intervals over seeds and test images.
+:class:`~vaelab.compare.verdicts.Claim` with its paired comparisons and their counts.
 
 Every claim names the variants it compares, and compares only variants that differ in the
 factor it is about: a VAE with the AE of its very own encoder, decoder and z; VAEs of one
-latent-size family; VAEs of one KL-weight family. Sharpness claims are decided on both the
-raw Laplacian variance and the contrast-normalised one (Laplacian variance over intensity
-variance); when the two disagree the claim is inconclusive and says so. A claim the
-variants at hand cannot test is "not measured", with the reason.
+latent-size family; VAEs of one KL-weight family. Sharpness comparisons are decided on the
+Laplacian variance and the spectral half-power frequency together
+(:mod:`vaelab.compare.comparisons`); each claim's k comparisons at level 1 − 0.05 / k. A
+claim the variants at hand cannot test is "not measured", with the reason.
 """
 
 from __future__ import annotations
@@ -17,27 +17,22 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vaelab.compare.families import find_families
-from vaelab.compare.verdicts import (
-    INCONCLUSIVE,
-    NOT_HOLDS,
-    NOT_MEASURED,
-    Claim,
-    Outcome,
-    every,
-    higher,
-    lower,
-    not_measured,
+from vaelab.compare.comparisons import (
+    SHARPNESS_MEASURES,
+    Comparison,
+    Direction,
+    Measurements,
+    Side,
+    compare,
 )
+from vaelab.compare.families import find_families
+from vaelab.compare.verdicts import Claim, not_measured
 from vaelab.stats.intervals import Estimate
+from vaelab.stats.paired import family_level
 
-# The two sharpness measures every sharpness claim is decided on.
-SHARPNESS = {
-    "laplacian_var": "Laplacian variance",
-    "laplacian_var_norm": "contrast-normalised sharpness",
-}
 # Knobs of a VAE's loss that its deterministic twin (variational: false) cannot have.
 POSTERIOR_KNOBS = frozenset({"variational", "kl_weight", "kl_warmup_epochs", "free_bits"})
+SHARPNESS = tuple(SHARPNESS_MEASURES)
 
 
 @dataclass(frozen=True)
@@ -62,111 +57,88 @@ class Evaluated:
             ) from None
 
 
-ClaimCheck = Callable[[Sequence[Evaluated]], Claim]
+# A pair to compare: the two sides and the comparison's label.
+Pair = tuple[Side, Side, str]
+ClaimCheck = Callable[[Sequence[Evaluated], Measurements, int], Claim]
 
 
-def _n(estimate: Estimate) -> str:
-    return f"n = {estimate.seeds} seed(s) × {estimate.images}"
-
-
-def _decide(outcomes: dict[str, Outcome]) -> tuple[Outcome, str]:
-    """One outcome from the same comparison on both sharpness measures."""
-    values = set(outcomes.values())
-    if len(values) == 1:
-        return values.pop(), ""
-    said = ", ".join(f"the {SHARPNESS[m]} says {o}" for m, o in outcomes.items())
-    return INCONCLUSIVE, f" The two measures disagree ({said})."
-
-
-def _sharpness_pairs(
+def decide(
     key: str,
     text: str,
-    pairs: list[tuple[Evaluated, str, Evaluated, str]],
-    compare: Callable[[Estimate, Estimate], Outcome],
-    what: Callable[[Evaluated, Evaluated], str],
+    pairs: Sequence[Pair],
+    data: Measurements,
+    *,
+    expected: Direction,
+    measures: Sequence[str] = SHARPNESS,
+    seed: int = 0,
 ) -> Claim:
-    """A claim that, for every pair, the first's ``<metric>.<a>`` is ``compare``d to the
-    second's ``<metric>.<b>``.
-
-    ``pairs``: ``(first, source_a, second, source_b)`` with sources ``input`` / ``recon`` /
-    ``sample`` of the ``blur.<metric>.<source>`` keys.
-    """
-    per_measure: dict[str, list[Outcome]] = {m: [] for m in SHARPNESS}
-    lines, per_pair = [], []
-    for first, a, second, b in pairs:
-        parts, outcomes = [], {}
-        for metric in SHARPNESS:
-            x, y = first.get(f"blur.{metric}.{a}"), second.get(f"blur.{metric}.{b}")
-            outcomes[metric] = compare(x, y)
-            per_measure[metric].append(outcomes[metric])
-            parts.append(f"{SHARPNESS[metric]} {x.shown()} vs {y.shown()} ({outcomes[metric]})")
-        per_pair.append(_decide(outcomes)[0])
-        lines.append(
-            f"{what(first, second)}: "
-            + "; ".join(parts)
-            + f", {_n(first.get(f'blur.laplacian_var.{a}'))}"
-        )
-    outcome, disagreement = _decide({m: every(outcomes) for m, outcomes in per_measure.items()})
-    variants = tuple(
-        dict.fromkeys(v.name for first, _a, second, _b in pairs for v in (first, second))
-    )
-    return Claim(
-        key, text, outcome, variants, _tally(per_pair) + " " + "; ".join(lines) + "." + disagreement
-    )
+    """The claim that, in every pair, the first side is ``expected`` than the second on every
+    measure; each pair decided at the family's Bonferroni level."""
+    level = family_level(len(pairs))
+    comparisons: list[Comparison] = [
+        compare(data, label, a, b, measures, expected, level=level, seed=seed)
+        for a, b, label in pairs
+    ]
+    return Claim(key, text, tuple(comparisons))
 
 
-def _tally(outcomes: list[Outcome]) -> str:
-    """``Of 9 comparisons: 7 hold, 2 inconclusive.``: how a claim's comparisons came out."""
-    counts = {o: outcomes.count(o) for o in ("holds", NOT_HOLDS, INCONCLUSIVE) if o in outcomes}
-    words = {"holds": "hold", NOT_HOLDS: "do not hold", INCONCLUSIVE: "inconclusive"}
-    return (
-        f"Of {len(outcomes)} comparison(s): "
-        + ", ".join(f"{n} {words[o]}" for o, n in counts.items())
-        + "."
-    )
+def _with(data: Measurements, variants: Sequence[Evaluated], source: str) -> list[Evaluated]:
+    return [v for v in variants if data.has(Side(v.name, source), "laplacian_var")]
 
 
-def recon_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
-    """Every variant's reconstructions against its own test images."""
-    return _sharpness_pairs(
-        "recon_blurrier_than_inputs",
+def recon_blurrier_than_inputs(
+    variants: Sequence[Evaluated], data: Measurements, seed: int
+) -> Claim:
+    """Every variant's reconstructions against its own test images (paired)."""
+    pairs = [
+        (Side(v.name, "recon"), Side(v.name, "input"), f"{v.name}: reconstructions vs inputs")
+        for v in _with(data, variants, "recon")
+    ]
+    return decide(
+        "recon_blur",
         "Reconstructions are blurrier than the test images they reconstruct",
-        [(v, "recon", v, "input") for v in variants],
-        lower,
-        lambda v, _same: f"{v.name} reconstructions vs inputs",
+        pairs,
+        data,
+        expected="lower",
+        seed=seed,
     )
 
 
-def samples_blurrier_than_inputs(variants: Sequence[Evaluated]) -> Claim:
-    """Every variant's prior samples against the test images."""
-    return _sharpness_pairs(
-        "samples_blurrier_than_inputs",
-        "Decoded prior samples z ~ N(0, I) are blurrier than the test images",
-        [(v, "sample", v, "input") for v in variants],
-        lower,
-        lambda v, _same: f"{v.name} samples vs test images",
-    )
+def samples_blurrier_than_inputs(
+    variants: Sequence[Evaluated], data: Measurements, seed: int
+) -> Claim:
+    """Every variant's prior samples against the test images (unpaired)."""
+    key, text = "sample_blur", "Decoded prior samples z ~ N(0, I) are blurrier than the test images"
+    pairs = [
+        (Side(v.name, "sample"), Side(v.name, "input"), f"{v.name}: samples vs test images")
+        for v in _with(data, variants, "sample")
+    ]
+    if not pairs:
+        return not_measured(key, text, "no variant has decoded samples")
+    return decide(key, text, pairs, data, expected="lower", seed=seed)
 
 
 def _without(config: BaseModel, knobs: frozenset[str]) -> dict[str, Any]:
     return {k: v for k, v in config.model_dump(mode="json").items() if k not in knobs}
 
 
-def vae_blurrier_than_its_ae(variants: Sequence[Evaluated]) -> Claim:
-    """Each VAE against every AE equal to it but for the posterior knobs."""
-    key, text = (
-        "vae_blurrier_than_same_bottleneck_ae",
-        (
-            "A VAE's reconstructions are blurrier than those of a deterministic AE with the same "
-            "encoder, decoder and z"
-        ),
+def vae_blurrier_than_its_ae(variants: Sequence[Evaluated], data: Measurements, seed: int) -> Claim:
+    """Each VAE against every AE equal to it but for the posterior knobs (paired)."""
+    key = "vae_vs_ae"
+    text = (
+        "A VAE's reconstructions are blurrier than those of a deterministic AE with the same "
+        "encoder, decoder and z"
     )
     vaes = [v for v in variants if v.variational]
     aes = [
         v for v in variants if not v.variational and "variational" in type(v.config).model_fields
     ]
     pairs = [
-        (vae, "recon", ae, "recon")
+        (
+            Side(vae.name, "recon"),
+            Side(ae.name, "recon"),
+            f"{vae.name} vs {ae.name} (z {vae.latent_dim})",
+        )
         for vae in vaes
         for ae in aes
         if _without(vae.config, POSTERIOR_KNOBS) == _without(ae.config, POSTERIOR_KNOBS)
@@ -175,144 +147,98 @@ def vae_blurrier_than_its_ae(variants: Sequence[Evaluated]) -> Claim:
         return not_measured(
             key, text, "needs a VAE and a vae_conv entry with the same knobs and variational: false"
         )
-    return _sharpness_pairs(
-        key, text, pairs, lower, lambda vae, ae: f"{vae.name} vs {ae.name} (z {vae.latent_dim})"
-    )
+    return decide(key, text, pairs, data, expected="lower", seed=seed)
 
 
-def _family_claim(
-    key: str,
-    text: str,
-    knob: str,
-    variants: Sequence[Evaluated],
-    compare: Callable[[Estimate, Estimate], Outcome],
-    reason: str,
-) -> Claim:
-    """Along every family of VAEs differing only in ``knob``: each member vs the next, by knob
-    value."""
+def _family_pairs(variants: Sequence[Evaluated], knob: str) -> list[Pair]:
+    """Along every family of VAEs differing only in ``knob``: each member vs the next."""
     by_name = {v.name: v for v in variants if v.variational}
     families = [
         f for f in find_families({n: v.config for n, v in by_name.items()}) if f.knob == knob
     ]
-    if not families:
-        return not_measured(key, text, reason)
-    pairs = [
-        (by_name[a], "recon", by_name[b], "recon")
+    return [
+        (
+            Side(a, "recon"),
+            Side(b, "recon"),
+            f"{a} ({knob} {getattr(by_name[a].config, knob)}) vs "
+            f"{b} ({knob} {getattr(by_name[b].config, knob)})",
+        )
         for family in families
         for a, b in zip(family.variants, family.variants[1:], strict=False)
     ]
-    return _sharpness_pairs(
-        key,
-        text,
-        pairs,
-        compare,
-        lambda a, b: (
-            f"{a.name} ({knob} {getattr(a.config, knob)}) vs {b.name} "
-            f"({knob} {getattr(b.config, knob)})"
-        ),
-    )
 
 
-def smaller_latent_blurrier(variants: Sequence[Evaluated]) -> Claim:
-    """Along each z_dim family of VAEs, each member against the next larger."""
-    return _family_claim(
-        "smaller_latent_blurrier",
+def smaller_latent_blurrier(variants: Sequence[Evaluated], data: Measurements, seed: int) -> Claim:
+    """Along each z_dim family of VAEs, each member against the next larger (paired)."""
+    key, text = (
+        "small_z",
         "A VAE with a smaller latent is blurrier than the same VAE with a larger one",
-        "z_dim",
-        variants,
-        lower,
-        "needs two or more VAEs that differ in z_dim alone",
     )
+    pairs = _family_pairs(variants, "z_dim")
+    if not pairs:
+        return not_measured(key, text, "needs two or more VAEs that differ in z_dim alone")
+    return decide(key, text, pairs, data, expected="lower", seed=seed)
 
 
-def larger_kl_weight_blurrier(variants: Sequence[Evaluated]) -> Claim:
-    """Along each kl_weight family of VAEs, each member against the next larger."""
-    return _family_claim(
-        "larger_kl_weight_blurrier",
+def larger_kl_weight_blurrier(
+    variants: Sequence[Evaluated], data: Measurements, seed: int
+) -> Claim:
+    """Along each kl_weight family of VAEs, each member against the next larger (paired):
+    the smaller weight's reconstructions are the sharper."""
+    key, text = (
+        "big_kl",
         "A VAE with a larger KL weight is blurrier than the same VAE with a smaller one",
-        "kl_weight",
-        variants,
-        higher,
-        "needs two or more VAEs that differ in kl_weight alone",
     )
+    pairs = _family_pairs(variants, "kl_weight")
+    if not pairs:
+        return not_measured(key, text, "needs two or more VAEs that differ in kl_weight alone")
+    return decide(key, text, pairs, data, expected="higher", seed=seed)
 
 
-def _strongest_pil(variant: Evaluated) -> str | None:
+def strongest_pil(data: Measurements, variant: str) -> str | None:
+    """The set of a variant's strongest PIL sharpening (``sharpened_pil_7``), if any."""
     factors = [
-        k.split(".")[1]
-        for k in variant.estimates
-        if k.startswith("sharpen.pil_") and k.endswith(".mse")
+        source
+        for (name, source, measure) in data.groups()
+        if name == variant and source.startswith("sharpened_pil_") and measure == "mse"
     ]
-    return max(factors, key=lambda k: float(k.removeprefix("pil_").replace("_", ".")), default=None)
-
-
-def sharpening_raises_sharpness(variants: Sequence[Evaluated]) -> Claim:
-    """Each variant's reconstructions before and after its strongest PIL sharpening."""
-    key, text = (
-        "sharpening_raises_sharpness",
-        "Sharpening the reconstructions (PIL Sharpness) makes them sharper",
+    return max(
+        factors,
+        key=lambda s: float(s.removeprefix("sharpened_pil_").replace("_", ".")),
+        default=None,
     )
-    measured = [(v, _strongest_pil(v)) for v in variants if _strongest_pil(v)]
-    if not measured:
+
+
+def _sharpened_pairs(variants: Sequence[Evaluated], data: Measurements) -> list[Pair]:
+    pairs = []
+    for v in variants:
+        strongest = strongest_pil(data, v.name)
+        if strongest is not None:
+            factor = strongest.removeprefix("sharpened_")
+            pairs.append(
+                (Side(v.name, strongest), Side(v.name, "sharpened_none"), f"{v.name} ({factor})")
+            )
+    return pairs
+
+
+def sharpening_raises_sharpness(
+    variants: Sequence[Evaluated], data: Measurements, seed: int
+) -> Claim:
+    """Each variant's reconstructions after its strongest PIL sharpening against before."""
+    key, text = "sharpen", "Sharpening the reconstructions (PIL Sharpness) makes them sharper"
+    pairs = _sharpened_pairs(variants, data)
+    if not pairs:
         return not_measured(key, text, "evaluate.sharpen.factors has no factor")
-    per_measure: dict[str, list[Outcome]] = {m: [] for m in SHARPNESS}
-    lines = []
-    for v, factor in measured:
-        parts = []
-        for metric in SHARPNESS:
-            before, after = v.get(f"sharpen.none.{metric}"), v.get(f"sharpen.{factor}.{metric}")
-            outcome = higher(after, before)
-            per_measure[metric].append(outcome)
-            parts.append(f"{SHARPNESS[metric]} {before.shown()} → {after.shown()} ({outcome})")
-        lines.append(
-            f"{v.name} ({factor}): "
-            + "; ".join(parts)
-            + f", {_n(v.get('sharpen.none.laplacian_var'))}"
-        )
-    outcome, disagreement = _decide({m: every(o) for m, o in per_measure.items()})
-    per_variant = [
-        _decide({m: per_measure[m][i] for m in SHARPNESS})[0] for i in range(len(measured))
-    ]
-    return Claim(
-        key,
-        text,
-        outcome,
-        tuple(v.name for v, _f in measured),
-        _tally(per_variant) + " " + "; ".join(lines) + "." + disagreement,
-    )
+    return decide(key, text, pairs, data, expected="higher", seed=seed)
 
 
-def sharpening_brings_closer(variants: Sequence[Evaluated]) -> Claim:
-    """The MSE to the inputs before and after each variant's strongest PIL sharpening."""
-    key, text = (
-        "sharpening_brings_closer",
-        "Sharpened reconstructions are closer to their inputs (lower MSE)",
-    )
-    measured = [(v, _strongest_pil(v)) for v in variants if _strongest_pil(v)]
-    if not measured:
+def sharpening_brings_closer(variants: Sequence[Evaluated], data: Measurements, seed: int) -> Claim:
+    """The MSE to the inputs after each variant's strongest PIL sharpening against before."""
+    key, text = "sharpen_mse", "Sharpened reconstructions are closer to their inputs (lower MSE)"
+    pairs = _sharpened_pairs(variants, data)
+    if not pairs:
         return not_measured(key, text, "evaluate.sharpen.factors has no factor")
-    outcomes, lines = [], []
-    for v, factor in measured:
-        before, after = v.get("sharpen.none.mse"), v.get(f"sharpen.{factor}.mse")
-        sharper = v.get(f"sharpen.{factor}.laplacian_var").mean / max(
-            v.get("sharpen.none.laplacian_var").mean, 1e-12
-        )
-        outcome = lower(after, before)
-        outcomes.append(outcome)
-        direction = "closer to" if after.mean < before.mean else "farther from"
-        lines.append(
-            f"{v.name} ({factor}): Laplacian variance ×{sharper:.2f}, "
-            f"MSE {before.shown()} → {after.shown()}, "
-            f"{direction} the input by {abs(after.mean - before.mean):.3g} ({outcome}), "
-            f"{_n(before)}"
-        )
-    return Claim(
-        key,
-        text,
-        every(outcomes),
-        tuple(v.name for v, _f in measured),
-        _tally(outcomes) + " " + "; ".join(lines) + ".",
-    )
+    return decide(key, text, pairs, data, expected="lower", measures=("mse",), seed=seed)
 
 
 CLAIMS: list[ClaimCheck] = [
@@ -324,9 +250,3 @@ CLAIMS: list[ClaimCheck] = [
     sharpening_raises_sharpness,
     sharpening_brings_closer,
 ]
-
-
-def summary(claims: Sequence[Claim]) -> dict[Outcome, list[Claim]]:
-    """The claims grouped by outcome, in a fixed order of outcomes."""
-    order: list[Outcome] = ["holds", NOT_HOLDS, INCONCLUSIVE, NOT_MEASURED]
-    return {outcome: [c for c in claims if c.outcome == outcome] for outcome in order}

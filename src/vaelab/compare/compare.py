@@ -1,11 +1,13 @@
-"""The ``compare`` stage: every variant in one table, the studies' claims decided on the
-intervals that evaluate measured, the one-knob sweeps, and side-by-side figures.
+"""The ``compare`` stage: the studies' claims and the remedies decided on paired comparisons
+of the per-image tables that evaluate kept, every variant in one table, the one-knob sweeps,
+and the figures.
 
-Writes ``metrics/compare.json`` (each measured claim's outcome: 1 holds, 0 inconclusive,
--1 does not hold; a claim not measured is absent), ``metrics/detail/compare.json`` (the
-same with a few numbers per variant and the test images' sharpness),
-``metrics/compare/history.csv`` (every variant's training curves in one long table, for
-one DVC plot), ``reports/compare.md`` and ``reports/compare/*.png``.
+Writes ``metrics/compare.json`` (per measured claim the fraction of its comparisons that hold
+and that go against it; per remedy its verdicts, 1 better, 0 inconclusive, -1 worse),
+``metrics/detail/compare.json`` (every comparison with its differences and intervals, a few
+numbers per variant, the test images' sharpness), ``metrics/compare/history.csv`` (every
+variant's training curves in one long table, for one DVC plot), ``reports/compare.md``,
+``reports/compare_detail.md`` and ``reports/compare/*.png``.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from matplotlib.figure import Figure
 
 from vaelab import figures
 from vaelab.compare.claims import CLAIMS
+from vaelab.compare.comparisons import Measurements, Status
 from vaelab.compare.families import Family, find_families
+from vaelab.compare.findings_figures import forest_plot, spectra_figure, verdict_matrix
 from vaelab.compare.remedies import RemedyComparison, compare_remedies, verdict_scores
+from vaelab.compare.report_detail import render_detail
 from vaelab.compare.report_md import render_markdown
 from vaelab.compare.variants import Variant, as_variant, read_records
-from vaelab.compare.verdicts import SCORE, Claim
+from vaelab.compare.verdicts import Claim
 from vaelab.config import Params
 from vaelab.data.prepared_data import PreparedData, load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
@@ -75,12 +80,14 @@ def run_compare(
     shown = data.split("test")[: params.evaluate.show]
     gathered = gather(params, data, shown, models_root, metrics_root)
     variants = gathered.variants
-
-    claims = [check([v.evaluated for v in variants]) for check in CLAIMS]
+    status = {v.name: variant_status(v) for v in variants}
+    measured = Measurements.read(metrics_root, list(params.models), status)
+    claims = [check([v.evaluated for v in variants], measured, params.seed) for check in CLAIMS]
     families = find_families(params.models)
     remedies = compare_remedies(
         {name: entry.model_dump(mode="json") for name, entry in params.models.items()},
-        {v.name: v.evaluated.estimates for v in variants},
+        measured,
+        seed=params.seed,
     )
     reference = {
         key: variants[0].value(f"blur.{key}.input")
@@ -92,23 +99,12 @@ def run_compare(
         remedies_drawn = draw_figures(
             staging, params, shown, gathered, families, remedies, reference["laplacian_var"]
         )
+        draw_findings(staging, claims, variants)
     metric_files(metrics_root, "compare.json").write(headline, result)
     write_history(gathered.histories, metrics_root / "compare" / "history.csv")
-    with atomic_file(reports_root / "compare.md") as handle:
-        handle.write(
-            render_markdown(
-                params,
-                variants,
-                claims,
-                families,
-                has_samples=bool(gathered.sample_rows),
-                family_file=family_file,
-                remedies=remedies,
-                remedies_figure="compare/remedies.png" if remedies_drawn else None,
-            )
-        )
+    write_reports(params, reports_root, gathered, claims, families, remedies, remedies_drawn)
     for claim in claims:
-        log.info("%s: %s", claim.outcome, claim.text)
+        log.info("%s: %s (%s)", claim.outcome, claim.text, claim.counts())
     return result
 
 
@@ -138,14 +134,28 @@ def gather(
     return gathered
 
 
+def variant_status(variant: Variant) -> Status:
+    """A variant's collapsed replicates (evaluate's verdict) and whether its training had
+    converged (train's record), for the comparisons that use it."""
+    seeds = int(variant.evaluation["images"]["seeds"])
+    collapsed = variant.value("collapse.collapsed") or 0.0
+    convergence = variant.training.get("convergence", {})
+    return Status(
+        collapsed_seeds=round(collapsed * seeds),
+        seeds=seeds,
+        not_converged="" if convergence.get("converged", True) else str(convergence.get("note")),
+    )
+
+
 def compare_metrics(
     variants: list[Variant],
     claims: list[Claim],
     remedies: list[RemedyComparison],
     reference: dict[str, float | None],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(detail, headline)`` of metrics/compare.json: the claims' scores in both, the test
-    images' sharpness and the headline numbers per variant (measures.headline) in the detail."""
+    """``(detail, headline)`` of metrics/compare.json: per claim the fractions of its
+    comparisons that hold and that go against it (the detail: every comparison), the remedies'
+    verdicts, the test images' sharpness and the headline numbers per variant."""
     result: dict[str, Any] = {
         "reference": reference,
         "variants": {
@@ -154,14 +164,67 @@ def compare_metrics(
             }
             for v in variants
         },
-        "claims": {c.key: SCORE[c.outcome] for c in claims if c.outcome in SCORE},
+        "claims": {
+            c.key: {
+                "text": c.text,
+                "outcome": c.outcome,
+                **c.fractions(),
+                "counts": c.counts(),
+                "comparisons": [comparison.to_dict() for comparison in c.comparisons],
+            }
+            for c in claims
+        },
     }
-    # Each remedy's verdicts against its plain VAE (1 better, 0 inconclusive, -1 worse), when
-    # there are any.
-    headline = {"claims": result["claims"]}
+    headline: dict[str, Any] = {"claims": {c.key: c.fractions() for c in claims if c.counted}}
     if scores := verdict_scores(remedies):
-        result["remedies"] = headline["remedies"] = scores
+        headline["remedies"] = scores
+    if any(r.comparisons for r in remedies):
+        result["remedies"] = {
+            r.variant: {
+                "baseline": r.baseline,
+                "verdicts": r.verdicts,
+                "comparisons": {k: c.to_dict() for k, c in r.comparisons.items()},
+            }
+            for r in remedies
+        }
     return result, headline
+
+
+def draw_findings(staging: Path, claims: list[Claim], variants: list[Variant]) -> None:
+    """The figures compare.md opens with: verdicts.png, forest.png, spectra.png."""
+    names = [v.name for v in variants]
+    figures.save(verdict_matrix(claims, names), staging / "verdicts.png")
+    figures.save(forest_plot(claims), staging / "forest.png")
+    curves = {v.name: v.evaluation.get("curves", {}) for v in variants}
+    if all("rapsd.input" in c for c in curves.values()):
+        figures.save(spectra_figure(curves, names), staging / "spectra.png")
+
+
+def write_reports(
+    params: Params,
+    reports_root: Path,
+    gathered: Gathered,
+    claims: list[Claim],
+    families: list[Family],
+    remedies: list[RemedyComparison],
+    remedies_drawn: bool,
+) -> None:
+    """reports/compare.md (a minute's read) and reports/compare_detail.md (every number)."""
+    with atomic_file(reports_root / "compare.md") as handle:
+        handle.write(render_markdown(params, gathered.variants, claims, remedies))
+    with atomic_file(reports_root / "compare_detail.md") as handle:
+        handle.write(
+            render_detail(
+                params,
+                gathered.variants,
+                claims,
+                families,
+                has_samples=bool(gathered.sample_rows),
+                family_file=family_file,
+                remedies=remedies,
+                remedies_figure="compare/remedies.png" if remedies_drawn else None,
+            )
+        )
 
 
 def draw_figures(

@@ -7,11 +7,12 @@ both sides have one, from the ex-post Gaussian mixture fitted on the training co
 **baseline** is a plain VAE among the variants: a variational ``vae_conv`` entry that
 applies no remedy, with the same trunk and z — equal to the remedy's entry in every knob
 the two share, except the remedy's own knobs (and, for the deterministic WAE / RAE, the KL
-knobs a VAE has and they cannot). Every change is the remedy's mean minus the baseline's,
-and its verdict is decided on their 95 % intervals, like the studies' claims: better or
-worse when the intervals are apart, inconclusive when they overlap. Sharpness is decided
-on the raw and the contrast-normalised Laplacian variance together; when the two disagree
-the verdict is inconclusive.
+knobs a VAE has and they cannot). Every verdict is a paired comparison of the remedy
+against its baseline (:mod:`vaelab.compare.comparisons`): reconstructions and MSE paired on
+the same test images, samples unpaired; better or worse when the interval of the difference
+excludes zero, at the Bonferroni level of the whole remedies table. Sharpness is decided on
+the Laplacian variance and the half-power frequency together; when the two disagree the
+verdict is inconclusive.
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vaelab.compare.verdicts import HOLDS, NOT_HOLDS, higher, lower
-from vaelab.stats.intervals import Estimate
+from vaelab.compare.comparisons import (
+    SHARPNESS_MEASURES,
+    Comparison,
+    Direction,
+    Measurements,
+    Side,
+    compare,
+)
+from vaelab.compare.verdicts import HOLDS, NOT_HOLDS
+from vaelab.stats.paired import family_level
 
 # Knobs of a VAE's posterior that a deterministic autoencoder does not have.
 KL_KNOBS = frozenset({"variational", "kl_weight", "kl_warmup_epochs", "free_bits"})
@@ -110,41 +119,15 @@ REMEDIES: list[Remedy] = [
     ),
 ]
 
-# What the remedies table reports: (dotted eval key, label, True when higher is better).
-SHARPNESS_KEYS = {
-    "recon": ("blur.laplacian_var.recon", "blur.laplacian_var_norm.recon"),
-    "sample": ("blur.laplacian_var.sample", "blur.laplacian_var_norm.sample"),
-    "gmm_sample": ("blur.laplacian_var.sample_gmm", "blur.laplacian_var_norm.sample_gmm"),
+# Each verdict of a remedy against its baseline: (set compared, measures, better when).
+VERDICTS: dict[str, tuple[str, tuple[str, ...], Direction]] = {
+    "recon_sharpness": ("recon", tuple(SHARPNESS_MEASURES), "higher"),
+    "mse": ("recon", ("mse",), "lower"),
+    "sample_sharpness": ("sample", tuple(SHARPNESS_MEASURES), "higher"),
+    "gmm_sample_sharpness": ("sample_gmm", tuple(SHARPNESS_MEASURES), "higher"),
 }
-CHANGES: list[tuple[str, str, bool]] = [
-    ("blur.laplacian_var.recon", "Lap var recon", True),
-    ("blur.laplacian_var_norm.recon", "norm. sharp. recon", True),
-    ("recon.mse", "MSE", False),
-    ("blur.laplacian_var.sample", "Lap var sample", True),
-    ("blur.laplacian_var_norm.sample", "norm. sharp. sample", True),
-    # Samples of the ex-post Gaussian mixture on the training codes (evaluate.sampler: gmm),
-    # both sides.
-    ("blur.laplacian_var.sample_gmm", "Lap var GMM sample", True),
-    ("blur.laplacian_var_norm.sample_gmm", "norm. sharp. GMM sample", True),
-]
 # How a verdict is written in metrics/compare.json: better 1, inconclusive 0, worse -1.
 VERDICT_SCORE = {"better": 1, "inconclusive": 0, "worse": -1}
-
-
-@dataclass(frozen=True)
-class Change:
-    """One metric of a remedy against its baseline, and the verdict on their intervals."""
-
-    key: str
-    label: str
-    remedy: Estimate
-    baseline: Estimate
-    verdict: str  # "better", "worse" or "inconclusive"
-
-    @property
-    def delta(self) -> float:
-        """The remedy's mean minus the baseline's."""
-        return self.remedy.mean - self.baseline.mean
 
 
 @dataclass(frozen=True)
@@ -154,10 +137,17 @@ class RemedyComparison:
     variant: str
     remedies: tuple[Remedy, ...]
     baseline: str | None  # None: no plain VAE with the same trunk and z among the variants
-    changes: tuple[Change, ...]
-    # "recon_sharpness", "mse", "sample_sharpness" (+ fid / kid) -> verdict
-    verdicts: dict[str, str]
+    comparisons: dict[str, Comparison]  # VERDICTS key -> the paired comparison
     reason: str = ""  # why there is no baseline
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """VERDICTS key -> "better", "worse", "inconclusive" or "collapsed"."""
+        words = {HOLDS: "better", NOT_HOLDS: "worse"}
+        return {
+            name: words.get(c.outcome, "collapsed" if c.outcome == "collapsed" else "inconclusive")
+            for name, c in self.comparisons.items()
+        }
 
 
 def applied(entry: dict[str, Any]) -> tuple[Remedy, ...]:
@@ -185,72 +175,80 @@ def baseline_for(
     return None
 
 
-def _verdict(remedy: Estimate, baseline: Estimate, higher_is_better: bool) -> str:
-    outcome = (higher if higher_is_better else lower)(remedy, baseline)
-    return {HOLDS: "better", NOT_HOLDS: "worse"}.get(outcome, "inconclusive")
+NO_BASELINE = (
+    "no plain VAE (vae_conv, variational, no remedy) with the same trunk, z and other knobs "
+    "among the variants"
+)
 
 
-def _joint(verdicts: Sequence[str]) -> str:
-    """One verdict from both sharpness measures: theirs when they agree, else inconclusive."""
-    return verdicts[0] if len(set(verdicts)) == 1 else "inconclusive"
-
-
-def compare_remedies(
-    entries: dict[str, dict[str, Any]], estimates: dict[str, dict[str, Estimate]]
-) -> list[RemedyComparison]:
-    """Every variant that applies a remedy, against its baseline. ``entries``: each variant's
-    ``models:`` entry dumped; ``estimates``: each variant's dotted metric key -> Estimate."""
+def _planned(
+    entries: dict[str, dict[str, Any]], data: Measurements
+) -> list[tuple[str, tuple[Remedy, ...], str | None, list[str]]]:
+    """(variant, remedies, baseline, the verdicts both sides can be measured on)."""
     plain = {name: entry for name, entry in entries.items() if is_plain_vae(entry)}
-    comparisons = []
+    planned = []
     for name, entry in entries.items():
         remedies = applied(entry)
         if not remedies:
             continue
         base = baseline_for(entry, remedies, plain)
-        if base is None:
-            comparisons.append(
-                RemedyComparison(
-                    name,
-                    remedies,
-                    None,
-                    (),
-                    {},
-                    reason=(
-                        "no plain VAE (vae_conv, variational, no remedy) with the same trunk, "
-                        "z and other knobs among the variants"
-                    ),
-                )
+        names = [
+            verdict
+            for verdict, (source, measures, _better) in VERDICTS.items()
+            if base is not None
+            and all(
+                data.has(Side(v, source), "laplacian_var" if m != "mse" else m)
+                for v in (name, base)
+                for m in measures[:1]
             )
+        ]
+        planned.append((name, remedies, base, names))
+    return planned
+
+
+def compare_remedies(
+    entries: dict[str, dict[str, Any]], data: Measurements, *, seed: int = 0
+) -> list[RemedyComparison]:
+    """Every variant that applies a remedy, against its baseline. ``entries``: each variant's
+    ``models:`` entry dumped; ``data``: the per-image measurements. The whole table is one
+    family: each verdict at level 1 − 0.05 / (its number of verdicts)."""
+    planned = _planned(entries, data)
+    total = sum(len(names) for *_rest, names in planned)
+    level = family_level(max(total, 1))
+    out = []
+    for name, remedies, base, names in planned:
+        if base is None:
+            out.append(RemedyComparison(name, remedies, None, {}, reason=NO_BASELINE))
             continue
-        ours, theirs = estimates[name], estimates[base]
-        changes = tuple(
-            Change(key, label, ours[key], theirs[key], _verdict(ours[key], theirs[key], better))
-            for key, label, better in CHANGES
-            if key in ours and key in theirs
-        )
-        by_key = {c.key: c.verdict for c in changes}
-        verdicts = {}
-        for what, keys in SHARPNESS_KEYS.items():
-            if all(k in by_key for k in keys):
-                verdicts[f"{what}_sharpness"] = _joint([by_key[k] for k in keys])
-        if "recon.mse" in by_key:
-            verdicts["mse"] = by_key["recon.mse"]
-        comparisons.append(RemedyComparison(name, remedies, base, changes, verdicts))
-    return comparisons
+        comparisons = {}
+        for verdict in names:
+            source, measures, better = VERDICTS[verdict]
+            comparisons[verdict] = compare(
+                data,
+                f"{name} vs {base} ({verdict.replace('_', ' ')})",
+                Side(name, source),
+                Side(base, source),
+                measures,
+                better,
+                level=level,
+                seed=seed,
+            )
+        out.append(RemedyComparison(name, remedies, base, comparisons))
+    return out
 
 
 def verdict_scores(comparisons: Sequence[RemedyComparison]) -> dict[str, dict[str, int]]:
-    """``{variant: {"recon_sharpness": 1, "mse": -1, ...}}`` for metrics/compare.json."""
-    return {
-        c.variant: {k: VERDICT_SCORE[v] for k, v in c.verdicts.items()}
+    """``{variant: {"recon_sharpness": 1, "mse": -1, ...}}`` for metrics/compare.json (a
+    collapsed comparison is left out)."""
+    scores = {
+        c.variant: {k: VERDICT_SCORE[v] for k, v in c.verdicts.items() if v in VERDICT_SCORE}
         for c in comparisons
-        if c.verdicts
     }
+    return {variant: scored for variant, scored in scores.items() if scored}
 
 
 __all__ = [
     "REMEDIES",
-    "Change",
     "Remedy",
     "RemedyComparison",
     "applied",

@@ -50,6 +50,11 @@ class ReconLossFields(Section):
     # optimal (the batch's RMS error, log σ = log √mean((x − x̂)²), not differentiated)
     # or a fixed σ > 0. learned and optimal are softly clipped at log σ = −6.
     sigma: DecoderSigma = "learned"
+    # The learned σ's own Adam learning rate (recon_loss: gaussian, sigma: learned): the
+    # optimal σ is the RMS error, which falls as the decoder trains, and at train.lr log σ moves
+    # about 0.001 a step — too slowly to follow it (1 → 0.55 in 600 steps against an optimum of
+    # ~0.13). null: train.lr.
+    sigma_lr: float | None = Field(0.02, gt=0.0, allow_inf_nan=False)
     # Study 002 multiplied a per-pixel *mean* BCE by 6000 to stop the KL term from
     # drowning the reconstruction on MNIST; with the per-image sum used here that is
     # about 6000 / 784 ≈ 7.7.
@@ -87,6 +92,16 @@ class ReconLossFields(Section):
             raise ValueError(
                 f"sigma would do nothing with recon_loss: {self.recon_loss} "
                 "(only the gaussian decoder has a σ); remove it or set recon_loss: gaussian"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sigma_lr_only_with_a_learned_sigma(self) -> ReconLossFields:
+        default = type(self).model_fields["sigma_lr"].default
+        if self.sigma_lr != default and (self.recon_loss != "gaussian" or self.sigma != "learned"):
+            raise ValueError(
+                "sigma_lr would do nothing without a learned σ (recon_loss: gaussian, "
+                "sigma: learned); remove it"
             )
         return self
 

@@ -88,6 +88,11 @@ class PreparedData:
             self.images[np.flatnonzero(self.index["split"].to_numpy() == name)]
         )
 
+    def ids(self, split: str) -> list[str]:
+        """The ``image_id`` of each image of one split, in index order (as :meth:`split`)."""
+        rows = self.index["split"].to_numpy() == split
+        return [str(value) for value in self.index["image_id"].to_numpy()[rows]]
+
     def has_split(self, name: str) -> bool:
         """Whether any image is in split ``name``."""
         return bool((self.index["split"] == name).any())

@@ -5,7 +5,7 @@ bootstrap interval over seeds and images."""
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ class Replicate:
     metrics: dict[str, Any]  # the merged metric tree
     per_image: dict[str, np.ndarray]  # dotted key -> (N,) values whose mean the tree holds
     notes: dict[str, str]
+    curves: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (bins,)
 
 
 def combine(
@@ -83,3 +84,22 @@ def combine_notes(replicates: list[Replicate]) -> dict[str, str]:
         else:
             notes[topic] = " | ".join(f"seed {seed}: {text}" for seed, text in texts)
     return notes
+
+
+def combine_curves(replicates: list[Replicate]) -> dict[str, dict[str, list[float]]]:
+    """Each curve's mean, standard deviation, minimum and maximum over the replicates, point by
+    point (the range draws as a band on a log axis, where mean ± sd can go below zero)."""
+    names = sorted(replicates[0].curves)
+    if any(sorted(r.curves) != names for r in replicates[1:]):
+        raise ValueError("replicates measured different curves")
+    combined = {}
+    for name in names:
+        stacked = np.stack([np.asarray(r.curves[name], dtype=np.float64) for r in replicates])
+        sd = stacked.std(axis=0, ddof=1) if len(replicates) > 1 else np.zeros(stacked.shape[1])
+        combined[name] = {
+            "mean": stacked.mean(axis=0).tolist(),
+            "sd": sd.tolist(),
+            "min": stacked.min(axis=0).tolist(),
+            "max": stacked.max(axis=0).tolist(),
+        }
+    return combined

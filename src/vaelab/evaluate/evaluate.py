@@ -26,17 +26,18 @@ from vaelab import figures
 from vaelab.config import Params
 from vaelab.config.evaluated_on import EVALUATED_ON, evaluated_on
 from vaelab.evaluate import experiments, fid
-from vaelab.evaluate.aggregate import Replicate, combine, combine_notes
+from vaelab.evaluate.aggregate import Replicate, combine, combine_curves, combine_notes
 from vaelab.evaluate.context import Context, build_contexts
 from vaelab.evaluate.result import merge_into
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.metric_files import headline_of, metric_files
+from vaelab.io.per_image_table import per_image_path, per_image_table, write_table
 from vaelab.measures.headline import eval_headline
 
 log = logging.getLogger("vaelab.evaluate")
 
 # Top-level keys of the metrics that run_evaluate writes whole; no experiment adds to them.
-STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals", EVALUATED_ON, fid.RECORD})
+STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals", "curves", EVALUATED_ON, fid.RECORD})
 
 # The DVC metrics of a variant, ``metrics/eval/<variant>.json``: headline key -> the key of the
 # detail it copies (means over seeds; vaelab.measures.headline). A key the variant lacks (an AE's
@@ -77,10 +78,15 @@ def run_evaluate(
             "seeds": len(contexts),
         },
         notes=combine_notes(replicates),
+        curves=combine_curves(replicates),
         **{EVALUATED_ON: evaluated_on(params, contexts[0].test), fid.RECORD: quality.record},
     )
     metric_files(metrics_root, f"eval/{variant}.json").write(
         headline_of(metrics, HEADLINE), metrics
+    )
+    write_table(
+        per_image_table(variant, replicates, contexts[0].data.ids("test")),
+        per_image_path(metrics_root, variant),
     )
     log_summary(variant, metrics, replicates=len(contexts), drawn=len(saved))
     return metrics
@@ -124,6 +130,7 @@ def run_experiments(ctx: Context, staging: Path, saved: dict[str, str]) -> Repli
     metrics: dict[str, Any] = {}
     per_image: dict[str, np.ndarray] = {}
     notes: dict[str, str] = {}
+    curves: dict[str, np.ndarray] = {}
     for experiment in experiments.EXPERIMENTS:
         result = experiment(ctx)
         name = experiment.__name__
@@ -137,7 +144,8 @@ def run_experiments(ctx: Context, staging: Path, saved: dict[str, str]) -> Repli
         merge_into(metrics, result.metrics, kind="metric", source=name)
         merge_into(per_image, result.per_image, kind="per-image metric", source=name)
         merge_into(notes, result.notes, kind="note", source=name)
-    return Replicate(ctx.replicate, metrics, per_image, notes)
+        merge_into(curves, result.curves, kind="curve", source=name)
+    return Replicate(ctx.replicate, metrics, per_image, notes, curves)
 
 
 def save_figures(

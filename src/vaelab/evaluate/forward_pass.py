@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from vaelab.evaluate.latent_measures import PixelSpread, elbo_terms
 from vaelab.measures.image_measures import PerImage, blur_metrics, reconstruction_metrics
+from vaelab.measures.spectrum import image_rapsd
 from vaelab.models import Autoencoder, VariationalAutoencoder
 from vaelab.models.inference import batches, model_device
 
@@ -48,6 +49,8 @@ class ForwardPass:
     # VAEs only (None for AEs): (N, z_dim) float32 on the CPU, KL(q(z|x) || N(0, I)) per
     # dimension.
     kl_per_dim: Tensor | None
+    # "input" / "recon" -> (N, bins) float64: each image's RAPSD (vaelab.measures.spectrum).
+    spectra: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -57,18 +60,34 @@ class InputMeasures:
 
     blur: dict[str, np.ndarray]  # blur metric name (blur_metrics) -> (N,) float64
     spread: float  # PixelSpread.spread() of the N images
+    rapsd: np.ndarray  # (N, bins) float64: each image's RAPSD
+
+
+class SourceMeasures:
+    """The blur metrics, RAPSD and pixel spread of one source's images, batch by batch."""
+
+    def __init__(self, count: int) -> None:
+        self.blur, self.spectra, self.spread = PerImage(count), PerImage(count), PixelSpread()
+
+    def add(self, rows: slice, images: Tensor) -> None:
+        """Measure ``images`` ``(B, C, H, W)`` in [0, 1], the rows ``rows`` of the split."""
+        self.blur.put(rows, blur_metrics(images))
+        self.spectra.put(rows, {"rapsd": image_rapsd(images)})
+        self.spread.add(images)
 
 
 def measure_inputs(test: np.ndarray, *, batch_size: int, device: torch.device) -> InputMeasures:
     """Measure ``test`` ``(N, H, W, C)`` uint8 as :func:`run_forward_pass` would, in the same
     batches on the same device (so the same bits: the metrics do not depend on the batching)."""
-    blur, spread = PerImage(len(test)), PixelSpread()
-    first = 0
+    measured, first = SourceMeasures(len(test)), 0
     for x in batches(test, batch_size, device):
-        blur.put(slice(first, first + len(x)), blur_metrics(x))
-        spread.add(x)
+        measured.add(slice(first, first + len(x)), x)
         first += len(x)
-    return InputMeasures(blur=blur.arrays(), spread=spread.spread())
+    return InputMeasures(
+        blur=measured.blur.arrays(),
+        spread=measured.spread.spread(),
+        rapsd=measured.spectra.arrays()["rapsd"],
+    )
 
 
 @torch.no_grad()
@@ -93,12 +112,9 @@ def run_forward_pass(
     count = len(test)
     recon, latent, elbo = PerImage(count), PerImage(count), PerImage(count)
     # The sources still to measure in this pass: the inputs only when nobody has yet.
-    measured = SOURCES if inputs is None else tuple(s for s in SOURCES if s != "input")
-    blur = {source: PerImage(count) for source in measured}
-    spreads = {source: PixelSpread() for source in measured}
+    sources = {s: SourceMeasures(count) for s in SOURCES if inputs is None or s != "input"}
     kept: list[Tensor] = []
-    kept_count = 0
-    first = 0
+    kept_count = first = 0
     total = math.ceil(count / batch_size)
     for x in tqdm(
         batches(test, batch_size, model_device(model)),
@@ -113,9 +129,8 @@ def run_forward_pass(
         recons = outputs["recon"].float()
         recon.put(rows, reconstruction_metrics(x, recons))
         for source, images in zip(SOURCES, (x, recons), strict=True):
-            if source in measured:
-                blur[source].put(rows, blur_metrics(images))
-                spreads[source].add(images)
+            if source in sources:
+                sources[source].add(rows, images)
         latent.put(rows, {"codes": outputs["z"].flatten(1).float()})
         if kept_count < keep:
             kept.append(recons[: keep - kept_count])
@@ -125,10 +140,12 @@ def run_forward_pass(
             elbo.put(rows, {name: terms[name].cpu().double() for name in ("elbo", "recon", "kl")})
             latent.put(rows, {"kl_per_dim": terms["kl_per_dim"]})
     latent_arrays = latent.arrays()
-    blurs = {source: values.arrays() for source, values in blur.items()}
-    spread = {source: value.spread() for source, value in spreads.items()}
+    blurs = {source: m.blur.arrays() for source, m in sources.items()}
+    spread = {source: m.spread.spread() for source, m in sources.items()}
+    rapsds = {source: m.spectra.arrays()["rapsd"] for source, m in sources.items()}
     if inputs is not None:
         blurs, spread = {"input": inputs.blur, **blurs}, {"input": inputs.spread, **spread}
+        rapsds = {"input": inputs.rapsd, **rapsds}
     return ForwardPass(
         recon=recon.arrays(),
         blur=blurs,
@@ -137,4 +154,5 @@ def run_forward_pass(
         first_recons=torch.cat(kept),
         elbo=elbo.arrays() if model.is_variational else None,
         kl_per_dim=torch.from_numpy(latent_arrays["kl_per_dim"]) if model.is_variational else None,
+        spectra=rapsds,
     )

@@ -31,6 +31,8 @@ class Result:
     per_image: dict[str, np.ndarray] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
+    # name -> (bins,) a curve over frequency (the spectra), averaged over seeds by the stage
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def merge_into(

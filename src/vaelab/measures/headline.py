@@ -47,6 +47,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("recon.ssim", "SSIM", "higher", ".3f", "recon.ssim", ALL),
     Metric("blur.laplacian_var.recon", "Lap var recon", "higher", ".4g", "sharpness.recon", ALL),
     Metric("blur.laplacian_var_norm.recon", "norm. sharp. recon", "higher", ".3g", None, BOTH),
+    Metric("spectrum.half_power.recon", "half-power", "higher", ".3g", "half_power.recon", ALL),
     Metric("blur.laplacian_var.sample", "Lap var sample", "higher", ".4g", "sharpness.sample", ALL),
     Metric("blur.laplacian_var_norm.sample", "norm. sharp. sample", "higher", ".3g", None, BOTH),
     Metric("blur.laplacian_var.sample_gmm", "Lap var GMM", "higher", ".4g", "sharpness.sample_gmm"),

@@ -18,6 +18,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab.measures.image_measures import to_grey
 
 HALF_POWER = 0.5
 NYQUIST = 0.5  # cycles per pixel
@@ -100,3 +104,21 @@ def relative_error(psd: np.ndarray, reference: np.ndarray) -> np.ndarray:
     has no power."""
     psd, reference = np.asarray(psd, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     return spectral_ratio(np.broadcast_to(reference, psd.shape), psd) - 1.0
+
+
+def image_rapsd(images: Tensor) -> np.ndarray:
+    """(B, C, H, W) images in [0, 1] (any device) → (B, bins) float64: the RAPSD of each one's
+    greyscale (scikit-image's luma weights, as the blur measures use)."""
+    grey = to_grey(images).to(device="cpu", dtype=torch.float64)[:, 0].numpy()
+    return rapsd(grey)
+
+
+def mean_curves(spectra: dict[str, np.ndarray], reference: str = "input") -> dict[str, np.ndarray]:
+    """``{set: (N, bins)}`` → each set's mean RAPSD ``rapsd.<set>`` and, for every other set,
+    the ratio of its mean to the reference's ``ratio.<set>`` (Schwarz et al.'s curves)."""
+    means = {name: values.mean(axis=0) for name, values in spectra.items()}
+    curves = {f"rapsd.{name}": mean for name, mean in means.items()}
+    for name, mean in means.items():
+        if name != reference:
+            curves[f"ratio.{name}"] = spectral_ratio(means[reference], mean)
+    return curves

@@ -35,6 +35,7 @@ class LossSettings:
 
     recon_loss: ReconLoss = "bce"
     sigma: DecoderSigma = "learned"
+    sigma_lr: float | None = 0.02  # the learned log σ's own learning rate (None: the model's)
     recon_weight: float = 1.0
     kl_weight: float = 1.0
     kl_warmup_epochs: int = 0

@@ -55,6 +55,7 @@ def loss_settings_from(config: Any) -> LossSettings:
     return LossSettings(
         recon_loss=config.recon_loss,
         sigma=config.sigma,
+        sigma_lr=config.sigma_lr,
         recon_weight=config.recon_weight,
         msssim_weight=config.msssim_weight,
         ffl_weight=config.ffl_weight,

@@ -12,10 +12,10 @@ the JSON), and as artifacts the evaluation file (``evaluation/``), the figures
 (``config/``). The md5 of all of it is the run's ``logged_md5`` tag: a rerun on unchanged
 files logs nothing.
 
-The compare run. The compare report, ``reports/compare.md`` and ``reports/compare/*.png``,
-is one run named ``compare`` (tag ``stage=compare``) per content: its ``logged_md5`` tag is
-the md5 of the report's files, and a pipeline run whose report has that md5 already in
-the store logs nothing (:func:`log_compare`).
+The compare run. The compare report, ``reports/compare.md`` (with ``compare_detail.md``) and
+``reports/compare/*.png``, is one run named ``compare`` (tag ``stage=compare``) per content:
+its ``logged_md5`` tag is the md5 of the report's files, and a pipeline run whose report has
+that md5 already in the store logs nothing (:func:`log_compare`).
 
 Descriptions, the Markdown the MLflow UI shows. A version's description says what it is:
 the architecture and its knobs, the data it was trained on, its headline metrics and the
@@ -163,6 +163,7 @@ def enrich_train_runs(
 
 COMPARE_STAGE = "compare"
 REPORT_FILE = "compare.md"
+DETAIL_FILE = "compare_detail.md"  # every comparison behind compare.md, logged beside it
 FIGURES_DIR = "compare"
 
 
@@ -171,9 +172,11 @@ def report_files(reports_root: Path) -> Logged | None:
     report = reports_root / REPORT_FILE
     if not report.is_file():
         return None
+    detail = reports_root / DETAIL_FILE
     figures = reports_root / FIGURES_DIR
     pngs = sorted(figures.glob("*.png")) if figures.is_dir() else []
-    return Logged(((report, ""), *((png, FIGURES_DIR) for png in pngs)), {})
+    pages = [(report, ""), *([(detail, "")] if detail.is_file() else [])]
+    return Logged((*pages, *((png, FIGURES_DIR) for png in pngs)), {})
 
 
 def log_compare(

@@ -152,13 +152,26 @@ def make_optimizers(
             "vae_gan trains in one process only (its discriminator is stepped outside "
             "DistributedDataParallel); run it without torchrun"
         )
-    optimizer = torch.optim.Adam(
-        model.parameters() if gan is None else gan.generator_parameters(), lr=lr
-    )
+    stepped = list(model.parameters() if gan is None else gan.generator_parameters())
+    optimizer = torch.optim.Adam(_parameter_groups(stepped, core, lr), lr=lr)
     optimizers: dict[str, torch.optim.Optimizer] = {"model": optimizer}
     if gan is not None:
         optimizers["discriminator"] = gan.discriminator_optimizer(lr)
     return optimizers
+
+
+def _parameter_groups(
+    stepped: list[torch.nn.Parameter], core: Autoencoder, lr: float
+) -> list[torch.nn.Parameter] | list[dict[str, Any]]:
+    """The parameters as one group at ``lr``, or, for a learned decoder σ with its own
+    ``sigma_lr``, the others at ``lr`` and log σ at ``sigma_lr`` (a second group)."""
+    log_sigma = getattr(core, "log_sigma", None)
+    sigma_lr = core.loss_settings.sigma_lr
+    if log_sigma is None or sigma_lr is None or not any(p is log_sigma for p in stepped):
+        return stepped
+    rest = [p for p in stepped if p is not log_sigma]
+    groups: list[dict[str, Any]] = [{"params": rest}, {"params": [log_sigma], "lr": sigma_lr}]
+    return groups
 
 
 def resume(state: TrainState, path: Path, config_hash: str, epochs: int) -> dict[str, int] | None:

@@ -49,6 +49,7 @@ from vaelab.tracking import (
 )
 from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
+from vaelab.train.convergence import check, summarise
 from vaelab.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from vaelab.train.loop import TrainResult, train_model
 from vaelab.train.mlflow_logger import Tracking, TrainRun, ended_status, open_tracking
@@ -376,6 +377,13 @@ def write(
     history = mean_history(fitted)
     final = history.iloc[-1]
     timing = training_timing(fitted)
+    convergence = summarise(
+        history["val_loss"].tolist(),
+        {
+            item.setup.seed: check([row["val_loss"] for row in item.result.history])
+            for item in fitted
+        },
+    )
     detail = {
         "train": {
             k.removeprefix("train_"): float(v) for k, v in final.items() if k.startswith("train_")
@@ -385,10 +393,13 @@ def write(
         "epochs": len(history),
         "steps": fitted[0].result.steps,
         "trainable_params": trainable,
+        "convergence": convergence,
     }
     metric_files(metrics_root, f"train/{variant}.json").write(
         headline_of(detail, TRAIN_HEADLINE), detail, timing
     )
+    if not convergence["converged"]:
+        log.warning("%s has not converged: %s", variant, convergence["note"])
     # The curves only: per-epoch timings would make the table differ on every run.
     with atomic_file(metrics_root / "history" / f"{variant}.csv") as handle:
         history.drop(columns=TIMING_COLUMNS).to_csv(handle, index=False, lineterminator="\n")

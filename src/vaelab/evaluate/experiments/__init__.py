@@ -17,6 +17,7 @@ from vaelab.evaluate.experiments.blur import blur
 from vaelab.evaluate.experiments.interpolation import interpolation
 from vaelab.evaluate.experiments.latent import elbo, latent_code, latent_histograms
 from vaelab.evaluate.experiments.ood import ood
+from vaelab.evaluate.experiments.power_spectra import spectrum
 from vaelab.evaluate.experiments.radius import radius
 from vaelab.evaluate.experiments.reconstruction import reconstruction
 from vaelab.evaluate.experiments.samples import samples
@@ -29,6 +30,7 @@ Experiment = Callable[[Context], Result]
 EXPERIMENTS: list[Experiment] = [
     reconstruction,
     blur,
+    spectrum,
     spread,
     collapse,
     elbo,

@@ -8,10 +8,12 @@ from torch import Tensor
 from vaelab import figures
 from vaelab.config.evaluate_config import SharpenConfig
 from vaelab.evaluate.context import Context
+from vaelab.evaluate.experiments.power_spectra import half_power_against
 from vaelab.evaluate.experiments.reconstruction import PSNR_CAP_DB
 from vaelab.evaluate.result import Result, key_segment, means
 from vaelab.evaluate.sharpen_filters import pil_sharpness, unsharp
 from vaelab.measures.image_measures import blur_metrics, reconstruction_metrics
+from vaelab.measures.spectrum import image_rapsd
 from vaelab.models.inference import to_numpy, to_tensor
 
 
@@ -19,15 +21,20 @@ def sharpening(ctx: Context) -> Result:
     """``sharpen.<version>.<metric>``: the first ``sharpen.images`` reconstructions as they
     are (``none``), through PIL's Sharpness at each factor (``pil_<factor>``) and through an
     unsharp mask (``unsharp``): their blur metrics, and their MSE, PSNR and SSIM against the
-    test images they reconstruct — sharper, but closer to the input or only noisier? The
+    test images they reconstruct, and their half-power frequency over those inputs' spectra
+    (vaelab.evaluate.experiments.spectrum) — sharper, but closer to the input or only noisier? The
     first ``show`` of them as a figure, a row per version labelled with its numbers."""
     recons = ctx.test_pass.first_recons[: ctx.settings.sharpen.images]
     inputs = to_tensor(ctx.test[: len(recons)], recons.device)
     versions = sharpen_variants(recons, ctx.settings.sharpen)
     per_image: dict[str, np.ndarray] = {}
+    inputs_psd = ctx.test_pass.spectra["input"][: len(recons)]
     for key, images in versions.items():
         measured = {**blur_metrics(images), **reconstruction_metrics(inputs, images.float())}
         measured["psnr"] = np.minimum(measured["psnr"], PSNR_CAP_DB)
+        measured["half_power"] = half_power_against(
+            inputs_psd, image_rapsd(images.float()), ctx.test.shape[1:3]
+        )
         per_image |= {f"sharpen.{key}.{name}": values for name, values in measured.items()}
     drawn = {}
     if ctx.draw:

@@ -23,19 +23,36 @@ Rows of test-image sets join across variants on ``(set, measure, image_id)``, so
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from vaelab.evaluate.aggregate import Replicate
 from vaelab.io.atomic import atomic_file
 
+
+class Replicate(Protocol):
+    """What a table is made of: a replicate's training seed and its per-image values."""
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def per_image(self) -> Mapping[str, np.ndarray]: ...
+
+
+FOLDER = "per_image"  # under metrics/: one <variant>.parquet each
 COLUMNS = ("variant", "seed", "set", "measure", "item", "image_id", "value")
 # Sets whose items are test images (in split order); the others are samples.
 TEST_IMAGE_SETS = ("input", "recon")
 TEST_IMAGE_PREFIXES = ("sharpened_",)
+
+
+def per_image_path(metrics_root: Path, variant: str) -> Path:
+    """``metrics/per_image/<variant>.parquet``."""
+    return metrics_root / FOLDER / f"{variant}.parquet"
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -71,7 +88,7 @@ def is_test_image_set(name: str) -> bool:
 
 def replicate_rows(variant: str, replicate: Replicate, test_ids: Sequence[str]) -> pd.DataFrame:
     """One replicate's per-image values as rows of the table, in sorted key order."""
-    frames = []
+    frames = [_empty()]  # a replicate with no per-image values still gives the columns
     for key in sorted(replicate.per_image):
         values = np.asarray(replicate.per_image[key], dtype=np.float64).ravel()
         source, measure = split_key(key)
@@ -91,6 +108,18 @@ def replicate_rows(variant: str, replicate: Replicate, test_ids: Sequence[str]) 
     rows.insert(0, "seed", np.int32(replicate.seed))
     rows.insert(0, "variant", variant)
     return rows
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "set": pd.Series(dtype=object),
+            "measure": pd.Series(dtype=object),
+            "item": pd.Series(dtype=np.int32),
+            "image_id": pd.Series(dtype=object),
+            "value": pd.Series(dtype=np.float64),
+        }
+    )
 
 
 def per_image_table(
