@@ -124,6 +124,23 @@ def test_the_fingerprint_is_the_md5_of_the_written_files_and_is_checked(
         read_fingerprint(folder)
 
 
+def test_a_cut_images_file_is_refused_naming_it_by_every_reader(tmp_path, make_params):
+    """A prepared array cut short outside DVC: every stage that reads it (train's load_split,
+    evaluate's, chain's and compare's load_prepared) says which file and what to run, before
+    numpy's "mmap length is greater than file size"."""
+    from vaelab.data.prepared_data import load_prepared, load_split
+
+    params = make_params()
+    run_download(params, raw_root=tmp_path / "raw")
+    _prepare(params, tmp_path)
+    folder = tmp_path / "prepared"
+    images = folder / "images.npy"
+    images.write_bytes(images.read_bytes()[:-100])
+    for read in (lambda: load_prepared(folder), lambda: load_split(folder, "train")):
+        with pytest.raises(UserError, match=r"images\.npy: \d+ bytes, but prepare wrote \d+"):
+            read()
+
+
 def test_seed_changes_the_random_split_only(tmp_path, make_params):
     run_download(make_params(), raw_root=tmp_path / "raw")
     _prepare(make_params(), tmp_path)

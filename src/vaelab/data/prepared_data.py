@@ -103,6 +103,7 @@ def load_prepared(prepared: Path, columns: list[str] | None = None) -> PreparedD
     images_path, index_path = prepared / IMAGES_FILE, prepared / INDEX_FILE
     if not images_path.is_file() or not index_path.is_file():
         raise UserError(f"{prepared}: no prepared data; run `dvc repro prepare` first")
+    read_fingerprint(prepared)  # the files still have the sizes prepare wrote, before any read
     images = np.load(images_path, mmap_mode="r", allow_pickle=False)
     index = pd.read_csv(index_path, usecols=columns)
     if len(index) != len(images):
