@@ -253,3 +253,16 @@ def test_flips_depend_on_seed_and_epoch_only_and_leave_the_order_alone():
     torch.testing.assert_close(
         torch.cat(list(flipped.epoch(2, start_batch=2))), served[16:], rtol=0, atol=0
     )
+
+
+def test_a_corrupt_checkpoint_is_one_message_naming_the_file(tmp_path):
+    """Garbage where the checkpoint should be: a UserError naming the file and the fix (delete
+    it: training restarts from scratch), not torch's PytorchStreamReader error."""
+    from tests.support.fit import fit
+    from vaelab.errors import UserError
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a zip at all" * 10)
+    with pytest.raises(UserError) as caught:
+        fit({"arch": "vae_conv", "filters": [4], "z_dim": 2}, 8, 1, tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path / "checkpoint.pt") in message and "delete it" in message

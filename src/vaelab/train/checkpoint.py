@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_file
 from vaelab.train.meter import LossMeter
 
@@ -89,7 +91,16 @@ def restore_checkpoint(path: Path, state: TrainState, expected_hash: str) -> boo
     """Load the checkpoint at ``path`` into ``state`` if it was made with the same config."""
     if not path.is_file():
         return False
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"{path}: not a readable checkpoint ({reason}); delete it and rerun: the training "
+            "then starts from scratch (a checkpoint only saves time, never changes the result)"
+        ) from None
+    if not isinstance(saved, dict):
+        raise UserError(f"{path}: not a vaelab checkpoint; delete it and rerun")
     if saved.get("config_hash") != expected_hash:
         log.info("%s was made with another config; starting afresh", path)
         return False
