@@ -9,7 +9,9 @@ group (dvc and the stage: power cut, OOM killer) or dvc alone (the stage must no
 parent died). Then a plain `dvc repro` must bring every output back byte-identical to the
 reference (md5 of every file under data/prepared, models, metrics, reports, except the
 timing files, the registry's run ids and the report's seconds), and no temporary file of
-an interrupted write may remain.
+an interrupted write may remain. Every training run in the project's MLflow store must hold
+each epoch of each metric once (a resumed training continues its run without resending the
+epochs the run already had).
 
     .venv/bin/python scripts/kill_stages.py [--trials 14] [--seed 0] [--keep DIR]
 
@@ -108,6 +110,26 @@ def alive(pid: int) -> bool:
         return False
 
 
+def repeated_epochs(root: Path) -> list[str]:
+    """The training runs of the project's store that hold an epoch of a metric twice, as
+    ``run name: metric steps``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("vaelab")
+    if experiment is None:
+        return []
+    found = []
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'train'")
+    for train_run in runs:
+        for key in train_run.data.metrics:
+            steps = [m.step for m in client.get_metric_history(train_run.info.run_id, key)]
+            if len(steps) != len(set(steps)):
+                found.append(f"{train_run.info.run_name}: {key} {sorted(steps)}")
+                break
+    return found
+
+
 def kill_trial(root: Path, stage: str, delay: float, whole_group: bool) -> dict[str, object]:
     """Force ``stage``, SIGKILL it ``delay`` s after DVC starts it; how long its children
     outlived dvc."""
@@ -182,7 +204,14 @@ def main() -> int:
         now = digests(root)
         differ = sorted(k for k in reference.keys() | now.keys() if reference.get(k) != now.get(k))
         left = leftovers(root)
-        ok = rerun.returncode == 0 and not differ and not left and kill["survivors"] == 0
+        repeats = repeated_epochs(root)
+        ok = (
+            rerun.returncode == 0
+            and not differ
+            and not left
+            and not repeats
+            and kill["survivors"] == 0
+        )
         failures += not ok
         print(
             f"trial {number:2d}: {stage:20s} kill {'group' if whole_group else 'dvc  '} "
@@ -190,9 +219,11 @@ def main() -> int:
             f"{' (stage already done)' if kill['finished_before_kill'] else ''}; "
             f"children {kill['children']}, gone in {kill['children_gone_s']} s, "
             f"alive after 30 s {kill['survivors']}; rerun rc {rerun.returncode}; "
-            f"differing outputs {len(differ)}; leftover temporaries {len(left)}"
+            f"differing outputs {len(differ)}; leftover temporaries {len(left)}; "
+            f"runs with an epoch twice {len(repeats)}"
             + (
-                f"\n    differ: {differ[:5]}\n    left: {left[:5]}\n{rerun.stderr[-2000:]}"
+                f"\n    differ: {differ[:5]}\n    left: {left[:5]}\n    twice: {repeats[:3]}"
+                f"\n{rerun.stderr[-2000:]}"
                 if not ok
                 else ""
             ),

@@ -391,3 +391,23 @@ def test_epochs_are_sent_at_most_once_per_send_interval_and_all_by_the_end(proje
     client = project.client()
     (run,) = train_runs(client)
     assert_complete(client, run, project)
+
+
+def test_a_run_ahead_of_its_checkpoint_gets_each_epoch_once_after_a_resume(project, monkeypatch):
+    """The run gets epochs every send, the checkpoint only at the start and the end here: a
+    kill at epoch 6 leaves the run with epochs 1-5 and a checkpoint of epoch 0. Before: the
+    resumed training asked the run which epochs it had only before its first send, and sent
+    epochs 2-5 again (`val_loss` at steps 1, 2, 2, 3, ...). Now every epoch is in it once."""
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    params["train"] |= {"checkpoint_every": 1000, "checkpoint_seconds": 1000}
+    (project.root / "params.yaml").write_text(yaml.safe_dump(params))
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        interrupt_at(patched, 6)
+        train(project)
+    client = project.client()
+    (killed,) = train_runs(client)
+    assert all(s == [1, 2, 3, 4, 5] for s in metric_steps(client, killed.info.run_id).values())
+    train(project)
+    (run,) = train_runs(client)
+    assert run.info.run_id == killed.info.run_id
+    assert_complete(client, run, project)

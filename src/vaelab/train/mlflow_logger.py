@@ -138,6 +138,9 @@ class TrainRun:
     pending: list[tuple[int, Row]] = field(default_factory=list)
     # whether the epochs the run holds are known (else it is asked before sending)
     checked: bool = True
+    # The epochs the run already held when asked (per metric key): a resumed run can be ahead
+    # of its checkpoint, and those epochs come round again as the training catches up.
+    held: dict[str, set[int]] = field(default_factory=dict)
     opened: bool = False  # the run exists, with its params
     complete: bool = False  # every epoch sent and the run ended
     sent_at: float = float("-inf")  # time.monotonic() of the last send of epochs (SEND_EVERY)
@@ -147,6 +150,7 @@ class TrainRun:
         and send it the epochs of ``history`` it lacks. The run's id; ``run_id`` when the store
         failed."""
         self.run_id, self.trained, self.checked = run_id, len(history), run_id is None
+        self.held = {}
         self.pending = [(_now_ms(), row) for row in history]
         self.tracking.attempt(f"starting the run {self.name}", self._sync)
         return self.run_id
@@ -288,12 +292,14 @@ class TrainRun:
         from mlflow.entities import Metric
 
         client = self.tracking.client
-        logged = {} if self.checked else self._logged_steps()
+        if not self.checked:
+            for key, steps in self._logged_steps().items():
+                self.held.setdefault(key, set()).update(steps)
         metrics = [
             Metric(key, value, timestamp, int(row["epoch"]))
             for timestamp, row in self.pending
             for key, value in row.items()
-            if key != "epoch" and int(row["epoch"]) not in logged.get(key, ())
+            if key != "epoch" and int(row["epoch"]) not in self.held.get(key, ())
         ]
         # A request that fails may still have arrived: after a failure, ask first.
         self.checked = False
