@@ -79,3 +79,27 @@ def test_a_stage_checks_its_arguments_and_params_before_importing_torch(tmp_path
         assert done.stdout.strip().splitlines()[-1] == f"False False {code}", (
             done.stdout + done.stderr
         )
+
+
+def test_a_plain_dvc_repro_with_an_unknown_data_set_gives_the_stages_message(tmp_path):
+    """Without make's check first: DVC itself must not stop on "Parameters 'data.imagenet' are
+    missing" (dvc.yaml interpolated the data set's name into the download stage's params)."""
+    from tests.support.project import copy_project, project_env
+
+    root = copy_project(tmp_path / "project")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["dataset"] = "imagenet"
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "download"],
+        cwd=root,
+        env=project_env(root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "data.dataset: 'imagenet' is not allowed" in output, output[-2000:]
+    assert "are missing" not in output and "Traceback" not in output
