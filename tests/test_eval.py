@@ -178,6 +178,7 @@ def test_evaluate_writes_the_design_metrics_and_every_figure(workspace, params, 
             "recon": metrics["blur"]["laplacian_var"]["recon"],
             "sample": metrics["blur"]["laplacian_var"]["sample"],
         },
+        "half_power": {"recon": metrics["spectrum"]["half_power"]["recon"]},
     }
     if variant == "tiny_vae":  # an AE has no ELBO, no KL per unit and no collapse verdict
         expected |= {

@@ -166,7 +166,8 @@ def _parameter_groups(
     """The parameters as one group at ``lr``, or, for a learned decoder σ with its own
     ``sigma_lr``, the others at ``lr`` and log σ at ``sigma_lr`` (a second group)."""
     log_sigma = getattr(core, "log_sigma", None)
-    sigma_lr = core.loss_settings.sigma_lr
+    settings = getattr(core, "loss_settings", None)  # any module with a loss trains here
+    sigma_lr = None if settings is None else settings.sigma_lr
     if log_sigma is None or sigma_lr is None or not any(p is log_sigma for p in stepped):
         return stepped
     rest = [p for p in stepped if p is not log_sigma]
