@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.json_files import write_json
 
@@ -85,6 +87,7 @@ def test_a_write_removes_the_leftovers_of_dead_writers_of_the_same_output_only(t
 KILLED_WRITER = """
 import sys, time
 from pathlib import Path
+from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory, atomic_file
 dest = Path(sys.argv[1])
 with atomic_file(dest / "model.pt", "wb") as handle, atomic_directory(dest / "figures") as staging:
@@ -159,3 +162,54 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def _full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_is_one_message_naming_the_output(tmp_path, monkeypatch):
+    """torch.save on a full disk raises "RuntimeError: [enforce fail at inline_container.cc]
+    . unexpected pos", the ENOSPC only in its cause: one UserError naming the file and what to
+    do, and no temporary left."""
+    import torch
+
+    dest = tmp_path / "checkpoint.pt"
+
+    def save_on_a_full_disk(obj, handle):
+        try:
+            handle.write(b"PK")
+            _full()
+        except OSError as error:
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:672] . unexpected pos"
+            ) from error
+
+    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
+    with (
+        pytest.raises(UserError, match=r"checkpoint\.pt: no space left on the device") as caught,
+        atomic_file(dest, "wb") as handle,
+    ):
+        torch.save({}, handle)
+    assert "free some space and rerun" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_syncing_or_staging_a_folder_is_the_same_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "fsync", _full)
+    with (
+        pytest.raises(UserError, match=r"metrics\.json: no space left"),
+        atomic_file(tmp_path / "metrics.json") as handle,
+    ):
+        handle.write("{}")
+    monkeypatch.undo()
+    with (
+        pytest.raises(UserError, match=r"model: no space left"),
+        atomic_directory(tmp_path / "model") as staging,
+    ):
+        (staging / "a").write_text("x")
+        _full()
+    assert list(tmp_path.iterdir()) == []
+    # Any other error passes through unchanged.
+    with pytest.raises(ValueError, match="not a disk"), atomic_file(tmp_path / "other.json"):
+        raise ValueError("not a disk")

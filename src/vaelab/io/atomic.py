@@ -9,6 +9,7 @@ every other file.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -17,6 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from vaelab.errors import UserError
+
+# What a full disk (or a full quota) raises as, often deep in a chain: torch.save reports it as
+# "RuntimeError: [enforce fail at inline_container.cc] . unexpected pos", caused by the OSError.
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _default_mode(mode: int) -> int:
@@ -28,6 +35,27 @@ def _default_mode(mode: int) -> int:
 
 def _prefix(dest: Path, kind: str) -> str:
     return f".{dest.name}.{kind}-{os.getpid()}-"
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from or during, is a full disk."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in FULL:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _no_space(dest: Path, error: BaseException) -> UserError:
+    free = shutil.disk_usage(dest.parent).free if dest.parent.exists() else 0
+    return UserError(
+        f"{dest}: no space left on the device ({free:,} bytes free in {dest.parent}); nothing "
+        "half-written was kept: free some space and rerun (a training resumes from its last "
+        f"checkpoint) [{type(error).__name__}]"
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -73,8 +101,10 @@ def atomic_directory(dest: Path) -> Iterator[Path]:
     os.chmod(staging, _default_mode(0o777))
     try:
         yield staging
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if _disk_full(error):
+            raise _no_space(dest, error) from error
         raise
     if dest.exists():
         # Move the old output aside first so the swap itself is a single rename.
@@ -102,6 +132,8 @@ def atomic_file(dest: Path, mode: str = "w") -> Iterator[Any]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if _disk_full(error):
+            raise _no_space(dest, error) from error
         raise
