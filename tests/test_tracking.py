@@ -120,3 +120,17 @@ def test_provenance_names_the_commit_the_dirt_and_the_experiment(tmp_path, clean
         "dvc_exp_name": "puffy-daks",
         "dvc_exp_baseline_rev": head,
     }
+
+
+def test_a_local_store_that_is_no_database_is_one_message_naming_it(tmp_path):
+    from vaelab.config.registry_config import RegistryConfig
+    from vaelab.errors import UserError
+    from vaelab.tracking_http import connect
+
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"garbage where the sqlite header should be " * 100)
+    with (
+        pytest.raises(UserError, match=r"mlflow\.db: not a usable MLflow store \(file is not a "),
+        connect(f"sqlite:///{db}", RegistryConfig()),
+    ):
+        pass

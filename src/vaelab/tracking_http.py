@@ -149,13 +149,48 @@ def wait_for_server(
     )
 
 
+def _sqlite_error(error: BaseException) -> str | None:
+    """The sqlite error text behind ``error`` (MLflow and SQLAlchemy wrap it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__module__ == "sqlite3" or "sqlite3." in str(current):
+            text = str(current)
+            return text.split("(sqlite3.", 1)[-1].split(")", 1)[-1].strip().splitlines()[0]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def open_local_store(uri: str) -> MlflowClient:
+    """A client of the local sqlite store, opened and asked once, so that a file that is no
+    sqlite store is one UserError naming it and what to do (SQLAlchemy's DatabaseError else)."""
+    from mlflow import MlflowClient
+
+    path = uri.removeprefix("sqlite:///")
+    try:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as err:  # only sqlite's own errors are ours; any other is re-raised
+        reason = _sqlite_error(err)
+        if reason is None:
+            raise
+        raise UserError(
+            f"{path}: not a usable MLflow store ({reason}); move it aside (mv {path} "
+            f"{path}.bad) and rerun: a new store is made, and `register` logs every variant "
+            "into it again"
+        ) from err
+    return client
+
+
 @contextmanager
 def connect(uri: str, cfg: RegistryConfig) -> Iterator[MlflowClient]:
     """A client for ``uri`` as tracking and registry URI, with MLflow's HTTP retries bounded.
 
     Also makes ``uri`` the process's URI for MLflow's fluent API (``start_run``,
     ``log_model``), as a stage or command is one process. Raises UserError, before
-    anything is written, when a remote server does not answer.
+    anything is written, when a remote server does not answer or the local sqlite file is no
+    store.
     """
     quiet_mlflow_env()
     import mlflow
@@ -163,7 +198,10 @@ def connect(uri: str, cfg: RegistryConfig) -> Iterator[MlflowClient]:
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if uri.startswith("sqlite:///"):
+        client = open_local_store(uri)
+    else:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     if is_remote(uri):
         wait_for_server(client, uri, cfg)
     with bounded_mlflow_http(cfg):
