@@ -109,6 +109,11 @@ def test_provenance_names_the_commit_the_dirt_and_the_experiment(tmp_path, clean
     (tmp_path / "metrics" / "eval.json").write_text('{"mse": 1}\n')
     (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
     assert provenance().dirty is False
+    # An untracked file (a tool's leftovers) changes no tracked file: not dirty either.
+    (tmp_path / "notes.txt").write_text("scratch\n")
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "plot.py").write_text("print(1)\n")
+    assert provenance().dirty is False and run_tags()["git_dirty"] == "false"
     (tmp_path / "params.yaml").write_text("seed: 1\n")
     assert provenance().dirty is True and is_committed(Path("params.yaml")) is False
 

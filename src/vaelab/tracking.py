@@ -123,11 +123,12 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 def git_dirty(cwd: Path | None = None) -> bool | None:
-    """Whether the tree differs from HEAD (untracked files included), leaving out what the
-    pipeline writes into git itself (``dvc.lock``, ``metrics/``, ``reports/``); None
-    outside a git repository. An experiment's executor is dirty: its params differ."""
+    """Whether a tracked file differs from HEAD, leaving out what the pipeline writes into
+    git itself (``dvc.lock``, ``metrics/``, ``reports/``); None outside a git repository. An
+    untracked file (a tool's leftovers, a notebook) changes no result, so it is no dirt. An
+    experiment's executor is dirty: its params differ."""
     excluded = [f":(exclude){path}" for path in PIPELINE_WRITES]
-    done = _git(["status", "--porcelain", "--", ".", *excluded], cwd)
+    done = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", *excluded], cwd)
     return bool(done.stdout.strip()) if done.returncode == 0 else None
 
 
