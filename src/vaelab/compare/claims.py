@@ -27,11 +27,10 @@ from vaelab.compare.comparisons import (
 )
 from vaelab.compare.families import find_families
 from vaelab.compare.verdicts import Claim, not_measured
+from vaelab.config.model_config import POSTERIOR_KNOBS
 from vaelab.stats.intervals import Estimate
 from vaelab.stats.paired import family_level
 
-# Knobs of a VAE's loss that its deterministic twin (variational: false) cannot have.
-POSTERIOR_KNOBS = frozenset({"variational", "kl_weight", "kl_warmup_epochs", "free_bits"})
 SHARPNESS = tuple(SHARPNESS_MEASURES)
 
 

@@ -30,10 +30,8 @@ from vaelab.compare.comparisons import (
     compare,
 )
 from vaelab.compare.verdicts import HOLDS, NOT_HOLDS
+from vaelab.config.model_config import POSTERIOR_KNOBS
 from vaelab.stats.paired import family_level
-
-# Knobs of a VAE's posterior that a deterministic autoencoder does not have.
-KL_KNOBS = frozenset({"variational", "kl_weight", "kl_warmup_epochs", "free_bits"})
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,7 @@ def baseline_for(
     the KL knobs for a deterministic remedy); None when there is none."""
     ignored = {"arch"}.union(*(r.knobs for r in remedies))
     if any(r.deterministic for r in remedies):
-        ignored |= KL_KNOBS
+        ignored |= POSTERIOR_KNOBS
     for name, candidate in plain.items():
         shared = (entry.keys() & candidate.keys()) - ignored
         if {"z_dim", "filters"} <= shared and all(entry[k] == candidate[k] for k in shared):
@@ -196,11 +194,7 @@ def _planned(
             verdict
             for verdict, (source, measures, _better) in VERDICTS.items()
             if base is not None
-            and all(
-                data.has(Side(v, source), "laplacian_var" if m != "mse" else m)
-                for v in (name, base)
-                for m in measures[:1]
-            )
+            and all(data.has(Side(v, source), measures[0]) for v in (name, base))
         ]
         planned.append((name, remedies, base, names))
     return planned

@@ -137,6 +137,12 @@ class KlFields(ReconLossFields):
     free_bits: float = Field(0.0, ge=0.0)
 
 
+# Knobs of a VAE's posterior that a deterministic autoencoder (its twin, or a WAE / RAE) has not.
+POSTERIOR_KNOBS = frozenset({"variational", *KlFields.model_fields}) - frozenset(
+    ReconLossFields.model_fields
+)
+
+
 class AePoolConfig(ReconLossFields):
     """Study 000 "Version 1": strided convs with max pooling, upsampling in the decoder."""
 
