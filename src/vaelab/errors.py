@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 USER_ERROR_EXIT = 2
 
 F = TypeVar("F", bound=Callable[..., object])
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what it was raised from or during, and so on (each once): libraries wrap
+    the error that matters (an OSError, a sqlite error) in their own."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 class UserError(Exception):

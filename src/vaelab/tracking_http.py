@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from vaelab.config.registry_config import RegistryConfig
-from vaelab.errors import UserError
+from vaelab.errors import UserError, causes
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -151,14 +151,10 @@ def wait_for_server(
 
 def _sqlite_error(error: BaseException) -> str | None:
     """The sqlite error text behind ``error`` (MLflow and SQLAlchemy wrap it), if any."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if type(current).__module__ == "sqlite3" or "sqlite3." in str(current):
-            text = str(current)
+    for cause in causes(error):
+        if type(cause).__module__ == "sqlite3" or "sqlite3." in str(cause):
+            text = str(cause)
             return text.split("(sqlite3.", 1)[-1].split(")", 1)[-1].strip().splitlines()[0]
-        current = current.__cause__ or current.__context__
     return None
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vaelab.errors import UserError
+from vaelab.errors import UserError, causes
 
 # What a full disk (or a full quota) raises as, often deep in a chain: torch.save reports it as
 # "RuntimeError: [enforce fail at inline_container.cc] . unexpected pos", caused by the OSError.
@@ -39,14 +39,7 @@ def _prefix(dest: Path, kind: str) -> str:
 
 def _disk_full(error: BaseException) -> bool:
     """Whether ``error``, or an error it was raised from or during, is a full disk."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in FULL:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(e, OSError) and e.errno in FULL for e in causes(error))
 
 
 def _no_space(dest: Path, error: BaseException) -> UserError:
