@@ -244,3 +244,28 @@ def test_dvc_metrics_show_of_the_default_run_fits_the_width(tmp_path: Path):
     assert header[0] == "Path" and "sharp" in header and "claims_hold" in header
     assert len(header) - 1 <= 16, header
     assert max(len(row) for row in rows) <= headline.TABLE_WIDTH, shown
+
+
+# README's command after a one-knob experiment: the changed param and the evaluation metrics.
+EXP_SHOW_DROP = (
+    r"Created|^(data|models|reports|metrics)(/[^:]*)?$"
+    r"|^(metrics/(train|chain)|val\.|claims_|remedies_)"
+)
+
+
+@pytest.mark.slow
+def test_exp_show_after_a_one_knob_experiment_fits_the_width(tmp_path: Path):
+    from tests.support.project import copy_project, small_pipeline
+
+    repo = copy_project(tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    small_pipeline(params, epochs=2, seeds=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([*DVC, "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline"], repo)
+    run([*DVC, "exp", "run", "-n", "z6", "-S", "models.small_vae.z_dim=6"], repo)
+    shown = run([*DVC, "exp", "show", "--only-changed", "--drop", EXP_SHOW_DROP], repo).stdout
+    assert "models.small_vae.z_dim" in shown and "metrics/eval/small_vae.json:sharp" in shown
+    assert max(len(line) for line in shown.splitlines()) <= headline.TABLE_WIDTH, shown
+    assert EXP_SHOW_DROP in (REPO / "README.md").read_text()
