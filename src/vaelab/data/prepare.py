@@ -27,13 +27,10 @@ log = logging.getLogger("vaelab.prepare")
 
 PREPARED_DIR = Path("data/prepared")
 DATA_METRICS = Path("metrics/data.json")
-# Its DVC metrics (headline key -> key of the detail, metrics/detail/data.json); the skipped
-# files, their reasons and the timings are in the detail and timing files beside it.
-DATA_HEADLINE = {
-    "images": "images",
-    "skipped": "skipped.count",
-    **{f"splits.{name}": f"splits.{name}" for name in (*SPLITS, OOD)},
-}
+# Its DVC metrics (headline key -> key of the detail, metrics/detail/data.json); the images
+# per split, the skipped files, their reasons and the timings are in the detail and timing
+# files beside it.
+DATA_HEADLINE = {"images": "images", "skipped": "skipped.count"}
 # A skip reason that is a choice (detect.on_miss: skip), not a broken file.
 NO_FACE = "no face detected"
 
