@@ -36,6 +36,7 @@ from vaelab.config import Params
 from vaelab.data.prepared_data import PreparedData, load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import metric_files
+from vaelab.kernels import in_force
 from vaelab.measures.headline import compare_json
 from vaelab.models.inference import reconstruct, to_numpy
 from vaelab.models.replicates import load_variant
@@ -100,7 +101,8 @@ def run_compare(
             staging, params, shown, gathered, families, remedies, reference["laplacian_var"]
         )
         draw_findings(staging, claims, variants)
-    metric_files(metrics_root, "compare.json").write(headline, result)
+    # The CPU kernels that computed it (vaelab.kernels) beside the comparisons.
+    metric_files(metrics_root, "compare.json").write(headline, result | {"kernels": in_force()})
     write_history(gathered.histories, metrics_root / "compare" / "history.csv")
     write_reports(params, reports_root, gathered, claims, families, remedies, remedies_drawn)
     for claim in claims:
