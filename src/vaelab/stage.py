@@ -18,6 +18,7 @@ from typing import Any
 
 from vaelab.config import Params, load_params
 from vaelab.errors import exit_on_user_error
+from vaelab.kernels import pin
 from vaelab.lifetime import exit_with_parent
 from vaelab.logs import setup_logging
 
@@ -48,6 +49,8 @@ def stage_main(
         exit_with_parent()
         setup_logging()
         params: Params = load_params(args.params)
+        # Before the stage's module imports torch and numpy: they choose kernels as they load.
+        pin(params.train.portable_kernels)
         stage = _runner(run)
         if per_variant:
             stage(params, args.variant)

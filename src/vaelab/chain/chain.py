@@ -30,6 +30,7 @@ from vaelab.config.evaluate_config import ChainConfig
 from vaelab.data.prepared_data import load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import headline_of, metric_files
+from vaelab.kernels import in_force
 from vaelab.measures.headline import CHAIN_MSE, CHAIN_SHARP
 from vaelab.measures.image_measures import PerImage, blur_metrics, colour_distances
 from vaelab.models import Autoencoder
@@ -92,7 +93,8 @@ def run_chain(
             metrics,
             {CHAIN_SHARP: f"{last}.laplacian_var", CHAIN_MSE: f"{last}.mse_to_input"},
         ),
-        metrics,
+        # The CPU kernels that computed it (vaelab.kernels) beside the passes.
+        metrics | {"kernels": in_force()},
     )
     write_table(metrics_root / "chain.csv", rows, rgb=rgb)
     log.info(

@@ -37,6 +37,7 @@ from vaelab.config import Params
 from vaelab.data.prepared_data import PreparedData, load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import metric_files
+from vaelab.kernels import in_force
 from vaelab.measures.headline import (
     CLAIMS_AGAINST,
     CLAIMS_HOLD,
@@ -104,7 +105,8 @@ def run_compare(
             staging, params, shown, gathered, families, remedies, reference["laplacian_var"]
         )
         draw_findings(staging, claims, variants)
-    metric_files(metrics_root, "compare.json").write(headline, result)
+    # The CPU kernels that computed it (vaelab.kernels) beside the comparisons.
+    metric_files(metrics_root, "compare.json").write(headline, result | {"kernels": in_force()})
     write_history(
         gathered.histories,
         curve_groups(params.models, families),

@@ -45,6 +45,16 @@ class TrainConfig(Section):
     # OMP_NUM_THREADS), fixed for a machine. Set a number to train the same bytes on
     # machines of one CPU type with other core counts.
     threads: int | None = Field(None, ge=1, le=1024)
+    portable_kernels: bool = Field(
+        True,
+        description=(
+            "Pin the CPU kernels of torch, oneDNN, MKL, OpenBLAS and numpy to AVX2 in every "
+            "stage that computes a number (vaelab.kernels), so that x86-64 CPUs of other "
+            "models compute the same bytes; false lets each library pick the fastest kernels "
+            "for this CPU. No effect on GPU kernels or on aarch64. Part of the training "
+            "checkpoint's key: a change retrains."
+        ),
+    )
     # Flip a random half of every training batch left-right (faces; not for digits).
     hflip: bool = False
     # Fitted after the last epoch; it changes no weight, so it is no part of a checkpoint's key.

@@ -22,6 +22,7 @@ from vaelab.data.split import OOD, SPLITS, assign_splits
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.metric_files import headline_of, metric_files
+from vaelab.kernels import in_force
 
 log = logging.getLogger("vaelab.prepare")
 
@@ -68,6 +69,7 @@ def run_prepare(
     metrics = _data_metrics(cfg.dataset, index, result, skipped)
     timing = {
         "workers": workers,
+        "kernels": in_force(),
         "seconds": round(seconds, 3),
         "images_per_second": round(total / seconds, 1) if seconds > 0 else None,
     }
