@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -45,6 +45,15 @@ class TrainConfig(Section):
     # OMP_NUM_THREADS), fixed for a machine. Set a number to train the same bytes on
     # machines of one CPU type with other core counts.
     threads: int | None = Field(None, ge=1, le=1024)
+    processes: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(
+        1,
+        description=(
+            "Processes that train one variant together (DDP): 1 trains in the stage's own "
+            "process; N > 1 relaunches the train stage under torchrun's standalone launcher as "
+            "N ranks on this machine (one per GPU, or gloo on CPU); auto: one per visible GPU "
+            "(1 without a GPU). Other bytes than one process: part of the checkpoint's key."
+        ),
+    )
     # Flip a random half of every training batch left-right (faces; not for digits).
     hflip: bool = False
     # Fitted after the last epoch; it changes no weight, so it is no part of a checkpoint's key.
