@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -53,6 +53,15 @@ class TrainConfig(Section):
             "models compute the same bytes; false lets each library pick the fastest kernels "
             "for this CPU. No effect on GPU kernels or on aarch64. Part of the training "
             "checkpoint's key: a change retrains."
+        ),
+    )
+    processes: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(
+        1,
+        description=(
+            "Processes that train one variant together (DDP): 1 trains in the stage's own "
+            "process; N > 1 relaunches the train stage under torchrun's standalone launcher as "
+            "N ranks on this machine (one per GPU, or gloo on CPU); auto: one per visible GPU "
+            "(1 without a GPU). Other bytes than one process: part of the checkpoint's key."
         ),
     )
     # Flip a random half of every training batch left-right (faces; not for digits).
