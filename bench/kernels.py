@@ -45,6 +45,7 @@ def project(folder: Path, variant: str) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["models"] = {variant: params["models"][variant]}
     params["train"]["seeds"] = 1
+    params["evaluate"]["chain"] = None  # it names other variants; this project has one
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copytree(REPO / "data" / "prepared", folder / "data" / "prepared")
     return folder
@@ -58,14 +59,17 @@ def run_stage(folder: Path, setting: str, script: str, variant: str) -> float:
     env = {key: value for key, value in os.environ.items() if key not in PINS}
     env["PYTHONPATH"] = str(REPO / "src")
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, str(REPO / "stages" / script), variant],
         cwd=folder,
         env=env,
-        check=True,
         capture_output=True,
+        text=True,
     )
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{script} {variant} failed ({done.returncode}):\n{done.stderr}")
+    return seconds
 
 
 def one_round(folder: Path, setting: str, variant: str) -> dict[str, float]:
