@@ -12,8 +12,10 @@ import pytest
 from PIL import Image
 
 from tests.support.trained import (
+    Workspace,
     save_variant,
     tiny_params,
+    tracking_server,
     workspace_fixture,
     write_eval,
 )
@@ -23,6 +25,11 @@ from vaelab.registry.register import run_register
 from vaelab.tracking import experiment_id
 
 workspace = pytest.fixture(workspace_fixture)
+
+
+def workspace_on(ws, uri):
+    """``ws`` with its store at ``uri`` (a tracking server)."""
+    return Workspace(root=ws.root, models=ws.models, metrics=ws.metrics, uri=uri)
 
 
 def register(ws):
@@ -298,3 +305,32 @@ def test_the_logged_model_is_named_after_the_variant_with_a_signature_and_descri
     registered = client.get_registered_model("vaelab-vae")
     assert registered.description.startswith("vaelab variant `vae`; `@champion` is version 1:")
     assert version.description in registered.description
+
+
+# A real `mlflow server` (about 10 s, most of it its start): the training run reopened over
+# HTTP takes the models, and the version's source is that run.
+def test_on_a_real_tracking_server_the_version_comes_from_its_training_run(
+    workspace, tmp_path_factory, monkeypatch
+):
+    import mlflow
+    from mlflow import MlflowClient
+
+    with tracking_server(workspace.root / "server", tmp_path_factory) as server:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+        remote = workspace_on(workspace, server.url)
+        runs = two_seeds(remote)
+        vae = register(remote)["variants"]["vae"]
+        client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+        version = client.get_model_version("vaelab-vae", "1")
+        assert version.run_id == runs[0] and len(version.tags) <= FEW_DOZEN
+        assert [int(v.version) for v in client.search_model_versions(f"run_id = '{runs[0]}'")] == [
+            1
+        ]
+        mse = {s: client.get_run(runs[s]).data.metrics["eval.recon.mse"] for s in (0, 1)}
+        assert mse == {0: 0.04, 1: 0.06}
+        for run_id in runs.values():
+            run = client.get_run(run_id)
+            assert run.info.status == "FINISHED"
+            assert run.data.tags["mlflow.parentRunId"] == vae["variant_run"]
+        model = mlflow.pyfunc.load_model("models:/vaelab-vae@champion")
+        assert model.predict(np.zeros((1, 16, 16, 1), dtype=np.uint8)).shape == (1, 16, 16, 1)
