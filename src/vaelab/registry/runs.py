@@ -452,9 +452,9 @@ def version_description(
             f"**{config.variant}**: {architecture(config)}.",
             f"Data: {data(config)}.",
             f"Evaluation (mean over seeds, test split): {headline(metrics, metric)}{evaluated}.",
-            f"Every number: artifact `evaluation/` of its source run (this replicate's own "
-            f"evaluation) and of the run `{config.variant}` (over seeds: means, spreads, "
-            "intervals).",
+            f"Every number: the `evaluation/` artifacts of its source run (its training: "
+            f"the replicate's own) and of the run `{config.variant}` (over seeds, with "
+            "spreads and intervals).",
             f"Weights md5 {model_md5}; registered from {origin}.",
         ]
     )
