@@ -14,7 +14,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test lint deps bench clean
+.PHONY: install repro test lint deps bench clean ui
 
 install: $(STAMP) $(PLOTS_PAGE)
 
@@ -48,6 +48,12 @@ test: install lint
 # tests/test_dvc_deps.py fails until this is run after an import changes).
 deps: install
 	$(BIN)/python scripts/dvc_deps.py --write
+
+# The MLflow UI over the project's store (mlflow.db, or MLFLOW_TRACKING_URI) on 127.0.0.1; it
+# prints the address of the vaelab experiment. `make ui UI_PORT=5001` for another port.
+UI_PORT ?= 5000
+ui: install
+	$(BIN)/vaelab ui --port $(UI_PORT)
 
 bench: install
 	$(BIN)/python bench/prepare.py

@@ -247,6 +247,7 @@ def test_replicates_give_means_spreads_and_intervals(workspace, params):
         "evaluated_on",
         "inception",
         "curves",
+        "seeds",
     }  # not measured
     # The spectra: curves over frequency with their sd over seeds, and the per-image scalars.
     curves = metrics["curves"]
@@ -280,6 +281,50 @@ def test_replicates_give_means_spreads_and_intervals(workspace, params):
     assert all(value == 0.0 for value in _metric_leaves(single["sd"]).values())
 
 
+def _titles(figure: Figure) -> list[str]:
+    """The figure's suptitle and its axes' titles."""
+    texts = [figure._suptitle.get_text()] if figure._suptitle is not None else []
+    return texts + [ax.get_title() for ax in figure.axes]
+
+
+def test_each_replicate_has_its_own_evaluation_and_figures_titled_with_its_seed(
+    workspace, params, monkeypatch
+):
+    import vaelab.evaluate.evaluate as stage
+
+    titles: dict[str, list[str]] = {}
+    save = stage.figures.save
+
+    def recorded(figure: Figure, path: Path) -> Path:
+        titles[f"{path.parent.name}/{path.name}"] = _titles(figure)
+        return save(figure, path)
+
+    monkeypatch.setattr(stage.figures, "save", recorded)
+    metrics = run_evaluate(params, "tiny_vae", progress=False, **_roots(workspace))
+    own = metrics["seeds"]
+    assert set(own) == {"0", "1"}
+    # Each seed's section has the detail's shape with its own numbers: they differ (two
+    # different untrained models), and their mean and sd are the detail's.
+    mse = [own[seed]["recon"]["mse"] for seed in ("0", "1")]
+    assert mse[0] != mse[1]
+    assert metrics["recon"]["mse"] == pytest.approx(np.mean(mse))
+    assert metrics["sd"]["recon"]["mse"] == pytest.approx(np.std(mse, ddof=1))
+    assert own["0"]["latent"]["dims"] == 4 and "collapse" in own["1"]["notes"]
+    assert not {"sd", "intervals", "seeds", "curves"} & set(own["0"])
+    # Every replicate draws its figures into its own folder, each titled with its seed; the
+    # variant's folder keeps the first replicate's.
+    folder = workspace / "reports" / "tiny_vae"
+    for seed in (0, 1):
+        drawn = {p.stem for p in (folder / f"seed{seed}").glob("*.png")}
+        assert drawn == FIGURES | {"kl_per_dim"}
+        for name in drawn:
+            found = titles[f"seed{seed}/{name}.png"]
+            assert any(f"(seed {seed})" in text for text in found), (name, found)
+    for png in folder.glob("*.png"):
+        assert png.read_bytes() == (folder / "seed0" / png.name).read_bytes()
+    assert {p.stem for p in folder.glob("*.png")} == FIGURES | {"kl_per_dim"}
+
+
 def test_fid_and_kid_reach_the_detail_sd_and_headline_when_measured(workspace, params, monkeypatch):
     """Plumbing only: SmallFeatures stands in for Inception-v3 (whose weights the tests lack)."""
     digest = fid.SHA256_PREFIX + "0" * 56
@@ -299,6 +344,9 @@ def test_fid_and_kid_reach_the_detail_sd_and_headline_when_measured(workspace, p
     assert json.loads(
         metric_files(workspace / "metrics", "eval/tiny_vae.json").detail.read_text()
     ) == json.loads(json.dumps(metrics))
+    # Each replicate's own FID and KID, whose mean is the record's.
+    fids = [metrics["seeds"][seed]["inception"]["fid"]["sample"] for seed in ("0", "1")]
+    assert fids[0] != fids[1] and record["fid"]["sample"] == pytest.approx(np.mean(fids))
 
 
 def _context(workspace: Path, params, variant: str) -> Context:

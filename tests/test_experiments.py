@@ -88,7 +88,7 @@ def test_queued_experiments_log_to_the_projects_store_and_never_move_champion(tm
             runs = mlflow.search_runs(
                 experiment_names=["vaelab"], filter_string=f"tags.dvc_exp_name = '{name}'"
             )
-            assert sorted(runs["tags.stage"]) == ["compare", "register", "train"], name
+            assert sorted(runs["tags.stage"]) == ["compare", "train", "variant"], name
             assert set(runs["tags.dvc_exp_baseline_rev"]) == {
                 run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
             }

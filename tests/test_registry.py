@@ -62,7 +62,7 @@ def test_register_tags_each_version_and_writes_registry_json(workspace):
     assert float(version.tags["metric.blur.laplacian_var.recon"]) == 0.01
     assert "metric.split" not in version.tags  # a string leaf of the eval file
     run = client.get_run(version.run_id)
-    assert run.data.tags["variant"] == "vae" and run.data.metrics["recon.mse"] == 0.05
+    assert run.data.tags["variant"] == "vae" and run.data.metrics["eval.recon.mse"] == 0.05
     assert client.get_experiment(run.info.experiment_id).name == "vaelab"
 
 

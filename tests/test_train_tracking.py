@@ -87,6 +87,10 @@ def train_stage(argv: list[str]) -> None:
     module.main(argv)
 
 
+# Params of the LFW runs here that shape nothing of theirs.
+OTHER_DATA = ("data.celeba.", "data.mnist.", "data.cifar10.", "data.download.", "data.workers")
+
+
 def metric_steps(client, run_id: str) -> dict[str, list[int]]:
     """Every metric of the run with the steps it was logged at, in order (a repeat shows)."""
     keys = client.get_run(run_id).data.metrics
@@ -104,10 +108,15 @@ def train_runs(client) -> list:
 
 def assert_complete(client, run, project) -> None:
     """``run`` ended FINISHED with every epoch of every metric once, tagged with the weights'
-    md5."""
+    md5, its params those of its model, training and data set only."""
     assert run.info.status == "FINISHED"
     steps = metric_steps(client, run.info.run_id)
-    assert {"train_loss", "val_loss", "step"} <= set(steps)
+    # The loss curves, and no metric named after the step (MLflow's compare view opens on it).
+    assert {"train_loss", "val_loss"} <= set(steps) and not {"step", "epoch"} & set(steps)
+    params = client.get_run(run.info.run_id).data.params
+    assert params["data.dataset"] == "lfw" and params["model.arch"] == "vae_conv"
+    assert "train.epochs" in params and any(key.startswith("data.lfw.") for key in params)
+    assert not [key for key in params if key.startswith(OTHER_DATA)], sorted(params)
     assert all(s == list(range(1, EPOCHS + 1)) for s in steps.values()), steps
     assert run.data.tags["model_md5"] == weights_md5(project.models / "vae" / "seed0")
 

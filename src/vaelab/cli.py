@@ -11,6 +11,7 @@ from vaelab.errors import exit_on_user_error
 from vaelab.logs import setup_logging
 from vaelab.prdiff.command import add_commands as add_report_commands
 from vaelab.registry.generate import add_commands as add_registry_commands
+from vaelab.registry.ui import add_commands as add_ui_commands
 
 
 def _params(args: argparse.Namespace) -> None:
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(func=_summary)
     add_report_commands(commands)
     add_registry_commands(commands)
+    add_ui_commands(commands)
     return parser
 
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
+
+from vaelab.config.data_config import DatasetName
 
 EXPERIMENT = "vaelab"
 DEFAULT_DB = "mlflow.db"
@@ -46,6 +49,27 @@ DVC_EXP_BASELINE_REV = "DVC_EXP_BASELINE_REV"
 DVC_ROOT = "DVC_ROOT"
 # Files the pipeline itself writes into git: they do not make the tree dirty.
 PIPELINE_WRITES = ("dvc.lock", "metrics", "reports")
+
+
+# Flattened params that shape no model: how prepare fetches and how many processes it runs.
+NOT_SHAPING = ("data.download", "data.workers")
+# Keys of a training's history that are not metrics of its run: the epoch is the run's step,
+# and the optimiser's step count is a column of the history artifact (a metric named `step`
+# would be what the MLflow compare view opens on).
+NOT_METRICS = frozenset({"epoch", "step"})
+
+
+def shaping_params(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's flattened params without what does not shape its variant: the sections of the
+    data sets it was not trained on (no ``data.mnist.*`` on an LFW run), the download settings
+    and prepare's worker count."""
+    dataset = flat.get("data.dataset")
+    dropped = (*(f"data.{name}" for name in get_args(DatasetName) if name != dataset), *NOT_SHAPING)
+    return {
+        key: value
+        for key, value in flat.items()
+        if not any(key == prefix or key.startswith(prefix + ".") for prefix in dropped)
+    }
 
 
 def project_root(cwd: Path | None = None) -> Path:

@@ -70,11 +70,11 @@ def save_variant(
     seed: int = 0,
     channels: int = CHANNELS,
     image_size: int = IMAGE_SIZE,
+    seeds: tuple[int, ...] | None = None,
 ) -> Path:
     """Write ``models_root/<variant>/`` with one replicate, ``seed<seed>/``, whose weights
-    come from ``seed`` (a new seed = a new md5), trained on ``image_size`` images; returns the
-    variant folder."""
-    torch.manual_seed(seed)
+    come from ``seed`` (a new seed = a new md5), trained on ``image_size`` images (or one
+    replicate per seed of ``seeds``); returns the variant folder."""
     params = params_from_dict(
         {
             "data": {**TINY_DATA, "channels": channels, "image_size": image_size},
@@ -82,19 +82,23 @@ def save_variant(
         }
     )
     model_cfg = params.models[variant]
-    model = build_model(model_cfg, image_size=image_size, channels=channels)
+    trained = []
+    for each in (seed,) if seeds is None else seeds:
+        torch.manual_seed(each)
+        model = build_model(model_cfg, image_size=image_size, channels=channels)
+        config = SavedConfig(
+            variant=variant,
+            model=model_cfg,
+            image_size=image_size,
+            channels=channels,
+            seed=each,
+            train=params.train,
+            trainable_params=sum(p.numel() for p in model.parameters()),
+            data=params.data,
+        )
+        trained.append(Trained(model, config))
     folder = models_root / variant
-    config = SavedConfig(
-        variant=variant,
-        model=model_cfg,
-        image_size=image_size,
-        channels=channels,
-        seed=seed,
-        train=params.train,
-        trainable_params=sum(p.numel() for p in model.parameters()),
-        data=params.data,
-    )
-    save_replicates(folder, [Trained(model, config)])
+    save_replicates(folder, trained)
     return folder
 
 
@@ -116,16 +120,27 @@ def write_eval(
     *,
     psnr: float = 20.0,
     record: dict[str, Any] | None = None,
+    seeds: dict[int, float] | None = None,
     **extra: Any,
 ) -> Path:
     """``metrics/detail/eval/<variant>.json`` (what register reads) with ``recon.mse`` = ``mse``,
     plausible other keys and ``record`` (default :func:`evaluated_on`) as what it was measured
-    on."""
+    on; ``seeds``: each replicate's own ``recon.mse`` by seed, for its section ``seeds.<seed>``
+    (none without)."""
+    own = {
+        str(seed): {
+            "recon": {"mse": value, "psnr": psnr + seed, "ssim": 0.5},
+            "blur": {"laplacian_var": {"input": 0.02, "recon": 0.01 + seed / 1000}},
+            "notes": {"collapse": f"seed {seed}'s own words"},
+        }
+        for seed, value in (seeds or {}).items()
+    }
     payload = {
         "recon": {"mse": mse, "psnr": psnr, "ssim": 0.5},
         "blur": {"laplacian_var": {"input": 0.02, "recon": 0.01, "sample": 0.005}},
         "split": "test",  # a non-numeric leaf, which registration ignores
         EVALUATED_ON: evaluated_on() if record is None else record,
+        **({"seeds": own} if own else {}),
         **extra,
     }
     path = metric_files(metrics_root, f"eval/{variant}.json").detail

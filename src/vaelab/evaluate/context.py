@@ -54,12 +54,13 @@ class SharedInputs:
 class Context:
     """One trained replicate of a variant and the data it is evaluated on.
 
-    ``test``: the test split, ``(N, H, W, C)`` uint8; ``data``: every prepared image and the
-    index (for the out-of-distribution split and the attribute groups); ``seed``: params.seed,
-    from which every experiment seeds its own generator (the same draws for every replicate,
-    so replicates are compared on equal terms); ``replicate``: the training seed of
-    ``model``; ``draw``: whether experiments draw their figures (the first replicate only);
-    ``gmm``: the ex-post GMM saved with the model, if any.
+        ``test``: the test split, ``(N, H, W, C)`` uint8; ``data``: every prepared image and the
+        index (for the out-of-distribution split and the attribute groups); ``seed``: params.seed,
+        from which every experiment seeds its own generator (the same draws for every replicate,
+        so replicates are compared on equal terms); ``replicate``: the training seed of
+        ``model``; ``draw``: whether experiments draw their figures (every replicate draws its
+    own, titled with its seed);
+        ``gmm``: the ex-post GMM saved with the model, if any.
     """
 
     model: Autoencoder
@@ -181,10 +182,10 @@ def build_contexts(
             settings=params.evaluate,
             seed=params.seed,
             replicate=r.seed,
-            draw=index == 0,
+            draw=True,
             progress=progress,
             inputs=inputs,
             gmm=r.gmm,
         )
-        for index, r in enumerate(loaded)
+        for r in loaded
     ]

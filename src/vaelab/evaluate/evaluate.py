@@ -6,14 +6,18 @@ metric's mean over seeds, its standard deviation over seeds under ``sd``, for th
 metrics their 95 % interval over seeds and test images under ``intervals``, and the notes
 in words, and what it was measured on under ``evaluated_on``
 (:mod:`vaelab.config.evaluated_on`), FID and KID under ``inception`` (:mod:`vaelab.evaluate.fid`:
-the numbers, or why not measured);
+the numbers, or why not measured), and each replicate's own evaluation under ``seeds``
+(``seeds.<seed>``: its metric tree in the same shape, its FID and KID when measured, its
+notes; what register gives that replicate's MLflow training run);
 ``metrics/eval/<variant>.json``, the :data:`HEADLINE` numbers of it (the DVC
-metrics); and ``reports/<variant>/*.png``, drawn from the first replicate.
+metrics); and the figures: each replicate's in ``reports/<variant>/seed<k>/*.png``, titled
+with its seed, and the first replicate's also in ``reports/<variant>/*.png``.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +34,19 @@ from vaelab.evaluate.aggregate import Replicate, combine, combine_curves, combin
 from vaelab.evaluate.context import Context, build_contexts
 from vaelab.evaluate.result import merge_into
 from vaelab.io.atomic import atomic_directory
-from vaelab.io.metric_files import headline_of, metric_files
+from vaelab.io.metric_files import OWN_EVALUATIONS, headline_of, metric_files
 from vaelab.io.per_image_table import per_image_path, per_image_table, write_table
 from vaelab.measures.headline import eval_headline
+from vaelab.models.saved import replicate_folder
 
 log = logging.getLogger("vaelab.evaluate")
 
+# The detail's section of each replicate's own evaluation: seeds.<seed> (as a string, JSON's key).
+SEEDS = OWN_EVALUATIONS
 # Top-level keys of the metrics that run_evaluate writes whole; no experiment adds to them.
-STAGE_KEYS = frozenset({"images", "notes", "sd", "intervals", "curves", EVALUATED_ON, fid.RECORD})
+STAGE_KEYS = frozenset(
+    {"images", "notes", "sd", "intervals", "curves", SEEDS, EVALUATED_ON, fid.RECORD}
+)
 
 # The DVC metrics of a variant, ``metrics/eval/<variant>.json``: headline key -> the key of the
 # detail it copies (means over seeds; vaelab.measures.headline). A key the variant lacks (an AE's
@@ -62,11 +71,16 @@ def run_evaluate(
     )
     # Before the experiments: a wrong weights file stops here.
     inception = fid.resolve(params.evaluate.inception)
-    saved: dict[str, str] = {}  # figure file name -> the experiment that drew it
     replicates = []
+    drawn = 0
     with atomic_directory(reports_root / variant) as staging:
         for ctx in contexts:
-            replicates.append(run_experiments(ctx, staging, saved))
+            saved: dict[str, str] = {}  # figure file name -> the experiment that drew it
+            replicates.append(run_experiments(ctx, replicate_folder(staging, ctx.replicate), saved))
+            drawn += len(saved)
+        first = replicate_folder(staging, contexts[0].replicate)
+        for png in sorted(first.glob("*.png")):  # the variant's figures: its first replicate's
+            shutil.copyfile(png, staging / png.name)
     metrics, sd, intervals = combine(replicates, bootstrap_seed=params.seed)
     quality = fid.sample_quality(inception, contexts, progress=progress)
     metrics.update(
@@ -79,6 +93,7 @@ def run_evaluate(
         },
         notes=combine_notes(replicates),
         curves=combine_curves(replicates),
+        **{SEEDS: own_evaluations(replicates, quality)},
         **{EVALUATED_ON: evaluated_on(params, contexts[0].test), fid.RECORD: quality.record},
     )
     metric_files(metrics_root, f"eval/{variant}.json").write(
@@ -88,8 +103,24 @@ def run_evaluate(
         per_image_table(variant, replicates, contexts[0].data.ids("test")),
         per_image_path(metrics_root, variant),
     )
-    log_summary(variant, metrics, replicates=len(contexts), drawn=len(saved))
+    log_summary(variant, metrics, replicates=len(contexts), drawn=drawn)
     return metrics
+
+
+def own_evaluations(
+    replicates: list[Replicate], quality: fid.SampleQuality
+) -> dict[str, dict[str, Any]]:
+    """``{"<seed>": that replicate's metric tree (its FID and KID under the record's key when
+    measured) and its notes}``: the shape of the detail, so a dotted key reads both."""
+    own: dict[str, dict[str, Any]] = {}
+    for replicate in replicates:
+        measured = quality.seeds.get(replicate.seed)
+        own[str(replicate.seed)] = {
+            **replicate.metrics,
+            **({} if measured is None else {fid.RECORD: measured}),
+            "notes": dict(sorted(replicate.notes.items())),
+        }
+    return own
 
 
 def log_summary(variant: str, metrics: dict[str, Any], *, replicates: int, drawn: int) -> None:
@@ -123,7 +154,8 @@ def log_summary(variant: str, metrics: dict[str, Any], *, replicates: int, drawn
 
 
 def run_experiments(ctx: Context, staging: Path, saved: dict[str, str]) -> Replicate:
-    """Every experiment on one replicate; its figures (when ``ctx.draw``) go to ``staging``."""
+    """Every experiment on one replicate; its figures (when ``ctx.draw``) go to ``staging``
+    (the replicate's own folder)."""
     # Every experiment seeds a generator of its own; this covers any library call that takes
     # none.
     torch.manual_seed(ctx.seed)

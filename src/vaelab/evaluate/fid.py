@@ -299,11 +299,13 @@ def reconstructions(model: Autoencoder, test: np.ndarray, batch_size: int) -> It
 
 @dataclass(frozen=True)
 class SampleQuality:
-    """What run_evaluate writes: the detail's RECORD, and ``{RECORD: the sd over seeds of its
-    numbers}`` for the detail's ``sd`` (empty when nothing was measured)."""
+    """What run_evaluate writes: the detail's RECORD, ``{RECORD: the sd over seeds of its
+    numbers}`` for the detail's ``sd``, and each replicate's own numbers by seed (both empty
+    when nothing was measured)."""
 
     record: dict[str, Any]
     sd: dict[str, Any] = field(default_factory=dict)
+    seeds: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def sample_quality(
@@ -318,7 +320,9 @@ def sample_quality(
     measured = measure(
         contexts, inception(found, model_device(contexts[0].model)), progress=progress
     )
-    return SampleQuality({**measured.record, "weights_sha256": found.sha256}, measured.sd)
+    return SampleQuality(
+        {**measured.record, "weights_sha256": found.sha256}, measured.sd, measured.seeds
+    )
 
 
 def measure(
@@ -366,7 +370,7 @@ def measure(
         counts["sample"],
         len(contexts),
     )
-    return SampleQuality(record, {RECORD: sds})
+    return SampleQuality(record, {RECORD: sds}, {r.seed: r.metrics for r in replicates})
 
 
 def replicate_distances(

@@ -24,7 +24,7 @@ class Result:
     test images (or over the samples), the dotted key → the ``(N,)`` values averaged, from
     which the stage draws the metric's interval over seeds and images; ``notes``: text by
     topic, under that file's ``notes``; ``figures``: file name (``*.png``) -> Figure, saved
-    into ``reports/<variant>/`` (drawn for the first replicate only: ``Context.draw``).
+    into ``reports/<variant>/seed<k>/`` (each replicate's own, when ``Context.draw``).
     """
 
     metrics: dict[str, Any] = field(default_factory=dict)

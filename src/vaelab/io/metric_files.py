@@ -24,6 +24,9 @@ from vaelab.io.json_files import write_json
 
 DETAIL_DIR = "detail"
 TIMING_DIR = "timing"
+# The section of an evaluation's detail that holds each replicate's own numbers, by seed
+# (``seeds.<seed>``, in the shape of the detail): the rest of the detail is over seeds.
+OWN_EVALUATIONS = "seeds"
 
 
 @dataclass(frozen=True)

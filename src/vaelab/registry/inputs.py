@@ -3,8 +3,9 @@ the data and evaluation fingerprint made of it.
 
 Per variant: its replicates in ``models/<variant>/`` (the first seed stands for the
 variant in the registry), its evaluation (``metrics/detail/eval/<variant>.json``, the
-whole evaluation, not the headline of ``metrics/eval/``), its history
-``metrics/history/<variant>.csv`` and its figures ``reports/<variant>/``. A missing model
+whole evaluation, not the headline of ``metrics/eval/``: the numbers over seeds, and each
+replicate's own under ``seeds``), its history ``metrics/history/<variant>.csv`` and its
+figures ``reports/<variant>/seed<k>/``. A missing model
 or evaluation is a UserError, and so is an evaluation without its ``evaluated_on`` record
 (written before fingerprints: evaluate again); a missing history or figure folder only
 means there is less to log.
@@ -40,11 +41,12 @@ from vaelab.config.evaluated_on import EVALUATED_ON, settings_changing
 from vaelab.config.registry_config import RegistryConfig
 from vaelab.errors import UserError
 from vaelab.io.json_files import flatten, read_json
-from vaelab.io.metric_files import metric_files
+from vaelab.io.metric_files import OWN_EVALUATIONS, metric_files
 from vaelab.models.saved import (
     SavedConfig,
     config_file,
     load_config,
+    replicate_folder,
     require_replicates,
     weights_md5,
 )
@@ -224,7 +226,19 @@ class VariantInputs:
     eval_path: Path
     replicates: tuple[Replicate, ...]
     history_path: Path  # may not exist
-    figures_dir: Path  # may not exist
+    figures_dir: Path  # reports/<variant>/, with a seed<k>/ folder per replicate; may not exist
+    detail: dict[str, Any]  # the evaluation file as read
+
+    def own_evaluation(self, seed: int) -> dict[str, Any] | None:
+        """The replicate's own evaluation (the detail's shape), None when the file has none
+        (written by an older vaelab)."""
+        own = self.detail.get(OWN_EVALUATIONS)
+        tree = own.get(str(seed)) if isinstance(own, dict) else None
+        return tree if isinstance(tree, dict) else None
+
+    def figures_of(self, seed: int) -> Path:
+        """``reports/<variant>/seed<k>/``: the replicate's own figures (may not exist)."""
+        return replicate_folder(self.figures_dir, seed)
 
 
 def numeric_leaves(payload: dict[str, Any]) -> dict[str, float]:
@@ -273,7 +287,9 @@ def read_variant(
         raise UserError(
             f"{eval_path}: expected a JSON object of metrics; rerun `dvc repro evaluate@{variant}`"
         )
-    metrics = numeric_leaves({key: value for key, value in payload.items() if key != EVALUATED_ON})
+    metrics = numeric_leaves(
+        {key: value for key, value in payload.items() if key not in (EVALUATED_ON, OWN_EVALUATIONS)}
+    )
     if cfg.metric not in metrics:
         raise UserError(
             f"{eval_path}: no numeric {cfg.metric!r}, the metric registry.metric ranks champions "
@@ -296,4 +312,5 @@ def read_variant(
         replicates=replicates,
         history_path=metrics_root / "history" / f"{variant}.csv",
         figures_dir=reports_root / variant,
+        detail=payload,
     )

@@ -3,8 +3,11 @@
 For each variant of ``params.models``, the registered model ``<registry.prefix>-<variant>``
 gets a new version when ``models/<variant>/seed<k>/model.pt`` (its first seed) is new to it
 (matched on the ``model_md5`` version tag), logged as the pyfunc of :mod:`.pyfunc`, named
-after the variant, in a run of the ``vaelab`` experiment, and tagged with its data and
-evaluation fingerprint (:mod:`.inputs`). Aliases, not the deprecated stages:
+after the variant, into the training run that made those weights (so the version's source
+run is that training, and the training run's page lists the version; a ``register-<variant>``
+run of its own when that run is not in the store), and tagged with its data and evaluation
+fingerprint (:mod:`.inputs`) and its headline numbers (a few dozen tags; every number is in
+the runs' ``evaluation/`` artifacts). Aliases, not the deprecated stages:
 ``champion`` moves by the rule of :mod:`.champion` (a plain repro of committed params, to a
 version that beats it on ``registry.metric`` among the versions evaluated like the current
 one; never inside a DVC experiment, which sets ``exp-<name>`` instead);
@@ -16,9 +19,10 @@ evaluation settings changed, or it was registered before fingerprints) takes the
 evaluation's fingerprint and ``metric.*`` tags: the same weights, evaluated as the
 current params say.
 
-The stage also gives each replicate's training run its evaluation, figures, history and
-config, logs the compare report once per content, and keeps the registered models' and
-versions' descriptions (all three in :mod:`.runs`).
+The stage also gives each replicate's training run its own evaluation, figures, history and
+config, gives each variant a run of its evaluation over seeds with the training runs nested
+under it, logs the compare report once per content, and keeps the registered models' and
+versions' descriptions (all in :mod:`.runs`).
 ``metrics/registry.json`` records what happened and why.
 """
 
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from vaelab.config import Params
 from vaelab.config.registry_config import RegistryConfig
-from vaelab.io.json_files import flatten, write_json
+from vaelab.io.json_files import write_json
 from vaelab.models.saved import config_file, load_trained, weights_file
 from vaelab.registry.champion import (
     CHAMPION,
@@ -54,9 +58,12 @@ from vaelab.registry.inputs import (
     why_not_compared,
 )
 from vaelab.registry.runs import (
-    enrich_train_runs,
     log_compare,
+    log_runs,
     model_description,
+    spread_metrics,
+    tagged_keys,
+    variant_params,
     version_description,
 )
 from vaelab.tracking import (
@@ -224,53 +231,64 @@ def _log_images_model(inputs: VariantInputs, shared: dict[str, Any]) -> ModelInf
 
 
 def _log_and_register(
-    inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
+    inputs: VariantInputs,
+    prov: Provenance,
+    rule: ChampionRule,
+    cfg: RegistryConfig,
+    train_run_id: str | None,
 ) -> ModelVersion:
-    """One MLflow run that logs the pyfunc and its decoder, then a registry version tagged for
-    idempotence."""
+    """Log the pyfunc and its decoder into the training run of the weights (so the version's
+    source run is that training), then register a version tagged for idempotence. Without that
+    run in this store, into a ``register-<variant>`` run of its own."""
     import mlflow
 
-    config = inputs.config
     latent_dim = load_trained(inputs.folder)[0].latent_dim
     shared = _pyfunc_kwargs(inputs, latent_dim)
     tags = _run_tags(inputs, prov, train_run_id)
-    with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
-        mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
-        mlflow.log_params(
-            flatten(
-                {
-                    "model": config.model.model_dump(mode="json"),
-                    "image_size": config.image_size,
-                    "channels": config.channels,
-                },
-                keep_empty=False,
-            )
-        )
+    if train_run_id is not None:
+        # The finished training run, reopened (and ended FINISHED again) to take the models.
+        opened = mlflow.start_run(run_id=train_run_id)
+    else:
+        opened = mlflow.start_run(run_name=f"{REGISTER_STAGE}-{inputs.variant}")
+    with opened as run:
+        if train_run_id is None:
+            mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
+            mlflow.log_params(variant_params(inputs.config))
+            mlflow.log_artifact(str(inputs.eval_path), "evaluation")
         info = _log_images_model(inputs, shared)
         decoder_uri = _log_decoder(inputs, run.info.run_id, latent_dim)
-        # The metrics after both models, attached to the image model in the same call: logged
-        # before, each log_model would read back every metric's history to attach it (a
-        # query per metric, half of a fresh register's time for 13 variants).
-        mlflow.log_metrics(inputs.metrics, model_id=info.model_id)
+        if train_run_id is None:
+            # The metrics after both models, attached to the image model in the same call
+            # (logged before, log_model would read back each metric's history to attach it);
+            # a training run's own numbers were logged before and are attached that way.
+            mlflow.log_metrics(spread_metrics(inputs.detail, cfg.metric), model_id=info.model_id)
         log.info("%s: logged the pyfunc and its decoder in run %s", inputs.name, run.info.run_id)
     version_tags = {
         **tags,
         DECODER_TAG: decoder_uri,
-        **_metric_tags(inputs),
+        **_metric_tags(inputs, cfg.metric),
         # Registered where champion could not move: it competes in a later plain repro.
         **({} if rule.may_move else {PENDING_TAG: "true"}),
     }
     return mlflow.register_model(info.model_uri, inputs.name, tags=version_tags)
 
 
-def _metric_tags(inputs: VariantInputs) -> dict[str, str]:
-    return {METRIC_TAG + key: repr(value) for key, value in inputs.metrics.items()}
+def _metric_tags(inputs: VariantInputs, metric: str) -> dict[str, str]:
+    """The version's ``metric.<key>`` tags: the variant's headline numbers (means over seeds)
+    and ``metric``; every other number is in the evaluation artifacts."""
+    return {
+        METRIC_TAG + key: repr(inputs.metrics[key])
+        for key in tagged_keys(metric)
+        if key in inputs.metrics
+    }
 
 
-def _retag(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> ModelVersion:
+def _retag(
+    client: MlflowClient, inputs: VariantInputs, found: ModelVersion, metric: str
+) -> ModelVersion:
     """Give a reused version the current evaluation's fingerprint and ``metric.*`` tags (and
     drop the metric tags the current evaluation has not)."""
-    current = {**inputs.fingerprint.tags(), **_metric_tags(inputs)}
+    current = {**inputs.fingerprint.tags(), **_metric_tags(inputs, metric)}
     for key in sorted(set(found.tags or {}) - set(current)):
         if key.startswith(METRIC_TAG):
             client.delete_model_version_tag(inputs.name, found.version, key)
@@ -284,6 +302,19 @@ def _retag(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> 
         (found.tags or {}).get(FINGERPRINT_TAG, "none"),
     )
     return client.get_model_version(inputs.name, found.version)
+
+
+def _trim(client: MlflowClient, name: str, found: ModelVersion, metric: str) -> ModelVersion:
+    """Drop the ``metric.*`` tags of a version registered when every number of the evaluation
+    was one (hundreds of tags): those :func:`tagged_keys` names stay."""
+    kept = {METRIC_TAG + key for key in tagged_keys(metric)}
+    extra = sorted(k for k in (found.tags or {}) if k.startswith(METRIC_TAG) and k not in kept)
+    if not extra:
+        return found
+    for key in extra:
+        client.delete_model_version_tag(name, found.version, key)
+    log.info("%s: version %s drops %d metric tags", name, found.version, len(extra))
+    return client.get_model_version(name, found.version)
 
 
 def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> ModelVersion:
@@ -365,6 +396,7 @@ def _reuse(
     )
     if DECODER_TAG not in (found.tags or {}):
         found = _add_decoder(client, inputs, found)
+    found = _trim(client, inputs.name, found, cfg.metric)
     tags = found.tags or {}
     if not rule.may_move or tags.get(FINGERPRINT_TAG) == inputs.fingerprint.id:
         return found, None, False
@@ -376,7 +408,7 @@ def _reuse(
         "fingerprint_was": tags.get(FINGERPRINT_TAG),
         "why": why,
     }
-    return _retag(client, inputs, found), retagged, why is not None
+    return _retag(client, inputs, found, cfg.metric), retagged, why is not None
 
 
 def _decide(
@@ -467,7 +499,7 @@ def register_variant(
     rule: ChampionRule,
 ) -> dict[str, Any]:
     """Register (or reuse) one variant's version, move the aliases, and say what happened."""
-    train_runs = enrich_train_runs(client, experiment_id, inputs)
+    runs = log_runs(client, experiment_id, inputs, cfg.metric)
     same = [
         v
         for v in _versions(client, inputs.name)
@@ -476,9 +508,7 @@ def register_variant(
     if same:
         found, retagged, newly_compared = _reuse(client, inputs, same, cfg, rule)
     else:
-        found = _log_and_register(
-            inputs, prov, rule, train_runs.get(str(inputs.replicates[0].seed))
-        )
+        found = _log_and_register(inputs, prov, rule, cfg, runs.first(inputs))
         retagged, newly_compared = None, False
         log.info("%s: registered version %s", inputs.name, found.version)
     number = int(found.version)
@@ -512,7 +542,7 @@ def register_variant(
         "uri": f"models:/{inputs.name}@{rule.alias or CHAMPION}",
         # The logged decoder (latents -> images) of this version.
         "decoder_uri": found.tags[DECODER_TAG],
-        "train_runs": train_runs,
+        **runs.summary(),
     }
 
 

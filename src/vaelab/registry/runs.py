@@ -1,16 +1,27 @@
 """What ``register`` writes to MLflow besides the registered versions: the training runs'
-evaluations, the compare report's run, and the descriptions of models and versions.
+evaluations, each variant's run, the compare report's run, and the descriptions of models
+and versions.
 
 Training runs. ``train`` tags each replicate's run with ``stage=train``, ``variant``,
 ``seed`` and the md5 of the weights it saved (``model_md5``); :func:`find_train_run` looks a
 replicate's run up by them (the newest, when one training was repeated with identical
-results). :func:`log_evaluation` gives that run, once per content, the variant's
-evaluation: its numeric leaves as metrics ``eval.<key>`` (``eval.recon.mse``,
-``eval.sd.recon.mse`` for the spread over seeds; the bootstrap ``intervals`` are left to
-the JSON), and as artifacts the evaluation file (``evaluation/``), the figures
-(``figures/``), the history (``history/``) and the replicate's ``config.json``
+results). :func:`log_evaluation` gives that run, once per content, the replicate's OWN
+evaluation (the detail's ``seeds.<seed>`` section): the headline numbers of
+:mod:`vaelab.measures.headline` (and ``registry.metric``) as metrics ``eval.<headline key>``,
+beside the loss curves the training logged; and as artifacts that evaluation in full
+(``evaluation/<variant>-seed<k>.json``), its figures (``figures/``, from
+``reports/<variant>/seed<k>/``), the history (``history/``) and its ``config.json``
 (``config/``). The md5 of all of it is the run's ``logged_md5`` tag: a rerun on unchanged
-files logs nothing.
+files logs nothing. An evaluation written before per-seed sections gives the runs no numbers
+(evaluate again).
+
+The variant's run. The numbers over seeds have one place: a run named ``<variant>`` (tag
+``stage=variant``), one per content of the evaluation file, with the headline numbers'
+means (``eval.<key>``), standard deviations over seeds (``eval.<key>.sd``) and 95 %
+intervals over seeds and images (``eval.<key>.low`` / ``.high``) as metrics, the whole
+evaluation file as an artifact, and the params that shape the variant. Its replicates'
+training runs are nested under it (their ``mlflow.parentRunId`` tag), so the MLflow UI shows
+each variant as one row that opens onto its seeds (:func:`log_variant_run`).
 
 The compare run. The compare report, ``reports/compare.md`` (with ``compare_detail.md``) and
 ``reports/compare/*.png``, is one run named ``compare`` (tag ``stage=compare``) per content:
@@ -28,13 +39,18 @@ gets".
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import numbers
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from vaelab.measures.headline import described
+from vaelab.config.evaluated_on import EVALUATED_ON
+from vaelab.io.json_files import flatten
+from vaelab.io.metric_files import lookup
+from vaelab.measures.headline import described, eval_headline
 from vaelab.models.saved import SavedConfig, config_file
 from vaelab.registry.inputs import Replicate, VariantInputs
 from vaelab.tracking import (
@@ -45,6 +61,7 @@ from vaelab.tracking import (
     VARIANT_TAG,
     Provenance,
     run_tags,
+    shaping_params,
 )
 
 if TYPE_CHECKING:
@@ -54,11 +71,83 @@ if TYPE_CHECKING:
 log = logging.getLogger("vaelab.registry")
 
 
+# --------------------------------------------------------------------------- headline numbers
+
+EVAL_PREFIX = "eval."
+
+
+def headline_keys(metric: str) -> dict[str, str]:
+    """The numbers a run carries as metrics: name (after ``eval.``) -> dotted key of the
+    evaluation; the headline table's, and ``metric`` (registry.metric) when it has no row."""
+    keys = eval_headline()
+    return keys if metric in keys.values() else {**keys, metric: metric}
+
+
+def tagged_keys(metric: str) -> list[str]:
+    """The evaluation keys a registered version carries as ``metric.<key>`` tags: the headline
+    numbers, those its description leads with, and ``metric``."""
+    keys = [*headline_keys(metric).values(), *(m.detail for m in described())]
+    return list(dict.fromkeys(keys))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
+
+
+def headline_metrics(tree: dict[str, Any], metric: str) -> dict[str, float]:
+    """``{"eval.<name>": value}`` of the headline numbers ``tree`` (an evaluation) has."""
+    found = {}
+    for name, key in headline_keys(metric).items():
+        value = _number(lookup(tree, key))
+        if value is not None:
+            found[EVAL_PREFIX + name] = value
+    return found
+
+
+def spread_metrics(detail: dict[str, Any], metric: str) -> dict[str, float]:
+    """The headline numbers over seeds: each mean (``eval.<name>``), its sd over seeds
+    (``.sd``) and its 95 % interval over seeds and images (``.low``, ``.high``) where the
+    evaluation has them."""
+    spreads, intervals = detail.get("sd", {}), detail.get("intervals", {})
+    found: dict[str, float] = {}
+    for name, key in headline_keys(metric).items():
+        mean = _number(lookup(detail, key))
+        if mean is None:
+            continue
+        interval = intervals.get(key) if isinstance(intervals, dict) else None
+        parts = {
+            "": mean,
+            ".sd": _number(lookup(spreads, key)) if isinstance(spreads, dict) else None,
+            **{
+                f".{end}": _number(interval.get(end)) if isinstance(interval, dict) else None
+                for end in ("low", "high")
+            },
+        }
+        found |= {f"{EVAL_PREFIX}{name}{part}": v for part, v in parts.items() if v is not None}
+    return found
+
+
+def variant_params(config: SavedConfig) -> dict[str, Any]:
+    """The params that shape a variant: its model entry, its training, its data set's
+    settings (flattened as the training runs have them)."""
+    return shaping_params(
+        flatten(
+            {
+                "variant": config.variant,
+                "model": config.model.model_dump(mode="json"),
+                "train": config.train.model_dump(mode="json"),
+                "data": config.data.model_dump(mode="json"),
+            },
+            keep_empty=False,
+        )
+    )
+
+
 # --------------------------------------------------------------------------- training runs
 
 LOGGED_TAG = "logged_md5"
-EVAL_PREFIX = "eval."
-SKIPPED_PREFIXES = ("intervals.",)  # each interval's mean and sd are logged already
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's: the UI nests a run under the run it names
+VARIANT_STAGE = "variant"
 
 
 def find_train_run(
@@ -77,38 +166,45 @@ def find_train_run(
     return runs[0] if runs else None
 
 
-def eval_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """The evaluation's numeric leaves as the training run's metrics: ``eval.recon.mse``, ..."""
-    return {
-        EVAL_PREFIX + key: value
-        for key, value in metrics.items()
-        if not key.startswith(SKIPPED_PREFIXES)
-    }
-
-
 @dataclass(frozen=True)
 class Logged:
-    """What goes to one replicate's run: artifacts (local file, artifact folder) and metrics."""
+    """What goes to one run: artifacts (local file, artifact folder), documents (artifact
+    file, JSON content) and metrics."""
 
     files: tuple[tuple[Path, str], ...]
     metrics: dict[str, float]
+    documents: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     def md5(self) -> str:
         digest = hashlib.md5(usedforsecurity=False)
         for path, folder in self.files:
             digest.update(f"{folder}/{path.name}\0".encode())
             digest.update(path.read_bytes())
+        for artifact, content in self.documents:
+            digest.update(f"{artifact}\0{json.dumps(content, sort_keys=True)}".encode())
+        digest.update(json.dumps(self.metrics, sort_keys=True).encode())
         return digest.hexdigest()
 
 
-def what_to_log(inputs: VariantInputs, replicate: Replicate) -> Logged:
-    """The variant's evaluation, figures and history, and the replicate's config."""
-    files = [(inputs.eval_path, "evaluation"), (config_file(replicate.folder), "config")]
+def what_to_log(inputs: VariantInputs, replicate: Replicate, metric: str) -> Logged:
+    """The replicate's own evaluation, figures and config, and the variant's history."""
+    files = [(config_file(replicate.folder), "config")]
     if inputs.history_path.is_file():
         files.append((inputs.history_path, "history"))
-    if inputs.figures_dir.is_dir():
-        files += [(png, "figures") for png in sorted(inputs.figures_dir.glob("*.png"))]
-    return Logged(tuple(files), eval_metrics(inputs.metrics))
+    figures = inputs.figures_of(replicate.seed)
+    if figures.is_dir():
+        files += [(png, "figures") for png in sorted(figures.glob("*.png"))]
+    own = inputs.own_evaluation(replicate.seed)
+    if own is None:
+        return Logged(tuple(files), {})
+    document = {
+        "variant": inputs.variant,
+        "seed": replicate.seed,
+        **own,
+        EVALUATED_ON: inputs.detail.get(EVALUATED_ON),
+    }
+    artifact = f"evaluation/{inputs.variant}-seed{replicate.seed}.json"
+    return Logged(tuple(files), headline_metrics(own, metric), ((artifact, document),))
 
 
 def log_evaluation(client: MlflowClient, run: Run, logged: Logged) -> bool:
@@ -126,18 +222,30 @@ def log_evaluation(client: MlflowClient, run: Run, logged: Logged) -> bool:
     )
     for path, folder in logged.files:
         client.log_artifact(run_id, str(path), folder)
+    for artifact, content in logged.documents:
+        client.log_dict(run_id, content, artifact)
     client.set_tag(run_id, LOGGED_TAG, digest)
     return True
 
 
 def enrich_train_runs(
-    client: MlflowClient, experiment_id: str, inputs: VariantInputs
-) -> dict[str, str | None]:
-    """Every replicate's training run, found by tag and given the evaluation; ``{seed: run id}``
-    (None for a replicate whose run is not in this store, e.g. trained against another one)."""
-    found: dict[str, str | None] = {}
+    client: MlflowClient, experiment_id: str, inputs: VariantInputs, metric: str
+) -> dict[str, Run | None]:
+    """Every replicate's training run, found by tag and given its own evaluation; ``{seed:
+    run}`` (None for a replicate whose run is not in this store, e.g. trained against another
+    one)."""
+    found: dict[str, Run | None] = {}
+    if inputs.own_evaluation(inputs.replicates[0].seed) is None:
+        log.warning(
+            "%s: %s has no evaluation per seed (written by an older vaelab): the training runs "
+            "get no evaluation of their own; rerun `dvc repro evaluate@%s`",
+            inputs.variant,
+            inputs.eval_path,
+            inputs.variant,
+        )
     for replicate in inputs.replicates:
         run = find_train_run(client, experiment_id, inputs.variant, replicate)
+        found[str(replicate.seed)] = run
         if run is None:
             log.warning(
                 "%s seed %d: no training run tagged model_md5 %s in this tracking store; "
@@ -146,17 +254,94 @@ def enrich_train_runs(
                 replicate.seed,
                 replicate.model_md5,
             )
-            found[str(replicate.seed)] = None
-            continue
-        if log_evaluation(client, run, what_to_log(inputs, replicate)):
+        elif log_evaluation(client, run, what_to_log(inputs, replicate, metric)):
             log.info(
-                "%s seed %d: logged the evaluation to training run %s",
+                "%s seed %d: logged its evaluation to training run %s",
                 inputs.variant,
                 replicate.seed,
                 run.info.run_id,
             )
-        found[str(replicate.seed)] = run.info.run_id
     return found
+
+
+# --------------------------------------------------------------------------- variant run
+
+
+def log_variant_run(
+    client: MlflowClient,
+    experiment_id: str,
+    inputs: VariantInputs,
+    metric: str,
+    train_runs: dict[str, Run | None],
+) -> str:
+    """The variant's run for this evaluation (made once per content), with its replicates'
+    training runs nested under it; its id."""
+    from mlflow.entities import Metric, Param
+
+    logged = Logged(((inputs.eval_path, "evaluation"),), spread_metrics(inputs.detail, metric))
+    digest = logged.md5()
+    query = (
+        f"tags.{STAGE_TAG} = '{VARIANT_STAGE}' and tags.{VARIANT_TAG} = '{inputs.variant}' "
+        f"and tags.{LOGGED_TAG} = '{digest}'"
+    )
+    same = client.search_runs([experiment_id], filter_string=query, max_results=1)
+    if same:
+        run_id: str = same[0].info.run_id
+    else:
+        tags = {**run_tags(), STAGE_TAG: VARIANT_STAGE, VARIANT_TAG: inputs.variant}
+        run_id = client.create_run(experiment_id, run_name=inputs.variant, tags=tags).info.run_id
+        try:
+            now = int(time.time() * 1000)
+            client.log_batch(
+                run_id,
+                metrics=[Metric(key, value, now, 0) for key, value in logged.metrics.items()],
+                params=[Param(k, str(v)) for k, v in variant_params(inputs.config).items()],
+            )
+            for path, folder in logged.files:
+                client.log_artifact(run_id, str(path), folder)
+            client.set_tag(run_id, LOGGED_TAG, digest)
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id)
+        log.info("%s: logged the evaluation over seeds in run %s", inputs.variant, run_id)
+    for run in train_runs.values():
+        if run is not None and run.data.tags.get(PARENT_TAG) != run_id:
+            client.set_tag(run.info.run_id, PARENT_TAG, run_id)
+    return run_id
+
+
+@dataclass(frozen=True)
+class VariantRuns:
+    """A variant's runs in the store: its replicates' training runs and the variant's run."""
+
+    train: dict[str, Run | None]  # seed -> the replicate's training run (None: not in the store)
+    variant: str  # the variant run's id
+
+    def first(self, inputs: VariantInputs) -> str | None:
+        """The id of the training run of the weights that stand for the variant (the first
+        seed's), None when it is not in the store."""
+        run = self.train.get(str(inputs.replicates[0].seed))
+        return None if run is None else run.info.run_id
+
+    def summary(self) -> dict[str, Any]:
+        """What ``metrics/registry.json`` records of them."""
+        return {
+            # The run of the evaluation over seeds, and each replicate's training run under it.
+            "variant_run": self.variant,
+            "train_runs": {
+                seed: None if run is None else run.info.run_id for seed, run in self.train.items()
+            },
+        }
+
+
+def log_runs(
+    client: MlflowClient, experiment_id: str, inputs: VariantInputs, metric: str
+) -> VariantRuns:
+    """Give every replicate's training run its own evaluation and the variant's run the
+    evaluation over seeds, with the training runs nested under it."""
+    train = enrich_train_runs(client, experiment_id, inputs, metric)
+    return VariantRuns(train, log_variant_run(client, experiment_id, inputs, metric, train))
 
 
 # --------------------------------------------------------------------------- compare run
@@ -267,6 +452,9 @@ def version_description(
             f"**{config.variant}**: {architecture(config)}.",
             f"Data: {data(config)}.",
             f"Evaluation (mean over seeds, test split): {headline(metrics, metric)}{evaluated}.",
+            f"Every number: the `evaluation/` artifacts of its source run (its training: "
+            f"the replicate's own) and of the run `{config.variant}` (over seeds, with "
+            "spreads and intervals).",
             f"Weights md5 {model_md5}; registered from {origin}.",
         ]
     )

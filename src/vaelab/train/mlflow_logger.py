@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from vaelab.config.registry_config import RegistryConfig
 from vaelab.errors import UserError
-from vaelab.tracking import experiment_id, tracking_uri
+from vaelab.tracking import NOT_METRICS, experiment_id, shaping_params, tracking_uri
 from vaelab.tracking_http import bounded_mlflow_http, connect, display_uri, one_try
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ log = logging.getLogger("vaelab.train")
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 
 # A row of the loop's history: {"epoch": 1, "step": 5, "train_loss": ..., ...}; the epoch is
-# the step.
+# the MLflow step, and neither it nor the optimiser's step count is a metric (NOT_METRICS).
 Row = dict[str, float]
 
 
@@ -127,7 +127,7 @@ class TrainRun:
 
     tracking: Tracking
     name: str  # <variant>/seed<k>
-    params: Mapping[str, Any]  # flattened
+    params: Mapping[str, Any]  # flattened; the run gets those that shape the variant
     tags: Mapping[str, str]
     epochs: int  # of the whole training
     rerun: str  # how to rerun this training, for the warning of an incomplete run
@@ -256,8 +256,9 @@ class TrainRun:
                 self.status = RUNNING
             log.info("continuing MLflow run %s (%s), which was %s", self.run_id, self.name, was)
         if not run.data.params:  # also when creating it succeeded and logging its params did not
+            shaping = shaping_params(self.params)
             client.log_batch(
-                self._id, params=[Param(key, str(value)) for key, value in self.params.items()]
+                self._id, params=[Param(key, str(value)) for key, value in shaping.items()]
             )
         self.opened = True
 
@@ -299,7 +300,7 @@ class TrainRun:
             Metric(key, value, timestamp, int(row["epoch"]))
             for timestamp, row in self.pending
             for key, value in row.items()
-            if key != "epoch" and int(row["epoch"]) not in self.held.get(key, ())
+            if key not in NOT_METRICS and int(row["epoch"]) not in self.held.get(key, ())
         ]
         # A request that fails may still have arrived: after a failure, ask first.
         self.checked = False
@@ -308,7 +309,7 @@ class TrainRun:
 
     def _logged_steps(self) -> dict[str, set[int]]:
         """The epochs the run has, per metric key of the pending rows."""
-        keys = {key for _, row in self.pending for key in row if key != "epoch"}
+        keys = {key for _, row in self.pending for key in row if key not in NOT_METRICS}
         client = self.tracking.client
         return {
             key: {metric.step for metric in client.get_metric_history(self._id, key)}

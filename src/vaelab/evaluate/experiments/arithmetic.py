@@ -20,7 +20,7 @@ def arithmetic(ctx: Context) -> Result:
     reason = skip_reason(ctx.data.index, config)
     if reason is not None:
         return Result(notes={"arithmetic": reason})
-    if not ctx.draw:  # a figure and its note: the first replicate's
+    if not ctx.draw:  # a figure and its note, of each replicate that draws
         return Result()
     results = run_arithmetic(ctx.model, ctx.data.images, ctx.data.index, config, ctx.batch_size)
     rows = []
@@ -35,7 +35,7 @@ def arithmetic(ctx: Context) -> Result:
     ]
     figure = figures.image_rows(
         rows,
-        title=f"{ctx.variant}: latent arithmetic (study 001)",
+        title=f"{ctx.variant} (seed {ctx.replicate}): latent arithmetic (study 001)",
         row_labels=[result.name for result in results],
         col_labels=columns,
     )
