@@ -134,9 +134,10 @@ def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
         return None
 
 
-def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int) -> dict[str, Any]:
-    """What both logged models of a version share: artifacts, requirements, metadata."""
-    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
+def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int, cfg: RegistryConfig) -> dict[str, Any]:
+    """What both logged models of a version share: artifacts, requirements, metadata, and
+    the request limit (model_config)."""
+    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, serving_config
 
     return {
         "artifacts": {
@@ -150,6 +151,7 @@ def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int) -> dict[str, Any]:
         # the weights load strictly, so a model that no longer fits the code fails loudly,
         # and the git_commit tag says which code to check out.
         "pip_requirements": pyfunc_requirements(),
+        "model_config": serving_config(cfg),
         "metadata": {
             "vaelab_variant": inputs.variant,
             "arch": inputs.config.model.arch,
@@ -158,7 +160,7 @@ def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int) -> dict[str, Any]:
     }
 
 
-def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int) -> str:
+def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int, cfg: RegistryConfig) -> str:
     """Log ``<variant>-decoder`` (latents in, images out: a second input schema needs a
     second logged model) into the active run; returns its ``runs:/`` URI."""
     import mlflow
@@ -166,7 +168,7 @@ def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int) -> str:
 
     from vaelab.registry.pyfunc import decoder_name, decoder_signature
 
-    shared = _pyfunc_kwargs(inputs, latent_dim)
+    shared = _pyfunc_kwargs(inputs, latent_dim, cfg)
     name = decoder_name(inputs.variant)
     mlflow.pyfunc.log_model(
         name=name,
@@ -224,7 +226,11 @@ def _log_images_model(inputs: VariantInputs, shared: dict[str, Any]) -> ModelInf
 
 
 def _log_and_register(
-    inputs: VariantInputs, prov: Provenance, rule: ChampionRule, train_run_id: str | None
+    inputs: VariantInputs,
+    prov: Provenance,
+    rule: ChampionRule,
+    train_run_id: str | None,
+    cfg: RegistryConfig,
 ) -> ModelVersion:
     """One MLflow run that logs the pyfunc and its decoder, then a registry version tagged for
     idempotence."""
@@ -232,7 +238,7 @@ def _log_and_register(
 
     config = inputs.config
     latent_dim = load_trained(inputs.folder)[0].latent_dim
-    shared = _pyfunc_kwargs(inputs, latent_dim)
+    shared = _pyfunc_kwargs(inputs, latent_dim, cfg)
     tags = _run_tags(inputs, prov, train_run_id)
     with mlflow.start_run(run_name=f"register-{inputs.variant}") as run:
         mlflow.set_tags({**tags, STAGE_TAG: REGISTER_STAGE})
@@ -247,7 +253,7 @@ def _log_and_register(
             )
         )
         info = _log_images_model(inputs, shared)
-        decoder_uri = _log_decoder(inputs, run.info.run_id, latent_dim)
+        decoder_uri = _log_decoder(inputs, run.info.run_id, latent_dim, cfg)
         # The metrics after both models, attached to the image model in the same call: logged
         # before, each log_model would read back every metric's history to attach it (a
         # query per metric, half of a fresh register's time for 13 variants).
@@ -286,7 +292,9 @@ def _retag(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> 
     return client.get_model_version(inputs.name, found.version)
 
 
-def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> ModelVersion:
+def _add_decoder(
+    client: MlflowClient, inputs: VariantInputs, found: ModelVersion, cfg: RegistryConfig
+) -> ModelVersion:
     """A version registered before decoders were logged gets one, in its own run (same weights:
     same md5)."""
     import mlflow
@@ -294,7 +302,7 @@ def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersio
     # Every version register logs comes from a run, so it has a run id.
     run_id = cast(str, found.run_id)
     with mlflow.start_run(run_id=run_id):
-        uri = _log_decoder(inputs, run_id, load_trained(inputs.folder)[0].latent_dim)
+        uri = _log_decoder(inputs, run_id, load_trained(inputs.folder)[0].latent_dim, cfg)
     client.set_model_version_tag(inputs.name, found.version, DECODER_TAG, uri)
     log.info("%s: version %s had no decoder; logged %s", inputs.name, found.version, uri)
     return client.get_model_version(inputs.name, found.version)
@@ -364,7 +372,7 @@ def _reuse(
         found.version,
     )
     if DECODER_TAG not in (found.tags or {}):
-        found = _add_decoder(client, inputs, found)
+        found = _add_decoder(client, inputs, found, cfg)
     tags = found.tags or {}
     if not rule.may_move or tags.get(FINGERPRINT_TAG) == inputs.fingerprint.id:
         return found, None, False
@@ -477,7 +485,7 @@ def register_variant(
         found, retagged, newly_compared = _reuse(client, inputs, same, cfg, rule)
     else:
         found = _log_and_register(
-            inputs, prov, rule, train_runs.get(str(inputs.replicates[0].seed))
+            inputs, prov, rule, train_runs.get(str(inputs.replicates[0].seed)), cfg
         )
         retagged, newly_compared = None, False
         log.info("%s: registered version %s", inputs.name, found.version)
