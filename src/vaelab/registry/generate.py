@@ -63,23 +63,19 @@ def open_model(ref: str) -> VariantModel:
     return _load_mlflow_model(ref)
 
 
-def _load_mlflow_model(ref: str) -> VariantModel:
-    from mlflow.exceptions import MlflowException
-
+def _tracking_store(ref: str) -> str:
+    """The tracking URI ``ref`` resolves against, made MLflow's; a local store is opened first,
+    with the registry's patience (a store locked for a moment is waited for)."""
     from vaelab.config.registry_config import RegistryConfig
-    from vaelab.registry.pyfunc import VariantModel, vet_model_folder
     from vaelab.tracking import tracking_uri
-    from vaelab.tracking_http import bounded_mlflow_http, display_uri, quiet_mlflow_env
+    from vaelab.tracking_http import open_local_store, quiet_mlflow_env
 
     quiet_mlflow_env()
     import mlflow
 
     uri = tracking_uri()
-    if (
-        _is_uri(ref)
-        and uri.startswith("sqlite:///")
-        and not Path(uri.removeprefix("sqlite:///")).is_file()
-    ):
+    local = _is_uri(ref) and uri.startswith("sqlite:///")
+    if local and not Path(uri.removeprefix("sqlite:///")).is_file():
         # MLflow would create an empty database here and then report the model as unknown.
         raise UserError(
             f"--model {ref}: there is no MLflow registry at {uri}; run from the repository root "
@@ -87,6 +83,20 @@ def _load_mlflow_model(ref: str) -> VariantModel:
         )
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if local:
+        open_local_store(uri, RegistryConfig())
+    return uri
+
+
+def _load_mlflow_model(ref: str) -> VariantModel:
+    from vaelab.config.registry_config import RegistryConfig
+    from vaelab.registry.pyfunc import VariantModel, vet_model_folder
+    from vaelab.tracking_http import bounded_mlflow_http, display_uri
+
+    uri = _tracking_store(ref)  # first: it quiets MLflow before MLflow is imported
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     log.info("loading %s from %s", ref, display_uri(uri))
     with tempfile.TemporaryDirectory(prefix="vaelab-model-") as scratch:
         try:
