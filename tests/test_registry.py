@@ -358,7 +358,8 @@ def test_a_version_registered_without_a_decoder_gets_one_in_its_own_run(workspac
 
 
 def test_a_version_logged_without_an_input_schema_still_takes_json_pixels(tmp_path):
-    """Before the schema, MLflow passed JSON pixels through as int64; such versions keep working."""
+    """Without an input schema (before it was added, and again since issue 26), MLflow passes
+    JSON pixels through as int64: whole numbers 0..255 are pixels, anything else is refused."""
     from mlflow.exceptions import MlflowException
 
     from vaelab.registry.pyfunc import VaelabPyfunc
@@ -368,5 +369,5 @@ def test_a_version_logged_without_an_input_schema_still_takes_json_pixels(tmp_pa
     np.testing.assert_array_equal(
         pyfunc.predict(None, pixels.tolist()), pyfunc.predict(None, pixels.astype(np.uint8))
     )
-    with pytest.raises(MlflowException, match="images must be uint8"):
+    with pytest.raises(MlflowException, match=r"images must be whole-number pixels 0\.\.255"):
         pyfunc.predict(None, pixels + 256)

@@ -201,6 +201,30 @@ def test_served_images_must_be_whole_pixels_within_the_request_limit(workspace):
         )
         assert len(answer.content) < 300
 
+        # A param other than mode never reaches predict (see the next test): the known ones
+        # apply, the rest are dropped by MLflow with a warning in the server's log.
+        answer = requests.post(
+            f"{url}/invocations",
+            json={"inputs": pixels[:1].tolist(), "params": {"mode": "encode", "foo": 1}},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        assert np.asarray(answer.json()["predictions"]).shape == (1, 4)
+
+
+def test_mlflow_drops_params_the_schema_does_not_name_before_predict():
+    """Why an unknown request param ({"foo": 1}) cannot be refused (issue 26, item 8): MLflow
+    3's PyFuncModel.predict passes params through _enforce_params_schema, which keeps only the
+    names of the params schema (and gives a model without one no params at all) before the
+    model's predict runs. If this fails, MLflow hands them on: refuse them in predict."""
+    from mlflow.models.utils import _enforce_params_schema
+
+    from vaelab.registry.pyfunc import image_signature
+
+    schema = image_signature(16, 1).params
+    assert _enforce_params_schema({"mode": "encode", "foo": 1}, schema) == {"mode": "encode"}
+    assert _enforce_params_schema({"foo": 1}, None) == {}
+
 
 # About 11 s on two cores (20 s when they are busy): not marked slow, most of it is the
 # server starting with one worker on a pre-migrated database (tracking_server).
