@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from tests.support.trained import (
@@ -127,6 +128,12 @@ def test_images_are_resized_with_the_models_filter(tmp_path, data, resample):
         ("not an image", "notes.jpg: cannot use this image"),
         ("not png", "give a name ending in .png"),
         ("no gmm", "has no latent GMM to sample"),
+        # Issue 26, item 2: -n 2000000 used 5 GB and died in the allocator.
+        (
+            "too many samples",
+            "-n 2000000: more than registry.max_images (512) images in one command",
+        ),
+        ("too many images", "2 image files: more than registry.max_images (1) images"),
     ],
 )
 def test_user_errors_are_one_message_and_write_nothing(workspace, capsys, case, message):
@@ -135,6 +142,10 @@ def test_user_errors_are_one_message_and_write_nothing(workspace, capsys, case, 
     good = workspace.root / "good.png"
     Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(good)
     out = workspace.root / "grid.png"
+    small_limit = workspace.root / "small.yaml"
+    small_limit.write_text(
+        yaml.safe_dump(tiny_params(registry={"max_images": 1}).model_dump(mode="json"))
+    )
     argv = {
         "unknown model": ["generate", "--model", "models:/vaelab-nope@champion", "--out", str(out)],
         "no such folder": [
@@ -156,6 +167,26 @@ def test_user_errors_are_one_message_and_write_nothing(workspace, capsys, case, 
         "not an image": ["reconstruct", "--model", str(folder), "notes.jpg", "--out", str(out)],
         "not png": ["generate", "--model", str(folder), "--out", str(workspace.root / "grid.jpg")],
         "no gmm": ["generate", "--model", str(folder), "--sampler", "gmm", "--out", str(out)],
+        "too many samples": [
+            "generate",
+            "--model",
+            str(folder),
+            "-n",
+            "2000000",
+            "--out",
+            str(out),
+        ],
+        "too many images": [
+            "--params",
+            str(small_limit),
+            "reconstruct",
+            "--model",
+            str(folder),
+            str(good),
+            str(good),
+            "--out",
+            str(out),
+        ],
     }[case]
 
     with pytest.raises(SystemExit) as exit_info:

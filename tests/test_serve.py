@@ -75,7 +75,7 @@ def test_mlflow_models_serve_answers_invocations_for_the_champion(workspace):
         )
         assert answer.status_code == 400 and "not one of" in answer.json()["message"]
         answer = requests.post(f"{url}/invocations", json={"inputs": latents}, timeout=30)
-        assert answer.status_code == 400 and "(-1, 16, 16, 1)" in answer.json()["message"]
+        assert answer.status_code == 400 and "(N, 16, 16, 1)" in answer.json()["message"]
 
     # The decoder logged with the version serves latents -> images.
     port = free_port()
@@ -104,6 +104,126 @@ def test_mlflow_models_serve_answers_invocations_for_the_champion(workspace):
         assert answer.status_code == 200, answer.text
         samples = np.asarray(answer.json()["predictions"])
         assert samples.shape == (3, 16, 16, 1) and samples.min() >= 0.0 and samples.max() <= 1.0
+        # JSON integers are latents too.
+        answer = requests.post(f"{url}/invocations", json={"inputs": [[0, 1, 0, 0]]}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+        # Images sent to the decoder, and more latents than registry.max_images (512): 400s
+        # that say shape and dtype, without the numbers.
+        images = np.random.default_rng(2).integers(0, 256, size=(2, 16, 16, 1)).tolist()
+        answer = requests.post(f"{url}/invocations", json={"inputs": images}, timeout=30)
+        assert answer.status_code == 400
+        assert answer.json()["message"] == (
+            "expected latents of shape (N, 4), real numbers, for this model; "
+            "got int64 array of shape (2, 16, 16, 1)"
+        )
+        answer = requests.post(
+            f"{url}/invocations", json={"inputs": np.zeros((513, 4)).tolist()}, timeout=30
+        )
+        assert answer.status_code == 400
+        assert answer.json()["message"].startswith(
+            "513 latents in one call: the limit is 512 (registry.max_images"
+        )
+
+
+def _serve_champion(workspace, name: str):
+    """``mlflow models serve`` of vaelab-vae@champion on a free port: (context, base URL)."""
+    port = free_port()
+    command = [
+        *MLFLOW,
+        "models",
+        "serve",
+        "-m",
+        "models:/vaelab-vae@champion",
+        "--env-manager",
+        "local",
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    server = running_server(
+        command,
+        ready_url=f"{url}/ping",
+        log_path=workspace.root / f"{name}.log",
+        env=subprocess_env(MLFLOW_TRACKING_URI=workspace.uri),
+    )
+    return server, url
+
+
+def test_served_images_must_be_whole_pixels_within_the_request_limit(workspace):
+    """Issue 26, items 1, 2 and 8: MLflow used to cast JSON pixels to the signature's uint8,
+    so a [0, 1]-normalised face came back 200 as a black one; no request was too large;
+    400s quoted the input array."""
+    save_variant(workspace.models, "vae")
+    write_eval(workspace.metrics, "vae", 0.05)
+    run_register(tiny_params(), models_root=workspace.models, metrics_root=workspace.metrics)
+    server, url = _serve_champion(workspace, "serve-checks")
+    with server:
+
+        def post(inputs: np.ndarray) -> requests.Response:
+            return requests.post(f"{url}/invocations", json={"inputs": inputs.tolist()}, timeout=30)
+
+        half = post(np.full((1, 16, 16, 1), 0.5))
+        assert half.status_code == 400, half.text
+        assert half.json() == {
+            "error_code": "INVALID_PARAMETER_VALUE",
+            "message": "images must be whole-number pixels 0..255; got float64 array of shape "
+            "(1, 16, 16, 1) with non-integer values such as 0.5 (a [0, 1]-normalised image? "
+            "send round(255 * x) as integers)",
+        }
+        black = post(np.zeros((1, 16, 16, 1), dtype=np.int64))
+        assert black.status_code == 200, black.text
+
+        # Whole numbers written as floats are pixels; out of range is refused.
+        pixels = np.random.default_rng(0).integers(0, 256, size=(8, 16, 16, 1))
+        as_ints, as_floats = post(pixels), post(pixels.astype(np.float64))
+        assert as_ints.status_code == as_floats.status_code == 200, as_floats.text
+        assert as_ints.json() == as_floats.json()
+        answer = post(np.full((1, 16, 16, 1), 256))
+        assert answer.status_code == 400
+        assert "with values from 256 to 256" in answer.json()["message"]
+
+        # One over registry.max_images (512): refused before the model runs, naming the setting.
+        answer = post(np.zeros((513, 16, 16, 1), dtype=np.int64))
+        assert answer.status_code == 400
+        assert answer.json()["message"].startswith(
+            "513 images in one call: the limit is 512 (registry.max_images in params.yaml"
+        )
+
+        # A wrong shape says shape and dtype; the reply does not quote the array.
+        answer = post(pixels[:4, :8])
+        assert answer.status_code == 400
+        assert answer.json()["message"] == (
+            "expected images of shape (N, 16, 16, 1) for this model, pixels 0..255; "
+            "got int64 array of shape (4, 8, 16, 1)"
+        )
+        assert len(answer.content) < 300
+
+        # A param other than mode never reaches predict (see the next test): the known ones
+        # apply, the rest are dropped by MLflow with a warning in the server's log.
+        answer = requests.post(
+            f"{url}/invocations",
+            json={"inputs": pixels[:1].tolist(), "params": {"mode": "encode", "foo": 1}},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        assert np.asarray(answer.json()["predictions"]).shape == (1, 4)
+
+
+def test_mlflow_drops_params_the_schema_does_not_name_before_predict():
+    """Why an unknown request param ({"foo": 1}) cannot be refused (issue 26, item 8): MLflow
+    3's PyFuncModel.predict passes params through _enforce_params_schema, which keeps only the
+    names of the params schema (and gives a model without one no params at all) before the
+    model's predict runs. If this fails, MLflow hands them on: refuse them in predict."""
+    from mlflow.models.utils import _enforce_params_schema
+
+    from vaelab.registry.pyfunc import image_signature
+
+    schema = image_signature(16, 1).params
+    assert _enforce_params_schema({"mode": "encode", "foo": 1}, schema) == {"mode": "encode"}
+    assert _enforce_params_schema({"foo": 1}, None) == {}
 
 
 # About 11 s on two cores (20 s when they are busy): not marked slow, most of it is the

@@ -13,6 +13,11 @@ settings, whatever the environment says: left alone MLflow retries 7 times with 
 timeout, so a server that dies mid-stage could hang the stage for many minutes.
 :func:`one_try` bounds a request to a single attempt, for callers that do their own
 retrying (or none).
+
+The local sqlite store is opened with the same patience (:func:`open_local_store`): a store
+another process holds locked (a write in progress) is tried ``registry.retries`` times, and one
+locked beyond that, or beyond MLflow's own 20 s wait for a write later on, is one
+:class:`UserError` naming the file.
 """
 
 from __future__ import annotations
@@ -158,25 +163,63 @@ def _sqlite_error(error: BaseException) -> str | None:
     return None
 
 
-def open_local_store(uri: str) -> MlflowClient:
-    """A client of the local sqlite store, opened and asked once, so that a file that is no
-    sqlite store is one UserError naming it and what to do (SQLAlchemy's DatabaseError else)."""
+def _locked(reason: str | None) -> bool:
+    """sqlite's "database is locked" (another connection holds the file) or "database table
+    is locked": the store is sound, only busy."""
+    return reason is not None and "is locked" in reason
+
+
+def _locked_store(path: str, reason: str, waited: str) -> UserError:
+    return UserError(
+        f"{path}: the MLflow store is locked by another process ({reason}), {waited}; let the "
+        "other writer (another `dvc repro` or stage, `mlflow ui` or `mlflow server` on this "
+        f"file) finish, or find it with `fuser {path}`, and rerun; registry.retries and "
+        "registry.backoff in params.yaml set how long vaelab waits"
+    )
+
+
+def open_local_store(
+    uri: str, cfg: RegistryConfig, *, sleep: Callable[[float], None] = time.sleep
+) -> MlflowClient:
+    """A client of the local sqlite store, opened and asked once (tracking and registry).
+
+    A file that is no sqlite store is one UserError naming it and what to do (SQLAlchemy's
+    DatabaseError else). A store another process holds locked is tried again,
+    ``cfg.retries`` attempts with exponential waits from ``cfg.backoff``: opening it reads it
+    outside MLflow's sessions, where sqlite waits 5 s for a lock (inside them MLflow sets 20 s),
+    so a write of a few seconds elsewhere failed the stage with ``database is locked``.
+    """
     from mlflow import MlflowClient
 
     path = uri.removeprefix("sqlite:///")
-    try:
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        client.search_experiments(max_results=1)
-    except Exception as err:  # only sqlite's own errors are ours; any other is re-raised
-        reason = _sqlite_error(err)
-        if reason is None:
-            raise
-        raise UserError(
-            f"{path}: not a usable MLflow store ({reason}); move it aside (mv {path} "
-            f"{path}.bad) and rerun: a new store is made, and `register` logs every variant "
-            "into it again"
-        ) from err
-    return client
+    for attempt in range(1, cfg.retries + 1):
+        try:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+            return client
+        except Exception as err:  # only sqlite's own errors are ours; any other is re-raised
+            reason = _sqlite_error(err)
+            if reason is None:
+                raise
+            if not _locked(reason):
+                raise UserError(
+                    f"{path}: not a usable MLflow store ({reason}); move it aside (mv {path} "
+                    f"{path}.bad) and rerun: a new store is made, and `register` logs every "
+                    "variant into it again"
+                ) from err
+            if attempt == cfg.retries:
+                raise _locked_store(path, reason, f"still after {attempt} attempt(s)") from err
+            wait = cfg.backoff * 2 ** (attempt - 1)
+            log.warning(
+                "%s is locked by another process (attempt %d of %d), retrying in %.1f s",
+                path,
+                attempt,
+                cfg.retries,
+                wait,
+            )
+            sleep(wait)
+    raise ValueError(f"registry.retries must be at least 1, got {cfg.retries}")
 
 
 @contextmanager
@@ -185,8 +228,9 @@ def connect(uri: str, cfg: RegistryConfig) -> Iterator[MlflowClient]:
 
     Also makes ``uri`` the process's URI for MLflow's fluent API (``start_run``,
     ``log_model``), as a stage or command is one process. Raises UserError, before
-    anything is written, when a remote server does not answer or the local sqlite file is no
-    store.
+    anything is written, when a remote server does not answer, the local sqlite file is no
+    store, or another process keeps it locked through ``cfg``'s retries; and when a lock
+    taken later outlasts MLflow's wait for a write.
     """
     quiet_mlflow_env()
     import mlflow
@@ -194,11 +238,22 @@ def connect(uri: str, cfg: RegistryConfig) -> Iterator[MlflowClient]:
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if uri.startswith("sqlite:///"):
-        client = open_local_store(uri)
+    local = uri.startswith("sqlite:///")
+    if local:
+        client = open_local_store(uri, cfg)
     else:
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     if is_remote(uri):
         wait_for_server(client, uri, cfg)
     with bounded_mlflow_http(cfg):
-        yield client
+        try:
+            yield client
+        except Exception as err:  # a lock that outlasted MLflow's own wait; others re-raised
+            reason = _sqlite_error(err) if local and not isinstance(err, UserError) else None
+            if reason is None or not _locked(reason):
+                raise
+            raise _locked_store(
+                uri.removeprefix("sqlite:///"),
+                reason,
+                "for longer than MLflow waits for one write (20 s)",
+            ) from err

@@ -23,3 +23,15 @@ class RegistryConfig(Section):
     retries: int = Field(3, ge=1)
     backoff: float = Field(1.0, ge=0.0)
     timeout: float = Field(10.0, gt=0.0)  # seconds per HTTP request to a remote server
+    max_images: int = Field(
+        512,
+        ge=1,
+        description=(
+            "The most images (or latents) one call handles: a request to a served model or "
+            "its decoder (recorded as the logged model's model_config at register; "
+            "SERVING_MODEL_CONFIG='{\"max_images\": N}' overrides it for `mlflow models "
+            "serve`), `vaelab generate -n`, and `vaelab reconstruct`'s image files. More is "
+            "refused with one message before the model runs; what is accepted runs 256 at a "
+            "time. MLflow's scoring server still reads and parses a whole request first."
+        ),
+    )

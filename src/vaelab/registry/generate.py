@@ -63,23 +63,19 @@ def open_model(ref: str) -> VariantModel:
     return _load_mlflow_model(ref)
 
 
-def _load_mlflow_model(ref: str) -> VariantModel:
-    from mlflow.exceptions import MlflowException
-
+def _tracking_store(ref: str) -> str:
+    """The tracking URI ``ref`` resolves against, made MLflow's; a local store is opened first,
+    with the registry's patience (a store locked for a moment is waited for)."""
     from vaelab.config.registry_config import RegistryConfig
-    from vaelab.registry.pyfunc import VariantModel, vet_model_folder
     from vaelab.tracking import tracking_uri
-    from vaelab.tracking_http import bounded_mlflow_http, display_uri, quiet_mlflow_env
+    from vaelab.tracking_http import open_local_store, quiet_mlflow_env
 
     quiet_mlflow_env()
     import mlflow
 
     uri = tracking_uri()
-    if (
-        _is_uri(ref)
-        and uri.startswith("sqlite:///")
-        and not Path(uri.removeprefix("sqlite:///")).is_file()
-    ):
+    local = _is_uri(ref) and uri.startswith("sqlite:///")
+    if local and not Path(uri.removeprefix("sqlite:///")).is_file():
         # MLflow would create an empty database here and then report the model as unknown.
         raise UserError(
             f"--model {ref}: there is no MLflow registry at {uri}; run from the repository root "
@@ -87,6 +83,20 @@ def _load_mlflow_model(ref: str) -> VariantModel:
         )
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if local:
+        open_local_store(uri, RegistryConfig())
+    return uri
+
+
+def _load_mlflow_model(ref: str) -> VariantModel:
+    from vaelab.config.registry_config import RegistryConfig
+    from vaelab.registry.pyfunc import VariantModel, vet_model_folder
+    from vaelab.tracking_http import bounded_mlflow_http, display_uri
+
+    uri = _tracking_store(ref)  # first: it quiets MLflow before MLflow is imported
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     log.info("loading %s from %s", ref, display_uri(uri))
     with tempfile.TemporaryDirectory(prefix="vaelab-model-") as scratch:
         try:
@@ -177,15 +187,46 @@ def _check_out(out: Path) -> None:
 # --------------------------------------------------------------------------- commands
 
 
+def max_images(params_file: Path) -> int:
+    """``registry.max_images`` of ``params_file``, or its default where there is no such file
+    (a command run outside a vaelab project)."""
+    from vaelab.config import load_params
+    from vaelab.config.registry_config import RegistryConfig
+
+    if not params_file.is_file():
+        return RegistryConfig().max_images
+    return load_params(params_file).registry.max_images
+
+
+def _check_count(what: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise UserError(
+            f"{what}: more than registry.max_images ({limit}) images in one command; ask for "
+            f"at most {limit}, or raise registry.max_images in params.yaml"
+        )
+
+
 def generate(
-    model_ref: str, n: int, out: Path, *, seed: int = 0, sampler: str = "normal"
+    model_ref: str,
+    n: int,
+    out: Path,
+    *,
+    seed: int = 0,
+    sampler: str = "normal",
+    limit: int | None = None,
 ) -> tuple[int, int]:
     """Decode ``n`` draws from N(0, I) (``sampler`` normal) or from the model's latent GMM (gmm)
-    and write them as one grid; returns (rows, cols)."""
+    and write them as one grid; returns (rows, cols). ``limit``: the most images (default:
+    ``registry.max_images``'s default)."""
+    from vaelab.config.registry_config import RegistryConfig
+
     if n < 1:
         raise UserError(f"-n {n}: give the number of images to generate, at least 1")
+    limit = RegistryConfig().max_images if limit is None else limit
+    _check_count(f"-n {n}", n, limit)
     _check_out(out)
     model = open_model(model_ref)
+    model.max_images = limit
     if sampler == "gmm" and model.gmm is None:
         raise UserError(
             f"--model {model_ref}: has no latent GMM to sample (only a models/<variant> folder "
@@ -233,11 +274,18 @@ def load_images(paths: list[Path], config: SavedConfig) -> np.ndarray:
     return np.stack(images)
 
 
-def reconstruct(model_ref: str, paths: list[Path], out: Path) -> tuple[int, int]:
+def reconstruct(
+    model_ref: str, paths: list[Path], out: Path, *, limit: int | None = None
+) -> tuple[int, int]:
     """Write the images, cropped like ``prepare``, above their reconstructions; returns
-    (rows, cols)."""
+    (rows, cols). ``limit``: the most images (default: ``registry.max_images``'s default)."""
+    from vaelab.config.registry_config import RegistryConfig
+
+    limit = RegistryConfig().max_images if limit is None else limit
+    _check_count(f"{len(paths)} image files", len(paths), limit)
     _check_out(out)
     model = open_model(model_ref)
+    model.max_images = limit
     images = load_images(paths, model.loaded_config)
     recons = model.reconstruct(images)
     inputs = images.astype(np.float32) / 255.0
@@ -259,11 +307,18 @@ def reconstruct(model_ref: str, paths: list[Path], out: Path) -> tuple[int, int]
 
 
 def _generate_command(args: argparse.Namespace) -> None:
-    generate(args.model, args.n, args.out, seed=args.seed, sampler=args.sampler)
+    generate(
+        args.model,
+        args.n,
+        args.out,
+        seed=args.seed,
+        sampler=args.sampler,
+        limit=max_images(Path(args.params)),
+    )
 
 
 def _reconstruct_command(args: argparse.Namespace) -> None:
-    reconstruct(args.model, args.images, args.out)
+    reconstruct(args.model, args.images, args.out, limit=max_images(Path(args.params)))
 
 
 def _promote_command(args: argparse.Namespace) -> None:
@@ -303,7 +358,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "generate", help="decode draws from N(0, I) (or the latent GMM) into one PNG grid"
     )
     gen.add_argument("--model", required=True, help=MODEL_HELP)
-    gen.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
+    gen.add_argument(
+        "-n",
+        type=int,
+        default=64,
+        help="number of samples (default: 64; at most registry.max_images of --params)",
+    )
     gen.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
     gen.add_argument(
         "--out", type=Path, default=Path("samples.png"), help="PNG to write (default: samples.png)"
@@ -323,7 +383,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     rec.add_argument("--model", required=True, help=MODEL_HELP)
     rec.add_argument(
-        "images", nargs="+", type=Path, metavar="IMAGE", help="image files (JPEG, PNG, ...)"
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="image files (JPEG, PNG, ...; at most registry.max_images of --params)",
     )
     rec.add_argument(
         "--out",
@@ -332,7 +396,10 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="PNG to write (default: reconstructions.png)",
     )
     rec.set_defaults(func=_reconstruct_command)
+    _add_promote(subparsers)
 
+
+def _add_promote(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pro = subparsers.add_parser(
         "promote",
         help="point a registered model's champion alias at a version "

@@ -5,16 +5,33 @@ Both are logged as *code* (MLflow's models-from-code, see :mod:`.model_code` and
 ``weights_only``) and ``config.json`` as artifacts, so loading them never unpickles anything.
 
 - :class:`VaelabPyfunc`, logged as ``<variant>`` and registered: images
-  ``(N, H, W, C)`` uint8 → with ``params["mode"]``
+  ``(N, H, W, C)`` of integer pixels 0..255 → with ``params["mode"]``
   ``reconstruct`` (default): reconstructions ``(N, H, W, C)`` float32 in [0, 1];
   ``encode``: latents ``(N, latent_dim)`` float32 (the posterior mean for VAEs, the
   flattened code for plain autoencoders).
 - :class:`VaelabDecoder`, logged as ``<variant>-decoder`` in the same run: latents
-  ``(N, latent_dim)`` float32 → images ``(N, H, W, C)`` float32 in [0, 1].
+  ``(N, latent_dim)`` real numbers → images ``(N, H, W, C)`` float32 in [0, 1].
 
-MLflow enforces a signature's input schema before ``predict`` sees the data, and a tensor
-spec fixes rank and dtype exactly, so images and latents cannot share one model: hence
-two. Both classes also offer the plain methods :meth:`VariantModel.reconstruct`,
+Neither signature has an input schema (outputs and the ``mode`` param only): over REST,
+MLflow 3 parses the JSON straight into the schema's dtype (``np.array(data, dtype=...)`` in
+``mlflow.utils.proto_json_utils.convert_data_type``), so a uint8 schema silently turned a
+[0, 1]-normalised face (0.5 everywhere) into a black one; and a schema failure, like any
+``MlflowException`` from ``predict``, has the scoring server quote the input array in its
+400. Without one, ``predict`` sees the request's own numbers and checks shape, dtype, range
+and count itself, answering 400s (:class:`RequestError`) that say what was expected and
+what came: shape and dtype, never the data. Images and latents are still two models, as
+one ``predict`` cannot tell a batch of latents from a batch of images by its numbers alone.
+
+Each call handles at most ``max_images`` images or latents (``registry.max_images``,
+recorded as the logged model's ``model_config`` at register; ``SERVING_MODEL_CONFIG`` or
+``MLFLOW_PYFUNC_INFERENCE_CONFIG`` override it when serving); more is refused before any
+work, and what is accepted runs through the network ``BATCH_SIZE`` at a time.
+
+Params other than ``mode`` cannot be refused: MLflow's ``_enforce_params_schema`` drops
+every key the params schema does not name (with a warning in the server's log) before
+``predict`` is called, and a model without a params schema gets no params at all.
+
+Both classes also offer the plain methods :meth:`VariantModel.reconstruct`,
 :meth:`~VariantModel.encode`, :meth:`~VariantModel.decode` and
 :meth:`~VariantModel.generate` (``n`` draws from N(0, I) with a seed, or from the latent GMM
 saved with a model loaded from its folder), which the CLI calls on
@@ -41,6 +58,7 @@ Anything else is a :class:`UserError` saying what was found; nothing of the mode
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +71,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
+from vaelab.config.registry_config import RegistryConfig
 from vaelab.errors import UserError
 from vaelab.models.inference import decode_all, to_numpy
 from vaelab.models.interface import Autoencoder
@@ -76,6 +95,9 @@ DECODER_SUFFIX = "-decoder"
 SAMPLERS = ("normal", "gmm")
 # Images per forward pass: bounds memory for large requests without slowing small ones.
 BATCH_SIZE = 256
+# The logged model's model_config key of registry.max_images.
+MAX_IMAGES = "max_images"
+MAX_IMAGES_SETTING = "registry.max_images"
 
 
 def decoder_name(variant: str) -> str:
@@ -88,26 +110,57 @@ def _images_spec(image_size: int, channels: int, dtype: str) -> TensorSpec:
 
 
 def image_signature(image_size: int, channels: int) -> ModelSignature:
-    """:class:`VaelabPyfunc`: uint8 images in, float32 images out (``reconstruct``; the
-    output schema is not enforced, so ``encode`` may return latents), and ``mode``."""
+    """:class:`VaelabPyfunc`: float32 images out (``reconstruct``; the output schema is not
+    enforced, so ``encode`` may return latents), and ``mode``. No input schema: ``predict``
+    checks the images itself (see the module's docstring)."""
     return ModelSignature(
-        inputs=Schema([_images_spec(image_size, channels, "uint8")]),
         outputs=Schema([_images_spec(image_size, channels, "float32")]),
         params=ParamSchema([ParamSpec("mode", "string", DEFAULT_MODE)]),
     )
 
 
 def decoder_signature(image_size: int, channels: int, latent_dim: int) -> ModelSignature:
-    """:class:`VaelabDecoder`: float32 latents in, float32 images out."""
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, latent_dim))]),
-        outputs=Schema([_images_spec(image_size, channels, "float32")]),
-    )
+    """:class:`VaelabDecoder`: float32 images out; the latents are checked by ``predict``."""
+    return ModelSignature(outputs=Schema([_images_spec(image_size, channels, "float32")]))
 
 
-def _bad_input(message: str) -> MlflowException:
-    # INVALID_PARAMETER_VALUE makes the scoring server answer 400, not 500.
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+def serving_config(cfg: RegistryConfig) -> dict[str, Any]:
+    """The logged model's ``model_config``: the request limit the server enforces."""
+    return {MAX_IMAGES: cfg.max_images}
+
+
+class RequestError(MlflowException):
+    """A refused request: a 400 whose body is this message alone.
+
+    The scoring server prefixes any ``MlflowException`` from ``predict`` with the input array
+    (``Failed to predict data '<array>'``, up to some KB of numbers) before serializing it;
+    the message here already says the input's shape and dtype, so the reply keeps it as
+    raised.
+    """
+
+    def __init__(self, message: str) -> None:
+        # INVALID_PARAMETER_VALUE makes the scoring server answer 400, not 500.
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+        self.reply = message
+
+    def serialize_as_json(self) -> str:
+        return json.dumps({"error_code": self.error_code, "message": self.reply})
+
+
+def _bad_input(message: str) -> RequestError:
+    return RequestError(message)
+
+
+def configured_limit(model_config: dict[str, Any] | None) -> int:
+    """``max_images`` of a logged model's ``model_config`` (the default when it has none:
+    a version logged before the limit)."""
+    value = (model_config or {}).get(MAX_IMAGES, RegistryConfig().max_images)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MlflowException(
+            f"model_config {MAX_IMAGES} must be a whole number >= 1, got {value!r} "
+            f"(logged from {MAX_IMAGES_SETTING}; SERVING_MODEL_CONFIG overrides it)"
+        )
+    return value
 
 
 class VariantModel(PythonModel):
@@ -120,10 +173,13 @@ class VariantModel(PythonModel):
         # The latent GMM of a model loaded from its folder (from_folder), if it has one; the
         # logged pyfunc's artifacts are the weights and config alone.
         self.gmm: LatentGMM | None = None
+        # The most images or latents one call takes (registry.max_images).
+        self.max_images = RegistryConfig().max_images
 
     # ------------------------------------------------------------------ loading
 
     def load_context(self, context: Any) -> None:
+        self.max_images = configured_limit(context.model_config)
         self.load_files(
             Path(context.artifacts[WEIGHTS_ARTIFACT]), Path(context.artifacts[CONFIG_ARTIFACT])
         )
@@ -166,15 +222,16 @@ class VariantModel(PythonModel):
 
     # ------------------------------------------------------------------ operations
 
-    def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        """``(N, H, W, C)`` uint8 → ``(N, H, W, C)`` float32 reconstructions in [0, 1]."""
+    def reconstruct(self, images: Any) -> np.ndarray:
+        """``(N, H, W, C)`` pixels 0..255 → ``(N, H, W, C)`` float32 reconstructions in [0, 1]."""
         pixels = self._pixels(images)
         return self._batched(
             pixels, lambda batch: to_numpy(self._trained(batch)["recon"]), self.image_shape
         )
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        """``(N, H, W, C)`` uint8 → ``(N, latent_dim)`` float32 (the posterior mean for VAEs)."""
+    def encode(self, images: Any) -> np.ndarray:
+        """``(N, H, W, C)`` pixels 0..255 → ``(N, latent_dim)`` float32 (the posterior mean for
+        VAEs)."""
         pixels = self._pixels(images)
         return self._batched(
             pixels,
@@ -182,21 +239,21 @@ class VariantModel(PythonModel):
             (self._trained.latent_dim,),
         )
 
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        """``(N, latent_dim)`` float → ``(N, H, W, C)`` float32 images in [0, 1]."""
+    def decode(self, latents: Any) -> np.ndarray:
+        """``(N, latent_dim)`` real numbers → ``(N, H, W, C)`` float32 images in [0, 1]."""
         model = self._trained
-        latents = np.asarray(latents)
-        if (
-            latents.ndim != 2
-            or latents.shape[1] != model.latent_dim
-            or not np.issubdtype(latents.dtype, np.floating)
-        ):
+        latents = _as_array(latents, "latents")
+        if latents.ndim >= 1:
+            self._check_count(len(latents), "latents")
+        if latents.ndim != 2 or latents.shape[1] != model.latent_dim or not _is_real(latents):
             raise _bad_input(
-                f"expected float latents of shape (N, {model.latent_dim}) for this model, "
-                f"got {latents.dtype} {latents.shape}"
+                f"expected latents of shape (N, {model.latent_dim}), real numbers, for this "
+                f"model; got {_described(latents)}"
             )
         if not np.isfinite(latents).all():
-            raise _bad_input("latents must be finite numbers")
+            raise _bad_input(
+                f"latents must be finite numbers; got {_described(latents)} with NaN or inf"
+            )
         if len(latents) == 0:
             return np.zeros((0, *self.image_shape), dtype=np.float32)
         z = torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32)).reshape(
@@ -211,6 +268,7 @@ class VariantModel(PythonModel):
         (loaded from its folder)."""
         if n < 1:
             raise _bad_input(f"generate needs n >= 1, got {n}")
+        self._check_count(n, "images")
         if sampler not in SAMPLERS:
             raise _bad_input(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
         gmm = self.gmm
@@ -236,20 +294,30 @@ class VariantModel(PythonModel):
 
     # ------------------------------------------------------------------ helpers
 
-    def _pixels(self, images: np.ndarray) -> torch.Tensor:
-        """``(N, H, W, C)`` uint8 → ``(N, C, H, W)`` float32 in [0, 1] (what the schema admits)."""
+    def _pixels(self, images: Any) -> torch.Tensor:
+        """``(N, H, W, C)`` whole numbers 0..255 → ``(N, C, H, W)`` float32 in [0, 1]."""
         self._trained  # noqa: B018 - fails clearly before load_files
-        images = np.asarray(images)
+        images = _as_array(images, "images")
+        if images.ndim >= 1:
+            self._check_count(len(images), "images")
         size, _, channels = self.image_shape
-        if images.dtype != np.uint8:
-            raise _bad_input(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
         if images.ndim != 4 or images.shape[1:] != self.image_shape:
             raise _bad_input(
                 f"expected images of shape (N, {size}, {size}, {channels}) for this model, "
-                f"got {images.shape}"
+                f"pixels 0..255; got {_described(images)}"
             )
-        pixels = images.astype(np.float32) / 255.0
+        pixels = _whole_pixels(images).astype(np.float32) / 255.0
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
+
+    def _check_count(self, count: int, what: str) -> None:
+        """Refuse more than ``max_images`` images or latents in one call, before any work."""
+        if count > self.max_images:
+            raise _bad_input(
+                f"{count} {what} in one call: the limit is {self.max_images} "
+                f"({MAX_IMAGES_SETTING} in params.yaml, the logged model's model_config "
+                f"{MAX_IMAGES!r}; SERVING_MODEL_CONFIG='{{\"{MAX_IMAGES}\": N}}' sets it for "
+                "`mlflow models serve`); send them in smaller batches"
+            )
 
     def _batched(self, pixels: torch.Tensor, step: Any, item_shape: tuple[int, ...]) -> np.ndarray:
         with torch.inference_mode():
@@ -263,7 +331,7 @@ class VariantModel(PythonModel):
 class VaelabPyfunc(VariantModel):
     """The registered model: images in; ``params["mode"]`` picks reconstruct or encode."""
 
-    # np.ndarray: the input schema is given explicitly at log time (see image_signature).
+    # np.ndarray: the signature is given explicitly at log time (see image_signature).
     def predict(
         self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
     ) -> np.ndarray:
@@ -273,27 +341,58 @@ class VaelabPyfunc(VariantModel):
                 f"params.mode {mode!r} is not one of {', '.join(IMAGE_MODES)} "
                 f"(decode latents with the logged model <variant>{DECODER_SUFFIX})"
             )
-        images = _legacy_images(model_input)
-        return self.reconstruct(images) if mode == "reconstruct" else self.encode(images)
+        return self.reconstruct(model_input) if mode == "reconstruct" else self.encode(model_input)
 
 
-def _legacy_images(model_input: Any) -> Any:
-    """Versions logged before the input schema get no enforcement, so JSON pixels arrive
-    as int64 (or a list, or a DataFrame): integers in 0..255 become the uint8 the schema
-    would have made. Anything else goes on unchanged, to be refused by the checks."""
-    if hasattr(model_input, "to_numpy"):
-        model_input = model_input.to_numpy()
-    array = np.asarray(model_input) if isinstance(model_input, list) else model_input
-    if (
-        isinstance(array, np.ndarray)
-        and array.size
-        and np.issubdtype(array.dtype, np.integer)
-        and array.dtype != np.uint8
-        and array.min() >= 0
-        and array.max() <= 255
-    ):
-        return array.astype(np.uint8)
-    return array
+def _described(array: np.ndarray) -> str:
+    """What a refused input was, for its message: dtype and shape, never the numbers."""
+    return f"{array.dtype} array of shape {array.shape}"
+
+
+def _as_array(data: Any, what: str) -> np.ndarray:
+    """The request's numbers as an array: over REST, MLflow hands ``predict`` the JSON as
+    parsed (int64 or float64); in Python, an array, a list or a DataFrame."""
+    if hasattr(data, "to_numpy"):
+        data = data.to_numpy()
+    try:
+        return np.asarray(data)
+    except ValueError as err:  # a ragged list
+        raise _bad_input(f"{what} must be a rectangular array of numbers ({err})") from err
+
+
+def _is_real(array: np.ndarray) -> bool:
+    """Integers or floats (not booleans, strings or objects)."""
+    return bool(np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating))
+
+
+def _whole_pixels(images: np.ndarray) -> np.ndarray:
+    """``images`` as uint8, if every value is a whole number 0..255; else a 400 saying which.
+
+    JSON pixels arrive as int64, or float64 when one of them is written with a decimal point:
+    ``128.0`` is pixel 128, but ``0.5`` (a [0, 1]-normalised image) is refused, not rounded.
+    """
+    if images.dtype == np.uint8:
+        return images
+    if not _is_real(images):
+        raise _bad_input(f"images must be whole-number pixels 0..255; got {_described(images)}")
+    if images.size == 0:
+        return images.astype(np.uint8)
+    if np.issubdtype(images.dtype, np.floating):
+        fractional = images != np.round(images)  # NaN too
+        if fractional.any():
+            example = images[fractional].flat[0]
+            raise _bad_input(
+                f"images must be whole-number pixels 0..255; got {_described(images)} with "
+                f"non-integer values such as {example:g} (a [0, 1]-normalised image? send "
+                "round(255 * x) as integers)"
+            )
+    low, high = images.min(), images.max()
+    if low < 0 or high > 255:
+        raise _bad_input(
+            f"images must be whole-number pixels 0..255; got {_described(images)} with values "
+            f"from {low:g} to {high:g}"
+        )
+    return images.astype(np.uint8)
 
 
 class VaelabDecoder(VariantModel):

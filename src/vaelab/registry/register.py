@@ -141,9 +141,10 @@ def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
         return None
 
 
-def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int) -> dict[str, Any]:
-    """What both logged models of a version share: artifacts, requirements, metadata."""
-    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT
+def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int, cfg: RegistryConfig) -> dict[str, Any]:
+    """What both logged models of a version share: artifacts, requirements, metadata, and
+    the request limit (model_config)."""
+    from vaelab.registry.pyfunc import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, serving_config
 
     return {
         "artifacts": {
@@ -157,6 +158,7 @@ def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int) -> dict[str, Any]:
         # the weights load strictly, so a model that no longer fits the code fails loudly,
         # and the git_commit tag says which code to check out.
         "pip_requirements": pyfunc_requirements(),
+        "model_config": serving_config(cfg),
         "metadata": {
             "vaelab_variant": inputs.variant,
             "arch": inputs.config.model.arch,
@@ -165,7 +167,7 @@ def _pyfunc_kwargs(inputs: VariantInputs, latent_dim: int) -> dict[str, Any]:
     }
 
 
-def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int) -> str:
+def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int, cfg: RegistryConfig) -> str:
     """Log ``<variant>-decoder`` (latents in, images out: a second input schema needs a
     second logged model) into the active run; returns its ``runs:/`` URI."""
     import mlflow
@@ -173,7 +175,7 @@ def _log_decoder(inputs: VariantInputs, run_id: str, latent_dim: int) -> str:
 
     from vaelab.registry.pyfunc import decoder_name, decoder_signature
 
-    shared = _pyfunc_kwargs(inputs, latent_dim)
+    shared = _pyfunc_kwargs(inputs, latent_dim, cfg)
     name = decoder_name(inputs.variant)
     mlflow.pyfunc.log_model(
         name=name,
@@ -243,7 +245,7 @@ def _log_and_register(
     import mlflow
 
     latent_dim = load_trained(inputs.folder)[0].latent_dim
-    shared = _pyfunc_kwargs(inputs, latent_dim)
+    shared = _pyfunc_kwargs(inputs, latent_dim, cfg)
     tags = _run_tags(inputs, prov, train_run_id)
     if train_run_id is not None:
         # The finished training run, reopened (and ended FINISHED again) to take the models.
@@ -256,7 +258,7 @@ def _log_and_register(
             mlflow.log_params(variant_params(inputs.config))
             mlflow.log_artifact(str(inputs.eval_path), "evaluation")
         info = _log_images_model(inputs, shared)
-        decoder_uri = _log_decoder(inputs, run.info.run_id, latent_dim)
+        decoder_uri = _log_decoder(inputs, run.info.run_id, latent_dim, cfg)
         if train_run_id is None:
             # The metrics after both models, attached to the image model in the same call
             # (logged before, log_model would read back each metric's history to attach it);
@@ -317,7 +319,9 @@ def _trim(client: MlflowClient, name: str, found: ModelVersion, metric: str) -> 
     return client.get_model_version(name, found.version)
 
 
-def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersion) -> ModelVersion:
+def _add_decoder(
+    client: MlflowClient, inputs: VariantInputs, found: ModelVersion, cfg: RegistryConfig
+) -> ModelVersion:
     """A version registered before decoders were logged gets one, in its own run (same weights:
     same md5)."""
     import mlflow
@@ -325,7 +329,7 @@ def _add_decoder(client: MlflowClient, inputs: VariantInputs, found: ModelVersio
     # Every version register logs comes from a run, so it has a run id.
     run_id = cast(str, found.run_id)
     with mlflow.start_run(run_id=run_id):
-        uri = _log_decoder(inputs, run_id, load_trained(inputs.folder)[0].latent_dim)
+        uri = _log_decoder(inputs, run_id, load_trained(inputs.folder)[0].latent_dim, cfg)
     client.set_model_version_tag(inputs.name, found.version, DECODER_TAG, uri)
     log.info("%s: version %s had no decoder; logged %s", inputs.name, found.version, uri)
     return client.get_model_version(inputs.name, found.version)
@@ -395,7 +399,7 @@ def _reuse(
         found.version,
     )
     if DECODER_TAG not in (found.tags or {}):
-        found = _add_decoder(client, inputs, found)
+        found = _add_decoder(client, inputs, found, cfg)
     found = _trim(client, inputs.name, found, cfg.metric)
     tags = found.tags or {}
     if not rule.may_move or tags.get(FINGERPRINT_TAG) == inputs.fingerprint.id:
