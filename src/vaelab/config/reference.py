@@ -221,7 +221,7 @@ def render(dvc_yaml: Path) -> str:
         "",
         "## models",
         "",
-        "`models:` maps each variant's name to an entry; its `arch` picks the knobs below. "
+        "`models` maps each variant's name to an entry; its `arch` picks the knobs below. "
         "A change inside one entry reruns that variant's stages.",
     ]
     for config in model_classes():
