@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vaelab-installed
+# The page `dvc plots show` fills (.dvc/config: plots.html_template), with Vega inlined from the
+# installed vl-convert-python: the plots draw offline. Made, not committed (about 1 MB).
+PLOTS_PAGE := .dvc/plots/page.html
 
 # Keep DVC and MLflow offline and quiet: no telemetry, no update checks.
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -15,7 +18,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install repro test lint docs deps bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(PLOTS_PAGE)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +27,9 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --upgrade -c constraints.txt pip
 	$(BIN)/python -m pip install -c constraints.txt -e '.[test,docs]'
 	touch $@
+
+$(PLOTS_PAGE): $(STAMP) scripts/plots_page.py
+	$(BIN)/python scripts/plots_page.py $@
 
 # params.yaml is checked first: DVC itself would fail on a bad one with a message about
 # its own templating (`failed to parse 'stages.train.foreach'`), not about the file.

@@ -182,6 +182,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument(
+        "--jpegs",
+        type=int,
+        default=None,
+        help="JPEG files written for (c) and prepared for (a) and (b), tiled to --images "
+        "(default: --images; fewer keeps a CelebA-sized run within a GPU check's minutes)",
+    )
     args = parser.parse_args()
 
     runtime = select_runtime(args.device, args.precision, key="train")
@@ -189,9 +196,10 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        paths = write_jpegs(folder, args.images)
+        paths = write_jpegs(folder, args.jpegs or args.images)
         spec = ImageSpec(size=SIZE, channels=3, crop=CropConfig(method="center", size=CROP))
-        images = process_all([(p, None) for p in paths], spec, progress=False).pixels
+        prepared = process_all([(p, None) for p in paths], spec, progress=False).pixels
+        images = np.resize(prepared, (args.images, *prepared.shape[1:]))  # tiled to --images
 
         print(
             f"device: {runtime.device} ({runtime.precision}), cores: {workers}, torch threads: "

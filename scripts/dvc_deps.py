@@ -61,13 +61,13 @@ def _is_type_checking(node: ast.If) -> bool:
 
 
 def _stage_main_targets(node: ast.Call) -> set[str]:
-    """The module of ``stage_main(doc, "vaelab.evaluate.evaluate:run_evaluate")``, imported
-    by name later."""
+    """The modules of ``stage_main(doc, "vaelab.evaluate.evaluate:run_evaluate")`` (and of a
+    ``relaunch="module:function"`` keyword), imported by name later."""
     if getattr(node.func, "id", None) != "stage_main":
         return set()
     return {
         arg.value.partition(":")[0]
-        for arg in node.args
+        for arg in [*node.args, *(keyword.value for keyword in node.keywords)]
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and ":" in arg.value
     }
 

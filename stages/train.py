@@ -2,7 +2,13 @@
 
 from vaelab.stage import run_script, stage_main
 
-main = stage_main(__doc__, "vaelab.train.train:run_train", per_variant=True)
+main = stage_main(
+    __doc__,
+    "vaelab.train.train:run_train",
+    per_variant=True,
+    # train.processes > 1: this process starts torchrun with the ranks and waits for them.
+    relaunch="vaelab.train.launch:relaunch",
+)
 
 if __name__ == "__main__":
     run_script(main)

@@ -10,6 +10,12 @@ from typing import Any
 import pytest
 
 from vaelab.config import Params, params_from_dict
+from vaelab.kernels import pin
+
+# The stages pin their CPU kernels before torch and numpy load (vaelab.kernels); so does the
+# test process (nothing above imports either), so that a stage called in-process computes
+# what its script computes.
+pin(portable=True)
 
 TINY: dict[str, Any] = {
     "seed": 0,

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.support.project import copy_project, run, small_pipeline
 from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 
@@ -75,3 +76,47 @@ def test_torchrun_two_gloo_processes(tmp_path, tiny_params_dict, make_params):
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("vaelab")
     assert len(client.search_runs([experiment.experiment_id])) == 1
+
+
+@pytest.mark.slow
+def test_train_processes_relaunches_the_stage_under_torchrun_from_dvc_repro(tmp_path):
+    """`train.processes: 2` in params.yaml: a plain `dvc repro` trains with 2 gloo ranks, writes
+    one model, one MLflow run and a lock that `dvc status` then finds up to date."""
+    project = copy_project(tmp_path / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = small_pipeline(params, epochs=2, seeds=1, device="cpu", processes=2, threads=1)
+    params["models"] = {"small_ae": params["models"]["small_ae"]}
+    params["evaluate"]["chain"] = None
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    done = run([sys.executable, "-m", "dvc", "repro", "train@small_ae"], project)
+    assert "train.processes: 2 ranks under torchrun: -m torch.distributed.run" in done.stderr
+    detail = json.loads((project / "metrics" / "detail" / "train" / "small_ae.json").read_text())
+    training_images = detail["images"]["train"] if "images" in detail else None
+    assert detail["epochs"] == 2
+    if training_images is not None:
+        # Each rank steps over half of every epoch: half the steps of one process.
+        assert detail["steps"] == 2 * -(-training_images // 2 // 32)
+    assert (project / "models" / "small_ae" / "seed0" / "model.pt").is_file()
+    status = run([sys.executable, "-m", "dvc", "status", "train@small_ae"], project)
+    assert "changed" not in status.stdout and "modified" not in status.stdout, status.stdout
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("vaelab")
+    (only,) = client.search_runs([experiment.experiment_id])  # rank 1 logged nothing
+    assert only.data.params["train.processes"] == "2"
+
+
+def test_one_process_or_a_rank_trains_in_place(monkeypatch, make_params):
+    from vaelab.train.launch import relaunch, relaunch_command, wanted_processes
+
+    assert relaunch(make_params(), Path("stages/train.py"), ["vae"]) is None  # processes: 1
+    two = make_params({"train": {"processes": 2}})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert relaunch(two, Path("stages/train.py"), ["vae"]) is None  # already a rank
+    assert wanted_processes(make_params({"train": {"processes": "auto", "device": "cpu"}})) == 1
+    assert relaunch_command(2, Path("s.py"), ["vae"])[1:] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "s.py", "vae",
+    ]  # fmt: skip

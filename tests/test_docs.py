@@ -148,6 +148,14 @@ def test_the_reference_covers_every_key_of_params_yaml():
     assert all(f"`{key}`" in page for key in documented)
 
 
+def test_allowed_values_read_literals_and_bounds():
+    rows = {row.key: row for row in params_rows()}
+    assert rows["train.processes"].allowed == '≥ 1; ≤ 1024; `"auto"`'
+    assert rows["data.channels"].allowed == "`1`, `3`"
+    assert rows["data.image_size"].allowed == "≥ 4; ≤ 1024"
+    assert rows["data.image_size"].default == "32"
+
+
 def test_reruns_come_from_dvc_yaml():
     stages = stage_params(REPO / "dvc.yaml")
     assert stages_rerun("data.workers", stages) == []

@@ -15,11 +15,19 @@ VENV = Path(sys.executable).parent.parent
 
 
 def make_repro(folder: Path) -> subprocess.CompletedProcess[str]:
-    """``make repro`` in ``folder`` with this test's venv, its install step taken as done
-    (``-o``)."""
+    """``make repro`` in ``folder`` with this test's venv, its install steps (the package, the
+    plots page) taken as done (``-o``)."""
     shutil.copy2(REPO / "Makefile", folder / "Makefile")
     return subprocess.run(
-        ["make", "-o", str(VENV / ".vaelab-installed"), f"VENV={VENV}", "repro"],
+        [
+            "make",
+            "-o",
+            str(VENV / ".vaelab-installed"),
+            "-o",
+            ".dvc/plots/page.html",
+            f"VENV={VENV}",
+            "repro",
+        ],
         cwd=folder,
         capture_output=True,
         text=True,

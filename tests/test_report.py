@@ -396,15 +396,13 @@ def test_the_detail_file_is_read_when_there_is_one(tmp_path):
         json.dumps(evaluation(0.0100, (0.0097, 0.0103)))
     )
     for folder, document in (
-        ("eval", {"sharpness": {"recon": 0.0106}, "recon": {"mse": 0.01}}),
+        ("eval", {"sharp": 0.0106, "mse": 0.01}),
         ("detail/eval", evaluation(0.0106, (0.0102, 0.0110))),
     ):
         (new_root / "metrics" / folder).mkdir(parents=True)
         (new_root / "metrics" / folder / "v.json").write_text(json.dumps(document))
-    # Only a headline: its sharpness.recon, without an interval.
-    (new_root / "metrics" / "eval" / "h.json").write_text(
-        json.dumps({"sharpness": {"recon": 0.02}})
-    )
+    # Only a headline: its sharp, without an interval.
+    (new_root / "metrics" / "eval" / "h.json").write_text(json.dumps({"sharp": 0.02}))
     (old_root / "metrics" / "eval" / "h.json").write_text(json.dumps(evaluation(0.02)))
 
     with Side(old_root, None) as old_side, Side(new_root, None) as new_side:

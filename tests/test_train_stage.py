@@ -14,6 +14,7 @@ import torch
 from vaelab.data.download import run_download
 from vaelab.data.prepare import run_prepare
 from vaelab.errors import UserError
+from vaelab.kernels import in_force, pinnable
 from vaelab.models.saved import load_trained, weights_md5
 from vaelab.train.train import run_train
 
@@ -63,7 +64,9 @@ def test_train_writes_model_metrics_history_and_an_mlflow_run(
     detail = json.loads((metrics_dir / "detail" / "train" / "tiny_vae.json").read_text())
     assert detail["epochs"] == 2 and "seconds" not in detail and "device" not in detail
     timing = json.loads((metrics_dir / "timing" / "train" / "tiny_vae.json").read_text())
-    assert set(timing) == {"seconds", "images_per_second", "device", "precision"}
+    assert set(timing) == {"seconds", "images_per_second", "device", "precision", "kernels"}
+    # The test process pins its kernels as every stage does (conftest): the record says so.
+    assert timing["kernels"] == in_force() and (timing["kernels"] or not pinnable())
 
     history = pd.read_csv(tmp_path / "metrics" / "history" / "tiny_vae.csv")
     assert list(history["epoch"]) == [1, 2] and "val_loss" in history.columns

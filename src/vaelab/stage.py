@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vaelab.config import Params, load_params
 from vaelab.errors import exit_on_user_error
+from vaelab.kernels import pin
 from vaelab.lifetime import exit_with_parent
 from vaelab.logs import setup_logging
 
@@ -30,10 +33,14 @@ def _runner(target: str) -> Callable[..., Any]:
 
 
 def stage_main(
-    description: str | None, run: str, *, per_variant: bool = False
+    description: str | None, run: str, *, per_variant: bool = False, relaunch: str | None = None
 ) -> Callable[..., None]:
     """A ``main(argv=None)`` that calls ``run(params)``, or ``run(params, variant)`` with
-    ``per_variant``; ``run`` is ``"module:function"``, imported after params are validated."""
+    ``per_variant``; ``run`` is ``"module:function"``, imported after params are validated.
+
+    ``relaunch`` (``"module:function"``, called as ``function(params, script, argv)``) may run
+    the stage in other processes instead (the train stage under torchrun: ``train.processes``)
+    and return their exit status, which ``main`` exits with; None: this process runs it."""
 
     @exit_on_user_error
     def main(argv: list[str] | None = None) -> None:
@@ -48,6 +55,13 @@ def stage_main(
         exit_with_parent()
         setup_logging()
         params: Params = load_params(args.params)
+        # Before the stage's module imports torch and numpy: they choose kernels as they load.
+        pin(params.train.portable_kernels)
+        if relaunch is not None:
+            script = Path(sys.argv[0]).resolve()
+            status = _runner(relaunch)(params, script, sys.argv[1:] if argv is None else argv)
+            if status is not None:
+                raise SystemExit(status)
         stage = _runner(run)
         if per_variant:
             stage(params, args.variant)

@@ -2,10 +2,10 @@
 times and record, per pass, the blur metrics and how far the colours drifted.
 
 Writes ``metrics/detail/chain.json`` (one entry per pass), ``metrics/chain.json`` (its
-headline: the VAE's and the last pass's sharpness, the last pass's MSE to the inputs),
-``metrics/chain.csv`` (every pass, as a DVC plot) and ``reports/chain/``: the images pass by
-pass, sharpness and MSE to the inputs per pass, and (colour images only) the colour drift. The
-first replicate (params.seed) of each of the two variants is chained.
+headline: the last pass's sharpness and MSE to the inputs, keyed as an evaluation's ``sharp``
+and ``mse``), ``metrics/chain.csv`` (every pass, as a DVC plot) and ``reports/chain/``: the
+images pass by pass, sharpness and MSE to the inputs per pass, and (colour images only) the
+colour drift. The first replicate (params.seed) of each of the two variants is chained.
 
 The test split streams through batch by batch (``evaluate.batch_size``): each batch goes
 through the VAE and every AE pass, and only each pass's running aggregates stay (one number
@@ -30,6 +30,8 @@ from vaelab.config.evaluate_config import ChainConfig
 from vaelab.data.prepared_data import load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import headline_of, metric_files
+from vaelab.kernels import in_force
+from vaelab.measures.headline import CHAIN_MSE, CHAIN_SHARP
 from vaelab.measures.image_measures import PerImage, blur_metrics, colour_distances
 from vaelab.models import Autoencoder
 from vaelab.models.inference import batches, model_device, to_numpy
@@ -89,13 +91,10 @@ def run_chain(
     metric_files(metrics_root, "chain.json").write(
         headline_of(
             metrics,
-            {
-                "sharpness.vae": "pass_0.laplacian_var",
-                "sharpness.last": f"{last}.laplacian_var",
-                "mse_to_input.last": f"{last}.mse_to_input",
-            },
+            {CHAIN_SHARP: f"{last}.laplacian_var", CHAIN_MSE: f"{last}.mse_to_input"},
         ),
-        metrics,
+        # The CPU kernels that computed it (vaelab.kernels) beside the passes.
+        metrics | {"kernels": in_force()},
     )
     write_table(metrics_root / "chain.csv", rows, rgb=rgb)
     log.info(

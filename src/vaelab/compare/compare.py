@@ -2,11 +2,11 @@
 of the per-image tables that evaluate kept, every variant in one table, the one-knob sweeps,
 and the figures.
 
-Writes ``metrics/compare.json`` (per measured claim the fraction of its comparisons that hold
-and that go against it; per remedy its verdicts, 1 better, 0 inconclusive, -1 worse),
-``metrics/detail/compare.json`` (every comparison with its differences and intervals, a few
-numbers per variant, the test images' sharpness), ``metrics/compare/history.csv`` (every
-variant's training curves in one long table, for one DVC plot), ``reports/compare.md``,
+Writes ``metrics/compare.json`` (how many claims hold and how many go against the studies;
+how many of the remedies' verdicts are better and worse), ``metrics/detail/compare.json``
+(every comparison with its differences and intervals, a few numbers per variant, the test
+images' sharpness), ``metrics/compare/history.csv`` (every variant's training curves in one
+long table, grouped for DVC's curves chart: vaelab.compare.history), ``reports/compare.md``,
 ``reports/compare_detail.md`` and ``reports/compare/*.png``.
 """
 
@@ -27,24 +27,29 @@ from vaelab.compare.claims import CLAIMS
 from vaelab.compare.comparisons import Measurements, Status
 from vaelab.compare.families import Family, find_families
 from vaelab.compare.findings_figures import forest_plot, spectra_figure, verdict_matrix
+from vaelab.compare.history import curve_groups, write_history
 from vaelab.compare.remedies import RemedyComparison, compare_remedies, verdict_scores
 from vaelab.compare.report_detail import render_detail
 from vaelab.compare.report_md import render_markdown
 from vaelab.compare.variants import Variant, as_variant, read_records
-from vaelab.compare.verdicts import Claim
+from vaelab.compare.verdicts import HOLDS, MOSTLY_HOLDS, MOSTLY_NOT, NOT_HOLDS, Claim
 from vaelab.config import Params
 from vaelab.data.prepared_data import PreparedData, load_prepared
 from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.metric_files import metric_files
-from vaelab.measures.headline import compare_json
+from vaelab.kernels import in_force
+from vaelab.measures.headline import (
+    CLAIMS_AGAINST,
+    CLAIMS_HOLD,
+    REMEDIES_BETTER,
+    REMEDIES_WORSE,
+    compare_json,
+)
 from vaelab.models.inference import reconstruct, to_numpy
 from vaelab.models.replicates import load_variant
 from vaelab.models.saved import check_fits
 
 log = logging.getLogger("vaelab.compare")
-
-# Training-curve columns every variant has (VAEs add their KL terms).
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "train_recon", "val_recon"]
 
 # What each one-knob family is drawn against: (dotted eval key, axis label); a key a variant
 # lacks (active units of an AE) is left out of its panel.
@@ -63,7 +68,7 @@ class Gathered:
     variants: list[Variant] = field(default_factory=list)
     recon_rows: list[np.ndarray] = field(default_factory=list)  # the shown test images
     sample_rows: list[tuple[str, np.ndarray]] = field(default_factory=list)  # VAEs only
-    histories: list[pd.DataFrame] = field(default_factory=list)  # where training wrote one
+    histories: dict[str, pd.DataFrame] = field(default_factory=dict)  # where training wrote one
 
 
 def run_compare(
@@ -100,8 +105,13 @@ def run_compare(
             staging, params, shown, gathered, families, remedies, reference["laplacian_var"]
         )
         draw_findings(staging, claims, variants)
-    metric_files(metrics_root, "compare.json").write(headline, result)
-    write_history(gathered.histories, metrics_root / "compare" / "history.csv")
+    # The CPU kernels that computed it (vaelab.kernels) beside the comparisons.
+    metric_files(metrics_root, "compare.json").write(headline, result | {"kernels": in_force()})
+    write_history(
+        gathered.histories,
+        curve_groups(params.models, families),
+        metrics_root / "compare" / "history.csv",
+    )
     write_reports(params, reports_root, gathered, claims, families, remedies, remedies_drawn)
     for claim in claims:
         log.info("%s: %s (%s)", claim.outcome, claim.text, claim.counts())
@@ -127,10 +137,7 @@ def gather(
             )
         history_path = metrics_root / "history" / f"{name}.csv"
         if history_path.is_file():
-            history = pd.read_csv(history_path)
-            gathered.histories.append(
-                history[[c for c in HISTORY_COLUMNS if c in history]].assign(variant=name)
-            )
+            gathered.histories[name] = pd.read_csv(history_path)
     return gathered
 
 
@@ -153,9 +160,10 @@ def compare_metrics(
     remedies: list[RemedyComparison],
     reference: dict[str, float | None],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(detail, headline)`` of metrics/compare.json: per claim the fractions of its
-    comparisons that hold and that go against it (the detail: every comparison), the remedies'
-    verdicts, the test images' sharpness and the headline numbers per variant."""
+    """``(detail, headline)`` of metrics/compare.json: per claim its outcome, the fractions of
+    its comparisons that hold and that go against it and every comparison, the remedies'
+    verdicts, the test images' sharpness and the headline numbers per variant (the detail);
+    the counts of :func:`compare_headline` (the headline)."""
     result: dict[str, Any] = {
         "reference": reference,
         "variants": {
@@ -175,9 +183,7 @@ def compare_metrics(
             for c in claims
         },
     }
-    headline: dict[str, Any] = {"claims": {c.key: c.fractions() for c in claims if c.counted}}
-    if scores := verdict_scores(remedies):
-        headline["remedies"] = scores
+    headline = compare_headline(claims, remedies)
     if any(r.comparisons for r in remedies):
         result["remedies"] = {
             r.variant: {
@@ -188,6 +194,21 @@ def compare_metrics(
             for r in remedies
         }
     return result, headline
+
+
+def compare_headline(claims: list[Claim], remedies: list[RemedyComparison]) -> dict[str, int]:
+    """The DVC metrics of metrics/compare.json (vaelab.measures.headline): the claims that
+    hold or mostly hold and those that go against the studies, of the measured ones; with a
+    scored remedy, its verdicts better and worse than its plain VAE."""
+    outcomes = [c.outcome for c in claims if c.counted]
+    headline = {
+        CLAIMS_HOLD: sum(o in (HOLDS, MOSTLY_HOLDS) for o in outcomes),
+        CLAIMS_AGAINST: sum(o in (NOT_HOLDS, MOSTLY_NOT) for o in outcomes),
+    }
+    if scores := [s for verdicts in verdict_scores(remedies).values() for s in verdicts.values()]:
+        headline[REMEDIES_BETTER] = sum(s > 0 for s in scores)
+        headline[REMEDIES_WORSE] = sum(s < 0 for s in scores)
+    return headline
 
 
 def draw_findings(staging: Path, claims: list[Claim], variants: list[Variant]) -> None:
@@ -292,14 +313,6 @@ def sharpness_figure(variants: list[Variant], reference: float | None) -> Figure
         ylabel="Laplacian variance of reconstructions\n(higher is sharper)",
         reference=("test images", cast(float, reference)),
     )
-
-
-def write_history(histories: list[pd.DataFrame], path: Path) -> None:
-    """Every variant's training curves in one long table at ``path``; nothing when there are
-    none."""
-    if histories:
-        with atomic_file(path) as handle:
-            pd.concat(histories, ignore_index=True).to_csv(handle, index=False, lineterminator="\n")
 
 
 def remedies_figure(

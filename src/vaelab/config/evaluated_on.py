@@ -17,6 +17,7 @@ import numpy as np
 from vaelab.config import Params
 from vaelab.config.evaluate_config import EvaluateConfig
 from vaelab.io.hashing import md5_of_array
+from vaelab.kernels import in_force
 
 EVALUATED_ON = "evaluated_on"
 # evaluate settings that change how the evaluation runs or what it draws, never a number
@@ -44,6 +45,8 @@ def evaluated_on(params: Params, test: np.ndarray) -> dict[str, Any]:
     return {
         "test_md5": md5_of_array(test),
         "settings": {"seed": params.seed, **recorded_settings(params.evaluate)},
+        # The CPU kernels in force (vaelab.kernels): a record, not part of the fingerprint.
+        "kernels": in_force(),
     }
 
 

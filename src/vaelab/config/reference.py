@@ -81,6 +81,9 @@ def type_text(annotation: Any) -> str:
 def _bounds(metadata: list[Any]) -> list[str]:
     found = []
     for item in metadata:
+        if isinstance(item, FieldInfo):  # Annotated[int, Field(ge=1)] inside a union
+            found += _bounds(item.metadata)
+            continue
         for attr, sign in _BOUNDS:
             if getattr(item, attr, None) is not None:
                 found.append(f"{sign} {getattr(item, attr)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -76,6 +76,25 @@ class TrainConfig(Section):
         "too). The trained bytes depend on it; null keeps torch's own count (one per physical "
         "core, or OMP_NUM_THREADS). Set a number to train the same bytes on machines of one "
         "CPU type with other core counts.",
+    )
+    portable_kernels: bool = Field(
+        True,
+        description=(
+            "Pin the CPU kernels of torch, oneDNN, MKL, OpenBLAS and numpy to AVX2 in every "
+            "stage that computes a number (vaelab.kernels), so that x86-64 CPUs of other "
+            "models compute the same bytes; false lets each library pick the fastest kernels "
+            "for this CPU. No effect on GPU kernels or on aarch64. Part of the training "
+            "checkpoint's key: a change retrains."
+        ),
+    )
+    processes: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(
+        1,
+        description=(
+            "Processes that train one variant together (DDP): 1 trains in the stage's own "
+            "process; N > 1 relaunches the train stage under torchrun's standalone launcher as "
+            "N ranks on this machine (one per GPU, or gloo on CPU); auto: one per visible GPU "
+            "(1 without a GPU). Other bytes than one process: part of the checkpoint's key."
+        ),
     )
     hflip: bool = Field(
         False,

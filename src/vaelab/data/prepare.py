@@ -22,18 +22,16 @@ from vaelab.data.split import OOD, SPLITS, assign_splits
 from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_directory
 from vaelab.io.metric_files import headline_of, metric_files
+from vaelab.kernels import in_force
 
 log = logging.getLogger("vaelab.prepare")
 
 PREPARED_DIR = Path("data/prepared")
 DATA_METRICS = Path("metrics/data.json")
-# Its DVC metrics (headline key -> key of the detail, metrics/detail/data.json); the skipped
-# files, their reasons and the timings are in the detail and timing files beside it.
-DATA_HEADLINE = {
-    "images": "images",
-    "skipped": "skipped.count",
-    **{f"splits.{name}": f"splits.{name}" for name in (*SPLITS, OOD)},
-}
+# Its DVC metrics (headline key -> key of the detail, metrics/detail/data.json); the images
+# per split, the skipped files, their reasons and the timings are in the detail and timing
+# files beside it.
+DATA_HEADLINE = {"images": "images", "skipped": "skipped.count"}
 # A skip reason that is a choice (detect.on_miss: skip), not a broken file.
 NO_FACE = "no face detected"
 
@@ -71,6 +69,7 @@ def run_prepare(
     metrics = _data_metrics(cfg.dataset, index, result, skipped)
     timing = {
         "workers": workers,
+        "kernels": in_force(),
         "seconds": round(seconds, 3),
         "images_per_second": round(total / seconds, 1) if seconds > 0 else None,
     }

@@ -5,7 +5,7 @@ Sharpness is the variance of the Laplacian of the test reconstructions
 from ``metrics/detail/eval/<variant>.json`` when that file exists, else from
 ``metrics/eval/<variant>.json`` (the layout before the headline/detail split, which holds
 the whole evaluation; the headline of the split layout has the same number as
-``sharpness.recon``).
+``sharp``, :data:`vaelab.measures.headline.SHARPNESS_HEADLINE`).
 
 The rule. A change ``Δ = new - old`` is significant when
 

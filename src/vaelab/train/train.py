@@ -28,6 +28,7 @@ from vaelab.errors import UserError
 from vaelab.io.atomic import atomic_file
 from vaelab.io.json_files import flatten
 from vaelab.io.metric_files import headline_of, metric_files
+from vaelab.kernels import in_force
 from vaelab.models import Autoencoder, build_model, count_params
 from vaelab.models.latent_gmm import LatentGMM, fit_latent_gmm
 from vaelab.models.saved import (
@@ -191,6 +192,8 @@ def build(params: Params, variant: str, seed: int, dist_info: DistInfo, splits: 
             "seed": seed,
             "data": splits.md5,
             "code": code_fingerprint(),
+            # The kernels in force (train.portable_kernels, train.threads): other bytes.
+            "kernels": in_force(),
         }
     )
     return Setup(variant, seed, model, stepped, runtime, key)
@@ -448,4 +451,5 @@ def training_timing(fitted: list[Fitted]) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "device": str(runtime.device),
         "precision": runtime.precision,
+        "kernels": in_force(),
     }
