@@ -26,9 +26,13 @@ URL = re.compile(r"http://[\w.:-]+/?")
 BLOCK_TIMEOUT_S = 900
 SERVER_DEADLINE_S = 120
 README_TEXT = (REPO / "README.md").read_text(encoding="utf-8")
-# `make` in a block uses this test's venv, its install step taken as done (as tests/test_make.py).
+# `make` in a block uses this test's venv, its install step taken as done (as tests/test_make.py):
+# the venv's stamp and the plots page `make install` writes.
 VENV = Path(sys.executable).parent.parent
-PRELUDE = f'make() {{ command make -o "{VENV}/.vaelab-installed" VENV="{VENV}" "$@"; }}\n'
+PRELUDE = (
+    f'make() {{ command make -o "{VENV}/.vaelab-installed" -o .dvc/plots/page.html '
+    f'VENV="{VENV}" "$@"; }}\n'
+)
 
 
 def quickstart_blocks(text: str) -> list[tuple[str, str]]:
