@@ -1,5 +1,5 @@
 # The two set-up commands (README): `make repro` and `make test`. Each creates .venv
-# when missing and installs vaelab with the pinned constraints first.
+# when missing and installs vaelab with the pinned constraints first (the test and docs extras).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -12,9 +12,11 @@ PLOTS_PAGE := .dvc/plots/page.html
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
+# mkdocs-material's banner about its successor, printed on every build.
+export NO_MKDOCS_2_WARNING := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test lint deps bench clean ui
+.PHONY: install repro test lint docs deps bench clean ui
 
 install: $(STAMP) $(PLOTS_PAGE)
 
@@ -23,7 +25,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --upgrade -c constraints.txt pip
-	$(BIN)/python -m pip install -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -c constraints.txt -e '.[test,docs]'
 	touch $@
 
 $(PLOTS_PAGE): $(STAMP) scripts/plots_page.py
@@ -41,8 +43,14 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install lint
+test: install lint docs
 	$(BIN)/python -m pytest
+
+# The documentation site (mkdocs.yml, docs/) in site/: --strict fails on any warning, a broken
+# link or anchor, or a page missing from the nav. The params reference, the command line and the
+# API pages are generated from the code as it builds (scripts/docs_hooks.py).
+docs: install
+	$(BIN)/mkdocs build --strict
 
 # Each stage's deps in dvc.yaml: the files of src/vaelab its script imports (scripts/dvc_deps.py;
 # tests/test_dvc_deps.py fails until this is run after an import changes).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import yaml
 
@@ -15,6 +16,11 @@ from vaelab.registry.ui import add_commands as add_ui_commands
 
 
 def _params(args: argparse.Namespace) -> None:
+    if args.schema:
+        from vaelab.config.reference import schema
+
+        print(json.dumps(schema(), indent=2, ensure_ascii=False))
+        return
     params = load_params(args.params)
     print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
 
@@ -70,9 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--params", default="params.yaml", help="params file (default: params.yaml)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
+    params = commands.add_parser(
         "params", help="validate params.yaml and print it with every default filled in"
-    ).set_defaults(func=_params)
+    )
+    params.add_argument(
+        "--schema", action="store_true", help="print params.yaml's JSON Schema instead"
+    )
+    params.set_defaults(func=_params)
     commands.add_parser("download", help="run the download stage outside DVC").set_defaults(
         func=_download
     )

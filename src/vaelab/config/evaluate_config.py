@@ -43,10 +43,13 @@ STUDY003_RADII = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 5.0, 8.0]
 class InterpolationConfig(Section):
     """Walks in latent space between pairs of test images."""
 
-    pairs: int = Field(4, ge=1)
-    steps: int = Field(8, ge=2)  # images per walk, both ends included
-    # linear: (1-t) z0 + t z1; spherical: slerp, which keeps the norm of Gaussian codes.
-    method: Literal["linear", "spherical"] = "linear"
+    pairs: int = Field(4, ge=1, description="Pairs of test images walked between.")
+    steps: int = Field(8, ge=2, description="Images per walk, both ends included.")
+    method: Literal["linear", "spherical"] = Field(
+        "linear",
+        description="linear: (1-t) z0 + t z1; spherical: slerp, which keeps the norm of "
+        "Gaussian codes.",
+    )
 
 
 def _default_groups() -> dict[str, dict[str, Literal[0, 1]]]:
@@ -68,11 +71,19 @@ class ArithmeticConfig(Section):
     record how close the decoded result is to that group's decoded mean.
     """
 
-    groups: dict[str, dict[str, Literal[0, 1]]] = Field(default_factory=_default_groups)
-    expressions: dict[str, str] = Field(
-        default_factory=lambda: {"smiling_man": "smiling_woman - neutral_woman + neutral_man"}
+    groups: dict[str, dict[str, Literal[0, 1]]] = Field(
+        default_factory=_default_groups,
+        description="Group name -> {index column: 0 or 1}: the images whose columns equal "
+        "those values.",
     )
-    images_per_group: int = Field(64, ge=1)
+    expressions: dict[str, str] = Field(
+        default_factory=lambda: {"smiling_man": "smiling_woman - neutral_woman + neutral_man"},
+        description="Expected group -> group names joined by + and -; the decoded result is "
+        "measured against the expected group's decoded mean.",
+    )
+    images_per_group: int = Field(
+        64, ge=1, description="At most this many images make a group's mean code."
+    )
 
     @model_validator(mode="after")
     def _expressions_use_known_groups(self) -> ArithmeticConfig:
@@ -89,12 +100,18 @@ class ArithmeticConfig(Section):
 class SharpenConfig(Section):
     """Sharpening as post-processing (study 003): PIL's Sharpness and an unsharp mask."""
 
-    factors: list[float] = Field(default_factory=lambda: [0.0, 3.0, 6.0, 7.0])
-    unsharp_radius: float = Field(1.0, gt=0.0)
-    unsharp_amount: float = Field(1.0, gt=0.0)
-    # Reconstructions sharpened and measured (the first N of the test split): blur_effect is a
-    # per-image loop, so a CelebA-sized test split would cost minutes for no extra insight.
-    images: int = Field(256, ge=1)
+    factors: list[float] = Field(
+        default_factory=lambda: [0.0, 3.0, 6.0, 7.0],
+        description="PIL ImageEnhance.Sharpness factors (1 leaves an image unchanged).",
+    )
+    unsharp_radius: float = Field(1.0, gt=0.0, description="scikit-image unsharp_mask's radius.")
+    unsharp_amount: float = Field(1.0, gt=0.0, description="scikit-image unsharp_mask's amount.")
+    images: int = Field(
+        256,
+        ge=1,
+        description="Reconstructions sharpened and measured (the first N of the test split): "
+        "blur_effect is a per-image loop, so a CelebA-sized split would cost minutes.",
+    )
 
     @field_validator("factors")
     @classmethod
@@ -112,9 +129,9 @@ class ChainConfig(Section):
     ``vae`` and ``ae`` name variants of ``models:`` (checked when params load).
     """
 
-    vae: str
-    ae: str
-    passes: int = Field(5, ge=1)
+    vae: str = Field(description="The variant whose reconstructions are fed in.")
+    ae: str = Field(description="The variant they are fed through.")
+    passes: int = Field(5, ge=1, description="Passes through the AE.")
 
 
 class InceptionConfig(Section):
@@ -123,14 +140,23 @@ class InceptionConfig(Section):
     downloaded: without the file the two are recorded as not measured, saying where to put it.
     """
 
-    enabled: bool = True
-    # The weights file (pt_inception-2015-12-05-6726825d.pth; a relative path is taken from the
-    # project root); null: that file in torch's hub cache, torch.hub.get_dir()/checkpoints.
-    weights: str | None = None
-    kid_subsets: int = Field(100, ge=1)  # KID: the mean over this many random subsets ...
+    enabled: bool = Field(
+        True, description="false: FID and KID are recorded as not measured, without looking."
+    )
+    weights: str | None = Field(
+        None,
+        description="The weights file (pt_inception-2015-12-05-6726825d.pth; a relative path "
+        "is taken from the project root); null: that file in torch's hub cache, "
+        "torch.hub.get_dir()/checkpoints.",
+    )
+    kid_subsets: int = Field(
+        100, ge=1, description="KID is the mean over this many random subsets."
+    )
     kid_subset_size: int = Field(
-        1000, ge=2
-    )  # ... of this many images (at most the smaller set's count)
+        1000,
+        ge=2,
+        description="Images per KID subset (at most the smaller set's count).",
+    )
 
     @field_validator("weights")
     @classmethod
@@ -148,29 +174,62 @@ def _both_samplers() -> list[Sampler]:
 
 
 class EvaluateConfig(Section):
-    batch_size: int = Field(256, gt=0)
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    show: int = Field(8, ge=1)  # test images in the reconstruction figures
-    samples: int = Field(64, ge=2)  # draws from N(0, I) for the sample metrics and figures
-    # The samplers measured and drawn, each with `samples` draws: normal (metrics `*.sample`,
-    # samples.png) and gmm (`*.sample_gmm`, samples_gmm.png; for models saved with a GMM only).
-    sampler: list[Sampler] = Field(default_factory=_both_samplers)
-    radii: list[float] = Field(default_factory=lambda: list(STUDY003_RADII))
-    radius_samples: int = Field(8, ge=1)  # images per radius row
-    interpolation: InterpolationConfig = InterpolationConfig()
-    arithmetic: ArithmeticConfig = ArithmeticConfig()
-    # Single latent dimensions drawn beside the pooled histogram.
-    histogram_dims: int = Field(3, ge=1)
-    sharpen: SharpenConfig = SharpenConfig()
-    # A latent dimension is active when the variance of its encoder mean over the test set
-    # exceeds this.
-    active_threshold: float = Field(0.01, gt=0.0)
-    # The decoder is said to ignore z when reconstructions of different images vary less
-    # than this fraction of how much the images themselves vary (study 002's symptom).
-    collapse_ratio: float = Field(0.1, gt=0.0, lt=1.0)
-    # null: no chain (e.g. a run with a single variant); the chain stage records why.
-    chain: ChainConfig | None = None
-    inception: InceptionConfig = InceptionConfig()
+    """The ``evaluate:`` section: what evaluate, chain and compare measure and draw."""
+
+    batch_size: int = Field(
+        256, gt=0, description="Test images per batch (memory, not numbers, depends on it)."
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Where the models run; auto: cuda, then mps, then cpu."
+    )
+    show: int = Field(8, ge=1, description="Test images in the reconstruction figures.")
+    samples: int = Field(
+        64, ge=2, description="Draws of each sampler for the sample metrics and figures."
+    )
+    sampler: list[Sampler] = Field(
+        default_factory=_both_samplers,
+        description="The samplers measured and drawn: normal, z ~ N(0, I) (metrics *.sample, "
+        "samples.png; always included) and gmm, the ex-post GMM of train.gmm (*.sample_gmm, "
+        "samples_gmm.png; for models saved with one).",
+    )
+    radii: list[float] = Field(
+        default_factory=lambda: list(STUDY003_RADII),
+        description="Study 003's r_limit values: rows of samples with z uniform in [-r, r].",
+    )
+    radius_samples: int = Field(8, ge=1, description="Images per radius row.")
+    interpolation: InterpolationConfig = Field(
+        InterpolationConfig(), description="Latent walks between test images."
+    )
+    arithmetic: ArithmeticConfig = Field(
+        ArithmeticConfig(), description="Latent arithmetic on attribute groups (study 001)."
+    )
+    histogram_dims: int = Field(
+        3, ge=1, description="Single latent dimensions drawn beside the pooled histogram."
+    )
+    sharpen: SharpenConfig = Field(
+        SharpenConfig(), description="Sharpening as post-processing (study 003)."
+    )
+    active_threshold: float = Field(
+        0.01,
+        gt=0.0,
+        description="A latent dimension is active when the variance of its encoder mean over "
+        "the test set exceeds this.",
+    )
+    collapse_ratio: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="The decoder is said to ignore z when reconstructions of different images "
+        "vary less than this fraction of how much the images vary (study 002's symptom).",
+    )
+    chain: ChainConfig | None = Field(
+        None,
+        description="Study 000's chain of a VAE's output through an AE; null: no chain (the "
+        "chain stage records why).",
+    )
+    inception: InceptionConfig = Field(
+        InceptionConfig(), description="FID and KID on Inception-v3 features."
+    )
 
     @field_validator("sampler")
     @classmethod

@@ -40,36 +40,61 @@ Trunk = Literal["plain", "resnet"]
 class ReconLossFields(Section):
     """Reconstruction term shared by every architecture."""
 
-    # bce: binary cross-entropy on the decoder logits, pixels in [0, 1] as soft targets.
-    # mse: squared error of the sigmoid output. gaussian: the negative log-likelihood of
-    # N(sigmoid output, σ²) per pixel (the σ-VAE of Rybkin et al. 2021), in nats like bce.
-    # All are summed over the pixels of an image and averaged over the batch.
-    recon_loss: ReconLoss = "bce"
-    # The gaussian decoder's σ (ignored by bce and mse, which refuse any other value):
-    # learned (one log σ for every pixel, a parameter of the model, starting at σ = 1),
-    # optimal (the batch's RMS error, log σ = log √mean((x − x̂)²), not differentiated)
-    # or a fixed σ > 0. learned and optimal are softly clipped at log σ = −6.
-    sigma: DecoderSigma = "learned"
-    # The learned σ's own Adam learning rate (recon_loss: gaussian, sigma: learned): the
-    # optimal σ is the RMS error, which falls as the decoder trains, and at train.lr log σ moves
-    # about 0.001 a step — too slowly to follow it (1 → 0.55 in 600 steps against an optimum of
-    # ~0.13). null: train.lr.
-    sigma_lr: float | None = Field(0.02, gt=0.0, allow_inf_nan=False)
-    # Study 002 multiplied a per-pixel *mean* BCE by 6000 to stop the KL term from
-    # drowning the reconstruction on MNIST; with the per-image sum used here that is
-    # about 6000 / 784 ≈ 7.7.
-    recon_weight: float = Field(1.0, gt=0.0)
-    # Structural and frequency terms added to the reconstruction loss, each times its weight
-    # (0 = off; vaelab.models.image_losses). msssim: (1 − MS-SSIM) times the image's C·H·W
-    # values (Wang et al. 2003). ffl: the focal frequency loss (Jiang et al. 2021), summed
-    # over channels and frequencies: the summed squared error of the spectra, each frequency
-    # weighted by its error to the power ffl_alpha (0: plain spectrum distance, = the mse
-    # loss) relative to the largest. Not part of a VAE's ELBO.
-    msssim_weight: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    ffl_weight: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    ffl_alpha: float = Field(1.0, ge=0.0, allow_inf_nan=False)
-    # Epochs for this variant; null = train.epochs. A small net may need more than a big one.
-    epochs: PositiveInt | None = None
+    recon_loss: ReconLoss = Field(
+        "bce",
+        description="bce: binary cross-entropy on the decoder logits, pixels in [0, 1] as soft "
+        "targets; mse: squared error of the sigmoid output; gaussian: the negative "
+        "log-likelihood of N(sigmoid output, σ²) per pixel (σ-VAE, Rybkin et al. 2021), in nats "
+        "like bce. All are summed over an image's pixels and averaged over the batch.",
+    )
+    sigma: DecoderSigma = Field(
+        "learned",
+        description="The gaussian decoder's σ (bce and mse refuse any other value): learned "
+        "(one log σ, a parameter of the model, starting at σ = 1), optimal (the batch's RMS "
+        "error, not differentiated) or a fixed σ > 0. learned and optimal are softly clipped at "
+        "log σ = −6.",
+    )
+    sigma_lr: float | None = Field(
+        0.02,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="The learned σ's own Adam learning rate (recon_loss: gaussian, sigma: "
+        "learned); at train.lr log σ moves about 0.001 a step, too slowly to follow the RMS "
+        "error. null: train.lr.",
+    )
+    recon_weight: float = Field(
+        1.0,
+        gt=0.0,
+        description="Weight of the reconstruction term. Study 002's per-pixel mean BCE times "
+        "6000 on MNIST is about 6000 / 784 ≈ 7.7 with the per-image sum used here.",
+    )
+    msssim_weight: float = Field(
+        0.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Weight of (1 − MS-SSIM) times the image's C·H·W values added to the loss "
+        "(Wang et al. 2003); 0 = off. Not part of a VAE's ELBO.",
+    )
+    ffl_weight: float = Field(
+        0.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Weight of the focal frequency loss (Jiang et al. 2021), summed over "
+        "channels and frequencies, added to the loss; 0 = off. Not part of a VAE's ELBO.",
+    )
+    ffl_alpha: float = Field(
+        1.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="The focal frequency loss weights each frequency by its error to this "
+        "power, relative to the largest (0: the plain spectrum distance, = the mse loss); only "
+        "with ffl_weight above 0.",
+    )
+    epochs: PositiveInt | None = Field(
+        None,
+        description="Epochs for this variant; null = train.epochs. A small net may need more "
+        "than a big one.",
+    )
 
     @field_validator("sigma", mode="before")
     @classmethod
@@ -118,23 +143,35 @@ class ReconLossFields(Section):
 class TrunkFields(ReconLossFields):
     """The layers between the strided convs of a conv encoder and decoder."""
 
-    # plain: the strided convs alone, the studies' networks. resnet: a pre-activation residual
-    # block, x + conv(relu(conv(relu(x)))), after each strided conv of the encoder and at
-    # each resolution of the decoder below the output: two stride-1 convs of that map's
-    # width and the entry's kernel (study 003's third reason for blur: too plain a net).
-    trunk: Trunk = "plain"
+    trunk: Trunk = Field(
+        "plain",
+        description="plain: the strided convs alone, the studies' networks; resnet: a "
+        "pre-activation residual block, x + conv(relu(conv(relu(x)))), after each strided conv "
+        "of the encoder and at each resolution of the decoder below the output (study 003's "
+        "third reason for blur: too plain a net).",
+    )
 
 
 class KlFields(ReconLossFields):
     """The KL term of a VAE, plus the two usual remedies for posterior collapse."""
 
-    # Study 003's ``fact``: the KL term's weight relative to the reconstruction (beta).
-    kl_weight: float = Field(1.0, ge=0.0)
-    # The KL weight ramps linearly from 0 to kl_weight over this many epochs (0 = off).
-    kl_warmup_epochs: int = Field(0, ge=0)
-    # Each latent dimension's KL (averaged over the batch) counts as at least this many
-    # nats, so the optimiser gains nothing by collapsing it below the floor (0 = off).
-    free_bits: float = Field(0.0, ge=0.0)
+    kl_weight: float = Field(
+        1.0,
+        ge=0.0,
+        description="The KL term's weight relative to the reconstruction (beta; study 003's fact).",
+    )
+    kl_warmup_epochs: int = Field(
+        0,
+        ge=0,
+        description="The KL weight ramps linearly from 0 to kl_weight over this many epochs "
+        "(0 = off).",
+    )
+    free_bits: float = Field(
+        0.0,
+        ge=0.0,
+        description="Each latent dimension's KL (batch mean) counts as at least this many "
+        "nats, so collapsing it below the floor gains nothing (0 = off).",
+    )
 
 
 # Knobs of a VAE's posterior that a deterministic autoencoder (its twin, or a WAE / RAE) has not.
@@ -146,40 +183,49 @@ POSTERIOR_KNOBS = frozenset({"variational", *KlFields.model_fields}) - frozenset
 class AePoolConfig(ReconLossFields):
     """Study 000 "Version 1": strided convs with max pooling, upsampling in the decoder."""
 
-    arch: Literal["ae_pool"] = "ae_pool"
+    arch: Literal["ae_pool"] = Field("ae_pool", description="The architecture.")
 
 
 class AeConvConfig(TrunkFields):
     """Study 000 "Version 2": three strided convs, batch norm, three transposed convs."""
 
-    arch: Literal["ae_conv"] = "ae_conv"
+    arch: Literal["ae_conv"] = Field("ae_conv", description="The architecture.")
 
 
 class AccordionConfig(TrunkFields):
     """Study 001: ``folds`` copies of ae_conv in sequence, trained end to end."""
 
-    arch: Literal["accordion"] = "accordion"
-    folds: int = Field(2, ge=1, le=16)
+    arch: Literal["accordion"] = Field("accordion", description="The architecture.")
+    folds: int = Field(2, ge=1, le=16, description="Copies of ae_conv in sequence.")
 
 
 class VaeConvConfig(KlFields, TrunkFields, LatentPenaltyFields):
     """Convolutional VAE: strided 'same' convs, dense mu/logvar heads, mirrored decoder."""
 
-    arch: Literal["vae_conv"] = "vae_conv"
-    # Encoder maps per stride-2 conv; the decoder mirrors them in reverse order.
-    filters: tuple[PositiveInt, ...] = Field((32, 64, 128, 256), min_length=1)
-    kernel: PositiveInt = 3
-    z_dim: PositiveInt = 256
-    # none | last (after the last encoder conv, as in study 001) | all (after every
-    # hidden conv of encoder and decoder).
-    batch_norm: BatchNormPlacement = "none"
-    # transpose: stride-2 transposed convs; resize: nearest-neighbour ×2 then a
-    # stride-1 conv, which avoids the checkerboard artefacts study 003 mentions.
-    decoder_upsample: DecoderUpsample = "transpose"
-    # false: the same encoder and decoder as a deterministic AE (one dense head to z, no
-    # KL term), to compare a VAE with an AE of the very same bottleneck; with a latent
-    # penalty (LatentPenaltyFields) that AE is a WAE-MMD or an RAE.
-    variational: bool = True
+    arch: Literal["vae_conv"] = Field("vae_conv", description="The architecture.")
+    filters: tuple[PositiveInt, ...] = Field(
+        (32, 64, 128, 256),
+        min_length=1,
+        description="Encoder maps per stride-2 conv; the decoder mirrors them in reverse order.",
+    )
+    kernel: PositiveInt = Field(3, description="Side of every conv's kernel (odd).")
+    z_dim: PositiveInt = Field(256, description="Latent dimensions.")
+    batch_norm: BatchNormPlacement = Field(
+        "none",
+        description="none | last (after the last encoder conv, as in study 001) | all (after "
+        "every hidden conv of encoder and decoder).",
+    )
+    decoder_upsample: DecoderUpsample = Field(
+        "transpose",
+        description="transpose: stride-2 transposed convs; resize: nearest-neighbour ×2 then a "
+        "stride-1 conv, which avoids the checkerboard artefacts study 003 mentions.",
+    )
+    variational: bool = Field(
+        True,
+        description="false: the same encoder and decoder as a deterministic AE (one dense head "
+        "to z, no KL term), to compare a VAE with an AE of the same bottleneck; with a latent "
+        "penalty that AE is a WAE-MMD or an RAE.",
+    )
 
     @model_validator(mode="after")
     def _no_kl_knobs_without_a_posterior(self) -> VaeConvConfig:
@@ -218,22 +264,36 @@ class VaeGanConfig(VaeConvConfig):
 
     # The union's tag narrows to this subclass's own; mypy reads that as an incompatible
     # override of vae_conv's tag.
-    arch: Literal["vae_gan"] = "vae_gan"  # type: ignore[assignment]
-    # The pixel term's weight; 0 is Larsen's VAE-GAN, whose reconstruction is measured in
-    # the discriminator's features alone (feature_weight must then be above 0).
-    recon_weight: float = Field(1.0, ge=0.0)
-    # Maps of the discriminator's 4x4 stride-2 convs (LeakyReLU 0.2, no normalisation),
-    # followed by a 3x3 conv to one logit per patch: a ceil(n / 2^len) square map.
-    discriminator: tuple[PositiveInt, ...] = Field((32, 64, 128), min_length=1)
-    # Which discriminator conv (1 = the first) the feature reconstruction is measured after
-    # (Larsen's Dis_l): 0.5 x the squared distance of its maps, summed per image.
-    feature_layer: PositiveInt = 2
-    feature_weight: float = Field(1.0, ge=0.0)
-    # Weight of the generator's adversarial term, -log D of reconstructions and prior samples
-    # summed over each image's patches (0: the discriminator is a learned metric only).
-    adversarial_weight: float = Field(1.0, ge=0.0)
-    # The discriminator's Adam learning rate; null = train.lr.
-    discriminator_lr: float | None = Field(None, gt=0.0)
+    arch: Literal["vae_gan"] = Field("vae_gan", description="The architecture.")  # type: ignore[assignment]
+    recon_weight: float = Field(
+        1.0,
+        ge=0.0,
+        description="The pixel term's weight; 0 is Larsen's VAE-GAN, whose reconstruction is "
+        "measured in the discriminator's features alone (feature_weight must then be above 0).",
+    )
+    discriminator: tuple[PositiveInt, ...] = Field(
+        (32, 64, 128),
+        min_length=1,
+        description="Maps of the discriminator's 4x4 stride-2 convs (LeakyReLU 0.2, no "
+        "normalisation), then a 3x3 conv to one logit per patch.",
+    )
+    feature_layer: PositiveInt = Field(
+        2,
+        description="The discriminator conv (1 = the first) after which the feature "
+        "reconstruction is measured (Larsen's Dis_l).",
+    )
+    feature_weight: float = Field(
+        1.0, ge=0.0, description="Weight of the feature reconstruction term."
+    )
+    adversarial_weight: float = Field(
+        1.0,
+        ge=0.0,
+        description="Weight of -log D of reconstructions and prior samples, summed over each "
+        "image's patches (0: the discriminator is a learned metric only).",
+    )
+    discriminator_lr: float | None = Field(
+        None, gt=0.0, description="The discriminator's Adam learning rate; null = train.lr."
+    )
 
     @model_validator(mode="after")
     def _a_gan_of_a_vae_that_reconstructs(self) -> VaeGanConfig:
@@ -258,23 +318,31 @@ class VaeGanConfig(VaeConvConfig):
 class VaeMlpConfig(KlFields):
     """Study 002: fully connected VAE on flattened images (MNIST with z of 2, 4 or 10)."""
 
-    arch: Literal["vae_mlp"] = "vae_mlp"
-    # Encoder hidden widths; the decoder uses them in reverse. Empty = linear maps.
-    hidden: tuple[PositiveInt, ...] = (512, 256)
-    z_dim: PositiveInt = 2
+    arch: Literal["vae_mlp"] = Field("vae_mlp", description="The architecture.")
+    hidden: tuple[PositiveInt, ...] = Field(
+        (512, 256),
+        description="Encoder hidden widths; the decoder uses them in reverse. Empty = linear maps.",
+    )
+    z_dim: PositiveInt = Field(2, description="Latent dimensions.")
 
 
 class VaeSmallConfig(KlFields):
     """Study 004: three stride-1 unpadded convs, dense heads, transposed-conv decoder."""
 
-    arch: Literal["vae_small"] = "vae_small"
-    # Study 004 used a mean squared error scaled to a per-image sum.
-    recon_loss: ReconLoss = "mse"
-    z_dim: PositiveInt = 8
-    # With the default kernels a 28×28 image shrinks to 18×18; 16 maps flatten to the
-    # 5184 features the seed reports.
-    filters: tuple[PositiveInt, ...] = Field((32, 32, 16), min_length=1)
-    kernels: tuple[PositiveInt, ...] = Field((5, 5, 3), min_length=1)
+    arch: Literal["vae_small"] = Field("vae_small", description="The architecture.")
+    recon_loss: ReconLoss = Field(
+        "mse", description="As for every arch; study 004 used the mean squared error (mse)."
+    )
+    z_dim: PositiveInt = Field(8, description="Latent dimensions.")
+    filters: tuple[PositiveInt, ...] = Field(
+        (32, 32, 16),
+        min_length=1,
+        description="Maps of the stride-1 unpadded convs (with the default kernels a 28×28 "
+        "image shrinks to 18×18: 5184 features).",
+    )
+    kernels: tuple[PositiveInt, ...] = Field(
+        (5, 5, 3), min_length=1, description="Kernel side of each conv, one per filters entry."
+    )
 
     @model_validator(mode="after")
     def _one_kernel_per_filter(self) -> VaeSmallConfig:

@@ -20,13 +20,26 @@ def _default_models() -> dict[str, ModelConfig]:
 
 
 class Params(Section):
-    seed: int = Field(0, ge=0)
-    data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
-    # Variant name -> architecture and knobs; `train@<variant>` runs once per entry.
-    models: dict[str, ModelConfig] = Field(default_factory=_default_models)
-    evaluate: EvaluateConfig = EvaluateConfig()
-    registry: RegistryConfig = RegistryConfig()
+    """The whole of params.yaml."""
+
+    seed: int = Field(
+        0,
+        ge=0,
+        description="The pipeline's seed: the split, the first replicate's training, every "
+        "sample and bootstrap draw.",
+    )
+    data: DataConfig = Field(DataConfig(), description="What to download and how to prepare it.")
+    train: TrainConfig = Field(TrainConfig(), description="How every variant is trained.")
+    models: dict[str, ModelConfig] = Field(
+        default_factory=_default_models,
+        description="Variant name -> architecture and knobs; train@<variant> runs once per entry.",
+    )
+    evaluate: EvaluateConfig = Field(
+        EvaluateConfig(), description="What evaluate, chain and compare measure and draw."
+    )
+    registry: RegistryConfig = Field(
+        RegistryConfig(), description="How register names and ranks model versions."
+    )
 
     @field_validator("models")
     @classmethod

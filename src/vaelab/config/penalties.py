@@ -21,15 +21,23 @@ class LatentPenaltyFields(Section):
     ½‖z‖², plus ``decoder_reg_weight`` times ``decoder_reg``. 0 and none are off: the plain AE.
     """
 
-    # λ of the MMD (inverse multiquadratic kernel, unbiased U-statistic; the paper's λ: 10 on
-    # MNIST, 100 on CelebA). 0 = off.
-    mmd_weight: float = Field(0.0, ge=0.0)
-    # β of RAE's ½‖z‖² per image, batch mean. 0 = off.
-    latent_norm_weight: float = Field(0.0, ge=0.0)
-    # RAE's decoder regulariser: l2 (‖θ‖² over the decoder's parameters: weight decay) or gp
-    # (‖∇_z Σ D(z)‖² per image at the batch's codes: a gradient penalty).
-    decoder_reg: DecoderReg = "none"
-    decoder_reg_weight: float = Field(1.0, gt=0.0)
+    mmd_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="WAE-MMD's λ: the MMD of the codes to N(0, I) (inverse multiquadratic "
+        "kernel, unbiased U-statistic; the paper's λ: 10 on MNIST, 100 on CelebA). 0 = off.",
+    )
+    latent_norm_weight: float = Field(
+        0.0, ge=0.0, description="RAE's β of ½‖z‖² per image, batch mean. 0 = off."
+    )
+    decoder_reg: DecoderReg = Field(
+        "none",
+        description="RAE's decoder regulariser: l2 (‖θ‖² over the decoder's parameters: weight "
+        "decay) or gp (‖∇_z Σ D(z)‖² per image at the batch's codes: a gradient penalty).",
+    )
+    decoder_reg_weight: float = Field(
+        1.0, gt=0.0, description="λ of decoder_reg (only with decoder_reg: l2 or gp)."
+    )
 
     @model_validator(mode="after")
     def _decoder_reg_weight_needs_a_regulariser(self) -> LatentPenaltyFields:

@@ -10,19 +10,34 @@ from vaelab.config.section import Section
 
 
 class RegistryConfig(Section):
-    # Registered model names are "<prefix>-<variant>", e.g. vaelab-vae.
-    prefix: str = Field("vaelab", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    # The evaluation metric (a dotted key of metrics/detail/eval/<variant>.json) that decides
-    # the champion.
-    metric: str = "recon.mse"
-    mode: Literal["min", "max"] = "min"
-    # The one patience of everything that talks to a tracking server (train, register, promote;
-    # vaelab/tracking_http.py): attempts to reach it before the stage gives up, the first wait
-    # between them, and seconds per HTTP request; MLflow's own MLFLOW_HTTP_REQUEST_* are set
-    # from them.
-    retries: int = Field(3, ge=1)
-    backoff: float = Field(1.0, ge=0.0)
-    timeout: float = Field(10.0, gt=0.0)  # seconds per HTTP request to a remote server
+    """The ``registry:`` section: model names, the champion's metric, a tracking server's
+    patience."""
+
+    prefix: str = Field(
+        "vaelab",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description='Registered model names are "<prefix>-<variant>", e.g. vaelab-vae.',
+    )
+    metric: str = Field(
+        "recon.mse",
+        description="The evaluation metric (a dotted key of metrics/detail/eval/<variant>.json) "
+        "that decides the champion.",
+    )
+    mode: Literal["min", "max"] = Field(
+        "min", description="Whether a lower (min) or a higher (max) metric wins."
+    )
+    retries: int = Field(
+        3,
+        ge=1,
+        description="Attempts to reach a tracking server before a stage gives up (train, "
+        "register, promote; MLflow's MLFLOW_HTTP_REQUEST_* are set from these three).",
+    )
+    backoff: float = Field(
+        1.0, ge=0.0, description="Seconds before the first retry; each later wait doubles."
+    )
+    timeout: float = Field(
+        10.0, gt=0.0, description="Seconds per HTTP request to a remote tracking server."
+    )
     max_images: int = Field(
         512,
         ge=1,
