@@ -78,9 +78,11 @@ EVAL_PREFIX = "eval."
 
 def headline_keys(metric: str) -> dict[str, str]:
     """The numbers a run carries as metrics: name (after ``eval.``) -> dotted key of the
-    evaluation; the headline table's, and ``metric`` (registry.metric) when it has no row."""
-    keys = eval_headline()
-    return keys if metric in keys.values() else {**keys, metric: metric}
+    evaluation; the headline table's rows, and ``metric`` (registry.metric). Named by their
+    evaluation key (``eval.recon.mse``), as the versions' ``metric.*`` tags and
+    ``registry.metric`` name them, not by the DVC table's short headline key."""
+    keys = [*eval_headline().values(), metric]
+    return {key: key for key in dict.fromkeys(keys)}
 
 
 def tagged_keys(metric: str) -> list[str]:
