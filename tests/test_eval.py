@@ -36,6 +36,7 @@ from vaelab.evaluate.latent_measures import PixelSpread, active_dims, collapse_v
 from vaelab.evaluate.result import Result, merge_into
 from vaelab.io.hashing import md5_of_array
 from vaelab.io.metric_files import metric_files
+from vaelab.kernels import in_force
 from vaelab.measures.headline import compare_json
 from vaelab.models import Autoencoder, build_model
 from vaelab.models.layers import gaussian_sample
@@ -613,7 +614,8 @@ def test_chain_records_every_pass(workspace, params):
     # Grey images: no colour to drift, so no colour shift is reported or drawn.
     assert all("colour_shift_from_input" not in entry for entry in metrics.values())
     files = metric_files(workspace / "metrics", "chain.json")
-    assert json.loads(files.detail.read_text()) == metrics
+    # The detail adds the CPU kernels that computed it (vaelab.kernels).
+    assert json.loads(files.detail.read_text()) == metrics | {"kernels": in_force()}
     assert json.loads(files.headline.read_text()) == {
         "sharp": metrics["pass_2"]["laplacian_var"],
         "mse": metrics["pass_2"]["mse_to_input"],
@@ -763,7 +765,9 @@ def test_compare_writes_one_table_claims_and_side_by_side_figures(workspace, par
     assert first["results"]["laplacian_var"]["images"] == 10
     assert first["results"]["laplacian_var"]["level"] == pytest.approx(1 - 0.05 / len(VARIANTS))
     files = metric_files(workspace / "metrics", "compare.json")
-    assert json.loads(files.detail.read_text()) == json.loads(json.dumps(result))
+    assert json.loads(files.detail.read_text()) == json.loads(json.dumps(result)) | {
+        "kernels": in_force()
+    }
     # The headline: how many measured claims hold and go against the studies, nothing else.
     outcomes = [claims[key]["outcome"] for key in measured]
     assert json.loads(files.headline.read_text()) == {

@@ -36,7 +36,7 @@ def test_dvc_repro_prepare_then_nothing_to_do(repo: Path):
         "test": 25,
     }
     assert (index["face"] == 0).sum() == 100
-    metrics = json.loads((repo / "metrics" / "data.json").read_text())
+    metrics = json.loads((repo / "metrics" / "detail" / "data.json").read_text())
     assert metrics["splits"] == {"train": 65, "val": 10, "test": 25, "ood": 100}
     manifest = json.loads((repo / "data" / "raw" / "lfw" / "MANIFEST.json").read_text())
     assert [f["file"] for f in manifest["files"]] == ["lfw_subset.npy"]

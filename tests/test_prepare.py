@@ -45,21 +45,20 @@ def test_lfw_shapes_splits_and_ood(tmp_path, make_params):
     assert (index.loc[index["face"] == 0, "split"] == "ood").all()
     # Grey source, RGB requested: the three channels are equal.
     assert (images[..., 0] == images[..., 2]).all()
-    # The DVC metrics are counts only; the file list, the shape and the timings sit beside them.
+    # The DVC metrics are two counts; the splits, the file list, the shape and the timings sit
+    # beside them.
     metrics_dir = tmp_path / "metrics"
-    assert json.loads((metrics_dir / "data.json").read_text()) == {
-        "images": 200,
-        "skipped": 0,
-        "splits": {"train": 80, "val": 10, "test": 10, "ood": 100},
-    }
+    assert json.loads((metrics_dir / "data.json").read_text()) == {"images": 200, "skipped": 0}
     detail = json.loads((metrics_dir / "detail" / "data.json").read_text())
     assert (
-        detail["image_shape"] == [20, 20, 3]
+        detail["splits"] == {"train": 80, "val": 10, "test": 10, "ood": 100}
+        and detail["image_shape"] == [20, 20, 3]
         and detail["skipped"]["files"] == []
         and "seconds" not in detail
     )
     assert set(json.loads((metrics_dir / "timing" / "data.json").read_text())) == {
         "workers",
+        "kernels",
         "seconds",
         "images_per_second",
     }

@@ -19,6 +19,7 @@ import yaml
 
 from tests.support.project import copy_project
 from tests.support.project import run as _run
+from vaelab.measures.headline import SHARPNESS_HEADLINE
 
 DVC = [sys.executable, "-m", "dvc"]
 VAELAB = [sys.executable, "-m", "vaelab.cli"]
@@ -109,7 +110,7 @@ def test_push_clone_pull_reproduce_nothing_then_the_two_side_report(pushed: Path
     )
     assert "small_vae: no significant change" in report.stdout
     evaluated = json.loads((pushed / record).read_text())
-    assert f"{evaluated['sharpness']['recon']:.5g}" in verdicts[0]
+    assert f"{evaluated[SHARPNESS_HEADLINE]:.5g}" in verdicts[0]
     assert "`base` (`" in text and "is read from the workspace of" in text
     assert "No params changed." in text
     # No metric differs at all: the timings are not metrics.

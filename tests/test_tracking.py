@@ -139,3 +139,20 @@ def test_a_local_store_that_is_no_database_is_one_message_naming_it(tmp_path):
         connect(f"sqlite:///{db}", RegistryConfig()),
     ):
         pass
+
+
+def test_the_experiment_opens_as_model_training_in_the_ui(tmp_path, clean_env, tmp_path_factory):
+    """MLflow's UI shows an experiment of no kind as a GenAI overview of traces; vaelab's is
+    tagged model training (its runs table), when made and when found without the tag."""
+    from mlflow import MlflowClient
+
+    from vaelab.tracking import KIND_TAG
+
+    shutil.copyfile(template_db(tmp_path_factory), tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    made = experiment_id(client, uri)
+    assert client.get_experiment(made).tags[KIND_TAG[0]] == "custom_model_development"
+    client.delete_experiment_tag(made, KIND_TAG[0])  # a store made before the tag
+    assert experiment_id(client, uri) == made
+    assert client.get_experiment(made).tags[KIND_TAG[0]] == "custom_model_development"

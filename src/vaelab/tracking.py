@@ -104,6 +104,11 @@ def artifact_location(uri: str, root: Path | None = None) -> str | None:
     return ((root or project_root()) / ARTIFACTS_DIR / EXPERIMENT).as_uri()
 
 
+# What the MLflow UI (3.x) shows an experiment as: model training, with its runs table, not
+# the GenAI overview of traces it falls back on for an experiment of no kind.
+KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+
+
 def experiment_id(client: Any, uri: str) -> str:
     """The id of the ``vaelab`` experiment in ``client``'s store, created when missing."""
     from mlflow.exceptions import MlflowException
@@ -113,7 +118,7 @@ def experiment_id(client: Any, uri: str) -> str:
     if found is None:
         try:
             created: str = client.create_experiment(
-                EXPERIMENT, artifact_location=artifact_location(uri)
+                EXPERIMENT, artifact_location=artifact_location(uri), tags=dict([KIND_TAG])
             )
             return created
         except MlflowException as err:
@@ -122,6 +127,8 @@ def experiment_id(client: Any, uri: str) -> str:
                 raise
         found = client.get_experiment_by_name(EXPERIMENT)
     exp_id: str = found.experiment_id
+    if found.tags.get(KIND_TAG[0]) != KIND_TAG[1]:  # a store made before the tag
+        client.set_experiment_tag(exp_id, *KIND_TAG)
     return exp_id
 
 
