@@ -6,12 +6,15 @@ a fresh interpreter and looks at ``sys.modules``; nothing here is timed."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.tiny_stage import tiny_trained_project
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("mlflow", "sklearn", "torch._dynamo")
@@ -63,3 +66,27 @@ def test_an_auroc_needs_no_scikit_learn() -> None:
         "assert auroc([0.1, 0.5, 0.5], [0.5, 0.9]) == 5 / 6"
     )
     assert loaded_after(code) == []
+
+
+@pytest.mark.slow
+def test_an_evaluate_stage_imports_no_mlflow_nor_scikit_learn(
+    tmp_path, tiny_params_dict, make_params
+) -> None:
+    # A whole evaluate stage of a trained tiny variant: an AUROC, no MLflow run, no optimiser.
+    root, _ = tiny_trained_project(tmp_path, tiny_params_dict, make_params)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(REPO / "stages" / "evaluate.py"), "vae"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (root / "metrics" / "eval" / "vae.json").is_file()
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "torch" in imported and not imported & set(HEAVY)

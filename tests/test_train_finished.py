@@ -5,17 +5,13 @@ MLflow or scikit-learn and without touching the MLflow store; anything changed m
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from vaelab.data.download import run_download
-from vaelab.data.prepare import run_prepare
+from tests.support.tiny_stage import run_train_stage as _stage
+from tests.support.tiny_stage import tiny_trained_project
 from vaelab.train.finished import FOLDER, restore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,24 +33,6 @@ def _tree_md5s(root: Path) -> dict[str, str]:
     }
 
 
-def _stage(root: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, *options, str(REPO / "stages" / "train.py"), "vae"],
-        cwd=root,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(REPO / "src"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-            "OMP_NUM_THREADS": "1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
-
-
 def _imported(importtime: str) -> set[str]:
     """Top-level package names in ``python -X importtime``'s report."""
     return {
@@ -66,27 +44,7 @@ def _imported(importtime: str) -> set[str]:
 
 @pytest.fixture
 def trained(tmp_path, tiny_params_dict, make_params):
-    from tests.conftest import deep_merge
-
-    raw = deep_merge(
-        tiny_params_dict,
-        {
-            "train": {"epochs": 2, "batch_size": 32, "device": "cpu"},
-            "models": {"vae": {"arch": "vae_conv", "filters": [8, 16], "z_dim": 4}},
-        },
-    )
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    params = make_params(raw)
-    run_download(params, raw_root=tmp_path / "data" / "raw")
-    run_prepare(
-        params,
-        raw_root=tmp_path / "data" / "raw",
-        out_dir=tmp_path / "data" / "prepared",
-        metrics_path=tmp_path / "metrics" / "data.json",
-        progress=False,
-    )
-    _stage(tmp_path)
-    return tmp_path, raw
+    return tiny_trained_project(tmp_path, tiny_params_dict, make_params)
 
 
 def _delete_outputs(root: Path) -> None:
