@@ -35,6 +35,7 @@ import vaelab
 from vaelab.config import Params
 from vaelab.config.train_config import TrainConfig
 from vaelab.data.prepared_data import read_fingerprint
+from vaelab.io.atomic import atomic_directory, atomic_file
 from vaelab.io.hashing import md5sum
 from vaelab.io.metric_files import metric_files
 from vaelab.kernels import in_force
@@ -121,21 +122,16 @@ def keep(
     params: Params, variant: str, prepared: Path, models_root: Path, metrics_root: Path
 ) -> None:
     """Copy the variant's outputs, just written, to its ``finished`` folder with their key
-    and md5s (replacing what was there; the manifest is written last)."""
-    folder = finished_folder(params, variant)
-    partial = folder.with_name(f"{FOLDER}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for name, source in outputs(variant, models_root, metrics_root).items():
-        if source.is_dir():
-            shutil.copytree(source, partial / name)
-        else:
-            shutil.copy2(source, partial / name)
-    md5s = {name: md5sum(path) for name, path in _files(partial).items()}
-    manifest = {"key": outputs_key(params, variant, prepared), "md5": md5s}
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    and md5s (the folder replaced as a whole: a killed copy leaves the old one or none)."""
+    with atomic_directory(finished_folder(params, variant)) as staging:
+        for name, source in outputs(variant, models_root, metrics_root).items():
+            if source.is_dir():
+                shutil.copytree(source, staging / name)
+            else:
+                shutil.copy2(source, staging / name)
+        md5s = {name: md5sum(path) for name, path in _files(staging).items()}
+        manifest = {"key": outputs_key(params, variant, prepared), "md5": md5s}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def _intact(folder: Path, key: str) -> bool:
@@ -167,16 +163,15 @@ def restore(
     folder = finished_folder(params, variant)
     if not folder.is_dir() or not _intact(folder, outputs_key(params, variant, prepared)):
         return False
+    # Each output written beside its place and renamed there, as the stage writes them (a file
+    # DVC linked to its cache is replaced, never written through).
     for name, target in outputs(variant, models_root, metrics_root).items():
-        # Removed, not written over: a file DVC linked to its cache must stay as it is there.
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if (folder / name).is_dir():
-            shutil.copytree(folder / name, target)
+        kept = folder / name
+        if kept.is_dir():
+            with atomic_directory(target) as staging:
+                shutil.copytree(kept, staging, dirs_exist_ok=True)
         else:
-            shutil.copy2(folder / name, target)
+            with atomic_file(target, "wb") as handle:
+                handle.write(kept.read_bytes())
     log.info("%s: the training is finished; its outputs restored from %s", variant, folder)
     return True
