@@ -6,6 +6,8 @@ main = stage_main(
     __doc__,
     "vaelab.train.train:run_train",
     per_variant=True,
+    # A finished training (complete checkpoints, same inputs): its kept outputs put back.
+    done="vaelab.train.finished:restore",
     # train.processes > 1: this process starts torchrun with the ranks and waits for them.
     relaunch="vaelab.train.launch:relaunch",
 )

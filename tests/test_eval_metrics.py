@@ -456,6 +456,25 @@ def test_auroc_partial_overlap() -> None:
     assert auroc([0.0, 2.0], [1.0, 3.0]) == pytest.approx(0.75)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_auroc_is_scikit_learns_roc_auc_score(seed: int) -> None:
+    # Ties within and across the two sides (scores rounded to a few values), sizes uneven.
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    inliers = np.round(rng.normal(0.0, 1.0, 40 + seed * 17), 1)
+    outliers = np.round(rng.normal(0.5, 1.0, 25 + seed * 5), 1)
+    labels = np.concatenate([np.zeros(inliers.size), np.ones(outliers.size)])
+    expected = roc_auc_score(labels, np.concatenate([inliers, outliers]))
+    assert auroc(inliers, outliers) == pytest.approx(expected, rel=1e-15, abs=1e-15)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_auroc_rejects_non_finite_scores(bad: float) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        auroc([0.1, bad], [0.3])
+
+
 @pytest.mark.parametrize(("inliers", "outliers"), [([], [1.0]), ([1.0], []), ([], [])])
 def test_auroc_rejects_empty_side(inliers: list[float], outliers: list[float]) -> None:
     with pytest.raises(ValueError, match="at least one"):

@@ -33,10 +33,19 @@ def _runner(target: str) -> Callable[..., Any]:
 
 
 def stage_main(
-    description: str | None, run: str, *, per_variant: bool = False, relaunch: str | None = None
+    description: str | None,
+    run: str,
+    *,
+    per_variant: bool = False,
+    relaunch: str | None = None,
+    done: str | None = None,
 ) -> Callable[..., None]:
     """A ``main(argv=None)`` that calls ``run(params)``, or ``run(params, variant)`` with
     ``per_variant``; ``run`` is ``"module:function"``, imported after params are validated.
+
+    ``done`` (``"module:function"``, called as ``run`` is, before it and before ``relaunch``)
+    may find the stage's work done already and put its outputs in place: True ends the stage
+    there, before ``run``'s module is imported (the train stage with a finished training).
 
     ``relaunch`` (``"module:function"``, called as ``function(params, script, argv)``) may run
     the stage in other processes instead (the train stage under torchrun: ``train.processes``)
@@ -57,16 +66,15 @@ def stage_main(
         params: Params = load_params(args.params)
         # Before the stage's module imports torch and numpy: they choose kernels as they load.
         pin(params.train.portable_kernels)
+        stage_args = (params, args.variant) if per_variant else (params,)
+        if done is not None and _runner(done)(*stage_args):
+            return
         if relaunch is not None:
             script = Path(sys.argv[0]).resolve()
             status = _runner(relaunch)(params, script, sys.argv[1:] if argv is None else argv)
             if status is not None:
                 raise SystemExit(status)
-        stage = _runner(run)
-        if per_variant:
-            stage(params, args.variant)
-        else:
-            stage(params)
+        _runner(run)(*stage_args)
 
     return main
 

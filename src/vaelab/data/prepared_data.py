@@ -14,12 +14,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import pandas as pd
 
 from vaelab.errors import UserError
+
+if TYPE_CHECKING:
+    # pandas is imported where an index is read: a train stage with nothing to do reads the
+    # fingerprint alone and is done without it (vaelab.train.finished).
+    import pandas as pd
 
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.csv"
@@ -105,6 +109,8 @@ def load_prepared(prepared: Path, columns: list[str] | None = None) -> PreparedD
         raise UserError(f"{prepared}: no prepared data; run `dvc repro prepare` first")
     read_fingerprint(prepared)  # the files still have the sizes prepare wrote, before any read
     images = np.load(images_path, mmap_mode="r", allow_pickle=False)
+    import pandas as pd
+
     index = pd.read_csv(index_path, usecols=columns)
     if len(index) != len(images):
         raise UserError(

@@ -439,10 +439,13 @@ def auroc(inlier_scores: ArrayLike, outlier_scores: ArrayLike) -> float:
 
     Scores are any 1-D array-likes (flattened); a higher score means more anomalous. 1.0 = every
     outlier scores above every inlier, 0.5 = chance, 0.0 = perfectly reversed.
-    """
-    # Imported here: scikit-learn pulls in scipy.stats, a second of start-up for every stage.
-    from sklearn.metrics import roc_auc_score
 
+    The Mann-Whitney form: the chance that an outlier scores above an inlier, a tie counting
+    one half, from the outliers' ranks among all scores (tied scores share their average rank):
+    ``(rank sum of the outliers - n1 (n1 + 1) / 2) / (n0 n1)``. The same value as
+    scikit-learn's ``roc_auc_score`` (the trapezoids under the ROC curve), without its second
+    of import for one number per evaluation.
+    """
     inliers = np.asarray(inlier_scores, dtype=np.float64).ravel()
     outliers = np.asarray(outlier_scores, dtype=np.float64).ravel()
     if inliers.size == 0 or outliers.size == 0:
@@ -450,9 +453,16 @@ def auroc(inlier_scores: ArrayLike, outlier_scores: ArrayLike) -> float:
             "auroc needs at least one inlier and one outlier score, "
             f"got {inliers.size} inliers and {outliers.size} outliers"
         )
-    labels = np.concatenate([np.zeros(inliers.size), np.ones(outliers.size)])
     scores = np.concatenate([inliers, outliers])
-    return float(roc_auc_score(labels, scores))
+    if not np.isfinite(scores).all():
+        raise ValueError("auroc needs finite scores, got NaN or infinity")
+    # Average ranks (1-based): a group of t equal scores after s smaller ones ranks s + (t + 1) / 2.
+    _, group, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    below = np.cumsum(counts) - counts
+    ranks = below + (counts + 1) / 2.0
+    outlier_rank_sum = float(ranks[group[inliers.size :]].sum())
+    n0, n1 = inliers.size, outliers.size
+    return (outlier_rank_sum - n1 * (n1 + 1) / 2.0) / (n0 * n1)
 
 
 def colour_shift(reference: Tensor, images: Tensor) -> float:

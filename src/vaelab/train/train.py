@@ -5,7 +5,8 @@ The tracking store is reached first, before anything is written (:mod:`vaelab.tr
 Per replicate, :func:`build` (model, runtime, the checkpoint's key) and :func:`fit` (the
 loop, logging to an MLflow run of its own); then :func:`write` (``models/<variant>/seed<k>/``
 with each replicate's ex-post GMM (:func:`fit_gmm`), the metrics and history averaged over
-the replicates).
+the replicates), and a copy of it all kept beside the checkpoints: a later stage with nothing
+to do puts that copy back without importing torch (:mod:`vaelab.train.finished`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from vaelab.train.batches import Batches
 from vaelab.train.checkpoint import config_hash
 from vaelab.train.convergence import check, summarise
 from vaelab.train.distributed import DistInfo, init_distributed, shutdown_distributed
+from vaelab.train.finished import keep, training_for
 from vaelab.train.loop import TrainResult, train_model
 from vaelab.train.mlflow_logger import Tracking, TrainRun, ended_status, open_tracking
 
@@ -141,15 +143,12 @@ def run_train(
                 fitted.append(fit(params, setup, splits, dist_info, progress, tracking))
             if not dist_info.is_writer:
                 return {}
-            return write(params, splits, fitted, models_root, metrics_root)
+            metrics = write(params, splits, fitted, models_root, metrics_root)
+            # For a later run with nothing to do (vaelab.train.finished.restore).
+            keep(params, variant, prepared, models_root, metrics_root)
+            return metrics
     finally:
         shutdown_distributed()
-
-
-def training_for(params: Params, variant: str) -> TrainConfig:
-    """``train:`` as this variant trains: its own ``epochs`` when its entry sets them."""
-    epochs = params.models[variant].epochs
-    return params.train if epochs is None else params.train.model_copy(update={"epochs": epochs})
 
 
 def load_splits(prepared: Path) -> Splits:
