@@ -22,7 +22,7 @@ from vaelab.tracking import experiment_id
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
-URL = re.compile(r"experiment vaelab: (http://127\.0\.0\.1:(\d+)/#/experiments/(\d+))")
+URL = re.compile(r"experiment vaelab: (http://127\.0\.0\.1:(\d+)/#/experiments/(\d+)/\S+)")
 
 workspace = pytest.fixture(workspace_fixture)
 

@@ -37,9 +37,14 @@ READY_S = 120.0  # how long the server may take to answer (a new store runs its 
 STOP_S = 15.0  # how long it may take to stop
 
 
+# MLflow 3's UI opens in its GenAI view (traces) unless the address asks for model training.
+RUNS_PAGE = "runs?workflowType=machine_learning"
+
+
 def experiment_url(base: str, exp_id: str) -> str:
-    """The UI page of experiment ``exp_id`` on the server at ``base``."""
-    return f"{base.rstrip('/')}/#/experiments/{exp_id}"
+    """The runs table of experiment ``exp_id`` on the server at ``base``, in the UI's model
+    training view (variants, their seeds nested under them)."""
+    return f"{base.rstrip('/')}/#/experiments/{exp_id}/{RUNS_PAGE}"
 
 
 def server_command(uri: str, port: int) -> list[str]:
