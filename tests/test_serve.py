@@ -213,7 +213,8 @@ def test_served_images_must_be_whole_pixels_within_the_request_limit(workspace):
 
 
 def test_mlflow_drops_params_the_schema_does_not_name_before_predict():
-    """Why an unknown request param ({"foo": 1}) cannot be refused (issue 26, item 8): MLflow
+    """Why an unknown request param ({"foo": 1}) cannot be refused by predict, only in front of
+    MLflow's app as `vaelab serve` does (issue 26, item 8): MLflow
     3's PyFuncModel.predict passes params through _enforce_params_schema, which keeps only the
     names of the params schema (and gives a model without one no params at all) before the
     model's predict runs. If this fails, MLflow hands them on: refuse them in predict."""

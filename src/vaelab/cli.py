@@ -12,6 +12,7 @@ from vaelab.errors import exit_on_user_error
 from vaelab.logs import setup_logging
 from vaelab.prdiff.command import add_commands as add_report_commands
 from vaelab.registry.generate import add_commands as add_registry_commands
+from vaelab.registry.serve import add_commands as add_serve_commands
 from vaelab.registry.ui import add_commands as add_ui_commands
 
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(func=_summary)
     add_report_commands(commands)
     add_registry_commands(commands)
+    add_serve_commands(commands)
     add_ui_commands(commands)
     return parser
 

@@ -13,7 +13,7 @@ import argparse
 import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -21,6 +21,8 @@ import numpy as np
 from vaelab.errors import UserError
 
 if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+
     from vaelab.models.saved import SavedConfig
     from vaelab.registry.pyfunc import VariantModel
 
@@ -88,9 +90,12 @@ def _tracking_store(ref: str) -> str:
     return uri
 
 
-def _load_mlflow_model(ref: str) -> VariantModel:
+def load_pyfunc(ref: str, model_config: dict[str, Any] | None = None) -> PyFuncModel:
+    """Download the MLflow model ``ref`` (a URI, or a folder with ``MLmodel``), vet it
+    (:func:`~vaelab.registry.pyfunc.vet_model_folder`) and load that copy as MLflow's pyfunc,
+    with ``model_config`` (else the logged one); UserError naming ``ref`` if it can't."""
     from vaelab.config.registry_config import RegistryConfig
-    from vaelab.registry.pyfunc import VariantModel, vet_model_folder
+    from vaelab.registry.pyfunc import vet_model_folder
     from vaelab.tracking_http import bounded_mlflow_http, display_uri
 
     uri = _tracking_store(ref)  # first: it quiets MLflow before MLflow is imported
@@ -118,11 +123,20 @@ def _load_mlflow_model(ref: str) -> VariantModel:
         # Read the MLmodel before anything of the model runs, then load that same copy.
         vet_model_folder(local, ref)
         try:
-            loaded = mlflow.pyfunc.load_model(str(local))
+            loaded: PyFuncModel = mlflow.pyfunc.load_model(str(local), model_config=model_config)
+            return loaded
         except MlflowException as err:
             raise UserError(f"--model {ref}: cannot load it: {err.message}") from err
+
+
+def vaelab_model(loaded: PyFuncModel, ref: str) -> VariantModel:
+    """The vaelab model inside MLflow's pyfunc ``loaded``; UserError if it is another's."""
+    from mlflow.exceptions import MlflowException
+
+    from vaelab.registry.pyfunc import VariantModel
+
     try:
-        python_model = loaded.unwrap_python_model()
+        python_model = loaded.unwrap_python_model()  # type: ignore[no-untyped-call]
     except MlflowException as err:  # another flavour's pyfunc (sklearn, say) has no python model
         raise UserError(
             f"--model {ref}: an MLflow model, but not one vaelab registered ({err.message})"
@@ -133,6 +147,10 @@ def _load_mlflow_model(ref: str) -> VariantModel:
             f"({type(python_model).__name__})"
         )
     return python_model
+
+
+def _load_mlflow_model(ref: str) -> VariantModel:
+    return vaelab_model(load_pyfunc(ref), ref)
 
 
 # --------------------------------------------------------------------------- grids
