@@ -12,7 +12,10 @@ models, and the ``vaelab generate`` / ``vaelab reconstruct`` / ``vaelab promote`
 - :mod:`.model_code`, :mod:`.decoder_code`: the files MLflow's models-from-code logs and
   runs, one per logged model;
 - :mod:`.generate`: ``vaelab generate`` and ``vaelab reconstruct`` (and the CLI wiring of
-  ``vaelab promote``).
+  ``vaelab promote``);
+- :mod:`.serve`: ``vaelab serve``, MLflow's scoring app behind a gate that refuses a request
+  over ``registry.max_images`` before reading it, and params the model does not take;
+- :mod:`.ui`: ``vaelab ui``, the MLflow UI over the project's store.
 
 Nothing is imported here so that ``import vaelab.registry`` stays cheap: MLflow is
 imported by the modules that need it (:mod:`.pyfunc`, :mod:`.register`, :mod:`.generate`).

@@ -27,9 +27,10 @@ recorded as the logged model's ``model_config`` at register; ``SERVING_MODEL_CON
 ``MLFLOW_PYFUNC_INFERENCE_CONFIG`` override it when serving); more is refused before any
 work, and what is accepted runs through the network ``BATCH_SIZE`` at a time.
 
-Params other than ``mode`` cannot be refused: MLflow's ``_enforce_params_schema`` drops
+Params other than ``mode`` cannot be refused here: MLflow's ``_enforce_params_schema`` drops
 every key the params schema does not name (with a warning in the server's log) before
 ``predict`` is called, and a model without a params schema gets no params at all.
+``vaelab serve`` (:mod:`.serve`) refuses them before MLflow sees the request.
 
 Both classes also offer the plain methods :meth:`VariantModel.reconstruct`,
 :meth:`~VariantModel.encode`, :meth:`~VariantModel.decode` and
@@ -244,7 +245,7 @@ class VariantModel(PythonModel):
         model = self._trained
         latents = _as_array(latents, "latents")
         if latents.ndim >= 1:
-            self._check_count(len(latents), "latents")
+            self.check_count(len(latents), "latents")
         if latents.ndim != 2 or latents.shape[1] != model.latent_dim or not _is_real(latents):
             raise _bad_input(
                 f"expected latents of shape (N, {model.latent_dim}), real numbers, for this "
@@ -268,7 +269,7 @@ class VariantModel(PythonModel):
         (loaded from its folder)."""
         if n < 1:
             raise _bad_input(f"generate needs n >= 1, got {n}")
-        self._check_count(n, "images")
+        self.check_count(n, "images")
         if sampler not in SAMPLERS:
             raise _bad_input(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
         gmm = self.gmm
@@ -299,7 +300,7 @@ class VariantModel(PythonModel):
         self._trained  # noqa: B018 - fails clearly before load_files
         images = _as_array(images, "images")
         if images.ndim >= 1:
-            self._check_count(len(images), "images")
+            self.check_count(len(images), "images")
         size, _, channels = self.image_shape
         if images.ndim != 4 or images.shape[1:] != self.image_shape:
             raise _bad_input(
@@ -309,7 +310,7 @@ class VariantModel(PythonModel):
         pixels = _whole_pixels(images).astype(np.float32) / 255.0
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
 
-    def _check_count(self, count: int, what: str) -> None:
+    def check_count(self, count: int, what: str) -> None:
         """Refuse more than ``max_images`` images or latents in one call, before any work."""
         if count > self.max_images:
             raise _bad_input(

@@ -235,7 +235,7 @@ def gated_app(loaded: PyFuncModel, model: VariantModel, max_images: int) -> Requ
     limits = limits_for(model, params, max_images)
 
     def check_count(count: int) -> None:
-        model._check_count(count, limits.what)
+        model.check_count(count, limits.what)
 
     return RequestGate(scoring_server.init(loaded), limits, check_count)
 
