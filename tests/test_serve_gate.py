@@ -168,6 +168,12 @@ def test_vaelab_serve_refuses_params_the_model_does_not_name(workspace):
             }
         answer = _post(url, {"inputs": pixels, "params": ["mode"]})
         assert answer.status_code == 400 and "params must be a JSON object" in answer.text
+        # A param of the wrong type: its type named, the inputs not quoted (MLflow's own 400
+        # for {"mode": 3} quotes the request's inputs).
+        many = np.zeros((8, 16, 16, 1), dtype=np.int64).tolist()
+        answer = _post(url, {"inputs": many, "params": {"mode": 3}})
+        assert answer.status_code == 400 and len(answer.content) < 200, answer.text
+        assert answer.json()["message"] == "param mode must be a string; got a JSON int"
         answer = _post(url, {"inputs": pixels, "params": {"mode": "encode"}})
         assert answer.status_code == 200, answer.text
         assert np.asarray(answer.json()["predictions"]).shape == (1, 4)
@@ -207,3 +213,13 @@ def test_vaelab_serve_needs_an_mlflow_model_and_a_free_port(tmp_path, monkeypatc
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"-h 127.0.0.1 -p {port}: cannot listen there" in err and "Traceback" not in err
+
+
+def test_a_param_of_another_json_type_is_named_by_its_type():
+    from vaelab.registry.serve import wrong_type
+
+    assert wrong_type("mode", "encode", "string") is None
+    assert wrong_type("mode", 3, "string") == "param mode must be a string; got a JSON int"
+    assert wrong_type("n", True, "long") == "param n must be a long; got a JSON bool"
+    assert wrong_type("x", 2, "double") is None and wrong_type("f", False, "boolean") is None
+    assert wrong_type("t", "x", "datetime") is None  # left to MLflow

@@ -26,7 +26,7 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,32 @@ class Limits:
     what: str  # "images" or "latents"
     item: str  # one item's shape, for messages: "16x16x1 image"
     params: tuple[str, ...]  # the params the model's signature names
+    # Each param's JSON type, as its signature's ParamSpec names it ("string", "long", ...):
+    # a value of another type is refused here, saying so (MLflow's own 400 quotes the inputs).
+    param_types: tuple[tuple[str, str], ...] = ()
+
+
+# Python types a JSON value of each MLflow param type arrives as.
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "long": (int,),
+    "float": (int, float),
+    "double": (int, float),
+}
+
+
+def wrong_type(name: str, value: object, kind: str) -> str | None:
+    """Why ``value`` is no valid ``kind`` for param ``name`` (its type, never the value), or
+    None; a kind this table does not know is left to MLflow."""
+    accepted = JSON_TYPES.get(kind)
+    if accepted is None:
+        return None
+    is_bool = isinstance(value, bool)
+    if isinstance(value, accepted) and (kind == "boolean" or not is_bool):
+        return None
+    return f"param {name} must be a {kind}; got a JSON {type(value).__name__}"
 
 
 def limits_for(model: VariantModel, params: tuple[str, ...], max_images: int) -> Limits:
@@ -184,6 +210,10 @@ class RequestGate:
                 if self.limits.params
                 else f"unknown params {', '.join(unknown)}: this model takes no params"
             )
+        kinds = dict(self.limits.param_types)
+        for name, value in (params or {}).items():
+            if (reason := wrong_type(name, value, kinds.get(name, ""))) is not None:
+                return reason
         from vaelab.registry.pyfunc import RequestError
 
         for key in BATCH_KEYS:
@@ -231,8 +261,11 @@ def gated_app(loaded: PyFuncModel, model: VariantModel, max_images: int) -> Requ
     from mlflow.pyfunc import scoring_server
 
     schema = loaded.metadata.get_params_schema()  # type: ignore[no-untyped-call]
-    params = tuple(spec.name for spec in schema.params) if schema is not None else ()
-    limits = limits_for(model, params, max_images)
+    specs = list(schema.params) if schema is not None else []
+    limits = replace(
+        limits_for(model, tuple(spec.name for spec in specs), max_images),
+        param_types=tuple((spec.name, spec.to_dict()["type"]) for spec in specs),
+    )
 
     def check_count(count: int) -> None:
         model.check_count(count, limits.what)
