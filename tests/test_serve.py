@@ -12,6 +12,7 @@ from tests.support.trained import (
     free_port,
     running_server,
     save_variant,
+    serve,
     subprocess_env,
     tiny_params,
     tracking_server,
@@ -32,27 +33,8 @@ def test_mlflow_models_serve_answers_invocations_for_the_champion(workspace):
         tiny_params(), models_root=workspace.models, metrics_root=workspace.metrics
     )
 
-    port = free_port()
-    command = [
-        *MLFLOW,
-        "models",
-        "serve",
-        "-m",
-        "models:/vaelab-vae@champion",
-        "--env-manager",
-        "local",
-        "-p",
-        str(port),
-        "-h",
-        "127.0.0.1",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with running_server(
-        command,
-        ready_url=f"{url}/ping",
-        log_path=workspace.root / "serve.log",
-        env=subprocess_env(MLFLOW_TRACKING_URI=workspace.uri),
-    ):
+    server, url = serve(workspace, "serve")
+    with server:
         images = np.random.default_rng(0).integers(0, 256, size=(2, 16, 16, 1)).tolist()
         answer = requests.post(
             f"{url}/invocations",
@@ -126,32 +108,6 @@ def test_mlflow_models_serve_answers_invocations_for_the_champion(workspace):
         )
 
 
-def _serve_champion(workspace, name: str):
-    """``mlflow models serve`` of vaelab-vae@champion on a free port: (context, base URL)."""
-    port = free_port()
-    command = [
-        *MLFLOW,
-        "models",
-        "serve",
-        "-m",
-        "models:/vaelab-vae@champion",
-        "--env-manager",
-        "local",
-        "-p",
-        str(port),
-        "-h",
-        "127.0.0.1",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    server = running_server(
-        command,
-        ready_url=f"{url}/ping",
-        log_path=workspace.root / f"{name}.log",
-        env=subprocess_env(MLFLOW_TRACKING_URI=workspace.uri),
-    )
-    return server, url
-
-
 def test_served_images_must_be_whole_pixels_within_the_request_limit(workspace):
     """Issue 26, items 1, 2 and 8: MLflow used to cast JSON pixels to the signature's uint8,
     so a [0, 1]-normalised face came back 200 as a black one; no request was too large;
@@ -159,7 +115,7 @@ def test_served_images_must_be_whole_pixels_within_the_request_limit(workspace):
     save_variant(workspace.models, "vae")
     write_eval(workspace.metrics, "vae", 0.05)
     run_register(tiny_params(), models_root=workspace.models, metrics_root=workspace.metrics)
-    server, url = _serve_champion(workspace, "serve-checks")
+    server, url = serve(workspace, "serve-checks")
     with server:
 
         def post(inputs: np.ndarray) -> requests.Response:

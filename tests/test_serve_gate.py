@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +18,8 @@ import pytest
 import requests
 
 from tests.support.trained import (
-    free_port,
-    running_server,
     save_variant,
-    subprocess_env,
+    serve,
     tiny_params,
     workspace_fixture,
     write_eval,
@@ -41,27 +38,6 @@ def _register(workspace) -> dict:
     save_variant(workspace.models, "vae")
     write_eval(workspace.metrics, "vae", 0.05)
     return run_register(tiny_params(), models_root=workspace.models, metrics_root=workspace.metrics)
-
-
-def _serve(workspace, name: str, model: str, *, mlflow: bool = False):
-    """`vaelab serve` (default host) or `mlflow models serve` of ``model`` on a free port:
-    (context yielding the process, base URL)."""
-    port = free_port()
-    if mlflow:
-        command = [
-            *(sys.executable, "-m", "mlflow", "models", "serve", "-m", model),
-            *("--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)),
-        ]
-    else:
-        command = [sys.executable, "-m", "vaelab.cli", "serve", "-m", model, "-p", str(port)]
-    url = f"http://127.0.0.1:{port}"
-    server = running_server(
-        command,
-        ready_url=f"{url}/ping",
-        log_path=workspace.root / f"{name}.log",
-        env=subprocess_env(MLFLOW_TRACKING_URI=workspace.uri),
-    )
-    return server, url
 
 
 def _peak_memory(pid: int) -> int:
@@ -103,9 +79,7 @@ def test_vaelab_serve_answers_as_mlflow_models_serve_does(workspace):
     ]
     answers = {}
     for name, mlflow in (("vaelab", False), ("mlflow", True)):
-        server, url = _serve(
-            workspace, f"serve-{name}", "models:/vaelab-vae@champion", mlflow=mlflow
-        )
+        server, url = serve(workspace, f"serve-{name}", mlflow=mlflow)
         with server:
             answers[name] = [_post(url, payload) for payload in requests_sent]
             answers[name].append(requests.get(f"{url}/version", timeout=10))
@@ -120,7 +94,7 @@ def test_vaelab_serve_refuses_a_body_over_the_limit_before_reading_it(workspace)
     gigabytes, and then answers 400), sent whole or chunked: 413 naming the setting, and the
     server's peak memory barely moves."""
     _register(workspace)
-    server, url = _serve(workspace, "serve-gate", "models:/vaelab-vae@champion")
+    server, url = serve(workspace, "serve-gate", mlflow=False)
     with server as process:
         big = _zeros_json(50 * MEGABYTE)
         assert len(big) > 49 * MEGABYTE
@@ -156,7 +130,7 @@ def test_vaelab_serve_refuses_params_the_model_does_not_name(workspace):
     """`mlflow models serve` drops {"foo": 1} with a warning in its log and answers 200."""
     report = _register(workspace)
     pixels = np.zeros((1, 16, 16, 1), dtype=np.int64).tolist()
-    server, url = _serve(workspace, "serve-params", "models:/vaelab-vae@champion")
+    server, url = serve(workspace, "serve-params", mlflow=False)
     with server:
         for params in ({"foo": 1}, {"mode": "encode", "foo": 1, "bar": 2}):
             answer = _post(url, {"inputs": pixels, "params": params})
@@ -179,7 +153,9 @@ def test_vaelab_serve_refuses_params_the_model_does_not_name(workspace):
         assert np.asarray(answer.json()["predictions"]).shape == (1, 4)
 
     # The decoder names no params at all.
-    server, url = _serve(workspace, "serve-decoder", report["variants"]["vae"]["decoder_uri"])
+    server, url = serve(
+        workspace, "serve-decoder", report["variants"]["vae"]["decoder_uri"], mlflow=False
+    )
     with server:
         draws = np.zeros((2, 4)).tolist()
         answer = _post(url, {"inputs": draws, "params": {"mode": "encode"}})

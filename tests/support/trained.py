@@ -348,3 +348,28 @@ def _stop_group(process: subprocess.Popen) -> None:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=15)
+
+
+CHAMPION = "models:/vaelab-vae@champion"
+
+
+def serve(workspace: Any, name: str, model: str = CHAMPION, *, mlflow: bool = True) -> Any:
+    """``mlflow models serve`` (or, with ``mlflow`` False, ``vaelab serve``) of ``model`` on a
+    free port of 127.0.0.1 over the workspace's store: (context yielding the process, base
+    URL); its log is ``<name>.log`` in the workspace."""
+    port = free_port()
+    if mlflow:
+        command = [
+            *(sys.executable, "-m", "mlflow", "models", "serve", "-m", model),
+            *("--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)),
+        ]
+    else:
+        command = [sys.executable, "-m", "vaelab.cli", "serve", "-m", model, "-p", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    server = running_server(
+        command,
+        ready_url=f"{url}/ping",
+        log_path=workspace.root / f"{name}.log",
+        env=subprocess_env(MLFLOW_TRACKING_URI=workspace.uri),
+    )
+    return server, url
