@@ -40,14 +40,12 @@ from vaelab.io.hashing import md5sum
 from vaelab.io.metric_files import metric_files
 from vaelab.kernels import in_force
 from vaelab.tracking import tracking_uri
+from vaelab.train.launch import RANK_VARIABLE
 
 log = logging.getLogger("vaelab.train")
 
 FOLDER = "finished"
 MANIFEST = "manifest.json"
-# torchrun sets it in every rank it starts (as vaelab.train.launch reads it): the process that
-# started the ranks has looked for finished outputs already.
-RANK_VARIABLE = "WORLD_SIZE"
 # The libraries whose versions may change the bytes of a training's outputs.
 LIBRARIES = ("torch", "numpy", "scikit-learn", "pandas")
 
