@@ -76,19 +76,18 @@ log = logging.getLogger("vaelab.registry")
 EVAL_PREFIX = "eval."
 
 
-def headline_keys(metric: str) -> dict[str, str]:
-    """The numbers a run carries as metrics: name (after ``eval.``) -> dotted key of the
-    evaluation; the headline table's rows, and ``metric`` (registry.metric). Named by their
-    evaluation key (``eval.recon.mse``), as the versions' ``metric.*`` tags and
-    ``registry.metric`` name them, not by the DVC table's short headline key."""
-    keys = [*eval_headline().values(), metric]
-    return {key: key for key in dict.fromkeys(keys)}
+def headline_keys(metric: str) -> list[str]:
+    """The numbers a run carries as metrics, as dotted keys of the evaluation: the headline
+    table's rows, and ``metric`` (registry.metric). A run names each ``eval.<key>``
+    (``eval.recon.mse``), as the versions' ``metric.*`` tags and ``registry.metric`` name it,
+    not by the DVC table's short headline key."""
+    return list(dict.fromkeys([*eval_headline().values(), metric]))
 
 
 def tagged_keys(metric: str) -> list[str]:
     """The evaluation keys a registered version carries as ``metric.<key>`` tags: the headline
     numbers, those its description leads with, and ``metric``."""
-    keys = [*headline_keys(metric).values(), *(m.detail for m in described())]
+    keys = [*headline_keys(metric), *(m.detail for m in described())]
     return list(dict.fromkeys(keys))
 
 
@@ -97,22 +96,22 @@ def _number(value: Any) -> float | None:
 
 
 def headline_metrics(tree: dict[str, Any], metric: str) -> dict[str, float]:
-    """``{"eval.<name>": value}`` of the headline numbers ``tree`` (an evaluation) has."""
+    """``{"eval.<key>": value}`` of the headline numbers ``tree`` (an evaluation) has."""
     found = {}
-    for name, key in headline_keys(metric).items():
+    for key in headline_keys(metric):
         value = _number(lookup(tree, key))
         if value is not None:
-            found[EVAL_PREFIX + name] = value
+            found[EVAL_PREFIX + key] = value
     return found
 
 
 def spread_metrics(detail: dict[str, Any], metric: str) -> dict[str, float]:
-    """The headline numbers over seeds: each mean (``eval.<name>``), its sd over seeds
+    """The headline numbers over seeds: each mean (``eval.<key>``), its sd over seeds
     (``.sd``) and its 95 % interval over seeds and images (``.low``, ``.high``) where the
     evaluation has them."""
     spreads, intervals = detail.get("sd", {}), detail.get("intervals", {})
     found: dict[str, float] = {}
-    for name, key in headline_keys(metric).items():
+    for key in headline_keys(metric):
         mean = _number(lookup(detail, key))
         if mean is None:
             continue
@@ -125,7 +124,7 @@ def spread_metrics(detail: dict[str, Any], metric: str) -> dict[str, float]:
                 for end in ("low", "high")
             },
         }
-        found |= {f"{EVAL_PREFIX}{name}{part}": v for part, v in parts.items() if v is not None}
+        found |= {f"{EVAL_PREFIX}{key}{part}": v for part, v in parts.items() if v is not None}
     return found
 
 
